@@ -1,0 +1,3 @@
+import {makeAttentionGradConfig} from './attention_grad.js';
+
+export const slidingWindowAttentionGradConfig = makeAttentionGradConfig('sliding');

@@ -1,0 +1,16 @@
+import './register.js';
+
+export {flashAttention} from './ops/flash_attention.js';
+export type {FlashAttentionOptions} from './ops/flash_attention.js';
+export {slidingWindowAttention} from './ops/sliding_window_attention.js';
+export type {SlidingWindowAttentionOptions} from './ops/sliding_window_attention.js';
+export {sparseAttention} from './ops/sparse_attention.js';
+export type {SparseAttentionOptions} from './ops/sparse_attention.js';
+export type {AttentionWithLse, CommonAttentionOptions} from './ops/run_attention.js';
+export * as patterns from './patterns/index.js';
+export type {BlockLayout} from './patterns/block_layout.js';
+export {makePlan, MAX_HEAD_DIM} from './plan/plan.js';
+export type {AttentionPlan} from './plan/plan.js';
+export {clearScheduleCache, getSchedule} from './plan/schedule.js';
+export type {BlockSchedule} from './plan/schedule.js';
+export * from './kernel_names.js';

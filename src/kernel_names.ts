@@ -1,0 +1,47 @@
+/**
+ * Kernel names and their inputs/attrs, as in tfjs-core's kernel_names.ts.
+ *
+ * Forward kernels: inputs {q, k, v, keyLengths}, attrs {plan}; outputs [output, lse]
+ *   output [batch, seqQ, heads, headDim] float32, lse [batch, heads, seqQ] float32.
+ * Grad kernels: inputs {q, k, v, output, lse, dOutput, dLse, keyLengths}, attrs {plan}; outputs [dq, dk, dv].
+ *   dLse is the gradient flowing into lse (zeros when lse is unused): dS = P ∘ (dP − rowsum(dO∘O) + dLse).
+ * keyLengths is always an int32 [batch] tensor; kernels read it only when plan.hasKeyLengths.
+ */
+import type {NamedAttrMap} from '@tensorflow/tfjs-core';
+import type {AttentionKind, AttentionPlan} from './plan/plan.js';
+
+export const FlashAttention = 'FlashAttention';
+export const SlidingWindowAttention = 'SlidingWindowAttention';
+export const SparseAttention = 'SparseAttention';
+export const FlashAttentionGrad = 'FlashAttentionGrad';
+export const SlidingWindowAttentionGrad = 'SlidingWindowAttentionGrad';
+export const SparseAttentionGrad = 'SparseAttentionGrad';
+
+export const FORWARD_KERNEL: Record<AttentionKind, string> = {
+  flash: FlashAttention,
+  sliding: SlidingWindowAttention,
+  sparse: SparseAttention,
+};
+export const GRAD_KERNEL: Record<AttentionKind, string> = {
+  flash: FlashAttentionGrad,
+  sliding: SlidingWindowAttentionGrad,
+  sparse: SparseAttentionGrad,
+};
+export const ALL_KERNELS = [...Object.values(FORWARD_KERNEL), ...Object.values(GRAD_KERNEL)];
+
+export type AttentionInputNames = 'q' | 'k' | 'v' | 'keyLengths';
+export type AttentionGradInputNames = AttentionInputNames | 'output' | 'lse' | 'dOutput' | 'dLse';
+
+export interface AttentionAttrs {
+  plan: AttentionPlan;
+}
+
+export function attentionAttrs(plan: AttentionPlan): NamedAttrMap {
+  return {plan} as unknown as NamedAttrMap;
+}
+
+export function planOf(attrs: NamedAttrMap | undefined): AttentionPlan {
+  const plan = (attrs as unknown as AttentionAttrs | undefined)?.plan;
+  if (plan == null) throw new Error('attention kernel called without its plan attribute');
+  return plan;
+}

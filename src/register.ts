@@ -1,0 +1,10 @@
+/**
+ * Importing the package registers every kernel and gradient it has (like tfjs's register_all_kernels).
+ * Dedicated kernels: cpu (and, as they land, webgpu and webgl). The composite kernels serve wasm and tensorflow by
+ * name and, on first use, any backend without dedicated kernels.
+ */
+import '../kernels/cpu/register_all_cpu_kernels.js';
+import './register_all_gradients.js';
+import {registerCompositeKernels} from '../kernels/composite/register_composite_kernels.js';
+
+for (const backendName of ['wasm', 'tensorflow']) registerCompositeKernels(backendName);

@@ -1,0 +1,98 @@
+/**
+ * The shared test table: every backend runs these cases (a backend adds a runner, not copies of cases).
+ * Cases are plain JSON so a browser page can run them too. Tags: 'quick' = small subset for slow runners
+ * (SwiftShader, llvmpipe), 'long' = larger shapes.
+ */
+export type LayoutSpec =
+    | {name: 'local' | 'strided' | 'fixed' | 'bigBird' | 'longformer'; blockSize: number; params?: object}
+    | {name: 'union' | 'intersect'; parts: LayoutSpec[]}
+    | {name: 'fromBlockMask'; blockSize: number; mask: number[][][]};
+
+export interface AttentionCase {
+  name: string;
+  op: 'flash' | 'sliding' | 'sparse';
+  batch: number;
+  seqQ: number;
+  seqK: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  causal?: boolean;
+  windowSize?: number | [number, number];
+  layout?: LayoutSpec;
+  scale?: number;
+  softcap?: number;
+  keyLengths?: number[];
+  /** Pass keyLengths as an int32 tensor instead of a number[]. */
+  keyLengthsTensor?: boolean;
+  /** Also back-propagate a random gradient into lse (returnLse). */
+  lseGrad?: boolean;
+  tags?: string[];
+}
+
+const base = {batch: 1, heads: 2, kvHeads: 2};
+
+export const CASES: AttentionCase[] = [
+  // flashAttention
+  {...base, name: 'flash tiny S7 D16', op: 'flash', seqQ: 7, seqK: 7, headDim: 16, tags: ['quick']},
+  {...base, name: 'flash single token S1 D40', op: 'flash', seqQ: 1, seqK: 1, headDim: 40, tags: ['quick']},
+  {...base, name: 'flash causal S77 H3 D64', op: 'flash', seqQ: 77, seqK: 77, heads: 3, kvHeads: 3, headDim: 64,
+   causal: true, tags: ['quick']},
+  {...base, name: 'flash causal bottom-right seqQ7 seqK130', op: 'flash', seqQ: 7, seqK: 130, headDim: 64,
+   causal: true, tags: ['quick']},
+  {...base, name: 'flash causal seqQ130 > seqK77 (empty top rows)', op: 'flash', seqQ: 130, seqK: 77, headDim: 32,
+   causal: true, tags: ['quick']},
+  {name: 'flash GQA B2 S300 H4/2 D64', op: 'flash', batch: 2, seqQ: 300, seqK: 300, heads: 4, kvHeads: 2,
+   headDim: 64, tags: ['long']},
+  {name: 'flash MQA causal S130 H4/1 D128', op: 'flash', batch: 1, seqQ: 130, seqK: 130, heads: 4, kvHeads: 1,
+   headDim: 128, causal: true, tags: ['quick']},
+  {...base, name: 'flash D256 S77', op: 'flash', seqQ: 77, seqK: 77, heads: 1, kvHeads: 1, headDim: 256},
+  {...base, name: 'flash D80 S33', op: 'flash', seqQ: 33, seqK: 33, headDim: 80},
+  {...base, name: 'flash D96 causal S65', op: 'flash', seqQ: 65, seqK: 65, headDim: 96, causal: true},
+  {...base, name: 'flash softcap 5, scale 1', op: 'flash', seqQ: 77, seqK: 77, headDim: 40, scale: 1, softcap: 5,
+   tags: ['quick']},
+  {name: 'flash keyLengths [77, 0, 30] (empty batch)', op: 'flash', batch: 3, seqQ: 20, seqK: 77, heads: 2,
+   kvHeads: 2, headDim: 16, keyLengths: [77, 0, 30], tags: ['quick']},
+  {name: 'flash causal keyLengths tensor', op: 'flash', batch: 2, seqQ: 77, seqK: 77, heads: 2, kvHeads: 1,
+   headDim: 64, causal: true, keyLengths: [50, 77], keyLengthsTensor: true},
+  {...base, name: 'flash scale 0.5', op: 'flash', seqQ: 33, seqK: 130, headDim: 16, scale: 0.5},
+  {...base, name: 'flash decode seqQ1 seqK300 causal', op: 'flash', seqQ: 1, seqK: 300, headDim: 64, causal: true},
+  {...base, name: 'flash lse output with lse gradient', op: 'flash', seqQ: 40, seqK: 70, headDim: 32, causal: true,
+   lseGrad: true, tags: ['quick']},
+  // slidingWindowAttention
+  {...base, name: 'sliding w16 S130 D64', op: 'sliding', seqQ: 130, seqK: 130, headDim: 64, windowSize: 16,
+   tags: ['quick']},
+  {...base, name: 'sliding [8, 8] S77', op: 'sliding', seqQ: 77, seqK: 77, headDim: 40, windowSize: [8, 8]},
+  {...base, name: 'sliding [-1, 4] S77', op: 'sliding', seqQ: 77, seqK: 77, headDim: 16, windowSize: [-1, 4]},
+  {...base, name: 'sliding [4, -1] S77', op: 'sliding', seqQ: 77, seqK: 77, headDim: 16, windowSize: [4, -1]},
+  {...base, name: 'sliding [0, 0] diagonal only', op: 'sliding', seqQ: 33, seqK: 33, headDim: 16, windowSize: [0, 0]},
+  {...base, name: 'sliding seqQ7 seqK300 [20, 3]', op: 'sliding', seqQ: 7, seqK: 300, headDim: 64,
+   windowSize: [20, 3], tags: ['quick']},
+  {...base, name: 'sliding seqQ130 > seqK40 w5 (empty rows)', op: 'sliding', seqQ: 130, seqK: 40, headDim: 16,
+   windowSize: 5},
+  {name: 'sliding GQA keyLengths softcap', op: 'sliding', batch: 2, seqQ: 100, seqK: 100, heads: 4, kvHeads: 2,
+   headDim: 32, windowSize: [30, 10], keyLengths: [100, 61], softcap: 3, scale: 0.7, lseGrad: true},
+  // sparseAttention
+  {...base, name: 'sparse local bs16 S130', op: 'sparse', seqQ: 130, seqK: 130, headDim: 64,
+   layout: {name: 'local', blockSize: 16, params: {leftBlocks: 2}}, tags: ['quick']},
+  {...base, name: 'sparse strided bs16 S300', op: 'sparse', seqQ: 300, seqK: 300, headDim: 32,
+   layout: {name: 'strided', blockSize: 16, params: {stride: 3, localBlocks: 1}}, tags: ['long']},
+  {...base, name: 'sparse fixed bs16 S300 causal', op: 'sparse', seqQ: 300, seqK: 300, headDim: 16, causal: true,
+   layout: {name: 'fixed', blockSize: 16, params: {blocksPerSegment: 4, summaryBlocks: 1}}, tags: ['long']},
+  {...base, name: 'sparse bigBird per-head causal S300', op: 'sparse', seqQ: 300, seqK: 300, headDim: 40,
+   causal: true, layout: {name: 'bigBird', blockSize: 16, params: {numHeads: 2, seed: 7}}},
+  {...base, name: 'sparse longformer bs7 S77', op: 'sparse', seqQ: 77, seqK: 77, headDim: 16,
+   layout: {name: 'longformer', blockSize: 7, params: {windowBlocks: 1, globalBlocks: [0, 5]}}, tags: ['quick']},
+  {...base, name: 'sparse union seqQ130 seqK300 bs32', op: 'sparse', seqQ: 130, seqK: 300, headDim: 64,
+   layout: {name: 'union', parts: [{name: 'local', blockSize: 32}, {name: 'strided', blockSize: 32,
+                                                                     params: {stride: 4}}]}},
+  {...base, name: 'sparse intersect bigBird∩local', op: 'sparse', seqQ: 96, seqK: 96, headDim: 16,
+   layout: {name: 'intersect', parts: [{name: 'bigBird', blockSize: 8, params: {seed: 3}},
+                                       {name: 'local', blockSize: 8, params: {leftBlocks: 3, rightBlocks: 1}}]}},
+  {...base, name: 'sparse fromBlockMask with empty rows', op: 'sparse', seqQ: 20, seqK: 24, headDim: 16,
+   layout: {name: 'fromBlockMask', blockSize: 8,
+            mask: [[[1, 0, 1], [0, 0, 0], [0, 1, 1]], [[0, 0, 0], [1, 1, 0], [0, 0, 1]]]}, tags: ['quick']},
+  {name: 'sparse GQA keyLengths softcap causal', op: 'sparse', batch: 2, seqQ: 77, seqK: 77, heads: 4, kvHeads: 1,
+   headDim: 16, causal: true, softcap: 2, keyLengths: [40, 77], keyLengthsTensor: true, lseGrad: true,
+   layout: {name: 'bigBird', blockSize: 8, params: {seed: 11, windowBlocks: 3, randomBlocks: 1}}},
+];

@@ -1,0 +1,48 @@
+/**
+ * Mocha glue for the shared case table: one `describe` per backend, each case asserted against the reference.
+ * Inputs are random and fresh every run; the seed is printed so a failure can be replayed with TEST_SEED=<seed>.
+ */
+import {expect} from 'chai';
+import {AttentionCase, CASES} from './cases.js';
+import type {CaseResult} from './check_case.js';
+
+export const BASE_SEED = Number(process.env.TEST_SEED ?? Math.floor(Math.random() * 1e9));
+let printed = false;
+
+export function caseSeed(index: number): number {
+  if (!printed) {
+    console.log(`    shared cases: TEST_SEED=${BASE_SEED}`);
+    printed = true;
+  }
+  return BASE_SEED + 1000 * index;
+}
+
+export interface Tolerances {
+  /** Max relative error (see CaseResult.errors) for output and lse. */
+  forward: number;
+  /** Max relative error for dq, dk, dv. */
+  gradients: number;
+}
+
+export function assertCaseResult(r: CaseResult, tol: Tolerances): void {
+  const context = `${r.name} (seed ${r.seed}): errors ${JSON.stringify(r.errors)}`;
+  expect(r.problems, context).to.deep.equal([]);
+  expect(r.errors.output, `output ${context}`).to.be.at.most(tol.forward);
+  expect(r.errors.lse, `lse ${context}`).to.be.at.most(tol.forward);
+  expect(r.errors.dq, `dq ${context}`).to.be.at.most(tol.gradients);
+  expect(r.errors.dk, `dk ${context}`).to.be.at.most(tol.gradients);
+  expect(r.errors.dv, `dv ${context}`).to.be.at.most(tol.gradients);
+  expect(r.leakedTensors, `leaked tensors ${context}`).to.equal(0);
+}
+
+/** Registers one mocha test per case; `run` executes a case on the backend under test. */
+export function describeSharedCases(
+    title: string, tol: Tolerances, run: (c: AttentionCase, seed: number) => Promise<CaseResult>,
+    filter: (c: AttentionCase) => boolean = () => true): void {
+  describe(`${title}: shared cases (tolerance fwd ${tol.forward}, grad ${tol.gradients})`, () => {
+    CASES.forEach((c, index) => {
+      if (!filter(c)) return;
+      it(c.name, async () => assertCaseResult(await run(c, caseSeed(index)), tol));
+    });
+  });
+}
