@@ -1,0 +1,10 @@
+/**
+ * Registers the dedicated webgpu attention kernels (like tfjs-backend-webgpu's register_all_kernels.ts).
+ * Kernels missing here are served by the composite kernels (ensureAttentionKernels registers them on first use).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+const kernelConfigs: tf.KernelConfig[] = [
+];
+
+for (const config of kernelConfigs) tf.registerKernel(config);
