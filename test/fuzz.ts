@@ -1,0 +1,327 @@
+/**
+ * Property-based fuzzing of the three ops against the float64 reference (test/reference.ts), through the public API.
+ *
+ * Environment-agnostic like check_case.ts: takes the tfjs module and the library module, so node (test/fuzz.test.ts,
+ * scripts/fuzz.ts) and a browser page can run the same generator and checker on any backend.
+ *
+ * The generator draws *raw* parameters that do not depend on each other (sizes, fractions, seeds) and maps them to a
+ * concrete AttentionCase, so fast-check can shrink every parameter independently down to a minimal failing case,
+ * which is printed as an AttentionCase ready to paste into test/cases.ts.
+ */
+import fc from 'fast-check';
+import type {AttentionCase, LayoutSpec} from './cases.js';
+import {CaseResult, checkCase, Lib, randomArray, Tf} from './check_case.js';
+
+export interface FuzzTolerance {
+  /** Max relative error (max |actual − expected| / max |expected|) of output and lse. */
+  forward: number;
+  /** Max relative error of dq, dk, dv. */
+  gradients: number;
+}
+
+/**
+ * Fuzz tolerances per backend, fp32 against float64. Random scales up to 1.5 with headDim up to 256 give logits of a
+ * few tens, where fp32 exp/softmax rounding alone reaches ~1e-5 relative, so the fuzz bound is looser than the shared
+ * table's. RELIABILITY.md lists the same numbers; keep them in sync.
+ */
+export const FUZZ_TOLERANCES: Record<string, FuzzTolerance> = {
+  cpu: {forward: 5e-5, gradients: 2e-4},
+  wasm: {forward: 5e-5, gradients: 2e-4},
+  // webgpu / webgl: filled in by the lead once those runners exist (see RELIABILITY.md, "GPU backends").
+};
+
+export interface FuzzConfig {
+  /** Largest seqQ / seqK drawn. */
+  maxSeq: number;
+  /** Largest headDim drawn besides the occasional 256 (when maxHeadDim >= 256 the 256 draw is kept). */
+  maxHeadDim: number;
+  /** Cases with batch·heads·seqQ·seqK·headDim above this are redrawn (keeps runs fast; the reference is O(that)). */
+  maxWork: number;
+  /** Ops to draw (default all three). */
+  ops?: Array<AttentionCase['op']>;
+}
+
+/** `npm test`: a few seconds for ~40 runs on cpu. */
+export const QUICK_FUZZ: FuzzConfig = {maxSeq: 48, maxHeadDim: 64, maxWork: 4e5};
+/** `npm run fuzz`: the full ranges of the spec (seq up to ~200, headDim up to 128 and 256). */
+export const LONG_FUZZ: FuzzConfig = {maxSeq: 211, maxHeadDim: 256, maxWork: 2.5e7};
+
+const PRIMES = [2, 3, 5, 7, 11, 13, 17, 31, 37, 61, 67, 97, 127, 131, 197, 211];
+
+type BuilderName = 'local' | 'strided' | 'fixed' | 'bigBird' | 'longformer';
+
+/** A layout spec before it knows the sizes: fromBlockMask is drawn as (density, seed) and materialized later. */
+type RawLayout =
+    | {name: BuilderName; params: Record<string, unknown>}
+    | {name: 'fromBlockMask'; density: number; maskSeed: number; perHead: boolean}
+    | {name: 'union' | 'intersect'; parts: RawLayout[]};
+
+interface RawCase {
+  op: AttentionCase['op'];
+  batch: number;
+  seqQ: number;
+  seqK: number;
+  kvHeads: number;
+  groupSize: number;
+  headDim: number;
+  scale: number | undefined;
+  softcap: number | undefined;
+  causal: boolean;
+  window: {left: number; right: number; asNumber: boolean};
+  keyLengths: {fractions: number[]; tensor: boolean} | undefined;
+  blockSize: number;
+  layout: RawLayout;
+  perHeadBigBird: boolean;
+  lseGrad: boolean;
+}
+
+export interface FuzzCase {
+  case: AttentionCase;
+  /** Seed of the random q, k, v, dO, dLse (check_case.randomArray). */
+  seed: number;
+}
+
+function seqArb(maxSeq: number): fc.Arbitrary<number> {
+  const primes = PRIMES.filter((p) => p <= maxSeq);
+  return fc.oneof(
+      {weight: 1, arbitrary: fc.constant(1)},
+      {weight: 2, arbitrary: fc.constantFrom(...primes)},
+      {weight: 4, arbitrary: fc.integer({min: 1, max: maxSeq})});
+}
+
+function headDimArb(maxHeadDim: number): fc.Arbitrary<number> {
+  const small = fc.integer({min: 1, max: Math.min(maxHeadDim, 128)});
+  return maxHeadDim >= 256 ? fc.oneof({weight: 12, arbitrary: small}, {weight: 1, arbitrary: fc.constant(256)}) :
+                             small;
+}
+
+/** -1 (unbounded), small, or up to beyond the longest sequence. */
+function windowSideArb(maxSeq: number): fc.Arbitrary<number> {
+  return fc.oneof(fc.constant(-1), fc.integer({min: 0, max: 8}), fc.integer({min: 0, max: maxSeq + 5}));
+}
+
+function builderArb(): fc.Arbitrary<RawLayout> {
+  const small = (max: number) => fc.integer({min: 0, max});
+  return fc.oneof(
+      fc.record({name: fc.constant('local' as const), params: fc.record({leftBlocks: small(4), rightBlocks: small(3)})}),
+      fc.record({
+        name: fc.constant('strided' as const),
+        params: fc.record({stride: fc.integer({min: 1, max: 5}), localBlocks: small(3)}),
+      }),
+      fc.record({
+        name: fc.constant('fixed' as const),
+        params: fc.integer({min: 1, max: 5}).chain(
+            (l) => fc.record({blocksPerSegment: fc.constant(l), summaryBlocks: fc.integer({min: 1, max: l})})),
+      }),
+      fc.record({
+        name: fc.constant('bigBird' as const),
+        params: fc.record({
+          windowBlocks: small(5), globalBlocks: small(2), randomBlocks: small(3),
+          seed: fc.integer({min: 0, max: 1e6}),
+        }),
+      }),
+      fc.record({
+        name: fc.constant('longformer' as const),
+        params: fc.record({windowBlocks: small(3), globalBlocks: fc.uniqueArray(small(6), {maxLength: 3})}),
+      }),
+      fc.record({
+        name: fc.constant('fromBlockMask' as const), density: fc.integer({min: 0, max: 100}).map((x) => x / 100),
+        maskSeed: fc.integer({min: 0, max: 1e6}), perHead: fc.boolean(),
+      }));
+}
+
+function layoutArb(): fc.Arbitrary<RawLayout> {
+  return fc.oneof(
+      {weight: 5, arbitrary: builderArb()},
+      {
+        weight: 2,
+        arbitrary: fc.record({
+          name: fc.constantFrom('union' as const, 'intersect' as const),
+          parts: fc.array(builderArb(), {minLength: 1, maxLength: 3}),
+        }),
+      });
+}
+
+function rawCaseArb(cfg: FuzzConfig): fc.Arbitrary<RawCase> {
+  // Doubles are drawn as integers / N: fast-check's double() favours denormals and extremes, which say little here.
+  const ratio = (min: number, max: number, n: number) => fc.integer({min: min * n, max: max * n}).map((x) => x / n);
+  const fraction = fc.oneof(
+      {weight: 1, arbitrary: fc.constant(0)}, {weight: 1, arbitrary: fc.constant(1)},
+      {weight: 4, arbitrary: ratio(0, 1, 1000)});
+  // Half the cases leave each option out (fc.option's default leaves it out only 1 time in 6).
+  const half = {nil: undefined, freq: 1};
+  return fc.record({
+    op: fc.constantFrom(...(cfg.ops ?? ['flash', 'sliding', 'sparse'] as const)),
+    batch: fc.integer({min: 1, max: 3}),
+    seqQ: seqArb(cfg.maxSeq),
+    seqK: seqArb(cfg.maxSeq),
+    kvHeads: fc.integer({min: 1, max: 3}),
+    groupSize: fc.integer({min: 1, max: 4}),
+    headDim: headDimArb(cfg.maxHeadDim),
+    scale: fc.option(ratio(-1.5, 1.5, 100), half),
+    softcap: fc.option(ratio(0.25, 30, 4), half),
+    causal: fc.boolean(),
+    window: fc.record({left: windowSideArb(cfg.maxSeq), right: windowSideArb(cfg.maxSeq), asNumber: fc.boolean()}),
+    keyLengths: fc.option(
+        fc.record({fractions: fc.array(fraction, {minLength: 3, maxLength: 3}), tensor: fc.boolean()}), half),
+    blockSize: fc.oneof(fc.integer({min: 1, max: 8}), fc.integer({min: 1, max: 64})),
+    layout: layoutArb(),
+    perHeadBigBird: fc.boolean(),
+    lseGrad: fc.boolean(),
+  });
+}
+
+function materializeLayout(raw: RawLayout, r: RawCase, heads: number, blockSize: number): LayoutSpec {
+  switch (raw.name) {
+    case 'union':
+    case 'intersect':
+      return {name: raw.name, parts: raw.parts.map((p) => materializeLayout(p, r, heads, blockSize))};
+    case 'fromBlockMask': {
+      const qBlocks = Math.ceil(r.seqQ / blockSize), kBlocks = Math.ceil(r.seqK / blockSize);
+      const bits = randomArray((raw.perHead ? heads : 1) * qBlocks * kBlocks, raw.maskSeed);
+      let n = 0;
+      // randomArray is uniform in [-1, 1): on with probability `density`.
+      const mask = Array.from({length: raw.perHead ? heads : 1}, () => Array.from(
+          {length: qBlocks}, () => Array.from({length: kBlocks}, () => ((bits[n++] + 1) / 2 < raw.density ? 1 : 0))));
+      return {name: 'fromBlockMask', blockSize, mask};
+    }
+    case 'bigBird':
+      return {name: 'bigBird', blockSize, params: {...raw.params, numHeads: r.perHeadBigBird ? heads : 1}};
+    default:
+      return {name: raw.name, blockSize, params: raw.params};
+  }
+}
+
+/** Maps independent raw draws to a concrete, valid case. */
+function toCase(r: RawCase): AttentionCase {
+  const heads = r.kvHeads * r.groupSize;
+  const c: AttentionCase = {
+    name: 'fuzz', op: r.op, batch: r.batch, seqQ: r.seqQ, seqK: r.seqK, heads, kvHeads: r.kvHeads,
+    headDim: r.headDim,
+  };
+  if (r.scale !== undefined) c.scale = r.scale;
+  if (r.softcap !== undefined) c.softcap = r.softcap;
+  if (r.lseGrad) c.lseGrad = true;
+  if (r.keyLengths) {
+    c.keyLengths = r.keyLengths.fractions.slice(0, r.batch).map((f) => Math.round(f * r.seqK));
+    if (r.keyLengths.tensor) c.keyLengthsTensor = true;
+  }
+  if (r.op === 'sliding') {
+    c.windowSize = r.window.asNumber ? r.window.left : [r.window.left, r.window.right];
+  } else if (r.causal) {
+    c.causal = true;
+  }
+  if (r.op === 'sparse') c.layout = materializeLayout(r.layout, r, heads, r.blockSize);
+  c.name = describeCase(c);
+  return c;
+}
+
+/** Work of one case: the reference and the kernels are O(this). */
+export function caseWork(c: AttentionCase): number {
+  return c.batch * c.heads * c.seqQ * c.seqK * c.headDim;
+}
+
+function describeLayout(l: LayoutSpec): string {
+  if (l.name === 'union' || l.name === 'intersect') return `${l.name}(${l.parts.map(describeLayout).join(',')})`;
+  if (l.name === 'fromBlockMask') return `fromBlockMask(bs${l.blockSize},${l.mask.length}h)`;
+  return `${l.name}(bs${(l as {blockSize: number}).blockSize})`;
+}
+
+function describeCase(c: AttentionCase): string {
+  const parts = [`fuzz ${c.op} B${c.batch} Sq${c.seqQ} Sk${c.seqK} H${c.heads}/${c.kvHeads} D${c.headDim}`];
+  if (c.causal) parts.push('causal');
+  if (c.windowSize !== undefined) parts.push(`w${JSON.stringify(c.windowSize)}`);
+  if (c.layout) parts.push(describeLayout(c.layout));
+  if (c.keyLengths) parts.push(`keyLengths${c.keyLengthsTensor ? 'T' : ''}[${c.keyLengths}]`);
+  if (c.scale !== undefined) parts.push(`scale ${c.scale.toPrecision(3)}`);
+  if (c.softcap !== undefined) parts.push(`softcap ${c.softcap.toPrecision(3)}`);
+  if (c.lseGrad) parts.push('dLse');
+  return parts.join(' ');
+}
+
+/** Random valid cases within the config's ranges, shrinking towards small ones. */
+export function fuzzCaseArb(cfg: FuzzConfig): fc.Arbitrary<FuzzCase> {
+  return fc.record({raw: rawCaseArb(cfg), seed: fc.integer({min: 0, max: 0x7fffffff})})
+      .map(({raw, seed}) => ({case: toCase(raw), seed}))
+      .filter((f) => caseWork(f.case) <= cfg.maxWork);
+}
+
+/** Why a result fails the tolerance (empty when it passes). */
+export function caseFailures(r: CaseResult, tol: FuzzTolerance): string[] {
+  const failures = [...r.problems];
+  for (const key of ['output', 'lse'] as const) {
+    if (!(r.errors[key] <= tol.forward)) failures.push(`${key} error ${r.errors[key]} > ${tol.forward}`);
+  }
+  for (const key of ['dq', 'dk', 'dv'] as const) {
+    if (!(r.errors[key] <= tol.gradients)) failures.push(`${key} error ${r.errors[key]} > ${tol.gradients}`);
+  }
+  if (r.leakedTensors !== 0) failures.push(`leaked ${r.leakedTensors} tensors`);
+  return failures;
+}
+
+export interface FuzzOptions {
+  seed: number;
+  numRuns: number;
+  config: FuzzConfig;
+  tolerance: FuzzTolerance;
+  /** Called after every executed case (progress output, statistics). */
+  onCase?: (c: FuzzCase, r: CaseResult | null, failures: string[]) => void;
+}
+
+export interface FuzzReport {
+  seed: number;
+  numRuns: number;
+  failed: boolean;
+  /** The shrunk (minimal) failing case, ready to paste into test/cases.ts, and its data seed. */
+  counterexample: FuzzCase | null;
+  /** Why the counterexample fails. */
+  error: string | null;
+  numShrinks: number;
+  /** fast-check's replay path: pass with the seed to jump straight to the counterexample. */
+  path: string | null;
+  /** Largest error seen per quantity over every passing and failing run. */
+  maxErrors: CaseResult['errors'];
+}
+
+/** Runs the property on the current backend; never throws for a failing case (see report.failed). */
+export async function runFuzz(tf: Tf, lib: Lib, opts: FuzzOptions): Promise<FuzzReport> {
+  const maxErrors = {output: 0, lse: 0, dq: 0, dk: 0, dv: 0};
+  const property = fc.asyncProperty(fuzzCaseArb(opts.config), async (f) => {
+    let result: CaseResult | null = null;
+    let failures: string[];
+    try {
+      result = await checkCase(tf, lib, f.case, f.seed);
+      failures = caseFailures(result, opts.tolerance);
+      for (const key of Object.keys(maxErrors) as Array<keyof typeof maxErrors>) {
+        if (Number.isFinite(result.errors[key])) maxErrors[key] = Math.max(maxErrors[key], result.errors[key]);
+      }
+    } catch (e) {
+      failures = [`threw ${(e as Error)?.message ?? String(e)}`];
+    }
+    opts.onCase?.(f, result, failures);
+    if (failures.length > 0) throw new Error(failures.join('; '));
+  });
+  const details = await fc.check(property, {seed: opts.seed, numRuns: opts.numRuns});
+  const counterexample = details.counterexample?.[0] ?? null;
+  return {
+    seed: details.seed,
+    numRuns: details.numRuns,
+    failed: details.failed,
+    counterexample,
+    error: details.failed ? String((details.errorInstance as Error)?.message ?? details.errorInstance) : null,
+    numShrinks: details.numShrinks,
+    path: details.counterexamplePath,
+    maxErrors,
+  };
+}
+
+/** A failing report as text: the case (JSON for test/cases.ts), its data seed, and how to replay it. */
+export function formatFailure(r: FuzzReport, backend: string): string {
+  if (!r.failed || r.counterexample == null) return '';
+  return [
+    `fuzz failed on ${backend} after ${r.numRuns} runs and ${r.numShrinks} shrinks (seed ${r.seed}, path ${r.path})`,
+    `error: ${r.error}`,
+    `minimal case (data seed ${r.counterexample.seed}):`,
+    JSON.stringify(r.counterexample.case),
+  ].join('\n');
+}
