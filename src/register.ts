@@ -4,6 +4,7 @@
  * name and, on first use, any backend without dedicated kernels.
  */
 import '../kernels/cpu/register_all_cpu_kernels.js';
+import '../kernels/webgl/register_all_webgl_kernels.js';
 import './register_all_gradients.js';
 import {registerCompositeKernels} from '../kernels/composite/register_composite_kernels.js';
 

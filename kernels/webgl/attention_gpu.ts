@@ -1,0 +1,440 @@
+/**
+ * WebGL2 fragment programs of the attention forward pass (and the pieces the backward pass shares).
+ *
+ * A fragment writes one RGBA texel and cannot share work with its neighbours, so the kernels split attention into
+ * passes whose fragments each own a small output and stream over the plan's visible key tiles:
+ *   RowStatsProgram      lse of four query rows (online logsumexp over the visible keys, queries held in registers)
+ *   ScoresProgram        P = exp(t − lse) for a chunk of query rows × their visible key tiles (a tile buffer)
+ *   RowAccumulateProgram O = P·V (and dQ = dS·K): two rows × two channels, streaming the chunk's tiles
+ * Masked-out tiles are never visited (loop bounds come from the schedule table); full tiles skip per-element masks.
+ * Every loop runs at most max(TILE / 2, headDim / 2, slots) iterations, so no loop comes near the 65,535-iteration
+ * limit of Mesa's llvmpipe, whatever the sequence length. Texel layouts: see texel_layout_webgl.ts.
+ */
+import type {GPGPUProgram} from '@tensorflow/tfjs-backend-webgl';
+
+/** Query rows per tile and keys per tile (the schedule's block size on webgl). */
+export const TILE = 32;
+
+export type UniformValues = Record<string, number>;
+type Uniform = {name: string, type: 'int' | 'float'};
+
+const FLOAT_UNIFORMS = new Set(['scale', 'softcap']);
+
+/** What the plan-level GLSL helpers read (declared by every program that masks or walks the schedule). */
+export const PLAN_UNIFORMS = [
+  'seqQ', 'seqK', 'seqQPad', 'seqKPad', 'heads', 'kvHeads', 'groupSize', 'diagOffset', 'windowLeft', 'windowRight',
+  'numQueryTiles', 'numKeyTiles', 'maskHeads', 'layoutBlock', 'layoutQueryBlocks', 'layoutKeyBlocks', 'tableWidth',
+  'rowSlotBase', 'colHeaderBase', 'colEntryBase', 'layoutBase', 'scale', 'softcap',
+];
+
+/** Compile-time variants of a program (part of its shader key). */
+export interface AttentionVariant {
+  /** Head dimension in texels (channel pairs). */
+  headTexels: number;
+  hasLayout: boolean;
+  hasKeyLengths: boolean;
+  hasSoftcap: boolean;
+}
+
+/** Base of the attention programs: tfjs GPGPUProgram fields plus the uniform values of this draw. */
+export abstract class AttentionProgram implements GPGPUProgram {
+  abstract variableNames: string[];
+  outputShape: number[];
+  userCode = '';
+  packedInputs = true;
+  packedOutput = true;
+  enableShapeUniforms = true;
+  customUniforms: Uniform[] = [];
+  /** customUniformValues for backend.runWebGLProgram, in customUniforms order. */
+  uniformValues: number[][] = [];
+
+  constructor(outputShape: [number, number]) {
+    this.outputShape = outputShape;
+  }
+
+  protected declareUniforms(names: string[], values: UniformValues): void {
+    for (const name of names) {
+      const value = values[name];
+      if (value === undefined || Number.isNaN(value)) throw new Error(`webgl attention: uniform ${name} not set`);
+      this.customUniforms.push({name, type: FLOAT_UNIFORMS.has(name) ? 'float' : 'int'});
+      this.uniformValues.push([value]);
+    }
+  }
+}
+
+/** Texel addressing, output position, -Infinity and softcap: every packed attention program starts with these. */
+export function texelHelpers(writesTexelArray = true): string {
+  return `
+    const float MASKED = -1.0e38;
+    ivec2 texelXY(int t, int width) {
+      int y = t / width;
+      return ivec2(t - y * width, y);
+    }
+    vec4 fetchTexel(sampler2D s, int t, int width) {
+      return texelFetch(s, texelXY(t, width), 0);
+    }
+    ${writesTexelArray ? `
+    // Flat index of the texel this fragment writes (outputs are texel arrays of width outWidth).
+    int outputTexel() {
+      ivec2 rc = getOutputCoords();
+      return (rc.x / 2) * outWidth + rc.y / 2;
+    }` : ''}
+    float negativeInfinity() {
+      return uintBitsToFloat(0xff800000u);
+    }
+  `;
+}
+
+/** Plan helpers: tile bounds, the schedule table, element visibility, softcap. Needs PLAN_UNIFORMS. */
+export function planHelpers(v: AttentionVariant): string {
+  return `
+    // Keys at or past keyLimit(b) are padding: seqK, or keyLengths[b] when the op was given keyLengths.
+    int keyLimit(int b) {
+      ${v.hasKeyLengths ? `
+      vec4 texel = getKeyLengths(b);
+      return min(seqK, int((b - 2 * (b / 2)) == 0 ? texel.x : texel.y));` : 'return seqK;'}
+    }
+    vec4 tableTexel(int t) {
+      return texelFetch(table, texelXY(t, tableWidth), 0);
+    }
+    // Per-element visibility inside a partial tile: the query row exists, the window, the layout block, the key
+    // exists and is not padding.
+    bool isVisible(int i, int j, int maskHead, int keyEnd) {
+      int diag = i + diagOffset;
+      bool visible = i < seqQ && j < keyEnd &&
+          (windowLeft < 0 || j >= diag - windowLeft) && (windowRight < 0 || j <= diag + windowRight);
+      ${v.hasLayout ? `
+      if (visible) {
+        int block = (maskHead * layoutQueryBlocks + i / layoutBlock) * layoutKeyBlocks + j / layoutBlock;
+        int word = block / 4;
+        vec4 bits = tableTexel(layoutBase + word);
+        int lane = block - 4 * word;
+        visible = (lane == 0 ? bits.x : lane == 1 ? bits.y : lane == 2 ? bits.z : bits.w) != 0.0;
+      }` : ''}
+      return visible;
+    }
+    // Visibility of the 2×2 block (rows i, i+1) × (keys j, j+1) as (r0k0, r0k1, r1k0, r1k1).
+    bvec4 visibleBlock(int i, int j, int maskHead, int keyEnd) {
+      return bvec4(isVisible(i, j, maskHead, keyEnd), isVisible(i, j + 1, maskHead, keyEnd),
+                   isVisible(i + 1, j, maskHead, keyEnd), isVisible(i + 1, j + 1, maskHead, keyEnd));
+    }
+    // The final score t from the scaled score s: softcap · tanh(s / softcap) (tanh written to stay finite).
+    vec4 capScores(vec4 s) {
+      ${v.hasSoftcap ? `
+      vec4 x = s / softcap;
+      vec4 e = exp(-2.0 * abs(x));
+      return softcap * sign(x) * (1.0 - e) / (1.0 + e);` : 'return s;'}
+    }
+  `;
+}
+
+/**
+ * Copies a [batch, seq, heads, headDim] tensor (any tfjs layout) into a row buffer, rows (b, h, position) with the
+ * position padded to seqPad and the channels to an even count with zeros.
+ */
+export class PackRowsProgram extends AttentionProgram {
+  variableNames = ['x'];
+  packedInputs = false;
+
+  constructor(outShape: [number, number], headTexels: number, values: UniformValues) {
+    super(outShape);
+    this.declareUniforms(['outWidth', 'rowCount', 'seq', 'seqPad', 'heads', 'dim'], values);
+    this.userCode = `
+      ${texelHelpers()}
+      float element(int r, int d) {
+        int bh = r / seqPad;
+        int i = r - bh * seqPad;
+        int b = bh / heads;
+        int h = bh - b * heads;
+        return (r < rowCount && i < seq && d < dim) ? getX(b, i, h, d) : 0.0;
+      }
+      void main() {
+        int t = outputTexel();
+        int pair = t / ${headTexels};
+        int c = t - pair * ${headTexels};
+        int r = 2 * pair, d = 2 * c;
+        setOutput(vec4(element(r, d), element(r, d + 1), element(r + 1, d), element(r + 1, d + 1)));
+      }
+    `;
+  }
+}
+
+/** Reads a row buffer back into a [batch, seq, heads, headDim] tensor (the kernels' outputs). */
+export class UnpackRowsProgram extends AttentionProgram {
+  variableNames = ['rows'];
+  packedOutput = false;
+
+  constructor(outShape: number[], headTexels: number, values: UniformValues) {
+    super(outShape as [number, number]);
+    this.declareUniforms(['rowsWidth', 'seqPad', 'heads'], values);
+    this.userCode = `
+      ${texelHelpers(false)}
+      void main() {
+        ivec4 o = getOutputCoords();  // (b, i, h, d)
+        int r = (o.x * heads + o.z) * seqPad + o.y;
+        vec4 texel = fetchTexel(rows, (r / 2) * ${headTexels} + o.w / 2, rowsWidth);
+        int lane = 2 * (r - 2 * (r / 2)) + (o.w - 2 * (o.w / 2));
+        setOutput(lane == 0 ? texel.x : lane == 1 ? texel.y : lane == 2 ? texel.z : texel.w);
+      }
+    `;
+  }
+}
+
+/** Reads a quad buffer (one value per row) back into a [batch, heads, seq] tensor (lse). */
+export class UnpackRowStatsProgram extends AttentionProgram {
+  variableNames = ['stats'];
+  packedOutput = false;
+
+  constructor(outShape: number[], values: UniformValues) {
+    super(outShape as [number, number]);
+    this.declareUniforms(['statsWidth', 'seqPad', 'heads'], values);
+    this.userCode = `
+      ${texelHelpers(false)}
+      void main() {
+        ivec3 o = getOutputCoords();  // (b, h, i)
+        int r = (o.x * heads + o.y) * seqPad + o.z;
+        vec4 texel = fetchTexel(stats, r / 4, statsWidth);
+        int lane = r - 4 * (r / 4);
+        setOutput(lane == 0 ? texel.x : lane == 1 ? texel.y : lane == 2 ? texel.z : texel.w);
+      }
+    `;
+  }
+}
+
+/**
+ * lse of four consecutive query rows per fragment (a quad buffer), for the query tiles [chunkTileStart,
+ * chunkTileEnd) of the global (batch, head, query tile) order; other rows are copied from `previous` (when given).
+ * The four query rows stay in registers while the fragment streams over the visible keys, two keys at a time.
+ */
+export class RowStatsProgram extends AttentionProgram {
+  variableNames = ['q', 'k', 'table', 'keyLengths'];
+
+  constructor(outShape: [number, number], v: AttentionVariant, accumulate: boolean, values: UniformValues) {
+    super(outShape);
+    if (accumulate) this.variableNames.push('previous');
+    this.declareUniforms(
+        [...PLAN_UNIFORMS, 'outWidth', 'qWidth', 'kWidth', 'chunkTileStart', 'chunkTileEnd', 'rowCount'], values);
+    const D = v.headTexels;
+    this.userCode = `
+      ${texelHelpers()}
+      ${planHelpers(v)}
+      void main() {
+        int t = outputTexel();
+        int r = 4 * t;  // first of the four rows
+        int bh = r / seqQPad;
+        int i = r - bh * seqQPad;
+        int queryTile = i / ${TILE};
+        int rowTile = bh * numQueryTiles + queryTile;
+        if (r >= rowCount || rowTile < chunkTileStart || rowTile >= chunkTileEnd) {
+          ${accumulate ? 'setOutput(fetchTexel(previous, t, outWidth));' : 'setOutput(vec4(negativeInfinity()));'}
+          return;
+        }
+        int b = bh / heads;
+        int h = bh - b * heads;
+        int maskHead = h - maskHeads * (h / maskHeads);
+        int keyRowBase = (b * kvHeads + h / groupSize) * seqKPad;
+        int keyEnd = keyLimit(b);
+
+        vec4 qa[${D}];
+        vec4 qb[${D}];
+        ivec2 qa0 = texelXY((r / 2) * ${D}, qWidth);
+        ivec2 qb0 = texelXY((r / 2 + 1) * ${D}, qWidth);
+        for (int c = 0; c < ${D}; c++) {
+          qa[c] = scale * texelFetch(q, qa0 + ivec2(c, 0), 0);
+          qb[c] = scale * texelFetch(q, qb0 + ivec2(c, 0), 0);
+        }
+
+        vec4 m = vec4(MASKED);  // running max of the four rows
+        vec4 l = vec4(0.0);     // running sum of exp(t - m)
+        vec4 header = tableTexel(maskHead * numQueryTiles + queryTile);
+        int firstSlot = int(header.x), slots = int(header.y);
+        for (int s = 0; s < slots; s++) {
+          vec4 slot = tableTexel(rowSlotBase + firstSlot + s);
+          int keyTile = int(slot.x);
+          int k0 = keyTile * ${TILE};
+          if (k0 >= keyEnd) break;  // key tiles ascend: the rest is padding
+          bool partial = slot.y == 0.0 || k0 + ${TILE} > keyEnd;
+          ivec2 kxy = texelXY(((keyRowBase + k0) / 2) * ${D}, kWidth);
+          for (int jp = 0; jp < ${TILE / 2}; jp++) {
+            vec4 sa = vec4(0.0), sb = vec4(0.0);  // (row0 key0, row0 key1, row1 key0, row1 key1), rows 2-3
+            for (int c = 0; c < ${D}; c++) {
+              vec4 kk = texelFetch(k, kxy + ivec2(c, 0), 0);
+              sa += qa[c].xxzz * kk.xzxz + qa[c].yyww * kk.ywyw;
+              sb += qb[c].xxzz * kk.xzxz + qb[c].yyww * kk.ywyw;
+            }
+            kxy.x += ${D};
+            sa = capScores(sa);
+            sb = capScores(sb);
+            vec4 s0 = vec4(sa.x, sa.z, sb.x, sb.z), s1 = vec4(sa.y, sa.w, sb.y, sb.w);  // key j and j + 1
+            bvec4 v0 = bvec4(true), v1 = bvec4(true);
+            if (partial) {
+              int j = k0 + 2 * jp;
+              bvec4 va = visibleBlock(i, j, maskHead, keyEnd), vb = visibleBlock(i + 2, j, maskHead, keyEnd);
+              v0 = bvec4(va.x, va.z, vb.x, vb.z);
+              v1 = bvec4(va.y, va.w, vb.y, vb.w);
+            }
+            // Selects (mix with bvec4), never blends: MASKED + (s - MASKED) would cancel to 0.
+            vec4 mNew = max(m, max(mix(vec4(MASKED), s0, v0), mix(vec4(MASKED), s1, v1)));
+            // min(·, 0) keeps masked lanes finite; visible lanes are <= 0 anyway.
+            l = l * exp(m - mNew) + mix(vec4(0.0), exp(min(s0 - mNew, 0.0)), v0) +
+                mix(vec4(0.0), exp(min(s1 - mNew, 0.0)), v1);
+            m = mNew;
+          }
+        }
+        vec4 lse = m + log(max(l, 1e-38));
+        bvec4 rowExists = lessThan(ivec4(i) + ivec4(0, 1, 2, 3), ivec4(seqQ));
+        bvec4 seesKeys = greaterThan(l, vec4(0.0));
+        setOutput(mix(vec4(negativeInfinity()), lse, bvec4(rowExists.x && seesKeys.x, rowExists.y && seesKeys.y,
+                                                          rowExists.z && seesKeys.z, rowExists.w && seesKeys.w)));
+      }
+    `;
+  }
+}
+
+/** Where a texel of a tile buffer sits: shared by ScoresProgram and ScoreGradProgram. */
+export function tileTexelHelpers(): string {
+  return `
+    // Decodes texel t of a tile buffer into (global row, query position, key tile, ...). Returns false when the
+    // texel holds nothing (past the chunk, the row's slots, or keyLengths).
+    bool tileTexel(int t, out int r, out int i, out int b, out int h, out int maskHead, out int keyRowBase,
+                   out int j, out bool partial, out int keyEnd) {
+      int pair = t / slotTexels;
+      int rest = t - pair * slotTexels;
+      int s = rest / ${TILE / 2};
+      int jp = rest - s * ${TILE / 2};
+      r = chunkTileStart * ${TILE} + 2 * pair;
+      int bh = r / seqQPad;
+      i = r - bh * seqQPad;
+      int queryTile = i / ${TILE};
+      b = bh / heads;
+      h = bh - b * heads;
+      maskHead = h - maskHeads * (h / maskHeads);
+      keyRowBase = (b * kvHeads + h / groupSize) * seqKPad;
+      if (bh * numQueryTiles + queryTile >= chunkTileEnd) return false;
+      vec4 header = tableTexel(maskHead * numQueryTiles + queryTile);
+      if (s >= int(header.y)) return false;
+      vec4 slot = tableTexel(rowSlotBase + int(header.x) + s);
+      int k0 = int(slot.x) * ${TILE};
+      keyEnd = keyLimit(b);
+      if (k0 >= keyEnd) return false;
+      partial = slot.y == 0.0 || k0 + ${TILE} > keyEnd;
+      j = k0 + 2 * jp;
+      return true;
+    }
+    // Dot products of rows (r, r + 1) of row buffer a with rows (j, j + 1) of row buffer b (both even), as
+    // (r0j0, r0j1, r1j0, r1j1).
+    vec4 blockDot(sampler2D a, int aWidth, int r, sampler2D b, int bWidth, int j) {
+      ivec2 axy = texelXY((r / 2) * HEAD_TEXELS, aWidth);
+      ivec2 bxy = texelXY((j / 2) * HEAD_TEXELS, bWidth);
+      vec4 acc = vec4(0.0);
+      for (int c = 0; c < HEAD_TEXELS; c++) {
+        vec4 x = texelFetch(a, axy + ivec2(c, 0), 0);
+        vec4 y = texelFetch(b, bxy + ivec2(c, 0), 0);
+        acc += x.xxzz * y.xzxz + x.yyww * y.ywyw;
+      }
+      return acc;
+    }
+    // lse of rows (r, r + 1) from the quad buffer.
+    vec2 rowPairStat(sampler2D stats, int r) {
+      vec4 texel = fetchTexel(stats, r / 4, statsWidth);
+      return (r - 4 * (r / 4)) == 0 ? texel.xy : texel.zw;
+    }
+  `;
+}
+
+/**
+ * P = exp(t − lse) of a chunk of query tiles × their visible key tiles, written as a tile buffer (0 where masked,
+ * past keyLengths, or for rows that see nothing).
+ */
+export class ScoresProgram extends AttentionProgram {
+  variableNames = ['q', 'k', 'lse', 'table', 'keyLengths'];
+
+  constructor(outShape: [number, number], v: AttentionVariant, values: UniformValues) {
+    super(outShape);
+    this.declareUniforms(
+        [...PLAN_UNIFORMS, 'outWidth', 'qWidth', 'kWidth', 'statsWidth', 'chunkTileStart', 'chunkTileEnd',
+         'slotTexels'],
+        values);
+    this.userCode = `
+      #define HEAD_TEXELS ${v.headTexels}
+      ${texelHelpers()}
+      ${planHelpers(v)}
+      ${tileTexelHelpers()}
+      void main() {
+        int r, i, b, h, maskHead, keyRowBase, j, keyEnd;
+        bool partial;
+        if (!tileTexel(outputTexel(), r, i, b, h, maskHead, keyRowBase, j, partial, keyEnd)) {
+          setOutput(vec4(0.0));
+          return;
+        }
+        vec4 scores = capScores(scale * blockDot(q, qWidth, r, k, kWidth, keyRowBase + j));
+        vec2 rowLse = rowPairStat(lse, r);
+        bool row0 = rowLse.x != negativeInfinity() && i < seqQ, row1 = rowLse.y != negativeInfinity() && i + 1 < seqQ;
+        bvec4 keep = bvec4(row0, row0, row1, row1);
+        if (partial) {
+          bvec4 visible = visibleBlock(i, j, maskHead, keyEnd);
+          keep = bvec4(keep.x && visible.x, keep.y && visible.y, keep.z && visible.z, keep.w && visible.w);
+        }
+        vec4 safeLse = mix(vec4(0.0), rowLse.xxyy, keep);
+        setOutput(mix(vec4(0.0), exp(min(scores - safeLse, 0.0)), keep));
+      }
+    `;
+  }
+}
+
+/**
+ * Row-side accumulation over a chunk's tile buffer: out[r, c] = Σ_keys tiles[r, key] · values[key, c] for the rows
+ * of the chunk (O = P·V, or dQ = dS·K), other rows copied from `previous` (0 without it).
+ */
+export class RowAccumulateProgram extends AttentionProgram {
+  variableNames = ['tiles', 'values', 'table', 'keyLengths'];
+
+  constructor(outShape: [number, number], v: AttentionVariant, accumulate: boolean, values: UniformValues) {
+    super(outShape);
+    if (accumulate) this.variableNames.push('previous');
+    this.declareUniforms(
+        [...PLAN_UNIFORMS, 'outWidth', 'valuesWidth', 'tilesWidth', 'chunkTileStart', 'chunkTileEnd', 'slotTexels',
+         'rowCount'],
+        values);
+    const D = v.headTexels;
+    this.userCode = `
+      ${texelHelpers()}
+      ${planHelpers(v)}
+      void main() {
+        int t = outputTexel();
+        int pair = t / ${D};
+        int c = t - pair * ${D};
+        int r = 2 * pair;
+        int rowTile = r / ${TILE};
+        vec4 acc = ${accumulate ? 'fetchTexel(previous, t, outWidth)' : 'vec4(0.0)'};
+        if (r >= rowCount || rowTile < chunkTileStart || rowTile >= chunkTileEnd) {
+          setOutput(acc);
+          return;
+        }
+        int bh = r / seqQPad;
+        int queryTile = rowTile - bh * numQueryTiles;
+        int b = bh / heads;
+        int h = bh - b * heads;
+        int maskHead = h - maskHeads * (h / maskHeads);
+        int keyRowBase = (b * kvHeads + h / groupSize) * seqKPad;
+        int keyEnd = keyLimit(b);
+        int localPair = pair - chunkTileStart * ${TILE / 2};
+        vec4 header = tableTexel(maskHead * numQueryTiles + queryTile);
+        int firstSlot = int(header.x), slots = int(header.y);
+        vec4 sum = vec4(0.0);
+        for (int s = 0; s < slots; s++) {
+          int k0 = int(tableTexel(rowSlotBase + firstSlot + s).x) * ${TILE};
+          if (k0 >= keyEnd) break;
+          ivec2 pxy = texelXY(localPair * slotTexels + s * ${TILE / 2}, tilesWidth);
+          ivec2 vxy = texelXY(((keyRowBase + k0) / 2) * ${D} + c, valuesWidth);
+          for (int jp = 0; jp < ${TILE / 2}; jp++) {
+            vec4 p = texelFetch(tiles, pxy + ivec2(jp, 0), 0);               // (r0k0, r0k1, r1k0, r1k1)
+            vec4 x = texelFetch(values, vxy + ivec2(jp * ${D}, 0), 0);       // (k0c0, k0c1, k1c0, k1c1)
+            sum += p.xxzz * x.xyxy + p.yyww * x.zwzw;
+          }
+        }
+        setOutput(acc + sum);
+      }
+    `;
+  }
+}

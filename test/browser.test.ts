@@ -1,0 +1,70 @@
+/**
+ * The webgl kernels in headless Chromium (WebGL2 on SwiftShader, and on Mesa llvmpipe through ANGLE's GL backend):
+ * the shared cases (the 'quick' ones plus a few more — SwiftShader is a CPU), long sequences, the 65,535-iteration
+ * loop limit of llvmpipe, the kernels the path runs (tf.profile) and the WebGL1 fallback.
+ *
+ * Tolerance: max error relative to max |reference| (see test/check_case.ts) of 1e-4 forward and gradients. fp32
+ * accumulation over up to a few thousand keys on SwiftShader lands around 1e-6..3e-5; exp/log/tanh of software
+ * renderers are a few ulp off, which the softcap derivative (through log P) amplifies slightly.
+ */
+import {expect} from 'chai';
+import type {AttentionCase} from './cases.js';
+import {AttentionPage, openAttentionPage, runSharedCasesInBrowser} from './browser/attention_page.js';
+import {browserMissingReason} from './browser/chromium.js';
+import {assertCaseResult, Tolerances} from './shared_runner.js';
+
+const TOLERANCE: Tolerances = {forward: 1e-4, gradients: 1e-4};
+const EXTRA = new Set(['flash D256 S77', 'flash causal keyLengths tensor', 'sliding GQA keyLengths softcap',
+                       'sparse bigBird per-head causal S300', 'sparse GQA keyLengths softcap causal']);
+const selected = (c: AttentionCase) => c.tags?.includes('quick') === true || EXTRA.has(c.name);
+
+/** Keys past 65,535 in one row: a kernel with one loop over the keys would stop early on llvmpipe. */
+const LONG_KEYS: AttentionCase = {name: 'flash seqQ 4, seqK 70000 (65,535-iteration trap)', op: 'flash', batch: 1,
+                                  seqQ: 4, seqK: 70000, heads: 1, kvHeads: 1, headDim: 16};
+const LONG_FORWARD: AttentionCase[] = [
+  {name: 'flash causal seq 4096 forward', op: 'flash', batch: 1, seqQ: 4096, seqK: 4096, heads: 1, kvHeads: 1,
+   headDim: 64, causal: true},
+  {name: 'sliding w256 seq 4096 GQA forward', op: 'sliding', batch: 1, seqQ: 4096, seqK: 4096, heads: 2, kvHeads: 1,
+   headDim: 32, windowSize: 256},
+];
+
+runSharedCasesInBrowser('webgl', TOLERANCE, selected, {angle: 'swiftshader'}, (page) => {
+  for (const c of LONG_FORWARD) {
+    it(c.name, async () => assertCaseResult(await page().runForwardCase(c, 7), TOLERANCE));
+  }
+  it(LONG_KEYS.name, async () => assertCaseResult(await page().runCase(LONG_KEYS, 11), TOLERANCE));
+  it('runs no BatchMatMul or Softmax kernel (tf.profile), forward and backward', async () => {
+    for (const c of [LONG_FORWARD[0], {...LONG_FORWARD[1], seqQ: 300, seqK: 300}]) {
+      const kernels = await page().kernelsOfCase({...c, seqQ: Math.min(c.seqQ, 300), seqK: Math.min(c.seqK, 300)});
+      expect(kernels, c.name).to.include.members([c.op === 'flash' ? 'FlashAttention' : 'SlidingWindowAttention']);
+      expect(kernels.filter((k) => /BatchMatMul|Softmax/.test(k)), c.name).to.deep.equal([]);
+    }
+  });
+});
+
+const LLVMPIPE = new Set(['flash causal S77 H3 D64', 'flash keyLengths [77, 0, 30] (empty batch)',
+                          'sliding w16 S130 D64', 'sparse fromBlockMask with empty rows']);
+runSharedCasesInBrowser('webgl', TOLERANCE, (c) => LLVMPIPE.has(c.name), {angle: 'gl-egl'}, (page) => {
+  it(LONG_KEYS.name, async () => assertCaseResult(await page().runCase(LONG_KEYS, 13), TOLERANCE));
+});
+
+describe('webgl in Chromium on a WebGL1 context', function() {
+  this.timeout(600_000);
+  let page: AttentionPage | null = null;
+  before(async function() {
+    if (browserMissingReason() != null) this.skip();
+    page = await openAttentionPage('webgl', {webglVersion: 1});
+  });
+  after(async () => {
+    await page?.close();
+  });
+  it('falls back to the composite kernels with one console warning', async () => {
+    expect(page!.info.webglVersion).to.equal(1);
+    const c: AttentionCase = {name: 'webgl1 causal S40', op: 'flash', batch: 1, seqQ: 40, seqK: 40, heads: 2,
+                              kvHeads: 1, headDim: 16, causal: true};
+    assertCaseResult(await page!.runCase(c, 5), TOLERANCE);
+    assertCaseResult(await page!.runCase({...c, name: 'webgl1 sliding', op: 'sliding', windowSize: 8}, 6), TOLERANCE);
+    const warnings = page!.session.consoleMessages.filter((m) => m.includes('need WebGL2'));
+    expect(warnings, page!.session.consoleMessages.join('\n')).to.have.length(1);
+  });
+});

@@ -1,0 +1,111 @@
+/**
+ * Node-side driver of the browser test page: starts the static server and Chromium, loads tfjs, the library bundle
+ * and the page test code, selects a backend, and runs cases in the page. Generic over the tfjs backend name, so the
+ * same harness serves webgl and webgpu rows (and the benchmarks reuse the server and browser launcher).
+ */
+import {expect} from 'chai';
+import type {AttentionCase} from '../cases.js';
+import {CASES} from '../cases.js';
+import type {CaseResult} from '../check_case.js';
+import {caseSeed, assertCaseResult, Tolerances} from '../shared_runner.js';
+import {libraryBundle, REPO_ROOT, testBundle} from './bundle.js';
+import {AngleBackend, BrowserSession, browserMissingReason, launchChromium} from './chromium.js';
+import type {PageInfo} from './page_entry.js';
+import {startStaticServer, StaticServer} from './server.js';
+
+export interface PageOptions {
+  /** ANGLE backend of Chromium's GL: 'swiftshader' (default) or 'gl-egl' (Mesa llvmpipe). */
+  angle?: AngleBackend;
+  /** Force a WebGL version before the webgl backend starts (1 tests the WebGL1 fallback). */
+  webglVersion?: number;
+}
+
+export interface AttentionPage {
+  readonly info: PageInfo;
+  readonly session: BrowserSession;
+  runCase(c: AttentionCase, seed: number): Promise<CaseResult>;
+  runForwardCase(c: AttentionCase, seed: number): Promise<CaseResult>;
+  kernelsOfCase(c: AttentionCase): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+const TF_SCRIPTS: Record<string, string[]> = {
+  webgl: ['/node_modules/@tensorflow/tfjs/dist/tf.min.js'],
+  webgpu: ['/node_modules/@tensorflow/tfjs/dist/tf.min.js',
+           '/node_modules/@tensorflow/tfjs-backend-webgpu/dist/tf-backend-webgpu.min.js'],
+};
+
+/** Opens a page with tfjs on `backend`, the library and the page test code loaded. */
+export async function openAttentionPage(backend: string, options: PageOptions = {}): Promise<AttentionPage> {
+  const [library, tests] = await Promise.all([libraryBundle(), testBundle()]);
+  const server: StaticServer = await startStaticServer(REPO_ROOT);
+  let session: BrowserSession | null = null;
+  try {
+    session = await launchChromium(options.angle ?? 'swiftshader');
+    const page = session.page;
+    // tsx/esbuild's keepNames helper, in case a transpiled callback reaches the page.
+    await page.addInitScript('globalThis.__name = (f) => f;');
+    await page.goto(`${server.url}/test/browser/blank.html`);
+    for (const script of [...(TF_SCRIPTS[backend] ?? TF_SCRIPTS.webgl), `/${library}`, `/${tests}`]) {
+      await page.addScriptTag({url: script});
+    }
+    const info = await page.evaluate(
+        ([name, version]) => (globalThis as any).attentionTests.useBackend(name, version ?? undefined),  // eslint-disable-line
+        [backend, options.webglVersion ?? null] as const) as PageInfo;
+    if (info.backend !== backend) throw new Error(`page runs tfjs backend ${info.backend}, not ${backend}`);
+    const s = session;
+    const call = <T>(fn: string, ...args: unknown[]) => s.page.evaluate(
+        ([f, a]) => (globalThis as any).attentionTests[f as string](...(a as unknown[])),  // eslint-disable-line
+        [fn, args] as const) as Promise<T>;
+    return {
+      info, session,
+      runCase: (c, seed) => call<CaseResult>('runCase', c, seed),
+      runForwardCase: (c, seed) => call<CaseResult>('runForwardCase', c, seed),
+      kernelsOfCase: (c) => call<string[]>('kernelsOfCase', c),
+      close: async () => {
+        await s.close();
+        await server.close();
+      },
+    };
+  } catch (e) {
+    await session?.close();
+    await server.close();
+    throw e;
+  }
+}
+
+/**
+ * One mocha `describe` that runs the shared cases (those `filter` keeps) in Chromium on `backend`, asserting each
+ * CaseResult with the shared tolerances (as describeSharedCases does in node). Without /usr/bin/chromium the suite
+ * is skipped, or fails under CI=true. Returns nothing; `extra(getPage)` may register more tests in the same page.
+ */
+export function runSharedCasesInBrowser(
+    backend: string, tol: Tolerances, filter: (c: AttentionCase) => boolean, options: PageOptions = {},
+    extra?: (page: () => AttentionPage) => void): void {
+  const label = `${backend} in Chromium (${options.angle ?? 'swiftshader'})`;
+  describe(`${label}: shared cases (tolerance fwd ${tol.forward}, grad ${tol.gradients})`, function() {
+    this.timeout(600_000);
+    let page: AttentionPage | null = null;
+    before(async function() {
+      const missing = browserMissingReason();
+      if (missing != null) {
+        console.log(`    skipped: ${missing}`);
+        this.skip();
+      }
+      page = await openAttentionPage(backend, options);
+      console.log(`    renderer: ${page.info.renderer} (MAX_TEXTURE_SIZE ${page.info.maxTextureSize ?? '-'})`);
+    });
+    after(async () => {
+      await page?.close();
+    });
+    const current = () => {
+      expect(page, 'browser page').to.not.equal(null);
+      return page!;
+    };
+    CASES.forEach((c, index) => {
+      if (!filter(c)) return;
+      it(c.name, async () => assertCaseResult(await current().runCase(c, caseSeed(index)), tol));
+    });
+    extra?.(current);
+  });
+}
