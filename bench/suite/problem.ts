@@ -36,7 +36,10 @@ export function casePlan(c: BenchCase): CasePlan {
   return {plan, layout};
 }
 
-/** Whether the naive composition needs an additive mask for this case (dense cases don't). */
+/**
+ * Whether the naive composition takes an additive mask: every masked op does (a sparse layout's mask even at
+ * density 1, as a user of the naive path would pass it); dense ones don't.
+ */
 export function needsMask(c: BenchCase): boolean {
-  return c.op !== 'flash' && c.op !== 'gqa' && !(c.op === 'sparse' && c.density! >= 1);
+  return c.op !== 'flash' && c.op !== 'gqa';
 }
