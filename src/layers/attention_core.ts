@@ -1,0 +1,125 @@
+/**
+ * Multi-head attention's weights and forward pass, shared by the MultiHeadAttention layer and TransformerBlock
+ * (which owns the same weights under an `attention/` prefix). Weight shapes follow Keras' MultiHeadAttention:
+ *   query/kernel [queryFeatures, numHeads, keyDim]            query/bias [numHeads, keyDim]
+ *   key/kernel   [keyFeatures, numKeyValueHeads, keyDim]      key/bias   [numKeyValueHeads, keyDim]
+ *   value/kernel [valueFeatures, numKeyValueHeads, valueDim]  value/bias [numKeyValueHeads, valueDim]
+ *   attention_output/kernel [numHeads, valueDim, outputDim]   attention_output/bias [outputDim]
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type {LayerVariable} from '@tensorflow/tfjs-layers';
+import {checkKeyLengths} from '../ops/validate.js';
+import {ResolvedAttention} from './attention_spec.js';
+
+export interface AttentionDims {
+  numHeads: number;
+  numKeyValueHeads: number;
+  keyDim: number;
+  valueDim: number;
+  queryFeatures: number;
+  keyFeatures: number;
+  valueFeatures: number;
+  outputDim: number;
+  useBias: boolean;
+}
+
+export type InitializerName = 'glorotUniform' | 'zeros' | 'ones';
+/** Layer.addWeight bound to the owning layer (it is protected), with the weight name and initializer. */
+export type AddWeight = (name: string, shape: number[], initializer: InitializerName) => LayerVariable;
+
+export interface Projection {
+  kernel: LayerVariable;
+  bias: LayerVariable | null;
+}
+
+export interface AttentionWeights {
+  query: Projection;
+  key: Projection;
+  value: Projection;
+  output: Projection;
+}
+
+export function addAttentionWeights(add: AddWeight, prefix: string, d: AttentionDims): AttentionWeights {
+  const projection = (name: string, kernelShape: number[], biasShape: number[]): Projection => ({
+    kernel: add(`${prefix}${name}/kernel`, kernelShape, 'glorotUniform'),
+    bias: d.useBias ? add(`${prefix}${name}/bias`, biasShape, 'zeros') : null,
+  });
+  return {
+    query: projection('query', [d.queryFeatures, d.numHeads, d.keyDim], [d.numHeads, d.keyDim]),
+    key: projection('key', [d.keyFeatures, d.numKeyValueHeads, d.keyDim], [d.numKeyValueHeads, d.keyDim]),
+    value: projection('value', [d.valueFeatures, d.numKeyValueHeads, d.valueDim], [d.numKeyValueHeads, d.valueDim]),
+    output: projection('attention_output', [d.numHeads, d.valueDim, d.outputDim], [d.outputDim]),
+  };
+}
+
+export interface AttentionCallOptions {
+  keyLengths?: tf.Tensor1D;
+  training?: boolean;
+  /** Dropout rate on the attention output (per head, before the output projection), when training. */
+  dropout: number;
+  softcap: number;
+}
+
+/**
+ * x [..., features] times a kernel [features, ...units] (+ bias) over the last axis, reshaped to outShape: the
+ * [b, s, heads, dim] projections, the output projection and the MLP's dense layers.
+ */
+export function project(x: tf.Tensor, p: Projection, outShape: number[]): tf.Tensor {
+  const features = x.shape[x.rank - 1];
+  const rows = x.size / features;
+  const kernel = p.kernel.read();
+  const units = kernel.size / features;
+  let y = tf.matMul(tf.reshape(x, [rows, features]), tf.reshape(kernel, [features, units]));
+  if (p.bias != null) y = tf.add(y, tf.reshape(p.bias.read(), [units]));
+  return tf.reshape(y, outShape);
+}
+
+/** Zero-pads the last axis to `size` (exact for q·k, and padded value channels are sliced off afterwards). */
+function padLastAxis(x: tf.Tensor4D, size: number): tf.Tensor4D {
+  const d = x.shape[3];
+  return d === size ? x : tf.pad(x, [[0, 0], [0, 0], [0, 0], [0, size - d]]);
+}
+
+/**
+ * query [b, seqQ, queryFeatures], key [b, seqK, keyFeatures], value [b, seqK, valueFeatures] → [b, seqQ, outputDim].
+ * The kernels use one head size for q, k and v: when keyDim != valueDim the smaller side is zero-padded (scale stays
+ * 1/sqrt(keyDim)), which is exact and costs the padding's extra compute.
+ */
+export function attentionForward(
+    w: AttentionWeights, d: AttentionDims, attention: ResolvedAttention, query: tf.Tensor, key: tf.Tensor,
+    value: tf.Tensor, opts: AttentionCallOptions): tf.Tensor3D {
+  return tf.tidy(() => {
+    const [batch, seqQ] = query.shape as number[];
+    const seqK = key.shape[1] as number;
+    if (value.shape[1] !== seqK || value.shape[0] !== batch || key.shape[0] !== batch) {
+      throw new Error(`MultiHeadAttention: query [${query.shape}], key [${key.shape}] and value [${
+          value.shape}] must share batch, and key and value must share the sequence length`);
+    }
+    const headDim = Math.max(d.keyDim, d.valueDim);
+    const q = padLastAxis(project(query, w.query, [batch, seqQ, d.numHeads, d.keyDim]) as tf.Tensor4D, headDim);
+    const k = padLastAxis(project(key, w.key, [batch, seqK, d.numKeyValueHeads, d.keyDim]) as tf.Tensor4D, headDim);
+    const v =
+        padLastAxis(project(value, w.value, [batch, seqK, d.numKeyValueHeads, d.valueDim]) as tf.Tensor4D, headDim);
+    let o: tf.Tensor = attention.run(q, k, v, 1 / Math.sqrt(d.keyDim), opts.softcap, opts.keyLengths);
+    if (d.valueDim < headDim) o = tf.slice(o, [0, 0, 0, 0], [batch, seqQ, d.numHeads, d.valueDim]);
+    if (opts.training && opts.dropout > 0) o = tf.dropout(o, opts.dropout);
+    return project(tf.reshape(o, [batch, seqQ, d.numHeads * d.valueDim]), w.output, [batch, seqQ, d.outputDim]) as
+        tf.Tensor3D;
+  });
+}
+
+/**
+ * keyLengths from a call kwarg or an extra input: number[] / Int32Array (checked like the ops do) or a tensor of
+ * shape [batch] or [batch, 1] and any numeric dtype (tf.layers may feed float32), returned as int32 [batch].
+ */
+export function toKeyLengths(keyLengths: unknown, batch: number, seqK: number): tf.Tensor1D | undefined {
+  if (keyLengths == null) return undefined;
+  if (keyLengths instanceof tf.Tensor) {
+    if (keyLengths.size !== batch || keyLengths.shape[0] !== batch || keyLengths.rank > 2) {
+      throw new Error(`keyLengths must have shape [batch=${batch}] or [batch, 1], got [${keyLengths.shape}]`);
+    }
+    const flat = tf.reshape(keyLengths, [batch]);
+    return (flat.dtype === 'int32' ? flat : tf.cast(flat, 'int32')) as tf.Tensor1D;
+  }
+  return tf.tensor1d(checkKeyLengths(keyLengths, batch, seqK) as number[], 'int32');
+}

@@ -1,0 +1,470 @@
+/**
+ * tf.layers integration on the cpu backend: MultiHeadAttention against an independent reference written with plain
+ * tfjs ops on the same weights (forward and gradients, tolerance 1e-5 relative to max |reference|), masks (causal,
+ * sliding, sparse, keyLengths), GQA, serialization round trips, a training smoke test and error messages.
+ */
+import '@tensorflow/tfjs-backend-cpu';
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import {expect} from 'chai';
+import '../src/index.js';
+import * as layers from '../src/layers/index.js';
+import type {AttentionSpec} from '../src/layers/index.js';
+import type {BlockLayout} from '../src/patterns/block_layout.js';
+import * as patterns from '../src/patterns/index.js';
+
+const TOL = 1e-5;
+
+const maxAbs = (x: tf.Tensor) => tf.tidy(() => tf.max(tf.abs(x)).dataSync()[0]);
+
+/** max |a - b| / max(max |b|, floor). */
+function relError(a: tf.Tensor, b: tf.Tensor, floor = 1e-3): number {
+  return tf.tidy(() => {
+    expect(a.shape).to.deep.equal(b.shape);
+    return maxAbs(tf.sub(a, b)) / Math.max(maxAbs(b), floor);
+  });
+}
+
+type Visible = (b: number, h: number, i: number, j: number) => boolean;
+
+interface RefDims {
+  numHeads: number;
+  kvHeads: number;
+  keyDim: number;
+  softcap?: number;
+}
+
+/**
+ * Multi-head attention written the slow obvious way, one (batch, head) at a time: per-head projections, scores,
+ * masked softmax (rows with no visible key give 0), probs · v, then the output projection summed over heads.
+ * `w` maps Keras weight names (query/kernel, ...) to tensors (variables, so gradients flow to them).
+ */
+function referenceAttention(
+    w: Record<string, tf.Tensor>, query: tf.Tensor3D, key: tf.Tensor3D, value: tf.Tensor3D, d: RefDims,
+    visible: Visible): tf.Tensor3D {
+  const [batch, seqQ] = query.shape;
+  const seqK = key.shape[1];
+  const group = d.numHeads / d.kvHeads;
+  const headProj = (x: tf.Tensor2D, name: string, h: number) => {
+    const kernel = w[`${name}/kernel`] as tf.Tensor3D;
+    const [features, , dim] = kernel.shape;
+    let y = tf.matMul(x, tf.reshape(tf.slice(kernel, [0, h, 0], [features, 1, dim]), [features, dim]));
+    if (w[`${name}/bias`] != null) y = tf.add(y, tf.reshape(tf.slice(w[`${name}/bias`], [h, 0], [1, dim]), [dim]));
+    return y;
+  };
+  const rows: tf.Tensor[] = [];
+  for (let b = 0; b < batch; b++) {
+    const take = (x: tf.Tensor3D) => tf.reshape(tf.slice(x, [b, 0, 0], [1, -1, -1]), x.shape.slice(1) as [number, number]) as tf.Tensor2D;
+    const [qb, kb, vb] = [take(query), take(key), take(value)];
+    let out: tf.Tensor | null = null;
+    for (let h = 0; h < d.numHeads; h++) {
+      const kvh = Math.floor(h / group);
+      const q = headProj(qb, 'query', h), k = headProj(kb, 'key', kvh), v = headProj(vb, 'value', kvh);
+      let scores = tf.div(tf.matMul(q, k, false, true), Math.sqrt(d.keyDim));
+      if (d.softcap) scores = tf.mul(tf.tanh(tf.div(scores, d.softcap)), d.softcap);
+      const maskValues: boolean[] = [];
+      const rowAny: number[] = [];
+      for (let i = 0; i < seqQ; i++) {
+        let any = false;
+        for (let j = 0; j < seqK; j++) {
+          const on = visible(b, h, i, j);
+          maskValues.push(on);
+          any ||= on;
+        }
+        rowAny.push(any ? 1 : 0);
+      }
+      const mask = tf.tensor2d(maskValues.map(Number), [seqQ, seqK], 'bool');
+      const masked = tf.where(mask, scores, tf.fill([seqQ, seqK], -Infinity));
+      // Rows without keys: softmax of all -Infinity is NaN; replace those rows by 0 (the documented semantics).
+      const hasKeys = tf.tile(tf.tensor2d(rowAny, [seqQ, 1], 'bool'), [1, seqK]);
+      const probs = tf.where(hasKeys, tf.softmax(tf.where(hasKeys, masked, tf.zerosLike(masked))), tf.zerosLike(masked));
+      const o = tf.matMul(probs, v);
+      const outKernel = w['attention_output/kernel'] as tf.Tensor3D;
+      const [, valueDim, outDim] = outKernel.shape;
+      const contribution = tf.matMul(o, tf.reshape(tf.slice(outKernel, [h, 0, 0], [1, valueDim, outDim]),
+                                                   [valueDim, outDim]));
+      out = out == null ? contribution : tf.add(out, contribution);
+    }
+    if (w['attention_output/bias'] != null) out = tf.add(out!, w['attention_output/bias']);
+    rows.push(out!);
+  }
+  return tf.stack(rows) as tf.Tensor3D;
+}
+
+/** The layer's weights by Keras name (the part of the variable name after the layer name). */
+function weightMap(layer: tfl.layers.Layer, prefix = ''): Record<string, tf.Tensor> {
+  const map: Record<string, tf.Tensor> = {};
+  for (const v of layer.weights) {
+    const name = v.originalName.slice(v.originalName.indexOf('/') + 1);
+    if (name.startsWith(prefix)) map[name.slice(prefix.length)] = v.read();
+  }
+  return map;
+}
+
+const causalVisible = (seqQ: number, seqK: number) => (_b: number, _h: number, i: number, j: number) =>
+    j <= i + seqK - seqQ;
+const windowVisible = (seqQ: number, seqK: number, left: number, right: number) =>
+    (_b: number, _h: number, i: number, j: number) => {
+      const diag = i + seqK - seqQ;
+      return (left < 0 || j >= diag - left) && (right < 0 || j <= diag + right);
+    };
+const layoutVisible = (layout: BlockLayout, inner: Visible) => (b: number, h: number, i: number, j: number) => {
+  const bs = layout.blockSize, lh = h % layout.numHeads;
+  return layout.mask[(lh * layout.numQueryBlocks + Math.floor(i / bs)) * layout.numKeyBlocks + Math.floor(j / bs)] ===
+      1 && inner(b, h, i, j);
+};
+const all: Visible = () => true;
+
+interface Case {
+  name: string;
+  args: layers.MultiHeadAttentionArgs;
+  batch: number;
+  seqQ: number;
+  /** Cross-attention when given. */
+  seqK?: number;
+  queryFeatures: number;
+  valueFeatures?: number;
+  keyFeatures?: number;
+  keyLengths?: number[];
+  /** Pass keyLengths as a trailing rank-1 input instead of the kwarg. */
+  keyLengthsAsInput?: boolean;
+  visible: (c: Case) => Visible;
+}
+
+const seqK = (c: Case) => c.seqK ?? c.seqQ;
+const withLengths = (c: Case, v: Visible): Visible => (b, h, i, j) =>
+    v(b, h, i, j) && (c.keyLengths == null || j < c.keyLengths[b]);
+
+const CASES: Case[] = [
+  {name: 'self, dense', args: {numHeads: 3, keyDim: 4}, batch: 2, seqQ: 13, queryFeatures: 12, visible: () => all},
+  {name: 'self, causal', args: {numHeads: 2, keyDim: 8, causal: true}, batch: 2, seqQ: 21, queryFeatures: 16,
+   visible: (c) => causalVisible(c.seqQ, seqK(c))},
+  {name: 'cross [query, value, key], causal bottom-right, outputShape 9',
+   args: {numHeads: 2, keyDim: 5, causal: true, outputShape: 9}, batch: 2, seqQ: 7, seqK: 19, queryFeatures: 10,
+   valueFeatures: 6, keyFeatures: 5, visible: (c) => causalVisible(c.seqQ, seqK(c))},
+  {name: 'cross [query, value], seqQ > seqK causal (empty rows)', args: {numHeads: 2, keyDim: 4, causal: true},
+   batch: 1, seqQ: 11, seqK: 6, queryFeatures: 8, valueFeatures: 8, visible: (c) => causalVisible(c.seqQ, seqK(c))},
+  {name: 'GQA 4 heads / 2 kv heads, causal', args: {numHeads: 4, keyDim: 4, numKeyValueHeads: 2, causal: true},
+   batch: 2, seqQ: 17, queryFeatures: 8, visible: (c) => causalVisible(c.seqQ, seqK(c))},
+  {name: 'MQA 4 heads / 1 kv head, no bias', args: {numHeads: 4, keyDim: 4, numKeyValueHeads: 1, useBias: false},
+   batch: 1, seqQ: 9, queryFeatures: 8, visible: () => all},
+  {name: 'valueDim 6 > keyDim 4 (padded)', args: {numHeads: 2, keyDim: 4, valueDim: 6, causal: true}, batch: 2,
+   seqQ: 10, queryFeatures: 8, visible: (c) => causalVisible(c.seqQ, seqK(c))},
+  {name: 'valueDim 3 < keyDim 5 (padded)', args: {numHeads: 2, keyDim: 5, valueDim: 3}, batch: 1, seqQ: 10,
+   queryFeatures: 8, visible: () => all},
+  {name: 'sliding window 4, causal', args: {numHeads: 2, keyDim: 4, causal: true,
+                                            attention: {type: 'sliding', windowSize: 4}},
+   batch: 2, seqQ: 23, queryFeatures: 8, visible: (c) => windowVisible(c.seqQ, seqK(c), 4, 0)},
+  {name: 'sliding window 3 symmetric, GQA', args: {numHeads: 4, numKeyValueHeads: 2, keyDim: 4,
+                                                   attention: {type: 'sliding', windowSize: 3}},
+   batch: 1, seqQ: 19, queryFeatures: 8, visible: (c) => windowVisible(c.seqQ, seqK(c), 3, 3)},
+  {name: 'sliding window [5, 2]', args: {numHeads: 2, keyDim: 4, attention: {type: 'sliding', windowSize: [5, 2]}},
+   batch: 1, seqQ: 19, queryFeatures: 8, visible: (c) => windowVisible(c.seqQ, seqK(c), 5, 2)},
+  {name: 'sparse longformer builder, causal', args: {
+     numHeads: 2, keyDim: 4, causal: true,
+     attention: {type: 'sparse', pattern: {name: 'longformer', blockSize: 4, windowBlocks: 1, globalBlocks: [0]}}},
+   batch: 2, seqQ: 30, queryFeatures: 8,
+   visible: (c) => layoutVisible(patterns.longformer(c.seqQ, seqK(c), 4, {windowBlocks: 1, globalBlocks: [0]}),
+                                 causalVisible(c.seqQ, seqK(c)))},
+  {name: 'sparse bigBird builder, per-head layouts', args: {
+     numHeads: 2, keyDim: 4,
+     attention: {type: 'sparse', pattern: {name: 'bigBird', blockSize: 4, randomBlocks: 1, numHeads: 2, seed: 3}}},
+   batch: 1, seqQ: 26, queryFeatures: 8,
+   visible: (c) =>
+       layoutVisible(patterns.bigBird(c.seqQ, seqK(c), 4, {randomBlocks: 1, numHeads: 2, seed: 3}), all)},
+  {name: 'sparse fixed block mask', args: {
+     numHeads: 2, keyDim: 4,
+     attention: {type: 'sparse', pattern: {blockSize: 4, mask: [[1, 0, 1], [0, 1, 0], [1, 1, 0]]}}},
+   batch: 1, seqQ: 12, queryFeatures: 8,
+   visible: () => layoutVisible(patterns.fromBlockMask([[1, 0, 1], [0, 1, 0], [1, 1, 0]], 4), all)},
+  {name: 'keyLengths kwarg, causal', args: {numHeads: 2, keyDim: 4, causal: true}, batch: 3, seqQ: 14,
+   queryFeatures: 8, keyLengths: [14, 5, 0], visible: (c) => withLengths(c, causalVisible(c.seqQ, seqK(c)))},
+  {name: 'keyLengths as trailing input, cross-attention', args: {numHeads: 2, keyDim: 4}, batch: 2, seqQ: 6, seqK: 15,
+   queryFeatures: 8, valueFeatures: 8, keyLengths: [9, 15], keyLengthsAsInput: true,
+   visible: (c) => withLengths(c, all)},
+  {name: 'softcap 2', args: {numHeads: 2, keyDim: 4, softcap: 2, causal: true}, batch: 1, seqQ: 9, queryFeatures: 8,
+   visible: (c) => causalVisible(c.seqQ, seqK(c))},
+  {name: "'naive' attention, GQA causal", args: {numHeads: 4, keyDim: 4, numKeyValueHeads: 2, causal: true,
+                                                  attention: 'naive'},
+   batch: 2, seqQ: 15, queryFeatures: 8, visible: (c) => causalVisible(c.seqQ, seqK(c))},
+  {name: "'naive' attention, keyLengths", args: {numHeads: 2, keyDim: 4, attention: 'naive'}, batch: 2, seqQ: 8,
+   queryFeatures: 8, keyLengths: [3, 0], visible: (c) => withLengths(c, all)},
+];
+
+interface Built {
+  layer: layers.MultiHeadAttention;
+  inputs: tf.Tensor[];
+  query: tf.Tensor3D;
+  key: tf.Tensor3D;
+  value: tf.Tensor3D;
+  kwargs: {keyLengths?: number[]};
+}
+
+function build(c: Case): Built {
+  const layer = layers.multiHeadAttention(c.args);
+  const query = tf.randomNormal([c.batch, c.seqQ, c.queryFeatures]) as tf.Tensor3D;
+  const cross = c.seqK != null;
+  const value = cross ? tf.randomNormal([c.batch, seqK(c), c.valueFeatures!]) as tf.Tensor3D : query;
+  const key = c.keyFeatures != null ? tf.randomNormal([c.batch, seqK(c), c.keyFeatures]) as tf.Tensor3D : value;
+  const inputs: tf.Tensor[] = !cross ? [query] : c.keyFeatures != null ? [query, value, key] : [query, value];
+  const kwargs: {keyLengths?: number[]} = {};
+  if (c.keyLengths != null) {
+    if (c.keyLengthsAsInput) inputs.push(tf.tensor1d(c.keyLengths, 'float32'));  // tf.layers feeds float32
+    else kwargs.keyLengths = c.keyLengths;
+  }
+  // Random biases too, so the reference checks them.
+  layer.apply(inputs.length === 1 ? inputs[0] : inputs, kwargs);
+  layer.setWeights(layer.getWeights().map((w) => tf.randomNormal(w.shape, 0, 0.5)));
+  return {layer, inputs, query, key, value, kwargs};
+}
+
+function refDims(c: Case): RefDims {
+  return {numHeads: c.args.numHeads, kvHeads: c.args.numKeyValueHeads ?? c.args.numHeads, keyDim: c.args.keyDim,
+          softcap: c.args.softcap};
+}
+
+describe('layers: MultiHeadAttention vs a reference from plain tfjs ops (cpu, rel. tolerance 1e-5)', () => {
+  before(async () => {
+    await tf.setBackend('cpu');
+  });
+
+  for (const c of CASES) {
+    it(`${c.name}: output`, () => {
+      const b = build(c);
+      const apply = () => b.layer.apply(b.inputs.length === 1 ? b.inputs[0] : b.inputs, b.kwargs) as tf.Tensor;
+      const before = tf.memory().numTensors;
+      const out = apply();
+      const outShape = [c.batch, c.seqQ, c.args.outputShape ?? c.queryFeatures];
+      expect(out.shape).to.deep.equal(outShape);
+      expect(b.layer.computeOutputShape(b.inputs.map((x) => x.shape) as number[][])).to.deep.equal(
+          [c.batch, c.seqQ, outShape[2]]);
+      const ref = tf.tidy(
+          () => referenceAttention(weightMap(b.layer), b.query, b.key, b.value, refDims(c), c.visible(c)));
+      expect(relError(out, ref)).to.be.at.most(TOL);
+      tf.dispose([out, ref]);
+      const out2 = apply();
+      out2.dispose();
+      expect(tf.memory().numTensors, 'apply leaks no tensors').to.equal(before);
+    });
+  }
+
+  for (const c of CASES.filter((c) => !c.keyLengthsAsInput)) {
+    it(`${c.name}: gradients w.r.t. weights and inputs`, () => {
+      const b = build(c);
+      const ct = tf.randomNormal([c.batch, c.seqQ, c.args.outputShape ?? c.queryFeatures]);
+      const cross = c.seqK != null;
+      const layerLoss = (q: tf.Tensor, v: tf.Tensor, k: tf.Tensor) =>
+          tf.sum(tf.mul(b.layer.apply(cross ? [q, v, k] : q, b.kwargs) as tf.Tensor, ct)) as tf.Scalar;
+      const refLoss = (q: tf.Tensor, v: tf.Tensor, k: tf.Tensor) =>
+          tf.sum(tf.mul(referenceAttention(weightMap(b.layer), q as tf.Tensor3D, (cross ? k : q) as tf.Tensor3D,
+                                           (cross ? v : q) as tf.Tensor3D, refDims(c), c.visible(c)),
+                        ct)) as tf.Scalar;
+      const vars = b.layer.trainableWeights.map((w) => w.read() as tf.Variable);
+      const names = vars.map((v) => v.name);
+      const pick = (g: tf.NamedTensorMap) => names.map((n) => g[n]);
+      const ours = tf.variableGrads(() => layerLoss(b.query, b.value, b.key), vars);
+      const theirs = tf.variableGrads(() => refLoss(b.query, b.value, b.key), vars);
+      // Relative to the largest weight gradient: some are exactly 0 in theory (key/bias: softmax is invariant to a
+      // per-row shift), so both sides hold rounding noise there.
+      const scale = Math.max(...pick(theirs.grads).map(maxAbs));
+      pick(ours.grads).forEach((g, i) => expect(relError(g, pick(theirs.grads)[i], scale), names[i]).to.be.at.most(TOL));
+      const inputs = cross ? [b.query, b.value, b.key] : [b.query];
+      const wrt = (loss: typeof layerLoss) => tf.grads((...xs: tf.Tensor[]) =>
+          cross ? loss(xs[0], xs[1], xs[2]) : loss(xs[0], xs[0], xs[0]))(inputs);
+      const dOurs = wrt(layerLoss), dTheirs = wrt(refLoss);
+      dOurs.forEach((g, i) => expect(relError(g, dTheirs[i]), `d input ${i}`).to.be.at.most(TOL));
+      tf.dispose([ct, ours.value, theirs.value, ...Object.values(ours.grads), ...Object.values(theirs.grads),
+                  ...dOurs, ...dTheirs]);
+    });
+  }
+});
+
+describe('layers: TransformerBlock and PositionEmbedding', () => {
+  it('TransformerBlock matches LayerNorm → reference attention → residual → LayerNorm → GELU MLP → residual', () => {
+    const block = layers.transformerBlock({numHeads: 2, mlpDim: 24, numKeyValueHeads: 1,
+                                           attention: {type: 'sliding', windowSize: 5}});
+    const x = tf.randomNormal([2, 17, 8]) as tf.Tensor3D;
+    block.apply(x);
+    block.setWeights(block.getWeights().map((w) => tf.randomNormal(w.shape, 0, 0.5)));
+    const out = block.apply(x) as tf.Tensor;
+    const w = weightMap(block);
+    const ln = (t: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
+      const {mean, variance} = tf.moments(t, -1, true);
+      return tf.add(tf.mul(tf.div(tf.sub(t, mean), tf.sqrt(tf.add(variance, 1e-5))), g), b);
+    };
+    const n1 = ln(x, w['ln_1/gamma'], w['ln_1/beta']) as tf.Tensor3D;
+    const h = tf.add(x, referenceAttention(weightMap(block, 'attention/'), n1, n1, n1,
+                                           {numHeads: 2, kvHeads: 1, keyDim: 4}, windowVisible(17, 17, 5, 0)));
+    const n2 = ln(h, w['ln_2/gamma'], w['ln_2/beta']);
+    const dense = (t: tf.Tensor, name: string) => {
+      const k = w[`${name}/kernel`] as tf.Tensor2D;
+      return tf.add(tf.reshape(tf.matMul(tf.reshape(t, [-1, k.shape[0]]), k), [2, 17, k.shape[1]]), w[`${name}/bias`]);
+    };
+    const pre = dense(n2, 'mlp/intermediate');
+    const geluRef = tf.mul(tf.mul(pre, 0.5), tf.add(1, tf.erf(tf.div(pre, Math.SQRT2))));
+    const ref = tf.add(h, dense(geluRef, 'mlp/output'));
+    expect(out.shape).to.deep.equal([2, 17, 8]);
+    expect(relError(out, ref)).to.be.at.most(TOL);
+  });
+
+  it('TransformerBlock lists every weight in trainableWeights, relu variant, keyLengths kwarg', () => {
+    const block = layers.transformerBlock({numHeads: 4, activation: 'relu', causal: false});
+    const x = tf.randomNormal([2, 6, 16]);
+    const y = block.apply(x, {keyLengths: [6, 2]}) as tf.Tensor;
+    expect(y.shape).to.deep.equal([2, 6, 16]);
+    expect(block.trainableWeights.map((w) => w.originalName.slice(w.originalName.indexOf('/') + 1))).to.deep.equal([
+      'ln_1/gamma', 'ln_1/beta', 'attention/query/kernel', 'attention/query/bias', 'attention/key/kernel',
+      'attention/key/bias', 'attention/value/kernel', 'attention/value/bias', 'attention/attention_output/kernel',
+      'attention/attention_output/bias', 'ln_2/gamma', 'ln_2/beta', 'mlp/intermediate/kernel', 'mlp/intermediate/bias',
+      'mlp/output/kernel', 'mlp/output/bias',
+    ]);
+    // keyLengths [.., 2]: the second sequence's positions >= 2 are padding; positions < 2 must not depend on them.
+    const x2 = tf.concat([tf.slice(x, [0, 0, 0], [2, 2, 16]), tf.randomNormal([2, 4, 16])], 1);
+    const y2 = block.apply(x2, {keyLengths: [6, 2]}) as tf.Tensor;
+    expect(relError(tf.slice(y2, [1, 0, 0], [1, 2, 16]), tf.slice(y, [1, 0, 0], [1, 2, 16]))).to.be.at.most(TOL);
+  });
+
+  it('PositionEmbedding adds a learned table or sinusoids', () => {
+    const learned = layers.positionEmbedding({maxLength: 10});
+    const x = tf.randomNormal([2, 7, 6]);
+    const y = learned.apply(x) as tf.Tensor;
+    const table = learned.getWeights()[0];
+    expect(table.shape).to.deep.equal([10, 6]);
+    expect(relError(y, tf.add(x, tf.slice(table, [0, 0], [7, 6])))).to.be.at.most(1e-7);
+    expect(() => learned.apply(tf.zeros([1, 11, 6]))).to.throw(/exceeds maxLength 10/);
+
+    const sin = layers.positionEmbedding({type: 'sinusoidal'});
+    const s = tf.sub(sin.apply(tf.zeros([1, 5, 4])) as tf.Tensor, 0).arraySync() as number[][][];
+    expect(sin.getWeights()).to.have.length(0);
+    const p = 3;
+    expect(s[0][p][0]).to.be.closeTo(Math.sin(p), 1e-6);
+    expect(s[0][p][1]).to.be.closeTo(Math.cos(p), 1e-6);
+    expect(s[0][p][2]).to.be.closeTo(Math.sin(p / 100), 1e-6);  // 10000^(2/4) = 100
+    expect(s[0][p][3]).to.be.closeTo(Math.cos(p / 100), 1e-6);
+  });
+});
+
+/** Saves to memory and loads back through tf.loadLayersModel. */
+async function roundTrip(model: tfl.LayersModel): Promise<tfl.LayersModel> {
+  let artifacts: tf.io.ModelArtifacts | undefined;
+  await model.save(tf.io.withSaveHandler(async (a) => {
+    artifacts = a;
+    return {modelArtifactsInfo: {dateSaved: new Date(), modelTopologyType: 'JSON'}};
+  }));
+  // Through JSON text, as a file would be.
+  const topology = JSON.parse(JSON.stringify(artifacts!.modelTopology));
+  return tfl.loadLayersModel(tf.io.fromMemory({...artifacts!, modelTopology: topology}));
+}
+
+describe('layers: serialization', () => {
+  it('a small GPT (all attention kinds) round-trips through model.save / tf.loadLayersModel', async () => {
+    const specs: AttentionSpec[] = [
+      'flash',
+      {type: 'sliding', windowSize: 4},
+      {type: 'sparse', pattern: {name: 'bigBird', blockSize: 4, windowBlocks: 3, globalBlocks: 1, randomBlocks: 1,
+                                 seed: 7}},
+      {type: 'sparse', pattern: {blockSize: 8, mask: [[1, 0], [1, 1]]}},
+    ];
+    const model = tfl.sequential();
+    model.add(tfl.layers.embedding({inputDim: 11, outputDim: 16, inputShape: [16]}));
+    model.add(layers.positionEmbedding({maxLength: 32}));
+    model.add(layers.positionEmbedding({type: 'sinusoidal', maxWavelength: 500}));
+    for (const attention of specs) {
+      model.add(layers.transformerBlock({numHeads: 4, numKeyValueHeads: 2, mlpDim: 20, dropout: 0.1, attention}));
+    }
+    model.add(layers.multiHeadAttention({numHeads: 2, keyDim: 3, valueDim: 5, outputShape: 7, causal: true}));
+    model.add(tfl.layers.dense({units: 11}));
+    const tokens = tf.tensor2d(Array.from({length: 2 * 16}, (_, i) => (i * 7) % 11), [2, 16], 'int32');
+    const expected = model.predict(tokens) as tf.Tensor;
+
+    const loaded = await roundTrip(model);
+    const got = loaded.predict(tokens) as tf.Tensor;
+    expect(Array.from(await got.data())).to.deep.equal(Array.from(await expected.data()));
+    const ours = ['PositionEmbedding', 'TransformerBlock', 'MultiHeadAttention'];
+    const configs = (m: tfl.LayersModel) => m.layers.filter((l) => ours.includes(l.getClassName()))
+                                                .map((l) => ({cls: l.getClassName(), ...l.getConfig()}));
+    expect(configs(model)).to.have.length(7);
+    expect(configs(loaded)).to.deep.equal(configs(model));
+    expect(loaded.layers.slice(3, 7).map((l) => (l as layers.TransformerBlock).attention.spec)).to.deep.equal(specs);
+  });
+
+  it('a functional cross-attention model with a keyLengths input round-trips', async () => {
+    const query = tfl.input({shape: [null, 8]});
+    const memory = tfl.input({shape: [null, 6]});
+    const lengths = tfl.input({shape: [1], dtype: 'int32'});
+    const attended = layers.multiHeadAttention({numHeads: 2, keyDim: 4, numKeyValueHeads: 1})
+                         .apply([query, memory, lengths]) as tfl.SymbolicTensor;
+    expect(attended.shape).to.deep.equal([null, null, 8]);
+    const model = tfl.model({inputs: [query, memory, lengths], outputs: attended});
+    const feeds = [tf.randomNormal([2, 5, 8]), tf.randomNormal([2, 9, 6]), tf.tensor2d([[9], [4]], [2, 1], 'int32')];
+    const expected = model.predict(feeds) as tf.Tensor;
+    const loaded = await roundTrip(model);
+    const got = loaded.predict(feeds) as tf.Tensor;
+    expect(Array.from(await got.data())).to.deep.equal(Array.from(await expected.data()));
+    // keyLengths took effect: the memory past position 4 of the second sequence doesn't matter.
+    const changed = [feeds[0], tf.concat([tf.slice(feeds[1], [0, 0, 0], [2, 4, 6]), tf.randomNormal([2, 5, 6])], 1),
+                     feeds[2]];
+    const again = loaded.predict(changed) as tf.Tensor;
+    expect(relError(tf.slice(again, [1, 0, 0], [1, 5, 8]), tf.slice(expected, [1, 0, 0], [1, 5, 8])))
+        .to.be.at.most(TOL);
+  });
+});
+
+describe('layers: training', () => {
+  it('model.fit on a previous-token task: the loss falls', async () => {
+    const vocab = 6, seq = 12, n = 64;
+    const model = tfl.sequential();
+    model.add(tfl.layers.embedding({inputDim: vocab, outputDim: 16, inputShape: [seq]}));
+    model.add(layers.positionEmbedding({maxLength: seq}));
+    model.add(layers.transformerBlock({numHeads: 2, mlpDim: 32, attention: {type: 'sliding', windowSize: 2}}));
+    model.add(tfl.layers.dense({units: vocab, activation: 'softmax'}));
+    model.compile({optimizer: tf.train.adam(0.01), loss: 'categoricalCrossentropy'});
+    const tokens = Array.from({length: n * seq}, (_, i) => (i * 7919 + (i >> 3) * 31) % vocab);
+    const x = tf.tensor2d(tokens, [n, seq], 'int32');
+    // Target at position i is the token at i-1 (position 0: itself).
+    const prev = tokens.map((t, i) => i % seq === 0 ? t : tokens[i - 1]);
+    const y = tf.oneHot(tf.tensor2d(prev, [n, seq], 'int32'), vocab);
+    const history = await model.fit(x, y, {epochs: 25, batchSize: 16, verbose: 0});
+    const losses = history.history.loss as number[];
+    expect(losses[losses.length - 1]).to.be.below(0.5 * losses[0]);
+  });
+});
+
+describe('layers: dropout and errors', () => {
+  it('dropout is active only when training', () => {
+    const layer = layers.multiHeadAttention({numHeads: 2, keyDim: 4, dropout: 0.5});
+    const x = tf.randomNormal([1, 6, 8]);
+    const a = layer.apply(x) as tf.Tensor, b = layer.apply(x) as tf.Tensor;
+    expect(relError(a, b)).to.equal(0);
+    const c = layer.apply(x, {training: true}) as tf.Tensor;
+    expect(relError(c, a)).to.be.above(1e-3);
+  });
+
+  it('bad configs and inputs throw errors that name the argument', () => {
+    expect(() => layers.multiHeadAttention({numHeads: 4, keyDim: 8, numKeyValueHeads: 3}))
+        .to.throw(/numHeads \(4\) must be divisible by numKeyValueHeads \(3\)/);
+    expect(() => layers.multiHeadAttention({numHeads: 0, keyDim: 8})).to.throw(/numHeads must be a positive/);
+    expect(() => layers.multiHeadAttention({numHeads: 2, keyDim: 8, dropout: 1})).to.throw(/dropout/);
+    expect(() => layers.multiHeadAttention({numHeads: 2, keyDim: 8, causal: true,
+                                            attention: {type: 'sliding', windowSize: [3, 2]}}))
+        .to.throw(/right = 0 in a causal layer/);
+    expect(() => layers.multiHeadAttention({numHeads: 2, keyDim: 8, attention: 'fast' as AttentionSpec}))
+        .to.throw(/attention must be 'flash'/);
+    expect(() => layers.multiHeadAttention({
+      numHeads: 2, keyDim: 8,
+      attention: {type: 'sparse', pattern: {name: 'nope' as 'local', blockSize: 4}},
+    })).to.throw(/pattern.name must be one of/);
+    expect(() => layers.multiHeadAttention({
+      numHeads: 2, keyDim: 8, attention: {type: 'sparse', pattern: {name: 'strided', blockSize: 4}},
+    })).to.throw(/stride/);
+    const fixedMask = layers.multiHeadAttention({
+      numHeads: 2, keyDim: 8, attention: {type: 'sparse', pattern: {blockSize: 4, mask: [[1, 0], [1, 1]]}},
+    });
+    expect(() => fixedMask.apply(tf.zeros([1, 12, 8]))).to.throw(/seqQ=12, seqK=12/);
+    expect(() => layers.multiHeadAttention({numHeads: 2, keyDim: 8}).apply(tf.zeros([4, 8])))
+        .to.throw(/rank 3/);
+    expect(() => layers.transformerBlock({numHeads: 3}).apply(tf.zeros([1, 4, 8]))).to.throw(/divisible by numHeads/);
+    expect(() => layers.multiHeadAttention({numHeads: 2, keyDim: 4}).apply(tf.zeros([2, 5, 8]), {keyLengths: [5, 6]}))
+        .to.throw(/keyLengths\[1\] must be an integer in \[0, seqK=5\]/);
+  });
+});
