@@ -34,6 +34,9 @@ export interface ReliabilityBackend {
   pending?: Record<string, string>;
 }
 
+/** Until the lead sets FUZZ_TOLERANCES.webgpu from measurements (RELIABILITY.md, "GPU backends"). */
+const PROVISIONAL_GPU_TOLERANCE: FuzzTolerance = {forward: 1e-5, gradients: 1e-4};
+
 async function use(name: string): Promise<void> {
   if (!(await tf.setBackend(name))) throw new Error(`tfjs backend ${name} failed to initialize`);
   await tf.ready();
@@ -72,9 +75,18 @@ export const NODE_BACKENDS: ReliabilityBackend[] = [
           'same additive mask: a masked +Infinity score gives +Infinity + -Infinity = NaN in rows that cannot see it',
     },
   },
-  // webgpu in node (Dawn): add a row here once kernels/webgpu lands, e.g.
-  // {name: 'webgpu', setUp: async () => { /* install navigator.gpu from the `webgpu` package */ await use('webgpu'); },
-  //  tolerance: FUZZ_TOLERANCES.webgpu, default: false, fused: true},
+  {
+    // Dawn in node (test/webgpu_env.ts; software Vulkan when there is no GPU). Not in the default set: slow on
+    // lavapipe. RELIABILITY_BACKENDS=webgpu runs it.
+    name: 'webgpu',
+    setUp: async () => {
+      const {setupWebGPU} = await import('./webgpu_env.js');
+      if ((await setupWebGPU()) == null) throw new Error('WebGPU is not available on this machine');
+    },
+    tolerance: FUZZ_TOLERANCES.webgpu ?? PROVISIONAL_GPU_TOLERANCE,
+    default: false,
+    fused: true,
+  },
 ];
 
 export function selectedBackends(): ReliabilityBackend[] {
