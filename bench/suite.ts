@@ -195,7 +195,10 @@ export async function runSuite(o: SuiteOptions): Promise<{results: SuiteResults;
         const specs: RunSpec[] = [];
         for (const mode of o.modes) {
           const impls: Impl[] = [...o.impls];
-          if (info.externalImpls.includes('ort') && mode === 'forward' && c.op === 'flash') impls.push('ort');
+          if (info.externalImpls.includes('ort') && mode === 'forward' && c.op === 'flash') {
+            impls.push('ort');
+            progress.addTotal(1);
+          }
           for (const impl of impls) {
             const skip = cut.get(`${c.series}|${impl}|${mode}`) ??
                 (impl === 'naive' ? naiveTooLarge(c, mode, info, backend) : null);
@@ -217,6 +220,7 @@ export async function runSuite(o: SuiteOptions): Promise<{results: SuiteResults;
             memory: run.memory, error: run.error, leakedTensors: result.leakedTensors,
           };
           if (run.impl === 'ours' && run.mode === 'forward') row.maxRelDiffVsNaive = result.maxRelDiffVsNaive;
+          if (run.maxRelDiffVsOurs != null) row.maxRelDiffVsOurs = run.maxRelDiffVsOurs;
           rows.push(row);
           const k = `${c.series}|${run.impl}|${run.mode}`;
           if (run.error) cut.set(k, `skipped: failed at ${c.id}`);

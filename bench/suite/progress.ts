@@ -15,6 +15,10 @@ export class Progress {
     this.total = n;
   }
 
+  addTotal(n: number): void {
+    this.total += n;
+  }
+
   advance(n: number): void {
     this.doneRuns += n;
     this.render();

@@ -26,6 +26,8 @@ export interface ResultRow {
   gpuMemoryRatioVsNaive?: number;
   /** On 'ours' forward rows: max |ours − naive| / max |naive|. */
   maxRelDiffVsNaive?: number;
+  /** On 'ort' rows: max |ort − ours| / max |ours|. */
+  maxRelDiffVsOurs?: number;
   leakedTensors?: number;
   error?: string;
   /** Why it was not run (too slow / too large at a smaller size, unsupported). */
@@ -128,7 +130,7 @@ export function markdownReport(res: SuiteResults): string {
       const head = ['case', 'shape', 'ours', 'naive', 'speedup', 'TFLOP/s ours (dense / visited)', 'TFLOP/s naive',
                     'mem ours', 'mem naive', 'mem ratio'];
       if (hasGpu) head.push('GPU ours', 'GPU naive');
-      if (hasOrt) head.push('ort', 'ours vs ort');
+      if (hasOrt) head.push('ort', 'ort / ours', 'ort rel diff');
       if (mode === 'forward') head.push('max rel diff');
       out.push(`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`);
       const ids = [...new Set(rows.map((r) => r.case.id))];
@@ -151,7 +153,8 @@ export function markdownReport(res: SuiteResults): string {
         }
         if (hasOrt) {
           line.push(cell(x, (r) => formatMs(r.timing?.medianMs)),
-                    x?.timing && o?.timing ? ratio(x.timing.medianMs / o.timing.medianMs) : '');
+                    x?.timing && o?.timing ? ratio(x.timing.medianMs / o.timing.medianMs) : '',
+                    x?.maxRelDiffVsOurs != null ? x.maxRelDiffVsOurs.toExponential(1) : '');
         }
         if (mode === 'forward') line.push(o?.maxRelDiffVsNaive != null ? o.maxRelDiffVsNaive.toExponential(1) : '');
         out.push(`| ${line.join(' | ')} |`);
