@@ -1,0 +1,132 @@
+/**
+ * The cpu forward executor shared by FlashAttention, SlidingWindowAttention and SparseAttention: tiled online softmax
+ * (FlashAttention) over the key tiles the plan's block schedule lists. The ops differ only through the plan.
+ *
+ * Per (batch, kv head) K and Vᵀ are gathered once into contiguous arrays; per (query head, query tile) the query rows
+ * are gathered, then each scheduled key tile does S = Q·Kᵀ, scale and softcap, the per-element mask (partial tiles
+ * only), the online-softmax update and acc += P·V. No seqQ × seqK buffer is ever allocated.
+ */
+import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
+import type {NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
+import {type AttentionInputNames, planOf} from '../../src/kernel_names.js';
+import {getSchedule} from '../../src/plan/schedule.js';
+import {
+  checkInputShapes, chooseTiles, finalScores, float32Values, gatherHead, gatherHeadTransposed, gatherQueryTile, gemmABt,
+  PartialTile, readKeyLengths,
+} from './attention_cpu_util.js';
+
+export function attentionCpu(args: {
+  inputs: Record<AttentionInputNames, TensorInfo>,
+  backend: MathBackendCPU,
+  attrs?: NamedAttrMap,
+}): TensorInfo[] {
+  const {inputs, backend} = args;
+  const plan = planOf(args.attrs);
+  checkInputShapes(plan, inputs);
+  const {batch: B, seqQ: Sq, seqK: Sk, heads: H, kvHeads: Hk, headDim: D, groupSize: G, scale, softcap} = plan;
+  const qv = float32Values(backend, inputs.q), kv = float32Values(backend, inputs.k);
+  const vv = float32Values(backend, inputs.v);
+  const keyLens = readKeyLengths(plan, backend, inputs.keyLengths);
+  const {blockQ, blockK} = chooseTiles(plan);
+  const sched = getSchedule(plan, blockQ, blockK);
+  const {rowRunStart, rowRuns, numQueryTiles, numHeads: maskHeads} = sched;
+
+  const out = new Float32Array(B * Sq * H * D);
+  const lse = new Float32Array(B * H * Sq).fill(-Infinity);
+  const kc = new Float32Array(Sk * D);      // K of one kv head, [seqK, D]
+  const vt = new Float32Array(D * Sk);      // V of one kv head, transposed: [D, seqK]
+  const qTile = new Float32Array(blockQ * D);
+  const acc = new Float64Array(blockQ * D);
+  const s = new Float64Array(blockQ * blockK);  // scores of one tile
+  const p = new Float32Array(blockQ * blockK);  // their exp(score − running max)
+  const rowMax = new Float64Array(blockQ), rowSum = new Float64Array(blockQ);
+  const partial = new PartialTile(blockQ);
+
+  for (let b = 0; b < B; b++) {
+    const keyLen = keyLens[b];
+    if (keyLen === 0) continue;  // every row is empty: output 0, lse -Infinity
+    for (let hk = 0; hk < Hk; hk++) {
+      gatherHead(kv, plan, b, hk, keyLen, kc);
+      gatherHeadTransposed(vv, plan, b, hk, keyLen, vt);
+      for (let h = hk * G; h < (hk + 1) * G; h++) {
+        const runRow0 = (h % maskHeads) * numQueryTiles;
+        for (let qt = 0; qt < numQueryTiles; qt++) {
+          const q0 = qt * blockQ, rows = Math.min(blockQ, Sq - q0);
+          const runEnd = rowRunStart[runRow0 + qt + 1];
+          let run = rowRunStart[runRow0 + qt];
+          if (run === runEnd) continue;  // this tile sees no key
+          gatherQueryTile(qv, plan, b, h, q0, rows, qTile);
+          rowMax.fill(-Infinity);
+          rowSum.fill(0);
+          acc.fill(0);
+          tiles: for (; run < runEnd; run++) {
+            const first = rowRuns[3 * run], last = first + rowRuns[3 * run + 1], full = rowRuns[3 * run + 2] === 1;
+            for (let kt = first; kt < last; kt++) {
+              const k0 = kt * blockK;
+              if (k0 >= keyLen) break tiles;  // key tiles ascend: the rest is padding
+              const cols = Math.min(blockK, Sk - k0);
+              const masked = !full || k0 + cols > keyLen;
+              let c0 = 0, c1 = cols;
+              if (masked) {
+                if (!partial.setRanges(plan, q0, rows, k0, cols, keyLen)) continue;
+                c0 = partial.c0;
+                c1 = partial.c1;
+              }
+              const n = c1 - c0;
+              gemmABt(qTile, 0, D, kc, (k0 + c0) * D, D, s, c0, blockK, rows, n, D, false);
+              finalScores(s, blockK, rows, c0, c1, scale, softcap);
+              if (masked) partial.mask(plan, h, q0, rows, k0, s, blockK);
+              onlineSoftmaxUpdate(s, p, blockK, rows, c0, c1, rowMax, rowSum, acc, D);
+              gemmABt(p, c0, blockK, vt, k0 + c0, Sk, acc, 0, D, rows, D, n, true);
+            }
+          }
+          for (let r = 0; r < rows; r++) {
+            const sum = rowSum[r];
+            if (sum === 0) continue;  // the row saw no key
+            const o = ((b * Sq + q0 + r) * H + h) * D, inv = 1 / sum;
+            for (let d = 0, a = r * D; d < D; d++) out[o + d] = acc[a + d] * inv;
+            lse[(b * H + h) * Sq + q0 + r] = rowMax[r] + Math.log(sum);
+          }
+        }
+      }
+    }
+  }
+  return [
+    backend.makeTensorInfo([B, Sq, H, D], 'float32', out),
+    backend.makeTensorInfo([B, H, Sq], 'float32', lse),
+  ];
+}
+
+/**
+ * For columns [c0, c1) of each row: p = exp(score − running max) (0 where masked), updating the running max and sum
+ * and rescaling the row's accumulator when the max grows.
+ */
+function onlineSoftmaxUpdate(
+    s: Float64Array, p: Float32Array, ld: number, rows: number, c0: number, c1: number, rowMax: Float64Array,
+    rowSum: Float64Array, acc: Float64Array, D: number): void {
+  for (let r = 0; r < rows; r++) {
+    const start = r * ld + c0, end = r * ld + c1;
+    let tileMax = -Infinity;
+    for (let c = start; c < end; c++) if (s[c] > tileMax) tileMax = s[c];
+    if (tileMax === -Infinity) {  // nothing visible in this row of the tile
+      for (let c = start; c < end; c++) p[c] = 0;
+      continue;
+    }
+    const oldMax = rowMax[r];
+    const newMax = tileMax > oldMax ? tileMax : oldMax;
+    let sum = 0;
+    for (let c = start; c < end; c++) {
+      const e = Math.fround(Math.exp(s[c] - newMax));  // the sum must match the P that is multiplied with V
+      p[c] = e;
+      sum += e;
+    }
+    if (newMax !== oldMax && oldMax !== -Infinity) {
+      const alpha = Math.exp(oldMax - newMax);
+      rowSum[r] = rowSum[r] * alpha + sum;
+      for (let a = r * D, e = a + D; a < e; a++) acc[a] *= alpha;
+    } else {
+      rowSum[r] += sum;
+    }
+    rowMax[r] = newMax;
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * The cpu backward executor shared by the three *Grad kernels (FlashAttention-2 backward): scores are recomputed tile
+ * by tile from q, k and the saved lse, never stored whole.
+ *
+ * One pass over the scheduled (query tile, key tile) pairs: dQ of the query tile accumulates in place, dK and dV in
+ * per-kv-head accumulators (so GQA's sum over the query heads of a group falls out, deterministically since this is
+ * single-threaded). With t the final score, P = exp(t − lse), δ = rowsum(dO∘O) − dLse:
+ *   dV += Pᵀ·dO,  dS = P∘(dO·Vᵀ − δ)∘(1 − (t/softcap)²),  dQ += scale·dS·K,  dK += scale·dSᵀ·Q.
+ * dS is stored with its factor scale, so dQ = dS·K and dK = dSᵀ·Q need no further scaling.
+ */
+import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
+import type {NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
+import {type AttentionGradInputNames, planOf} from '../../src/kernel_names.js';
+import {getSchedule} from '../../src/plan/schedule.js';
+import {
+  checkInputShapes, chooseTiles, finalScores, float32Values, gatherHead, gatherHeadTransposed, gatherQueryTile, gemmABt,
+  PartialTile, readKeyLengths, transposeTile,
+} from './attention_cpu_util.js';
+
+export function attentionGradCpu(args: {
+  inputs: Record<AttentionGradInputNames, TensorInfo>,
+  backend: MathBackendCPU,
+  attrs?: NamedAttrMap,
+}): TensorInfo[] {
+  const {inputs, backend} = args;
+  const plan = planOf(args.attrs);
+  checkInputShapes(plan, inputs);
+  const {batch: B, seqQ: Sq, seqK: Sk, heads: H, kvHeads: Hk, headDim: D, groupSize: G, scale, softcap} = plan;
+  const qv = float32Values(backend, inputs.q), kv = float32Values(backend, inputs.k);
+  const vv = float32Values(backend, inputs.v), ov = float32Values(backend, inputs.output);
+  const lsev = float32Values(backend, inputs.lse), dov = float32Values(backend, inputs.dOutput);
+  const dlsev = float32Values(backend, inputs.dLse);
+  const keyLens = readKeyLengths(plan, backend, inputs.keyLengths);
+  const {blockQ, blockK} = chooseTiles(plan);
+  const sched = getSchedule(plan, blockQ, blockK);
+  const {rowRunStart, rowRuns, numQueryTiles, numHeads: maskHeads} = sched;
+
+  const dq = new Float32Array(B * Sq * H * D);
+  const dk = new Float32Array(B * Sk * Hk * D), dv = new Float32Array(B * Sk * Hk * D);
+  // Per kv head: K as [seqK, D] and [D, seqK], V as [seqK, D], and the dK, dV accumulators [seqK, D].
+  const kc = new Float32Array(Sk * D), kt = new Float32Array(D * Sk), vc = new Float32Array(Sk * D);
+  const dkAcc = new Float64Array(Sk * D), dvAcc = new Float64Array(Sk * D);
+  // Per query tile: Q and dO as [rows, D] and transposed [D, blockQ]; the dQ accumulator; per-row lse and δ.
+  const qTile = new Float32Array(blockQ * D), qT = new Float32Array(D * blockQ);
+  const doTile = new Float32Array(blockQ * D), doT = new Float32Array(D * blockQ);
+  const dqTile = new Float64Array(blockQ * D);
+  const rowLse = new Float64Array(blockQ), rowDelta = new Float64Array(blockQ);
+  // Per tile pair: scores and dP [blockQ, blockK]; dS as [blockQ, blockK]; Pᵀ and dSᵀ [blockK, blockQ].
+  const s = new Float64Array(blockQ * blockK), dp = new Float64Array(blockQ * blockK);
+  const ds = new Float32Array(blockQ * blockK);
+  const pT = new Float32Array(blockK * blockQ), dsT = new Float32Array(blockK * blockQ);
+  const partial = new PartialTile(blockQ);
+  const invCap = softcap > 0 ? 1 / softcap : 0;
+
+  for (let b = 0; b < B; b++) {
+    const keyLen = keyLens[b];
+    if (keyLen === 0) continue;  // every row is empty: all gradients 0
+    for (let hk = 0; hk < Hk; hk++) {
+      gatherHead(kv, plan, b, hk, keyLen, kc);
+      gatherHeadTransposed(kv, plan, b, hk, keyLen, kt);
+      gatherHead(vv, plan, b, hk, keyLen, vc);
+      dkAcc.fill(0, 0, keyLen * D);
+      dvAcc.fill(0, 0, keyLen * D);
+      for (let h = hk * G; h < (hk + 1) * G; h++) {
+        const runRow0 = (h % maskHeads) * numQueryTiles;
+        for (let qt = 0; qt < numQueryTiles; qt++) {
+          const q0 = qt * blockQ, rows = Math.min(blockQ, Sq - q0);
+          const runEnd = rowRunStart[runRow0 + qt + 1];
+          let run = rowRunStart[runRow0 + qt];
+          // Rows with lse = -Infinity saw no key in the forward pass: they contribute nothing.
+          let live = 0;
+          for (let r = 0; r < rows; r++) {
+            const row = (b * H + h) * Sq + q0 + r;
+            rowLse[r] = lsev[row];
+            if (rowLse[r] === -Infinity) continue;
+            live++;
+            const o = ((b * Sq + q0 + r) * H + h) * D;
+            let delta = 0;
+            for (let d = 0; d < D; d++) delta += dov[o + d] * ov[o + d];
+            rowDelta[r] = delta - dlsev[row];
+          }
+          if (live === 0 || run === runEnd) continue;
+          gatherQueryTile(qv, plan, b, h, q0, rows, qTile);
+          transposeTile(qTile, rows, D, qT, blockQ);
+          gatherQueryTile(dov, plan, b, h, q0, rows, doTile);
+          transposeTile(doTile, rows, D, doT, blockQ);
+          dqTile.fill(0);
+          tiles: for (; run < runEnd; run++) {
+            const first = rowRuns[3 * run], last = first + rowRuns[3 * run + 1], full = rowRuns[3 * run + 2] === 1;
+            for (let ktile = first; ktile < last; ktile++) {
+              const k0 = ktile * blockK;
+              if (k0 >= keyLen) break tiles;  // key tiles ascend: the rest is padding
+              const cols = Math.min(blockK, Sk - k0);
+              const masked = !full || k0 + cols > keyLen;
+              let c0 = 0, c1 = cols;
+              if (masked) {
+                if (!partial.setRanges(plan, q0, rows, k0, cols, keyLen)) continue;
+                c0 = partial.c0;
+                c1 = partial.c1;
+              }
+              const n = c1 - c0;
+              gemmABt(qTile, 0, D, kc, (k0 + c0) * D, D, s, c0, blockK, rows, n, D, false);      // Q·Kᵀ
+              gemmABt(doTile, 0, D, vc, (k0 + c0) * D, D, dp, c0, blockK, rows, n, D, false);    // dP = dO·Vᵀ
+              finalScores(s, blockK, rows, c0, c1, scale, softcap);
+              if (masked) partial.mask(plan, h, q0, rows, k0, s, blockK);
+              probabilitiesAndScoreGrads(
+                  s, dp, blockK, rows, c0, c1, rowLse, rowDelta, scale, invCap, ds, pT, dsT, blockQ);
+              gemmABt(ds, c0, blockK, kt, k0 + c0, Sk, dqTile, 0, D, rows, D, n, true);           // dQ += dS·K
+              gemmABt(pT, 0, blockQ, doT, 0, blockQ, dvAcc, (k0 + c0) * D, D, n, D, rows, true);  // dV += Pᵀ·dO
+              gemmABt(dsT, 0, blockQ, qT, 0, blockQ, dkAcc, (k0 + c0) * D, D, n, D, rows, true);   // dK += dSᵀ·Q
+            }
+          }
+          for (let r = 0; r < rows; r++) {
+            const o = ((b * Sq + q0 + r) * H + h) * D;
+            for (let d = 0, a = r * D; d < D; d++) dq[o + d] = dqTile[a + d];
+          }
+        }
+      }
+      const rowStride = Hk * D;
+      for (let j = 0, o = (b * Sk * Hk + hk) * D; j < keyLen; j++, o += rowStride) {
+        for (let d = 0, a = j * D; d < D; d++) {
+          dk[o + d] = dkAcc[a + d];
+          dv[o + d] = dvAcc[a + d];
+        }
+      }
+    }
+  }
+  return [
+    backend.makeTensorInfo([B, Sq, H, D], 'float32', dq),
+    backend.makeTensorInfo([B, Sk, Hk, D], 'float32', dk),
+    backend.makeTensorInfo([B, Sk, Hk, D], 'float32', dv),
+  ];
+}
+
+/**
+ * For columns [c0, c1) of each row, from the final scores t in s (-Infinity where masked) and dP in dp: P = exp(t − lse)
+ * into pT (transposed, [col, row] with row stride ldT) and dS = scale·P∘(dP − δ)∘(1 − (t/softcap)²) into ds (same
+ * layout as s) and dsT (transposed). Rows with lse = -Infinity get 0.
+ */
+function probabilitiesAndScoreGrads(
+    s: Float64Array, dp: Float64Array, ld: number, rows: number, c0: number, c1: number, rowLse: Float64Array,
+    rowDelta: Float64Array, scale: number, invCap: number, ds: Float32Array, pT: Float32Array, dsT: Float32Array,
+    ldT: number): void {
+  for (let r = 0; r < rows; r++) {
+    const lse = rowLse[r], delta = rowDelta[r];
+    const empty = lse === -Infinity;
+    for (let c = c0, i = r * ld + c0, o = r; c < c1; c++, i++, o += ldT) {
+      let p = 0, g = 0;
+      if (!empty) {
+        const t = s[i];
+        p = Math.exp(t - lse);
+        if (p !== 0) {  // p = 0 where masked (t = -Infinity), where the softcap derivative would be -Infinity
+          g = p * (dp[i] - delta) * scale;
+          if (invCap !== 0) {
+            const u = t * invCap;
+            g *= 1 - u * u;
+          }
+        }
+      }
+      ds[i] = g;
+      pT[o] = p;
+      dsT[o] = g;
+    }
+  }
+}
