@@ -56,10 +56,15 @@ async function sample<H>(t: Timed<H>, reps: number): Promise<number> {
 }
 
 export async function timeIt<H>(t: Timed<H>, o: TimingOptions): Promise<Timing> {
-  for (let i = 0; i < o.warmup; i++) await sample(t, 1);
+  // Warm-up compiles shaders and fills caches: once is enough for calls that outlast the whole budget.
+  for (let i = 0; i < o.warmup; i++) {
+    if (await sample(t, 1) > o.budgetMs) break;
+  }
   const first = await sample(t, 1);
   const reps = Math.max(1, Math.min(1000, Math.ceil(o.targetSampleMs / Math.max(first, 1e-3))));
-  const count = Math.max(o.minSamples, Math.min(o.maxSamples, Math.floor(o.budgetMs / (first * reps))));
+  // At least minSamples, except for calls longer than the budget: two samples then.
+  const minSamples = first > o.budgetMs ? Math.min(2, o.minSamples) : o.minSamples;
+  const count = Math.max(minSamples, Math.min(o.maxSamples, Math.floor(o.budgetMs / (first * reps))));
   const samplesMs = reps === 1 ? [first] : [];
   while (samplesMs.length < count) samplesMs.push(await sample(t, reps));
   return {
