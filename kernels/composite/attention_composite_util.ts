@@ -1,0 +1,247 @@
+/**
+ * Pieces shared by the composite attention executors (forward: attention_composite.ts, backward:
+ * attention_grad_composite.ts), built only from public tfjs ops so they run on any backend.
+ *
+ * Layout: the executors work on "grouped rows" [batch, kvHeads, seq * groupSize, headDim], where row
+ * `i * groupSize + g` holds query i of query head `kvHead * groupSize + g`. Every query head that shares a kv head
+ * then sits in one matrix, so one batched matMul against that kv head's keys serves the whole GQA group, and
+ * Pᵀ·dO / dSᵀ·Q sum over the group for free.
+ *
+ * Tiles: queries are walked in tiles of blockQ rows and keys in tiles of blockK, following the plan's block schedule
+ * (tiles absent from it are never computed; "full" tiles get no element mask). A scores tile holds
+ * batch * heads * blockQ * blockK floats, bounded by TILE_ELEMENT_BUDGET: memory is O(seq · tile), never seq².
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type {KernelBackend, TensorInfo} from '@tensorflow/tfjs-core';
+import {layoutBlockOn} from '../../src/patterns/block_layout.js';
+import {AttentionPlan, layoutHead, windowKeyRange} from '../../src/plan/plan.js';
+import {BlockSchedule, forEachTileInCol, forEachTileInRow, getSchedule} from '../../src/plan/schedule.js';
+
+/** Keys per key tile (fewer when seqK is shorter, so that a short sequence is one full tile). */
+export const COMPOSITE_BLOCK_K = 256;
+/** Largest query tile; smaller when batch * heads is large (see TILE_ELEMENT_BUDGET). */
+export const COMPOSITE_MAX_BLOCK_Q = 256;
+const COMPOSITE_MIN_BLOCK_Q = 16;
+/** Elements of one [batch, heads, blockQ, blockK] scores tile: 4M floats = 16 MiB per temporary. */
+const TILE_ELEMENT_BUDGET = 1 << 22;
+
+export interface CompositeTiling {
+  blockQ: number;
+  blockK: number;
+  schedule: BlockSchedule;
+}
+
+/** Tile sizes for a plan and the plan's schedule at those sizes (cached by getSchedule). */
+export function compositeTiling(plan: AttentionPlan): CompositeTiling {
+  const blockK = Math.min(COMPOSITE_BLOCK_K, plan.seqK);
+  const rowsInBudget = TILE_ELEMENT_BUDGET / (plan.batch * plan.heads * blockK);
+  const pow2 = 2 ** Math.floor(Math.log2(Math.max(1, rowsInBudget)));
+  const blockQ = Math.min(plan.seqQ, Math.max(COMPOSITE_MIN_BLOCK_Q, Math.min(COMPOSITE_MAX_BLOCK_Q, pow2)));
+  return {blockQ, blockK, schedule: getSchedule(plan, blockQ, blockK)};
+}
+
+/**
+ * A kernel input as a Tensor sharing its data. engine.makeTensorFromTensorInfo adds no backend reference, yet
+ * disposing the wrapper removes one; take one first (as tfjs's Identity kernel does) so that disposing the wrapper,
+ * e.g. at the end of the executor's tidy, leaves the caller's tensor intact.
+ */
+export function wrapInput(info: TensorInfo, backend: KernelBackend): tf.Tensor {
+  backend.incRef(info.dataId);
+  return tf.engine().makeTensorFromTensorInfo(info, backend);
+}
+
+/**
+ * [batch, seq, heads, D] → consecutive tiles of `tileLength` positions (the last may be shorter), each in grouped
+ * rows [batch, kvHeads, length * group, D] with group = heads / kvHeads. The split is taken on a seq-major copy,
+ * where every tile is one contiguous range (the cpu backend copies that with one subarray instead of per element).
+ * Only the tiles outlive the call, not the intermediate copies.
+ */
+export function groupedRowTiles(x: tf.Tensor, kvHeads: number, tileLength: number): tf.Tensor4D[] {
+  return tf.tidy(() => seqMajorToGroupedRowTiles(tf.transpose(x, [1, 0, 2, 3]), kvHeads, tileLength));
+}
+
+/** A per-row statistic [batch, heads, seq] (lse, dLse) → tiles [batch, kvHeads, length * group, 1]. */
+export function rowStatTiles(x: tf.Tensor, kvHeads: number, tileLength: number): tf.Tensor4D[] {
+  const [batch, heads, seq] = x.shape;
+  return tf.tidy(() => seqMajorToGroupedRowTiles(
+                     tf.reshape(tf.transpose(x, [2, 0, 1]), [seq, batch, heads, 1]), kvHeads, tileLength));
+}
+
+function seqMajorToGroupedRowTiles(x: tf.Tensor, kvHeads: number, tileLength: number): tf.Tensor4D[] {
+  const [seq, batch, heads, dim] = x.shape;
+  const group = heads / kvHeads;
+  const lengths: number[] = [];
+  for (let start = 0; start < seq; start += tileLength) lengths.push(Math.min(tileLength, seq - start));
+  return tf.split(x, lengths, 0).map((tile, i) => {
+    const headMajor = tf.transpose(tf.reshape(tile, [lengths[i], batch, kvHeads, group * dim]), [1, 2, 0, 3]);
+    return tf.reshape(headMajor, [batch, kvHeads, lengths[i] * group, dim]);
+  });
+}
+
+/** Grouped rows [batch, kvHeads, seq * group, D] → [batch, seq, kvHeads * group, D]. */
+export function fromGroupedRows(x: tf.Tensor, group: number): tf.Tensor4D {
+  const [batch, kvHeads, rows, dim] = x.shape;
+  const seq = rows / group;
+  const seqMajor = tf.transpose(tf.reshape(x, [batch, kvHeads, seq, group * dim]), [0, 2, 1, 3]);
+  return tf.reshape(seqMajor, [batch, seq, kvHeads * group, dim]);
+}
+
+/** A row statistic in grouped rows [batch, kvHeads, seq * group, 1] → [batch, kvHeads * group, seq]. */
+export function rowStatFromGroupedRows(x: tf.Tensor, group: number): tf.Tensor3D {
+  const [batch, kvHeads, rows] = x.shape;
+  const seq = rows / group;
+  const headMajor = tf.transpose(tf.reshape(x, [batch, kvHeads, seq, group]), [0, 1, 3, 2]);
+  return tf.reshape(headMajor, [batch, kvHeads * group, seq]);
+}
+
+/**
+ * Concatenates tiles along axis 2 and maps the result (e.g. fromGroupedRows), disposing the tiles and intermediate
+ * copies right away so that they do not stack up on the outputs' memory peak.
+ */
+export function assembleTiles<T extends tf.Tensor>(tiles: tf.Tensor[], finish: (all: tf.Tensor) => T): T {
+  const result = tf.tidy(() => finish(tf.concat(tiles, 2)));
+  tf.dispose(tiles);
+  return result;
+}
+
+export interface TileVisit {
+  tile: number;
+  /** Every (row, key) pair of the tile is visible for every mask head: no element mask needed. */
+  full: boolean;
+}
+
+/**
+ * Key tiles query tile `queryTile` visits for any mask head, in increasing order. All heads are computed in one
+ * batched op, so a tile visited by only some mask heads (per-head layouts) is partial: the mask hides it from the
+ * others.
+ */
+export function keyTilesOfQueryTile(s: BlockSchedule, queryTile: number): TileVisit[] {
+  return unionOverHeads(s, (h, fn) => forEachTileInRow(s, h, queryTile, fn));
+}
+
+/** Query tiles visiting key tile `keyTile` for any mask head (the transpose, for dK/dV), in increasing order. */
+export function queryTilesOfKeyTile(s: BlockSchedule, keyTile: number): TileVisit[] {
+  return unionOverHeads(s, (h, fn) => forEachTileInCol(s, h, keyTile, fn));
+}
+
+function unionOverHeads(
+    s: BlockSchedule, forEach: (head: number, fn: (tile: number, full: boolean) => void) => void): TileVisit[] {
+  const fullHeads = new Map<number, number>();
+  for (let h = 0; h < s.numHeads; h++) {
+    forEach(h, (tile, full) => fullHeads.set(tile, (fullHeads.get(tile) ?? 0) + (full ? 1 : 0)));
+  }
+  return [...fullHeads.entries()].sort((a, b) => a[0] - b[0])
+      .map(([tile, count]) => ({tile, full: count === s.numHeads}));
+}
+
+/** Query rows [q0, q1) × keys [k0, k1): one (query tile, key tile) pair. */
+export interface TileBounds {
+  q0: number;
+  q1: number;
+  k0: number;
+  k1: number;
+}
+
+export function tileBounds(tiling: CompositeTiling, plan: AttentionPlan, queryTile: number, keyTile: number):
+    TileBounds {
+  const q0 = queryTile * tiling.blockQ, k0 = keyTile * tiling.blockK;
+  return {q0, q1: Math.min(q0 + tiling.blockQ, plan.seqQ), k0, k1: Math.min(k0 + tiling.blockK, plan.seqK)};
+}
+
+/**
+ * Visibility of a partial tile from the window and layout (host metadata, uploaded, never read back): a bool tensor,
+ * true where the key is visible. Shape [1, kvHeads, rows * group, keys] for per-head layouts, else
+ * [1, 1, rows * group, keys], in grouped-row order. keyLengths are not included (see keyLengthsVisibility).
+ */
+export function tileVisibility(plan: AttentionPlan, {q0, q1, k0, k1}: TileBounds): tf.Tensor4D {
+  const {layout, groupSize: group} = plan;
+  const maskKvHeads = layout != null && layout.numHeads > 1 ? plan.kvHeads : 1;
+  const rows = (q1 - q0) * group, keys = k1 - k0;
+  const visible = new Uint8Array(maskKvHeads * rows * keys);
+  for (let i = q0; i < q1; i++) {
+    const [lo, hi] = windowKeyRange(plan, i);
+    const first = Math.max(lo, k0), last = Math.min(hi, k1 - 1);
+    if (first > last) continue;
+    for (let kvHead = 0; kvHead < maskKvHeads; kvHead++) {
+      for (let g = 0; g < group; g++) {
+        const rowStart = ((kvHead * (q1 - q0) + i - q0) * group + g) * keys - k0;
+        if (layout == null) {
+          visible.fill(1, rowStart + first, rowStart + last + 1);
+          continue;
+        }
+        const bs = layout.blockSize, lh = layoutHead(plan, kvHead * group + g);
+        for (let kb = Math.floor(first / bs); kb <= Math.floor(last / bs); kb++) {
+          if (!layoutBlockOn(layout, lh, Math.floor(i / bs), kb)) continue;
+          visible.fill(1, rowStart + Math.max(first, kb * bs), rowStart + Math.min(last, kb * bs + bs - 1) + 1);
+        }
+      }
+    }
+  }
+  return tf.tensor4d(visible, [1, maskKvHeads, rows, keys], 'bool');
+}
+
+/**
+ * [batch, 1, 1, seqK] bool: key j < keyLengths[b]. Computed on device from the int32 keyLengths tensor, so no value
+ * is read back (backends stay asynchronous); as a consequence every key tile is computed and masked, even one wholly
+ * past keyLengths[b].
+ */
+export function keyLengthsVisibility(keyLengths: tf.Tensor, seqK: number): tf.Tensor4D {
+  const batch = keyLengths.shape[0];
+  const positions = tf.reshape(tf.range(0, seqK, 1, 'int32'), [1, 1, 1, seqK]);
+  return tf.less(positions, tf.reshape(keyLengths, [batch, 1, 1, 1]));
+}
+
+export interface TileScores {
+  /** Final masked scores t [batch, kvHeads, rows * group, keys]: -Infinity where masked. */
+  scores: tf.Tensor4D;
+  /** dt/ds = 1 − tanh², the softcap's derivative (absent without softcap or when not asked for). */
+  softcapDerivative?: tf.Tensor4D;
+}
+
+/** Which scores of a tile to keep (bool, broadcast against the scores), or null when all of them are visible. */
+function tileMask(plan: AttentionPlan, bounds: TileBounds, full: boolean, keyVisibility: tf.Tensor4D | null):
+    tf.Tensor | null {
+  if (full && keyVisibility == null) return null;
+  return tf.tidy(() => {
+    const keysVisible = keyVisibility == null ? null :
+        tf.slice(keyVisibility, [0, 0, 0, bounds.k0], [-1, 1, 1, bounds.k1 - bounds.k0]);
+    if (full) return keysVisible!;
+    const visible = tileVisibility(plan, bounds);
+    return keysVisible == null ? visible : tf.logicalAnd(visible, keysVisible);
+  });
+}
+
+/**
+ * fn(x) in a tidy of its own, then disposes x: along a chain of tile-sized ops this keeps one intermediate alive
+ * instead of the whole chain (tfjs has no in-place ops), which sets the executors' memory peak.
+ */
+export function consume<T extends tf.Tensor>(x: tf.Tensor, fn: (x: tf.Tensor) => T): T {
+  const y = tf.tidy(() => fn(x));
+  x.dispose();
+  return y;
+}
+
+/**
+ * Scores of one tile: t = softcap·tanh(s/softcap) (or s), s = (scale·q)·kᵀ, then masked. `scaledQueries` already
+ * carries the scale (one multiply per query tile instead of one per scores tile). `keyVisibility` is
+ * keyLengthsVisibility's result when the plan has keyLengths.
+ */
+export function tileScores(
+    plan: AttentionPlan, scaledQueries: tf.Tensor4D, keys: tf.Tensor4D, bounds: TileBounds, full: boolean,
+    keyVisibility: tf.Tensor4D | null, needDerivative: boolean): TileScores {
+  let scores: tf.Tensor = tf.matMul(scaledQueries, keys, false, true);
+  let softcapDerivative: tf.Tensor4D | undefined;
+  if (plan.softcap > 0) {
+    const capped = consume(scores, (s) => tf.tanh(tf.mul(s, 1 / plan.softcap)));
+    if (needDerivative) softcapDerivative = tf.tidy(() => tf.sub<tf.Tensor4D>(1, tf.square(capped)));
+    scores = consume(capped, (c) => tf.mul(c, plan.softcap));
+  }
+  const visible = tileMask(plan, bounds, full, keyVisibility);
+  if (visible != null) {
+    // Selected, not added as a -Infinity bias: a NaN or +Infinity score of a masked key must not leak into the row
+    // (NaN + -Infinity = NaN, Infinity + -Infinity = NaN).
+    scores = consume(scores, (s) => tf.where(visible, s, tf.fill(s.shape, -Infinity)));
+    visible.dispose();
+  }
+  return {scores: scores as tf.Tensor4D, softcapDerivative};
+}

@@ -1,0 +1,39 @@
+/**
+ * The shared table on the wasm backend, which has no dedicated attention kernels: the composite ones are registered
+ * for it by name when the library is imported.
+ */
+import {setWasmPaths} from '@tensorflow/tfjs-backend-wasm';
+import * as tf from '@tensorflow/tfjs-core';
+import {expect} from 'chai';
+import {createRequire} from 'module';
+import path from 'path';
+import {compositeAttentionForward} from '../kernels/composite/attention_composite.js';
+import {compositeAttentionBackward} from '../kernels/composite/attention_grad_composite.js';
+import * as lib from '../src/index.js';
+import {checkCase} from './check_case.js';
+import {describeSharedCases} from './shared_runner.js';
+
+// Gradients of the core ops (tf.sum, tf.mul in check_case): tfjs-core's node entry registers none, and its ESM
+// register_all_gradients imports directories, which node's ESM loader rejects; required, tsx's hook compiles it.
+const require = createRequire(import.meta.url);
+require('@tensorflow/tfjs-core/dist/register_all_gradients');
+
+// In node the wasm module reads its .wasm binary with fs: a plain directory path (with trailing slash) works.
+const wasmPackage = require.resolve('@tensorflow/tfjs-backend-wasm/package.json');
+setWasmPaths(path.join(path.dirname(wasmPackage), 'dist') + path.sep);
+
+describe('wasm backend', () => {
+  it('initializes and has the composite attention kernels', async () => {
+    expect(await tf.setBackend('wasm')).to.equal(true);
+    for (const name of lib.ALL_KERNELS) {
+      const expected = name.endsWith('Grad') ? compositeAttentionBackward : compositeAttentionForward;
+      expect(tf.getKernel(name, 'wasm')?.kernelFunc, name).to.equal(expected);
+    }
+  });
+});
+
+// fp32 against the float64 reference: 1e-5 relative for outputs and gradients.
+describeSharedCases('wasm', {forward: 1e-5, gradients: 1e-5}, async (c, seed) => {
+  await tf.setBackend('wasm');
+  return checkCase(tf, lib, c, seed);
+});
