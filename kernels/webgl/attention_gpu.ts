@@ -7,13 +7,24 @@
  *   ScoresProgram        P = exp(t − lse) for a chunk of query rows × their visible key tiles (a tile buffer)
  *   RowAccumulateProgram O = P·V (and dQ = dS·K): two rows × two channels, streaming the chunk's tiles
  * Masked-out tiles are never visited (loop bounds come from the schedule table); full tiles skip per-element masks.
- * Every loop runs at most max(TILE / 2, headDim / 2, slots) iterations, so no loop comes near the 65,535-iteration
- * limit of Mesa's llvmpipe, whatever the sequence length. Texel layouts: see texel_layout_webgl.ts.
+ *
+ * Loop bounds: Mesa's llvmpipe silently ends a loop after 65,535 iterations — counted over every entry into the loop
+ * within one fragment, so nesting does not help. Loops over channels and over the rows/keys of a tile are therefore
+ * unrolled when the shader is generated, and a draw covers at most MAX_SLOTS_PER_DRAW key tiles per query tile
+ * (the executor splits longer rows into slot ranges and merges them: lse by logaddexp, O/dQ/dK/dV by addition), so
+ * the longest remaining loop runs at most MAX_SLOTS_PER_DRAW * TILE / 2 times. Texel layouts: texel_layout_webgl.ts.
  */
 import type {GPGPUProgram} from '@tensorflow/tfjs-backend-webgl';
 
 /** Query rows per tile and keys per tile (the schedule's block size on webgl). */
 export const TILE = 32;
+/** Key tiles per query tile in one draw (keeps every loop far below llvmpipe's 65,535 iterations). */
+export const MAX_SLOTS_PER_DRAW = 1024;
+
+/** GLSL statements body(0) … body(count - 1): loops over channels and tile rows are unrolled (see above). */
+export function unroll(count: number, body: (i: number) => string): string {
+  return Array.from({length: count}, (_, i) => body(i)).join('\n');
+}
 
 export type UniformValues = Record<string, number>;
 type Uniform = {name: string, type: 'int' | 'float'};
@@ -36,7 +47,15 @@ export interface AttentionVariant {
   hasSoftcap: boolean;
 }
 
-/** Base of the attention programs: tfjs GPGPUProgram fields plus the uniform values of this draw. */
+/**
+ * Base of the attention programs: tfjs GPGPUProgram fields plus the uniform values of this draw.
+ *
+ * Texel-array programs read their inputs with texelFetch and write [2L, 2W] packed outputs, so they use shape
+ * uniforms (one compiled shader serves every size). Programs that read user tensors through tfjs's generated getters
+ * (or write user-facing shapes) turn them off: with shape uniforms on, tfjs 4.22 can reuse a shader compiled for an
+ * input whose texture matched its shape for an input whose texture was squarified (e.g. more rows than
+ * MAX_TEXTURE_SIZE), and read garbage.
+ */
 export abstract class AttentionProgram implements GPGPUProgram {
   abstract variableNames: string[];
   outputShape: number[];
@@ -135,6 +154,7 @@ export function planHelpers(v: AttentionVariant): string {
 export class PackRowsProgram extends AttentionProgram {
   variableNames = ['x'];
   packedInputs = false;
+  enableShapeUniforms = false;  // tfjs's generic getter for x: see AttentionProgram
 
   constructor(outShape: [number, number], headTexels: number, values: UniformValues) {
     super(outShape);
@@ -163,6 +183,7 @@ export class PackRowsProgram extends AttentionProgram {
 export class UnpackRowsProgram extends AttentionProgram {
   variableNames = ['rows'];
   packedOutput = false;
+  enableShapeUniforms = false;  // a user-facing output shape: see AttentionProgram
 
   constructor(outShape: number[], headTexels: number, values: UniformValues) {
     super(outShape as [number, number]);
@@ -184,6 +205,7 @@ export class UnpackRowsProgram extends AttentionProgram {
 export class UnpackRowStatsProgram extends AttentionProgram {
   variableNames = ['stats'];
   packedOutput = false;
+  enableShapeUniforms = false;  // a user-facing output shape: see AttentionProgram
 
   constructor(outShape: number[], values: UniformValues) {
     super(outShape as [number, number]);
@@ -202,9 +224,10 @@ export class UnpackRowStatsProgram extends AttentionProgram {
 }
 
 /**
- * lse of four consecutive query rows per fragment (a quad buffer), for the query tiles [chunkTileStart,
- * chunkTileEnd) of the global (batch, head, query tile) order; other rows are copied from `previous` (when given).
- * The four query rows stay in registers while the fragment streams over the visible keys, two keys at a time.
+ * lse of four consecutive query rows per fragment (a quad buffer), over the key slots [slotStart, slotEnd) of the
+ * query tiles [chunkTileStart, chunkTileEnd) (global order: batch, head, query tile). With `previous`, other rows are
+ * copied from it and, when mergePrevious is 1, the chunk's rows merge it in (logaddexp over slot ranges); without it
+ * other rows are -Infinity. The four query rows stay in registers while the fragment streams over the visible keys.
  */
 export class RowStatsProgram extends AttentionProgram {
   variableNames = ['q', 'k', 'table', 'keyLengths'];
@@ -213,7 +236,9 @@ export class RowStatsProgram extends AttentionProgram {
     super(outShape);
     if (accumulate) this.variableNames.push('previous');
     this.declareUniforms(
-        [...PLAN_UNIFORMS, 'outWidth', 'qWidth', 'kWidth', 'chunkTileStart', 'chunkTileEnd', 'rowCount'], values);
+        [...PLAN_UNIFORMS, 'outWidth', 'qWidth', 'kWidth', 'chunkTileStart', 'chunkTileEnd', 'slotStart', 'slotEnd',
+         'rowCount', ...(accumulate ? ['mergePrevious'] : [])],
+        values);
     const D = v.headTexels;
     this.userCode = `
       ${texelHelpers()}
@@ -225,8 +250,9 @@ export class RowStatsProgram extends AttentionProgram {
         int i = r - bh * seqQPad;
         int queryTile = i / ${TILE};
         int rowTile = bh * numQueryTiles + queryTile;
+        vec4 previousLse = ${accumulate ? 'fetchTexel(previous, t, outWidth)' : 'vec4(negativeInfinity())'};
         if (r >= rowCount || rowTile < chunkTileStart || rowTile >= chunkTileEnd) {
-          ${accumulate ? 'setOutput(fetchTexel(previous, t, outWidth));' : 'setOutput(vec4(negativeInfinity()));'}
+          setOutput(previousLse);
           return;
         }
         int b = bh / heads;
@@ -235,33 +261,28 @@ export class RowStatsProgram extends AttentionProgram {
         int keyRowBase = (b * kvHeads + h / groupSize) * seqKPad;
         int keyEnd = keyLimit(b);
 
-        vec4 qa[${D}];
-        vec4 qb[${D}];
-        ivec2 qa0 = texelXY((r / 2) * ${D}, qWidth);
-        ivec2 qb0 = texelXY((r / 2 + 1) * ${D}, qWidth);
-        for (int c = 0; c < ${D}; c++) {
-          qa[c] = scale * texelFetch(q, qa0 + ivec2(c, 0), 0);
-          qb[c] = scale * texelFetch(q, qb0 + ivec2(c, 0), 0);
-        }
+        ivec2 qaBase = texelXY((r / 2) * ${D}, qWidth);
+        ivec2 qbBase = texelXY((r / 2 + 1) * ${D}, qWidth);
+        ${unroll(D, (c) => `
+        vec4 qa${c} = scale * texelFetch(q, qaBase + ivec2(${c}, 0), 0);
+        vec4 qb${c} = scale * texelFetch(q, qbBase + ivec2(${c}, 0), 0);`)}
 
         vec4 m = vec4(MASKED);  // running max of the four rows
         vec4 l = vec4(0.0);     // running sum of exp(t - m)
         vec4 header = tableTexel(maskHead * numQueryTiles + queryTile);
-        int firstSlot = int(header.x), slots = int(header.y);
-        for (int s = 0; s < slots; s++) {
+        int firstSlot = int(header.x), slots = min(int(header.y), slotEnd);
+        for (int s = slotStart; s < slots; s++) {
           vec4 slot = tableTexel(rowSlotBase + firstSlot + s);
-          int keyTile = int(slot.x);
-          int k0 = keyTile * ${TILE};
+          int k0 = int(slot.x) * ${TILE};
           if (k0 >= keyEnd) break;  // key tiles ascend: the rest is padding
           bool partial = slot.y == 0.0 || k0 + ${TILE} > keyEnd;
           ivec2 kxy = texelXY(((keyRowBase + k0) / 2) * ${D}, kWidth);
           for (int jp = 0; jp < ${TILE / 2}; jp++) {
-            vec4 sa = vec4(0.0), sb = vec4(0.0);  // (row0 key0, row0 key1, row1 key0, row1 key1), rows 2-3
-            for (int c = 0; c < ${D}; c++) {
-              vec4 kk = texelFetch(k, kxy + ivec2(c, 0), 0);
-              sa += qa[c].xxzz * kk.xzxz + qa[c].yyww * kk.ywyw;
-              sb += qb[c].xxzz * kk.xzxz + qb[c].yyww * kk.ywyw;
-            }
+            vec4 sa = vec4(0.0), sb = vec4(0.0), kk;  // (row0 key0, row0 key1, row1 key0, row1 key1), rows 2-3
+            ${unroll(D, (c) => `
+            kk = texelFetch(k, kxy + ivec2(${c}, 0), 0);
+            sa += qa${c}.xxzz * kk.xzxz + qa${c}.yyww * kk.ywyw;
+            sb += qb${c}.xxzz * kk.xzxz + qb${c}.yyww * kk.ywyw;`)}
             kxy.x += ${D};
             sa = capScores(sa);
             sb = capScores(sb);
@@ -281,18 +302,24 @@ export class RowStatsProgram extends AttentionProgram {
             m = mNew;
           }
         }
-        vec4 lse = m + log(max(l, 1e-38));
-        bvec4 rowExists = lessThan(ivec4(i) + ivec4(0, 1, 2, 3), ivec4(seqQ));
         bvec4 seesKeys = greaterThan(l, vec4(0.0));
-        setOutput(mix(vec4(negativeInfinity()), lse, bvec4(rowExists.x && seesKeys.x, rowExists.y && seesKeys.y,
-                                                          rowExists.z && seesKeys.z, rowExists.w && seesKeys.w)));
+        vec4 lse = mix(vec4(negativeInfinity()), m + log(max(l, 1e-38)), seesKeys);
+        ${accumulate ? `
+        if (mergePrevious == 1) {
+          // logaddexp(previousLse, lse), where either may be -Infinity.
+          vec4 hi = max(previousLse, lse), lo = min(previousLse, lse);
+          bvec4 both = bvec4(ivec4(greaterThan(lo, vec4(MASKED))) * ivec4(seesKeys));
+          lse = mix(hi, hi + log(1.0 + exp(mix(vec4(0.0), lo - hi, both))), both);
+        }` : ''}
+        bvec4 rowExists = lessThan(ivec4(i) + ivec4(0, 1, 2, 3), ivec4(seqQ));
+        setOutput(mix(vec4(negativeInfinity()), lse, rowExists));
       }
     `;
   }
 }
 
 /** Where a texel of a tile buffer sits: shared by ScoresProgram and ScoreGradProgram. */
-export function tileTexelHelpers(): string {
+export function tileTexelHelpers(headTexels: number): string {
   return `
     // Decodes texel t of a tile buffer into (global row, query position, key tile, ...). Returns false when the
     // texel holds nothing (past the chunk, the row's slots, or keyLengths).
@@ -300,8 +327,9 @@ export function tileTexelHelpers(): string {
                    out int j, out bool partial, out int keyEnd) {
       int pair = t / slotTexels;
       int rest = t - pair * slotTexels;
-      int s = rest / ${TILE / 2};
-      int jp = rest - s * ${TILE / 2};
+      int localSlot = rest / ${TILE / 2};
+      int jp = rest - localSlot * ${TILE / 2};
+      int s = slotStart + localSlot;
       r = chunkTileStart * ${TILE} + 2 * pair;
       int bh = r / seqQPad;
       i = r - bh * seqQPad;
@@ -326,12 +354,11 @@ export function tileTexelHelpers(): string {
     vec4 blockDot(sampler2D a, int aWidth, int r, sampler2D b, int bWidth, int j) {
       ivec2 axy = texelXY((r / 2) * HEAD_TEXELS, aWidth);
       ivec2 bxy = texelXY((j / 2) * HEAD_TEXELS, bWidth);
-      vec4 acc = vec4(0.0);
-      for (int c = 0; c < HEAD_TEXELS; c++) {
-        vec4 x = texelFetch(a, axy + ivec2(c, 0), 0);
-        vec4 y = texelFetch(b, bxy + ivec2(c, 0), 0);
-        acc += x.xxzz * y.xzxz + x.yyww * y.ywyw;
-      }
+      vec4 acc = vec4(0.0), x, y;
+      ${unroll(headTexels, (c) => `
+      x = texelFetch(a, axy + ivec2(${c}, 0), 0);
+      y = texelFetch(b, bxy + ivec2(${c}, 0), 0);
+      acc += x.xxzz * y.xzxz + x.yyww * y.ywyw;`)}
       return acc;
     }
     // lse of rows (r, r + 1) from the quad buffer.
@@ -353,13 +380,13 @@ export class ScoresProgram extends AttentionProgram {
     super(outShape);
     this.declareUniforms(
         [...PLAN_UNIFORMS, 'outWidth', 'qWidth', 'kWidth', 'statsWidth', 'chunkTileStart', 'chunkTileEnd',
-         'slotTexels'],
+         'slotStart', 'slotTexels'],
         values);
     this.userCode = `
       #define HEAD_TEXELS ${v.headTexels}
       ${texelHelpers()}
       ${planHelpers(v)}
-      ${tileTexelHelpers()}
+      ${tileTexelHelpers(v.headTexels)}
       void main() {
         int r, i, b, h, maskHead, keyRowBase, j, keyEnd;
         bool partial;
@@ -383,8 +410,9 @@ export class ScoresProgram extends AttentionProgram {
 }
 
 /**
- * Row-side accumulation over a chunk's tile buffer: out[r, c] = Σ_keys tiles[r, key] · values[key, c] for the rows
- * of the chunk (O = P·V, or dQ = dS·K), other rows copied from `previous` (0 without it).
+ * Row-side accumulation over a chunk's tile buffer: out[r, c] = previous[r, c] + Σ_keys tiles[r, key] · values[key, c]
+ * for the rows of the chunk (O = P·V, or dQ = dS·K) over its slot range; other rows are copied from `previous` (0
+ * without it).
  */
 export class RowAccumulateProgram extends AttentionProgram {
   variableNames = ['tiles', 'values', 'table', 'keyLengths'];
@@ -393,8 +421,8 @@ export class RowAccumulateProgram extends AttentionProgram {
     super(outShape);
     if (accumulate) this.variableNames.push('previous');
     this.declareUniforms(
-        [...PLAN_UNIFORMS, 'outWidth', 'valuesWidth', 'tilesWidth', 'chunkTileStart', 'chunkTileEnd', 'slotTexels',
-         'rowCount'],
+        [...PLAN_UNIFORMS, 'outWidth', 'valuesWidth', 'tilesWidth', 'chunkTileStart', 'chunkTileEnd', 'slotStart',
+         'slotEnd', 'slotTexels', 'rowCount'],
         values);
     const D = v.headTexels;
     this.userCode = `
@@ -420,20 +448,19 @@ export class RowAccumulateProgram extends AttentionProgram {
         int keyEnd = keyLimit(b);
         int localPair = pair - chunkTileStart * ${TILE / 2};
         vec4 header = tableTexel(maskHead * numQueryTiles + queryTile);
-        int firstSlot = int(header.x), slots = int(header.y);
-        vec4 sum = vec4(0.0);
-        for (int s = 0; s < slots; s++) {
+        int firstSlot = int(header.x), slots = min(int(header.y), slotEnd);
+        vec4 p, x;
+        for (int s = slotStart; s < slots; s++) {
           int k0 = int(tableTexel(rowSlotBase + firstSlot + s).x) * ${TILE};
           if (k0 >= keyEnd) break;
-          ivec2 pxy = texelXY(localPair * slotTexels + s * ${TILE / 2}, tilesWidth);
+          ivec2 pxy = texelXY(localPair * slotTexels + (s - slotStart) * ${TILE / 2}, tilesWidth);
           ivec2 vxy = texelXY(((keyRowBase + k0) / 2) * ${D} + c, valuesWidth);
-          for (int jp = 0; jp < ${TILE / 2}; jp++) {
-            vec4 p = texelFetch(tiles, pxy + ivec2(jp, 0), 0);               // (r0k0, r0k1, r1k0, r1k1)
-            vec4 x = texelFetch(values, vxy + ivec2(jp * ${D}, 0), 0);       // (k0c0, k0c1, k1c0, k1c1)
-            sum += p.xxzz * x.xyxy + p.yyww * x.zwzw;
-          }
+          ${unroll(TILE / 2, (jp) => `
+          p = texelFetch(tiles, pxy + ivec2(${jp}, 0), 0);          // (r0k0, r0k1, r1k0, r1k1)
+          x = texelFetch(values, vxy + ivec2(${jp * D}, 0), 0);     // (k0c0, k0c1, k1c0, k1c1)
+          acc += p.xxzz * x.xyxy + p.yyww * x.zwzw;`)}
         }
-        setOutput(acc + sum);
+        setOutput(acc);
       }
     `;
   }

@@ -9,13 +9,14 @@
  */
 import {
   AttentionProgram, AttentionVariant, PLAN_UNIFORMS, planHelpers, texelHelpers, tileTexelHelpers, TILE,
-  UniformValues,
+  UniformValues, unroll,
 } from './attention_gpu.js';
 
 /** Copies a [batch, heads, seq] tensor (lse) into a quad buffer: rows (b, h, position padded to seqPad). */
 export class PackRowStatsProgram extends AttentionProgram {
   variableNames = ['x'];
   packedInputs = false;
+  enableShapeUniforms = false;  // tfjs's generic getter for x: see AttentionProgram
 
   constructor(outShape: [number, number], values: UniformValues) {
     super(outShape);
@@ -40,6 +41,7 @@ export class PackRowStatsProgram extends AttentionProgram {
 export class RowDeltaProgram extends AttentionProgram {
   variableNames = ['o', 'dO', 'dLse'];
   packedInputs = false;
+  enableShapeUniforms = false;  // tfjs's generic getters: see AttentionProgram
 
   constructor(outShape: [number, number], values: UniformValues) {
     super(outShape);
@@ -75,13 +77,13 @@ export class ScoreGradProgram extends AttentionProgram {
     super(outShape);
     this.declareUniforms(
         [...PLAN_UNIFORMS, 'outWidth', 'dOWidth', 'vWidth', 'statsWidth', 'chunkTileStart', 'chunkTileEnd',
-         'slotTexels'],
+         'slotStart', 'slotTexels'],
         values);
     this.userCode = `
       #define HEAD_TEXELS ${v.headTexels}
       ${texelHelpers()}
       ${planHelpers(v)}
-      ${tileTexelHelpers()}
+      ${tileTexelHelpers(v.headTexels)}
       void main() {
         int t = outputTexel();
         int r, i, b, h, maskHead, keyRowBase, j, keyEnd;
@@ -119,8 +121,8 @@ export class KeyAccumulateProgram extends AttentionProgram {
     super(outShape);
     if (accumulate) this.variableNames.push('previous');
     this.declareUniforms(
-        [...PLAN_UNIFORMS, 'outWidth', 'rowsWidth', 'tilesWidth', 'chunkTileStart', 'chunkTileEnd', 'slotTexels',
-         'keyRowCount'],
+        [...PLAN_UNIFORMS, 'outWidth', 'rowsWidth', 'tilesWidth', 'chunkTileStart', 'chunkTileEnd', 'slotStart',
+         'slotEnd', 'slotTexels', 'keyRowCount'],
         values);
     const D = v.headTexels;
     this.userCode = `
@@ -146,7 +148,7 @@ export class KeyAccumulateProgram extends AttentionProgram {
           return;
         }
         int stepX = slotTexels - tilesWidth * (slotTexels / tilesWidth), stepY = slotTexels / tilesWidth;
-        vec4 sum = vec4(0.0);
+        vec4 sum = vec4(0.0), grad, x;
         for (int g = 0; g < groupSize; g++) {
           int h = hk * groupSize + g;
           int bh = b * heads + h;
@@ -164,18 +166,18 @@ export class KeyAccumulateProgram extends AttentionProgram {
           }
           for (int e = lo; e < count; e++) {
             vec4 entry = colEntry(first + e);
-            int queryTile = int(entry.x);
+            int queryTile = int(entry.x), slot = int(entry.y);
             if (queryTile >= tileHi) break;
+            if (slot < slotStart || slot >= slotEnd) continue;
             int localPair = (bh * numQueryTiles + queryTile - chunkTileStart) * ${TILE / 2};
-            ivec2 gxy = texelXY(localPair * slotTexels + int(entry.y) * ${TILE / 2} + jp, tilesWidth);
+            ivec2 gxy = texelXY(localPair * slotTexels + (slot - slotStart) * ${TILE / 2} + jp, tilesWidth);
             ivec2 rxy = texelXY(((bh * seqQPad + queryTile * ${TILE}) / 2) * ${D} + c, rowsWidth);
-            for (int rp = 0; rp < ${TILE / 2}; rp++) {
-              vec4 grad = texelFetch(tiles, gxy, 0);                        // (r0k0, r0k1, r1k0, r1k1)
-              vec4 x = texelFetch(rows, rxy + ivec2(rp * ${D}, 0), 0);      // (r0c0, r0c1, r1c0, r1c1)
-              sum += grad.xxyy * x.xyxy + grad.zzww * x.zwzw;
-              gxy += ivec2(stepX, stepY);
-              if (gxy.x >= tilesWidth) gxy += ivec2(-tilesWidth, 1);
-            }
+            ${unroll(TILE / 2, (rp) => `
+            grad = texelFetch(tiles, gxy, 0);                          // (r0k0, r0k1, r1k0, r1k1)
+            x = texelFetch(rows, rxy + ivec2(${rp * D}, 0), 0);        // (r0c0, r0c1, r1c0, r1c1)
+            sum += grad.xxyy * x.xyxy + grad.zzww * x.zwzw;
+            gxy += ivec2(stepX, stepY);
+            if (gxy.x >= tilesWidth) gxy += ivec2(-tilesWidth, 1);`)}
           }
         }
         setOutput(acc + sum);

@@ -27,8 +27,7 @@ export function runAttentionBackward(
   const {q, k, v, output, lse, dOutput, dLse, keyLengths} = inputs;
   const g = attentionGeometry(backend, plan);
   const u = g.uniforms;
-  const rowCount = plan.batch * plan.heads * g.seqQPad;
-  const keyRowCount = plan.batch * plan.kvHeads * g.seqKPad;
+  const rowCount = u.rowCount;
   const qRows = packRows(backend, g, q, plan.seqQ, g.seqQPad, plan.heads, g.queryRows);
   const dORows = packRows(backend, g, dOutput, plan.seqQ, g.seqQPad, plan.heads, g.queryRows);
   const kRows = packRows(backend, g, k, plan.seqK, g.seqKPad, plan.kvHeads, g.keyRows);
@@ -39,9 +38,8 @@ export function runAttentionBackward(
                            [output, dOutput, dLse], g.rowStats);
 
   let dq: TensorInfo|null = null, dk: TensorInfo|null = null, dv: TensorInfo|null = null;
-  for (const chunk of g.chunks) {
-    const c = {...u, chunkTileStart: chunk.tileStart, chunkTileEnd: chunk.tileEnd, rowCount, keyRowCount,
-               tilesWidth: chunk.tiles.width};
+  for (const chunk of g.rowRanges.flatMap((range) => range.slotRanges)) {
+    const c = {...u, ...chunk.uniforms};
     const probs = runProgram(backend, new ScoresProgram(chunk.tiles.shape, g.variant, {...c, outWidth: chunk.tiles.width}),
                              [qRows, kRows, lseQuads, g.table.tensor, keyLengths], chunk.tiles);
     const dScores = runProgram(

@@ -1,17 +1,19 @@
 /**
  * Executes an AttentionPlan's forward pass on the webgl backend (WebGL2): pack q/k/v into row buffers, then per
- * chunk of query tiles run RowStats (lse) → Scores (P) → RowAccumulate (O += P·V), then unpack O and lse.
+ * range of query tiles run RowStats (lse, merged over slot ranges), then per slot range Scores (P) and RowAccumulate
+ * (O += P·V); finally unpack O and lse.
  *
- * Chunks bound both the memory of the P tile buffer (never seq × seq: a chunk's query tiles × their visible key tiles)
- * and the work of one draw (long draws stall a page and trip GPU watchdogs).
+ * Row ranges bound the memory of the P tile buffer (never seq × seq: a range's query tiles × their visible key tiles)
+ * and the work of one draw (long draws stall a page and trip GPU watchdogs); slot ranges (at most MAX_SLOTS_PER_DRAW
+ * key tiles per query tile) bound every loop of a draw (llvmpipe's 65,535-iteration limit, see attention_gpu.ts).
  */
 import type {TensorInfo} from '@tensorflow/tfjs-core';
 import * as tf from '@tensorflow/tfjs-core';
 import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
 import {AttentionPlan} from '../../src/plan/plan.js';
 import {
-  AttentionProgram, AttentionVariant, PackRowsProgram, RowAccumulateProgram, RowStatsProgram, ScoresProgram, TILE,
-  UniformValues, UnpackRowsProgram, UnpackRowStatsProgram,
+  AttentionProgram, AttentionVariant, MAX_SLOTS_PER_DRAW, PackRowsProgram, RowAccumulateProgram, RowStatsProgram,
+  ScoresProgram, TILE, UniformValues, UnpackRowsProgram, UnpackRowStatsProgram,
 } from './attention_gpu.js';
 import {getScheduleTable, ScheduleTable} from './schedule_webgl.js';
 import {assertTexelLayout, roundUp, TexelLayout, texelLayout} from './texel_layout_webgl.js';
@@ -33,15 +35,23 @@ export interface AttentionGeometry {
   queryRows: TexelLayout;
   keyRows: TexelLayout;
   rowStats: TexelLayout;
-  chunks: Chunk[];
+  rowRanges: RowRange[];
   uniforms: UniformValues;
 }
 
-/** A contiguous range of row tiles (global order: batch, head, query tile) and its tile buffer. */
-export interface Chunk {
+/** A contiguous range of row tiles (global order: batch, head, query tile), split into slot ranges. */
+export interface RowRange {
   tileStart: number;
   tileEnd: number;
+  slotRanges: Chunk[];
+}
+
+/** The unit of one draw: a row range × a slot range, with its tile buffer layout and uniforms. */
+export interface Chunk {
+  slotStart: number;
+  slotEnd: number;
   tiles: TexelLayout;
+  uniforms: UniformValues;
 }
 
 export function attentionGeometry(backend: MathBackendWebGL, plan: AttentionPlan): AttentionGeometry {
@@ -57,28 +67,36 @@ export function attentionGeometry(backend: MathBackendWebGL, plan: AttentionPlan
   const keyRows = texelLayout(plan.batch * plan.kvHeads * seqKPad / 2 * headTexels, rowUnit, maxTextureSize,
                               'the keys');
   const rowStats = texelLayout(plan.batch * plan.heads * seqQPad / 4, 1, maxTextureSize, 'the row statistics');
-  const slotTexels = table.maxSlots * (TILE / 2);
 
-  // Chunks: consecutive row tiles while the tile buffer and the draw's work stay within budget.
+  // Row ranges: consecutive row tiles while the tile buffer and the draw's work stay within budget.
   const rowTiles = plan.batch * plan.heads * s.numQueryTiles;
-  const rowTileFloats = TILE * table.maxSlots * TILE;
-  const chunks: Chunk[] = [];
-  const chunkOf = (tileStart: number, tileEnd: number): Chunk => ({
-    tileStart, tileEnd,
-    tiles: texelLayout((tileEnd - tileStart) * (TILE / 2) * slotTexels, TILE / 2, maxTextureSize,
-                       'a chunk of attention scores'),
-  });
+  const slots = Array.from({length: rowTiles}, (_, rt) => slotCount(table, plan, rt));
+  const rowTileFloats = TILE * Math.min(table.maxSlots, MAX_SLOTS_PER_DRAW) * TILE;
+  const bounds: Array<[number, number]> = [];
   let start = 0, work = 0;
   for (let rt = 0; rt < rowTiles; rt++) {
-    const slots = slotCount(table, plan, rt);
-    if (rt > start && ((rt - start + 1) * rowTileFloats > TILE_BUFFER_FLOATS || work + slots > TILES_PER_DRAW)) {
-      chunks.push(chunkOf(start, rt));
+    if (rt > start && ((rt - start + 1) * rowTileFloats > TILE_BUFFER_FLOATS || work + slots[rt] > TILES_PER_DRAW)) {
+      bounds.push([start, rt]);
       start = rt;
       work = 0;
     }
-    work += slots;
+    work += slots[rt];
   }
-  chunks.push(chunkOf(start, rowTiles));
+  bounds.push([start, rowTiles]);
+  const rowRanges = bounds.map(([tileStart, tileEnd]): RowRange => {
+    const widest = Math.max(1, ...slots.slice(tileStart, tileEnd));
+    const parts = Math.ceil(widest / MAX_SLOTS_PER_DRAW), perPart = Math.ceil(widest / parts);
+    const slotRanges = Array.from({length: parts}, (_, p): Chunk => {
+      const slotStart = p * perPart, slotEnd = Math.min(widest, slotStart + perPart);
+      const slotTexels = (slotEnd - slotStart) * (TILE / 2);
+      const tiles = texelLayout((tileEnd - tileStart) * (TILE / 2) * slotTexels, TILE / 2, maxTextureSize,
+                                'a chunk of attention scores');
+      return {slotStart, slotEnd, tiles, uniforms: {
+        chunkTileStart: tileStart, chunkTileEnd: tileEnd, slotStart, slotEnd, slotTexels, tilesWidth: tiles.width,
+      }};
+    });
+    return {tileStart, tileEnd, slotRanges};
+  });
 
   const layout = plan.layout;
   const uniforms: UniformValues = {
@@ -89,12 +107,13 @@ export function attentionGeometry(backend: MathBackendWebGL, plan: AttentionPlan
     layoutKeyBlocks: layout?.numKeyBlocks ?? 1, tableWidth: table.layout.width,
     rowSlotBase: table.offsets.rowSlot, colHeaderBase: table.offsets.colHeader, colEntryBase: table.offsets.colEntry,
     layoutBase: table.offsets.layout, scale: plan.scale, softcap: plan.softcap,
-    slotTexels, qWidth: queryRows.width, kWidth: keyRows.width, statsWidth: rowStats.width,
+    qWidth: queryRows.width, kWidth: keyRows.width, statsWidth: rowStats.width,
+    rowCount: plan.batch * plan.heads * seqQPad, keyRowCount: plan.batch * plan.kvHeads * seqKPad,
   };
   const variant: AttentionVariant = {
     headTexels, hasLayout: layout != null, hasKeyLengths: plan.hasKeyLengths, hasSoftcap: plan.softcap > 0,
   };
-  return {plan, maxTextureSize, headTexels, seqQPad, seqKPad, table, variant, queryRows, keyRows, rowStats, chunks,
+  return {plan, maxTextureSize, headTexels, seqQPad, seqKPad, table, variant, queryRows, keyRows, rowStats, rowRanges,
           uniforms};
 }
 
@@ -148,28 +167,29 @@ export function runAttentionForward(
   const qRows = packRows(backend, g, q, plan.seqQ, g.seqQPad, plan.heads, g.queryRows);
   const kRows = packRows(backend, g, k, plan.seqK, g.seqKPad, plan.kvHeads, g.keyRows);
   const vRows = packRows(backend, g, v, plan.seqK, g.seqKPad, plan.kvHeads, g.keyRows);
-  const rowCount = plan.batch * plan.heads * g.seqQPad;
 
   let stats: TensorInfo|null = null, out: TensorInfo|null = null;
-  for (const chunk of g.chunks) {
-    const chunkUniforms = {...u, chunkTileStart: chunk.tileStart, chunkTileEnd: chunk.tileEnd, rowCount};
-    const statsProgram = new RowStatsProgram(g.rowStats.shape, g.variant, stats != null,
-                                             {...chunkUniforms, outWidth: g.rowStats.width});
-    const newStats = runProgram(backend, statsProgram, [qRows, kRows, g.table.tensor, keyLengths,
-                                                        ...(stats != null ? [stats] : [])], g.rowStats);
-    disposeAll(backend, [stats]);
-    stats = newStats;
-
-    const scores = runProgram(
-        backend, new ScoresProgram(chunk.tiles.shape, g.variant, {...chunkUniforms, outWidth: chunk.tiles.width}),
-        [qRows, kRows, stats, g.table.tensor, keyLengths], chunk.tiles);
-    const accumulate = new RowAccumulateProgram(
-        g.queryRows.shape, g.variant, out != null,
-        {...chunkUniforms, outWidth: g.queryRows.width, valuesWidth: g.keyRows.width, tilesWidth: chunk.tiles.width});
-    const newOut = runProgram(backend, accumulate, [scores, vRows, g.table.tensor, keyLengths,
-                                                    ...(out != null ? [out] : [])], g.queryRows);
-    disposeAll(backend, [scores, out]);
-    out = newOut;
+  for (const range of g.rowRanges) {
+    range.slotRanges.forEach((chunk, index) => {
+      const program = new RowStatsProgram(g.rowStats.shape, g.variant, stats != null,
+                                          {...u, ...chunk.uniforms, outWidth: g.rowStats.width,
+                                           mergePrevious: index > 0 ? 1 : 0});
+      const newStats = runProgram(backend, program, [qRows, kRows, g.table.tensor, keyLengths,
+                                                     ...(stats != null ? [stats] : [])], g.rowStats);
+      disposeAll(backend, [stats]);
+      stats = newStats;
+    });
+    for (const chunk of range.slotRanges) {
+      const c = {...u, ...chunk.uniforms};
+      const scores = runProgram(backend, new ScoresProgram(chunk.tiles.shape, g.variant, {...c, outWidth: chunk.tiles.width}),
+                                [qRows, kRows, stats!, g.table.tensor, keyLengths], chunk.tiles);
+      const accumulate = new RowAccumulateProgram(g.queryRows.shape, g.variant, out != null,
+                                                  {...c, outWidth: g.queryRows.width, valuesWidth: g.keyRows.width});
+      const newOut = runProgram(backend, accumulate, [scores, vRows, g.table.tensor, keyLengths,
+                                                      ...(out != null ? [out] : [])], g.queryRows);
+      disposeAll(backend, [scores, out]);
+      out = newOut;
+    }
   }
 
   const output = unpackRows(backend, g, out!, plan.seqQ, g.seqQPad, plan.heads, g.queryRows);

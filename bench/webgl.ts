@@ -1,0 +1,153 @@
+/**
+ * WebGL benchmark: our webgl kernels vs tfjs's naive composition (matMul → additive mask → softmax → matMul) on the
+ * same WebGL2 context in headless Chromium (test/browser's harness), for dense / causal / sliding-window (256) /
+ * block-sparse (BigBird, blocks of 64) attention, forward and forward+backward, seq 256 … 16384.
+ *
+ *   npx tsx bench/webgl.ts [--seqs 256,1024,4096,16384] [--angle swiftshader|gl-egl] [--heads 2] [--dim 64]
+ *
+ * Writes bench/results/webgl-<renderer>.json and .md (medians, every run, ratios naive / ours). Shapes whose ours-side
+ * cost would take minutes on a CPU renderer are skipped and listed as such; naive at 16384 runs once, in a fresh page,
+ * to show whether it works at all.
+ */
+import {writeFileSync} from 'node:fs';
+import path from 'node:path';
+import {bundleForPage, libraryBundle, REPO_ROOT} from '../test/browser/bundle.js';
+import {AngleBackend, browserMissingReason, BrowserSession, launchChromium} from '../test/browser/chromium.js';
+import {startStaticServer, StaticServer} from '../test/browser/server.js';
+import type {BenchJob, BenchResult, MaskKind, Mode} from './webgl_page.js';
+
+const args = new Map<string, string>();
+for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i].replace(/^--/, ''), process.argv[i + 1]);
+const SEQS = (args.get('seqs') ?? '256,1024,4096,16384').split(',').map(Number);
+const ANGLE = (args.get('angle') ?? 'swiftshader') as AngleBackend;
+const HEADS = Number(args.get('heads') ?? 2), DIM = Number(args.get('dim') ?? 64);
+const JOB_TIMEOUT_MS = Number(args.get('timeout') ?? 300_000);
+const MASKS: MaskKind[] = ['dense', 'causal', 'window', 'sparse'];
+const MODES: Mode[] = ['forward', 'forward+backward'];
+
+/** Skipped on a CPU renderer: minutes per run (the visited key tiles grow as seq² for dense and causal). */
+function skipOurs(seq: number, mask: MaskKind, mode: Mode): string | null {
+  if (seq >= 16384 && mask === 'dense') return 'too slow on a CPU renderer (seq² work)';
+  if (seq >= 16384 && mask === 'causal' && mode === 'forward+backward') return 'too slow on a CPU renderer';
+  return null;
+}
+function repsFor(seq: number): number {
+  return seq <= 1024 ? 5 : seq <= 4096 ? 3 : 1;
+}
+
+interface Page {
+  session: BrowserSession;
+  renderer: string;
+}
+
+async function openPage(server: StaticServer, scripts: string[]): Promise<Page> {
+  const session = await launchChromium(ANGLE);
+  await session.page.addInitScript('globalThis.__name = (f) => f;');
+  await session.page.goto(`${server.url}/test/browser/blank.html`);
+  for (const s of ['/node_modules/@tensorflow/tfjs/dist/tf.min.js', ...scripts]) await session.page.addScriptTag({url: s});
+  const renderer = await session.page.evaluate('webglBench.setup()') as string;
+  return {session, renderer};
+}
+
+async function runJob(page: Page, job: BenchJob): Promise<BenchResult> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<BenchResult>((resolve) => {
+    timer = setTimeout(() => resolve({medianMs: null, runsMs: [], error: `timeout after ${JOB_TIMEOUT_MS} ms`}),
+                       JOB_TIMEOUT_MS);
+  });
+  const run = page.session.page.evaluate((j) => (globalThis as any).webglBench.runJob(j), job) as Promise<BenchResult>;  // eslint-disable-line
+  const result = await Promise.race([run, timeout]);
+  clearTimeout(timer);
+  return result;
+}
+
+interface Row {
+  seq: number;
+  mask: MaskKind;
+  mode: Mode;
+  ours: BenchResult | {skipped: string};
+  naive: BenchResult | {skipped: string};
+}
+
+async function main(): Promise<void> {
+  const missing = browserMissingReason();
+  if (missing != null) throw new Error(missing);
+  const scripts = [`/${await libraryBundle()}`, `/${await bundleForPage('bench/webgl_page.ts', 'webgl-bench.js', 'webglBench')}`];
+  const server = await startStaticServer(REPO_ROOT);
+  let page = await openPage(server, scripts);
+  const renderer = page.renderer;
+  console.log(`renderer: ${renderer}; batch 1, heads ${HEADS}, headDim ${DIM}`);
+  const rows: Row[] = [];
+  const fresh = async () => {
+    await page.session.close();
+    page = await openPage(server, scripts);
+  };
+  try {
+    for (const seq of SEQS) {
+      for (const mask of MASKS) {
+        for (const mode of MODES) {
+          const job = (impl: 'ours' | 'naive'): BenchJob =>
+              ({impl, mask, mode, batch: 1, seq, heads: HEADS, headDim: DIM, reps: repsFor(seq)});
+          const skip = skipOurs(seq, mask, mode);
+          const ours = skip != null ? {skipped: skip} : await runJob(page, job('ours'));
+          let naive: BenchResult | {skipped: string};
+          if (seq >= 16384) {
+            // One attempt, in its own page: it is expected to fail, and a lost context must not poison later runs.
+            naive = mode === 'forward' && (mask === 'dense' || mask === 'causal') ?
+                await (async () => {
+                  await fresh();
+                  const r = await runJob(page, {...job('naive'), reps: 1});
+                  await fresh();
+                  return r;
+                })() :
+                {skipped: 'not attempted (see the dense/causal forward rows at this length)'};
+          } else {
+            naive = await runJob(page, job('naive'));
+          }
+          if ('error' in ours && ours.error) await fresh();
+          rows.push({seq, mask, mode, ours, naive});
+          console.log(JSON.stringify(rows[rows.length - 1]));
+        }
+      }
+    }
+  } finally {
+    await page.session.close();
+    await server.close();
+  }
+  const name = /SwiftShader/i.test(renderer) ? 'swiftshader' : /llvmpipe/i.test(renderer) ? 'llvmpipe' :
+      renderer.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 40);
+  const base = path.join(REPO_ROOT, 'bench', 'results', `webgl-${name}`);
+  const meta = {renderer, date: new Date().toISOString(), batch: 1, heads: HEADS, headDim: DIM, window: 256,
+                sparse: 'bigBird blocks of 64 (window 3, global 1, random 2)', machine: 'Debian 12, 2 CPU cores',
+                chromium: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'};
+  writeFileSync(`${base}.json`, JSON.stringify({meta, rows}, null, 1) + '\n');
+  writeFileSync(`${base}.md`, markdown(meta, rows));
+  console.log(`wrote ${base}.json and .md`);
+}
+
+function cell(r: BenchResult | {skipped: string}): string {
+  if ('skipped' in r) return `skipped: ${r.skipped}`;
+  if (r.medianMs == null) return `fails: ${r.error}`;
+  return r.medianMs.toFixed(0);
+}
+
+function markdown(meta: Record<string, unknown>, rows: Row[]): string {
+  const lines = [
+    `# WebGL benchmark — ${meta.renderer}`, '',
+    `${meta.date}; ${meta.machine}; batch ${meta.batch}, heads ${meta.heads}, headDim ${meta.headDim}; ` +
+    `window ${meta.window}; sparse: ${meta.sparse}. Median ms of the timed runs after one warm-up run ` +
+    '(which compiles the shaders); ratio = naive / ours (> 1: ours is faster).', '',
+    '| seq | mask | mode | ours (ms) | naive (ms) | naive / ours |', '|---|---|---|---|---|---|',
+  ];
+  for (const r of rows) {
+    const o = 'medianMs' in r.ours ? r.ours.medianMs : null, n = 'medianMs' in r.naive ? r.naive.medianMs : null;
+    const ratio = o != null && n != null ? `${(n / o).toFixed(2)}×` : '';
+    lines.push(`| ${r.seq} | ${r.mask} | ${r.mode} | ${cell(r.ours)} | ${cell(r.naive)} | ${ratio} |`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exitCode = 1;
+});
