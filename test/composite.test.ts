@@ -69,6 +69,27 @@ describe('composite kernels on a backend without attention kernels', () => {
     }
   });
 
+  it('reads no tensor data back (asynchronous backends stay asynchronous)', () => {
+    const backend = tf.engine().backend;
+    const {readSync, read} = backend;
+    let reads = 0;
+    backend.readSync = (...args: Parameters<typeof readSync>) => (reads++, readSync.apply(backend, args));
+    backend.read = (...args: Parameters<typeof read>) => (reads++, read.apply(backend, args));
+    const q = randomTensor([2, 40, 4, 8], 9), k = randomTensor([2, 40, 2, 8], 10);
+    const keyLengths = tf.tensor1d([40, 23], 'int32');
+    const layout = lib.patterns.bigBird(40, 40, 8, {numHeads: 4, seed: 1});
+    try {
+      const grads = tf.grads((qq: tf.Tensor, kk: tf.Tensor) => tf.sum(lib.sparseAttention(
+          qq, kk, kk, {layout, keyLengths, causal: true, softcap: 3})))([q, k]);
+      tf.dispose(grads);
+    } finally {
+      backend.readSync = readSync;
+      backend.read = read;
+      tf.dispose([q, k, keyLengths]);
+    }
+    expect(reads).to.equal(0);
+  });
+
   for (const causal of [false, true]) {
     it(`never creates a seqQ x seqK tensor at seq 1024 (${causal ? 'causal' : 'dense'}, forward and backward)`,
        async () => {
