@@ -68,12 +68,6 @@ export const NODE_BACKENDS: ReliabilityBackend[] = [
     tolerance: FUZZ_TOLERANCES.wasm,
     default: true,
     fused: false,
-    pending: {
-      'NaN in k row j poisons exactly the rows that see key j':
-          'attention_composite_util.ts masks with an additive -Infinity bias (NaN + -Infinity = NaN); tf.where would not',
-      'a -Infinity score removes its key; a +Infinity score makes its row NaN':
-          'same additive mask: a masked +Infinity score gives +Infinity + -Infinity = NaN in rows that cannot see it',
-    },
   },
   {
     // Dawn in node (test/webgpu_env.ts; software Vulkan when there is no GPU). Not in the default set: slow on
