@@ -99,10 +99,6 @@ function layout(l: Partial<BlockLayout>): BlockLayout {
  * Each is registered as pending with the reason; remove the entry once fixed and the test runs for real.
  */
 const PENDING: Record<string, string> = {
-  'options null / not an object': 'flash_attention.ts reads options.causal of null (TypeError); proposed: checkOptions',
-  'builder params null / of the wrong type': 'builders.ts reads params.x of null; longformer iterates a number',
-  'union / intersect of non-layouts': 'builders.ts combine() reads l.blockSize of undefined',
-  'a kernel that throws leaks nothing': 'run_attention.ts leaks the keyLengths tensor it creates when runKernel throws',
 };
 
 /** RELIABILITY_RUN_PENDING=1 runs the pending checks too (to verify a fix). */

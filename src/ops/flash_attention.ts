@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {AttentionWithLse, CommonAttentionOptions, runAttention} from './run_attention.js';
-import {checkBoolean, checkInputs} from './validate.js';
+import {checkBoolean, checkInputs, checkOptions, COMMON_OPTIONS} from './validate.js';
 
 export interface FlashAttentionOptions extends CommonAttentionOptions {
   /** Query i sees key j iff j <= i + seqK - seqQ (bottom-right aligned, as FlashAttention >= 2.1). */
@@ -25,6 +25,7 @@ export function flashAttention(
 export function flashAttention(
     q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: FlashAttentionOptions = {}): tf.Tensor4D|AttentionWithLse {
   const shapes = checkInputs(q, k, v);
+  checkOptions('flashAttention', options, [...COMMON_OPTIONS, 'causal'], null);
   const causal = checkBoolean('causal', options.causal);
   return runAttention('flash', q, k, v, shapes, options, {windowLeft: -1, windowRight: causal ? 0 : -1, layout: null});
 }

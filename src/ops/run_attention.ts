@@ -46,9 +46,14 @@ export function runAttention(
   // and plan.hasKeyLengths tells kernels to ignore it.
   const keyLengthsTensor = keyLengths instanceof tf.Tensor ? keyLengths :
       tf.tensor1d(keyLengths ?? new Array(shapes.batch).fill(shapes.seqK), 'int32');
-  const [output, lse] = tf.engine().runKernel(
-      FORWARD_KERNEL[kind], {q, k, v, keyLengths: keyLengthsTensor}, attentionAttrs(plan)) as tf.Tensor[];
-  if (keyLengthsTensor !== keyLengths) keyLengthsTensor.dispose();
+  let outputs: tf.Tensor[];
+  try {
+    outputs = tf.engine().runKernel(
+        FORWARD_KERNEL[kind], {q, k, v, keyLengths: keyLengthsTensor}, attentionAttrs(plan)) as tf.Tensor[];
+  } finally {
+    if (keyLengthsTensor !== keyLengths) keyLengthsTensor.dispose();
+  }
+  const [output, lse] = outputs;
   if (returnLse) return {output: output as tf.Tensor4D, lse: lse as tf.Tensor3D};
   lse.dispose();
   return output as tf.Tensor4D;

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {AttentionWithLse, CommonAttentionOptions, runAttention} from './run_attention.js';
-import {checkInputs, checkWindow} from './validate.js';
+import {checkInputs, checkOptions, checkWindow, COMMON_OPTIONS} from './validate.js';
 
 export interface SlidingWindowAttentionOptions extends CommonAttentionOptions {
   /**
@@ -26,9 +26,10 @@ export function slidingWindowAttention(
 export function slidingWindowAttention(
     q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: SlidingWindowAttentionOptions): tf.Tensor4D|AttentionWithLse {
   const shapes = checkInputs(q, k, v);
-  if (options == null || options.windowSize === undefined) {
+  if (options?.windowSize === undefined) {
     throw new Error('windowSize must be given (options.windowSize: w or [left, right])');
   }
+  checkOptions('slidingWindowAttention', options, [...COMMON_OPTIONS, 'windowSize'], 'windowSize');
   const [windowLeft, windowRight] = checkWindow(options.windowSize);
   return runAttention('sliding', q, k, v, shapes, options, {windowLeft, windowRight, layout: null});
 }

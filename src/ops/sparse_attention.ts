@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {BlockLayout} from '../patterns/block_layout.js';
 import {AttentionWithLse, CommonAttentionOptions, runAttention} from './run_attention.js';
-import {checkBoolean, checkInputs, checkLayout} from './validate.js';
+import {checkBoolean, checkInputs, checkLayout, checkOptions, COMMON_OPTIONS} from './validate.js';
 
 export interface SparseAttentionOptions extends CommonAttentionOptions {
   /** Which (query block, key block) pairs attend; from patterns.* for these seqQ, seqK. */
@@ -26,7 +26,8 @@ export function sparseAttention(
 export function sparseAttention(
     q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: SparseAttentionOptions): tf.Tensor4D|AttentionWithLse {
   const shapes = checkInputs(q, k, v);
-  if (options == null) throw new Error('options.layout must be given (a BlockLayout from patterns.*)');
+  if (options === undefined) throw new Error('options.layout must be given (a BlockLayout from patterns.*)');
+  checkOptions('sparseAttention', options, [...COMMON_OPTIONS, 'layout', 'causal'], 'layout');
   const layout = checkLayout(options.layout, shapes);
   const causal = checkBoolean('causal', options.causal);
   return runAttention('sparse', q, k, v, shapes, options, {windowLeft: -1, windowRight: causal ? 0 : -1, layout});

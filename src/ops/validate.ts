@@ -54,6 +54,27 @@ export function checkInputs(q: unknown, k: unknown, v: unknown): AttentionShapes
   return {batch, seqQ, seqK, heads, kvHeads, headDim};
 }
 
+/**
+ * options must be a plain object (or undefined when `required` is false), and every key must be one the op knows:
+ * a misspelt option (say `casual`) must not be silently ignored.
+ */
+export function checkOptions(opName: string, options: unknown, known: readonly string[], required: string | null):
+    Record<string, unknown> {
+  if (options === undefined && required == null) return {};
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new Error(`options must be an object${required ? ` with ${required}` : ''}, got ${
+        options === null ? 'null' : Array.isArray(options) ? 'an array' : typeof options}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) {
+      throw new Error(`options.${key} is not an option of ${opName} (known: ${known.join(', ')})`);
+    }
+  }
+  return options as Record<string, unknown>;
+}
+
+export const COMMON_OPTIONS = ['scale', 'softcap', 'keyLengths', 'returnLse'] as const;
+
 export function checkScale(scale: unknown, headDim: number): number {
   if (scale === undefined) return 1 / Math.sqrt(headDim);
   if (typeof scale !== 'number' || !Number.isFinite(scale)) {

@@ -21,6 +21,20 @@ function grid(seqQ: number, seqK: number, blockSize: number): Grid {
   return {qBlocks, kBlocks, diag};
 }
 
+/** Builder params must be an object; omitted params read as {} (required fields then fail their own checks). */
+function paramsOf<T extends object>(builder: string, params: T | undefined): T {
+  if (params === undefined) return {} as T;
+  if (params === null || typeof params !== 'object' || Array.isArray(params)) {
+    throw new Error(`${builder}: params must be an object, got ${params === null ? 'null' : typeof params}`);
+  }
+  return params;
+}
+
+function isBlockLayout(x: unknown): x is BlockLayout {
+  const l = x as BlockLayout;
+  return l != null && typeof l === 'object' && l.mask instanceof Uint8Array && Number.isInteger(l.blockSize);
+}
+
 function heads(numHeads: number | undefined): number {
   const n = numHeads ?? 1;
   checkPositiveInt('numHeads', n);
@@ -66,8 +80,9 @@ export interface LocalParams {
 }
 
 /** A band of blocks around the diagonal block: kb in [diag - leftBlocks, diag + rightBlocks]. */
-export function local(seqQ: number, seqK: number, blockSize: number, params: LocalParams = {}): BlockLayout {
+export function local(seqQ: number, seqK: number, blockSize: number, params?: LocalParams): BlockLayout {
   const g = grid(seqQ, seqK, blockSize);
+  params = paramsOf('local', params);
   const left = params.leftBlocks ?? 1, right = params.rightBlocks ?? 0;
   checkNonNegativeInt('leftBlocks', left);
   checkNonNegativeInt('rightBlocks', right);
@@ -87,7 +102,8 @@ export interface StridedParams {
 /** Sparse Transformer's strided pattern at block level: (diag - kb) % stride == 0, plus an optional local band. */
 export function strided(seqQ: number, seqK: number, blockSize: number, params: StridedParams): BlockLayout {
   const g = grid(seqQ, seqK, blockSize);
-  checkPositiveInt('stride', params?.stride);
+  params = paramsOf<StridedParams>('strided', params);
+  checkPositiveInt('stride', params.stride);
   const localBlocks = params.localBlocks ?? 0;
   checkNonNegativeInt('localBlocks', localBlocks);
   return createLayout(1, g.qBlocks, g.kBlocks, blockSize, (_h, qb, kb) => {
@@ -106,7 +122,8 @@ export interface FixedParams {
 /** Sparse Transformer's fixed pattern: a query block sees its own segment and every segment's summary blocks. */
 export function fixed(seqQ: number, seqK: number, blockSize: number, params: FixedParams): BlockLayout {
   const g = grid(seqQ, seqK, blockSize);
-  const l = params?.blocksPerSegment;
+  params = paramsOf<FixedParams>('fixed', params);
+  const l = params.blocksPerSegment;
   checkPositiveInt('blocksPerSegment', l);
   const c = params.summaryBlocks ?? 1;
   checkPositiveInt('summaryBlocks', c);
@@ -130,8 +147,9 @@ export interface BigBirdParams {
 }
 
 /** BigBird: window + global + random blocks (seeded, reproducible). */
-export function bigBird(seqQ: number, seqK: number, blockSize: number, params: BigBirdParams = {}): BlockLayout {
+export function bigBird(seqQ: number, seqK: number, blockSize: number, params?: BigBirdParams): BlockLayout {
   const g = grid(seqQ, seqK, blockSize);
+  params = paramsOf('bigBird', params);
   const w = params.windowBlocks ?? 3, glob = params.globalBlocks ?? 1, r = params.randomBlocks ?? 2;
   checkNonNegativeInt('windowBlocks', w);
   checkNonNegativeInt('globalBlocks', glob);
@@ -162,11 +180,16 @@ export interface LongformerParams {
 }
 
 /** Longformer: a symmetric sliding band plus global blocks. */
-export function longformer(seqQ: number, seqK: number, blockSize: number, params: LongformerParams = {}): BlockLayout {
+export function longformer(seqQ: number, seqK: number, blockSize: number, params?: LongformerParams): BlockLayout {
   const g = grid(seqQ, seqK, blockSize);
+  params = paramsOf('longformer', params);
   const w = params.windowBlocks ?? 1;
   checkNonNegativeInt('windowBlocks', w);
-  const globals = new Set(params.globalBlocks ?? [0]);
+  const globalBlocks = params.globalBlocks ?? [0];
+  if (!Array.isArray(globalBlocks)) {
+    throw new Error(`globalBlocks must be an array of non-negative integers, got ${JSON.stringify(globalBlocks)}`);
+  }
+  const globals = new Set(globalBlocks);
   for (const b of globals) checkNonNegativeInt('globalBlocks[]', b);
   return createLayout(1, g.qBlocks, g.kBlocks, blockSize, (_h, qb, kb) => {
     const d = g.diag(qb);
@@ -178,6 +201,9 @@ function combine(name: string, layouts: BlockLayout[], op: (a: boolean, b: boole
   if (layouts.length === 0) throw new Error(`${name} needs at least one layout`);
   const first = layouts[0];
   let numHeads = 1;
+  layouts.forEach((l, i) => {
+    if (!isBlockLayout(l)) throw new Error(`${name}: layouts[${i}] must be a BlockLayout (from patterns.*)`);
+  });
   layouts.forEach((l, i) => {
     if (l.blockSize !== first.blockSize || l.numQueryBlocks !== first.numQueryBlocks ||
         l.numKeyBlocks !== first.numKeyBlocks) {
