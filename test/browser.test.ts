@@ -3,9 +3,10 @@
  * the shared cases (the 'quick' ones plus a few more — SwiftShader is a CPU), long sequences, the 65,535-iteration
  * loop limit of llvmpipe, the kernels the path runs (tf.profile) and the WebGL1 fallback.
  *
- * Tolerance: max error relative to max |reference| (see test/check_case.ts) of 1e-4 forward and gradients. fp32
- * accumulation over up to a few thousand keys on SwiftShader lands around 1e-6..3e-5; exp/log/tanh of software
- * renderers are a few ulp off, which the softcap derivative (through log P) amplifies slightly.
+ * Tolerance: max error relative to max |reference| (see test/check_case.ts): 2e-5 forward, 1e-4 gradients.
+ * Measured on SwiftShader: forward 1e-7..1e-6 for the shared cases, 6e-6 for 70,000 keys (an average of 70,000
+ * values is small, so fp32 summation error weighs more relative to it); gradients 1e-7..1e-6, except a row with a
+ * single key, where dS = P∘(dP − D) is an exact cancellation (dP = D) that fp32 resolves to ~6e-5 of the 1e-3 floor.
  */
 import {expect} from 'chai';
 import type {AttentionCase} from './cases.js';
@@ -13,7 +14,7 @@ import {AttentionPage, openAttentionPage, runSharedCasesInBrowser} from './brows
 import {browserMissingReason} from './browser/chromium.js';
 import {assertCaseResult, Tolerances} from './shared_runner.js';
 
-const TOLERANCE: Tolerances = {forward: 1e-4, gradients: 1e-4};
+const TOLERANCE: Tolerances = {forward: 2e-5, gradients: 1e-4};
 const EXTRA = new Set(['flash D256 S77', 'flash causal keyLengths tensor', 'sliding GQA keyLengths softcap',
                        'sparse bigBird per-head causal S300', 'sparse GQA keyLengths softcap causal']);
 const selected = (c: AttentionCase) => c.tags?.includes('quick') === true || EXTRA.has(c.name);

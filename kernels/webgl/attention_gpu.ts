@@ -295,11 +295,14 @@ export class RowStatsProgram extends AttentionProgram {
               v1 = bvec4(va.y, va.w, vb.y, vb.w);
             }
             // Selects (mix with bvec4), never blends: MASKED + (s - MASKED) would cancel to 0.
-            vec4 mNew = max(m, max(mix(vec4(MASKED), s0, v0), mix(vec4(MASKED), s1, v1)));
+            vec4 pairMax = max(mix(vec4(MASKED), s0, v0), mix(vec4(MASKED), s1, v1));
+            if (any(greaterThan(pairMax, m))) {  // rescale only when the running max grows (rare after a few keys)
+              vec4 mNew = max(m, pairMax);
+              l *= exp(m - mNew);
+              m = mNew;
+            }
             // min(·, 0) keeps masked lanes finite; visible lanes are <= 0 anyway.
-            l = l * exp(m - mNew) + mix(vec4(0.0), exp(min(s0 - mNew, 0.0)), v0) +
-                mix(vec4(0.0), exp(min(s1 - mNew, 0.0)), v1);
-            m = mNew;
+            l += mix(vec4(0.0), exp(min(s0 - m, 0.0)), v0) + mix(vec4(0.0), exp(min(s1 - m, 0.0)), v1);
           }
         }
         bvec4 seesKeys = greaterThan(l, vec4(0.0));

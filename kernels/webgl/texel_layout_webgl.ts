@@ -37,11 +37,13 @@ export function texelLayout(texels: number, unit: number, maxTextureSize: number
                     `${maxTextureSize}`);
   }
   const count = Math.max(texels, 1);
-  // Two lines at least when possible (a one-line texture could be "squarified" by tfjs's narrow-texture flags).
-  const maxWidth = Math.floor(maxTextureSize / unit) * unit;
-  const width = Math.min(maxWidth, Math.max(unit, roundUp(Math.ceil(count / 2), unit)));
+  // As narrow as the texture height allows: fragments run in 2×2 quads, and a narrow layout keeps a quad's four
+  // texels in neighbouring rows of the same tile, which walk the same key tiles (no divergent loops). Two texels at
+  // least, so tfjs never treats the texture as a narrow one (its optional "squarify" flags).
+  const units = Math.ceil(count / unit);
+  const width = Math.max(2, unit * Math.ceil(units / maxTextureSize));
   const lines = Math.ceil(count / width);
-  if (lines > maxTextureSize) {
+  if (width > maxTextureSize || lines > maxTextureSize) {
     throw new Error(`webgl attention: ${what} needs ${count} texels, more than a ${maxTextureSize}² texture holds ` +
                     `(use smaller shapes or split the call)`);
   }

@@ -39,6 +39,11 @@ export async function useBackend(backend: string, webglVersion?: number): Promis
   return {backend: tf.getBackend(), webglVersion: webgl, maxTextureSize, renderer};
 }
 
+/** The options without undefined entries (the ops reject keys they do not know, e.g. windowSize on flash). */
+function definedOnly<T extends object>(options: T): T {
+  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined && v !== null)) as T;
+}
+
 /** One shared case, forward and backward, against the float64 reference (see test/check_case.ts). */
 export function runCase(c: AttentionCase, seed: number): Promise<CaseResult> {
   return checkCase(tf, tfEfficientAttention, c, seed);
@@ -54,8 +59,8 @@ export async function runForwardCase(c: AttentionCase, seed: number): Promise<Ca
   const va = randomArray(size(kShape), seed + 2);
   const before = tf.memory().numTensors;
   const q = tf.tensor(qa, qShape), k = tf.tensor(ka, kShape), v = tf.tensor(va, kShape);
-  const options = {scale: c.scale, softcap: c.softcap, keyLengths: c.keyLengths, returnLse: true as const,
-                   causal: c.causal, windowSize: c.windowSize!, layout: p.layout!};
+  const options = definedOnly({scale: c.scale, softcap: c.softcap, keyLengths: c.keyLengths, returnLse: true as const,
+                               causal: c.causal, windowSize: c.windowSize!, layout: p.layout!});
   const {output, lse} = c.op === 'flash' ? lib.flashAttention(q, k, v, options) :
       c.op === 'sliding' ? lib.slidingWindowAttention(q, k, v, options) : lib.sparseAttention(q, k, v, options);
   const [outA, lseA] = await Promise.all([output.data(), lse.data()]);
@@ -86,8 +91,8 @@ export async function kernelsOfCase(c: AttentionCase): Promise<string[]> {
   const q = tf.randomNormal([c.batch, c.seqQ, c.heads, c.headDim]);
   const k = tf.randomNormal([c.batch, c.seqK, c.kvHeads, c.headDim]);
   const v = tf.randomNormal([c.batch, c.seqK, c.kvHeads, c.headDim]);
-  const options = {scale: c.scale, softcap: c.softcap, keyLengths: c.keyLengths, causal: c.causal,
-                   windowSize: c.windowSize!, layout: p.layout!};
+  const options = definedOnly({scale: c.scale, softcap: c.softcap, keyLengths: c.keyLengths, causal: c.causal,
+                               windowSize: c.windowSize!, layout: p.layout!});
   const run = (qq: ReturnType<Tf['tensor']>, kk: ReturnType<Tf['tensor']>, vv: ReturnType<Tf['tensor']>) =>
       c.op === 'flash' ? lib.flashAttention(qq, kk, vv, options) :
       c.op === 'sliding' ? lib.slidingWindowAttention(qq, kk, vv, options) : lib.sparseAttention(qq, kk, vv, options);
