@@ -286,8 +286,10 @@ async function sparse(d: number, seq: number, densities: number[]) {
   tf.dispose([q, k, v]);
 }
 
-async function tune(d: number, seq: number, configs: ForwardTileConfig[]) {
+/** Times each tile configuration at one size; returns the fastest on the dense problem. */
+async function tune(d: number, seq: number, configs: ForwardTileConfig[]): Promise<ForwardTileConfig | null> {
   const [q, k, v] = inputs(seq, d);
+  let best: ForwardTileConfig | null = null, bestMs = Infinity;
   for (const config of configs) {
     setForwardConfigOverride(config);
     for (const causal of [false, true]) {
@@ -297,6 +299,7 @@ async function tune(d: number, seq: number, configs: ForwardTileConfig[]) {
         record({group: 'tune', impl: 'ours', d, seq, mask: causal ? 'causal' : 'dense', pass: 'fwd', ms,
                 visitedTflops: tflops(pairs, d, ms), denseTflops: tflops(seq * seq, d, ms),
                 note: JSON.stringify(config)});
+        if (!causal && ms < bestMs) [best, bestMs] = [config, ms];
       } catch (e) {
         log(`tune ${JSON.stringify(config)} failed: ${(e as Error).message.slice(0, 200)}`);
       }
@@ -304,6 +307,8 @@ async function tune(d: number, seq: number, configs: ForwardTileConfig[]) {
   }
   setForwardConfigOverride(null);
   tf.dispose([q, k, v]);
+  log(`best d${d}: ${JSON.stringify(best)}`);
+  return best;
 }
 
 async function main() {
@@ -324,18 +329,23 @@ async function main() {
   log(JSON.stringify(header));
   const sections = (arg('sections') ?? 'tune,dense,dense128,bwd,sliding,sparse').split(',');
   const seqs = QUICK ? [128, 256] : [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072];
+  // With --tune, the fastest configuration per head size serves the rest of the run (each row's note says which).
+  const c = (blockQ: number, blockK: number, rowsPerThread: number, colsPerThread: number, prefetch = false) =>
+      ({blockQ, blockK, rowsPerThread, colsPerThread, prefetch});
+  let best64: ForwardTileConfig | null = null, best128: ForwardTileConfig | null = null;
   if (sections.includes('tune')) {
-    const configs: ForwardTileConfig[] = JSON.parse(arg('configs') ?? JSON.stringify([
-      {blockQ: 64, blockK: 32, rowsPerThread: 4, colsPerThread: 4},
-      {blockQ: 64, blockK: 32, rowsPerThread: 8, colsPerThread: 4},
-      {blockQ: 32, blockK: 32, rowsPerThread: 4, colsPerThread: 4},
-      {blockQ: 64, blockK: 16, rowsPerThread: 4, colsPerThread: 2},
-      {blockQ: 32, blockK: 16, rowsPerThread: 4, colsPerThread: 2},
-    ]));
-    await tune(64, QUICK ? 256 : 4096, configs);
+    best64 = await tune(64, QUICK ? 256 : 4096, JSON.parse(arg('configs64') ?? 'null') ?? [
+      c(64, 32, 4, 4), c(64, 32, 4, 4, true), c(64, 32, 2, 4), c(64, 32, 2, 4, true), c(32, 32, 2, 4, true),
+      c(64, 16, 4, 2, true), c(64, 16, 2, 2, true)]);
+    best128 = await tune(128, QUICK ? 256 : 4096, JSON.parse(arg('configs128') ?? 'null') ?? [
+      c(32, 16, 4, 2), c(32, 16, 4, 2, true), c(16, 32, 2, 4), c(16, 32, 2, 4, true), c(32, 16, 2, 2, true),
+      c(16, 16, 2, 2, true)]);
   }
+  setForwardConfigOverride(best64);
   if (sections.includes('dense')) await denseAndCausal(64, seqs);
+  setForwardConfigOverride(best128);
   if (sections.includes('dense128')) await denseAndCausal(128, QUICK ? [128] : [1024, 4096, 16384]);
+  setForwardConfigOverride(best64);
   if (sections.includes('bwd')) await forwardBackward(64, QUICK ? [128] : [1024, 4096]);
   if (sections.includes('sliding')) {
     await slidingWindows(64, QUICK ? [256, 512] : [4096, 8192, 16384, 32768, 65536], QUICK ? [64] : [256, 1024]);

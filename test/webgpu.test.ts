@@ -135,7 +135,9 @@ describe('webgpu', function() {
         return r;
       };
       const reference = await run();
-      for (const config of [{blockQ: 32, blockK: 16, rowsPerThread: 4, colsPerThread: 2},
+      for (const config of [{blockQ: 32, blockK: 32, rowsPerThread: 4, colsPerThread: 4, prefetch: true},
+                            {blockQ: 32, blockK: 32, rowsPerThread: 2, colsPerThread: 4, prefetch: true},
+                            {blockQ: 32, blockK: 16, rowsPerThread: 4, colsPerThread: 2},
                             {blockQ: 16, blockK: 8, rowsPerThread: 2, colsPerThread: 1},
                             {blockQ: 8, blockK: 8, rowsPerThread: 1, colsPerThread: 1}]) {
         setForwardConfigOverride(config);

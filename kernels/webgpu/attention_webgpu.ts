@@ -29,16 +29,23 @@ export interface ForwardTileConfig {
   blockK: number;
   rowsPerThread: number;
   colsPerThread: number;
+  /** Load the next K/V tile into registers while this one is computed (hides global-memory latency). */
+  prefetch?: boolean;
 }
 
-/** Preferred first; the first one that fits the device's workgroup memory and invocation limits is used. */
+/**
+ * Preferred first; the first one that fits the device's workgroup memory and invocation limits is used. Measured on
+ * an H200 through Dawn/Vulkan (bench/NOTES.md, webgpu): 64×32 tiles, 4×4 per thread with prefetch are fastest at
+ * headDim 64 (48 KiB workgroup memory); headDim 128 lands on 32×16 with 2×2 per thread; 32 KiB devices (lavapipe)
+ * and headDim 256 fall through to the smaller tiles.
+ */
 const FORWARD_CONFIGS: ForwardTileConfig[] = [
-  {blockQ: 64, blockK: 32, rowsPerThread: 4, colsPerThread: 4},
-  {blockQ: 32, blockK: 32, rowsPerThread: 4, colsPerThread: 4},
-  {blockQ: 32, blockK: 16, rowsPerThread: 4, colsPerThread: 2},
-  {blockQ: 16, blockK: 16, rowsPerThread: 2, colsPerThread: 2},
-  {blockQ: 16, blockK: 8, rowsPerThread: 2, colsPerThread: 1},
-  {blockQ: 8, blockK: 8, rowsPerThread: 1, colsPerThread: 1},
+  {blockQ: 64, blockK: 32, rowsPerThread: 4, colsPerThread: 4, prefetch: true},
+  {blockQ: 32, blockK: 32, rowsPerThread: 4, colsPerThread: 4, prefetch: true},
+  {blockQ: 32, blockK: 16, rowsPerThread: 2, colsPerThread: 2, prefetch: true},
+  {blockQ: 16, blockK: 16, rowsPerThread: 2, colsPerThread: 2, prefetch: true},
+  {blockQ: 16, blockK: 8, rowsPerThread: 2, colsPerThread: 1, prefetch: true},
+  {blockQ: 8, blockK: 8, rowsPerThread: 1, colsPerThread: 1, prefetch: true},
 ];
 
 let configOverride: ForwardTileConfig | null = null;
@@ -107,7 +114,8 @@ export class AttentionForwardProgram implements MultiOutputProgram {
     const elem = this.vec4Access ? 'vec4<f32>' : 'f32';
     this.outputTypes = [elem, 'f32'];
     this.variableTypes = [elem, elem, elem, 'i32', 'i32'];
-    this.shaderKey = `AttentionForward:${c.blockQ}x${c.blockK}:${c.rowsPerThread}x${c.colsPerThread}:d${
+    this.shaderKey = `AttentionForward:${c.blockQ}x${c.blockK}:${c.rowsPerThread}x${c.colsPerThread}${
+        c.prefetch ? 'p' : ''}:d${
         this.dp4 * 4}:${this.vec4Access ? 'v4' : 's'}:${headDim % 4 === 0 ? '' : headDim}:${
         hasSoftcap ? 'cap' : ''}:${hasKeyLengths ? 'len' : ''}:${hasLayout ? 'lay' : ''}`;
   }
@@ -147,6 +155,30 @@ fn loadScalar_${name}(rowBase: i32, d: i32) -> f32 {
         }`;
     const oDecl = rows.map((r) => dcols.map((k) => `var o${r}_${k} = vec4<f32>(0.0);`).join(' '))
         .join('\n  ');
+    // K/V tile staging: element e = tid + l * THREADS of the [BK, DP4] tile goes through registers kr_l, vr_l.
+    const loads = [...Array(Math.ceil(blockK * DP4 / this.workgroupSize)).keys()];
+    const regDecl = loads.map((l) => `var kr${l} = vec4<f32>(0.0); var vr${l} = vec4<f32>(0.0);`).join(' ');
+    const loadRegs = (tile: string) => loads.map((l) => `
+      {
+        let e = tid + ${l} * THREADS;
+        let j = ${tile} * BK + e / DP4;
+        let c4 = e % DP4;
+        kr${l} = vec4<f32>(0.0);
+        vr${l} = vec4<f32>(0.0);
+        if (${tile} >= 0 && e < BK * DP4 && j < seqK && c4 * 4 < uniforms.headDim) {
+          let kvRow = (localBatch * seqK + j) * uniforms.kvHeads + kvHead;
+          kr${l} = ${loadRow('k', 'uniforms.kBase', 'kvRow', 'c4')};
+          vr${l} = ${loadRow('v', 'uniforms.vBase', 'kvRow', 'c4')};
+        }
+      }`).join('');
+    const storeRegs = loads.map((l) => `
+      {
+        let e = tid + ${l} * THREADS;
+        if (e < BK * DP4) {
+          Ks[(e / DP4) * KSTRIDE + e % DP4] = kr${l};
+          Vs[e] = vr${l};
+        }
+      }`).join('');
 
     return `
 const BQ = ${blockQ};
@@ -229,6 +261,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 
   ${rows.map((r) => `var runMax${r} = MASKED; var rowSum${r} = 0.0;`).join('\n  ')}
   ${oDecl}
+  ${regDecl}${this.config.prefetch ? `
+  {
+    var firstTile = -1;
+    if (rowRange.x < rowRange.y) { firstTile = schedule[uniforms.rowRunsOffset + 3 * rowRange.x]; }
+    ${loadRegs('firstTile')}
+    ${storeRegs}
+  }` : ''}
 
   for (var runIndex = rowRange.x; runIndex < rowRange.y; runIndex++) {
     if (tid == 0) {
@@ -241,23 +280,21 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       if (k0 >= keyLength) { break; }
       let full = tiles.z == 1 && k0 + BK <= keyLength;
 
+${this.config.prefetch ? `
+      // Ks and Vs (stored at the end of the previous iteration) are visible to all.
+      workgroupBarrier();
+      // Prefetch the next key tile of the schedule into registers; it lands in Ks/Vs after this tile's P·V.
+      var nextTile = keyTile + 1;
+      if (nextTile >= tiles.x + tiles.y) {
+        nextTile = -1;
+        if (runIndex + 1 < rowRange.y) { nextTile = schedule[uniforms.rowRunsOffset + 3 * (runIndex + 1)]; }
+      }
+      ${loadRegs('nextTile')}` : `
       // The previous tile's P·V is done with Ks, Vs and Ps.
       workgroupBarrier();
-      for (var e = tid; e < BK * DP4; e += THREADS) {
-        let r = e / DP4;
-        let c4 = e % DP4;
-        let j = k0 + r;
-        var kval = vec4<f32>(0.0);
-        var vval = vec4<f32>(0.0);
-        if (j < seqK && c4 * 4 < uniforms.headDim) {
-          let kvRow = (localBatch * seqK + j) * uniforms.kvHeads + kvHead;
-          kval = ${loadRow('k', 'uniforms.kBase', 'kvRow', 'c4')};
-          vval = ${loadRow('v', 'uniforms.vBase', 'kvRow', 'c4')};
-        }
-        Ks[r * KSTRIDE + c4] = kval;
-        Vs[e] = vval;
-      }
-      workgroupBarrier();
+      ${loadRegs('keyTile')}
+      ${storeRegs}
+      workgroupBarrier();`}
 
       // S = Q·Kᵀ for this thread's rows × columns.
       ${sDecl}
@@ -298,7 +335,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
           ${rows.map((r) => dcols.map((k) => `o${r}_${k} = fma(vec4<f32>(p${r}[${comp}]), vv${k}, o${r}_${k});`)
         .join('\n          ')).join('\n          ')}
         }`).join('')}
-      }
+      }${this.config.prefetch ? `
+      // Everyone is done with Ks, Vs and Ps: put the prefetched tile there.
+      workgroupBarrier();
+      ${storeRegs}` : ''}
     }
   }
 
