@@ -19,6 +19,7 @@ import {formatBytesTick, formatMsTick, formatSeq, lineChart, PALETTE, Series} fr
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DASH: Record<Impl, string | undefined> = {ours: undefined, naive: '7 4', ort: '2 3'};
+const ORT_COLOR = '#7F7F7F';
 const MODE_LABEL: Record<Mode, string> = {forward: 'forward', backward: 'forward + backward'};
 const MODE_SHORT: Record<Mode, string> = {forward: 'fwd', backward: 'fwd+bwd'};
 
@@ -48,7 +49,10 @@ function timeSeries(rows: ResultRow[], colors: Map<string, string>, x: (r: Resul
     for (const impl of ['ours', 'naive', 'ort'] as Impl[]) {
       const pts = rows.filter((r) => r.backend === backend && r.impl === impl && r.timing)
           .map((r) => [x(r), r.timing!.medianMs] as [number, number]);
-      if (pts.length > 0) out.push({name: `${backend} ${impl}`, color: colors.get(backend)!, dash: DASH[impl], points: pts});
+      if (pts.length === 0) continue;
+      // ONNX Runtime Web is another library: its own colour, so it doesn't read as one of our backends.
+      out.push(impl === 'ort' ? {name: `ONNX Runtime Web (${backend})`, color: ORT_COLOR, dash: DASH.ort, points: pts} :
+                                {name: `${backend} ${impl}`, color: colors.get(backend)!, dash: DASH[impl], points: pts});
     }
   }
   return out;

@@ -175,6 +175,31 @@ export async function runSuite(o: SuiteOptions): Promise<{results: SuiteResults;
   progress.setTotal(runsPerBackend * o.backends.length);
 
   let gpu: string | undefined;
+  const assemble = (): SuiteResults => {
+    deriveFigures(rows);
+    const id = o.machine ?? machineId(gpu);
+    return {
+      schema: 1,
+      date: started.toISOString(),
+      machine: {
+        id, hostname: os.hostname(), cpu: cpuModel(), cores: os.cpus().length, memoryBytes: os.totalmem(),
+        node: process.version, platform: `${os.platform()} ${os.release()}`, gpu,
+      },
+      config: {
+        quick: o.quick, sweep: o.sweep, modes: o.modes, impls: o.impls, ort: o.ort, timing: o.timing, capMs: o.capMs,
+        isolate: o.isolate, argv: process.argv.slice(2),
+      },
+      backends: statuses,
+      rows,
+      durationS: (performance.now() - t0) / 1e3,
+    };
+  };
+  const save = (results: SuiteResults, dir: string) => {
+    fs.mkdirSync(dir, {recursive: true});
+    fs.writeFileSync(path.join(dir, 'results.json'), JSON.stringify(results, null, 1) + '\n');
+    fs.writeFileSync(path.join(dir, 'results.md'), markdownReport(results) + '\n');
+  };
+  const saveProgress = o.outDir == null ? null : () => save(assemble(), o.outDir!);
   for (const backend of o.backends) {
     progress.status(`${backend}: starting`);
     const runner = makeRunner(backend, o);
@@ -187,7 +212,7 @@ export async function runSuite(o: SuiteOptions): Promise<{results: SuiteResults;
     }
     const info = started;
     statuses.push({backend, available: true, info});
-    progress.line(`${backend}: ${info.description}`);
+    progress.line(`${backend}: ${info.description}${info.kernels ? ` — ${info.kernels}` : ''}`);
     if (info.adapter && !info.softwareAdapter && gpu == null) gpu = info.adapter;
     const cut = new Map<string, string>();  // series|impl|mode → why larger sizes are skipped
     try {
@@ -230,33 +255,17 @@ export async function runSuite(o: SuiteOptions): Promise<{results: SuiteResults;
         }
         progress.advance(result.runs.length);
         progress.line(summarize(backend, c, rows));
+        saveProgress?.();  // with --out, a run cut short still leaves its results
       }
     } finally {
       await runner.close();
     }
   }
 
-  deriveFigures(rows);
-  const id = o.machine ?? machineId(gpu);
-  const outDir = o.outDir ?? path.join(ROOT, 'bench', 'results', `${dateStamp(started)}-${id}`);
-  const results: SuiteResults = {
-    schema: 1,
-    date: started.toISOString(),
-    machine: {
-      id, hostname: os.hostname(), cpu: cpuModel(), cores: os.cpus().length, memoryBytes: os.totalmem(),
-      node: process.version, platform: `${os.platform()} ${os.release()}`, gpu,
-    },
-    config: {
-      quick: o.quick, sweep: o.sweep, modes: o.modes, impls: o.impls, ort: o.ort, timing: o.timing, capMs: o.capMs,
-      isolate: o.isolate, argv: process.argv.slice(2),
-    },
-    backends: statuses,
-    rows,
-    durationS: (performance.now() - t0) / 1e3,
-  };
-  fs.mkdirSync(outDir, {recursive: true});
-  fs.writeFileSync(path.join(outDir, 'results.json'), JSON.stringify(results, null, 1) + '\n');
-  fs.writeFileSync(path.join(outDir, 'results.md'), markdownReport(results) + '\n');
+  const results = assemble();
+  const outDir = o.outDir ?? path.join(ROOT, 'bench', 'results',
+                                       `${dateStamp(started)}-${results.machine.id}${o.quick ? '-quick' : ''}`);
+  save(results, outDir);
   progress.done(`wrote ${path.relative(process.cwd(), outDir) || outDir}/results.{json,md} in ${
       results.durationS.toFixed(1)} s`);
   return {results, outDir};

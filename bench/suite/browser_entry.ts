@@ -8,7 +8,9 @@ import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import '@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops';
 import '@tensorflow/tfjs-backend-webgl';
 import '@tensorflow/tfjs-backend-webgpu';
-import {runJob} from './measure.js';
+// The dedicated webgpu kernels (webgl's come with the library's register.ts).
+import '../../kernels/webgpu/register_all_webgpu_kernels.js';
+import {describeKernels, runJob} from './measure.js';
 import type {Job} from './measure.js';
 import type {BackendInfo} from './node_worker.js';
 
@@ -37,6 +39,7 @@ async function benchInit(backend: string): Promise<BackendInfo | string> {
     info.adapter = ext ? String(gl.getParameter(ext.UNMASKED_RENDERER_WEBGL)) : String(gl?.getParameter(gl.RENDERER));
     info.maxBufferBytes = undefined;
   }
+  info.kernels = describeKernels();
   info.description = `${backend} in Chromium ${navigator.userAgent.match(/Chrome\/([\d.]+)/)?.[1] ?? ''}: ${
       info.adapter}`;
   return info;

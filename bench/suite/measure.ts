@@ -16,6 +16,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {additiveMask, naiveAttention} from '../naive_attention.js';
 import {BenchCase, Impl, Mode} from './cases.js';
+import {compositeKernelConfigs} from '../../kernels/composite/register_all_composite_kernels.js';
 import * as lib from '../../src/index.js';
 import {casePlan, CasePlan, needsMask} from './problem.js';
 import {Timed, timeIt, Timing, TimingOptions} from './timing.js';
@@ -71,6 +72,22 @@ export interface ExternalContext {
   /** q, k, v in [B, S, H, D] / [B, S, Hkv, D] layout. */
   inputs: Float32Array[];
   oursOutput?: Float32Array;
+}
+
+/**
+ * Which attention kernels the current backend runs: "dedicated" ones registered for it, or the composite ones
+ * (registered by name, or on first use). E.g. "dedicated: FlashAttention, ...; composite: FlashAttentionGrad, ...".
+ */
+export function describeKernels(): string {
+  const backend = tf.getBackend();
+  const dedicated: string[] = [], composite: string[] = [];
+  for (const name of lib.ALL_KERNELS) {
+    const k = tf.getKernel(name, backend);
+    const isComposite = k == null || compositeKernelConfigs.some((c) => c.kernelFunc === k.kernelFunc);
+    (isComposite ? composite : dedicated).push(name);
+  }
+  return [dedicated.length ? `dedicated: ${dedicated.join(', ')}` : '',
+          composite.length ? `composite: ${composite.join(', ')}` : ''].filter((x) => x).join('; ');
 }
 
 type Fn = () => tf.Tensor[];

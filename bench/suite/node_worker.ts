@@ -9,6 +9,8 @@
 import {createRequire} from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as fs from 'node:fs';
+import {fileURLToPath, pathToFileURL} from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import type {Hooks, Job, JobResult} from './measure.js';
 
@@ -25,6 +27,8 @@ export interface BackendInfo {
   tfjsVersion: string;
   /** Implementations other than ours/naive that this worker can run (e.g. ort). */
   externalImpls: string[];
+  /** Which attention kernels run: dedicated ones for this backend or the composite fallback (measure.ts). */
+  kernels?: string;
 }
 
 export type WorkerRequest = {type: 'init'; backend: string; ort: boolean} | {type: 'job'; job: Job};
@@ -38,6 +42,7 @@ function send(msg: WorkerReply): void {
 }
 
 let runJob: (job: Job, hooks: Hooks) => Promise<JobResult>;
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const hooks: Hooks = {
   processMemory: () => ({rss: process.memoryUsage().rss, maxRss: process.resourceUsage().maxRSS * 1024}),
 };
@@ -96,7 +101,12 @@ async function init(backend: string, ort: boolean): Promise<BackendInfo | string
   // (global) engine and registries.
   await import('@tensorflow/tfjs');
   // The library registers its kernels on import; loaded after the backend (webgpu needs navigator.gpu first).
-  ({runJob} = await import('./measure.js'));
+  const measure = await import('./measure.js');
+  runJob = measure.runJob;
+  // The backend's dedicated kernels, also while src/register.ts does not import them yet.
+  const dedicated = path.join(ROOT, 'kernels', backend, `register_all_${backend}_kernels.ts`);
+  if (fs.existsSync(dedicated)) await import(pathToFileURL(dedicated).href);
+  info.kernels = measure.describeKernels();
   return info;
 }
 

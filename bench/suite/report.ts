@@ -127,6 +127,7 @@ export function markdownReport(res: SuiteResults): string {
       const hasOrt = rows.some((r) => r.impl === 'ort');
       out.push(`## ${b.info?.description ?? b.backend} — ${mode === 'forward' ? 'forward' : 'forward + backward'}`,
                '');
+      if (b.info?.kernels) out.push(`Attention kernels: ${b.info.kernels}.`, '');
       const head = ['case', 'shape', 'ours', 'naive', 'speedup', 'TFLOP/s ours (dense / visited)', 'TFLOP/s naive',
                     'mem ours', 'mem naive', 'mem ratio'];
       if (hasGpu) head.push('GPU ours', 'GPU naive');
