@@ -46,6 +46,9 @@ runSharedCasesInBrowser('webgl', TOLERANCE, selected, {angle: 'swiftshader'}, (p
 const LLVMPIPE = new Set(['flash causal S77 H3 D64', 'flash keyLengths [77, 0, 30] (empty batch)',
                           'sliding w16 S130 D64', 'sparse fromBlockMask with empty rows']);
 runSharedCasesInBrowser('webgl', TOLERANCE, (c) => LLVMPIPE.has(c.name), {angle: 'gl-egl'}, (page) => {
+  it('renders with Mesa llvmpipe (else this suite would test SwiftShader again)', () => {
+    expect(page().info.renderer).to.match(/llvmpipe/i);
+  });
   it(LONG_KEYS.name, async () => assertCaseResult(await page().runCase(LONG_KEYS, 13), TOLERANCE));
 });
 
