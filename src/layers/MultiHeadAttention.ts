@@ -8,7 +8,7 @@ import type {LayerArgs} from '@tensorflow/tfjs-layers/dist/engine/topology';
 import type {Kwargs} from '@tensorflow/tfjs-layers/dist/types';
 import {addAttentionWeights, AttentionDims, AttentionWeights, attentionForward, toKeyLengths} from './attention_core.js';
 import {AttentionSpec, checkAttentionSpec, ResolvedAttention} from './attention_spec.js';
-import {checkOptionalBoolean, checkPositiveInt, checkRate, checkSoftcapValue, makeInitializer, shapeList} from
+import {checkOptionalBoolean, checkPositiveInt, checkRate, checkSoftcapValue, shapeList, weightAdder} from
     './layer_utils.js';
 
 type Shape = Array<number | null>;
@@ -118,8 +118,7 @@ export class MultiHeadAttention extends layers.Layer {
       outputDim: this.outputDim ?? features(query.shape, 'query'),
       useBias: this.useBias,
     };
-    this.attentionWeights = addAttentionWeights(
-        (name, shape, init) => this.addWeight(name, shape, 'float32', makeInitializer(init)), '', this.dims);
+    this.attentionWeights = addAttentionWeights(weightAdder(this.addWeight.bind(this)), '', this.dims);
     this.built = true;
   }
 

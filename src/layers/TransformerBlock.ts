@@ -13,7 +13,7 @@ import {
 } from './attention_core.js';
 import {AttentionSpec, checkAttentionSpec, ResolvedAttention} from './attention_spec.js';
 import {
-  checkOptionalBoolean, checkPositiveInt, checkRate, checkSoftcapValue, gelu, layerNorm, makeInitializer, shapeList,
+  checkOptionalBoolean, checkPositiveInt, checkRate, checkSoftcapValue, gelu, layerNorm, shapeList, weightAdder,
 } from './layer_utils.js';
 
 type Shape = Array<number | null>;
@@ -109,7 +109,7 @@ export class TransformerBlock extends layers.Layer {
       queryFeatures: features, keyFeatures: features, valueFeatures: features, outputDim: features,
       useBias: this.useBias,
     };
-    const add: AddWeight = (name, shape, init) => this.addWeight(name, shape, 'float32', makeInitializer(init));
+    const add: AddWeight = weightAdder(this.addWeight.bind(this));
     const mlpDim = this.mlpDim ?? 4 * features;
     this.w = {
       ln1: [add('ln_1/gamma', [features], 'ones'), add('ln_1/beta', [features], 'zeros')],

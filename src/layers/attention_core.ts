@@ -5,6 +5,10 @@
  *   key/kernel   [keyFeatures, numKeyValueHeads, keyDim]      key/bias   [numKeyValueHeads, keyDim]
  *   value/kernel [valueFeatures, numKeyValueHeads, valueDim]  value/bias [numKeyValueHeads, valueDim]
  *   attention_output/kernel [numHeads, valueDim, outputDim]   attention_output/bias [outputDim]
+ * Kernels are initialised (Glorot uniform) like the equivalent Dense kernels [features, heads·dim] and
+ * [heads·dim, outputDim]. (Keras computes Glorot fans from the 3-D shape, which for [features, heads, dim] treats
+ * `features` as a receptive field and shrinks the init by about sqrt(features); the resulting near-uniform attention
+ * made the long-range example learn several times slower.)
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type {LayerVariable} from '@tensorflow/tfjs-layers';
@@ -24,8 +28,12 @@ export interface AttentionDims {
 }
 
 export type InitializerName = 'glorotUniform' | 'zeros' | 'ones';
-/** Layer.addWeight bound to the owning layer (it is protected), with the weight name and initializer. */
-export type AddWeight = (name: string, shape: number[], initializer: InitializerName) => LayerVariable;
+/**
+ * Layer.addWeight bound to the owning layer (it is protected), with the weight name and initializer. `fans`
+ * ([fanIn, fanOut]) makes a Glorot init use the fans of that 2-D shape instead of the weight's own.
+ */
+export type AddWeight =
+    (name: string, shape: number[], initializer: InitializerName, fans?: [number, number]) => LayerVariable;
 
 export interface Projection {
   kernel: LayerVariable;
@@ -41,7 +49,9 @@ export interface AttentionWeights {
 
 export function addAttentionWeights(add: AddWeight, prefix: string, d: AttentionDims): AttentionWeights {
   const projection = (name: string, kernelShape: number[], biasShape: number[]): Projection => ({
-    kernel: add(`${prefix}${name}/kernel`, kernelShape, 'glorotUniform'),
+    kernel: add(`${prefix}${name}/kernel`, kernelShape, 'glorotUniform',
+                name === 'attention_output' ? [d.numHeads * d.valueDim, d.outputDim] :
+                                              [kernelShape[0], kernelShape[1] * kernelShape[2]]),
     bias: d.useBias ? add(`${prefix}${name}/bias`, biasShape, 'zeros') : null,
   });
   return {

@@ -1,14 +1,29 @@
 /** Small pieces the layers share: initializers by name, layer normalization, GELU, argument checks. */
 import * as tf from '@tensorflow/tfjs-core';
 import {initializers} from '@tensorflow/tfjs-layers';
-import type {InitializerName} from './attention_core.js';
+import type {AddWeight, InitializerName} from './attention_core.js';
 
-export function makeInitializer(name: InitializerName) {
+type Initializer = ReturnType<typeof initializers.zeros>;
+
+export function makeInitializer(name: InitializerName, fans?: [number, number]): Initializer {
   switch (name) {
-    case 'glorotUniform': return initializers.glorotUniform({});
     case 'zeros': return initializers.zeros();
     case 'ones': return initializers.ones();
+    case 'glorotUniform': {
+      const glorot = initializers.glorotUniform({});
+      if (fans == null) return glorot;
+      // Initialise as the 2-D [fanIn, fanOut] kernel it is equivalent to, then reshape (addWeight only calls apply).
+      return {apply: (shape: number[], dtype?: tf.DataType) => tf.tidy(() => tf.reshape(glorot.apply(fans, dtype), shape))} as
+          unknown as Initializer;
+    }
   }
+}
+
+/** An AddWeight for `layer`, whose protected addWeight is passed in bound. */
+export function weightAdder(
+    addWeight: (name: string, shape: number[], dtype: tf.DataType, init: Initializer) => unknown): AddWeight {
+  return (name, shape, init, fans) => addWeight(name, shape, 'float32', makeInitializer(init, fans)) as
+      ReturnType<AddWeight>;
 }
 
 /** Normalizes over the last axis: (x - mean) / sqrt(var + epsilon) * gamma + beta. */
