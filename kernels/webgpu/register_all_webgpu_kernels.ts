@@ -4,13 +4,19 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {flashAttentionConfig} from './FlashAttention.js';
+import {flashAttentionGradConfig} from './FlashAttentionGrad.js';
 import {slidingWindowAttentionConfig} from './SlidingWindowAttention.js';
+import {slidingWindowAttentionGradConfig} from './SlidingWindowAttentionGrad.js';
 import {sparseAttentionConfig} from './SparseAttention.js';
+import {sparseAttentionGradConfig} from './SparseAttentionGrad.js';
 
 const kernelConfigs: tf.KernelConfig[] = [
   flashAttentionConfig,
   slidingWindowAttentionConfig,
   sparseAttentionConfig,
+  flashAttentionGradConfig,
+  slidingWindowAttentionGradConfig,
+  sparseAttentionGradConfig,
 ];
 
 for (const config of kernelConfigs) tf.registerKernel(config);
