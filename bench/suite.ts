@@ -41,7 +41,7 @@ export interface SuiteOptions {
   timing: TimingOptions;
   /** Once one call of a series takes longer than this, its larger sizes are skipped (per impl and mode). */
   capMs: number;
-  /** One process per job (exact per-job peak RSS; slower). */
+  /** One process per (case, implementation): exact peak RSS per implementation; slower, no ours-vs-naive check. */
   isolate: boolean;
   /** Output folder; default bench/results/<date>-<machine>. */
   outDir?: string;
@@ -79,7 +79,7 @@ const HELP = `Usage: npx tsx bench/suite.ts [options]
   --ort                   also ONNX Runtime Web's MultiHeadAttention on webgpu (dense forward)
   --budget-ms N  --min-samples N  --max-samples N  --warmup N    timing
   --cap-ms N              stop growing a series once one call takes longer than this
-  --isolate               one process per job (exact peak RSS per job)
+  --isolate               one process per case and implementation (exact peak RSS each; no ours-vs-naive check)
   --out DIR  --machine NAME  --quiet`;
 
 const list = (s: string) => s.split(',').map((x) => x.trim()).filter((x) => x);
@@ -136,7 +136,9 @@ export function parseOptions(argv: string[]): SuiteOptions | null {
   o.log = !v.quiet;
   const positive = [...s.seqs, ...s.headDims, s.batch, s.heads, s.gqaKvHeads, s.window, s.sparseBlockSize];
   if (positive.some((n) => !Number.isInteger(n) || n < 1)) throw new Error('sizes must be positive integers');
-  if (s.heads % s.gqaKvHeads !== 0) throw new Error(`--heads (${s.heads}) must be divisible by --kv-heads`);
+  if (s.ops.includes('gqa') && s.heads % s.gqaKvHeads !== 0) {
+    throw new Error(`--heads (${s.heads}) must be divisible by --kv-heads (${s.gqaKvHeads}) for the gqa cases`);
+  }
   return o;
 }
 
@@ -237,23 +239,30 @@ export async function runSuite(o: SuiteOptions): Promise<{results: SuiteResults;
         }
         if (specs.length === 0) continue;
         progress.status(`${backend} ${c.id} (${specs.length} runs)`);
-        const job: Job = {backend: backend.replace(/^browser-/, ''), case: c, runs: specs, timing: o.timing};
-        const result = await runner.run(job);
-        for (const run of result.runs) {
-          const row: ResultRow = {
-            backend, case: c, impl: run.impl, mode: run.mode, flops: flops.get(c.id)!, timing: run.timing,
-            memory: run.memory, error: run.error, leakedTensors: result.leakedTensors,
-          };
-          if (run.impl === 'ours' && run.mode === 'forward') row.maxRelDiffVsNaive = result.maxRelDiffVsNaive;
-          if (run.maxRelDiffVsOurs != null) row.maxRelDiffVsOurs = run.maxRelDiffVsOurs;
-          rows.push(row);
-          const k = `${c.series}|${run.impl}|${run.mode}`;
-          if (run.error) cut.set(k, `skipped: failed at ${c.id}`);
-          else if (run.timing && run.timing.medianMs > o.capMs) {
-            cut.set(k, `skipped: ${c.id} took ${formatMs(run.timing.medianMs)} (> --cap-ms ${o.capMs})`);
+        // --isolate: one process per implementation, so each one's peak RSS is its own (no ours-vs-naive check).
+        const groups = o.isolate ? [...new Set(specs.map((r) => r.impl))].map((impl) => specs.filter((r) => r.impl === impl)) :
+                                   [specs];
+        let done = 0;
+        for (const runs of groups) {
+          const job: Job = {backend: backend.replace(/^browser-/, ''), case: c, runs, timing: o.timing};
+          const result = await runner.run(job);
+          for (const run of result.runs) {
+            const row: ResultRow = {
+              backend, case: c, impl: run.impl, mode: run.mode, flops: flops.get(c.id)!, timing: run.timing,
+              memory: run.memory, error: run.error, leakedTensors: result.leakedTensors,
+            };
+            if (run.impl === 'ours' && run.mode === 'forward') row.maxRelDiffVsNaive = result.maxRelDiffVsNaive;
+            if (run.maxRelDiffVsOurs != null) row.maxRelDiffVsOurs = run.maxRelDiffVsOurs;
+            rows.push(row);
+            const k = `${c.series}|${run.impl}|${run.mode}`;
+            if (run.error) cut.set(k, `skipped: failed at ${c.id}`);
+            else if (run.timing && run.timing.medianMs > o.capMs) {
+              cut.set(k, `skipped: ${c.id} took ${formatMs(run.timing.medianMs)} (> --cap-ms ${o.capMs})`);
+            }
           }
+          done += result.runs.length;
         }
-        progress.advance(result.runs.length);
+        progress.advance(done);
         progress.line(summarize(backend, c, rows));
         saveProgress?.();  // with --out, a run cut short still leaves its results
       }
