@@ -443,19 +443,23 @@ export function runAttentionForward(
     backend: WebGPUBackend, plan: AttentionPlan, q: tf.TensorInfo, k: tf.TensorInfo, v: tf.TensorInfo,
     keyLengths: tf.TensorInfo): [tf.TensorInfo, tf.TensorInfo] {
   const {batch, seqQ, seqK, heads, kvHeads, headDim} = plan;
-  const output = createOutput(backend, [batch, seqQ, heads, headDim]);
-  const lse = createOutput(backend, [batch, heads, seqQ]);
-  if (batch * seqQ * heads * headDim === 0) return [output, lse];
-
-  const config = chooseForwardConfig(backend, headDim);
+  // Everything that can throw (limits, tile choice) runs before the outputs exist, so a rejection leaks nothing.
+  const empty = batch * seqQ * heads * headDim === 0;
+  if (!empty && seqK === 0) throw new Error('attention: seqK must be at least 1');
+  const config = empty ? null : chooseForwardConfig(backend, headDim);
+  const limits = getLimits(backend);
+  const chunks = config == null ? [] : planForwardChunks(plan, config.blockQ, limits);
+  if (config == null) {
+    return [createOutput(backend, [batch, seqQ, heads, headDim]), createOutput(backend, [batch, heads, seqQ])];
+  }
   const program = getProgram(plan, config);
   const sched = getScheduleBuffer(backend, plan, config.blockQ, config.blockK);
   const layout = plan.layout;
-  const limits = getLimits(backend);
   const scheduleBinding = bindElements(backend, sched.tensor, 0, sched.tensor.shape[0], 'attention schedule');
-  if (seqK === 0) throw new Error('attention: seqK must be at least 1');
+  const output = createOutput(backend, [batch, seqQ, heads, headDim]);
+  const lse = createOutput(backend, [batch, heads, seqQ]);
 
-  for (const chunk of planForwardChunks(plan, config.blockQ, limits)) {
+  for (const chunk of chunks) {
     const rowStart = chunk.tile0 * config.blockQ;
     const rowEnd = Math.min(seqQ, (chunk.tile0 + chunk.tiles) * config.blockQ);
     const wholeBatches = chunk.tile0 === 0 && rowEnd === seqQ;
