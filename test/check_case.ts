@@ -98,14 +98,11 @@ export async function checkCase(tf: Tf, lib: Lib, c: AttentionCase, seed: number
   const dLse = dLa ? tf.tensor(dLa, [c.batch, c.heads, c.seqQ]) : null;
   const keyLengths = c.keyLengths == null ? undefined :
       c.keyLengthsTensor ? tf.tensor1d(c.keyLengths, 'int32') : c.keyLengths;
-  const options = {
-    scale: c.scale, softcap: c.softcap, keyLengths, returnLse: true as const, causal: c.causal,
-    windowSize: c.windowSize!, layout: p.layout!,
-  };
+  const common = {scale: c.scale, softcap: c.softcap, keyLengths, returnLse: true as const};
   const run = (qq: tfType.Tensor, kk: tfType.Tensor, vv: tfType.Tensor) =>
-      c.op === 'flash' ? lib.flashAttention(qq, kk, vv, options) :
-      c.op === 'sliding' ? lib.slidingWindowAttention(qq, kk, vv, options) :
-                           lib.sparseAttention(qq, kk, vv, options);
+      c.op === 'flash' ? lib.flashAttention(qq, kk, vv, {...common, causal: c.causal}) :
+      c.op === 'sliding' ? lib.slidingWindowAttention(qq, kk, vv, {...common, windowSize: c.windowSize!}) :
+                           lib.sparseAttention(qq, kk, vv, {...common, causal: c.causal, layout: p.layout!});
 
   const {output, lse} = run(q, k, v);
   const [dq, dk, dv] = tf.grads((qq: tfType.Tensor, kk: tfType.Tensor, vv: tfType.Tensor) => {

@@ -65,8 +65,9 @@ export function checkOptions(opName: string, options: unknown, known: readonly s
     throw new Error(`options must be an object${required ? ` with ${required}` : ''}, got ${
         options === null ? 'null' : Array.isArray(options) ? 'an array' : typeof options}`);
   }
-  for (const key of Object.keys(options)) {
-    if (!known.includes(key)) {
+  for (const [key, value] of Object.entries(options)) {
+    // An unknown key set to undefined changes nothing (callers often spread one options object over several ops).
+    if (value !== undefined && !known.includes(key)) {
       throw new Error(`options.${key} is not an option of ${opName} (known: ${known.join(', ')})`);
     }
   }

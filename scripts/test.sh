@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# `npm test`: type-check, build, then every suite. Each group runs in its own process because each sets up a
+# different world: the node backends (cpu, wasm, composite fallback, layers, fuzz, reliability), WebGPU through Dawn
+# on a software Vulkan driver (scripts/setup-webgpu.sh fetches Mesa's lavapipe), and headless Chromium (WebGL2 and
+# WebGPU on SwiftShader, WebGL on llvmpipe; scripts/setup-chromium.sh installs Debian's chromium).
+# All groups run even if one fails; the exit status is non-zero if any failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n=== %s ===\n' "$*"; }
+failed=()
+run() {
+  local name=$1; shift
+  step "$name"
+  "$@" || failed+=("$name")
+}
+
+step "type-check"
+npx tsc --noEmit -p . || exit 1
+step "build"
+node scripts/build.mjs || exit 1
+
+node_tests=()
+for f in test/*.test.ts; do
+  case "$(basename "$f")" in
+    webgpu*|browser*|_*) ;;
+    *) node_tests+=("$f") ;;
+  esac
+done
+run "node: cpu, wasm, composite, layers, reliability" npx mocha "${node_tests[@]}"
+run "webgpu in node (Dawn)" npx mocha test/webgpu*.test.ts
+run "browser setup" bash scripts/setup-chromium.sh
+run "browser: headless Chromium" npx mocha test/browser*.test.ts
+
+step "summary"
+if [ ${#failed[@]} -gt 0 ]; then
+  printf 'failed groups: %s\n' "${failed[*]}"
+  exit 1
+fi
+echo "all test groups passed"
