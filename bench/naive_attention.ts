@@ -23,8 +23,9 @@ export function naiveAttention(
     q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, scale: number, mask: tf.Tensor2D | null): tf.Tensor4D {
   return tf.tidy(() => {
     const groups = q.shape[2] / k.shape[2];
-    const expand = (x: tf.Tensor4D) => groups === 1 ? x : tf.tile(x.expandDims(3), [1, 1, 1, groups, 1])
-        .reshape([x.shape[0], x.shape[1], q.shape[2], x.shape[3]]) as tf.Tensor4D;
+    // Rank-4 tile (tfjs has no rank-5 tile gradient): [B, S, Hkv, D·groups] → [B, S, Hkv·groups, D], head h → h / groups.
+    const expand = (x: tf.Tensor4D) => groups === 1 ? x :
+        tf.reshape(tf.tile(x, [1, 1, 1, groups]), [x.shape[0], x.shape[1], q.shape[2], x.shape[3]]) as tf.Tensor4D;
     const qh = tf.transpose(q, [0, 2, 1, 3]);
     const kh = tf.transpose(expand(k), [0, 2, 1, 3]);
     const vh = tf.transpose(expand(v), [0, 2, 1, 3]);
