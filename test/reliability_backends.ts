@@ -49,15 +49,6 @@ export const NODE_BACKENDS: ReliabilityBackend[] = [
     tolerance: FUZZ_TOLERANCES.cpu,
     default: true,
     fused: true,
-    pending: {
-      'NaN in q row i poisons output row i only (every op and mask)':
-          'attention_cpu.ts onlineSoftmaxUpdate skips NaN scores in the max (s > tileMax), so an all-NaN row is taken ' +
-          'as empty: output 0, lse -Infinity',
-      'NaN in k row j poisons exactly the rows that see key j': 'same NaN-max bug as for q',
-      'NaN in v row j poisons exactly the rows that see key j':
-          'attention_cpu.ts multiplies P = 0 of masked keys in partial tiles by V (0·NaN = NaN)',
-      'Infinity in v gives ±Infinity (not NaN) in exactly the rows that see it': 'same 0·Inf in partial tiles',
-    },
   },
   {
     name: 'wasm',

@@ -77,7 +77,11 @@ export function attentionCpu(args: {
               finalScores(s, blockK, rows, c0, c1, scale, softcap);
               if (masked) partial.mask(plan, h, q0, rows, k0, s, blockK);
               onlineSoftmaxUpdate(s, p, blockK, rows, c0, c1, rowMax, rowSum, acc, D);
-              gemmABt(p, c0, blockK, vt, k0 + c0, Sk, acc, 0, D, rows, D, n, true);
+              if (masked) {
+                accumulateVisiblePV(p, blockK, vt, k0, Sk, acc, D, rows, c0, c1);
+              } else {
+                gemmABt(p, c0, blockK, vt, k0 + c0, Sk, acc, 0, D, rows, D, n, true);
+              }
             }
           }
           for (let r = 0; r < rows; r++) {
@@ -98,6 +102,23 @@ export function attentionCpu(args: {
 }
 
 /**
+ * acc[r] += Σ_c p[r, c]·v[c] over columns [c0, c1) of a masked tile, skipping p = 0: a masked key's value must not
+ * reach the row (0·NaN and 0·Inf are NaN). vt is V transposed ([D, Sk], row stride Sk). Masked tiles are the few on
+ * the mask's edges, so this plain loop costs little next to the blocked gemm of full tiles.
+ */
+function accumulateVisiblePV(
+    p: Float32Array, ld: number, vt: Float32Array, k0: number, Sk: number, acc: Float64Array, D: number,
+    rows: number, c0: number, c1: number): void {
+  for (let r = 0; r < rows; r++) {
+    for (let c = c0; c < c1; c++) {
+      const pc = p[r * ld + c];
+      if (pc === 0) continue;
+      for (let d = 0, a = r * D, vo = k0 + c; d < D; d++, vo += Sk) acc[a + d] += pc * vt[vo];
+    }
+  }
+}
+
+/**
  * For columns [c0, c1) of each row: p = exp(score − running max) (0 where masked), updating the running max and sum
  * and rescaling the row's accumulator when the max grows.
  */
@@ -106,14 +127,15 @@ function onlineSoftmaxUpdate(
     rowSum: Float64Array, acc: Float64Array, D: number): void {
   for (let r = 0; r < rows; r++) {
     const start = r * ld + c0, end = r * ld + c1;
+    // A NaN score (NaN in q or in a visible key) must make the row NaN, not vanish from the max.
     let tileMax = -Infinity;
-    for (let c = start; c < end; c++) if (s[c] > tileMax) tileMax = s[c];
+    for (let c = start; c < end; c++) if (s[c] > tileMax || s[c] !== s[c]) tileMax = s[c];
     if (tileMax === -Infinity) {  // nothing visible in this row of the tile
       for (let c = start; c < end; c++) p[c] = 0;
       continue;
     }
     const oldMax = rowMax[r];
-    const newMax = tileMax > oldMax ? tileMax : oldMax;
+    const newMax = tileMax > oldMax || tileMax !== tileMax ? tileMax : oldMax;
     let sum = 0;
     for (let c = start; c < end; c++) {
       const e = Math.fround(Math.exp(s[c] - newMax));  // the sum must match the P that is multiplied with V
