@@ -4,7 +4,11 @@
  * block-sparse (BigBird, blocks of 64) attention, forward and forward+backward, seq 256 … 16384.
  *
  *   npx tsx bench/webgl.ts [--seqs 256,1024,4096,16384] [--angle swiftshader|gl-egl] [--heads 2] [--dim 64]
+ *                          [--paired 1] [--name suffix]
  *
+ * --paired 1 warms both sides up, then alternates single ours / naive runs (reps pairs): on a machine whose load
+ * drifts (shared cores), both sides see the same conditions, so the ratio is far more stable than two separate
+ * series. Use it for the target comparisons (seq <= 1024); the plain mode is cheaper for long sequences.
  * Writes bench/results/webgl-<renderer>.json and .md (medians, every run, ratios naive / ours). Shapes whose ours-side
  * cost would take minutes on a CPU renderer are skipped and listed as such; naive at 16384 runs once, in a fresh page,
  * to show whether it works at all.
@@ -22,6 +26,8 @@ const SEQS = (args.get('seqs') ?? '256,1024,4096,16384').split(',').map(Number);
 const ANGLE = (args.get('angle') ?? 'swiftshader') as AngleBackend;
 const HEADS = Number(args.get('heads') ?? 2), DIM = Number(args.get('dim') ?? 64);
 const JOB_TIMEOUT_MS = Number(args.get('timeout') ?? 300_000);
+const PAIRED = args.get('paired') === '1';
+const NAME_SUFFIX = args.get('name') ? `-${args.get('name')}` : '';
 const MASKS: MaskKind[] = ['dense', 'causal', 'window', 'sparse'];
 const MODES: Mode[] = ['forward', 'forward+backward'];
 
@@ -52,13 +58,32 @@ async function openPage(server: StaticServer, scripts: string[]): Promise<Page> 
 async function runJob(page: Page, job: BenchJob): Promise<BenchResult> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<BenchResult>((resolve) => {
-    timer = setTimeout(() => resolve({medianMs: null, runsMs: [], error: `timeout after ${JOB_TIMEOUT_MS} ms`}),
+    timer = setTimeout(() => resolve({medianMs: null, runsMs: [], error: `timeout: warm-up + timed runs took over ${JOB_TIMEOUT_MS} ms`}),
                        JOB_TIMEOUT_MS);
   });
   const run = page.session.page.evaluate((j) => (globalThis as any).webglBench.runJob(j), job) as Promise<BenchResult>;  // eslint-disable-line
   const result = await Promise.race([run, timeout]);
   clearTimeout(timer);
   return result;
+}
+
+/** Warm-up of each side, then `reps` alternating single runs: ours, naive, ours, naive, … */
+async function pairedRuns(page: Page, ours: BenchJob, naive: BenchJob): Promise<[BenchResult, BenchResult]> {
+  const results: BenchResult[] = [{medianMs: null, runsMs: []}, {medianMs: null, runsMs: []}];
+  const jobs = [ours, naive];
+  for (let rep = -1; rep < ours.reps; rep++) {
+    for (let side = 0; side < 2; side++) {
+      if (results[side].error) continue;
+      const r = await runJob(page, {...jobs[side], reps: rep < 0 ? 0 : 1, noWarmup: rep >= 0});
+      if (r.error) results[side].error = r.error;
+      results[side].runsMs.push(...r.runsMs);
+    }
+  }
+  for (const r of results) {
+    const sorted = [...r.runsMs].sort((a, b) => a - b);
+    r.medianMs = r.error || sorted.length === 0 ? null : sorted[Math.floor(sorted.length / 2)];
+  }
+  return [results[0], results[1]];
 }
 
 interface Row {
@@ -89,6 +114,13 @@ async function main(): Promise<void> {
           const job = (impl: 'ours' | 'naive'): BenchJob =>
               ({impl, mask, mode, batch: 1, seq, heads: HEADS, headDim: DIM, reps: repsFor(seq)});
           const skip = skipOurs(seq, mask, mode);
+          if (PAIRED && skip == null && seq < 16384) {
+            const [ours, naive] = await pairedRuns(page, job('ours'), job('naive'));
+            rows.push({seq, mask, mode, ours, naive});
+            console.log(JSON.stringify(rows[rows.length - 1]));
+            if (ours.error || naive.error) await fresh();
+            continue;
+          }
           const ours = skip != null ? {skipped: skip} : await runJob(page, job('ours'));
           let naive: BenchResult | {skipped: string};
           if (seq >= 16384) {
@@ -104,7 +136,8 @@ async function main(): Promise<void> {
           } else {
             naive = await runJob(page, job('naive'));
           }
-          if ('error' in ours && ours.error) await fresh();
+          // A failed or timed-out job may leave the page busy or its context lost: continue in a fresh page.
+          if (('error' in ours && ours.error) || ('error' in naive && naive.error)) await fresh();
           rows.push({seq, mask, mode, ours, naive});
           console.log(JSON.stringify(rows[rows.length - 1]));
         }
@@ -116,8 +149,10 @@ async function main(): Promise<void> {
   }
   const name = /SwiftShader/i.test(renderer) ? 'swiftshader' : /llvmpipe/i.test(renderer) ? 'llvmpipe' :
       renderer.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 40);
-  const base = path.join(REPO_ROOT, 'bench', 'results', `webgl-${name}`);
+  const base = path.join(REPO_ROOT, 'bench', 'results', `webgl-${name}${NAME_SUFFIX}`);
   const meta = {renderer, date: new Date().toISOString(), batch: 1, heads: HEADS, headDim: DIM, window: 256,
+                method: PAIRED ? 'paired: alternating single ours / naive runs after one warm-up each' :
+                                 'series: warm-up, then all ours runs, then warm-up and all naive runs',
                 sparse: 'bigBird blocks of 64 (window 3, global 1, random 2)', machine: 'Debian 12, 2 CPU cores',
                 chromium: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'};
   writeFileSync(`${base}.json`, JSON.stringify({meta, rows}, null, 1) + '\n');
@@ -135,8 +170,8 @@ function markdown(meta: Record<string, unknown>, rows: Row[]): string {
   const lines = [
     `# WebGL benchmark — ${meta.renderer}`, '',
     `${meta.date}; ${meta.machine}; batch ${meta.batch}, heads ${meta.heads}, headDim ${meta.headDim}; ` +
-    `window ${meta.window}; sparse: ${meta.sparse}. Median ms of the timed runs after one warm-up run ` +
-    '(which compiles the shaders); ratio = naive / ours (> 1: ours is faster).', '',
+    `window ${meta.window}; sparse: ${meta.sparse}. Method: ${meta.method}. Median ms of the timed runs ` +
+    '(warm-up runs compile the shaders and are not timed); ratio = naive / ours (> 1: ours is faster).', '',
     '| seq | mask | mode | ours (ms) | naive (ms) | naive / ours |', '|---|---|---|---|---|---|',
   ];
   for (const r of rows) {

@@ -24,6 +24,8 @@ export interface BenchJob {
   headDim: number;
   /** Timed runs after one warm-up run (which compiles shaders). */
   reps: number;
+  /** Skip the warm-up run (the runner's paired mode warms up once, then alternates single runs). */
+  noWarmup?: boolean;
 }
 
 export interface BenchResult {
@@ -90,7 +92,7 @@ export async function runJob(job: BenchJob): Promise<BenchResult> {
       }
       return performance.now() - t0;
     };
-    await once();  // warm-up: shader compilation, schedule upload
+    if (!job.noWarmup) await once();  // warm-up: shader compilation, schedule upload
     for (let i = 0; i < job.reps; i++) runsMs.push(await once());
     const sorted = [...runsMs].sort((a, b) => a - b);
     return {medianMs: sorted[Math.floor(sorted.length / 2)], runsMs};
