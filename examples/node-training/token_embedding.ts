@@ -3,7 +3,8 @@
  *
  * tf.layers.embedding's gradient is gather's: unsortedSegmentSum, which tfjs-backend-cpu runs as one pass over the
  * whole gradient per vocabulary entry (hundreds of kernels per step; on this task it cost more than the rest of the
- * model). Here the table's gradient is oneHot(ids)ᵀ · dy: a single matMul.
+ * model). Here the table's gradient is a scatter-add: a plain loop on the cpu and wasm backends (their data is in
+ * JS-visible memory), oneHot(ids)ᵀ · dy as one matMul elsewhere.
  */
 import * as tf from '@tensorflow/tfjs';
 
@@ -34,8 +35,7 @@ export class TokenEmbedding extends tf.layers.Layer {
         save([idsIn]);
         return {
           value: tf.gather(table, idsIn),
-          gradFunc: (dy: tf.Tensor, [saved]: tf.Tensor[]) =>
-              [tf.zerosLike(saved), tf.matMul(tf.oneHot(saved as tf.Tensor1D, vocab), dy, true)],
+          gradFunc: (dy: tf.Tensor, [saved]: tf.Tensor[]) => [tf.zerosLike(saved), scatterAdd(saved, dy, vocab)],
         };
       }) as unknown as Parameters<typeof tf.customGrad>[0]);
       return tf.reshape(embed(ids, this.table!.read()), [...tokens.shape, this.args.outputDim]);
@@ -47,3 +47,18 @@ export class TokenEmbedding extends tf.layers.Layer {
   }
 }
 tf.serialization.registerClass(TokenEmbedding);
+
+/** table gradient [vocab, dim]: row ids[i] += dy[i]. */
+function scatterAdd(ids: tf.Tensor, dy: tf.Tensor, vocab: number): tf.Tensor {
+  const dim = dy.shape[1]!;
+  if (tf.getBackend() !== 'cpu' && tf.getBackend() !== 'wasm') {
+    return tf.matMul(tf.oneHot(ids as tf.Tensor1D, vocab), dy, true);
+  }
+  const index = ids.dataSync(), rows = dy.dataSync();
+  const grad = new Float32Array(vocab * dim);
+  for (let i = 0; i < index.length; i++) {
+    const to = index[i] * dim, from = i * dim;
+    for (let d = 0; d < dim; d++) grad[to + d] += rows[from + d];
+  }
+  return tf.tensor2d(grad, [vocab, dim]);
+}

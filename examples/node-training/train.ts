@@ -13,13 +13,14 @@
  * Every variant starts from the same initial weights and sees the same batches.
  *
  * Flags: --backend cpu|wasm|webgpu (default cpu), --seq N (256), --steps N (200), --batch N (8),
- *        --variants flash,sliding,sparse,naive (also: strided), --naive-steps N (20), --window N (32), --block N (32),
+ *        --variants flash,sliding,sparse,naive (also: strided), --naive-steps N (12), --window N (32), --block N (32),
  *        --dim N (32), --heads N (2), --layers N (1), --lr X (0.003), --eval N (64 held-out sequences), --seed N (1)
  */
 import {createRequire} from 'node:module';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import '../../src/index.js';
+import * as layers from '../../src/layers/index.js';
 import type {AttentionSpec} from '../../src/layers/index.js';
 import {buildModel, logitsFrom} from './model.js';
 import {formatRate, ProgressBar, table} from './progress.js';
@@ -44,7 +45,7 @@ interface Options {
 
 function parseArgs(argv: string[]): Options {
   const o: Options = {
-    backend: 'cpu', seq: 256, steps: 200, naiveSteps: 20, batch: 8, variants: ['flash', 'sliding', 'sparse', 'naive'],
+    backend: 'cpu', seq: 256, steps: 200, naiveSteps: 12, batch: 8, variants: ['flash', 'sliding', 'sparse', 'naive'],
     window: 32, block: 32, dim: 32, heads: 2, layers: 1, lr: 3e-3, eval: 64, seed: 1,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -120,6 +121,9 @@ interface Result {
   msPerStep: number;
   peakBytes: number;
   seconds: number;
+  /** One MultiHeadAttention layer of the model's shape, forward + backward: median ms and peak bytes. */
+  attentionMs: number;
+  attentionPeakBytes: number;
 }
 
 /** Warm-up steps left out of the throughput (first calls compile/JIT). */
@@ -181,15 +185,50 @@ async function trainVariant(
   const accuracy = steps < o.steps ? NaN : await evaluate(model, o, task);
   optimizer.dispose();
   model.dispose();
+  const attention = await attentionCost(v, o);
   const timedSteps = Math.max(1, steps - WARMUP_STEPS);
   return {
     result: {
       variant: v, steps, losses, finalLoss: smoothLoss, accuracy,
       tokensPerSecond: timedSteps * o.batch * o.seq / (timedMs / 1000), msPerStep: timedMs / timedSteps, peakBytes,
-      seconds: (performance.now() - start) / 1000,
+      seconds: (performance.now() - start) / 1000, attentionMs: attention.ms,
+      attentionPeakBytes: attention.peakBytes,
     },
     weights,
   };
+}
+
+/**
+ * The attention alone: a MultiHeadAttention layer (projections included) at the training shape, forward and backward
+ * with respect to its input and weights. Median time of 5 runs after a warm-up, and the peak tensor memory of one.
+ */
+async function attentionCost(v: Variant, o: Options): Promise<{ms: number; peakBytes: number}> {
+  const layer = layers.multiHeadAttention({numHeads: o.heads, keyDim: o.dim / o.heads, causal: true,
+                                          attention: v.attention});
+  // The input is a variable too, so one backward pass gives the input gradient with the weight gradients.
+  const x = tf.variable(tf.randomNormal([o.batch, o.seq, o.dim]));
+  tf.dispose(layer.apply(x) as tf.Tensor);
+  const vars = [x, ...layer.trainableWeights.map((w) => w.read() as tf.Variable)];
+  const run = () => tf.tidy(() => {
+    const {value, grads} = tf.variableGrads(() => tf.sum(layer.apply(x) as tf.Tensor) as tf.Scalar, vars);
+    return [value, ...Object.values(grads)];
+  });
+  tf.dispose(run());
+  const before = tf.memory().numBytes;
+  const profile = await tf.profile(run);
+  tf.dispose(profile.result);
+  const peakBytes = profile.peakBytes - before;
+  const times: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t0 = performance.now();
+    const out = run();
+    await out[0].data();
+    times.push(performance.now() - t0);
+    tf.dispose(out);
+  }
+  layer.dispose();
+  x.dispose();
+  return {ms: times.sort((a, b) => a - b)[2], peakBytes};
 }
 
 /**
@@ -249,16 +288,19 @@ async function main(): Promise<void> {
   tf.dispose(weights ?? []);
 
   console.log('\n' + table(
-      ['variant', 'attention', 'steps', 'loss', 'far-query acc', 'tokens/s', 'ms/step', 'peak MB', 'time s'],
+      ['variant', 'attention', 'steps', 'loss', 'far-query acc', 'tokens/s', 'ms/step', 'peak MB', 'attn ms',
+       'attn MB', 'time s'],
       results.map((r) => [
         r.variant.name, r.variant.description, String(r.steps), r.finalLoss.toFixed(3),
         Number.isNaN(r.accuracy) ? '(timing run)' : `${(100 * r.accuracy).toFixed(1)}%`,
         formatRate(r.tokensPerSecond), r.msPerStep.toFixed(0), (r.peakBytes / 2 ** 20).toFixed(1),
-        r.seconds.toFixed(0),
+        r.attentionMs.toFixed(0), (r.attentionPeakBytes / 2 ** 20).toFixed(1), r.seconds.toFixed(0),
       ]),
-      [false, false, true, true, true, true, true, true, true]));
-  console.log(`\nloss: moving average at the end of training. peak MB: the most tensor memory held during one ` +
-              `training step (tf.profile), weights and optimizer state included.`);
+      [false, false, true, true, true, true, true, true, true, true, true]));
+  console.log(`\nloss: moving average at the end of training. tokens/s, ms/step: training steps after ${
+                  WARMUP_STEPS} warm-up steps. peak MB: the most tensor memory held during one training step ` +
+              `(tf.profile), weights and optimizer state included.\nattn ms / attn MB: one MultiHeadAttention ` +
+              `layer of the same shape alone, forward + backward (median of 5; extra tensor memory at the peak).`);
   const flash = results.find((r) => r.variant.name === 'flash');
   const naive = results.find((r) => r.variant.name === 'naive');
   if (flash != null && naive != null) {
