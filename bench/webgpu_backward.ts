@@ -1,0 +1,142 @@
+/**
+ * WebGPU backward benchmark: forward alone, the backward kernel alone (FlashAttentionGrad through runKernel on saved
+ * forward outputs), and forward+backward through tf.grads, at B1 H16 fp32; plus the backward under other tilings of
+ * its two tile passes (setGradTilesOverrideForTests) to pick defaults.
+ *
+ *   npx esbuild bench/webgpu_backward.ts --bundle --platform=node --format=esm --external:webgpu \
+ *     --main-fields=module,main --outfile=.bench-dist/webgpu_backward.mjs \
+ *     "--banner:js=import {createRequire as __cr} from 'node:module'; const require = __cr(import.meta.url);"
+ *   node .bench-dist/webgpu_backward.mjs [--quick] [--out DIR]
+ *
+ * Timing as in bench/webgpu.ts: `iters` calls back to back, one sync (submit + onSubmittedWorkDone), median per-call
+ * time over 5 batches. Determinism is checked on the device: two backward runs must agree bit for bit.
+ */
+import '@tensorflow/tfjs-core/dist/register_all_gradients';
+import * as tf from '@tensorflow/tfjs-core';
+import {mkdirSync, writeFileSync} from 'node:fs';
+import * as lib from '../src/index.js';
+import '../kernels/webgpu/register_all_webgpu_kernels.js';
+import {setGradTilesOverrideForTests} from '../kernels/webgpu/attention_grad_executor_webgpu.js';
+import {chooseGradTiles, GradTiles} from '../kernels/webgpu/attention_grad_webgpu.js';
+import {attentionAttrs, FlashAttentionGrad} from '../src/kernel_names.js';
+import {makePlan} from '../src/plan/plan.js';
+import {setupWebGPU} from '../test/webgpu_env.js';
+
+const argv = process.argv.slice(2);
+const QUICK = argv.includes('--quick');
+const outIndex = argv.indexOf('--out');
+const OUT_DIR = outIndex >= 0 ? argv[outIndex + 1] : 'bench/results';
+const H = 16;
+const lines: string[] = [];
+const log = (s: string) => {
+  console.log(s);
+  lines.push(s);
+};
+
+type Backendish = {ensureCommandEncoderReady(): void; endComputePassEncoder(): void; submitQueue(): void;
+                   device: GPUDevice};
+async function sync(): Promise<void> {
+  const b = tf.backend() as unknown as Backendish;
+  b.ensureCommandEncoderReady();
+  b.endComputePassEncoder();
+  b.submitQueue();
+  await b.device.queue.onSubmittedWorkDone();
+}
+
+async function time(fn: () => tf.Tensor[], targetMs = 200, repeats = 5): Promise<number> {
+  tf.dispose(fn());
+  await sync();
+  let t0 = performance.now();
+  tf.dispose(fn());
+  await sync();
+  const once = performance.now() - t0;
+  const iters = Math.max(1, Math.min(50, Math.round(targetMs / Math.max(once, 0.01))));
+  const per: number[] = [];
+  for (let r = 0; r < repeats; r++) {
+    t0 = performance.now();
+    for (let i = 0; i < iters; i++) tf.dispose(fn());
+    await sync();
+    per.push((performance.now() - t0) / iters);
+  }
+  per.sort((a, b) => a - b);
+  return per[Math.floor(per.length / 2)];
+}
+
+async function problem(seq: number, d: number, causal: boolean, variants: Array<[string, Partial<Record<'dkdv' | 'dq',
+                       GradTiles>>]>) {
+  const [q, k, v, dy] = [0, 1, 2, 3].map(() => tf.randomUniform([1, seq, H, d], -1, 1)) as tf.Tensor4D[];
+  const fwdMs = await time(() => [lib.flashAttention(q, k, v, {causal}) as tf.Tensor]);
+  const {output, lse} = lib.flashAttention(q, k, v, {causal, returnLse: true}) as {output: tf.Tensor; lse: tf.Tensor};
+  const dLse = tf.zerosLike(lse);
+  const keyLengths = tf.tensor1d([seq], 'int32');
+  const plan = makePlan({kind: 'flash', batch: 1, seqQ: seq, seqK: seq, heads: H, kvHeads: H, headDim: d,
+                         scale: 1 / Math.sqrt(d), softcap: 0, windowLeft: -1, windowRight: causal ? 0 : -1,
+                         layout: null, hasKeyLengths: false});
+  const bwd = () => tf.engine().runKernel(FlashAttentionGrad, {q, k, v, output, lse, dOutput: dy, dLse, keyLengths},
+                                          attentionAttrs(plan)) as tf.Tensor[];
+  // dy passed explicitly: without it tf.grads builds ones(output.shape) as a CPU array and uploads it on every call
+  // (measured on the H200: +7.7 ms at seq 1024, +22-30 ms at 4096, +75 ms at d 128 — not attention work).
+  const both = () => tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+      lib.flashAttention(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, {causal}) as tf.Tensor)([q, k, v], dy);
+  const tag = `S${seq} D${d} ${causal ? 'causal' : 'dense'}`;
+  const first = await Promise.all(bwd().map((t) => t.data()));
+  const second = await Promise.all(bwd().map((t) => t.data()));
+  const identical = first.every((a, i) => Buffer.from((a as Float32Array).buffer).equals(
+      Buffer.from((second[i] as Float32Array).buffer)));
+  const bwdMs = await time(bwd);
+  const bothMs = await time(both);
+  const limits = (tf.backend() as unknown as Backendish).device.limits;
+  const dflt = {dkdv: chooseGradTiles('dkdv', d, limits), dq: chooseGradTiles('dq', d, limits)};
+  const fmt = (t: GradTiles) => `${t.resident}x${t.streamed}/T${t.threads}${t.chunk < t.paddedDim ? `/c${t.chunk}` : ''}`;
+  log(`${tag}: fwd ${fwdMs.toFixed(2)} ms | bwd ${bwdMs.toFixed(2)} ms | fwd+bwd (tf.grads, GPU dy) ${bothMs.toFixed(2)} ms` +
+      ` = ${(bothMs / fwdMs).toFixed(2)}x fwd | dkdv ${fmt(dflt.dkdv)} dq ${fmt(dflt.dq)} | bit-identical ${identical}`);
+  for (const [name, o] of variants) {
+    setGradTilesOverrideForTests(o);
+    try {
+      const ms = await time(bwd);
+      log(`  ${tag} bwd ${name}: ${ms.toFixed(2)} ms`);
+    } catch (e) {
+      log(`  ${tag} bwd ${name}: failed ${(e as Error).message.slice(0, 120)}`);
+    } finally {
+      setGradTilesOverrideForTests(null);
+    }
+  }
+  tf.dispose([q, k, v, dy, output, lse, dLse, keyLengths]);
+}
+
+async function main() {
+  const env = await setupWebGPU();
+  if (env == null) throw new Error('no WebGPU');
+  const limits = env.device.limits;
+  log(`adapter ${env.adapterDescription}; workgroup storage ${limits.maxComputeWorkgroupStorageSize}`);
+  const t = (resident: number, streamed: number, threads: number, d: number, chunk = 0): GradTiles => {
+    const paddedDim = Math.ceil(d / 16) * 16;
+    return {resident, streamed, threads, paddedDim, chunk: chunk || paddedDim};
+  };
+  const v64: Array<[string, Partial<Record<'dkdv' | 'dq', GradTiles>>]> = [
+    ['dkdv 48x16/T128', {dkdv: t(48, 16, 128, 64)}], ['dkdv 32x32/T256', {dkdv: t(32, 32, 256, 64)}],
+    ['dkdv 32x16/T128', {dkdv: t(32, 16, 128, 64)}], ['dkdv 32x32/T64', {dkdv: t(32, 32, 64, 64)}],
+    ['dq 32x32/T128', {dq: t(32, 32, 128, 64)}], ['dq 64x16/T256', {dq: t(64, 16, 256, 64)}],
+    ['dq 64x16/T64', {dq: t(64, 16, 64, 64)}], ['dq 32x16/T128', {dq: t(32, 16, 128, 64)}],
+    ['dkdv 32x32/T128/ac2', {dkdv: {...t(32, 32, 128, 64), accCols: 2}}],
+    ['dkdv 32x32/T64/ac2', {dkdv: {...t(32, 32, 64, 64), accCols: 2}}],
+    ['dq 64x16/T128/ac2', {dq: {...t(64, 16, 128, 64), accCols: 2}}],
+    ['dq 64x16/T64/ac2', {dq: {...t(64, 16, 64, 64), accCols: 2}}],
+  ];
+  if (QUICK) {
+    await problem(256, 64, false, v64.slice(0, 2));
+  } else {
+    await problem(4096, 64, false, v64);
+    await problem(4096, 64, true, []);
+    await problem(1024, 64, false, []);
+    await problem(4096, 128, false, [['dkdv 16x16/T128', {dkdv: t(16, 16, 128, 128)}],
+                                     ['dq 16x16/T128', {dq: t(16, 16, 128, 128)}]]);
+  }
+  mkdirSync(OUT_DIR, {recursive: true});
+  writeFileSync(`${OUT_DIR}/webgpu_backward.txt`, lines.join('\n') + '\n');
+}
+
+main().then(() => process.exit(0), (e) => {
+  console.error(e);
+  process.exit(1);
+});
