@@ -75,7 +75,7 @@ describe('webgpu backward kernels', function() {
     }
   });
 
-  describe('forced tilings (chunked headDim, small tiles, ragged accumulator rows)', () => {
+  describe('forced tilings (chunked headDim, small tiles, ragged accumulator rows, two accumulator columns)', () => {
     const tilings: Array<[string, Partial<Record<'dkdv' | 'dq', GradTiles>>]> = [
       ['16x8x64 chunk 16', {
         dkdv: {resident: 16, streamed: 8, paddedDim: 0, chunk: 16, threads: 64},
@@ -84,6 +84,10 @@ describe('webgpu backward kernels', function() {
       ['32x16x128 half chunks', {
         dkdv: {resident: 32, streamed: 16, paddedDim: 0, chunk: -2, threads: 128},
         dq: {resident: 32, streamed: 16, paddedDim: 0, chunk: -2, threads: 128},
+      }],
+      ['32x16x128 two accumulator columns', {
+        dkdv: {resident: 32, streamed: 16, paddedDim: 0, chunk: -1, threads: 128, accCols: 2},
+        dq: {resident: 32, streamed: 16, paddedDim: 0, chunk: -1, threads: 128, accCols: 2},
       }],
       ['8x8x64', {
         dkdv: {resident: 8, streamed: 8, paddedDim: 0, chunk: -1, threads: 64},

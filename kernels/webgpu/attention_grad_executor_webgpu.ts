@@ -13,7 +13,8 @@ import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
 import {planOf} from '../../src/kernel_names.js';
 import {AttentionPlan} from '../../src/plan/plan.js';
 import {
-  AttentionGradStatsProgram, AttentionGradTileProgram, chooseGradTiles, GradPass, GradTiles, statsPerBatch,
+  AttentionGradStatsProgram, AttentionGradTileProgram, chooseGradTiles, GradPass, GradTiles, gradTilesFit,
+  statsPerBatch,
 } from './attention_grad_webgpu.js';
 import {bindElements, Binding, createOutput, getLimits, runProgram} from './program_runner_webgpu.js';
 import {getScheduleBuffer} from './schedule_webgpu.js';
@@ -58,6 +59,12 @@ export function attentionBackward(backend: WebGPUBackend, plan: AttentionPlan, x
     dkdv: tilesOverride?.dkdv ?? chooseGradTiles('dkdv', D, limits),
     dq: tilesOverride?.dq ?? chooseGradTiles('dq', D, limits),
   };
+  for (const pass of ['dkdv', 'dq'] as const) {
+    if (!gradTilesFit(pass, tiles[pass], limits) || tiles[pass].paddedDim < D) {
+      throw new Error(`attention backward (webgpu): tiling ${JSON.stringify(tiles[pass])} does not fit headDim ${D} ` +
+          `or this device's limits`);
+    }
+  }
   const dq = createOutput(backend, [B, Sq, H, D]);
   const dk = createOutput(backend, [B, Sk, Hkv, D]);
   const dv = createOutput(backend, [B, Sk, Hkv, D]);

@@ -39,6 +39,8 @@ export interface GradTiles {
   chunk: number;
   /** Invocations per workgroup. */
   threads: number;
+  /** vec4 columns of the accumulators each invocation owns per chunk (default 1; must divide chunk / 4). */
+  accCols?: number;
 }
 
 /** Bytes of workgroup memory a tile pass uses. */
@@ -58,8 +60,11 @@ export interface GradThreadMap {
   colsPerThread: number;
   residentThreads: number;
   streamedThreads: number;
-  /** Accumulators: invocation owns vec4 column (index % chunkVec4) of rows rowGroup + m·rowGroups, m < accRows. */
+  /** Accumulators: of each chunk, invocation owns vec4 columns colGroup + a·colGroups (a < accCols) of resident rows
+   *  rowGroup + m·rowGroups (m < accRows), with colGroup = index % colGroups, rowGroup = index / colGroups. */
   chunkVec4: number;
+  accCols: number;
+  colGroups: number;
   rowGroups: number;
   accRows: number;
 }
@@ -82,11 +87,13 @@ export function gradThreadMap(t: GradTiles): GradThreadMap {
   if (streamedThreads * residentThreads !== T || !Number.isInteger(rowsPerThread)) {
     throw new Error(`grad tiles: no score mapping for ${BR}x${BS} over ${T} invocations`);
   }
-  const chunkVec4 = t.chunk / 4;
-  if (chunkVec4 > T) throw new Error(`grad tiles: chunk ${t.chunk} wider than 4 × ${T} invocations`);
-  const rowGroups = Math.floor(T / chunkVec4);
+  const chunkVec4 = t.chunk / 4, accCols = t.accCols ?? 1;
+  if (!Number.isInteger(chunkVec4 / accCols)) throw new Error(`grad tiles: accCols ${accCols} must divide ${chunkVec4}`);
+  const colGroups = chunkVec4 / accCols;
+  if (colGroups > T) throw new Error(`grad tiles: chunk ${t.chunk} wider than 4 × ${accCols} × ${T} invocations`);
+  const rowGroups = Math.floor(T / colGroups);
   return {
-    rowsPerThread, colsPerThread, residentThreads, streamedThreads, chunkVec4, rowGroups,
+    rowsPerThread, colsPerThread, residentThreads, streamedThreads, chunkVec4, accCols, colGroups, rowGroups,
     accRows: Math.ceil(BR / rowGroups),
   };
 }
@@ -133,6 +140,7 @@ export class AttentionGradTileProgram implements MultiOutputProgram {
     this.outputTypes = this.outputNames.map(() => 'f32');
     const t = tiles;
     this.shaderKey = `attentionGrad_${pass}_${t.resident}_${t.streamed}_${t.paddedDim}_${t.chunk}_${t.threads}_` +
+        `${t.accCols ?? 1}_` +
         `${flags.softcap ? 's' : ''}${flags.layout ? 'l' : ''}${flags.keyLengths ? 'k' : ''}`;
   }
 
@@ -220,7 +228,8 @@ function tileShader(pass: GradPass, t: GradTiles, flags: TileFlags, map: GradThr
   const DP4 = t.paddedDim / 4, C4 = t.chunk / 4, NCH = t.paddedDim / t.chunk;
   const RS = DP4 + 1, SS = C4 + 1, PS = BS + 1;  // +1: consecutive rows start on different banks
   const {rowsPerThread: TR, colsPerThread: TS, residentThreads: NR, streamedThreads: NS} = map;
-  const {rowGroups: NRG, accRows: MR} = map;
+  const {rowGroups: NRG, accRows: MR, accCols: AC, colGroups: NC} = map;
+  const accIndex = (c: string, m: number, a: number) => `(${c} * ${MR} + ${m}) * ${AC} + ${a}`;
   const range = (n: number) => Array.from({length: n}, (_, i) => i);
 
   const queries: RowSource = {a: 'q', b: 'dy', aBase: 'qBase', bBase: 'dyBase', seq: 'uniforms.seqQ',
@@ -235,11 +244,11 @@ function tileShader(pass: GradPass, t: GradTiles, flags: TileFlags, map: GradThr
                     col0: string, stride: number) => `
       for (var idx = tid; idx < ${rows * cols}; idx += ${T}) {
         let r = idx / ${cols};
-        let c = idx - r * ${cols};
+        let col = idx - r * ${cols};
         let row = ${row0} + r;
         var va = vec4<f32>(0.0);
         var vb = vec4<f32>(0.0);
-        let d = (${col0} + c) * 4;
+        let d = (${col0} + col) * 4;
         if (row < ${src.seq} && d < uniforms.headDim) {
           let base = ((b * ${src.seq} + row) * ${src.heads} + ${src.head}) * uniforms.headDim + d;
           let ia = uniforms.${src.aBase} + base;
@@ -254,8 +263,8 @@ function tileShader(pass: GradPass, t: GradTiles, flags: TileFlags, map: GradThr
             }
           }
         }
-        ${dstA}[r * ${stride} + c] = va;
-        ${dstB}[r * ${stride} + c] = vb;
+        ${dstA}[r * ${stride} + col] = va;
+        ${dstB}[r * ${stride} + col] = vb;
       }`;
 
   /** (lseEff, delta) of query rows q0 .. q0+n-1 of head h into rowLse / rowDelta (padding rows: P = 0). */
@@ -313,14 +322,15 @@ function tileShader(pass: GradPass, t: GradTiles, flags: TileFlags, map: GradThr
   // Phase C: acc += dS[r][s]·S1[s] (dK or dQ) and, for dkdv, accP += P[r][s]·S2[s] (dV), for chunk `c`.
   const phaseC = (c: string) => `
       if (accActive) {
-        for (var s = 0; s < streamedRows; s++) {
-          let ya = strA[s * ${SS} + accCol];${dkdv ? `
-          let yb = strB[s * ${SS} + accCol];` : ''}${range(MR).map((m) => {
+        for (var s = 0; s < streamedRows; s++) {${range(AC).map((a) => `
+          let ya${a} = strA[s * ${SS} + accCol + ${a * NC}];${dkdv ? `
+          let yb${a} = strB[s * ${SS} + accCol + ${a * NC}];` : ''}`).join('')}${range(MR).map((m) => {
             const r = `(rowGroup + ${m * NRG})`;
-            const a = `${c} * ${MR} + ${m}`;
             const body = `
-          acc[${a}] = acc[${a}] + tileDS[${r} * ${PS} + s] * ya;${dkdv ? `
-          accP[${a}] = accP[${a}] + tileP[${r} * ${PS} + s] * yb;` : ''}`;
+          let ds${m} = tileDS[${r} * ${PS} + s];${dkdv ? `
+          let p${m} = tileP[${r} * ${PS} + s];` : ''}${range(AC).map((a) => `
+          acc[${accIndex(c, m, a)}] = acc[${accIndex(c, m, a)}] + ds${m} * ya${a};${dkdv ? `
+          accP[${accIndex(c, m, a)}] = accP[${accIndex(c, m, a)}] + p${m} * yb${a};` : ''}`).join('')}`;
             return (m + 1) * NRG > BR ? `
           if (${r} < ${BR}) {${body}
           }` : body;
@@ -402,17 +412,17 @@ function tileShader(pass: GradPass, t: GradTiles, flags: TileFlags, map: GradThr
           if (d + 1 < uniforms.headDim) { ${target}[uniforms.${base} + o + 1] = ${value}.y; }
           if (d + 2 < uniforms.headDim) { ${target}[uniforms.${base} + o + 2] = ${value}.z; }
           if (d + 3 < uniforms.headDim) { ${target}[uniforms.${base} + o + 3] = ${value}.w; }`;
-  const writeChunk = (c: string) => range(MR).map((m) => `
+  const writeChunk = (c: string) => range(MR).flatMap((m) => range(AC).map((a) => `
         {
           let r = rowGroup + ${m * NRG};
           let row = ${dkdv ? 'k0' : 'q0'} + r;
-          let d = (${c} * ${C4} + accCol) * 4;
+          let d = (${c} * ${C4} + accCol + ${a * NC}) * 4;
           if (accActive && r < ${BR} && row < ${res.seq} && d < uniforms.headDim) {
             let o = ((b * ${res.seq} + row) * ${res.heads} + ${res.head}) * uniforms.headDim + d;
-            let scaled = acc[${c} * ${MR} + ${m}] * uniforms.scale;${stores(dkdv ? 'dk' : 'dq', 'out0Base', 'scaled')}${
-              dkdv ? stores('dv', 'out1Base', `accP[${c} * ${MR} + ${m}]`) : ''}
+            let scaled = acc[${accIndex(c, m, a)}] * uniforms.scale;${stores(dkdv ? 'dk' : 'dq', 'out0Base', 'scaled')}${
+              dkdv ? stores('dv', 'out1Base', `accP[${accIndex(c, m, a)}]`) : ''}
           }
-        }`).join('');
+        }`)).join('');
   const writes = NCH === 1 ? writeChunk('0') : `
       for (var c = 0; c < ${NCH}; c++) {${writeChunk('c')}
       }`;
@@ -461,12 +471,12 @@ function tileShader(pass: GradPass, t: GradTiles, flags: TileFlags, map: GradThr
       // Score entries of this invocation: resident rows rIdx + m·${NR}, streamed rows sIdx + n·${NS}.
       let sIdx = tid % ${NS};
       let rIdx = tid / ${NS};
-      // Accumulators of this invocation: vec4 column accCol of each chunk, resident rows rowGroup + m·${NRG}.
-      let accCol = tid % ${C4};
-      let rowGroup = tid / ${C4};
+      // Accumulators of this invocation: vec4 columns accCol + a·${NC} of each chunk, resident rows rowGroup + m·${NRG}.
+      let accCol = tid % ${NC};
+      let rowGroup = tid / ${NC};
       let accActive = rowGroup < ${NRG};
-      var acc = array<vec4<f32>, ${NCH * MR}>();${dkdv ? `
-      var accP = array<vec4<f32>, ${NCH * MR}>();` : ''}
+      var acc = array<vec4<f32>, ${NCH * MR * AC}>();${dkdv ? `
+      var accP = array<vec4<f32>, ${NCH * MR * AC}>();` : ''}
 ${loadRows(res, 'resA', 'resB', BR, dkdv ? 'k0' : 'q0', DP4, '0', RS)}${dkdv ? '' : loadStats(BR, 'q0')}${tileLoop}
 ${writes}
     }`;
