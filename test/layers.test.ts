@@ -54,7 +54,8 @@ function referenceAttention(
   };
   const rows: tf.Tensor[] = [];
   for (let b = 0; b < batch; b++) {
-    const take = (x: tf.Tensor3D) => tf.reshape(tf.slice(x, [b, 0, 0], [1, -1, -1]), x.shape.slice(1) as [number, number]) as tf.Tensor2D;
+    const take = (x: tf.Tensor3D) =>
+        tf.reshape(tf.slice(x, [b, 0, 0], [1, -1, -1]), x.shape.slice(1) as [number, number]) as tf.Tensor2D;
     const [qb, kb, vb] = [take(query), take(key), take(value)];
     let out: tf.Tensor | null = null;
     for (let h = 0; h < d.numHeads; h++) {
@@ -77,7 +78,8 @@ function referenceAttention(
       const masked = tf.where(mask, scores, tf.fill([seqQ, seqK], -Infinity));
       // Rows without keys: softmax of all -Infinity is NaN; replace those rows by 0 (the documented semantics).
       const hasKeys = tf.tile(tf.tensor2d(rowAny, [seqQ, 1], 'bool'), [1, seqK]);
-      const probs = tf.where(hasKeys, tf.softmax(tf.where(hasKeys, masked, tf.zerosLike(masked))), tf.zerosLike(masked));
+      const zeros = tf.zerosLike(masked);
+      const probs = tf.where(hasKeys, tf.softmax(tf.where(hasKeys, masked, zeros)), zeros);
       const o = tf.matMul(probs, v);
       const outKernel = w['attention_output/kernel'] as tf.Tensor3D;
       const [, valueDim, outDim] = outKernel.shape;
@@ -267,7 +269,8 @@ describe('layers: MultiHeadAttention vs a reference from plain tfjs ops (cpu, re
       // Relative to the largest weight gradient: some are exactly 0 in theory (key/bias: softmax is invariant to a
       // per-row shift), so both sides hold rounding noise there.
       const scale = Math.max(...pick(theirs.grads).map(maxAbs));
-      pick(ours.grads).forEach((g, i) => expect(relError(g, pick(theirs.grads)[i], scale), names[i]).to.be.at.most(TOL));
+      pick(ours.grads).forEach(
+          (g, i) => expect(relError(g, pick(theirs.grads)[i], scale), names[i]).to.be.at.most(TOL));
       const inputs = cross ? [b.query, b.value, b.key] : [b.query];
       const wrt = (loss: typeof layerLoss) => tf.grads((...xs: tf.Tensor[]) =>
           cross ? loss(xs[0], xs[1], xs[2]) : loss(xs[0], xs[0], xs[0]))(inputs);
@@ -280,7 +283,7 @@ describe('layers: MultiHeadAttention vs a reference from plain tfjs ops (cpu, re
 });
 
 describe('layers: TransformerBlock and PositionEmbedding', () => {
-  it('TransformerBlock matches LayerNorm → reference attention → residual → LayerNorm → GELU MLP → residual', () => {
+  it('TransformerBlock = x + attention(LayerNorm(x)), then + GELU MLP(LayerNorm(·)), on reference ops', () => {
     const block = layers.transformerBlock({numHeads: 2, mlpDim: 24, numKeyValueHeads: 1,
                                            attention: {type: 'sliding', windowSize: 5}});
     const x = tf.randomNormal([2, 17, 8]) as tf.Tensor3D;

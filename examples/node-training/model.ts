@@ -5,8 +5,9 @@
  * cost more than the whole transformer on the cpu backend.)
  */
 import * as tf from '@tensorflow/tfjs';
-import * as layers from '../../src/layers/index.js';
-import type {AttentionSpec} from '../../src/layers/index.js';
+// In an app: import {layers} from 'tfjs-efficient-attention';
+import {layers} from '../../src/index.js';
+import type {AttentionSpec} from '../../src/index.js';
 import {TokenEmbedding} from './token_embedding.js';
 
 export interface ModelOptions {

@@ -19,9 +19,8 @@
 import {createRequire} from 'node:module';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import '../../src/index.js';
-import * as layers from '../../src/layers/index.js';
-import type {AttentionSpec} from '../../src/layers/index.js';
+import {layers} from '../../src/index.js';
+import type {AttentionSpec} from '../../src/index.js';
 import {buildModel, logitsFrom} from './model.js';
 import {formatRate, ProgressBar, table} from './progress.js';
 import {defaultTask, makeBatches, RecallTask, vocabularySize} from './task.js';
@@ -51,7 +50,7 @@ function parseArgs(argv: string[]): Options {
   for (let i = 0; i < argv.length; i++) {
     const m = /^--([a-z-]+)(?:=(.*))?$/.exec(argv[i]);
     const key = m?.[1].replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()) as keyof Options | undefined;
-    if (key == null || !(key in o)) throw new Error(`unknown argument ${argv[i]} (see the flags in ${import.meta.url})`);
+    if (key == null || !(key in o)) throw new Error(`unknown argument ${argv[i]} (the flags are listed in train.ts)`);
     const value = m![2] ?? argv[++i];
     if (value === undefined) throw new Error(`${argv[i]} needs a value`);
     if (key === 'backend') o.backend = value;
@@ -305,9 +304,11 @@ async function main(): Promise<void> {
   const naive = results.find((r) => r.variant.name === 'naive');
   if (flash != null && naive != null) {
     const diff = Math.max(...naive.losses.map((l, s) => Math.abs(l - flash.losses[s])));
-    console.log(`naive vs flash: same weights and batches, per-step losses over the first ${naive.steps} steps differ ` +
-                `by at most ${diff.toExponential(1)}; naive takes ${(naive.msPerStep / flash.msPerStep).toFixed(1)}x ` +
-                `the time per step and ${(naive.peakBytes / flash.peakBytes).toFixed(1)}x the peak memory of flash.`);
+    const time = (naive.msPerStep / flash.msPerStep).toFixed(1);
+    const memory = (naive.peakBytes / flash.peakBytes).toFixed(1);
+    console.log(`naive vs flash: same weights and batches; per-step losses over the first ${naive.steps} steps ` +
+                `differ by at most ${diff.toExponential(1)}; naive takes ${time}x the time per step and ${
+                    memory}x the peak memory of flash.`);
   }
   console.log(`The sliding window (${o.window}) cannot reach the facts from a far query, so it stays near chance ` +
               `there; full and local+global sparse attention can.`);

@@ -6,7 +6,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import {layers} from '@tensorflow/tfjs-layers';
 import type {LayerArgs} from '@tensorflow/tfjs-layers/dist/engine/topology';
 import type {Kwargs} from '@tensorflow/tfjs-layers/dist/types';
-import {addAttentionWeights, AttentionDims, AttentionWeights, attentionForward, toKeyLengths} from './attention_core.js';
+import {addAttentionWeights, AttentionDims, AttentionWeights, attentionForward, toKeyLengths} from
+    './attention_core.js';
 import {AttentionSpec, checkAttentionSpec, ResolvedAttention} from './attention_spec.js';
 import {checkOptionalBoolean, checkPositiveInt, checkRate, checkSoftcapValue, shapeList, weightAdder} from
     './layer_utils.js';
@@ -127,7 +128,7 @@ export class MultiHeadAttention extends layers.Layer {
     return [query.shape[0], query.shape[1], this.outputDim ?? query.shape[2]];
   }
 
-  /** kwargs: training (dropout), keyLengths (number[] | Tensor1D [batch]: keys at positions >= keyLengths[b] masked). */
+  /** kwargs: training; keyLengths (number[] | Tensor1D [batch]): keys at positions >= keyLengths[b] masked. */
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor {
     return tf.tidy(() => {
       const x: AttentionInputs = splitInputs(inputs, 'inputs');

@@ -140,8 +140,8 @@ export class TransformerBlock extends layers.Layer {
       const list = Array.isArray(inputs) ? inputs : [inputs];
       const x = list[0];
       if (x.rank !== 3 || list.length > 2 || (list.length === 2 && list[1].rank > 2)) {
-        throw new Error(`TransformerBlock expects x [batch, seq, features] or [x, keyLengths [batch] | [batch, 1]], got shapes ${
-            JSON.stringify(list.map((t) => t.shape))}`);
+        throw new Error(`TransformerBlock expects x [batch, seq, features] or [x, keyLengths [batch] | [batch, 1]], ` +
+                        `got shapes ${JSON.stringify(list.map((t) => t.shape))}`);
       }
       const training = kwargs?.training === true;
       const w = this.w!;

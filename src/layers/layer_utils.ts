@@ -13,13 +13,14 @@ export function makeInitializer(name: InitializerName, fans?: [number, number]):
       const glorot = initializers.glorotUniform({});
       if (fans == null) return glorot;
       // Initialise as the 2-D [fanIn, fanOut] kernel it is equivalent to, then reshape (addWeight only calls apply).
-      return {apply: (shape: number[], dtype?: tf.DataType) => tf.tidy(() => tf.reshape(glorot.apply(fans, dtype), shape))} as
-          unknown as Initializer;
+      const apply = (shape: number[], dtype?: tf.DataType) =>
+          tf.tidy(() => tf.reshape(glorot.apply(fans, dtype), shape));
+      return {apply} as unknown as Initializer;
     }
   }
 }
 
-/** An AddWeight for `layer`, whose protected addWeight is passed in bound. */
+/** An AddWeight for a layer, given its (protected) addWeight bound to it. */
 export function weightAdder(
     addWeight: (name: string, shape: number[], dtype: tf.DataType, init: Initializer) => unknown): AddWeight {
   return (name, shape, init, fans) => addWeight(name, shape, 'float32', makeInitializer(init, fans)) as
@@ -70,5 +71,6 @@ export function checkSoftcapValue(layer: string, value: unknown): number {
 
 /** A layer's input shape(s) as a list: tf.layers passes one Shape or a Shape[]. */
 export function shapeList(inputShape: Array<number | null> | Array<Array<number | null>>): Array<Array<number | null>> {
-  return Array.isArray(inputShape[0]) ? inputShape as Array<Array<number | null>> : [inputShape as Array<number | null>];
+  type Shape = Array<number | null>;
+  return Array.isArray(inputShape[0]) ? inputShape as Shape[] : [inputShape as Shape];
 }
