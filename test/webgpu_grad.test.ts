@@ -35,6 +35,9 @@ function runCase(c: AttentionCase, seed: number) {
 }
 
 describe('webgpu backward kernels', function() {
+  // Software Vulkan compiles each new pipeline at its first dispatch: on a loaded 2-core machine a forced tiling's
+  // first case can take minutes.
+  this.timeout(600_000);
   before(async function() {
     await ready(this);
   });
@@ -75,37 +78,29 @@ describe('webgpu backward kernels', function() {
     }
   });
 
-  describe('forced tilings (chunked headDim, small tiles, ragged accumulator rows, two accumulator columns)', () => {
-    const tilings: Array<[string, Partial<Record<'dkdv' | 'dq', GradTiles>>]> = [
-      ['16x8x64 chunk 16', {
-        dkdv: {resident: 16, streamed: 8, paddedDim: 0, chunk: 16, threads: 64},
-        dq: {resident: 16, streamed: 8, paddedDim: 0, chunk: 16, threads: 64},
-      }],
-      ['32x16x128 half chunks', {
-        dkdv: {resident: 32, streamed: 16, paddedDim: 0, chunk: -2, threads: 128},
-        dq: {resident: 32, streamed: 16, paddedDim: 0, chunk: -2, threads: 128},
-      }],
-      ['32x16x128 two accumulator columns', {
-        dkdv: {resident: 32, streamed: 16, paddedDim: 0, chunk: -1, threads: 128, accCols: 2},
-        dq: {resident: 32, streamed: 16, paddedDim: 0, chunk: -1, threads: 128, accCols: 2},
-      }],
-      ['8x8x64', {
-        dkdv: {resident: 8, streamed: 8, paddedDim: 0, chunk: -1, threads: 64},
-        dq: {resident: 8, streamed: 8, paddedDim: 0, chunk: -1, threads: 64},
-      }],
+  describe('forced tilings (chunked headDim, ragged accumulator rows, two accumulator columns, tiny tiles)', () => {
+    // chunk -1: whole padded headDim; -2: half of it. Each tiling runs the cases that exercise its edge.
+    const tile = (resident: number, streamed: number, threads: number, chunk: number, accCols = 1) =>
+        ({resident, streamed, threads, chunk, accCols, paddedDim: 0});
+    const runs: Array<[string, GradTiles, string[]]> = [
+      ['16x8, 64 invocations, chunks of 16 columns', tile(16, 8, 64, 16),
+       ['flash causal S77 H3 D64', 'sliding GQA keyLengths softcap']],
+      ['32x16, 128 invocations, half-width chunks', tile(32, 16, 128, -2),
+       ['flash softcap 5, scale 1', 'flash keyLengths [77, 0, 30] (empty batch)']],
+      ['32x16, 128 invocations, two accumulator columns', tile(32, 16, 128, -1, 2),
+       ['sparse longformer bs7 S77', 'flash causal seqQ130 > seqK77 (empty top rows)']],
+      ['8x8, 64 invocations', tile(8, 8, 64, -1), ['flash causal seqQ130 > seqK77 (empty top rows)']],
     ];
-    const picks = ['flash causal S77 H3 D64', 'flash softcap 5, scale 1', 'sparse longformer bs7 S77',
-                   'sliding GQA keyLengths softcap', 'flash keyLengths [77, 0, 30] (empty batch)',
-                   'flash causal seqQ130 > seqK77 (empty top rows)'];
-    for (const [label, t] of tilings) {
-      for (const name of picks) {
+    for (const [label, t, names] of runs) {
+      for (const name of names) {
         const index = CASES.findIndex((c) => c.name === name);
+        if (index < 0) throw new Error(`webgpu_grad.test.ts: no shared case named ${name}`);
         it(`${label}: ${name}`, async () => {
           const c = CASES[index];
-          const pad = Math.ceil(c.headDim / 16) * 16;
-          const fix = (g: GradTiles): GradTiles => ({...g, paddedDim: pad,
-                                                     chunk: g.chunk === -1 ? pad : g.chunk === -2 ? pad / 2 : g.chunk});
-          setGradTilesOverrideForTests({dkdv: fix(t.dkdv!), dq: fix(t.dq!)});
+          const paddedDim = Math.ceil(c.headDim / 16) * 16;
+          const chunk = t.chunk === -1 ? paddedDim : t.chunk === -2 ? paddedDim / 2 : t.chunk;
+          const forced = {...t, paddedDim, chunk};
+          setGradTilesOverrideForTests({dkdv: forced, dq: forced});
           try {
             assertCaseResult(await runCase(c, caseSeed(index)), TOLERANCES);
           } finally {

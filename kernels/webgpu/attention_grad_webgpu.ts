@@ -4,8 +4,10 @@
  *
  *   AttentionGradStatsProgram  (pass 1)  per query row: lseEff = lse (a huge finite value where lse = -Infinity, so
  *                                        exp(t − lseEff) is exactly 0 with no infinity arithmetic) and
- *                                        delta = rowsum(dO∘O) − dLse; keyLengths are appended bit-cast to f32, so the
- *                                        tile passes read them without one more storage binding.
+ *                                        delta = rowsum(dO∘O) − dLse (summed like the tile passes sum dP, see
+ *                                        there); keyLengths[b] is stored bit-cast at the start of batch b's block,
+ *                                        so the tile passes read it without one more storage binding (tfjs's device
+ *                                        allows 8 storage buffers per stage; pass 2 uses all 8).
  *   AttentionGradTileProgram   (pass 2, 'dkdv') one workgroup per (key tile, kv head, batch) keeps K and V resident
  *                                        and streams the query tiles of the schedule's column runs (every query head
  *                                        of the GQA group), accumulating dV += Pᵀ·dO and dK += dSᵀ·Q in registers;
