@@ -12,8 +12,8 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-webgpu';
 // Importing the package registers its kernels for cpu, webgl and webgpu (in an app: 'tfjs-efficient-attention').
 import '../../src/index.js';
-import {formatNumber, LineChart, Series} from './chart.js';
-import {measure, OpName, OPS, sequenceLengths, SweepRow} from './sweep.js';
+import {LineChart, Series} from './chart.js';
+import {MAX_ABS_DIFF, measure, OpName, OPS, sequenceLengths, SweepRow} from './sweep.js';
 import {TASK, train, TRAIN_ATTENTION, TrainAttention, TrainStep} from './train.js';
 
 type BackendName = 'webgpu' | 'webgl' | 'cpu';
@@ -57,7 +57,7 @@ const backendSelect = $<HTMLSelectElement>('backend');
 const opSelect = $<HTMLSelectElement>('op');
 const trainAttentionSelect = $<HTMLSelectElement>('train-attention');
 const sweepChart = new LineChart($<HTMLCanvasElement>('sweep-chart'), {
-  xLabel: 'sequence length', yLabel: 'ms per call', xLog: true, yLog: true, formatX: formatNumber,
+  xLabel: 'sequence length', yLabel: 'ms per call', xLog: true, yLog: true, formatX: String,
 });
 const lossChart = new LineChart($<HTMLCanvasElement>('loss-chart'), {xLabel: 'step', yLabel: 'loss'});
 const LOSS_COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
@@ -170,8 +170,10 @@ function renderRow(row: SweepRow): void {
   cell(row.naive.ms != null ? fmtMs(row.naive.ms) : row.naive.skipped ? 'skipped' : 'failed',
        row.naive.ms == null ? 'failed' : 'naive');
   cell(row.ours.ms != null && row.naive.ms != null ? `${(row.naive.ms / row.ours.ms).toFixed(2)}×` : '');
-  cell(row.maxAbsDiff == null ? '' : row.maxAbsDiff.toExponential(1));
-  const notes = [row.ours.error && `ours: ${row.ours.error}`, row.naive.error && `naive: ${row.naive.error}`];
+  const differ = row.maxAbsDiff != null && !(row.maxAbsDiff < MAX_ABS_DIFF);
+  cell(row.maxAbsDiff == null ? '' : row.maxAbsDiff.toExponential(1), differ ? 'failed' : '');
+  const notes = [row.ours.error && `ours: ${row.ours.error}`, row.naive.error && `naive: ${row.naive.error}`,
+                 differ && `outputs differ by more than ${MAX_ABS_DIFF}`];
   cell(notes.filter(Boolean).join('; '), 'note');
   tbody.appendChild(tr);
 }
@@ -193,7 +195,7 @@ async function runSweep(): Promise<void> {
   const config = {
     op: opSelect.value as OpName, seqs: sequenceLengths(minSeq, maxSeq), heads: readNumber('heads', 1),
     headDim: readNumber('head-dim', 1), reps: readNumber('reps', 1),
-    naiveMaxBytes: Number(params.get('naiveMaxGiB') ?? 2) * 2 ** 30,
+    naiveMaxBytes: Number(params.get('naiveMaxGiB') ?? 4) * 2 ** 30,
   };
   state.sweep = {status: 'running', backend: null, op: config.op, heads: config.heads, headDim: config.headDim,
                  rows: []};

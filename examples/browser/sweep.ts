@@ -16,7 +16,7 @@ export type OpName = 'flash' | 'flash-causal' | 'sliding' | 'sparse';
 export const OPS: Record<OpName, string> = {
   'flash': 'FlashAttention (dense)',
   'flash-causal': 'FlashAttention (causal)',
-  'sliding': `SlidingWindowAttention (causal, window ${256})`,
+  'sliding': 'SlidingWindowAttention (causal, window 256)',
   'sparse': 'SparseAttention (BigBird, blocks of 64)',
 };
 const WINDOW = 256;
@@ -29,7 +29,7 @@ export interface SweepConfig {
   headDim: number;
   /** Timed runs after the warm-up (fewer when one run takes longer than `slowRunMs`). */
   reps: number;
-  /** Skip naive when its [heads, seq, seq] scores (×3: scores, masked scores, probabilities) exceed this. */
+  /** Skip naive when its [heads, seq, seq] intermediates (see naiveBytes) would exceed this. */
   naiveMaxBytes: number;
 }
 
@@ -50,8 +50,22 @@ export interface SweepRow {
   maxAbsDiff: number | null;
 }
 
-/** Runs slower than this get a single timed run (a cpu-backend sweep to 8192 would otherwise take very long). */
+/**
+ * Runs slower than this get no second warm-up and a single timed run (a cpu-backend sweep to 8192 would otherwise take
+ * very long). Faster ones get a second warm-up: the first run at a new shape also allocates and uploads.
+ */
 const SLOW_RUN_MS = 2000;
+
+/** Outputs further apart than this mark the row: one of the two is wrong. */
+export const MAX_ABS_DIFF = 1e-3;
+
+/**
+ * Bytes the naive path holds at once at batch 1: scores, scaled scores, masked scores, and softmax's exp and
+ * probabilities, each [heads, seq, seq] fp32 (a tidy frees them only at the end).
+ */
+export function naiveBytes(heads: number, seq: number): number {
+  return 5 * 4 * heads * seq * seq;
+}
 
 type Attention = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D) => tf.Tensor4D;
 
@@ -91,9 +105,14 @@ async function time(run: () => tf.Tensor, reps: number): Promise<{timing: Timing
   const first = run();
   const output = await first.data() as Float32Array;
   first.dispose();
-  const warmupMs = performance.now() - t0;
+  const slow = performance.now() - t0 > SLOW_RUN_MS;
+  if (!slow) {
+    const second = run();
+    await second.data();
+    second.dispose();
+  }
   const runsMs: number[] = [];
-  const n = warmupMs > SLOW_RUN_MS ? 1 : reps;
+  const n = slow ? 1 : reps;
   for (let i = 0; i < n; i++) {
     const start = performance.now();
     const out = run();
@@ -141,10 +160,11 @@ export async function measure(config: SweepConfig, seq: number): Promise<SweepRo
     } catch (e) {
       row.ours = {ms: null, runsMs: [], error: message(e)};
     }
-    const naiveBytes = 3 * 4 * heads * seq * seq;
-    if (naiveBytes > config.naiveMaxBytes) {
+    const bytes = naiveBytes(heads, seq);
+    if (bytes > config.naiveMaxBytes) {
       row.naive = {ms: null, runsMs: [], skipped: true,
-                   error: `skipped: needs ~${(naiveBytes / 2 ** 30).toFixed(1)} GiB for the [heads, seq, seq] scores`};
+                   error: `skipped: would hold ~${(bytes / 2 ** 30).toFixed(1)} GiB of [heads, seq, seq] ` +
+                       `intermediates (more than ?naiveMaxGiB=${+(config.naiveMaxBytes / 2 ** 30).toFixed(2)})`};
     } else {
       try {
         const naive = impl.naive();
