@@ -4,16 +4,19 @@
  * block-sparse (BigBird, blocks of 64) attention, forward and forward+backward, seq 256 … 16384.
  *
  *   npx tsx bench/webgl.ts [--seqs 256,1024,4096,16384] [--angle swiftshader|gl-egl] [--heads 2] [--dim 64]
- *                          [--paired 1] [--name suffix]
+ *                          [--paired 1] [--name suffix] [--masks dense,causal] [--modes forward] [--reps 5]
  *
  * --paired 1 warms both sides up, then alternates single ours / naive runs (reps pairs): on a machine whose load
  * drifts (shared cores), both sides see the same conditions, so the ratio is far more stable than two separate
- * series. Use it for the target comparisons (seq <= 1024); the plain mode is cheaper for long sequences.
+ * series. Use it for the target comparisons (seq <= 1024); the plain mode is cheaper for long sequences. Paired runs
+ * also record the CPU time Chromium's processes spent per run (/proc, all threads: on a CPU renderer such as
+ * SwiftShader that is the rendering work itself), which other processes' load disturbs far less than wall time.
  * Writes bench/results/webgl-<renderer>.json and .md (medians, every run, ratios naive / ours). Shapes whose ours-side
  * cost would take minutes on a CPU renderer are skipped and listed as such; naive at 16384 runs once, in a fresh page,
  * to show whether it works at all.
  */
-import {writeFileSync} from 'node:fs';
+import {readdirSync, readFileSync, writeFileSync} from 'node:fs';
+import {loadavg} from 'node:os';
 import path from 'node:path';
 import {bundleForPage, libraryBundle, REPO_ROOT} from '../test/browser/bundle.js';
 import {AngleBackend, browserMissingReason, BrowserSession, launchChromium} from '../test/browser/chromium.js';
@@ -28,8 +31,9 @@ const HEADS = Number(args.get('heads') ?? 2), DIM = Number(args.get('dim') ?? 64
 const JOB_TIMEOUT_MS = Number(args.get('timeout') ?? 300_000);
 const PAIRED = args.get('paired') === '1';
 const NAME_SUFFIX = args.get('name') ? `-${args.get('name')}` : '';
-const MASKS: MaskKind[] = ['dense', 'causal', 'window', 'sparse'];
-const MODES: Mode[] = ['forward', 'forward+backward'];
+const MASKS = (args.get('masks') ?? 'dense,causal,window,sparse').split(',') as MaskKind[];
+const MODES = (args.get('modes') ?? 'forward,forward+backward').split(',') as Mode[];
+const REPS = args.has('reps') ? Number(args.get('reps')) : null;
 
 /** Skipped on a CPU renderer: minutes per run (the visited key tiles grow as seq² for dense and causal). */
 function skipOurs(seq: number, mask: MaskKind, mode: Mode): string | null {
@@ -38,6 +42,7 @@ function skipOurs(seq: number, mask: MaskKind, mode: Mode): string | null {
   return null;
 }
 function repsFor(seq: number): number {
+  if (REPS != null) return REPS;
   return seq <= 1024 ? 5 : seq <= 4096 ? 2 : 1;
 }
 
@@ -67,21 +72,57 @@ async function runJob(page: Page, job: BenchJob): Promise<BenchResult> {
   return result;
 }
 
+/** CPU time (user + system, ms) of this process's descendants (Chromium's processes), from /proc. */
+function chromiumCpuMs(): number {
+  const stats = new Map<number, string[]>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const text = readFileSync(`/proc/${name}/stat`, 'utf8');
+      stats.set(Number(name), text.slice(text.lastIndexOf(')') + 2).split(' '));  // fields from 3 (state) on
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  const children = new Map<number, number[]>();
+  for (const [pid, f] of stats) children.set(Number(f[1]), [...(children.get(Number(f[1])) ?? []), pid]);
+  let ticks = 0;
+  const walk = (pid: number) => {
+    for (const child of children.get(pid) ?? []) {
+      const f = stats.get(child)!;
+      ticks += Number(f[11]) + Number(f[12]);  // utime, stime
+      walk(child);
+    }
+  };
+  walk(process.pid);
+  return ticks * 10;  // USER_HZ = 100
+}
+
+function median(values: number[]): number | null {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length === 0 ? null : sorted[Math.floor(sorted.length / 2)];
+}
+
+/** A benchmark result with the Chromium CPU time of each timed run (paired mode). */
+type PairedResult = BenchResult & {cpuMs: number[], medianCpuMs: number | null};
+
 /** Warm-up of each side, then `reps` alternating single runs: ours, naive, ours, naive, … */
-async function pairedRuns(page: Page, ours: BenchJob, naive: BenchJob): Promise<[BenchResult, BenchResult]> {
-  const results: BenchResult[] = [{medianMs: null, runsMs: []}, {medianMs: null, runsMs: []}];
+async function pairedRuns(page: Page, ours: BenchJob, naive: BenchJob): Promise<[PairedResult, PairedResult]> {
+  const results: PairedResult[] = [0, 1].map(() => ({medianMs: null, runsMs: [], cpuMs: [], medianCpuMs: null}));
   const jobs = [ours, naive];
   for (let rep = -1; rep < ours.reps; rep++) {
     for (let side = 0; side < 2; side++) {
       if (results[side].error) continue;
+      const cpuBefore = chromiumCpuMs();
       const r = await runJob(page, {...jobs[side], reps: rep < 0 ? 0 : 1, noWarmup: rep >= 0});
       if (r.error) results[side].error = r.error;
       results[side].runsMs.push(...r.runsMs);
+      if (rep >= 0) results[side].cpuMs.push(chromiumCpuMs() - cpuBefore);
     }
   }
   for (const r of results) {
-    const sorted = [...r.runsMs].sort((a, b) => a - b);
-    r.medianMs = r.error || sorted.length === 0 ? null : sorted[Math.floor(sorted.length / 2)];
+    r.medianMs = r.error ? null : median(r.runsMs);
+    r.medianCpuMs = r.error ? null : median(r.cpuMs);
   }
   return [results[0], results[1]];
 }
@@ -101,7 +142,8 @@ async function main(): Promise<void> {
   const server = await startStaticServer(REPO_ROOT);
   let page = await openPage(server, scripts);
   const renderer = page.renderer;
-  console.log(`renderer: ${renderer}; batch 1, heads ${HEADS}, headDim ${DIM}`);
+  const loadBefore = loadavg().map((x) => x.toFixed(1)).join(' ');
+  console.log(`renderer: ${renderer}; batch 1, heads ${HEADS}, headDim ${DIM}; load average ${loadBefore}`);
   const rows: Row[] = [];
   const fresh = async () => {
     await page.session.close();
@@ -154,7 +196,9 @@ async function main(): Promise<void> {
                 method: PAIRED ? 'paired: alternating single ours / naive runs after one warm-up each' :
                                  'series: warm-up, then all ours runs, then warm-up and all naive runs',
                 sparse: 'bigBird blocks of 64 (window 3, global 1, random 2)', machine: 'Debian 12, 2 CPU cores',
-                chromium: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'};
+                chromium: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+                loadAverage: `${loadBefore} at the start, ${loadavg().map((x) => x.toFixed(1)).join(' ')} at the end ` +
+                             '(1, 5, 15 minutes)'};
   writeFileSync(`${base}.json`, JSON.stringify({meta, rows}, null, 1) + '\n');
   writeFileSync(`${base}.md`, markdown(meta, rows));
   console.log(`wrote ${base}.json and .md`);
@@ -167,17 +211,31 @@ function cell(r: BenchResult | {skipped: string}): string {
 }
 
 function markdown(meta: Record<string, unknown>, rows: Row[]): string {
+  const cpu = rows.some((r) => 'cpuMs' in r.ours);
   const lines = [
     `# WebGL benchmark — ${meta.renderer}`, '',
-    `${meta.date}; ${meta.machine}; batch ${meta.batch}, heads ${meta.heads}, headDim ${meta.headDim}; ` +
-    `window ${meta.window}; sparse: ${meta.sparse}. Method: ${meta.method}. Median ms of the timed runs ` +
-    '(warm-up runs compile the shaders and are not timed); ratio = naive / ours (> 1: ours is faster).', '',
-    '| seq | mask | mode | ours (ms) | naive (ms) | naive / ours |', '|---|---|---|---|---|---|',
+    `${meta.date}; ${meta.machine}; load average ${meta.loadAverage}; batch ${meta.batch}, heads ${meta.heads}, ` +
+    `headDim ${meta.headDim}; window ${meta.window}; sparse: ${meta.sparse}. Method: ${meta.method}. Median ms of ` +
+    'the timed runs (warm-up runs compile the shaders and are not timed); ratio = naive / ours (> 1: ours is ' +
+    `faster).${cpu ? ' cpu: median CPU time of Chromium\'s processes per run (all threads; the rendering work on ' +
+    'a CPU renderer), less disturbed by the load of other processes than wall time.' : ''}`, '',
+    `| seq | mask | mode | ours (ms) | naive (ms) | naive / ours |${cpu ? ' ours cpu (ms) | naive cpu (ms) | ' +
+    'cpu naive / ours | runs ours / naive (ms) |' : ''}`,
+    `|---|---|---|---|---|---|${cpu ? '---|---|---|---|' : ''}`,
   ];
   for (const r of rows) {
     const o = 'medianMs' in r.ours ? r.ours.medianMs : null, n = 'medianMs' in r.naive ? r.naive.medianMs : null;
     const ratio = o != null && n != null ? `${(n / o).toFixed(2)}×` : '';
-    lines.push(`| ${r.seq} | ${r.mask} | ${r.mode} | ${cell(r.ours)} | ${cell(r.naive)} | ${ratio} |`);
+    let line = `| ${r.seq} | ${r.mask} | ${r.mode} | ${cell(r.ours)} | ${cell(r.naive)} | ${ratio} |`;
+    if (cpu) {
+      const oc = 'medianCpuMs' in r.ours ? r.ours.medianCpuMs as number | null : null;
+      const nc = 'medianCpuMs' in r.naive ? r.naive.medianCpuMs as number | null : null;
+      const runs = (x: BenchResult | {skipped: string}) =>
+          'runsMs' in x ? x.runsMs.map((t) => t.toFixed(0)).join(' ') : '';
+      line += ` ${oc ?? ''} | ${nc ?? ''} | ${oc != null && nc != null ? `${(nc / oc).toFixed(2)}×` : ''} | ` +
+              `${runs(r.ours)} / ${runs(r.naive)} |`;
+    }
+    lines.push(line);
   }
   return lines.join('\n') + '\n';
 }

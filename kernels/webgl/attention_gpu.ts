@@ -3,8 +3,10 @@
  *
  * A fragment writes one RGBA texel and cannot share work with its neighbours, so the kernels split attention into
  * passes whose fragments each own a small output and stream over the plan's visible key tiles:
- *   RowStatsProgram      lse of four query rows (online logsumexp over the visible keys, queries held in registers)
- *   ScoresProgram        P = exp(t − lse) for a chunk of query rows × their visible key tiles (a tile buffer)
+ *   ScoresProgram        the scores t of a chunk of query rows × their visible key tiles (a tile buffer): every
+ *                        score's dot product once (or P = exp(t − lse) from a given lse, for the backward)
+ *   TileStatsProgram     lse of four query rows from the chunk's scores (online logsumexp, no dot products)
+ *   ProbabilitiesProgram P = exp(t − lse), elementwise over the chunk's tile buffer
  *   RowAccumulateProgram O = P·V (and dQ = dS·K): two rows × two channels, streaming the chunk's tiles
  * Masked-out tiles are never visited (loop bounds come from the schedule table); full tiles skip per-element masks.
  *
@@ -223,104 +225,6 @@ export class UnpackRowStatsProgram extends AttentionProgram {
   }
 }
 
-/**
- * lse of four consecutive query rows per fragment (a quad buffer), over the key slots [slotStart, slotEnd) of the
- * query tiles [chunkTileStart, chunkTileEnd) (global order: batch, head, query tile). With `previous`, other rows are
- * copied from it and, when mergePrevious is 1, the chunk's rows merge it in (logaddexp over slot ranges); without it
- * other rows are -Infinity. The four query rows stay in registers while the fragment streams over the visible keys.
- */
-export class RowStatsProgram extends AttentionProgram {
-  variableNames = ['q', 'k', 'table', 'keyLengths'];
-
-  constructor(outShape: [number, number], v: AttentionVariant, accumulate: boolean, values: UniformValues) {
-    super(outShape);
-    if (accumulate) this.variableNames.push('previous');
-    this.declareUniforms(
-        [...PLAN_UNIFORMS, 'outWidth', 'qWidth', 'kWidth', 'chunkTileStart', 'chunkTileEnd', 'slotStart', 'slotEnd',
-         'rowCount', ...(accumulate ? ['mergePrevious'] : [])],
-        values);
-    const D = v.headTexels;
-    this.userCode = `
-      ${texelHelpers()}
-      ${planHelpers(v)}
-      void main() {
-        int t = outputTexel();
-        int r = 4 * t;  // first of the four rows
-        int bh = r / seqQPad;
-        int i = r - bh * seqQPad;
-        int queryTile = i / ${TILE};
-        int rowTile = bh * numQueryTiles + queryTile;
-        vec4 previousLse = ${accumulate ? 'fetchTexel(previous, t, outWidth)' : 'vec4(negativeInfinity())'};
-        if (r >= rowCount || rowTile < chunkTileStart || rowTile >= chunkTileEnd) {
-          setOutput(previousLse);
-          return;
-        }
-        int b = bh / heads;
-        int h = bh - b * heads;
-        int maskHead = h - maskHeads * (h / maskHeads);
-        int keyRowBase = (b * kvHeads + h / groupSize) * seqKPad;
-        int keyEnd = keyLimit(b);
-
-        ivec2 qaBase = texelXY((r / 2) * ${D}, qWidth);
-        ivec2 qbBase = texelXY((r / 2 + 1) * ${D}, qWidth);
-        ${unroll(D, (c) => `
-        vec4 qa${c} = scale * texelFetch(q, qaBase + ivec2(${c}, 0), 0);
-        vec4 qb${c} = scale * texelFetch(q, qbBase + ivec2(${c}, 0), 0);`)}
-
-        vec4 m = vec4(MASKED);  // running max of the four rows
-        vec4 l = vec4(0.0);     // running sum of exp(t - m)
-        vec4 header = tableTexel(maskHead * numQueryTiles + queryTile);
-        int firstSlot = int(header.x), slots = min(int(header.y), slotEnd);
-        for (int s = slotStart; s < slots; s++) {
-          vec4 slot = tableTexel(rowSlotBase + firstSlot + s);
-          int k0 = int(slot.x) * ${TILE};
-          if (k0 >= keyEnd) break;  // key tiles ascend: the rest is padding
-          bool partial = slot.y == 0.0 || k0 + ${TILE} > keyEnd;
-          ivec2 kxy = texelXY(((keyRowBase + k0) / 2) * ${D}, kWidth);
-          for (int jp = 0; jp < ${TILE / 2}; jp++) {
-            vec4 sa = vec4(0.0), sb = vec4(0.0), kk;  // (row0 key0, row0 key1, row1 key0, row1 key1), rows 2-3
-            ${unroll(D, (c) => `
-            kk = texelFetch(k, kxy + ivec2(${c}, 0), 0);
-            sa += qa${c}.xxzz * kk.xzxz + qa${c}.yyww * kk.ywyw;
-            sb += qb${c}.xxzz * kk.xzxz + qb${c}.yyww * kk.ywyw;`)}
-            kxy.x += ${D};
-            sa = capScores(sa);
-            sb = capScores(sb);
-            vec4 s0 = vec4(sa.x, sa.z, sb.x, sb.z), s1 = vec4(sa.y, sa.w, sb.y, sb.w);  // key j and j + 1
-            bvec4 v0 = bvec4(true), v1 = bvec4(true);
-            if (partial) {
-              int j = k0 + 2 * jp;
-              bvec4 va = visibleBlock(i, j, maskHead, keyEnd), vb = visibleBlock(i + 2, j, maskHead, keyEnd);
-              v0 = bvec4(va.x, va.z, vb.x, vb.z);
-              v1 = bvec4(va.y, va.w, vb.y, vb.w);
-            }
-            // Selects (mix with bvec4), never blends: MASKED + (s - MASKED) would cancel to 0.
-            vec4 pairMax = max(mix(vec4(MASKED), s0, v0), mix(vec4(MASKED), s1, v1));
-            if (any(greaterThan(pairMax, m))) {  // rescale only when the running max grows (rare after a few keys)
-              vec4 mNew = max(m, pairMax);
-              l *= exp(m - mNew);
-              m = mNew;
-            }
-            // min(·, 0) keeps masked lanes finite; visible lanes are <= 0 anyway.
-            l += mix(vec4(0.0), exp(min(s0 - m, 0.0)), v0) + mix(vec4(0.0), exp(min(s1 - m, 0.0)), v1);
-          }
-        }
-        bvec4 seesKeys = greaterThan(l, vec4(0.0));
-        vec4 lse = mix(vec4(negativeInfinity()), m + log(max(l, 1e-38)), seesKeys);
-        ${accumulate ? `
-        if (mergePrevious == 1) {
-          // logaddexp(previousLse, lse), where either may be -Infinity.
-          vec4 hi = max(previousLse, lse), lo = min(previousLse, lse);
-          bvec4 both = bvec4(ivec4(greaterThan(lo, vec4(MASKED))) * ivec4(seesKeys));
-          lse = mix(hi, hi + log(1.0 + exp(mix(vec4(0.0), lo - hi, both))), both);
-        }` : ''}
-        bvec4 rowExists = lessThan(ivec4(i) + ivec4(0, 1, 2, 3), ivec4(seqQ));
-        setOutput(mix(vec4(negativeInfinity()), lse, rowExists));
-      }
-    `;
-  }
-}
-
 /** Where a texel of a tile buffer sits: shared by ScoresProgram and ScoreGradProgram. */
 export function tileTexelHelpers(headTexels: number): string {
   return `
@@ -373,18 +277,24 @@ export function tileTexelHelpers(headTexels: number): string {
 }
 
 /**
- * P = exp(t − lse) of a chunk of query tiles × their visible key tiles, written as a tile buffer (0 where masked,
- * past keyLengths, or for rows that see nothing).
+ * Scores of a chunk of query tiles × their visible key tiles, written as a tile buffer. `output` 'scores': the final
+ * scores t (scaled, softcapped), MASKED where masked, past keyLengths, or for padding rows (the forward computes every
+ * score once; TileStatsProgram and ProbabilitiesProgram take it from there). 'probabilities': P = exp(t − lse) from a
+ * given lse, 0 where masked or for rows that see nothing (the backward's recomputation).
  */
 export class ScoresProgram extends AttentionProgram {
-  variableNames = ['q', 'k', 'lse', 'table', 'keyLengths'];
+  variableNames: string[];
 
-  constructor(outShape: [number, number], v: AttentionVariant, values: UniformValues) {
+  constructor(outShape: [number, number], v: AttentionVariant, values: UniformValues,
+              output: 'scores' | 'probabilities' = 'probabilities') {
     super(outShape);
+    const probabilities = output === 'probabilities';
+    this.variableNames = probabilities ? ['q', 'k', 'lse', 'table', 'keyLengths'] : ['q', 'k', 'table', 'keyLengths'];
     this.declareUniforms(
-        [...PLAN_UNIFORMS, 'outWidth', 'qWidth', 'kWidth', 'statsWidth', 'chunkTileStart', 'chunkTileEnd',
-         'slotStart', 'slotTexels'],
+        [...PLAN_UNIFORMS, 'outWidth', 'qWidth', 'kWidth', 'statsWidth', 'chunkTileStart', 'chunkTileEnd', 'slotStart',
+         'slotTexels'],
         values);
+    const empty = probabilities ? 'vec4(0.0)' : 'vec4(MASKED)';
     this.userCode = `
       #define HEAD_TEXELS ${v.headTexels}
       ${texelHelpers()}
@@ -393,20 +303,132 @@ export class ScoresProgram extends AttentionProgram {
       void main() {
         int r, i, b, h, maskHead, keyRowBase, j, keyEnd;
         bool partial;
-        if (!tileTexel(outputTexel(), r, i, b, h, maskHead, keyRowBase, j, partial, keyEnd)) {
-          setOutput(vec4(0.0));
+        bool used = tileTexel(outputTexel(), r, i, b, h, maskHead, keyRowBase, j, partial, keyEnd);
+        vec4 result = ${empty};
+        // (An if, not a one-trip loop: SwiftShader skips the block when no lane of the quad needs it, so causal's
+        // empty slots cost little; the loop form measured ~10% slower.)
+        if (used) {
+          vec4 scores = capScores(scale * blockDot(q, qWidth, r, k, kWidth, keyRowBase + j));
+          ${probabilities ? `
+          vec2 rowLse = rowPairStat(lse, r);
+          bool row0 = rowLse.x != negativeInfinity() && i < seqQ;
+          bool row1 = rowLse.y != negativeInfinity() && i + 1 < seqQ;` : `
+          bool row0 = i < seqQ, row1 = i + 1 < seqQ;`}
+          bvec4 keep = bvec4(row0, row0, row1, row1);
+          if (partial) {
+            bvec4 visible = visibleBlock(i, j, maskHead, keyEnd);
+            keep = bvec4(keep.x && visible.x, keep.y && visible.y, keep.z && visible.z, keep.w && visible.w);
+          }
+          ${probabilities ? `
+          vec4 safeLse = mix(vec4(0.0), rowLse.xxyy, keep);
+          result = mix(vec4(0.0), exp(min(scores - safeLse, 0.0)), keep);` : `
+          // Selects (mix with bvec4), never blends: MASKED + (s - MASKED) would cancel to 0.
+          result = mix(vec4(MASKED), scores, keep);`}
+        }
+        setOutput(result);
+      }
+    `;
+  }
+}
+
+/**
+ * lse of four consecutive query rows per fragment (a quad buffer) from a chunk's tile buffer of scores (MASKED where
+ * invisible): rows of the chunk's query tiles [chunkTileStart, chunkTileEnd) over its slot range. With `previous`,
+ * other rows are copied from it and, when mergePrevious is 1, the chunk's rows merge it in (logaddexp over slot
+ * ranges); without it other rows are -Infinity. Reads one texel per two rows and two keys: no dot products.
+ */
+export class TileStatsProgram extends AttentionProgram {
+  variableNames = ['tiles', 'table', 'keyLengths'];
+
+  constructor(outShape: [number, number], v: AttentionVariant, accumulate: boolean, values: UniformValues) {
+    super(outShape);
+    if (accumulate) this.variableNames.push('previous');
+    this.declareUniforms(
+        [...PLAN_UNIFORMS, 'outWidth', 'tilesWidth', 'chunkTileStart', 'chunkTileEnd', 'slotStart', 'slotEnd',
+         'slotTexels', 'rowCount', ...(accumulate ? ['mergePrevious'] : [])],
+        values);
+    this.userCode = `
+      ${texelHelpers()}
+      ${planHelpers(v)}
+      void main() {
+        int t = outputTexel();
+        int r = 4 * t;  // first of the four rows (two row pairs of the tile buffer)
+        int bh = r / seqQPad;
+        int i = r - bh * seqQPad;
+        int queryTile = i / ${TILE};
+        int rowTile = bh * numQueryTiles + queryTile;
+        vec4 previousLse = ${accumulate ? 'fetchTexel(previous, t, outWidth)' : 'vec4(negativeInfinity())'};
+        if (r >= rowCount || rowTile < chunkTileStart || rowTile >= chunkTileEnd) {
+          setOutput(previousLse);
           return;
         }
-        vec4 scores = capScores(scale * blockDot(q, qWidth, r, k, kWidth, keyRowBase + j));
-        vec2 rowLse = rowPairStat(lse, r);
-        bool row0 = rowLse.x != negativeInfinity() && i < seqQ, row1 = rowLse.y != negativeInfinity() && i + 1 < seqQ;
-        bvec4 keep = bvec4(row0, row0, row1, row1);
-        if (partial) {
-          bvec4 visible = visibleBlock(i, j, maskHead, keyEnd);
-          keep = bvec4(keep.x && visible.x, keep.y && visible.y, keep.z && visible.z, keep.w && visible.w);
+        int b = bh / heads;
+        int h = bh - b * heads;
+        int maskHead = h - maskHeads * (h / maskHeads);
+        int keyEnd = keyLimit(b);
+        int localPair = (r - chunkTileStart * ${TILE}) / 2;
+
+        vec4 m = vec4(MASKED);  // running max of the four rows
+        vec4 l = vec4(0.0);     // running sum of exp(t - m)
+        vec4 header = tableTexel(maskHead * numQueryTiles + queryTile);
+        int firstSlot = int(header.x), slots = min(int(header.y), slotEnd);
+        for (int s = slotStart; s < slots; s++) {
+          if (int(tableTexel(rowSlotBase + firstSlot + s).x) * ${TILE} >= keyEnd) break;  // the rest is padding
+          ivec2 axy = texelXY(localPair * slotTexels + (s - slotStart) * ${TILE / 2}, tilesWidth);
+          ivec2 bxy = texelXY((localPair + 1) * slotTexels + (s - slotStart) * ${TILE / 2}, tilesWidth);
+          vec4 ta, tb;
+          // (key 2jp, key 2jp + 1) of the four rows, and the tile's max: one rescale per tile, not per key pair.
+          ${unroll(TILE / 2, (jp) => `
+          ta = texelFetch(tiles, axy + ivec2(${jp}, 0), 0);
+          tb = texelFetch(tiles, bxy + ivec2(${jp}, 0), 0);
+          vec4 s0_${jp} = vec4(ta.x, ta.z, tb.x, tb.z), s1_${jp} = vec4(ta.y, ta.w, tb.y, tb.w);`)}
+          vec4 tileMax = max(s0_0, s1_0);
+          ${unroll(TILE / 2 - 1, (n) => `tileMax = max(tileMax, max(s0_${n + 1}, s1_${n + 1}));`)}
+          if (any(greaterThan(tileMax, m))) {
+            vec4 mNew = max(m, tileMax);
+            l *= exp(m - mNew);
+            m = mNew;
+          }
+          // Masked scores are MASKED: selected out (min(·, 0) keeps them finite first).
+          ${unroll(TILE / 2, (jp) => `
+          l += mix(vec4(0.0), exp(min(s0_${jp} - m, 0.0)), greaterThan(s0_${jp}, vec4(MASKED))) +
+               mix(vec4(0.0), exp(min(s1_${jp} - m, 0.0)), greaterThan(s1_${jp}, vec4(MASKED)));`)}
         }
+        bvec4 seesKeys = greaterThan(l, vec4(0.0));
+        vec4 lse = mix(vec4(negativeInfinity()), m + log(max(l, 1e-38)), seesKeys);
+        ${accumulate ? `
+        if (mergePrevious == 1) {
+          // logaddexp(previousLse, lse), where either may be -Infinity.
+          vec4 hi = max(previousLse, lse), lo = min(previousLse, lse);
+          bvec4 both = bvec4(ivec4(greaterThan(lo, vec4(MASKED))) * ivec4(seesKeys));
+          lse = mix(hi, hi + log(1.0 + exp(mix(vec4(0.0), lo - hi, both))), both);
+        }` : ''}
+        bvec4 rowExists = lessThan(ivec4(i) + ivec4(0, 1, 2, 3), ivec4(seqQ));
+        setOutput(mix(vec4(negativeInfinity()), lse, rowExists));
+      }
+    `;
+  }
+}
+
+/** P = exp(t − lse) of a chunk's tile buffer of scores (0 where MASKED or for rows that see nothing). */
+export class ProbabilitiesProgram extends AttentionProgram {
+  variableNames = ['scores', 'lse'];
+
+  constructor(outShape: [number, number], values: UniformValues) {
+    super(outShape);
+    this.declareUniforms(['outWidth', 'statsWidth', 'chunkTileStart', 'slotTexels', 'tileTexels'], values);
+    this.userCode = `
+      ${texelHelpers()}
+      void main() {
+        int t = outputTexel();
+        vec4 s = fetchTexel(scores, t, outWidth);
+        int r = chunkTileStart * ${TILE} + 2 * (min(t, tileTexels - 1) / slotTexels);
+        vec4 texel = fetchTexel(lse, r / 4, statsWidth);
+        vec2 rowLse = (r - 4 * (r / 4)) == 0 ? texel.xy : texel.zw;
+        bvec4 keep = bvec4(ivec4(greaterThan(s, vec4(MASKED))) *
+                           ivec4(notEqual(rowLse.xxyy, vec4(negativeInfinity()))));
         vec4 safeLse = mix(vec4(0.0), rowLse.xxyy, keep);
-        setOutput(mix(vec4(0.0), exp(min(scores - safeLse, 0.0)), keep));
+        setOutput(t < tileTexels ? mix(vec4(0.0), exp(min(s - safeLse, 0.0)), keep) : vec4(0.0));
       }
     `;
   }
@@ -415,17 +437,20 @@ export class ScoresProgram extends AttentionProgram {
 /**
  * Row-side accumulation over a chunk's tile buffer: out[r, c] = previous[r, c] + Σ_keys tiles[r, key] · values[key, c]
  * for the rows of the chunk (O = P·V, or dQ = dS·K) over its slot range; other rows are copied from `previous` (0
- * without it).
+ * without it). With `rescale` (the forward's rows that span several slot ranges, whose tiles are exp(t − lse) with
+ * lse over the ranges so far), previous[r, ·] is first multiplied by exp(previousLse[r] − lse[r]).
  */
 export class RowAccumulateProgram extends AttentionProgram {
   variableNames = ['tiles', 'values', 'table', 'keyLengths'];
 
-  constructor(outShape: [number, number], v: AttentionVariant, accumulate: boolean, values: UniformValues) {
+  constructor(outShape: [number, number], v: AttentionVariant, accumulate: boolean, values: UniformValues,
+              rescale = false) {
     super(outShape);
     if (accumulate) this.variableNames.push('previous');
+    if (rescale) this.variableNames.push('previousLse', 'lse');
     this.declareUniforms(
         [...PLAN_UNIFORMS, 'outWidth', 'valuesWidth', 'tilesWidth', 'chunkTileStart', 'chunkTileEnd', 'slotStart',
-         'slotEnd', 'slotTexels', 'rowCount'],
+         'slotEnd', 'slotTexels', 'rowCount', ...(rescale ? ['statsWidth'] : [])],
         values);
     const D = v.headTexels;
     this.userCode = `
@@ -442,6 +467,13 @@ export class RowAccumulateProgram extends AttentionProgram {
           setOutput(acc);
           return;
         }
+        ${rescale ? `
+        // The tiles are exp(t − lse) with lse over the slot ranges so far: rescale the earlier ranges' sum to it.
+        vec4 before = fetchTexel(previousLse, r / 4, statsWidth), now = fetchTexel(lse, r / 4, statsWidth);
+        vec2 lseBefore = (r - 4 * (r / 4)) == 0 ? before.xy : before.zw;
+        vec2 lseNow = (r - 4 * (r / 4)) == 0 ? now.xy : now.zw;
+        bvec2 seen = notEqual(lseBefore, vec2(negativeInfinity()));
+        acc *= mix(vec2(0.0), exp(mix(vec2(0.0), lseBefore - lseNow, seen)), seen).xxyy;` : ''}
         int bh = r / seqQPad;
         int queryTile = rowTile - bh * numQueryTiles;
         int b = bh / heads;

@@ -1,7 +1,8 @@
 /**
  * Executes an AttentionPlan's forward pass on the webgl backend (WebGL2): pack q/k/v into row buffers, then per
- * range of query tiles run RowStats (lse, merged over slot ranges), then per slot range Scores (P) and RowAccumulate
- * (O += P·V); finally unpack O and lse.
+ * range of query tiles and per slot range: Scores (the scores t, each dot product once), TileStats (lse, merged over
+ * slot ranges), Probabilities (P = exp(t − lse)) and RowAccumulate (O += P·V, rescaled to the new lse when a row
+ * spans several slot ranges); finally unpack O and lse.
  *
  * Row ranges bound the memory of the P tile buffer (never seq × seq: a range's query tiles × their visible key tiles)
  * and the work of one draw (long draws stall a page and trip GPU watchdogs); slot ranges (at most MAX_SLOTS_PER_DRAW
@@ -12,8 +13,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
 import {AttentionPlan} from '../../src/plan/plan.js';
 import {
-  AttentionProgram, AttentionVariant, MAX_SLOTS_PER_DRAW, PackRowsProgram, RowAccumulateProgram, RowStatsProgram,
-  ScoresProgram, TILE, UniformValues, UnpackRowsProgram, UnpackRowStatsProgram,
+  AttentionProgram, AttentionVariant, MAX_SLOTS_PER_DRAW, PackRowsProgram, ProbabilitiesProgram, RowAccumulateProgram,
+  ScoresProgram, TileStatsProgram, TILE, UniformValues, UnpackRowsProgram, UnpackRowStatsProgram,
 } from './attention_gpu.js';
 import {getScheduleTable, ScheduleTable} from './schedule_webgl.js';
 import {assertTexelLayout, roundUp, TexelLayout, texelLayout} from './texel_layout_webgl.js';
@@ -170,26 +171,32 @@ export function runAttentionForward(
 
   let stats: TensorInfo|null = null, out: TensorInfo|null = null;
   for (const range of g.rowRanges) {
+    // Rows longer than one slot range: O stays normalized to the lse of the slot ranges so far (rescaled as it grows).
+    const rescale = range.slotRanges.length > 1;
     range.slotRanges.forEach((chunk, index) => {
-      const program = new RowStatsProgram(g.rowStats.shape, g.variant, stats != null,
-                                          {...u, ...chunk.uniforms, outWidth: g.rowStats.width,
-                                           mergePrevious: index > 0 ? 1 : 0});
-      const newStats = runProgram(backend, program, [qRows, kRows, g.table.tensor, keyLengths,
-                                                     ...(stats != null ? [stats] : [])], g.rowStats);
-      disposeAll(backend, [stats]);
+      const c = {...u, ...chunk.uniforms, outWidth: chunk.tiles.width};
+      const scores = runProgram(backend, new ScoresProgram(chunk.tiles.shape, g.variant, c, 'scores'),
+                                [qRows, kRows, g.table.tensor, keyLengths], chunk.tiles);
+      const newStats = runProgram(
+          backend,
+          new TileStatsProgram(g.rowStats.shape, g.variant, stats != null,
+                               {...c, outWidth: g.rowStats.width, mergePrevious: index > 0 ? 1 : 0}),
+          [scores, g.table.tensor, keyLengths, ...(stats != null ? [stats] : [])], g.rowStats);
+      const probs = runProgram(
+          backend, new ProbabilitiesProgram(chunk.tiles.shape, {...c, tileTexels: chunk.tiles.texels}),
+          [scores, newStats], chunk.tiles);
+      disposeAll(backend, [scores]);
+      const accumulate = new RowAccumulateProgram(
+          g.queryRows.shape, g.variant, out != null, {...c, outWidth: g.queryRows.width, valuesWidth: g.keyRows.width},
+          rescale);
+      const previousStats = stats ?? newStats;  // no stats yet means no output yet either: the sum starts at 0
+      const newOut = runProgram(backend, accumulate, [probs, vRows, g.table.tensor, keyLengths,
+                                                      ...(out != null ? [out] : []),
+                                                      ...(rescale ? [previousStats, newStats] : [])], g.queryRows);
+      disposeAll(backend, [probs, out, stats]);
+      out = newOut;
       stats = newStats;
     });
-    for (const chunk of range.slotRanges) {
-      const c = {...u, ...chunk.uniforms};
-      const scores = runProgram(backend, new ScoresProgram(chunk.tiles.shape, g.variant, {...c, outWidth: chunk.tiles.width}),
-                                [qRows, kRows, stats!, g.table.tensor, keyLengths], chunk.tiles);
-      const accumulate = new RowAccumulateProgram(g.queryRows.shape, g.variant, out != null,
-                                                  {...c, outWidth: g.queryRows.width, valuesWidth: g.keyRows.width});
-      const newOut = runProgram(backend, accumulate, [scores, vRows, g.table.tensor, keyLengths,
-                                                      ...(out != null ? [out] : [])], g.queryRows);
-      disposeAll(backend, [scores, out]);
-      out = newOut;
-    }
   }
 
   const output = unpackRows(backend, g, out!, plan.seqQ, g.seqQPad, plan.heads, g.queryRows);
