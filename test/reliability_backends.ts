@@ -32,10 +32,14 @@ export interface ReliabilityBackend {
    * pending. RELIABILITY_RUN_PENDING=1 runs them anyway (to verify a fix); remove the entry once fixed.
    */
   pending?: Record<string, string>;
+  /**
+   * Runs one check (a fuzz case) with the backend's own error reporting around it, after setUp. webgpu: inside
+   * validation / out-of-memory error scopes, since Dawn reports a bad dispatch asynchronously and never throws.
+   */
+  guard?: <T>(fn: () => Promise<T>) => Promise<T>;
 }
 
-/** Until the lead sets FUZZ_TOLERANCES.webgpu from measurements (RELIABILITY.md, "GPU backends"). */
-const PROVISIONAL_GPU_TOLERANCE: FuzzTolerance = {forward: 1e-5, gradients: 1e-4};
+let webgpuDevice: GPUDevice | null = null;
 
 async function use(name: string): Promise<void> {
   if (!(await tf.setBackend(name))) throw new Error(`tfjs backend ${name} failed to initialize`);
@@ -66,9 +70,16 @@ export const NODE_BACKENDS: ReliabilityBackend[] = [
     name: 'webgpu',
     setUp: async () => {
       const {setupWebGPU} = await import('./webgpu_env.js');
-      if ((await setupWebGPU()) == null) throw new Error('WebGPU is not available on this machine');
+      const env = await setupWebGPU();
+      if (env == null) throw new Error('WebGPU is not available on this machine');
+      webgpuDevice = env.device;
+      await use('webgpu');
     },
-    tolerance: FUZZ_TOLERANCES.webgpu ?? PROVISIONAL_GPU_TOLERANCE,
+    guard: async (fn) => {
+      const {withGPUErrorCheck} = await import('./webgpu_env.js');
+      return withGPUErrorCheck(webgpuDevice!, fn);
+    },
+    tolerance: FUZZ_TOLERANCES.webgpu,
     default: false,
     fused: true,
   },
