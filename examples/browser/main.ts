@@ -150,6 +150,12 @@ function fmtMs(ms: number | null): string {
   return ms == null ? '' : ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms.toFixed(2);
 }
 
+function fmtMB(bytes: number | undefined): string {
+  if (bytes == null) return '–';
+  const mb = bytes / 2 ** 20;
+  return mb >= 10 ? mb.toFixed(0) : mb >= 1 ? mb.toFixed(1) : mb.toFixed(2);
+}
+
 function renderRow(row: SweepRow): void {
   const tbody = $('results').querySelector('tbody')!;
   const tr = document.createElement('tr');
@@ -170,6 +176,7 @@ function renderRow(row: SweepRow): void {
   cell(row.naive.ms != null ? fmtMs(row.naive.ms) : row.naive.skipped ? 'skipped' : 'failed',
        row.naive.ms == null ? 'failed' : 'naive');
   cell(row.ours.ms != null && row.naive.ms != null ? `${(row.naive.ms / row.ours.ms).toFixed(2)}×` : '');
+  cell(`${fmtMB(row.ours.peakBytes)} / ${fmtMB(row.naive.peakBytes)}`);
   const differ = row.maxAbsDiff != null && !(row.maxAbsDiff < MAX_ABS_DIFF);
   cell(row.maxAbsDiff == null ? '' : row.maxAbsDiff.toExponential(1), differ ? 'failed' : '');
   const notes = [row.ours.error && `ours: ${row.ours.error}`, row.naive.error && `naive: ${row.naive.error}`,

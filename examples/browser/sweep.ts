@@ -37,6 +37,11 @@ export interface Timing {
   /** Median of the timed runs in ms, or null when the implementation failed or was skipped. */
   ms: number | null;
   runsMs: number[];
+  /**
+   * Peak tensor memory of one call above what was allocated before it (tf.profile's peakBytes, as the node training
+   * example measures it): the [heads, seq, seq] intermediates for naive, the output and lse for ours.
+   */
+  peakBytes?: number;
   /** Why there is no time: the error message, or the reason it was skipped. */
   error?: string;
   skipped?: boolean;
@@ -99,12 +104,18 @@ function implementations(op: OpName, seq: number, heads: number, headDim: number
   return {ours, naive, dispose: () => mask?.dispose()};
 }
 
-/** Warm-up (whose output is returned) then the median of the timed runs. Throws what the implementation throws. */
+/**
+ * A profiled warm-up (its output is returned, its peak memory measured), then the median of the timed runs.
+ * Throws what the implementation throws.
+ */
 async function time(run: () => tf.Tensor, reps: number): Promise<{timing: Timing; output: Float32Array}> {
   const t0 = performance.now();
-  const first = run();
+  const bytesBefore = tf.memory().numBytes;
+  const profile = await tf.profile(run);
+  const first = profile.result as tf.Tensor;
   const output = await first.data() as Float32Array;
   first.dispose();
+  const peakBytes = Math.max(0, profile.peakBytes - bytesBefore);
   const slow = performance.now() - t0 > SLOW_RUN_MS;
   if (!slow) {
     const second = run();
@@ -120,7 +131,7 @@ async function time(run: () => tf.Tensor, reps: number): Promise<{timing: Timing
     runsMs.push(performance.now() - start);
     out.dispose();
   }
-  return {timing: {ms: median(runsMs), runsMs}, output};
+  return {timing: {ms: median(runsMs), runsMs, peakBytes}, output};
 }
 
 export function median(xs: number[]): number {
