@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `npm test`: type-check, build, then every suite. Each group runs in its own process because each sets up a
-# different world: the node backends (cpu, wasm, composite fallback, layers, fuzz, reliability), WebGPU through Dawn
+# different world: the node backends (cpu, wasm, composite fallback, layers, fuzz, reliability), the notebooks
+# (tslab kernel; scripts/notebooks.sh installs Debian's Jupyter and tslab), WebGPU through Dawn
 # on a software Vulkan driver (scripts/setup-webgpu.sh fetches Mesa's lavapipe), and headless Chromium (WebGL2 and
 # WebGPU on SwiftShader, WebGL on llvmpipe; scripts/setup-chromium.sh installs Debian's chromium).
 # All groups run even if one fails; the exit status is non-zero if any failed.
@@ -28,6 +29,8 @@ for f in test/*.test.ts; do
   esac
 done
 run "node: cpu, wasm, composite, layers, reliability" npx mocha "${node_tests[@]}"
+# The notebooks in examples/notebooks, executed without saving their outputs: any cell error fails the group.
+run "notebooks" npm run notebooks -- --check
 run "webgpu in node (Dawn)" npx mocha test/webgpu*.test.ts
 run "browser setup" bash scripts/setup-chromium.sh
 run "browser: headless Chromium" npx mocha test/browser*.test.ts
