@@ -13,7 +13,7 @@ import '@tensorflow/tfjs-backend-webgpu';
 // Importing the package registers its kernels for cpu, webgl and webgpu (in an app: 'tfjs-efficient-attention').
 import '../../src/index.js';
 import {LineChart, Series} from './chart.js';
-import {MAX_ABS_DIFF, measure, OpName, OPS, sequenceLengths, SweepRow} from './sweep.js';
+import {MAX_ABS_DIFF, measure, OpName, OPS, sequenceLengths, SweepConfig, SweepRow} from './sweep.js';
 import {TASK, train, TRAIN_ATTENTION, TrainAttention, TrainStep} from './train.js';
 
 type BackendName = 'webgpu' | 'webgl' | 'cpu';
@@ -62,9 +62,12 @@ const sweepChart = new LineChart($<HTMLCanvasElement>('sweep-chart'), {
 const lossChart = new LineChart($<HTMLCanvasElement>('loss-chart'), {xLabel: 'step', yLabel: 'loss'});
 const LOSS_COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
 
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
 function reportError(e: unknown): void {
-  const text = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-  state.errors.push(text);
+  state.errors.push(e instanceof Error ? `${e.name}: ${e.message}` : String(e));
   const el = $('errors');
   el.hidden = false;
   el.textContent = state.errors.join('\n');
@@ -85,10 +88,9 @@ function setStatus(kind: 'sweep' | 'train', status: Status): void {
 /** Lets the browser paint between measurements. */
 const nextFrame = () => new Promise<void>((resolve) => requestAnimationFrame(() => resolve()));
 
-function numberInput(id: string, param: string): number {
-  const input = $<HTMLInputElement>(id);
-  if (params.has(param)) input.value = params.get(param)!;
-  return Number(input.value);
+/** Sets the input from the URL parameter, if given. */
+function presetInput(id: string, param: string): void {
+  if (params.has(param)) $<HTMLInputElement>(id).value = params.get(param)!;
 }
 
 function readNumber(id: string, min: number): number {
@@ -198,12 +200,18 @@ function drawSweep(): void {
 
 async function runSweep(): Promise<void> {
   stopSweep = false;
-  const minSeq = readNumber('min-seq', 1), maxSeq = readNumber('max-seq', minSeq);
-  const config = {
-    op: opSelect.value as OpName, seqs: sequenceLengths(minSeq, maxSeq), heads: readNumber('heads', 1),
-    headDim: readNumber('head-dim', 1), reps: readNumber('reps', 1),
-    naiveMaxBytes: Number(params.get('naiveMaxGiB') ?? 4) * 2 ** 30,
-  };
+  let config: SweepConfig;
+  try {
+    const minSeq = readNumber('min-seq', 1), maxSeq = readNumber('max-seq', minSeq);
+    config = {
+      op: opSelect.value as OpName, seqs: sequenceLengths(minSeq, maxSeq), heads: readNumber('heads', 1),
+      headDim: readNumber('head-dim', 1), reps: readNumber('reps', 1),
+      naiveMaxBytes: Number(params.get('naiveMaxGiB') ?? 4) * 2 ** 30,
+    };
+  } catch (e) {
+    $('sweep-status').textContent = errorText(e);
+    return;
+  }
   state.sweep = {status: 'running', backend: null, op: config.op, heads: config.heads, headDim: config.headDim,
                  rows: []};
   setStatus('sweep', 'running');
@@ -229,7 +237,7 @@ async function runSweep(): Promise<void> {
         `batch 1: ${stopSweep ? 'stopped' : 'done'} (${state.sweep.rows.length} lengths).`;
     setStatus('sweep', 'done');
   } catch (e) {
-    state.sweep.error = e instanceof Error ? e.message : String(e);
+    state.sweep.error = errorText(e);
     $('sweep-status').textContent = `sweep failed: ${state.sweep.error}`;
     setStatus('sweep', 'error');
   }
@@ -243,7 +251,13 @@ const lossSeries: Series[] = [];
 async function runTraining(): Promise<void> {
   stopTraining = false;
   const attention = trainAttentionSelect.value as TrainAttention;
-  const steps = readNumber('train-steps', 1), batch = readNumber('train-batch', 1);
+  let steps: number, batch: number;
+  try {
+    [steps, batch] = [readNumber('train-steps', 1), readNumber('train-batch', 1)];
+  } catch (e) {
+    $('train-status').textContent = errorText(e);
+    return;
+  }
   state.training = {status: 'running', backend: null, attention, steps: []};
   setStatus('train', 'running');
   try {
@@ -275,7 +289,7 @@ async function runTraining(): Promise<void> {
         `Tensors alive: ${tf.memory().numTensors}.`;
     setStatus('train', 'done');
   } catch (e) {
-    state.training.error = e instanceof Error ? e.message : String(e);
+    state.training.error = errorText(e);
     $('train-status').textContent = `training failed: ${state.training.error}`;
     setStatus('train', 'error');
   }
@@ -291,13 +305,13 @@ async function start(): Promise<void> {
   backendSelect.value = initial;
   if (params.has('op')) opSelect.value = params.get('op')!;
   if (params.has('trainAttention')) trainAttentionSelect.value = params.get('trainAttention')!;
-  numberInput('min-seq', 'minSeq');
-  numberInput('max-seq', 'maxSeq');
-  numberInput('heads', 'heads');
-  numberInput('head-dim', 'headDim');
-  numberInput('reps', 'reps');
-  numberInput('train-steps', 'trainSteps');
-  numberInput('train-batch', 'trainBatch');
+  presetInput('min-seq', 'minSeq');
+  presetInput('max-seq', 'maxSeq');
+  presetInput('heads', 'heads');
+  presetInput('head-dim', 'headDim');
+  presetInput('reps', 'reps');
+  presetInput('train-steps', 'trainSteps');
+  presetInput('train-batch', 'trainBatch');
   $('run-sweep').addEventListener('click', () => void runSweep());
   $('stop-sweep').addEventListener('click', () => stopSweep = true);
   $('train').addEventListener('click', () => void runTraining());
@@ -308,10 +322,21 @@ async function start(): Promise<void> {
   });
   drawSweep();
   lossChart.draw();
-  try {
-    await useBackend(initial);
-  } catch (e) {
-    reportError(e);
+  // Start the backend now (a real GPU's first start takes a moment); if it fails, grey it out and try the next.
+  for (const name of [initial, ...BACKENDS.filter((b) => b !== initial && state.available[b])]) {
+    try {
+      await useBackend(name);
+      backendSelect.value = name;
+      break;
+    } catch (e) {
+      state.available[name as BackendName] = false;
+      const option = Array.from(backendSelect.options).find((o) => o.value === name);
+      if (option != null) {
+        option.disabled = true;
+        option.textContent = `${name} (failed to start: ${errorText(e)})`;
+      }
+      $('active-backend').textContent = 'none';
+    }
   }
   document.body.dataset.ready = 'true';
 }
