@@ -8,28 +8,23 @@
  */
 import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
 import type {NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
-import {type AttentionInputNames, planOf} from '../../src/kernel_names.js';
-import {getSchedule} from '../../src/plan/schedule.js';
+import type {AttentionInputNames} from '../../src/kernel_names.js';
 import {
-  checkInputShapes, chooseTiles, finalScores, float32Values, gatherHead, gatherHeadTransposed, gatherQueryTile, gemmABt,
-  PartialTile, readKeyLengths,
+  finalScores, gatherHead, gatherHeadTransposed, gatherQueryTile, gemmABt, readAttentionInputs,
 } from './attention_cpu_util.js';
+import {KeyTileWalk} from './schedule_walk_cpu.js';
 
 export function attentionCpu(args: {
   inputs: Record<AttentionInputNames, TensorInfo>,
   backend: MathBackendCPU,
   attrs?: NamedAttrMap,
 }): TensorInfo[] {
-  const {inputs, backend} = args;
-  const plan = planOf(args.attrs);
-  checkInputShapes(plan, inputs);
+  const {backend} = args;
+  const {plan, q: qv, k: kv, v: vv, keyLens} = readAttentionInputs(backend, args.inputs, args.attrs);
   const {batch: B, seqQ: Sq, seqK: Sk, heads: H, kvHeads: Hk, headDim: D, groupSize: G, scale, softcap} = plan;
-  const qv = float32Values(backend, inputs.q), kv = float32Values(backend, inputs.k);
-  const vv = float32Values(backend, inputs.v);
-  const keyLens = readKeyLengths(plan, backend, inputs.keyLengths);
-  const {blockQ, blockK} = chooseTiles(plan);
-  const sched = getSchedule(plan, blockQ, blockK);
-  const {rowRunStart, rowRuns, numQueryTiles, numHeads: maskHeads} = sched;
+  const walk = new KeyTileWalk(plan);
+  const {blockQ, blockK} = walk;
+  const {numQueryTiles} = walk.schedule;
 
   const out = new Float32Array(B * Sq * H * D);
   const lse = new Float32Array(B * H * Sq).fill(-Infinity);
@@ -40,7 +35,6 @@ export function attentionCpu(args: {
   const s = new Float64Array(blockQ * blockK);  // scores of one tile
   const p = new Float32Array(blockQ * blockK);  // their exp(score − running max)
   const rowMax = new Float64Array(blockQ), rowSum = new Float64Array(blockQ);
-  const partial = new PartialTile(blockQ);
 
   for (let b = 0; b < B; b++) {
     const keyLen = keyLens[b];
@@ -49,39 +43,23 @@ export function attentionCpu(args: {
       gatherHead(kv, plan, b, hk, keyLen, kc);
       gatherHeadTransposed(vv, plan, b, hk, keyLen, vt);
       for (let h = hk * G; h < (hk + 1) * G; h++) {
-        const runRow0 = (h % maskHeads) * numQueryTiles;
         for (let qt = 0; qt < numQueryTiles; qt++) {
-          const q0 = qt * blockQ, rows = Math.min(blockQ, Sq - q0);
-          const runEnd = rowRunStart[runRow0 + qt + 1];
-          let run = rowRunStart[runRow0 + qt];
-          if (run === runEnd) continue;  // this tile sees no key
+          if (!walk.startQueryTile(h, qt, keyLen)) continue;  // this tile sees no key
+          const {q0, rows} = walk;
           gatherQueryTile(qv, plan, b, h, q0, rows, qTile);
           rowMax.fill(-Infinity);
           rowSum.fill(0);
           acc.fill(0);
-          tiles: for (; run < runEnd; run++) {
-            const first = rowRuns[3 * run], last = first + rowRuns[3 * run + 1], full = rowRuns[3 * run + 2] === 1;
-            for (let kt = first; kt < last; kt++) {
-              const k0 = kt * blockK;
-              if (k0 >= keyLen) break tiles;  // key tiles ascend: the rest is padding
-              const cols = Math.min(blockK, Sk - k0);
-              const masked = !full || k0 + cols > keyLen;
-              let c0 = 0, c1 = cols;
-              if (masked) {
-                if (!partial.setRanges(plan, q0, rows, k0, cols, keyLen)) continue;
-                c0 = partial.c0;
-                c1 = partial.c1;
-              }
-              const n = c1 - c0;
-              gemmABt(qTile, 0, D, kc, (k0 + c0) * D, D, s, c0, blockK, rows, n, D, false);
-              finalScores(s, blockK, rows, c0, c1, scale, softcap);
-              if (masked) partial.mask(plan, h, q0, rows, k0, s, blockK);
-              onlineSoftmaxUpdate(s, p, blockK, rows, c0, c1, rowMax, rowSum, acc, D);
-              if (masked) {
-                accumulateVisiblePV(p, blockK, vt, k0, Sk, acc, D, rows, c0, c1);
-              } else {
-                gemmABt(p, c0, blockK, vt, k0 + c0, Sk, acc, 0, D, rows, D, n, true);
-              }
+          while (walk.nextKeyTile()) {
+            const {k0, c0, c1, masked} = walk, n = c1 - c0;
+            gemmABt(qTile, 0, D, kc, (k0 + c0) * D, D, s, c0, blockK, rows, n, D, false);
+            finalScores(s, blockK, rows, c0, c1, scale, softcap);
+            if (masked) walk.mask(s, blockK);
+            onlineSoftmaxUpdate(s, p, blockK, rows, c0, c1, rowMax, rowSum, acc, D);
+            if (masked) {
+              accumulateVisiblePV(p, blockK, vt, k0, Sk, acc, D, rows, c0, c1);
+            } else {
+              gemmABt(p, c0, blockK, vt, k0 + c0, Sk, acc, 0, D, rows, D, n, true);
             }
           }
           for (let r = 0; r < rows; r++) {

@@ -11,7 +11,8 @@
  * Float64Array), so its call sites stay monomorphic, which V8 rewards.
  */
 import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
-import type {TensorInfo} from '@tensorflow/tfjs-core';
+import type {NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
+import {type AttentionInputNames, planOf} from '../../src/kernel_names.js';
 import {AttentionPlan, layoutHead, windowKeyRange} from '../../src/plan/plan.js';
 
 /** Query rows × keys per tile. */
@@ -61,6 +62,21 @@ export function checkInputShapes(plan: AttentionPlan, inputs: Partial<Record<str
           t.dtype} [${t.shape.join(', ')}]`);
     }
   }
+}
+
+/**
+ * What both executors start from: the plan, every input checked against it, and the values of q, k, v and of
+ * keyLengths (per batch, see readKeyLengths). The grad kernel's further inputs are checked here too.
+ */
+export function readAttentionInputs(
+    backend: MathBackendCPU, inputs: Record<AttentionInputNames, TensorInfo>, attrs: NamedAttrMap | undefined):
+    {plan: AttentionPlan, q: Float32Array, k: Float32Array, v: Float32Array, keyLens: Int32Array} {
+  const plan = planOf(attrs);
+  checkInputShapes(plan, inputs);
+  return {
+    plan, q: float32Values(backend, inputs.q), k: float32Values(backend, inputs.k), v: float32Values(backend, inputs.v),
+    keyLens: readKeyLengths(plan, backend, inputs.keyLengths),
+  };
 }
 
 export function float32Values(backend: MathBackendCPU, t: TensorInfo): Float32Array {

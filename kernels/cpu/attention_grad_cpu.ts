@@ -10,12 +10,12 @@
  */
 import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
 import type {NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
-import {type AttentionGradInputNames, planOf} from '../../src/kernel_names.js';
-import {getSchedule} from '../../src/plan/schedule.js';
+import type {AttentionGradInputNames} from '../../src/kernel_names.js';
 import {
-  checkInputShapes, chooseTiles, finalScores, float32Values, gatherHead, gatherHeadTransposed, gatherQueryTile, gemmABt,
-  PartialTile, readKeyLengths, transposeTile,
+  finalScores, float32Values, gatherHead, gatherHeadTransposed, gatherQueryTile, gemmABt, readAttentionInputs,
+  transposeTile,
 } from './attention_cpu_util.js';
+import {KeyTileWalk} from './schedule_walk_cpu.js';
 
 export function attentionGradCpu(args: {
   inputs: Record<AttentionGradInputNames, TensorInfo>,
@@ -23,17 +23,13 @@ export function attentionGradCpu(args: {
   attrs?: NamedAttrMap,
 }): TensorInfo[] {
   const {inputs, backend} = args;
-  const plan = planOf(args.attrs);
-  checkInputShapes(plan, inputs);
+  const {plan, q: qv, k: kv, v: vv, keyLens} = readAttentionInputs(backend, inputs, args.attrs);
   const {batch: B, seqQ: Sq, seqK: Sk, heads: H, kvHeads: Hk, headDim: D, groupSize: G, scale, softcap} = plan;
-  const qv = float32Values(backend, inputs.q), kv = float32Values(backend, inputs.k);
-  const vv = float32Values(backend, inputs.v), ov = float32Values(backend, inputs.output);
-  const lsev = float32Values(backend, inputs.lse), dov = float32Values(backend, inputs.dOutput);
-  const dlsev = float32Values(backend, inputs.dLse);
-  const keyLens = readKeyLengths(plan, backend, inputs.keyLengths);
-  const {blockQ, blockK} = chooseTiles(plan);
-  const sched = getSchedule(plan, blockQ, blockK);
-  const {rowRunStart, rowRuns, numQueryTiles, numHeads: maskHeads} = sched;
+  const ov = float32Values(backend, inputs.output), lsev = float32Values(backend, inputs.lse);
+  const dov = float32Values(backend, inputs.dOutput), dlsev = float32Values(backend, inputs.dLse);
+  const walk = new KeyTileWalk(plan);
+  const {blockQ, blockK} = walk;
+  const {numQueryTiles} = walk.schedule;
 
   const dq = new Float32Array(B * Sq * H * D);
   const dk = new Float32Array(B * Sk * Hk * D), dv = new Float32Array(B * Sk * Hk * D);
@@ -49,7 +45,6 @@ export function attentionGradCpu(args: {
   const s = new Float64Array(blockQ * blockK), dp = new Float64Array(blockQ * blockK);
   const ds = new Float32Array(blockQ * blockK);
   const pT = new Float32Array(blockK * blockQ), dsT = new Float32Array(blockK * blockQ);
-  const partial = new PartialTile(blockQ);
   const invCap = softcap > 0 ? 1 / softcap : 0;
 
   for (let b = 0; b < B; b++) {
@@ -62,11 +57,9 @@ export function attentionGradCpu(args: {
       dkAcc.fill(0, 0, keyLen * D);
       dvAcc.fill(0, 0, keyLen * D);
       for (let h = hk * G; h < (hk + 1) * G; h++) {
-        const runRow0 = (h % maskHeads) * numQueryTiles;
         for (let qt = 0; qt < numQueryTiles; qt++) {
-          const q0 = qt * blockQ, rows = Math.min(blockQ, Sq - q0);
-          const runEnd = rowRunStart[runRow0 + qt + 1];
-          let run = rowRunStart[runRow0 + qt];
+          const listed = walk.startQueryTile(h, qt, keyLen);
+          const {q0, rows} = walk;
           // Rows with lse = -Infinity saw no key in the forward pass: they contribute nothing.
           let live = 0;
           for (let r = 0; r < rows; r++) {
@@ -79,36 +72,23 @@ export function attentionGradCpu(args: {
             for (let d = 0; d < D; d++) delta += dov[o + d] * ov[o + d];
             rowDelta[r] = delta - dlsev[row];
           }
-          if (live === 0 || run === runEnd) continue;
+          if (live === 0 || !listed) continue;
           gatherQueryTile(qv, plan, b, h, q0, rows, qTile);
           transposeTile(qTile, rows, D, qT, blockQ);
           gatherQueryTile(dov, plan, b, h, q0, rows, doTile);
           transposeTile(doTile, rows, D, doT, blockQ);
           dqTile.fill(0);
-          tiles: for (; run < runEnd; run++) {
-            const first = rowRuns[3 * run], last = first + rowRuns[3 * run + 1], full = rowRuns[3 * run + 2] === 1;
-            for (let ktile = first; ktile < last; ktile++) {
-              const k0 = ktile * blockK;
-              if (k0 >= keyLen) break tiles;  // key tiles ascend: the rest is padding
-              const cols = Math.min(blockK, Sk - k0);
-              const masked = !full || k0 + cols > keyLen;
-              let c0 = 0, c1 = cols;
-              if (masked) {
-                if (!partial.setRanges(plan, q0, rows, k0, cols, keyLen)) continue;
-                c0 = partial.c0;
-                c1 = partial.c1;
-              }
-              const n = c1 - c0;
-              gemmABt(qTile, 0, D, kc, (k0 + c0) * D, D, s, c0, blockK, rows, n, D, false);      // Q·Kᵀ
-              gemmABt(doTile, 0, D, vc, (k0 + c0) * D, D, dp, c0, blockK, rows, n, D, false);    // dP = dO·Vᵀ
-              finalScores(s, blockK, rows, c0, c1, scale, softcap);
-              if (masked) partial.mask(plan, h, q0, rows, k0, s, blockK);
-              probabilitiesAndScoreGrads(
-                  s, dp, blockK, rows, c0, c1, rowLse, rowDelta, scale, invCap, ds, pT, dsT, blockQ);
-              gemmABt(ds, c0, blockK, kt, k0 + c0, Sk, dqTile, 0, D, rows, D, n, true);           // dQ += dS·K
-              gemmABt(pT, 0, blockQ, doT, 0, blockQ, dvAcc, (k0 + c0) * D, D, n, D, rows, true);  // dV += Pᵀ·dO
-              gemmABt(dsT, 0, blockQ, qT, 0, blockQ, dkAcc, (k0 + c0) * D, D, n, D, rows, true);   // dK += dSᵀ·Q
-            }
+          while (walk.nextKeyTile()) {
+            const {k0, c0, c1} = walk, n = c1 - c0;
+            gemmABt(qTile, 0, D, kc, (k0 + c0) * D, D, s, c0, blockK, rows, n, D, false);      // Q·Kᵀ
+            gemmABt(doTile, 0, D, vc, (k0 + c0) * D, D, dp, c0, blockK, rows, n, D, false);    // dP = dO·Vᵀ
+            finalScores(s, blockK, rows, c0, c1, scale, softcap);
+            if (walk.masked) walk.mask(s, blockK);
+            probabilitiesAndScoreGrads(
+                s, dp, blockK, rows, c0, c1, rowLse, rowDelta, scale, invCap, ds, pT, dsT, blockQ);
+            gemmABt(ds, c0, blockK, kt, k0 + c0, Sk, dqTile, 0, D, rows, D, n, true);           // dQ += dS·K
+            gemmABt(pT, 0, blockQ, doT, 0, blockQ, dvAcc, (k0 + c0) * D, D, n, D, rows, true);  // dV += Pᵀ·dO
+            gemmABt(dsT, 0, blockQ, qT, 0, blockQ, dkAcc, (k0 + c0) * D, D, n, D, rows, true);   // dK += dSᵀ·Q
           }
           for (let r = 0; r < rows; r++) {
             const o = ((b * Sq + q0 + r) * H + h) * D;

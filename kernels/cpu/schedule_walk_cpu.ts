@@ -1,0 +1,109 @@
+/**
+ * The walk over the block schedule that the cpu forward and backward executors share: for one (query head, query
+ * tile), the key tiles its run-length coded runs list, in ascending key order, each with the columns the tile products
+ * need and whether the tile needs the per-element mask.
+ *
+ * It is a cursor (startQueryTile, then nextKeyTile until false) rather than a callback so the executors keep their
+ * per-tile work inline in their own loops: no closure per query tile, one monomorphic call per key tile.
+ */
+import type {AttentionPlan} from '../../src/plan/plan.js';
+import {type BlockSchedule, getSchedule} from '../../src/plan/schedule.js';
+import {chooseTiles, PartialTile} from './attention_cpu_util.js';
+
+export class KeyTileWalk {
+  /** Query rows × keys per tile (chooseTiles). */
+  readonly blockQ: number;
+  readonly blockK: number;
+  readonly schedule: BlockSchedule;
+
+  /** The current query tile: rows [q0, q0 + rows) of query head h, keys below keyLen (keyLengths of its batch). */
+  q0 = 0;
+  rows = 0;
+  h = 0;
+  keyLen = 0;
+
+  /**
+   * The current key tile: keys from k0; columns [c0, c1) of it (tile-relative) are the only ones with a visible key;
+   * masked: some element in them is not visible, so scores need mask() before use.
+   */
+  k0 = 0;
+  c0 = 0;
+  c1 = 0;
+  masked = false;
+
+  private readonly partial: PartialTile;
+  private run = 0;
+  private runEnd = 0;
+  /** Key tiles [tile, tileEnd) of the open run are still to come; `full` is that run's flag. */
+  private tile = 0;
+  private tileEnd = 0;
+  private full = false;
+
+  constructor(readonly plan: AttentionPlan) {
+    const {blockQ, blockK} = chooseTiles(plan);
+    this.blockQ = blockQ;
+    this.blockK = blockK;
+    this.schedule = getSchedule(plan, blockQ, blockK);
+    this.partial = new PartialTile(blockQ);
+  }
+
+  /**
+   * Moves to query tile qt of query head h (mask head h % numHeads) with keyLen keys in its batch; sets q0 and rows
+   * even when it returns false, which it does when the schedule lists no key tile for this query tile.
+   */
+  startQueryTile(h: number, qt: number, keyLen: number): boolean {
+    const {rowRunStart, numQueryTiles, numHeads} = this.schedule;
+    const row = (h % numHeads) * numQueryTiles + qt;
+    this.q0 = qt * this.blockQ;
+    this.rows = Math.min(this.blockQ, this.plan.seqQ - this.q0);
+    this.h = h;
+    this.keyLen = keyLen;
+    this.run = rowRunStart[row];
+    this.runEnd = rowRunStart[row + 1];
+    this.tile = this.tileEnd = 0;
+    return this.run !== this.runEnd;
+  }
+
+  /**
+   * Moves to the next listed key tile that has a visible key (k0, c0, c1, masked); false when none is left. Tiles at or
+   * past keyLen end the walk: key tiles ascend, so the rest is padding.
+   */
+  nextKeyTile(): boolean {
+    const {blockK, keyLen} = this;
+    for (;;) {
+      if (this.tile === this.tileEnd) {
+        if (this.run === this.runEnd) return false;
+        const runs = this.schedule.rowRuns, i = 3 * this.run++;
+        this.tile = runs[i];
+        this.tileEnd = this.tile + runs[i + 1];
+        this.full = runs[i + 2] === 1;
+        continue;
+      }
+      const k0 = this.tile++ * blockK;
+      if (k0 >= keyLen) {
+        this.run = this.runEnd;
+        this.tile = this.tileEnd;
+        return false;
+      }
+      const cols = Math.min(blockK, this.plan.seqK - k0);
+      this.k0 = k0;
+      this.masked = !this.full || k0 + cols > keyLen;
+      if (!this.masked) {
+        this.c0 = 0;
+        this.c1 = cols;
+        return true;
+      }
+      const partial = this.partial;
+      if (partial.setRanges(this.plan, this.q0, this.rows, k0, cols, keyLen)) {
+        this.c0 = partial.c0;
+        this.c1 = partial.c1;
+        return true;
+      }
+    }
+  }
+
+  /** Sets the masked scores of the current (masked) key tile to -Infinity: s holds its rows with row stride ld. */
+  mask(s: Float64Array, ld: number): void {
+    this.partial.mask(this.plan, this.h, this.q0, this.rows, this.k0, s, ld);
+  }
+}
