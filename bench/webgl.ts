@@ -9,7 +9,7 @@
  * --paired 1 warms both sides up, then alternates single ours / naive runs (reps pairs): on a machine whose load
  * drifts (shared cores), both sides see the same conditions, so the ratio is far more stable than two separate
  * series. Use it for the target comparisons (seq <= 1024); the plain mode is cheaper for long sequences. Paired runs
- * also record the CPU time Chromium's processes spent per run (/proc, all threads: on a CPU renderer such as
+ * also record the CPU time Chromium's GPU process spent per run (/proc, all threads: on a CPU renderer such as
  * SwiftShader that is the rendering work itself), which other processes' load disturbs far less than wall time.
  * Writes bench/results/webgl-<renderer>.json and .md (medians, every run, ratios naive / ours). Shapes whose ours-side
  * cost would take minutes on a CPU renderer are skipped and listed as such; naive at 16384 runs once, in a fresh page,
@@ -72,8 +72,12 @@ async function runJob(page: Page, job: BenchJob): Promise<BenchResult> {
   return result;
 }
 
-/** CPU time (user + system, ms) of this process's descendants (Chromium's processes), from /proc. */
-function chromiumCpuMs(): number {
+/**
+ * CPU time (user + system, ms, all threads) of Chromium's GPU process among this process's descendants, from /proc.
+ * On a CPU renderer that is the rendering work itself; the renderer process is left out, since tfjs polls for
+ * results while it waits (CPU time that grows with the wall time, i.e. with the load).
+ */
+function gpuProcessCpuMs(): number {
   const stats = new Map<number, string[]>();
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
@@ -89,8 +93,13 @@ function chromiumCpuMs(): number {
   let ticks = 0;
   const walk = (pid: number) => {
     for (const child of children.get(pid) ?? []) {
-      const f = stats.get(child)!;
-      ticks += Number(f[11]) + Number(f[12]);  // utime, stime
+      let isGpu = false;
+      try {
+        isGpu = readFileSync(`/proc/${child}/cmdline`, 'utf8').includes('--type=gpu-process');
+      } catch {
+        // ended
+      }
+      if (isGpu) ticks += Number(stats.get(child)![11]) + Number(stats.get(child)![12]);  // utime, stime
       walk(child);
     }
   };
@@ -103,7 +112,7 @@ function median(values: number[]): number | null {
   return sorted.length === 0 ? null : sorted[Math.floor(sorted.length / 2)];
 }
 
-/** A benchmark result with the Chromium CPU time of each timed run (paired mode). */
+/** A benchmark result with the GPU process's CPU time of each timed run (paired mode). */
 type PairedResult = BenchResult & {cpuMs: number[], medianCpuMs: number | null};
 
 /** Warm-up of each side, then `reps` alternating single runs: ours, naive, ours, naive, … */
@@ -113,11 +122,11 @@ async function pairedRuns(page: Page, ours: BenchJob, naive: BenchJob): Promise<
   for (let rep = -1; rep < ours.reps; rep++) {
     for (let side = 0; side < 2; side++) {
       if (results[side].error) continue;
-      const cpuBefore = chromiumCpuMs();
+      const cpuBefore = gpuProcessCpuMs();
       const r = await runJob(page, {...jobs[side], reps: rep < 0 ? 0 : 1, noWarmup: rep >= 0});
       if (r.error) results[side].error = r.error;
       results[side].runsMs.push(...r.runsMs);
-      if (rep >= 0) results[side].cpuMs.push(chromiumCpuMs() - cpuBefore);
+      if (rep >= 0) results[side].cpuMs.push(gpuProcessCpuMs() - cpuBefore);
     }
   }
   for (const r of results) {
@@ -217,8 +226,8 @@ function markdown(meta: Record<string, unknown>, rows: Row[]): string {
     `${meta.date}; ${meta.machine}; load average ${meta.loadAverage}; batch ${meta.batch}, heads ${meta.heads}, ` +
     `headDim ${meta.headDim}; window ${meta.window}; sparse: ${meta.sparse}. Method: ${meta.method}. Median ms of ` +
     'the timed runs (warm-up runs compile the shaders and are not timed); ratio = naive / ours (> 1: ours is ' +
-    `faster).${cpu ? ' cpu: median CPU time of Chromium\'s processes per run (all threads; the rendering work on ' +
-    'a CPU renderer), less disturbed by the load of other processes than wall time.' : ''}`, '',
+    `faster).${cpu ? ' cpu: median CPU time of Chromium\'s GPU process per run (all threads; the rendering work ' +
+    'on a CPU renderer), less disturbed by the load of other processes than wall time.' : ''}`, '',
     `| seq | mask | mode | ours (ms) | naive (ms) | naive / ours |${cpu ? ' ours cpu (ms) | naive cpu (ms) | ' +
     'cpu naive / ours | runs ours / naive (ms) |' : ''}`,
     `|---|---|---|---|---|---|${cpu ? '---|---|---|---|' : ''}`,
