@@ -7,7 +7,8 @@
  * < 1e-3; the page computes it from the two outputs on the same random inputs; measured 1e-7 on cpu, 1e-6 on webgl),
  * ours' peak tensor memory is under a quarter of naive's at 512, the page uses the backend picked, the loss falls
  * (mean of the last 5 of 40 steps < 0.8 × the first 5; measured 2.4 → 0.5–0.7), no tensors leak across a sweep, and
- * the page logs no error (console errors included).
+ * the page logs no error (console errors included). Then, on a fresh load with a tiny ?naiveMaxGiB, that naive shows
+ * as "skipped" with the reason.
  * The webgpu backend is only checked for being offered (SwiftShader's WebGPU compiles pipelines for minutes);
  * DEMO_TEST_WEBGPU=1 also runs a sweep on it.
  * Screenshot: .cache/browser-demo/demo.png (git-ignored).
@@ -133,5 +134,19 @@ describe('browser demo (examples/browser) in headless Chromium', function() {
     const state = await demoState(page());
     expect(state.errors).to.deep.equal([]);
     expect(session!.consoleMessages.filter((m) => /^(pageerror|error):/.test(m))).to.deep.equal([]);
+  });
+
+  it('shows naive as skipped when its scores would not fit the memory budget (?naiveMaxGiB)', async () => {
+    await page().goto(`${server!.url}/index.html?backend=cpu&minSeq=64&maxSeq=64&heads=1&headDim=8&reps=1` +
+                      '&naiveMaxGiB=0.000001');
+    await page().waitForSelector('body[data-ready="true"]', {timeout: 60_000});
+    await page().click('#run-sweep');
+    await page().waitForSelector('body[data-sweep="done"], body[data-sweep="error"]', {timeout: 60_000});
+    const [row] = (await demoState(page())).sweep.rows;
+    expect(row.ours.ms, JSON.stringify(row)).to.be.a('number');
+    expect(row.naive, JSON.stringify(row)).to.include({ms: null, skipped: true});
+    const cells = await page().$$eval('#row-64 td', (tds) => tds.map((td) => td.textContent ?? ''));
+    expect(cells[2]).to.equal('skipped');
+    expect(cells[cells.length - 1]).to.match(/naive: skipped: would hold/);
   });
 });
