@@ -221,16 +221,19 @@ async function denseAndCausal(d: number, seqs: number[], group = 'flash') {
 async function forwardBackward(d: number, seqs: number[]) {
   for (const seq of seqs) {
     const [q, k, v] = inputs(seq, d);
+    // dy on the GPU, as a training loop's loss gradient is: without it tf.grads builds ones(output.shape) as a CPU
+    // array and uploads it on every call (tens of ms at seq 4096), which would time tfjs, not attention.
+    const dy = tf.randomUniform(q.shape, -1, 1);
     for (const causal of [false, true]) {
       const pairs = visitedPairs(seq, -1, causal ? 0 : -1);
       const ours = () => tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
-          lib.flashAttention(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, {causal}))([q, k, v]);
+          lib.flashAttention(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, {causal}))([q, k, v], dy);
       const ms = await time(ours);
       let naiveMs: number | undefined;
       if (BATCH * HEADS * seq * seq * 4 <= 1 << 30) {
         const mask = causal ? bandMask(seq, -1, 0) : null;
         naiveMs = await time(() => tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
-            naive(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, mask))([q, k, v]));
+            naive(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, mask))([q, k, v], dy));
         record({group: 'flash', impl: 'naive', d, seq, mask: causal ? 'causal' : 'dense', pass: 'fwd+bwd',
                 ms: naiveMs, visitedTflops: tflops(pairs, d, naiveMs, 3.5), denseTflops: tflops(seq * seq, d, naiveMs, 3.5)});
         mask?.dispose();
@@ -241,7 +244,7 @@ async function forwardBackward(d: number, seqs: number[]) {
               ratioToNaive: naiveMs ? naiveMs / ms : undefined,
               note: `grad kernel: ${String((gradKernel?.kernelFunc as {name?: string})?.name ?? 'none')}`});
     }
-    tf.dispose([q, k, v]);
+    tf.dispose([q, k, v, dy]);
   }
 }
 

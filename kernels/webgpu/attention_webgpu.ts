@@ -34,12 +34,18 @@ export interface ForwardTileConfig {
 }
 
 /**
- * Preferred first; the first one that fits the device's workgroup memory and invocation limits is used. Measured on
- * an H200 through Dawn/Vulkan (bench/NOTES.md, webgpu): 64×32 tiles, 4×4 per thread with prefetch are fastest at
- * headDim 64 (48 KiB workgroup memory); headDim 128 lands on 32×16 with 2×2 per thread; 32 KiB devices (lavapipe)
- * and headDim 256 fall through to the smaller tiles.
+ * Among the configurations that fit the device's workgroup memory and invocation limits, sparse plans first take
+ * those whose tiles never straddle two layout blocks (else a tile is visited, and masked per element, for one on block
+ * among off ones: 64×48 tiles over 64-blocks visit ~2× the work at 10% density); then the one that pads headDim
+ * least is used, the earlier one on a tie. Measured on an H200 through Dawn/Vulkan (bench/NOTES.md, webgpu): 64×48
+ * tiles with 4×3 per thread (256 invocations) are fastest at headDim 64 (48 KiB workgroup memory), 48×16 with 3×1 at
+ * headDim 128; 32 KiB devices (lavapipe), headDims that 16 column groups would pad a lot (16, 80, 96) and headDim 256
+ * fall through to the smaller tiles.
  */
 const FORWARD_CONFIGS: ForwardTileConfig[] = [
+  {blockQ: 64, blockK: 48, rowsPerThread: 4, colsPerThread: 3, prefetch: true},
+  {blockQ: 48, blockK: 16, rowsPerThread: 3, colsPerThread: 1, prefetch: true},
+  {blockQ: 64, blockK: 32, rowsPerThread: 4, colsPerThread: 2, prefetch: true},
   {blockQ: 64, blockK: 32, rowsPerThread: 4, colsPerThread: 4, prefetch: true},
   {blockQ: 32, blockK: 32, rowsPerThread: 4, colsPerThread: 4, prefetch: true},
   {blockQ: 32, blockK: 16, rowsPerThread: 2, colsPerThread: 2, prefetch: true},
@@ -61,14 +67,19 @@ function paddedHeadDim(headDim: number, c: ForwardTileConfig): number {
   return Math.ceil(headDim / (4 * groups)) * 4 * groups;
 }
 
+/** P shares the K tile's workgroup memory (K is done with once S is computed): vec4s for the larger of the two. */
+function keyOrPVec4s(dp4: number, c: ForwardTileConfig): number {
+  return Math.max(c.blockK * (dp4 + 1), c.blockQ * c.blockK / 4);
+}
+
 function workgroupBytes(headDim: number, c: ForwardTileConfig): number {
   const dp4 = paddedHeadDim(headDim, c) / 4;
   const groups = c.blockK / c.colsPerThread;
-  return 16 * (c.blockQ * dp4 + c.blockK * (dp4 + 1) + c.blockK * dp4) + 4 * (c.blockQ * c.blockK) +
-      4 * c.blockQ * groups + 32;
+  return 16 * (c.blockQ * dp4 + keyOrPVec4s(dp4, c) + c.blockK * dp4) + 4 * c.blockQ * groups + 32;
 }
 
-export function chooseForwardConfig(backend: WebGPUBackend, headDim: number): ForwardTileConfig {
+export function chooseForwardConfig(
+    backend: WebGPUBackend, headDim: number, layoutBlockSize?: number): ForwardTileConfig {
   const limits = getLimits(backend);
   const fits = (c: ForwardTileConfig) => workgroupBytes(headDim, c) <= limits.maxComputeWorkgroupStorageSize &&
       (c.blockQ / c.rowsPerThread) * (c.blockK / c.colsPerThread) <= limits.maxComputeInvocationsPerWorkgroup;
@@ -76,7 +87,13 @@ export function chooseForwardConfig(backend: WebGPUBackend, headDim: number): Fo
     if (!fits(configOverride)) throw new Error(`forward tile config ${JSON.stringify(configOverride)} does not fit`);
     return configOverride;
   }
-  const config = FORWARD_CONFIGS.find(fits);
+  const misaligned = (c: ForwardTileConfig) =>
+      layoutBlockSize != null && (layoutBlockSize % c.blockQ !== 0 || layoutBlockSize % c.blockK !== 0) ? 1 : 0;
+  const rank = (c: ForwardTileConfig) => misaligned(c) * 1e6 + paddedHeadDim(headDim, c);
+  let config: ForwardTileConfig | undefined;
+  for (const c of FORWARD_CONFIGS) {
+    if (fits(c) && (config == null || rank(c) < rank(config))) config = c;
+  }
   if (config == null) {
     throw new Error(`attention: headDim ${headDim} needs more workgroup memory than this device allows (${
         limits.maxComputeWorkgroupStorageSize} bytes)`);
@@ -142,7 +159,7 @@ fn loadScalar_${name}(rowBase: i32, d: i32) -> f32 {
     const sDecl = rows.map((r) => cols.map((c) => `var s${r}_${c} = 0.0;`).join(' ')).join('\n      ');
     const sCompute = `
         ${rows.map((r) => `let qv${r} = Qs[(rowBase + ${r}) * DP4 + d4];`).join('\n        ')}
-        ${cols.map((c) => `let kv${c} = Ks[(tx + ${c * NCG}) * KSTRIDE + d4];`).join('\n        ')}
+        ${cols.map((c) => `let kv${c} = KPs[(tx + ${c * NCG}) * KSTRIDE + d4];`).join('\n        ')}
         ${rows.map((r) => cols.map((c) => `s${r}_${c} = fma(qv${r}.x, kv${c}.x, fma(qv${r}.y, kv${c}.y, fma(qv${
         r}.z, kv${c}.z, fma(qv${r}.w, kv${c}.w, s${r}_${c}))));`).join('\n        ')).join('\n        ')}`;
     const finishScore = (r: number, c: number) => `
@@ -175,10 +192,19 @@ fn loadScalar_${name}(rowBase: i32, d: i32) -> f32 {
       {
         let e = tid + ${l} * THREADS;
         if (e < BK * DP4) {
-          Ks[(e / DP4) * KSTRIDE + e % DP4] = kr${l};
+          KPs[(e / DP4) * KSTRIDE + e % DP4] = kr${l};
           Vs[e] = vr${l};
         }
       }`).join('');
+
+    // o += p·v. In partial tiles a masked key (p == 0) must not contribute even when its v is NaN or Inf
+    // (0·NaN = NaN): the guarded form keeps o. Full tiles have no masked keys and run the plain fma.
+    const accumulate = (o: string, p: string, v: string, guarded: boolean) => guarded ?
+        `${o} = select(fma(vec4<f32>(${p}), ${v}, ${o}), ${o}, ${p} == 0.0);` : `${o} = fma(vec4<f32>(${p}), ${v}, ${o});`;
+    const fullOrPartial = (code: (guarded: boolean) => string) => `
+      if (full) {${code(false)}
+      } else {${code(true)}
+      }`;
 
     return `
 const BQ = ${blockQ};
@@ -192,9 +218,9 @@ const BK4 = ${blockK / 4};
 const MASKED = -3.0e38;
 
 var<workgroup> Qs: array<vec4<f32>, ${blockQ * DP4}>;
-var<workgroup> Ks: array<vec4<f32>, ${blockK * (DP4 + 1)}>;
+// The K tile, and once S is computed (the barrier after the row-max exchange), the P tile: P·V needs no K.
+var<workgroup> KPs: array<vec4<f32>, ${keyOrPVec4s(DP4, this.config)}>;
 var<workgroup> Vs: array<vec4<f32>, ${blockK * DP4}>;
-var<workgroup> Ps: array<vec4<f32>, ${blockQ * blockK / 4}>;
 var<workgroup> rowPart: array<f32, ${blockQ * NCG}>;
 var<workgroup> sharedRange: vec4<i32>;
 var<workgroup> sharedRun: vec4<i32>;
@@ -281,16 +307,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       let full = tiles.z == 1 && k0 + BK <= keyLength;
 
 ${this.config.prefetch ? `
-      // Ks and Vs (stored at the end of the previous iteration) are visible to all.
+      // KPs and Vs (stored at the end of the previous iteration) are visible to all.
       workgroupBarrier();
-      // Prefetch the next key tile of the schedule into registers; it lands in Ks/Vs after this tile's P·V.
+      // Prefetch the next key tile of the schedule into registers; it lands in KPs/Vs after this tile's P·V.
       var nextTile = keyTile + 1;
       if (nextTile >= tiles.x + tiles.y) {
         nextTile = -1;
         if (runIndex + 1 < rowRange.y) { nextTile = schedule[uniforms.rowRunsOffset + 3 * (runIndex + 1)]; }
       }
       ${loadRegs('nextTile')}` : `
-      // The previous tile's P·V is done with Ks, Vs and Ps.
+      // The previous tile's P·V is done with KPs and Vs.
       workgroupBarrier();
       ${loadRegs('keyTile')}
       ${storeRegs}
@@ -306,7 +332,7 @@ ${this.config.prefetch ? `
       ${rows.map((r) => `rowPart[(rowBase + ${r}) * NCG + tx] = rowMax${r};`).join('\n      ')}
       workgroupBarrier();
 
-      // Online softmax: the new row max over the NCG threads sharing each row, rescale, and P to Ps.
+      // Online softmax: the new row max over the NCG threads sharing each row, rescale, and P to KPs (over the K tile).
       ${rows.map((r) => `
       {
         var m = runMax${r};
@@ -318,7 +344,7 @@ ${this.config.prefetch ? `
         {
           let p = select(exp(s${r}_${c} - m), 0.0, s${r}_${c} == MASKED);
           let pAt = (rowBase + ${r}) * BK + tx + ${c * NCG};
-          Ps[pAt / 4][pAt % 4] = p;
+          KPs[pAt / 4][pAt % 4] = p;
           sum += p;
         }`).join('')}
         rowSum${r} = rowSum${r} * alpha + sum;
@@ -326,17 +352,17 @@ ${this.config.prefetch ? `
       }`).join('')}
       workgroupBarrier();
 
-      // O += P·V: this thread's rows × head-dim vec4s tx + NCG * k.
+      // O += P·V: this thread's rows × head-dim vec4s tx + NCG * k.${fullOrPartial((guarded) => `
       for (var c4 = 0; c4 < BK4; c4++) {
-        ${rows.map((r) => `let p${r} = Ps[(rowBase + ${r}) * BK4 + c4];`).join('\n        ')}
+        ${rows.map((r) => `let p${r} = KPs[(rowBase + ${r}) * BK4 + c4];`).join('\n        ')}
         ${[0, 1, 2, 3].map((comp) => `
         {
           ${dcols.map((k) => `let vv${k} = Vs[(c4 * 4 + ${comp}) * DP4 + tx + ${k * NCG}];`).join('\n          ')}
-          ${rows.map((r) => dcols.map((k) => `o${r}_${k} = fma(vec4<f32>(p${r}[${comp}]), vv${k}, o${r}_${k});`)
+          ${rows.map((r) => dcols.map((k) => accumulate(`o${r}_${k}`, `p${r}[${comp}]`, `vv${k}`, guarded))
         .join('\n          ')).join('\n          ')}
         }`).join('')}
-      }${this.config.prefetch ? `
-      // Everyone is done with Ks, Vs and Ps: put the prefetched tile there.
+      }`)}${this.config.prefetch ? `
+      // Everyone is done with KPs and Vs: put the prefetched tile there.
       workgroupBarrier();
       ${storeRegs}` : ''}
     }
@@ -351,8 +377,8 @@ ${this.config.prefetch ? `
     let i = queryRow0 + ${r};
     var l = 0.0;
     for (var g = 0; g < NCG; g++) { l += rowPart[(rowBase + ${r}) * NCG + g]; }
-    // A row that saw no key has l == 0: output exactly 0 and lse = -Infinity.
-    let inv = select(0.0, 1.0 / l, l > 0.0);
+    // A row that saw no key has l == 0: output exactly 0 and lse = -Infinity (a NaN l stays NaN in both).
+    let inv = select(1.0 / l, 0.0, l == 0.0);
     if (i < seqQ) {
       let outRow = (localBatch * seqQ + i - uniforms.rowStart) * uniforms.heads + h;
       ${dcols.map((k) => `
@@ -368,7 +394,7 @@ ${this.config.prefetch ? `
       }`).join('')}
       if (tx == 0) {
         lse[uniforms.lseBase + (localBatch * uniforms.heads + h) * seqQ + i] =
-            select(uniforms.negInf, runMax${r} + log(l), l > 0.0);
+            select(runMax${r} + log(l), uniforms.negInf, l == 0.0);
       }
     }
   }`).join('')}
@@ -446,7 +472,7 @@ export function runAttentionForward(
   // Everything that can throw (limits, tile choice) runs before the outputs exist, so a rejection leaks nothing.
   const empty = batch * seqQ * heads * headDim === 0;
   if (!empty && seqK === 0) throw new Error('attention: seqK must be at least 1');
-  const config = empty ? null : chooseForwardConfig(backend, headDim);
+  const config = empty ? null : chooseForwardConfig(backend, headDim, plan.layout?.blockSize);
   const limits = getLimits(backend);
   const chunks = config == null ? [] : planForwardChunks(plan, config.blockQ, limits);
   if (config == null) {
