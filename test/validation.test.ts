@@ -215,6 +215,15 @@ for (const backend of selectedBackends()) {
           }
         }
       });
+      itUnlessPending('a misspelt or foreign option key throws, naming it (an undefined one is ignored)', () => {
+        for (const op of OPS) {
+          expectError(() => callOp(op, t.q, t.k, t.v, {casual: true}), /options\.casual/, /not an option/);
+        }
+        expectError(() => lib.flashAttention(t.q, t.k, t.v, {windowSize: 2} as Any), /options\.windowSize/);
+        const out = lib.flashAttention(t.q, t.k, t.v, {windowSize: undefined} as Any);
+        expect(out.shape).to.deep.equal(t.q.shape);
+        out.dispose();
+      });
     });
 
     describe('flash / sparse: causal', () => {
