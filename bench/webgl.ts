@@ -5,6 +5,10 @@
  *
  *   npx tsx bench/webgl.ts [--seqs 256,1024,4096,16384] [--angle swiftshader|gl-egl] [--heads 2] [--dim 64]
  *                          [--paired 1] [--name suffix] [--masks dense,causal] [--modes forward] [--reps 5]
+ *   npx tsx bench/webgl.ts --probe mrt [--seqs 1024] [--reps 9]
+ *
+ * --probe mrt times webgl_page.ts's multiple-render-target probe (one score matmul, 1 vs 8 outputs per fragment)
+ * instead of the attention benchmark: is an 8-output fragment program worth building on this renderer?
  *
  * --paired 1 warms both sides up, then alternates single ours / naive runs (reps pairs): on a machine whose load
  * drifts (shared cores), both sides see the same conditions, so the ratio is far more stable than two separate
@@ -144,12 +148,60 @@ interface Row {
   naive: BenchResult | {skipped: string};
 }
 
+/** The --probe mrt mode: alternating single / mrt draws, wall and GPU-process CPU time, into a results file. */
+async function mrtProbe(page: Page): Promise<void> {
+  const lines: string[] = [];
+  const loadBefore = loadavg().map((x) => x.toFixed(1)).join(' ');
+  for (const seq of SEQS) {
+    const maxDrawBuffers = await page.session.page.evaluate((n) => (globalThis as any).webglBench.mrtProbeSetup(n), seq);  // eslint-disable-line
+    const difference = await page.session.page.evaluate('webglBench.mrtProbeCheck()') as number;
+    const runs: Record<string, {wall: number[], cpu: number[]}> = {single: {wall: [], cpu: []}, mrt: {wall: [], cpu: []}};
+    const reps = REPS ?? 9;
+    for (let rep = -1; rep < reps; rep++) {
+      for (const kind of ['single', 'mrt']) {
+        const cpuBefore = gpuProcessCpuMs();
+        const ms = await page.session.page.evaluate((k) => (globalThis as any).webglBench.mrtProbeRun(k), kind) as number;  // eslint-disable-line
+        if (rep >= 0) {
+          runs[kind].wall.push(ms);
+          runs[kind].cpu.push(gpuProcessCpuMs() - cpuBefore);
+        }
+      }
+    }
+    const row = (kind: string) => `| ${seq} | ${kind} | ${median(runs[kind].wall)!.toFixed(0)} | ` +
+        `${median(runs[kind].cpu)} | ${runs[kind].wall.map((t) => t.toFixed(0)).join(' ')} | ${runs[kind].cpu.join(' ')} |`;
+    lines.push(row('single'), row('mrt'));
+    console.log(`seq ${seq}: MAX_DRAW_BUFFERS ${maxDrawBuffers}, max |single − mrt| ${difference}`);
+    console.log(lines.slice(-2).join('\n'));
+  }
+  const name = /SwiftShader/i.test(page.renderer) ? 'swiftshader' : /llvmpipe/i.test(page.renderer) ? 'llvmpipe' : 'gpu';
+  const file = path.join(REPO_ROOT, 'bench', 'results', `webgl-${name}${NAME_SUFFIX}-mrt-probe.md`);
+  writeFileSync(file, [
+    `# WebGL multiple-render-target probe — ${page.renderer}`, '',
+    `${new Date().toISOString()}; Debian 12, 2 CPU cores; load average ${loadBefore} at the start, ` +
+    `${loadavg().map((x) => x.toFixed(1)).join(' ')} at the end. One head's score matmul S = Q·Kᵀ (seq × 64), ` +
+    'raw WebGL2 (bench/webgl_page.ts, mrtProbeSetup): single = one RGBA32F output per fragment (2 × 2 scores), ' +
+    'mrt = 8 outputs per fragment (4 × 8 scores); same multiply-adds. Median of alternating draws (each + a 1-texel ' +
+    'readback), wall ms and CPU ms of Chromium\'s GPU process.', '',
+    '| seq | kind | wall (ms) | gpu cpu (ms) | wall runs | cpu runs |', '|---|---|---|---|---|---|', ...lines, '',
+  ].join('\n'));
+  console.log(`wrote ${file}`);
+}
+
 async function main(): Promise<void> {
   const missing = browserMissingReason();
   if (missing != null) throw new Error(missing);
   const scripts = [`/${await libraryBundle()}`, `/${await bundleForPage('bench/webgl_page.ts', 'webgl-bench.js', 'webglBench')}`];
   const server = await startStaticServer(REPO_ROOT);
   let page = await openPage(server, scripts);
+  if (args.get('probe') === 'mrt') {
+    try {
+      await mrtProbe(page);
+    } finally {
+      await page.session.close();
+      await server.close();
+    }
+    return;
+  }
   const renderer = page.renderer;
   const loadBefore = loadavg().map((x) => x.toFixed(1)).join(' ');
   console.log(`renderer: ${renderer}; batch 1, heads ${HEADS}, headDim ${DIM}; load average ${loadBefore}`);

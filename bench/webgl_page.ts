@@ -105,3 +105,152 @@ export async function runJob(job: BenchJob): Promise<BenchResult> {
 }
 
 export {setup};
+
+/**
+ * Multiple-render-target probe (raw WebGL2 on its own canvas, no tfjs): the score matmul S = Q·Kᵀ of one head
+ * (seq × headDim 64) drawn two ways with the same multiply-adds — 'single': one RGBA32F output per fragment, a 2 × 2
+ * block of S (what ScoresProgram and tfjs's packed matMul do: 64 texel fetches per 4 scores); 'mrt': 8 outputs per
+ * fragment (gl.drawBuffers), a 4 × 8 block of S (192 fetches per 32 scores). run() returns the ms of one draw plus a
+ * 1-texel readback (to wait for it); maxDifference() the largest |difference| between the two results.
+ */
+export interface MrtProbe {
+  maxDrawBuffers: number;
+  run(kind: 'single' | 'mrt'): number;
+  maxDifference(): number;
+}
+
+let probe: MrtProbe | null = null;
+
+export function mrtProbeSetup(seq: number): number {
+  const canvas = document.createElement('canvas');
+  const gl = canvas.getContext('webgl2')!;
+  if (gl.getExtension('EXT_color_buffer_float') == null) throw new Error('no EXT_color_buffer_float');
+  const maxDrawBuffers = gl.getParameter(gl.MAX_DRAW_BUFFERS) as number;
+  const D2 = 32;  // texels per row pair (headDim 64)
+  const texture = (width: number, height: number, data: Float32Array | null) => {
+    const t = gl.createTexture()!;
+    gl.bindTexture(gl.TEXTURE_2D, t);
+    gl.texStorage2D(gl.TEXTURE_2D, 1, gl.RGBA32F, width, height);
+    if (data) gl.texSubImage2D(gl.TEXTURE_2D, 0, 0, 0, width, height, gl.RGBA, gl.FLOAT, data);
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.NEAREST);
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.NEAREST);
+    return t;
+  };
+  const random = (n: number) => Float32Array.from({length: n}, () => Math.random() * 2 - 1);
+  const q = texture(D2, seq / 2, random(D2 * seq / 2 * 4)), k = texture(D2, seq / 2, random(D2 * seq / 2 * 4));
+  const compile = (type: number, source: string) => {
+    const s = gl.createShader(type)!;
+    gl.shaderSource(s, source);
+    gl.compileShader(s);
+    if (!gl.getShaderParameter(s, gl.COMPILE_STATUS)) throw new Error(String(gl.getShaderInfoLog(s)));
+    return s;
+  };
+  const vertex = compile(gl.VERTEX_SHADER, `#version 300 es
+    void main() {
+      gl_Position = vec4(float((gl_VertexID & 1) * 4 - 1), float((gl_VertexID >> 1) * 4 - 1), 0.0, 1.0);
+    }`);
+  const program = (body: string, outputs: number) => {
+    const p = gl.createProgram()!;
+    gl.attachShader(p, vertex);
+    gl.attachShader(p, compile(gl.FRAGMENT_SHADER, `#version 300 es
+      precision highp float;
+      precision highp int;
+      precision highp sampler2D;
+      uniform sampler2D q;
+      uniform sampler2D k;
+      ${Array.from({length: outputs}, (_, i) => `layout(location = ${i}) out vec4 out${i};`).join('\n')}
+      void main() {
+        ivec2 xy = ivec2(gl_FragCoord.xy);
+        ${body}
+      }`));
+    gl.linkProgram(p);
+    if (!gl.getProgramParameter(p, gl.LINK_STATUS)) throw new Error(String(gl.getProgramInfoLog(p)));
+    return p;
+  };
+  const unroll = (n: number, f: (i: number) => string) => Array.from({length: n}, (_, i) => f(i)).join('\n');
+  const block = (a: string, b: string) => `${a}.xxzz * ${b}.xzxz + ${a}.yyww * ${b}.ywyw`;
+  // single: x = key pair, y = row pair.
+  const single = program(`
+    vec4 acc = vec4(0.0), a, b;
+    ${unroll(D2, (c) => `a = texelFetch(q, ivec2(${c}, xy.y), 0); b = texelFetch(k, ivec2(${c}, xy.x), 0);
+    acc += ${block('a', 'b')};`)}
+    out0 = acc;`, 1);
+  // mrt: x = group of 4 key pairs, y = group of 2 row pairs; output 4 * rowPair + keyPair.
+  const mrt = program(`
+    ${unroll(8, (o) => `vec4 s${o} = vec4(0.0);`)}
+    vec4 a0, a1, b0, b1, b2, b3;
+    ${unroll(D2, (c) => `
+    a0 = texelFetch(q, ivec2(${c}, 2 * xy.y), 0); a1 = texelFetch(q, ivec2(${c}, 2 * xy.y + 1), 0);
+    ${unroll(4, (n) => `b${n} = texelFetch(k, ivec2(${c}, 4 * xy.x + ${n}), 0);`)}
+    ${unroll(8, (o) => `s${o} += ${block(`a${o >> 2}`, `b${o & 3}`)};`)}`)}
+    ${unroll(8, (o) => `out${o} = s${o};`)}`, 8);
+  const singleOut = texture(seq / 2, seq / 2, null);
+  const mrtOut = Array.from({length: 8}, () => texture(seq / 8, seq / 4, null));
+  const framebuffer = (targets: WebGLTexture[]) => {
+    const f = gl.createFramebuffer()!;
+    gl.bindFramebuffer(gl.FRAMEBUFFER, f);
+    targets.forEach((t, i) => gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0 + i, gl.TEXTURE_2D, t, 0));
+    gl.drawBuffers(targets.map((_, i) => gl.COLOR_ATTACHMENT0 + i));
+    if (gl.checkFramebufferStatus(gl.FRAMEBUFFER) !== gl.FRAMEBUFFER_COMPLETE) throw new Error('framebuffer incomplete');
+    return f;
+  };
+  const singleFb = framebuffer([singleOut]), mrtFb = framebuffer(mrtOut);
+  gl.bindVertexArray(gl.createVertexArray());
+  const draw = (kind: 'single' | 'mrt') => {
+    const p = kind === 'single' ? single : mrt;
+    gl.useProgram(p);
+    gl.activeTexture(gl.TEXTURE0);
+    gl.bindTexture(gl.TEXTURE_2D, q);
+    gl.uniform1i(gl.getUniformLocation(p, 'q'), 0);
+    gl.activeTexture(gl.TEXTURE1);
+    gl.bindTexture(gl.TEXTURE_2D, k);
+    gl.uniform1i(gl.getUniformLocation(p, 'k'), 1);
+    gl.bindFramebuffer(gl.FRAMEBUFFER, kind === 'single' ? singleFb : mrtFb);
+    if (kind === 'single') gl.viewport(0, 0, seq / 2, seq / 2);
+    else gl.viewport(0, 0, seq / 8, seq / 4);
+    gl.drawArrays(gl.TRIANGLES, 0, 3);
+  };
+  const read = (fb: WebGLFramebuffer, attachment: number, width: number, height: number) => {
+    gl.bindFramebuffer(gl.READ_FRAMEBUFFER, fb);
+    gl.readBuffer(gl.COLOR_ATTACHMENT0 + attachment);
+    const out = new Float32Array(width * height * 4);
+    gl.readPixels(0, 0, width, height, gl.RGBA, gl.FLOAT, out);
+    return out;
+  };
+  probe = {
+    maxDrawBuffers,
+    run(kind) {
+      const t0 = performance.now();
+      draw(kind);
+      read(kind === 'single' ? singleFb : mrtFb, 0, 1, 1);
+      return performance.now() - t0;
+    },
+    maxDifference() {
+      draw('single');
+      draw('mrt');
+      const s = read(singleFb, 0, seq / 2, seq / 2);
+      let worst = 0;
+      for (let o = 0; o < 8; o++) {
+        const m = read(mrtFb, o, seq / 8, seq / 4);
+        for (let y = 0; y < seq / 4; y++) {
+          for (let x = 0; x < seq / 8; x++) {
+            const rowPair = 2 * y + (o >> 2), keyPair = 4 * x + (o & 3);
+            for (let e = 0; e < 4; e++) {
+              worst = Math.max(worst, Math.abs(m[(y * seq / 8 + x) * 4 + e] - s[(rowPair * seq / 2 + keyPair) * 4 + e]));
+            }
+          }
+        }
+      }
+      return worst;
+    },
+  };
+  return maxDrawBuffers;
+}
+
+export function mrtProbeRun(kind: 'single' | 'mrt'): number {
+  return probe!.run(kind);
+}
+
+export function mrtProbeCheck(): number {
+  return probe!.maxDifference();
+}
