@@ -24,6 +24,7 @@ import {ForwardTileConfig, setForwardConfigOverride} from '../kernels/webgpu/att
 import {createLayout} from '../src/patterns/block_layout.js';
 import {mulberry32} from '../src/patterns/builders.js';
 import {setupWebGPU} from '../test/webgpu_env.js';
+import {timeOnQueue} from './webgpu_timing.js';
 
 const argv = process.argv.slice(2);
 const flag = (name: string) => argv.includes(`--${name}`);
@@ -52,42 +53,8 @@ interface Row {
 const rows: Row[] = [];
 const log = (s: string) => console.log(s);
 
-type Backendish = {
-  ensureCommandEncoderReady(): void; endComputePassEncoder(): void; submitQueue(): void; device: GPUDevice;
-};
-
-async function sync(): Promise<void> {
-  const b = tf.backend() as unknown as Backendish;
-  b.ensureCommandEncoderReady();
-  b.endComputePassEncoder();
-  b.submitQueue();
-  await b.device.queue.onSubmittedWorkDone();
-}
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-
 /** Median ms per call of fn (which returns tensors to dispose). */
-async function time(fn: () => tf.Tensor[], targetMs = 250, repeats = 5): Promise<number> {
-  tf.dispose(fn());
-  await sync();
-  let t0 = performance.now();
-  tf.dispose(fn());
-  await sync();
-  const once = performance.now() - t0;
-  const iters = Math.max(1, Math.min(100, Math.round(targetMs / Math.max(once, 0.01))));
-  const reps = once > 2000 ? 2 : repeats;
-  const per: number[] = [];
-  for (let r = 0; r < reps; r++) {
-    t0 = performance.now();
-    for (let i = 0; i < iters; i++) tf.dispose(fn());
-    await sync();
-    per.push((performance.now() - t0) / iters);
-  }
-  return median(per);
-}
+const time = (fn: () => tf.Tensor[], targetMs?: number) => timeOnQueue(fn, {targetMs});
 
 function visitedPairs(seq: number, windowLeft: number, windowRight: number): number {
   let n = 0;

@@ -21,6 +21,7 @@ import {chooseGradTiles, GradTiles} from '../kernels/webgpu/attention_grad_webgp
 import {attentionAttrs, FlashAttentionGrad} from '../src/kernel_names.js';
 import {makePlan} from '../src/plan/plan.js';
 import {setupWebGPU} from '../test/webgpu_env.js';
+import {timeOnQueue} from './webgpu_timing.js';
 
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
@@ -33,34 +34,7 @@ const log = (s: string) => {
   lines.push(s);
 };
 
-type Backendish = {ensureCommandEncoderReady(): void; endComputePassEncoder(): void; submitQueue(): void;
-                   device: GPUDevice};
-async function sync(): Promise<void> {
-  const b = tf.backend() as unknown as Backendish;
-  b.ensureCommandEncoderReady();
-  b.endComputePassEncoder();
-  b.submitQueue();
-  await b.device.queue.onSubmittedWorkDone();
-}
-
-async function time(fn: () => tf.Tensor[], targetMs = 200, repeats = 5): Promise<number> {
-  tf.dispose(fn());
-  await sync();
-  let t0 = performance.now();
-  tf.dispose(fn());
-  await sync();
-  const once = performance.now() - t0;
-  const iters = Math.max(1, Math.min(50, Math.round(targetMs / Math.max(once, 0.01))));
-  const per: number[] = [];
-  for (let r = 0; r < repeats; r++) {
-    t0 = performance.now();
-    for (let i = 0; i < iters; i++) tf.dispose(fn());
-    await sync();
-    per.push((performance.now() - t0) / iters);
-  }
-  per.sort((a, b) => a - b);
-  return per[Math.floor(per.length / 2)];
-}
+const time = (fn: () => tf.Tensor[]) => timeOnQueue(fn, {targetMs: 200, maxIters: 50});
 
 async function problem(seq: number, d: number, causal: boolean, variants: Array<[string, Partial<Record<'dkdv' | 'dq',
                        GradTiles>>]>) {
@@ -85,7 +59,7 @@ async function problem(seq: number, d: number, causal: boolean, variants: Array<
       Buffer.from((second[i] as Float32Array).buffer)));
   const bwdMs = await time(bwd);
   const bothMs = await time(both);
-  const limits = (tf.backend() as unknown as Backendish).device.limits;
+  const limits = (tf.backend() as unknown as {device: GPUDevice}).device.limits;
   const dflt = {dkdv: chooseGradTiles('dkdv', d, limits), dq: chooseGradTiles('dq', d, limits)};
   const fmt = (t: GradTiles) => `${t.resident}x${t.streamed}/T${t.threads}${t.chunk < t.paddedDim ? `/c${t.chunk}` : ''}`;
   log(`${tag}: fwd ${fwdMs.toFixed(2)} ms | bwd ${bwdMs.toFixed(2)} ms | fwd+bwd (tf.grads, GPU dy) ${bothMs.toFixed(2)} ms` +
