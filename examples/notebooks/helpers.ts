@@ -9,14 +9,12 @@
  * - `makeBatches`, `vocabularySize`: the key–value recall task of examples/node-training/task.ts, loaded through tsx.
  * - `measure`: time and peak tensor memory of a function, the way the notebook plots them.
  *
- * tslab type-checks only the files under the notebook's folder, so the two modules are `require`d at run time and
- * typed here: naiveAttention through the build's declaration file, the TypeScript sources by the part of their
- * interfaces the notebooks use (see those files for the rest).
+ * tslab type-checks only the files under the notebook's folder, so these modules are `require`d at run time and
+ * typed here by the part of their interfaces the notebooks use (see those files for the rest). This file imports
+ * nothing by the package's name, so the repository's own `tsc -p .` checks it too, before dist/ exists.
  */
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
-import type {BlockLayout} from 'tfjs-efficient-attention';
-import type {naiveAttention as NaiveAttention} from 'tfjs-efficient-attention/dist/types/src/layers/naive_attention';
 
 /** The repository root (tslab runs cells with the notebook's folder, examples/notebooks, as working directory). */
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
@@ -24,12 +22,14 @@ export const REPO_ROOT = path.resolve(__dirname, '..', '..');
 /**
  * q [batch, seqQ, heads, d], k/v [batch, seqK, kvHeads, d] → [batch, seqQ, heads, d], materialising the
  * [batch, heads, seqQ, seqK] probabilities. mask: windowLeft/windowRight (-1 = unbounded; causal is
- * {windowLeft: -1, windowRight: 0}) and an optional block layout.
+ * {windowLeft: -1, windowRight: 0}) and an optional BlockLayout from `patterns`.
  */
-export const naiveAttention: (
+export type NaiveAttention = (
     q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D,
-    mask: {windowLeft: number; windowRight: number; layout: BlockLayout | null}, scale: number) => tf.Tensor4D =
-    (require(path.join(REPO_ROOT, 'dist/cjs/src/layers/naive_attention.js')) as {naiveAttention: typeof NaiveAttention})
+    mask: {windowLeft: number; windowRight: number; layout: object | null}, scale: number) => tf.Tensor4D;
+
+export const naiveAttention =
+    (require(path.join(REPO_ROOT, 'dist/cjs/src/layers/naive_attention.js')) as {naiveAttention: NaiveAttention})
         .naiveAttention;
 
 export interface Series {
