@@ -59,14 +59,14 @@ if [ ! -f "$KERNEL_PKG/node_modules/tslab/package.json" ] ||
   (cd "$KERNEL_PKG" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-# 3. The kernel spec, project-local.
+# 3. The kernel spec, project-local (kernel/start.js is tslab's entry point with a startup-race fix).
 export JUPYTER_PATH=$ROOT/.cache/jupyter
 export JUPYTER_RUNTIME_DIR=$ROOT/.cache/jupyter/runtime
 export PYDEVD_DISABLE_FILE_VALIDATION=1
 mkdir -p "$JUPYTER_PATH/kernels/tslab"
 cat > "$JUPYTER_PATH/kernels/tslab/kernel.json" <<EOF
 {
-  "argv": ["$(command -v node)", "$ROOT/$KERNEL_PKG/node_modules/tslab/bin/tslab", "kernel", "--config-path", "{connection_file}"],
+  "argv": ["$(command -v node)", "$ROOT/$KERNEL_PKG/start.js", "kernel", "--config-path", "{connection_file}"],
   "display_name": "TypeScript",
   "language": "typescript"
 }
