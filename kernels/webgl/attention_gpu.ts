@@ -3,8 +3,10 @@
  *
  * A fragment writes one RGBA texel and cannot share work with its neighbours, so the kernels split attention into
  * passes whose fragments each own a small output and stream over the plan's visible key tiles:
- *   ScoresProgram        the scores t of a chunk of query rows × their visible key tiles (a tile buffer): every
- *                        score's dot product once (or P = exp(t − lse) from a given lse, for the backward)
+ *   scoreBlocksProgram   the scores t of a chunk of query rows × their visible key tiles, every score's dot product
+ *                        once, 4 rows × 8 keys per fragment into eight render targets (multi_target_webgl.ts)
+ *   ScoresProgram        the same as one tile buffer, 2 × 2 per fragment, where eight float targets are missing (or
+ *                        P = exp(t − lse) from a given lse, for the backward)
  *   TileStatsProgram     lse of four query rows from the chunk's scores (online logsumexp, no dot products)
  *   ProbabilitiesProgram P = exp(t − lse), elementwise over the chunk's tile buffer
  *   RowAccumulateProgram O = P·V (and dQ = dS·K): two rows × two channels, streaming the chunk's tiles
@@ -17,6 +19,7 @@
  * the longest remaining loop runs at most MAX_SLOTS_PER_DRAW * TILE / 2 times. Texel layouts: texel_layout_webgl.ts.
  */
 import type {GPGPUProgram} from '@tensorflow/tfjs-backend-webgl';
+import type {MultiTargetProgram} from './multi_target_webgl.js';
 
 /** Query rows per tile and keys per tile (the schedule's block size on webgl). */
 export const TILE = 32;
@@ -106,14 +109,26 @@ export function texelHelpers(writesTexelArray = true): string {
   `;
 }
 
-/** Plan helpers: tile bounds, the schedule table, element visibility, softcap. Needs PLAN_UNIFORMS. */
-export function planHelpers(v: AttentionVariant): string {
+/** GLSL body of keyLimit(b): from tfjs's getter of keyLengths, or from KeyEndsProgram's texel array. */
+function keyLimitBody(v: AttentionVariant, keyEnds: boolean): string {
+  if (!v.hasKeyLengths) return 'return seqK;';
+  return keyEnds ? `
+      vec4 texel = texelFetch(keyEnds, texelXY(b / 4, keyEndsWidth), 0);
+      int lane = b - 4 * (b / 4);
+      return int(lane == 0 ? texel.x : lane == 1 ? texel.y : lane == 2 ? texel.z : texel.w);` : `
+      vec4 texel = getKeyLengths(b);
+      return min(seqK, int((b - 2 * (b / 2)) == 0 ? texel.x : texel.y));`;
+}
+
+/**
+ * Plan helpers: tile bounds, the schedule table, element visibility, softcap. Needs PLAN_UNIFORMS. `keyEnds`: read
+ * the key limits from a texel array made by KeyEndsProgram (multi-target programs have no tfjs getters).
+ */
+export function planHelpers(v: AttentionVariant, keyEnds = false): string {
   return `
     // Keys at or past keyLimit(b) are padding: seqK, or keyLengths[b] when the op was given keyLengths.
     int keyLimit(int b) {
-      ${v.hasKeyLengths ? `
-      vec4 texel = getKeyLengths(b);
-      return min(seqK, int((b - 2 * (b / 2)) == 0 ? texel.x : texel.y));` : 'return seqK;'}
+      ${keyLimitBody(v, keyEnds)}
     }
     vec4 tableTexel(int t) {
       return texelFetch(table, texelXY(t, tableWidth), 0);
@@ -331,6 +346,114 @@ export class ScoresProgram extends AttentionProgram {
   }
 }
 
+/** keyLimit(b) of every batch, four per texel (for multi-target programs, which cannot use tfjs's getters). */
+export class KeyEndsProgram extends AttentionProgram {
+  variableNames = ['keyLengths'];
+
+  constructor(outShape: [number, number], v: AttentionVariant, values: UniformValues) {
+    super(outShape);
+    this.declareUniforms(['outWidth', 'seqK', 'batch'], values);
+    this.userCode = `
+      ${texelHelpers()}
+      int keyLimit(int b) {
+        if (b >= batch) return 0;
+        ${keyLimitBody(v, false)}
+      }
+      void main() {
+        int b = 4 * outputTexel();
+        setOutput(vec4(keyLimit(b), keyLimit(b + 1), keyLimit(b + 2), keyLimit(b + 3)));
+      }
+    `;
+  }
+}
+
+/** Sampler names of the eight score block targets, in target order. */
+export function blockNames(): string[] {
+  return Array.from({length: BLOCK_TARGETS}, (_, o) => `scores${o}`);
+}
+
+/** Score block outputs: target 4·ρ + n holds row pair 2g + ρ × key pair 4·kg + n of fragment (g, slot, kg). */
+export const BLOCK_TARGETS = 8;
+
+/**
+ * The forward's scores t as a multiple-render-target draw (multi_target_webgl.ts): each fragment computes 4 query
+ * rows × 8 keys (2 row pairs × 4 key pairs, one texel per output target), fetching 6 texels per score instead of the
+ * 16 of a one-texel fragment. Fragment f of the block layout: f = (g · slotCount + localSlot) · 4 + kg, for the row
+ * pairs 2g, 2g + 1 of the chunk and the key pairs 4kg … 4kg + 3 of the slot. MASKED where invisible, as the
+ * 'scores' mode of ScoresProgram (the path for contexts without eight float render targets).
+ */
+export function scoreBlocksProgram(v: AttentionVariant, values: UniformValues): MultiTargetProgram {
+  const D = v.headTexels;
+  const names = [...PLAN_UNIFORMS, 'outWidth', 'qWidth', 'kWidth', 'chunkTileStart', 'chunkTileEnd', 'slotStart',
+                 'slotCount', ...(v.hasKeyLengths ? ['keyEndsWidth'] : [])];
+  const uniforms = names.map((name) => {
+    const value = values[name];
+    if (value === undefined || Number.isNaN(value)) throw new Error(`webgl attention: uniform ${name} not set`);
+    return {name, type: FLOAT_UNIFORMS.has(name) ? 'float' as const : 'int' as const, value};
+  });
+  const pairs = [0, 1, 2, 3, 4, 5, 6, 7];
+  return {
+    samplers: ['q', 'k', 'table', ...(v.hasKeyLengths ? ['keyEnds'] : [])],
+    uniforms,
+    targets: BLOCK_TARGETS,
+    body: `
+      ${texelHelpers(false)}
+      ${planHelpers(v, true)}
+      void main() {
+        int f = int(gl_FragCoord.y) * outWidth + int(gl_FragCoord.x);
+        int group = f / 4;
+        int kg = f - 4 * group;
+        int g = group / slotCount;
+        int s = slotStart + group - g * slotCount;
+        int r = chunkTileStart * ${TILE} + 4 * g;  // rows r … r + 3 (one query tile)
+        int bh = r / seqQPad;
+        int i = r - bh * seqQPad;
+        int queryTile = i / ${TILE};
+        int b = bh / heads;
+        int h = bh - b * heads;
+        int maskHead = h - maskHeads * (h / maskHeads);
+        int keyRowBase = (b * kvHeads + h / groupSize) * seqKPad;
+        ${pairs.map((o) => `vec4 s${o} = vec4(MASKED);`).join(' ')}
+        bool used = bh * numQueryTiles + queryTile < chunkTileEnd;
+        vec4 header = tableTexel(maskHead * numQueryTiles + queryTile);
+        used = used && s < int(header.y);
+        vec4 slot = tableTexel(rowSlotBase + int(header.x) + s);
+        int k0 = int(slot.x) * ${TILE};
+        int keyEnd = keyLimit(b);
+        used = used && k0 < keyEnd;
+        if (used) {
+          bool partial = slot.y == 0.0 || k0 + ${TILE} > keyEnd;
+          int j = k0 + 8 * kg;  // keys j … j + 7
+          ivec2 a0xy = texelXY((r / 2) * ${D}, qWidth), a1xy = texelXY((r / 2 + 1) * ${D}, qWidth);
+          ${[0, 1, 2, 3].map((n) => `
+          ivec2 b${n}xy = texelXY(((keyRowBase + j) / 2 + ${n}) * ${D}, kWidth);`).join('')}
+          vec4 a0, a1, b0, b1, b2, b3;
+          ${pairs.map((o) => `vec4 acc${o} = vec4(0.0);`).join(' ')}
+          ${unroll(D, (c) => `
+          a0 = texelFetch(q, a0xy + ivec2(${c}, 0), 0);
+          a1 = texelFetch(q, a1xy + ivec2(${c}, 0), 0);
+          ${[0, 1, 2, 3].map((n) => `b${n} = texelFetch(k, b${n}xy + ivec2(${c}, 0), 0);`).join(' ')}
+          ${pairs.map((o) => `
+          acc${o} += a${o >> 2}.xxzz * b${o & 3}.xzxz + a${o >> 2}.yyww * b${o & 3}.ywyw;`).join('')}`)}
+          ${pairs.map((o) => {
+            const rho = o >> 2, n = o & 3;
+            return `{
+            bool row0 = i + ${2 * rho} < seqQ, row1 = i + ${2 * rho + 1} < seqQ;
+            bvec4 keep = bvec4(row0, row0, row1, row1);
+            if (partial) {
+              bvec4 visible = visibleBlock(i + ${2 * rho}, j + ${2 * n}, maskHead, keyEnd);
+              keep = bvec4(keep.x && visible.x, keep.y && visible.y, keep.z && visible.z, keep.w && visible.w);
+            }
+            s${o} = mix(vec4(MASKED), capScores(scale * acc${o}), keep);
+          }`;
+          }).join('\n')}
+        }
+        ${pairs.map((o) => `out${o} = s${o};`).join(' ')}
+      }
+    `,
+  };
+}
+
 /**
  * lse of four consecutive query rows per fragment (a quad buffer) from a chunk's tile buffer of scores (MASKED where
  * invisible): rows of the chunk's query tiles [chunkTileStart, chunkTileEnd) over its slot range. With `previous`,
@@ -340,12 +463,15 @@ export class ScoresProgram extends AttentionProgram {
 export class TileStatsProgram extends AttentionProgram {
   variableNames = ['tiles', 'table', 'keyLengths'];
 
-  constructor(outShape: [number, number], v: AttentionVariant, accumulate: boolean, values: UniformValues) {
+  constructor(outShape: [number, number], v: AttentionVariant, accumulate: boolean, values: UniformValues,
+              blocks = false) {
     super(outShape);
+    // blocks: the scores come as scoreBlocksProgram's eight targets (block layout) instead of one tile buffer.
+    if (blocks) this.variableNames = [...blockNames(), 'table', 'keyLengths'];
     if (accumulate) this.variableNames.push('previous');
     this.declareUniforms(
         [...PLAN_UNIFORMS, 'outWidth', 'tilesWidth', 'chunkTileStart', 'chunkTileEnd', 'slotStart', 'slotEnd',
-         'slotTexels', 'rowCount', ...(accumulate ? ['mergePrevious'] : [])],
+         'slotTexels', 'rowCount', ...(blocks ? ['slotCount'] : []), ...(accumulate ? ['mergePrevious'] : [])],
         values);
     this.userCode = `
       ${texelHelpers()}
@@ -374,13 +500,17 @@ export class TileStatsProgram extends AttentionProgram {
         int firstSlot = int(header.x), slots = min(int(header.y), slotEnd);
         for (int s = slotStart; s < slots; s++) {
           if (int(tableTexel(rowSlotBase + firstSlot + s).x) * ${TILE} >= keyEnd) break;  // the rest is padding
+          ${blocks ? `
+          ivec2 xy = texelXY(((localPair / 2) * slotCount + s - slotStart) * 4, tilesWidth);` : `
           ivec2 axy = texelXY(localPair * slotTexels + (s - slotStart) * ${TILE / 2}, tilesWidth);
-          ivec2 bxy = texelXY((localPair + 1) * slotTexels + (s - slotStart) * ${TILE / 2}, tilesWidth);
+          ivec2 bxy = texelXY((localPair + 1) * slotTexels + (s - slotStart) * ${TILE / 2}, tilesWidth);`}
           vec4 ta, tb;
           // (key 2jp, key 2jp + 1) of the four rows, and the tile's max: one rescale per tile, not per key pair.
-          ${unroll(TILE / 2, (jp) => `
+          ${unroll(TILE / 2, (jp) => (blocks ? `
+          ta = texelFetch(scores${jp & 3}, xy + ivec2(${jp >> 2}, 0), 0);
+          tb = texelFetch(scores${4 + (jp & 3)}, xy + ivec2(${jp >> 2}, 0), 0);` : `
           ta = texelFetch(tiles, axy + ivec2(${jp}, 0), 0);
-          tb = texelFetch(tiles, bxy + ivec2(${jp}, 0), 0);
+          tb = texelFetch(tiles, bxy + ivec2(${jp}, 0), 0);`) + `
           vec4 s0_${jp} = vec4(ta.x, ta.z, tb.x, tb.z), s1_${jp} = vec4(ta.y, ta.w, tb.y, tb.w);`)}
           vec4 tileMax = max(s0_0, s1_0);
           ${unroll(TILE / 2 - 1, (n) => `tileMax = max(tileMax, max(s0_${n + 1}, s1_${n + 1}));`)}
@@ -414,14 +544,30 @@ export class TileStatsProgram extends AttentionProgram {
 export class ProbabilitiesProgram extends AttentionProgram {
   variableNames = ['scores', 'lse'];
 
-  constructor(outShape: [number, number], values: UniformValues) {
+  constructor(outShape: [number, number], values: UniformValues, blocks = false) {
     super(outShape);
-    this.declareUniforms(['outWidth', 'statsWidth', 'chunkTileStart', 'slotTexels', 'tileTexels'], values);
+    // blocks: the scores come as scoreBlocksProgram's eight targets; P is written as an ordinary tile buffer.
+    if (blocks) this.variableNames = [...blockNames(), 'lse'];
+    this.declareUniforms(['outWidth', 'statsWidth', 'chunkTileStart', 'slotTexels', 'tileTexels',
+                          ...(blocks ? ['slotCount', 'blocksWidth'] : [])], values);
     this.userCode = `
       ${texelHelpers()}
+      ${blocks ? `
+      // Tile buffer texel t = (row pair p, local slot, key pair jp) → block fragment and target.
+      vec4 scoreTexel(int t) {
+        int p = t / slotTexels;
+        int rest = t - p * slotTexels;
+        int localSlot = rest / ${TILE / 2};
+        int jp = rest - localSlot * ${TILE / 2};
+        int f = ((p / 2) * slotCount + localSlot) * 4 + jp / 4;
+        int target = 4 * (p - 2 * (p / 2)) + (jp - 4 * (jp / 4));
+        ivec2 xy = texelXY(f, blocksWidth);
+        ${blockNames().map((name, o) => `if (target == ${o}) return texelFetch(${name}, xy, 0);`).join('\n')}
+        return vec4(MASKED);
+      }` : ''}
       void main() {
         int t = outputTexel();
-        vec4 s = fetchTexel(scores, t, outWidth);
+        vec4 s = ${blocks ? 'scoreTexel(min(t, tileTexels - 1))' : 'fetchTexel(scores, t, outWidth)'};
         int r = chunkTileStart * ${TILE} + 2 * (min(t, tileTexels - 1) / slotTexels);
         vec4 texel = fetchTexel(lse, r / 4, statsWidth);
         vec2 rowLse = (r - 4 * (r / 4)) == 0 ? texel.xy : texel.zw;

@@ -1,8 +1,8 @@
 /**
  * Executes an AttentionPlan's forward pass on the webgl backend (WebGL2): pack q/k/v into row buffers, then per
- * range of query tiles and per slot range: Scores (the scores t, each dot product once), TileStats (lse, merged over
- * slot ranges), Probabilities (P = exp(t − lse)) and RowAccumulate (O += P·V, rescaled to the new lse when a row
- * spans several slot ranges); finally unpack O and lse.
+ * range of query tiles and per slot range: Scores (the scores t, each dot product once; eight-target score blocks
+ * where the context has them), TileStats (lse, merged over slot ranges), Probabilities (P = exp(t − lse)) and
+ * RowAccumulate (O += P·V, rescaled to the new lse when a row spans several slot ranges); finally unpack O and lse.
  *
  * Row ranges bound the memory of the P tile buffer (never seq × seq: a range's query tiles × their visible key tiles)
  * and the work of one draw (long draws stall a page and trip GPU watchdogs); slot ranges (at most MAX_SLOTS_PER_DRAW
@@ -13,9 +13,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
 import {AttentionPlan} from '../../src/plan/plan.js';
 import {
-  AttentionProgram, AttentionVariant, MAX_SLOTS_PER_DRAW, PackRowsProgram, ProbabilitiesProgram, RowAccumulateProgram,
-  ScoresProgram, TileStatsProgram, TILE, UniformValues, UnpackRowsProgram, UnpackRowStatsProgram,
+  AttentionProgram, AttentionVariant, BLOCK_TARGETS, KeyEndsProgram, MAX_SLOTS_PER_DRAW, PackRowsProgram,
+  ProbabilitiesProgram, RowAccumulateProgram, scoreBlocksProgram, ScoresProgram, TileStatsProgram, TILE, UniformValues,
+  UnpackRowsProgram, UnpackRowStatsProgram,
 } from './attention_gpu.js';
+import {runMultiTarget, supportsMultiTarget} from './multi_target_webgl.js';
 import {getScheduleTable, ScheduleTable} from './schedule_webgl.js';
 import {assertTexelLayout, roundUp, TexelLayout, texelLayout} from './texel_layout_webgl.js';
 
@@ -52,6 +54,8 @@ export interface Chunk {
   slotStart: number;
   slotEnd: number;
   tiles: TexelLayout;
+  /** The same scores as scoreBlocksProgram's eight targets: each target's layout. */
+  blocks: TexelLayout;
   uniforms: UniformValues;
 }
 
@@ -92,8 +96,12 @@ export function attentionGeometry(backend: MathBackendWebGL, plan: AttentionPlan
       const slotTexels = (slotEnd - slotStart) * (TILE / 2);
       const tiles = texelLayout((tileEnd - tileStart) * (TILE / 2) * slotTexels, TILE / 2, maxTextureSize,
                                 'a chunk of attention scores');
-      return {slotStart, slotEnd, tiles, uniforms: {
+      const slotCount = slotEnd - slotStart;
+      const blocks = texelLayout((tileEnd - tileStart) * (TILE / 4) * slotCount * 4, 4, maxTextureSize,
+                                 'a chunk of attention score blocks');
+      return {slotStart, slotEnd, tiles, blocks, uniforms: {
         chunkTileStart: tileStart, chunkTileEnd: tileEnd, slotStart, slotEnd, slotTexels, tilesWidth: tiles.width,
+        slotCount,
       }};
     });
     return {tileStart, tileEnd, slotRanges};
@@ -169,23 +177,39 @@ export function runAttentionForward(
   const kRows = packRows(backend, g, k, plan.seqK, g.seqKPad, plan.kvHeads, g.keyRows);
   const vRows = packRows(backend, g, v, plan.seqK, g.seqKPad, plan.kvHeads, g.keyRows);
 
+  // Multiple render targets (scoreBlocksProgram) when the context has them; keyEnds: keyLengths as a texel array
+  // for it (null without keyLengths; undefined: no multi-target path).
+  const keyEndsLayout = texelLayout(Math.ceil(plan.batch / 4), 1, g.maxTextureSize, 'the key limits');
+  const keyEnds = !supportsMultiTarget(backend, BLOCK_TARGETS) ? undefined : !plan.hasKeyLengths ? null :
+      runProgram(backend, new KeyEndsProgram(keyEndsLayout.shape, g.variant,
+                                             {outWidth: keyEndsLayout.width, seqK: plan.seqK, batch: plan.batch}),
+                 [keyLengths], keyEndsLayout);
   let stats: TensorInfo|null = null, out: TensorInfo|null = null;
   for (const range of g.rowRanges) {
     // Rows longer than one slot range: O stays normalized to the lse of the slot ranges so far (rescaled as it grows).
     const rescale = range.slotRanges.length > 1;
     range.slotRanges.forEach((chunk, index) => {
       const c = {...u, ...chunk.uniforms, outWidth: chunk.tiles.width};
-      const scores = runProgram(backend, new ScoresProgram(chunk.tiles.shape, g.variant, c, 'scores'),
-                                [qRows, kRows, g.table.tensor, keyLengths], chunk.tiles);
+      // The scores t, once per visible (query, key): eight-target blocks where the context can draw them.
+      const scores = keyEnds !== undefined ?
+          runMultiTarget(backend, scoreBlocksProgram(g.variant, {...c, outWidth: chunk.blocks.width,
+                                                                 keyEndsWidth: keyEndsLayout.width}),
+                         [qRows, kRows, g.table.tensor, ...(keyEnds != null ? [keyEnds] : [])], chunk.blocks) :
+          [runProgram(backend, new ScoresProgram(chunk.tiles.shape, g.variant, c, 'scores'),
+                      [qRows, kRows, g.table.tensor, keyLengths], chunk.tiles)];
+      const blocks = keyEnds !== undefined;
       const newStats = runProgram(
           backend,
           new TileStatsProgram(g.rowStats.shape, g.variant, stats != null,
-                               {...c, outWidth: g.rowStats.width, mergePrevious: index > 0 ? 1 : 0}),
-          [scores, g.table.tensor, keyLengths, ...(stats != null ? [stats] : [])], g.rowStats);
+                               {...c, outWidth: g.rowStats.width, mergePrevious: index > 0 ? 1 : 0,
+                                ...(blocks ? {tilesWidth: chunk.blocks.width} : {})}, blocks),
+          [...scores, g.table.tensor, keyLengths, ...(stats != null ? [stats] : [])], g.rowStats);
       const probs = runProgram(
-          backend, new ProbabilitiesProgram(chunk.tiles.shape, {...c, tileTexels: chunk.tiles.texels}),
-          [scores, newStats], chunk.tiles);
-      disposeAll(backend, [scores]);
+          backend,
+          new ProbabilitiesProgram(chunk.tiles.shape, {...c, tileTexels: chunk.tiles.texels,
+                                                       blocksWidth: chunk.blocks.width}, blocks),
+          [...scores, newStats], chunk.tiles);
+      disposeAll(backend, scores);
       const accumulate = new RowAccumulateProgram(
           g.queryRows.shape, g.variant, out != null, {...c, outWidth: g.queryRows.width, valuesWidth: g.keyRows.width},
           rescale);
@@ -204,6 +228,6 @@ export function runAttentionForward(
                                                             {statsWidth: g.rowStats.width, seqPad: g.seqQPad,
                                                              heads: plan.heads}),
                          [stats!], null);
-  disposeAll(backend, [qRows, kRows, vRows, stats, out]);
+  disposeAll(backend, [qRows, kRows, vRows, stats, out, keyEnds ?? null]);
   return [output, lse];
 }
