@@ -150,8 +150,9 @@ export function tileBounds(tiling: CompositeTiling, plan: AttentionPlan, queryTi
 
 /**
  * Visibility of a partial tile from the window and layout (host metadata, uploaded, never read back): a bool tensor,
- * true where the key is visible. Shape [1, kvHeads, rows * group, keys] for per-head layouts, else
- * [1, 1, rows * group, keys], in grouped-row order. keyLengths are not included (see keyLengthsVisibility).
+ * true where the key is visible, of the scores tile's full shape [batch, kvHeads, rows * group, keys] in grouped-row
+ * order. Built whole on the host: tf.where would broadcast a [1, 1, rows, keys] mask with a Tile kernel, which costs
+ * more than the tile's matMul on wasm (~70 ns per element). keyLengths are not included (see keyLengthsVisibility).
  */
 export function tileVisibility(plan: AttentionPlan, {q0, q1, k0, k1}: TileBounds): tf.Tensor4D {
   const {layout, groupSize: group} = plan;
@@ -177,7 +178,15 @@ export function tileVisibility(plan: AttentionPlan, {q0, q1, k0, k1}: TileBounds
       }
     }
   }
-  return tf.tensor4d(visible, [1, maskKvHeads, rows, keys], 'bool');
+  // Repeat the mask over batch (and over kv heads when it does not depend on them).
+  const perBatch = plan.kvHeads * rows * keys;
+  const full = new Uint8Array(plan.batch * perBatch);
+  for (let kvHead = 0; kvHead < plan.kvHeads; kvHead++) {
+    full.set(maskKvHeads === 1 ? visible : visible.subarray(kvHead * rows * keys, (kvHead + 1) * rows * keys),
+             kvHead * rows * keys);
+  }
+  for (let b = 1; b < plan.batch; b++) full.copyWithin(b * perBatch, 0, perBatch);
+  return tf.tensor4d(full, [plan.batch, plan.kvHeads, rows, keys], 'bool');
 }
 
 /**
