@@ -202,15 +202,25 @@ export class UnpackRowsProgram extends AttentionProgram {
   packedOutput = false;
   enableShapeUniforms = false;  // a user-facing output shape: see AttentionProgram
 
-  constructor(outShape: number[], headTexels: number, values: UniformValues) {
+  constructor(outShape: number[], headTexels: number, values: UniformValues, blocks = false) {
     super(outShape as [number, number]);
+    // blocks: the rows come as valueBlocksProgram's eight targets.
+    if (blocks) this.variableNames = blockNames('rows');
     this.declareUniforms(['rowsWidth', 'seqPad', 'heads'], values);
     this.userCode = `
       ${texelHelpers(false)}
+      ${blocks ? `
+      vec4 rowTexel(int r, int d) {
+        int f = (r / 4) * ${channelGroups(headTexels)} + d / 8;
+        int target = 4 * ((r / 2) - 2 * (r / 4)) + (d / 2 - 4 * (d / 8));
+        ivec2 xy = texelXY(f, rowsWidth);
+        ${blockNames('rows').map((name, o) => `if (target == ${o}) return texelFetch(${name}, xy, 0);`).join('\n')}
+        return vec4(0.0);
+      }` : ''}
       void main() {
         ivec4 o = getOutputCoords();  // (b, i, h, d)
         int r = (o.x * heads + o.z) * seqPad + o.y;
-        vec4 texel = fetchTexel(rows, (r / 2) * ${headTexels} + o.w / 2, rowsWidth);
+        vec4 texel = ${blocks ? 'rowTexel(r, o.w)' : `fetchTexel(rows, (r / 2) * ${headTexels} + o.w / 2, rowsWidth)`};
         int lane = 2 * (r - 2 * (r / 2)) + (o.w - 2 * (o.w / 2));
         setOutput(lane == 0 ? texel.x : lane == 1 ? texel.y : lane == 2 ? texel.z : texel.w);
       }
@@ -368,8 +378,8 @@ export class KeyEndsProgram extends AttentionProgram {
 }
 
 /** Sampler names of the eight score block targets, in target order. */
-export function blockNames(): string[] {
-  return Array.from({length: BLOCK_TARGETS}, (_, o) => `scores${o}`);
+export function blockNames(prefix = 'scores'): string[] {
+  return Array.from({length: BLOCK_TARGETS}, (_, o) => `${prefix}${o}`);
 }
 
 /** Score block outputs: target 4·ρ + n holds row pair 2g + ρ × key pair 4·kg + n of fragment (g, slot, kg). */
@@ -449,6 +459,86 @@ export function scoreBlocksProgram(v: AttentionVariant, values: UniformValues): 
           }).join('\n')}
         }
         ${pairs.map((o) => `out${o} = s${o};`).join(' ')}
+      }
+    `,
+  };
+}
+
+/** Channel groups of the eight-target output blocks: 4 channel pairs (8 channels) per fragment. */
+export function channelGroups(headTexels: number): number {
+  return Math.ceil(headTexels / 4);
+}
+
+/**
+ * The forward's O += P·V as a multiple-render-target draw: each fragment owns 4 rows × 8 channels (target 4·ρ + n =
+ * row pair ρ × channel pair n of fragment f = rowGroup · channelGroups + cg, rows 4·rowGroup …), fetching 6 texels
+ * per 2 keys × 4 rows × 8 channels instead of 16. Same slot walk and rescale as RowAccumulateProgram; O lives in the
+ * eight targets until UnpackRowsProgram (blocks) reads it back.
+ */
+export function valueBlocksProgram(v: AttentionVariant, accumulate: boolean, rescale: boolean,
+                                   values: UniformValues): MultiTargetProgram {
+  const D = v.headTexels;
+  const names = [...PLAN_UNIFORMS, 'outWidth', 'valuesWidth', 'tilesWidth', 'chunkTileStart', 'chunkTileEnd',
+                 'slotStart', 'slotEnd', 'slotTexels', 'rowCount', ...(rescale ? ['statsWidth'] : []),
+                 ...(v.hasKeyLengths ? ['keyEndsWidth'] : [])];
+  const uniforms = names.map((name) => {
+    const value = values[name];
+    if (value === undefined || Number.isNaN(value)) throw new Error(`webgl attention: uniform ${name} not set`);
+    return {name, type: FLOAT_UNIFORMS.has(name) ? 'float' as const : 'int' as const, value};
+  });
+  const targets = [0, 1, 2, 3, 4, 5, 6, 7];
+  const previous = targets.map((o) => `previous${o}`);
+  return {
+    samplers: ['tiles', 'values', 'table', ...(v.hasKeyLengths ? ['keyEnds'] : []), ...(accumulate ? previous : []),
+               ...(rescale ? ['previousLse', 'lse'] : [])],
+    uniforms,
+    targets: BLOCK_TARGETS,
+    body: `
+      ${texelHelpers(false)}
+      ${planHelpers(v, true)}
+      void main() {
+        int f = int(gl_FragCoord.y) * outWidth + int(gl_FragCoord.x);
+        int rowGroup = f / ${channelGroups(D)};
+        int cg = f - rowGroup * ${channelGroups(D)};
+        int r = 4 * rowGroup;
+        int rowTile = r / ${TILE};
+        ${targets.map((o) => `
+        vec4 acc${o} = ${accumulate ? `texelFetch(previous${o}, ivec2(gl_FragCoord.xy), 0)` : 'vec4(0.0)'};`).join('')}
+        if (r < rowCount && rowTile >= chunkTileStart && rowTile < chunkTileEnd) {
+          ${rescale ? `
+          // The tiles are exp(t − lse) with lse over the slot ranges so far: rescale the earlier ranges' sum to it.
+          vec4 before = fetchTexel(previousLse, r / 4, statsWidth), now = fetchTexel(lse, r / 4, statsWidth);
+          bvec4 seen = notEqual(before, vec4(negativeInfinity()));
+          vec4 factor = mix(vec4(0.0), exp(mix(vec4(0.0), before - now, seen)), seen);
+          ${targets.map((o) => `acc${o} *= factor.${o < 4 ? 'xxyy' : 'zzww'};`).join(' ')}` : ''}
+          int bh = r / seqQPad;
+          int queryTile = rowTile - bh * numQueryTiles;
+          int b = bh / heads;
+          int h = bh - b * heads;
+          int maskHead = h - maskHeads * (h / maskHeads);
+          int keyRowBase = (b * kvHeads + h / groupSize) * seqKPad;
+          int keyEnd = keyLimit(b);
+          int localPair = r / 2 - chunkTileStart * ${TILE / 2};
+          vec4 header = tableTexel(maskHead * numQueryTiles + queryTile);
+          int firstSlot = int(header.x), slots = min(int(header.y), slotEnd);
+          vec4 p0, p1, x0, x1, x2, x3;
+          for (int s = slotStart; s < slots; s++) {
+            int k0 = int(tableTexel(rowSlotBase + firstSlot + s).x) * ${TILE};
+            if (k0 >= keyEnd) break;
+            ivec2 p0xy = texelXY(localPair * slotTexels + (s - slotStart) * ${TILE / 2}, tilesWidth);
+            ivec2 p1xy = texelXY((localPair + 1) * slotTexels + (s - slotStart) * ${TILE / 2}, tilesWidth);
+            int vBase = ((keyRowBase + k0) / 2) * ${D} + 4 * cg;
+            ${[0, 1, 2, 3].map((n) => `
+            ivec2 v${n}xy = texelXY(vBase + ${n}, valuesWidth);`).join('')}
+            ${unroll(TILE / 2, (jp) => `
+            p0 = texelFetch(tiles, p0xy + ivec2(${jp}, 0), 0);
+            p1 = texelFetch(tiles, p1xy + ivec2(${jp}, 0), 0);
+            ${[0, 1, 2, 3].map((n) => `x${n} = texelFetch(values, v${n}xy + ivec2(${jp * D}, 0), 0);`).join(' ')}
+            ${targets.map((o) => `
+            acc${o} += p${o >> 2}.xxzz * x${o & 3}.xyxy + p${o >> 2}.yyww * x${o & 3}.zwzw;`).join('')}`)}
+          }
+        }
+        ${targets.map((o) => `out${o} = acc${o};`).join(' ')}
       }
     `,
   };

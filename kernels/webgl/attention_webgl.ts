@@ -13,9 +13,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
 import {AttentionPlan} from '../../src/plan/plan.js';
 import {
-  AttentionProgram, AttentionVariant, BLOCK_TARGETS, KeyEndsProgram, MAX_SLOTS_PER_DRAW, PackRowsProgram,
+  AttentionProgram, AttentionVariant, BLOCK_TARGETS, channelGroups, KeyEndsProgram, MAX_SLOTS_PER_DRAW, PackRowsProgram,
   ProbabilitiesProgram, RowAccumulateProgram, scoreBlocksProgram, ScoresProgram, TileStatsProgram, TILE, UniformValues,
-  UnpackRowsProgram, UnpackRowStatsProgram,
+  UnpackRowsProgram, UnpackRowStatsProgram, valueBlocksProgram,
 } from './attention_gpu.js';
 import {runMultiTarget, supportsMultiTarget} from './multi_target_webgl.js';
 import {getScheduleTable, ScheduleTable} from './schedule_webgl.js';
@@ -184,7 +184,9 @@ export function runAttentionForward(
       runProgram(backend, new KeyEndsProgram(keyEndsLayout.shape, g.variant,
                                              {outWidth: keyEndsLayout.width, seqK: plan.seqK, batch: plan.batch}),
                  [keyLengths], keyEndsLayout);
-  let stats: TensorInfo|null = null, out: TensorInfo|null = null;
+  const outBlocks = texelLayout(g.uniforms.rowCount / 4 * channelGroups(g.headTexels), 1, g.maxTextureSize,
+                                'the output blocks');
+  let stats: TensorInfo|null = null, out: TensorInfo[] = [];
   for (const range of g.rowRanges) {
     // Rows longer than one slot range: O stays normalized to the lse of the slot ranges so far (rescaled as it grows).
     const rescale = range.slotRanges.length > 1;
@@ -210,24 +212,41 @@ export function runAttentionForward(
                                                        blocksWidth: chunk.blocks.width}, blocks),
           [...scores, newStats], chunk.tiles);
       disposeAll(backend, scores);
-      const accumulate = new RowAccumulateProgram(
-          g.queryRows.shape, g.variant, out != null, {...c, outWidth: g.queryRows.width, valuesWidth: g.keyRows.width},
-          rescale);
       const previousStats = stats ?? newStats;  // no stats yet means no output yet either: the sum starts at 0
-      const newOut = runProgram(backend, accumulate, [probs, vRows, g.table.tensor, keyLengths,
-                                                      ...(out != null ? [out] : []),
-                                                      ...(rescale ? [previousStats, newStats] : [])], g.queryRows);
-      disposeAll(backend, [probs, out, stats]);
+      let newOut: TensorInfo[];
+      if (blocks) {
+        // O as eight-target blocks too (4 rows × 8 channels per fragment).
+        newOut = runMultiTarget(
+            backend,
+            valueBlocksProgram(g.variant, out.length > 0, rescale,
+                               {...c, outWidth: outBlocks.width, valuesWidth: g.keyRows.width,
+                                keyEndsWidth: keyEndsLayout.width}),
+            [probs, vRows, g.table.tensor, ...(keyEnds != null ? [keyEnds] : []), ...out,
+             ...(rescale ? [previousStats, newStats] : [])],
+            outBlocks);
+      } else {
+        const accumulate = new RowAccumulateProgram(
+            g.queryRows.shape, g.variant, out.length > 0,
+            {...c, outWidth: g.queryRows.width, valuesWidth: g.keyRows.width}, rescale);
+        newOut = [runProgram(backend, accumulate, [probs, vRows, g.table.tensor, keyLengths, ...out,
+                                                   ...(rescale ? [previousStats, newStats] : [])], g.queryRows)];
+      }
+      disposeAll(backend, [probs, ...out, stats]);
       out = newOut;
       stats = newStats;
     });
   }
 
-  const output = unpackRows(backend, g, out!, plan.seqQ, g.seqQPad, plan.heads, g.queryRows);
+  const output = keyEnds !== undefined ?
+      runProgram(backend, new UnpackRowsProgram([plan.batch, plan.seqQ, plan.heads, plan.headDim], g.headTexels,
+                                                {rowsWidth: outBlocks.width, seqPad: g.seqQPad, heads: plan.heads},
+                                                true),
+                 out, null) :
+      unpackRows(backend, g, out[0], plan.seqQ, g.seqQPad, plan.heads, g.queryRows);
   const lse = runProgram(backend, new UnpackRowStatsProgram([plan.batch, plan.heads, plan.seqQ],
                                                             {statsWidth: g.rowStats.width, seqPad: g.seqQPad,
                                                              heads: plan.heads}),
                          [stats!], null);
-  disposeAll(backend, [qRows, kRows, vRows, stats, out, keyEnds ?? null]);
+  disposeAll(backend, [qRows, kRows, vRows, stats, ...out, keyEnds ?? null]);
   return [output, lse];
 }
