@@ -23,6 +23,7 @@
  * chunks of headDim columns (reloaded for the accumulation phase).
  */
 import type {MultiOutputProgram, UniformType} from './program_runner_webgpu.js';
+import {STABLE_TANH_WGSL} from './wgsl_math_webgpu.js';
 
 export type GradPass = 'dkdv' | 'dq';
 
@@ -310,7 +311,7 @@ function tileShader(pass: GradPass, t: GradTiles, flags: TileFlags, map: GradThr
         let s = ${strRow(n)};
         var tt = sc${m}_${n} * uniforms.scale;
         var dtds = 1.0;${flags.softcap ? `
-        let th = tanh(clamp(tt / uniforms.softcap, -15.0, 15.0));
+        let th = stableTanh(tt / uniforms.softcap);
         tt = uniforms.softcap * th;
         dtds = 1.0 - th * th;` : ''}
         var p = exp(tt - rowLse[${stat}]);
@@ -438,7 +439,7 @@ function tileShader(pass: GradPass, t: GradTiles, flags: TileFlags, map: GradThr
     var<workgroup> tileDS : array<f32, ${BR * PS}>;
     var<workgroup> rowLse : array<f32, ${dkdv ? BS : BR}>;
     var<workgroup> rowDelta : array<f32, ${dkdv ? BS : BR}>;
-
+${flags.softcap ? STABLE_TANH_WGSL : ''}
     // Element-level visibility inside a partial tile: src/plan's isVisible, plus keyLengths and row < seqQ.
     fn isVisible(i : i32, j : i32, lh : i32, keyLen : i32) -> bool {
       if (i >= uniforms.seqQ || j >= keyLen) {

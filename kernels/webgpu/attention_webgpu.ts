@@ -22,6 +22,7 @@ import {
   Binding, bindElements, createOutput, getLimits, MultiOutputProgram, runProgram, UniformType,
 } from './program_runner_webgpu.js';
 import {getScheduleBuffer} from './schedule_webgpu.js';
+import {STABLE_TANH_WGSL} from './wgsl_math_webgpu.js';
 
 /** Tile shape of the forward kernel. blockK / colsPerThread threads share a query row. */
 export interface ForwardTileConfig {
@@ -226,11 +227,7 @@ var<workgroup> sharedRange: vec4<i32>;
 var<workgroup> sharedRun: vec4<i32>;
 ${scalarLoaders}
 
-fn stableTanh(x: f32) -> f32 {
-  // tanh through exp(-2|x|): never overflows (the textbook (e^2x - 1) / (e^2x + 1) is NaN for large x).
-  let t = exp(-2.0 * abs(x));
-  return sign(x) * (1.0 - t) / (1.0 + t);
-}
+${STABLE_TANH_WGSL}
 
 fn isVisible(i: i32, j: i32, keyLength: i32, maskHead: i32) -> bool {
   if (i >= uniforms.seqQ || j >= keyLength) { return false; }
