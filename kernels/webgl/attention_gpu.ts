@@ -154,12 +154,15 @@ export function planHelpers(v: AttentionVariant, keyEnds = false): string {
       return bvec4(isVisible(i, j, maskHead, keyEnd), isVisible(i, j + 1, maskHead, keyEnd),
                    isVisible(i + 1, j, maskHead, keyEnd), isVisible(i + 1, j + 1, maskHead, keyEnd));
     }
-    // The final score t from the scaled score s: softcap · tanh(s / softcap) (tanh written to stay finite).
+    // The final score t from the scaled score s: softcap · tanh(s / softcap). tanh through exp(-2|x|) stays finite
+    // and keeps NaN a NaN; below |x| = 1/8, where 1 - exp(-2|x|) cancels, tanh's odd series to x^7 (as on webgpu).
     vec4 capScores(vec4 s) {
       ${v.hasSoftcap ? `
       vec4 x = s / softcap;
       vec4 e = exp(-2.0 * abs(x));
-      return softcap * sign(x) * (1.0 - e) / (1.0 + e);` : 'return s;'}
+      vec4 x2 = x * x;
+      vec4 series = x * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0))));
+      return softcap * mix(sign(x) * (1.0 - e) / (1.0 + e), series, lessThan(abs(x), vec4(0.125)));` : 'return s;'}
     }
   `;
 }

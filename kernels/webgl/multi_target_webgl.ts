@@ -11,12 +11,21 @@
  * Inputs are texel arrays read with texelFetch (see texel_layout_webgl.ts); they must already be packed textures
  * (outputs of attention programs, or CPU data this module uploads packed). Outputs are packed [2L, 2W] texel arrays.
  */
+import {env} from '@tensorflow/tfjs-core';
 import type {TensorInfo} from '@tensorflow/tfjs-core';
 import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
 import {assertTexelLayout, TexelLayout} from './texel_layout_webgl.js';
 
 /** The outputs of one draw, at most. */
 export const MAX_TARGETS = 8;
+
+/**
+ * tfjs flag (default true): false makes the attention kernels draw one output per program, as they do on contexts
+ * without eight float render targets; `tf.env().set('ATTENTION_WEBGL_MULTI_TARGET', false)` (the tests keep that
+ * path covered with it).
+ */
+export const MULTI_TARGET_FLAG = 'ATTENTION_WEBGL_MULTI_TARGET';
+env().registerFlag(MULTI_TARGET_FLAG, () => true);
 
 export interface MultiTargetProgram {
   /** Sampler names, in the order of the inputs given to runMultiTarget. */
@@ -50,7 +59,7 @@ function gpgpuOf(backend: MathBackendWebGL): any {
 export function supportsMultiTarget(backend: MathBackendWebGL, targets = MAX_TARGETS): boolean {
   const gl = gpgpuOf(backend).gl as WebGL2RenderingContext;
   if (typeof WebGL2RenderingContext === 'undefined' || !(gl instanceof WebGL2RenderingContext)) return false;
-  if (gl.getExtension('EXT_color_buffer_float') == null) return false;
+  if (!env().getBool(MULTI_TARGET_FLAG) || gl.getExtension('EXT_color_buffer_float') == null) return false;
   return (gl.getParameter(gl.MAX_DRAW_BUFFERS) as number) >= targets &&
          (gl.getParameter(gl.MAX_COLOR_ATTACHMENTS) as number) >= targets;
 }

@@ -18,6 +18,8 @@ export interface PageOptions {
   angle?: AngleBackend;
   /** Force a WebGL version before the webgl backend starts (1 tests the WebGL1 fallback). */
   webglVersion?: number;
+  /** tfjs flags set in the page before the backend starts (e.g. ATTENTION_WEBGL_MULTI_TARGET: false). */
+  flags?: Record<string, boolean | number>;
 }
 
 export interface AttentionPage {
@@ -50,8 +52,9 @@ export async function openAttentionPage(backend: string, options: PageOptions = 
       await page.addScriptTag({url: script});
     }
     const info = await page.evaluate(
-        ([name, version]) => (globalThis as any).attentionTests.useBackend(name, version ?? undefined),  // eslint-disable-line
-        [backend, options.webglVersion ?? null] as const) as PageInfo;
+        ([name, version, flags]) => (globalThis as any).attentionTests.useBackend(  // eslint-disable-line
+            name, version ?? undefined, flags),
+        [backend, options.webglVersion ?? null, options.flags ?? {}] as const) as PageInfo;
     if (info.backend !== backend) throw new Error(`page runs tfjs backend ${info.backend}, not ${backend}`);
     const s = session;
     const call = <T>(fn: string, ...args: unknown[]) => s.page.evaluate(

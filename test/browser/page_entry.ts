@@ -17,9 +17,11 @@ export interface PageInfo {
   renderer: string;
 }
 
-/** Switches tfjs to `backend` (optionally forcing a WebGL version first) and describes the renderer. */
-export async function useBackend(backend: string, webglVersion?: number): Promise<PageInfo> {
+/** Switches tfjs to `backend` (optionally forcing a WebGL version and tfjs flags first), describes the renderer. */
+export async function useBackend(
+    backend: string, webglVersion?: number, flags: Record<string, boolean | number> = {}): Promise<PageInfo> {
   if (webglVersion != null) tf.env().set('WEBGL_VERSION', webglVersion);
+  for (const [name, value] of Object.entries(flags)) tf.env().set(name, value);
   if (!(await tf.setBackend(backend))) throw new Error(`tfjs backend ${backend} failed to initialize`);
   await tf.ready();
   let renderer = backend;
