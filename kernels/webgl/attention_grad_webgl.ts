@@ -5,21 +5,14 @@
  */
 import type {TensorInfo} from '@tensorflow/tfjs-core';
 import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
+import type {AttentionGradInputNames} from '../../src/kernel_names.js';
 import {AttentionPlan} from '../../src/plan/plan.js';
 import {RowAccumulateProgram, ScoresProgram} from './attention_gpu.js';
 import {KeyAccumulateProgram, PackRowStatsProgram, RowDeltaProgram, ScoreGradProgram} from './attention_grad_gpu.js';
 import {attentionGeometry, disposeAll, packRows, runProgram, unpackRows} from './attention_webgl.js';
 
-export interface AttentionGradInputs {
-  q: TensorInfo;
-  k: TensorInfo;
-  v: TensorInfo;
-  output: TensorInfo;
-  lse: TensorInfo;
-  dOutput: TensorInfo;
-  dLse: TensorInfo;
-  keyLengths: TensorInfo;
-}
+/** The grad kernels' inputs (src/kernel_names.ts). */
+export type AttentionGradInputs = Record<AttentionGradInputNames, TensorInfo>;
 
 /** [dq [batch, seqQ, heads, D], dk, dv [batch, seqK, kvHeads, D]] of `plan`. */
 export function runAttentionBackward(

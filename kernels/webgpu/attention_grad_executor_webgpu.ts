@@ -10,7 +10,7 @@
  */
 import type {KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
 import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
-import {planOf} from '../../src/kernel_names.js';
+import {type AttentionGradInputNames, planOf} from '../../src/kernel_names.js';
 import {AttentionPlan} from '../../src/plan/plan.js';
 import {
   AttentionGradStatsProgram, AttentionGradTileProgram, chooseGradTiles, GradPass, GradTiles, gradTilesFit,
@@ -34,17 +34,6 @@ export const webgpuAttentionBackward: KernelFunc = ({inputs, attrs, backend}) =>
   return attentionBackward(backend as WebGPUBackend, plan, {q, k, v, output, lse, dOutput, dLse, keyLengths});
 };
 
-export interface GradInputs {
-  q: TensorInfo;
-  k: TensorInfo;
-  v: TensorInfo;
-  output: TensorInfo;
-  lse: TensorInfo;
-  dOutput: TensorInfo;
-  dLse: TensorInfo;
-  keyLengths: TensorInfo;
-}
-
 /** Test hook: force the tilings (null: chosen from the device limits). */
 let tilesOverride: Partial<Record<GradPass, GradTiles>> | null = null;
 export function setGradTilesOverrideForTests(tiles: Partial<Record<GradPass, GradTiles>> | null): void {
@@ -52,7 +41,7 @@ export function setGradTilesOverrideForTests(tiles: Partial<Record<GradPass, Gra
 }
 
 /** [dq, dk, dv] of `plan`, as backend tensors owned by the caller. */
-export function attentionBackward(backend: WebGPUBackend, plan: AttentionPlan, x: GradInputs): TensorInfo[] {
+export function attentionBackward(backend: WebGPUBackend, plan: AttentionPlan, x: Record<AttentionGradInputNames, TensorInfo>): TensorInfo[] {
   const {batch: B, seqQ: Sq, seqK: Sk, heads: H, kvHeads: Hkv, headDim: D} = plan;
   const limits = getLimits(backend);
   const tiles = {
