@@ -17,6 +17,7 @@ import * as path from 'node:path';
 import {fileURLToPath} from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
+import {withErrorScopes} from './gpu_error_scopes.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -63,21 +64,9 @@ async function createEnv(): Promise<WebGPUEnv> {
 let uncaptured: string[] = [];
 
 /** Runs fn inside 'validation' and 'out-of-memory' error scopes; rejects if Dawn reported any error. */
-export async function withGPUErrorCheck<T>(device: GPUDevice, fn: () => Promise<T>): Promise<T> {
+export function withGPUErrorCheck<T>(device: GPUDevice, fn: () => Promise<T>): Promise<T> {
   uncaptured.length = 0;
-  device.pushErrorScope('validation');
-  device.pushErrorScope('out-of-memory');
-  let result: T;
-  try {
-    result = await fn();
-  } finally {
-    const oom = await device.popErrorScope();
-    const validation = await device.popErrorScope();
-    const messages = [validation?.message, oom?.message, ...uncaptured].filter((m) => m);
-    uncaptured.length = 0;
-    if (messages.length > 0) throw new Error(`WebGPU error: ${messages.join('\n')}`);
-  }
-  return result;
+  return withErrorScopes(device, fn, () => uncaptured.splice(0));
 }
 
 /**

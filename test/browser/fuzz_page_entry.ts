@@ -3,11 +3,12 @@
  * `attentionTests` in a page opened by attention_page.ts). Runs test/fuzz.ts's property on the page's tfjs backend
  * against the library bundle users load, and prints one `[fuzz] {json}` console line per executed case, which the
  * node side reads for progress. On webgpu every case runs inside validation / out-of-memory error scopes, as
- * test/webgpu_env.ts's withGPUErrorCheck does in node.
+ * test/webgpu_env.ts does in node (both through test/gpu_error_scopes.ts).
  */
 import type {AttentionCase} from '../cases.js';
 import {CaseResult, checkCase, Lib, Tf} from '../check_case.js';
 import {FuzzConfig, FuzzReport, FuzzTolerance, runFuzz} from '../fuzz.js';
+import {withErrorScopes} from '../gpu_error_scopes.js';
 
 declare const tf: Tf;
 declare const tfEfficientAttention: Lib;
@@ -29,20 +30,8 @@ export interface PageFuzzProgress {
   failures: string[];
 }
 
-async function withWebGPUErrorScopes<T>(fn: () => Promise<T>): Promise<T> {
-  const device = (tf.backend() as unknown as {device: GPUDevice}).device;
-  device.pushErrorScope('validation');
-  device.pushErrorScope('out-of-memory');
-  let result: T;
-  try {
-    result = await fn();
-  } finally {
-    const oom = await device.popErrorScope();
-    const validation = await device.popErrorScope();
-    const messages = [validation?.message, oom?.message].filter((m) => m);
-    if (messages.length > 0) throw new Error(`WebGPU error: ${messages.join('\n')}`);
-  }
-  return result;
+function withWebGPUErrorScopes<T>(fn: () => Promise<T>): Promise<T> {
+  return withErrorScopes((tf.backend() as unknown as {device: GPUDevice}).device, fn);
 }
 
 export async function runPageFuzz(opts: PageFuzzOptions): Promise<FuzzReport> {
