@@ -77,13 +77,22 @@ export abstract class AttentionProgram implements GPGPUProgram {
   }
 
   protected declareUniforms(names: string[], values: UniformValues): void {
-    for (const name of names) {
-      const value = values[name];
-      if (value === undefined || Number.isNaN(value)) throw new Error(`webgl attention: uniform ${name} not set`);
-      this.customUniforms.push({name, type: FLOAT_UNIFORMS.has(name) ? 'float' : 'int'});
+    for (const {name, type, value} of typedUniforms(names, values)) {
+      this.customUniforms.push({name, type});
       this.uniformValues.push([value]);
     }
   }
+}
+
+/** The uniforms `names` with their GLSL types (float for scale / softcap, else int) and values; throws if one is
+ *  missing, so a program never runs with an unset uniform. */
+function typedUniforms(names: string[], values: UniformValues):
+    Array<{name: string; type: 'float' | 'int'; value: number}> {
+  return names.map((name) => {
+    const value = values[name];
+    if (value === undefined || Number.isNaN(value)) throw new Error(`webgl attention: uniform ${name} not set`);
+    return {name, type: FLOAT_UNIFORMS.has(name) ? 'float' as const : 'int' as const, value};
+  });
 }
 
 /** Texel addressing, output position, -Infinity and softcap: every packed attention program starts with these. */
@@ -399,11 +408,7 @@ export function scoreBlocksProgram(v: AttentionVariant, values: UniformValues): 
   const D = v.headTexels;
   const names = [...PLAN_UNIFORMS, 'outWidth', 'qWidth', 'kWidth', 'chunkTileStart', 'chunkTileEnd', 'slotStart',
                  'slotCount', ...(v.hasKeyLengths ? ['keyEndsWidth'] : [])];
-  const uniforms = names.map((name) => {
-    const value = values[name];
-    if (value === undefined || Number.isNaN(value)) throw new Error(`webgl attention: uniform ${name} not set`);
-    return {name, type: FLOAT_UNIFORMS.has(name) ? 'float' as const : 'int' as const, value};
-  });
+  const uniforms = typedUniforms(names, values);
   const pairs = [0, 1, 2, 3, 4, 5, 6, 7];
   return {
     samplers: ['q', 'k', 'table', ...(v.hasKeyLengths ? ['keyEnds'] : [])],
@@ -484,11 +489,7 @@ export function valueBlocksProgram(v: AttentionVariant, accumulate: boolean, res
   const names = [...PLAN_UNIFORMS, 'outWidth', 'valuesWidth', 'tilesWidth', 'chunkTileStart', 'chunkTileEnd',
                  'slotStart', 'slotEnd', 'slotTexels', 'rowCount', ...(rescale ? ['statsWidth'] : []),
                  ...(v.hasKeyLengths ? ['keyEndsWidth'] : [])];
-  const uniforms = names.map((name) => {
-    const value = values[name];
-    if (value === undefined || Number.isNaN(value)) throw new Error(`webgl attention: uniform ${name} not set`);
-    return {name, type: FLOAT_UNIFORMS.has(name) ? 'float' as const : 'int' as const, value};
-  });
+  const uniforms = typedUniforms(names, values);
   const targets = [0, 1, 2, 3, 4, 5, 6, 7];
   const previous = targets.map((o) => `previous${o}`);
   return {
