@@ -89,11 +89,12 @@ export function chooseForwardConfig(
     return configOverride;
   }
   const misaligned = (c: ForwardTileConfig) =>
-      layoutBlockSize != null && (layoutBlockSize % c.blockQ !== 0 || layoutBlockSize % c.blockK !== 0) ? 1 : 0;
-  const rank = (c: ForwardTileConfig) => misaligned(c) * 1e6 + paddedHeadDim(headDim, c);
+      layoutBlockSize != null && (layoutBlockSize % c.blockQ !== 0 || layoutBlockSize % c.blockK !== 0);
+  const better = (c: ForwardTileConfig, than: ForwardTileConfig) => misaligned(c) !== misaligned(than) ?
+      !misaligned(c) : paddedHeadDim(headDim, c) < paddedHeadDim(headDim, than);
   let config: ForwardTileConfig | undefined;
   for (const c of FORWARD_CONFIGS) {
-    if (fits(c) && (config == null || rank(c) < rank(config))) config = c;
+    if (fits(c) && (config == null || better(c, config))) config = c;
   }
   if (config == null) {
     throw new Error(`attention: headDim ${headDim} needs more workgroup memory than this device allows (${
