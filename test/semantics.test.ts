@@ -131,6 +131,24 @@ const MASKED_CASES: AttentionCase[] = [
 /** Keys to poison: inside, at the edge of, and past keyLengths; in kv head 0 or 1; batch 0. */
 const POISONED_KEYS: Array<[number, number]> = [[4, 0], [0, 1], [8, 0], [6, 1]];
 
+/** A case and the keys [j, kvHead] of batch 0 to poison in it. */
+interface PoisonCase {
+  c: AttentionCase;
+  keys: Array<[number, number]>;
+}
+/**
+ * Longer than one tile of the tiled kernels (composite: 256 keys, query tiles of up to 256 rows): rows combine
+ * unmasked (full) tiles with masked ones (the causal diagonal, the tile holding keyLengths[b]), so a poisoned value
+ * also goes through the online softmax's rescaling of earlier tiles. Keys: in a tile that is full for later query
+ * tiles and diagonal for its own, on a later diagonal, and past keyLengths[0] = 290 (padding: seen by no row).
+ */
+const MULTI_TILE_CASES: PoisonCase[] = [
+  {c: {...base, name: 'flash causal 300', op: 'flash', seqQ: 300, seqK: 300, causal: true}, keys: [[100, 0], [270, 1]]},
+  {c: {...base, name: 'flash causal 300 keyLengths [290, 300]', op: 'flash', seqQ: 300, seqK: 300, causal: true,
+       keyLengths: [290, 300]}, keys: [[260, 0], [295, 1]]},
+];
+const POISON_CASES: PoisonCase[] = [...MASKED_CASES.map((c) => ({c, keys: POISONED_KEYS})), ...MULTI_TILE_CASES];
+
 const TOL = 1e-5;
 
 for (const backend of selectedBackends()) {
@@ -157,11 +175,9 @@ function describeNaN(backend: ReliabilityBackend): void {
       }
     });
     for (const tensor of ['k', 'v'] as const) {
-      // The composite fallback cannot keep a NaN value away from rows that share its tile (P·V is a matrix product).
-      if (tensor === 'v' && !backend.fused) continue;
       itOn(backend, `NaN in ${tensor} row j poisons exactly the rows that see key j`, async () => {
-        for (const c of MASKED_CASES) {
-          for (const [j, hk] of POISONED_KEYS) {
+        for (const {c, keys} of POISON_CASES) {
+          for (const [j, hk] of keys) {
             const data = randomData(c, 12);
             data[tensor][kIndex(c, 0, j, hk, 2)] = NaN;
             const out = await expectForwardMatchesReference(c, data, TOL);
@@ -211,6 +227,30 @@ function describeNaN(backend: ReliabilityBackend): void {
         expect(compare(key, grads[key].subarray(half), ref[key].subarray(half), TOL), key).to.deep.equal([]);
       }
     });
+    // NaN in k is not listed: dq = dS·K multiplies a masked key's dS = 0 by its NaN (cpu and composite alike).
+    for (const [tensor, poison] of [['v', 'NaN'], ['v', '±Infinity']] as const) {
+      itOn(backend, `${poison} in ${tensor}: gradients match the reference element by element (masked keys reach no row)`,
+           async () => {
+             for (const {c, keys} of POISON_CASES) {
+               for (const [j, hk] of keys) {
+                 const data = randomData(c, 16);
+                 if (poison === 'NaN') {
+                   data[tensor][kIndex(c, 0, j, hk, 2)] = NaN;
+                 } else {
+                   data[tensor][kIndex(c, 0, j, hk, 3)] = Infinity;
+                   data[tensor][kIndex(c, 0, j, hk, 4)] = -Infinity;
+                 }
+                 const dO = randomArray(data.q.length, 17);
+                 const grads = await gradients(c, data, dO, null);
+                 const ref = referenceBackward(refProblem(lib, c), data.q, data.k, data.v, dO, null);
+                 for (const key of ['dq', 'dk', 'dv'] as const) {
+                   expect(compare(key, grads[key], ref[key], TOL), `${c.name}, ${poison} in ${tensor} key ${j} kv head ${hk}`)
+                       .to.deep.equal([]);
+                 }
+               }
+             }
+           });
+    }
   });
 }
 
@@ -251,21 +291,36 @@ function describeInfinity(backend: ReliabilityBackend): void {
         expect(out.output.every((x) => Number.isFinite(x)), c.name).to.equal(true);
       }
     });
-    if (!backend.fused) return;  // composite: see the NaN-in-v note above
     itOn(backend, 'Infinity in v gives ±Infinity (not NaN) in exactly the rows that see it', async () => {
-      for (const c of MASKED_CASES) {
-        const data = randomData(c, 23);
-        data.v[kIndex(c, 0, 4, 0, 3)] = Infinity;
-        data.v[kIndex(c, 0, 4, 0, 4)] = -Infinity;
-        const out = await expectForwardMatchesReference(c, data, TOL);
-        expect(nanRows(c, out.output).size, c.name).to.equal(0);
-        const seeing = rowsSeeing(c, 0, 4, 0);
-        for (let i = 0; i < c.seqQ; i++) {
-          for (let h = 0; h < c.heads; h++) {
-            const inf = out.output[qIndex(c, 0, i, h, 3)] === Infinity && out.output[qIndex(c, 0, i, h, 4)] === -Infinity;
-            expect(inf, `${c.name} row 0,${i},${h}`).to.equal(seeing.has(`0,${i},${h}`));
+      for (const {c, keys} of POISON_CASES) {
+        for (const [j, hk] of keys) {
+          const data = randomData(c, 23);
+          data.v[kIndex(c, 0, j, hk, 3)] = Infinity;
+          data.v[kIndex(c, 0, j, hk, 4)] = -Infinity;
+          const out = await expectForwardMatchesReference(c, data, TOL);
+          const what = `${c.name}, ±Infinity in v key ${j} kv head ${hk}`;
+          expect(nanRows(c, out.output).size, what).to.equal(0);
+          const seeing = rowsSeeing(c, 0, j, hk);
+          for (let i = 0; i < c.seqQ; i++) {
+            for (let h = 0; h < c.heads; h++) {
+              const inf = out.output[qIndex(c, 0, i, h, 3)] === Infinity &&
+                  out.output[qIndex(c, 0, i, h, 4)] === -Infinity;
+              expect(inf, `${what}: row 0,${i},${h}`).to.equal(seeing.has(`0,${i},${h}`));
+            }
           }
         }
+      }
+    });
+    itOn(backend, '+Infinity and -Infinity in one column of v give NaN where they meet, ±Infinity elsewhere', async () => {
+      // Keys 0 (+Infinity) and 2 (-Infinity) in column 1 of kv head 0: causal rows 0 and 1 see only the +Infinity.
+      const c = MASKED_CASES[1];
+      const data = randomData(c, 24);
+      data.v[kIndex(c, 0, 0, 0, 1)] = Infinity;
+      data.v[kIndex(c, 0, 2, 0, 1)] = -Infinity;
+      const out = await expectForwardMatchesReference(c, data, TOL);
+      for (let i = 0; i < c.seqQ; i++) {
+        const x = out.output[qIndex(c, 0, i, 0, 1)];
+        expect(x, `row ${i}`).to.be.deep.equal(i < 2 ? Infinity : NaN);
       }
     });
   });

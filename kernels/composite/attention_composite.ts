@@ -9,8 +9,8 @@ import type {KernelBackend, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core'
 import {planOf} from '../../src/kernel_names.js';
 import {AttentionPlan} from '../../src/plan/plan.js';
 import {
-  assembleTiles, compositeTiling, CompositeTiling, consume, fromGroupedRows, groupedRowTiles, keyLengthsVisibility,
-  keyTilesOfQueryTile, rowStatFromGroupedRows, tileBounds, tileScores, wrapInput,
+  assembleTiles, COMPOSITE_BLOCK_K, compositeTiling, CompositeTiling, consume, fromGroupedRows, groupedRowTiles,
+  KeyLengthsMask, keyLengthsMask, keysBelowLengths, keyTilesOfQueryTile, rowStatFromGroupedRows, tileBounds, tileScores, wrapInput,
 } from './attention_composite_util.js';
 
 /** kernelFunc of the three composite forward kernels: inputs {q, k, v, keyLengths}, outputs [output, lse]. */
@@ -30,13 +30,23 @@ export function attentionForward(
   const tiling = compositeTiling(plan);
   const queryTiles = tf.tidy(() => groupedRowTiles(tf.mul(q, plan.scale), plan.kvHeads, tiling.blockQ));
   const keyTiles = groupedRowTiles(k, plan.kvHeads, tiling.blockK);
-  const valueTiles = groupedRowTiles(v, plan.kvHeads, tiling.blockK);
-  const keyVisibility = plan.hasKeyLengths ? keyLengthsVisibility(keyLengths, plan.seqK) : null;
+  const keyLengthMask = plan.hasKeyLengths ? keyLengthsMask(keyLengths, plan.seqK) : null;
+  const valueTiles: ValueTile[] = tf.tidy(() => {
+    // Value tiles that some partial (query tile, key tile) pair reads are split once, for all their query tiles.
+    const partial = new Set<number>();
+    queryTiles.forEach((_, queryTile) => {
+      for (const {tile, full} of keyTilesOfQueryTile(tiling.schedule, queryTile)) if (!full) partial.add(tile);
+    });
+    return groupedRowTiles(v, plan.kvHeads, tiling.blockK).map((values, tile) => ({
+      values: keyLengthMask == null ? values : zeroPaddingKeys(values, keyLengthMask, tile * tiling.blockK),
+      split: partial.has(tile) ? splitNonFinite(values) : undefined,
+    }));
+  });
 
   const outputs: tf.Tensor4D[] = [], lses: tf.Tensor4D[] = [];
   queryTiles.forEach((queries, queryTile) => {
     const [output, lse] = tf.tidy(() => queryTileForward(plan, tiling, queryTile, queries, keyTiles, valueTiles,
-                                                        keyVisibility));
+                                                        keyLengthMask));
     outputs.push(output);
     lses.push(lse);
   });
@@ -56,18 +66,82 @@ type SoftmaxState = {
   acc: tf.Tensor4D;
 };
 
+/**
+ * A value tile split for partial tiles, where P·V must skip masked keys: their probability is 0, and a plain matMul
+ * would turn 0·NaN and 0·Infinity into NaN in rows that cannot see the key. `finite` is v with NaN and ±Infinity
+ * replaced by 0; `nonFinite` says per element which infinities it holds, NaN counting as both (+Inf + -Inf = NaN):
+ * (v is +Infinity or NaN) + HIT_BASE · (v is -Infinity or NaN). A type alias: tf.tidy accepts it as a container.
+ */
+type SplitValues = {
+  finite: tf.Tensor4D;
+  nonFinite: tf.Tensor4D;
+};
+/** What the (query tile, key tile) pairs of one key tile multiply their probabilities with. */
+type ValueTile = {
+  /** For full tiles: v, with the values of keys past keyLengths[b] set to 0 when the plan has keyLengths. */
+  values: tf.Tensor4D;
+  /** For partial tiles (present when some query tile has one with this key tile). */
+  split?: SplitValues;
+};
+
+/**
+ * Weight of the -Infinity count in `nonFinite`. Counts are at most blockK ≤ COMPOSITE_BLOCK_K per tile, so the two
+ * counts never mix, and every sum of 0/1·nonFinite products stays an integer below 2^24: exact in fp32 in any
+ * summation order.
+ */
+const HIT_BASE = 2 * COMPOSITE_BLOCK_K;
+
+/**
+ * A full tile's values when keyLengths apply. Keys past keyLengths[b] are masked for every row of batch b (full tiles
+ * have no other masked key), so setting their values to 0 once per key tile, O(keys · D), lets a full tile's plain
+ * P·V skip them (0·0 instead of 0·NaN) at no per-row cost: no split, no extra matMul.
+ */
+function zeroPaddingKeys(values: tf.Tensor4D, keyLengths: KeyLengthsMask, k0: number): tf.Tensor4D {
+  return tf.tidy(() => tf.where(keysBelowLengths(keyLengths, values.shape, 2, k0), values, tf.zerosLike(values)));
+}
+
+function splitNonFinite(values: tf.Tensor4D): SplitValues {
+  return tf.tidy(() => {
+    const nan = tf.isNaN(values);
+    const up = tf.logicalOr(nan, tf.equal(values, Infinity)), down = tf.logicalOr(nan, tf.equal(values, -Infinity));
+    return {
+      finite: tf.where(tf.isFinite(values), values, tf.zerosLike(values)),
+      nonFinite: tf.add(tf.cast(up, 'float32'), tf.mul(tf.cast(down, 'float32'), HIT_BASE)),
+    };
+  });
+}
+
+/**
+ * P·V of a partial tile as if masked keys (p = 0) were skipped: P·finite, then per output element the infinities of
+ * the keys the row gives a positive probability — one more matMul, of (p > 0) against nonFinite, counts them. Where
+ * both signs are hit (or a NaN) the element is NaN, where one is hit it is that infinity, as IEEE sums would give.
+ */
+function maskedProbsTimesValues(probs: tf.Tensor4D, {finite, nonFinite}: SplitValues): tf.Tensor4D {
+  return tf.tidy(() => {
+    const acc = tf.matMul<tf.Tensor4D>(probs, finite);
+    // Tile-sized temporaries one at a time (see consume).
+    const seen = consume(tf.greater(probs, 0), (positive) => tf.cast(positive, 'float32'));
+    const hits = consume(seen, (s) => tf.matMul(s, nonFinite));
+    const up = tf.greater(tf.mod(hits, HIT_BASE), 0), down = tf.greaterEqual(hits, HIT_BASE);
+    const shape = acc.shape;
+    const upValue = tf.where(down, tf.fill(shape, NaN), tf.fill(shape, Infinity));
+    return tf.where(up, upValue, tf.where(down, tf.fill(shape, -Infinity), acc)) as tf.Tensor4D;
+  });
+}
+
 /** [output, lse] of one query tile in grouped rows: [batch, kvHeads, rows, D] and [batch, kvHeads, rows, 1]. */
 function queryTileForward(
     plan: AttentionPlan, tiling: CompositeTiling, queryTile: number, queries: tf.Tensor4D, keyTiles: tf.Tensor4D[],
-    valueTiles: tf.Tensor4D[], keyVisibility: tf.Tensor4D | null): [tf.Tensor4D, tf.Tensor4D] {
+    valueTiles: ValueTile[], keyLengths: KeyLengthsMask | null): [tf.Tensor4D, tf.Tensor4D] {
   let state: SoftmaxState | null = null;
   for (const {tile, full} of keyTilesOfQueryTile(tiling.schedule, queryTile)) {
     const bounds = tileBounds(tiling, plan, queryTile, tile);
     const previous: SoftmaxState | null = state;
     // Each step in its own tidy, disposing the previous state: memory stays one tile, not one per key tile.
     state = tf.tidy(() => {
-      const {scores} = tileScores(plan, queries, keyTiles[tile], bounds, full, keyVisibility, false);
-      return onlineSoftmaxStep(previous, scores, valueTiles[tile]);
+      const {scores} = tileScores(plan, queries, keyTiles[tile], bounds, full, keyLengths, false);
+      const {values, split} = valueTiles[tile];
+      return onlineSoftmaxStep(previous, scores, full ? values : split!);
     });
     if (previous != null) tf.dispose([previous.max, previous.sum, previous.acc]);
   }
@@ -85,9 +159,11 @@ function queryTileForward(
 
 /**
  * Folds one scores tile into the running softmax state (all ops broadcast over the row statistics). Consumes
- * (disposes) `scores`.
+ * (disposes) `scores`. `values` is split on partial tiles. An infinite or NaN acc element carries through the rescale
+ * (Infinity·rescale stays Infinity for rescale > 0) as it would in one long sum.
  */
-function onlineSoftmaxStep(previous: SoftmaxState | null, scores: tf.Tensor4D, values: tf.Tensor4D): SoftmaxState {
+function onlineSoftmaxStep(previous: SoftmaxState | null, scores: tf.Tensor4D, values: tf.Tensor4D | SplitValues):
+    SoftmaxState {
   const tileMax = tf.max<tf.Tensor4D>(scores, -1, true);
   const max = previous == null ? tileMax : tf.maximum<tf.Tensor4D>(previous.max, tileMax);
   // A row that has seen only masked keys keeps max = -Infinity; subtracting 0 instead keeps exp(-Inf - -Inf) = NaN
@@ -95,7 +171,8 @@ function onlineSoftmaxStep(previous: SoftmaxState | null, scores: tf.Tensor4D, v
   const shift = tf.where(tf.equal(max, -Infinity), tf.zerosLike(max), max);
   const probs = consume(scores, (s) => tf.exp(tf.sub(s, shift)));
   const tileSum = tf.sum<tf.Tensor4D>(probs, -1, true);
-  const tileAcc = tf.matMul(probs, values) as tf.Tensor4D;
+  const tileAcc = values instanceof tf.Tensor ? tf.matMul(probs, values) as tf.Tensor4D :
+                                                 maskedProbsTimesValues(probs as tf.Tensor4D, values);
   if (previous == null) return {max, sum: tileSum, acc: tileAcc};
   const rescale = tf.exp(tf.sub(previous.max, shift));
   return {

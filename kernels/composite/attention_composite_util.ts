@@ -152,7 +152,7 @@ export function tileBounds(tiling: CompositeTiling, plan: AttentionPlan, queryTi
  * Visibility of a partial tile from the window and layout (host metadata, uploaded, never read back): a bool tensor,
  * true where the key is visible, of the scores tile's full shape [batch, kvHeads, rows * group, keys] in grouped-row
  * order. Built whole on the host: tf.where would broadcast a [1, 1, rows, keys] mask with a Tile kernel, which costs
- * more than the tile's matMul on wasm (~70 ns per element). keyLengths are not included (see keyLengthsVisibility).
+ * more than the tile's matMul on wasm (~70 ns per element). keyLengths are not included (see KeyLengthsMask).
  */
 export function tileVisibility(plan: AttentionPlan, {q0, q1, k0, k1}: TileBounds): tf.Tensor4D {
   const {layout, groupSize: group} = plan;
@@ -190,14 +190,36 @@ export function tileVisibility(plan: AttentionPlan, {q0, q1, k0, k1}: TileBounds
 }
 
 /**
- * [batch, 1, 1, seqK] bool: key j < keyLengths[b]. Computed on device from the int32 keyLengths tensor, so no value
- * is read back (backends stay asynchronous); as a consequence every key tile is computed and masked, even one wholly
- * past keyLengths[b].
+ * The keyLengths mask, kept on device: no value is read back (backends stay asynchronous); as a consequence every key
+ * tile is computed and masked, even one wholly past keyLengths[b].
  */
-export function keyLengthsVisibility(keyLengths: tf.Tensor, seqK: number): tf.Tensor4D {
-  const batch = keyLengths.shape[0];
+export interface KeyLengthsMask {
+  /** keyLengths as int32 [batch, 1, 1, 1]. */
+  lengths: tf.Tensor4D;
+  /** [batch, 1, 1, seqK] bool: key j < keyLengths[b]. */
+  visibility: tf.Tensor4D;
+}
+
+export function keyLengthsMask(keyLengths: tf.Tensor, seqK: number): KeyLengthsMask {
+  const lengths = tf.reshape(keyLengths, [keyLengths.shape[0], 1, 1, 1]) as tf.Tensor4D;
   const positions = tf.reshape(tf.range(0, seqK, 1, 'int32'), [1, 1, 1, seqK]);
-  return tf.less(positions, tf.reshape(keyLengths, [batch, 1, 1, 1]));
+  return {lengths, visibility: tf.less(positions, lengths)};
+}
+
+/**
+ * Bool of the full `shape` [batch, a, b, c]: key k0 + (index along `keyAxis`) < keyLengths[batch index]. The key
+ * positions are built on the host at [1, a, b, c] and compared with keyLengths [batch, 1, 1, 1] by a broadcasting
+ * binary op; handing tf.where a broadcast [batch, 1, 1, keys] mask instead runs a Tile kernel (see tileVisibility).
+ */
+export function keysBelowLengths(mask: KeyLengthsMask, shape: number[], keyAxis: 2 | 3, k0: number): tf.Tensor4D {
+  const [, a, b, c] = shape;
+  const positions = new Int32Array(a * b * c);
+  if (keyAxis === 3) {
+    for (let n = 0; n < positions.length; n++) positions[n] = k0 + n % c;
+  } else {
+    for (let n = 0; n < positions.length; n++) positions[n] = k0 + Math.floor(n / c) % b;
+  }
+  return tf.tidy(() => tf.less(tf.tensor4d(positions, [1, a, b, c], 'int32'), mask.lengths));
 }
 
 export interface TileScores {
@@ -207,16 +229,26 @@ export interface TileScores {
   softcapDerivative?: tf.Tensor4D;
 }
 
-/** Which scores of a tile to keep (bool, broadcast against the scores), or null when all of them are visible. */
-function tileMask(plan: AttentionPlan, bounds: TileBounds, full: boolean, keyVisibility: tf.Tensor4D | null):
+/**
+ * Whether a tile's scores get an element mask (see tileMask): partial tiles, and every tile when keyLengths apply
+ * (they are on device, so no tile is known to lie wholly before keyLengths[b]). Only masked tiles hold masked keys,
+ * whose probability is 0 and whose value must not reach the row (0·NaN = 0·Infinity = NaN).
+ */
+export function tileIsMasked(full: boolean, keyLengths: KeyLengthsMask | null): boolean {
+  return !full || keyLengths != null;
+}
+
+/** Which scores of a tile to keep (bool, the scores' full shape), or null when all of them are visible. */
+function tileMask(plan: AttentionPlan, bounds: TileBounds, full: boolean, keyLengths: KeyLengthsMask | null):
     tf.Tensor | null {
-  if (full && keyVisibility == null) return null;
+  if (!tileIsMasked(full, keyLengths)) return null;
+  const {q0, q1, k0, k1} = bounds;
+  if (full) return keysBelowLengths(keyLengths!, [plan.batch, plan.kvHeads, (q1 - q0) * plan.groupSize, k1 - k0], 3, k0);
   return tf.tidy(() => {
-    const keysVisible = keyVisibility == null ? null :
-        tf.slice(keyVisibility, [0, 0, 0, bounds.k0], [-1, 1, 1, bounds.k1 - bounds.k0]);
-    if (full) return keysVisible!;
     const visible = tileVisibility(plan, bounds);
-    return keysVisible == null ? visible : tf.logicalAnd(visible, keysVisible);
+    // logicalAnd broadcasts the [batch, 1, 1, keys] slice inside its kernel: the result has the full shape.
+    return keyLengths == null ? visible :
+        tf.logicalAnd(visible, tf.slice(keyLengths.visibility, [0, 0, 0, k0], [-1, 1, 1, k1 - k0]));
   });
 }
 
@@ -232,12 +264,12 @@ export function consume<T extends tf.Tensor>(x: tf.Tensor, fn: (x: tf.Tensor) =>
 
 /**
  * Scores of one tile: t = softcap·tanh(s/softcap) (or s), s = (scale·q)·kᵀ, then masked. `scaledQueries` already
- * carries the scale (one multiply per query tile instead of one per scores tile). `keyVisibility` is
- * keyLengthsVisibility's result when the plan has keyLengths.
+ * carries the scale (one multiply per query tile instead of one per scores tile). `keyLengths` is
+ * keyLengthsMask's result when the plan has keyLengths.
  */
 export function tileScores(
     plan: AttentionPlan, scaledQueries: tf.Tensor4D, keys: tf.Tensor4D, bounds: TileBounds, full: boolean,
-    keyVisibility: tf.Tensor4D | null, needDerivative: boolean): TileScores {
+    keyLengths: KeyLengthsMask | null, needDerivative: boolean): TileScores {
   let scores: tf.Tensor = tf.matMul(scaledQueries, keys, false, true);
   let softcapDerivative: tf.Tensor4D | undefined;
   if (plan.softcap > 0) {
@@ -245,7 +277,7 @@ export function tileScores(
     if (needDerivative) softcapDerivative = tf.tidy(() => tf.sub<tf.Tensor4D>(1, tf.square(capped)));
     scores = consume(capped, (c) => tf.mul(c, plan.softcap));
   }
-  const visible = tileMask(plan, bounds, full, keyVisibility);
+  const visible = tileMask(plan, bounds, full, keyLengths);
   if (visible != null) {
     // Selected, not added as a -Infinity bias: a NaN or +Infinity score of a masked key must not leak into the row
     // (NaN + -Infinity = NaN, Infinity + -Infinity = NaN).

@@ -4,6 +4,8 @@
  *   P  = exp(t − lse)                 (0 where masked and on empty rows)
  *   dV += Pᵀ·dO,   dP = dO·Vᵀ,   dS = P∘(dP − D)·dt/ds   with D = rowsum(dO∘O) − dLse
  *   dK += scale·dSᵀ·Q,   dQ += scale·dS·K.
+ * On masked tiles dS is set to exactly 0 where P = 0: a masked key's dP = dO·v is NaN when its v holds a NaN or an
+ * infinity, and P·NaN would reach the dq and dk of rows that cannot see the key.
  * In grouped rows (see attention_composite_util.ts) a GQA group's query heads share a matrix, so dK and dV come out
  * summed over the group.
  */
@@ -12,8 +14,8 @@ import type {KernelBackend, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core'
 import {planOf} from '../../src/kernel_names.js';
 import {AttentionPlan} from '../../src/plan/plan.js';
 import {
-  assembleTiles, compositeTiling, consume, fromGroupedRows, groupedRowTiles, keyLengthsVisibility, queryTilesOfKeyTile,
-  rowStatTiles, tileBounds, tileScores, wrapInput,
+  assembleTiles, compositeTiling, consume, fromGroupedRows, groupedRowTiles, keyLengthsMask, queryTilesOfKeyTile,
+  rowStatTiles, tileBounds, tileIsMasked, tileScores, wrapInput,
 } from './attention_composite_util.js';
 
 /** kernelFunc of the three composite grad kernels: inputs {q, k, v, output, lse, dOutput, dLse, keyLengths}. */
@@ -67,7 +69,7 @@ export function attentionBackward(plan: AttentionPlan, x: AttentionBackwardInput
   });
   const keyTiles = groupedRowTiles(x.k, kvHeads, tiling.blockK);
   const valueTiles = groupedRowTiles(x.v, kvHeads, tiling.blockK);
-  const keyVisibility = plan.hasKeyLengths ? keyLengthsVisibility(x.keyLengths, plan.seqK) : null;
+  const keyLengths = plan.hasKeyLengths ? keyLengthsMask(x.keyLengths, plan.seqK) : null;
 
   // dS·K summed per query tile over the key tiles (scaled once at the end); null until a key tile contributes.
   const dqSums: Array<tf.Tensor4D | null> = queryTiles.map(() => null);
@@ -81,7 +83,7 @@ export function attentionBackward(plan: AttentionPlan, x: AttentionBackwardInput
       [dk, dv, dqSums[queryTile]] = tf.tidy(() => {
         const t = queryTiles[queryTile];
         const {scores, softcapDerivative} =
-            tileScores(plan, t.scaledQueries, keys, bounds, full, keyVisibility, true);
+            tileScores(plan, t.scaledQueries, keys, bounds, full, keyLengths, true);
         // Tile-sized temporaries are disposed as soon as they are consumed (see consume).
         const probs = consume(scores, (s) => tf.exp(tf.sub(s, t.lse)));
         const dProbs = tf.matMul(t.dOutput, valueTiles[keyTile], false, true);
@@ -89,6 +91,11 @@ export function attentionBackward(plan: AttentionPlan, x: AttentionBackwardInput
         if (softcapDerivative != null) {
           dScores = consume(dScores, (ds) => tf.mul(ds, softcapDerivative));
           softcapDerivative.dispose();
+        }
+        if (tileIsMasked(full, keyLengths)) {
+          // Selected, not multiplied: see the header. Where P = 0 the selection takes P itself (+0), which saves a
+          // tile of zeros; P = NaN (a NaN score) keeps its NaN.
+          dScores = consume(dScores, (ds) => tf.where(tf.notEqual(probs, 0), ds, probs));
         }
         const dqTerm = tf.matMul(dScores, keys) as tf.Tensor4D;
         return [
