@@ -10,7 +10,7 @@ import {planOf} from '../../src/kernel_names.js';
 import {AttentionPlan} from '../../src/plan/plan.js';
 import {
   assembleTiles, COMPOSITE_BLOCK_K, compositeTiling, CompositeTiling, consume, fromGroupedRows, groupedRowTiles,
-  KeyLengthsMask, keyLengthsMask, keysBelowLengths, keyTilesOfQueryTile, rowStatFromGroupedRows, tileBounds, tileScores, wrapInput,
+  KeyLengthsMask, keyLengthsMask, keysBelowLengths, keyTilesOfQueryTile, outerAnd, rowStatFromGroupedRows, tileBounds, tileScores, wrapInput,
 } from './attention_composite_util.js';
 
 /** kernelFunc of the three composite forward kernels: inputs {q, k, v, keyLengths}, outputs [output, lse]. */
@@ -32,13 +32,15 @@ export function attentionForward(
   const keyTiles = groupedRowTiles(k, plan.kvHeads, tiling.blockK);
   const keyLengthMask = plan.hasKeyLengths ? keyLengthsMask(keyLengths, plan.seqK) : null;
   const valueTiles: ValueTile[] = tf.tidy(() => {
+    // With keyLengths, values of keys past keyLengths[b] are set to 0 once (see zeroPaddingKeys).
     // Value tiles that some partial (query tile, key tile) pair reads are split once, for all their query tiles.
     const partial = new Set<number>();
     queryTiles.forEach((_, queryTile) => {
       for (const {tile, full} of keyTilesOfQueryTile(tiling.schedule, queryTile)) if (!full) partial.add(tile);
     });
-    return groupedRowTiles(v, plan.kvHeads, tiling.blockK).map((values, tile) => ({
-      values: keyLengthMask == null ? values : zeroPaddingKeys(values, keyLengthMask, tile * tiling.blockK),
+    const maskedV = keyLengthMask == null ? v : zeroPaddingKeys(v, keyLengthMask);
+    return groupedRowTiles(maskedV, plan.kvHeads, tiling.blockK).map((values, tile) => ({
+      values,
       split: partial.has(tile) ? splitNonFinite(values) : undefined,
     }));
   });
@@ -78,7 +80,7 @@ type SplitValues = {
 };
 /** What the (query tile, key tile) pairs of one key tile multiply their probabilities with. */
 type ValueTile = {
-  /** For full tiles: v, with the values of keys past keyLengths[b] set to 0 when the plan has keyLengths. */
+  /** For full tiles: v (with the values of keys past keyLengths[b] set to 0 when the plan has keyLengths). */
   values: tf.Tensor4D;
   /** For partial tiles (present when some query tile has one with this key tile). */
   split?: SplitValues;
@@ -92,12 +94,18 @@ type ValueTile = {
 const HIT_BASE = 2 * COMPOSITE_BLOCK_K;
 
 /**
- * A full tile's values when keyLengths apply. Keys past keyLengths[b] are masked for every row of batch b (full tiles
- * have no other masked key), so setting their values to 0 once per key tile, O(keys · D), lets a full tile's plain
- * P·V skip them (0·0 instead of 0·NaN) at no per-row cost: no split, no extra matMul.
+ * v [batch, seqK, kvHeads, D] with the values of keys past keyLengths[b] set to 0. Those keys are masked for every
+ * row of batch b, and they are a full tile's only masked keys: with their values 0, done once, O(seqK · D), a full
+ * tile's plain P·V skips them (0·0 instead of 0·NaN) with no per-row work, no split and no extra matMul.
  */
-function zeroPaddingKeys(values: tf.Tensor4D, keyLengths: KeyLengthsMask, k0: number): tf.Tensor4D {
-  return tf.tidy(() => tf.where(keysBelowLengths(keyLengths, values.shape, 2, k0), values, tf.zerosLike(values)));
+function zeroPaddingKeys(v: tf.Tensor, keyLengths: KeyLengthsMask): tf.Tensor {
+  return tf.tidy(() => {
+    const [batch, seqK, kvHeads, dim] = v.shape;
+    // [batch, 1, seqK] → [batch, seqK, kvHeads·D]: key along rows this time.
+    const keysVisible = tf.transpose(keysBelowLengths(keyLengths, 1, 0, seqK), [0, 2, 1]) as tf.Tensor3D;
+    const visible = outerAnd(keysVisible, tf.ones([batch, 1, kvHeads * dim], 'bool'));
+    return tf.where(tf.reshape(visible, v.shape), v, tf.zerosLike(v));
+  });
 }
 
 function splitNonFinite(values: tf.Tensor4D): SplitValues {

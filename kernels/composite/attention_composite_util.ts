@@ -207,19 +207,22 @@ export function keyLengthsMask(keyLengths: tf.Tensor, seqK: number): KeyLengthsM
 }
 
 /**
- * Bool of the full `shape` [batch, a, b, c]: key k0 + (index along `keyAxis`) < keyLengths[batch index]. The key
- * positions are built on the host at [1, a, b, c] and compared with keyLengths [batch, 1, 1, 1] by a broadcasting
- * binary op; handing tf.where a broadcast [batch, 1, 1, keys] mask instead runs a Tile kernel (see tileVisibility).
+ * Bool [batch, m, n] = left[b, i] ∧ right[b, j], for bool left [batch, m, 1] and right [batch, 1, n], as an outer
+ * product of 0/1 floats (a matMul, exact). This is how a keyLengths mask reaches a tile's full shape: tf.where would
+ * broadcast it with a Tile kernel (several times slower on wasm; on cpu, a data read), and a broadcasting comparison
+ * of host key positions with keyLengths [batch, 1, 1, 1] is as slow on wasm.
  */
-export function keysBelowLengths(mask: KeyLengthsMask, shape: number[], keyAxis: 2 | 3, k0: number): tf.Tensor4D {
-  const [, a, b, c] = shape;
-  const positions = new Int32Array(a * b * c);
-  if (keyAxis === 3) {
-    for (let n = 0; n < positions.length; n++) positions[n] = k0 + n % c;
-  } else {
-    for (let n = 0; n < positions.length; n++) positions[n] = k0 + Math.floor(n / c) % b;
-  }
-  return tf.tidy(() => tf.less(tf.tensor4d(positions, [1, a, b, c], 'int32'), mask.lengths));
+export function outerAnd(left: tf.Tensor3D, right: tf.Tensor3D): tf.Tensor3D {
+  return tf.tidy(() => tf.greater(tf.matMul(tf.cast(left, 'float32'), tf.cast(right, 'float32')), 0));
+}
+
+/** Bool [batch, rows, keys]: key k0 + j < keyLengths[b], repeated over `rows`. */
+export function keysBelowLengths(mask: KeyLengthsMask, rows: number, k0: number, keys: number): tf.Tensor3D {
+  return tf.tidy(() => {
+    const batch = mask.visibility.shape[0];
+    const row = tf.reshape(tf.slice(mask.visibility, [0, 0, 0, k0], [-1, 1, 1, keys]), [batch, 1, keys]);
+    return outerAnd(tf.ones([batch, rows, 1], 'bool'), row as tf.Tensor3D);
+  });
 }
 
 export interface TileScores {
@@ -243,7 +246,11 @@ function tileMask(plan: AttentionPlan, bounds: TileBounds, full: boolean, keyLen
     tf.Tensor | null {
   if (!tileIsMasked(full, keyLengths)) return null;
   const {q0, q1, k0, k1} = bounds;
-  if (full) return keysBelowLengths(keyLengths!, [plan.batch, plan.kvHeads, (q1 - q0) * plan.groupSize, k1 - k0], 3, k0);
+  if (full) {
+    const rows = (q1 - q0) * plan.groupSize;
+    return tf.tidy(() => tf.reshape(keysBelowLengths(keyLengths!, plan.kvHeads * rows, k0, k1 - k0),
+                                    [plan.batch, plan.kvHeads, rows, k1 - k0]));
+  }
   return tf.tidy(() => {
     const visible = tileVisibility(plan, bounds);
     // logicalAnd broadcasts the [batch, 1, 1, keys] slice inside its kernel: the result has the full shape.
