@@ -8,8 +8,11 @@
  *   ScoresProgram        the same as one tile buffer, 2 × 2 per fragment, where eight float targets are missing (or
  *                        P = exp(t − lse) from a given lse, for the backward)
  *   TileStatsProgram     lse of four query rows from the chunk's scores (online logsumexp, no dot products)
- *   ProbabilitiesProgram P = exp(t − lse), elementwise over the chunk's tile buffer
+ *   ProbabilitiesProgram P = exp(t − lse), elementwise over the chunk's tile buffer (probabilityBlocksProgram: over
+ *                        the eight score targets, into eight targets)
  *   RowAccumulateProgram O = P·V (and dQ = dS·K): two rows × two channels, streaming the chunk's tiles
+ *                        (valueBlocksProgram: 4 rows × 8 channels into eight targets, from the probability blocks)
+ * The eight-target score and probability passes shade only the fragments of visited key tiles (blockCoverVertices).
  * Masked-out tiles are never visited (loop bounds come from the schedule table); full tiles skip per-element masks.
  *
  * Loop bounds: Mesa's llvmpipe silently ends a loop after 65,535 iterations — counted over every entry into the loop
@@ -398,32 +401,93 @@ export function blockNames(prefix = 'scores'): string[] {
 export const BLOCK_TARGETS = 8;
 
 /**
+ * Where the score / probability blocks of a chunk live (fragment = 4 rows × 8 keys, eight targets). Each query tile
+ * of the chunk owns blockLinesPerTile lines; a line holds blockSlotsPerLine slots; a slot is a run of TILE fragments
+ * (group g = 0 … 7 of 4 rows, then kg = 0 … 3 of 8 keys). So the slots a query tile visits are a prefix of its lines:
+ * one or two rectangles, and the draws cover only those (blockCoverVertices) — causal's empty slots, half of a dense
+ * chunk, are never shaded (an empty fragment that only checked the schedule cost ~half a full one on SwiftShader).
+ * Regions outside the rectangles stay unwritten and are never read.
+ */
+export const BLOCK_LAYOUT_UNIFORMS = ['blockSlotsPerLine', 'blockLinesPerTile'];
+
+/** GLSL blockXY(localGroup, localSlot): the kg = 0 fragment of rows 4·localGroup … (chunk-local) × a local slot. */
+const BLOCK_XY_HELPER = `
+    ivec2 blockXY(int localGroup, int localSlot) {
+      int tile = localGroup / ${TILE / 4};
+      int line = localSlot / blockSlotsPerLine;
+      return ivec2((localSlot - line * blockSlotsPerLine) * ${TILE} + (localGroup - ${TILE / 4} * tile) * 4,
+                   tile * blockLinesPerTile + line);
+    }
+`;
+
+/**
+ * Vertex shader body drawing, for each query tile of the chunk, the rectangles of its visited slots in
+ * [slotStart, slotEnd): 12 vertices (two rectangles: the full lines, then the rest of the last line) per query tile.
+ * Needs PLAN_UNIFORMS' schedule fields, the chunk's and the block layout's uniforms, and the table sampler.
+ */
+export function blockCoverVertices(rowTiles: number): {vertices: number, body: string} {
+  return {
+    vertices: 12 * rowTiles,
+    body: `
+      void main() {
+        int rect = gl_VertexID / 6, corner = gl_VertexID - 6 * (gl_VertexID / 6);
+        int localTile = rect / 2;
+        int rowTile = chunkTileStart + localTile;
+        int bh = rowTile / numQueryTiles;
+        int queryTile = rowTile - bh * numQueryTiles;
+        int h = bh - heads * (bh / heads);
+        int maskHead = h - maskHeads * (h / maskHeads);
+        vec4 header = texelFetch(table, ivec2((maskHead * numQueryTiles + queryTile) - tableWidth *
+                                              ((maskHead * numQueryTiles + queryTile) / tableWidth),
+                                              (maskHead * numQueryTiles + queryTile) / tableWidth), 0);
+        int n = clamp(min(int(header.y), slotEnd) - slotStart, 0, slotEnd - slotStart);
+        int fullLines = n / blockSlotsPerLine;
+        int top = localTile * blockLinesPerTile;
+        // (x0, y0, x1, y1) in fragments: the full lines, or the last line's remaining slots.
+        vec4 box = rect - 2 * localTile == 0 ?
+            vec4(0.0, float(top), float(outWidth), float(top + fullLines)) :
+            vec4(0.0, float(top + fullLines), float((n - fullLines * blockSlotsPerLine) * ${TILE}),
+                 float(top + fullLines + 1));
+        // Two triangles: corners (0, 0), (1, 0), (0, 1), (1, 0), (1, 1), (0, 1).
+        bool right = corner == 1 || corner == 3 || corner == 4;
+        bool up = corner == 2 || corner == 4 || corner == 5;
+        vec2 p = vec2(right ? box.z : box.x, up ? box.w : box.y);
+        gl_Position = vec4(2.0 * p.x / float(outWidth) - 1.0, 2.0 * p.y / float(outLines) - 1.0, 0.0, 1.0);
+      }
+    `,
+  };
+}
+
+/**
  * The forward's scores t as a multiple-render-target draw (multi_target_webgl.ts): each fragment computes 4 query
  * rows × 8 keys (2 row pairs × 4 key pairs, one texel per output target), fetching 6 texels per score instead of the
- * 16 of a one-texel fragment. Fragment f of the block layout: f = (g · slotCount + localSlot) · 4 + kg, for the row
- * pairs 2g, 2g + 1 of the chunk and the key pairs 4kg … 4kg + 3 of the slot. MASKED where invisible, as the
+ * 16 of a one-texel fragment, in the block layout of BLOCK_LAYOUT_UNIFORMS (drawn over blockCoverVertices' rectangles:
+ * the visited slots only). MASKED where invisible, as the
  * 'scores' mode of ScoresProgram (the path for contexts without eight float render targets).
  */
 export function scoreBlocksProgram(v: AttentionVariant, values: UniformValues): MultiTargetProgram {
   const D = v.headTexels;
-  const names = [...PLAN_UNIFORMS, 'outWidth', 'qWidth', 'kWidth', 'chunkTileStart', 'chunkTileEnd', 'slotStart',
-                 'slotCount', ...(v.hasKeyLengths ? ['keyEndsWidth'] : [])];
+  const names = [...PLAN_UNIFORMS, ...BLOCK_LAYOUT_UNIFORMS, 'outWidth', 'outLines', 'qWidth', 'kWidth',
+                 'chunkTileStart', 'chunkTileEnd', 'slotStart', 'slotEnd', ...(v.hasKeyLengths ? ['keyEndsWidth'] : [])];
   const uniforms = typedUniforms(names, values);
   const pairs = [0, 1, 2, 3, 4, 5, 6, 7];
   return {
     samplers: ['q', 'k', 'table', ...(v.hasKeyLengths ? ['keyEnds'] : [])],
     uniforms,
+    cover: blockCoverVertices(values.chunkTileEnd - values.chunkTileStart),
     targets: BLOCK_TARGETS,
     body: `
       ${texelHelpers(false)}
       ${planHelpers(v, true)}
       void main() {
-        int f = int(gl_FragCoord.y) * outWidth + int(gl_FragCoord.x);
-        int group = f / 4;
-        int kg = f - 4 * group;
-        int g = group / slotCount;
-        int s = slotStart + group - g * slotCount;
-        int r = chunkTileStart * ${TILE} + 4 * g;  // rows r … r + 3 (one query tile)
+        // The fragment's place in the block layout (see BLOCK_LAYOUT_UNIFORMS).
+        ivec2 xy = ivec2(gl_FragCoord.xy);
+        int localTile = xy.y / blockLinesPerTile;
+        int slotRun = xy.x / ${TILE};
+        int s = slotStart + (xy.y - localTile * blockLinesPerTile) * blockSlotsPerLine + slotRun;
+        int group = (xy.x - slotRun * ${TILE}) / 4;
+        int kg = xy.x - slotRun * ${TILE} - 4 * group;
+        int r = (chunkTileStart + localTile) * ${TILE} + 4 * group;  // rows r … r + 3 (one query tile)
         int bh = r / seqQPad;
         int i = r - bh * seqQPad;
         int queryTile = i / ${TILE};
@@ -434,7 +498,7 @@ export function scoreBlocksProgram(v: AttentionVariant, values: UniformValues): 
         ${pairs.map((o) => `vec4 s${o} = vec4(MASKED);`).join(' ')}
         bool used = bh * numQueryTiles + queryTile < chunkTileEnd;
         vec4 header = tableTexel(maskHead * numQueryTiles + queryTile);
-        used = used && s < int(header.y);
+        used = used && s < min(int(header.y), slotEnd);
         vec4 slot = tableTexel(rowSlotBase + int(header.x) + s);
         int k0 = int(slot.x) * ${TILE};
         int keyEnd = keyLimit(b);
@@ -486,20 +550,21 @@ export function channelGroups(headTexels: number): number {
 export function valueBlocksProgram(v: AttentionVariant, accumulate: boolean, rescale: boolean,
                                    values: UniformValues): MultiTargetProgram {
   const D = v.headTexels;
-  const names = [...PLAN_UNIFORMS, 'outWidth', 'valuesWidth', 'tilesWidth', 'chunkTileStart', 'chunkTileEnd',
-                 'slotStart', 'slotEnd', 'slotTexels', 'rowCount', ...(rescale ? ['statsWidth'] : []),
+  const names = [...PLAN_UNIFORMS, ...BLOCK_LAYOUT_UNIFORMS, 'outWidth', 'valuesWidth', 'chunkTileStart',
+                 'chunkTileEnd', 'slotStart', 'slotEnd', 'rowCount', ...(rescale ? ['statsWidth'] : []),
                  ...(v.hasKeyLengths ? ['keyEndsWidth'] : [])];
   const uniforms = typedUniforms(names, values);
   const targets = [0, 1, 2, 3, 4, 5, 6, 7];
   const previous = targets.map((o) => `previous${o}`);
   return {
-    samplers: ['tiles', 'values', 'table', ...(v.hasKeyLengths ? ['keyEnds'] : []), ...(accumulate ? previous : []),
+    samplers: [...blockNames('probs'), 'values', 'table', ...(v.hasKeyLengths ? ['keyEnds'] : []), ...(accumulate ? previous : []),
                ...(rescale ? ['previousLse', 'lse'] : [])],
     uniforms,
     targets: BLOCK_TARGETS,
     body: `
       ${texelHelpers(false)}
       ${planHelpers(v, true)}
+      ${BLOCK_XY_HELPER}
       void main() {
         int f = int(gl_FragCoord.y) * outWidth + int(gl_FragCoord.x);
         int rowGroup = f / ${channelGroups(D)};
@@ -522,21 +587,21 @@ export function valueBlocksProgram(v: AttentionVariant, accumulate: boolean, res
           int maskHead = h - maskHeads * (h / maskHeads);
           int keyRowBase = (b * kvHeads + h / groupSize) * seqKPad;
           int keyEnd = keyLimit(b);
-          int localPair = r / 2 - chunkTileStart * ${TILE / 2};
+          int localGroup = rowGroup - chunkTileStart * ${TILE / 4};
           vec4 header = tableTexel(maskHead * numQueryTiles + queryTile);
           int firstSlot = int(header.x), slots = min(int(header.y), slotEnd);
           vec4 p0, p1, x0, x1, x2, x3;
           for (int s = slotStart; s < slots; s++) {
             int k0 = int(tableTexel(rowSlotBase + firstSlot + s).x) * ${TILE};
             if (k0 >= keyEnd) break;
-            ivec2 p0xy = texelXY(localPair * slotTexels + (s - slotStart) * ${TILE / 2}, tilesWidth);
-            ivec2 p1xy = texelXY((localPair + 1) * slotTexels + (s - slotStart) * ${TILE / 2}, tilesWidth);
+            // P of rows r … r + 3 × the slot's keys: probability blocks kg = 0 … 3 (neighbours on one line).
+            ivec2 pxy = blockXY(localGroup, s - slotStart);
             int vBase = ((keyRowBase + k0) / 2) * ${D} + 4 * cg;
             ${[0, 1, 2, 3].map((n) => `
             ivec2 v${n}xy = texelXY(vBase + ${n}, valuesWidth);`).join('')}
             ${unroll(TILE / 2, (jp) => `
-            p0 = texelFetch(tiles, p0xy + ivec2(${jp}, 0), 0);
-            p1 = texelFetch(tiles, p1xy + ivec2(${jp}, 0), 0);
+            p0 = texelFetch(probs${jp & 3}, pxy + ivec2(${jp >> 2}, 0), 0);
+            p1 = texelFetch(probs${4 + (jp & 3)}, pxy + ivec2(${jp >> 2}, 0), 0);
             ${[0, 1, 2, 3].map((n) => `x${n} = texelFetch(values, v${n}xy + ivec2(${jp * D}, 0), 0);`).join(' ')}
             ${targets.map((o) => `
             acc${o} += p${o >> 2}.xxzz * x${o & 3}.xyxy + p${o >> 2}.yyww * x${o & 3}.zwzw;`).join('')}`)}
@@ -564,12 +629,13 @@ export class TileStatsProgram extends AttentionProgram {
     if (blocks) this.variableNames = [...blockNames(), 'table', 'keyLengths'];
     if (accumulate) this.variableNames.push('previous');
     this.declareUniforms(
-        [...PLAN_UNIFORMS, 'outWidth', 'tilesWidth', 'chunkTileStart', 'chunkTileEnd', 'slotStart', 'slotEnd',
-         'slotTexels', 'rowCount', ...(blocks ? ['slotCount'] : []), ...(accumulate ? ['mergePrevious'] : [])],
+        [...PLAN_UNIFORMS, 'outWidth', 'chunkTileStart', 'chunkTileEnd', 'slotStart', 'slotEnd', 'rowCount',
+         ...(blocks ? BLOCK_LAYOUT_UNIFORMS : ['tilesWidth', 'slotTexels']), ...(accumulate ? ['mergePrevious'] : [])],
         values);
     this.userCode = `
       ${texelHelpers()}
       ${planHelpers(v)}
+      ${blocks ? BLOCK_XY_HELPER : ''}
       void main() {
         int t = outputTexel();
         int r = 4 * t;  // first of the four rows (two row pairs of the tile buffer)
@@ -595,7 +661,7 @@ export class TileStatsProgram extends AttentionProgram {
         for (int s = slotStart; s < slots; s++) {
           if (int(tableTexel(rowSlotBase + firstSlot + s).x) * ${TILE} >= keyEnd) break;  // the rest is padding
           ${blocks ? `
-          ivec2 xy = texelXY(((localPair / 2) * slotCount + s - slotStart) * 4, tilesWidth);` : `
+          ivec2 xy = blockXY(localPair / 2, s - slotStart);` : `
           ivec2 axy = texelXY(localPair * slotTexels + (s - slotStart) * ${TILE / 2}, tilesWidth);
           ivec2 bxy = texelXY((localPair + 1) * slotTexels + (s - slotStart) * ${TILE / 2}, tilesWidth);`}
           vec4 ta, tb;
@@ -634,44 +700,63 @@ export class TileStatsProgram extends AttentionProgram {
   }
 }
 
+/** GLSL probability(t, lse): exp(t − lse), 0 where t is MASKED or the row sees nothing (lse = -Infinity). */
+const PROBABILITY_HELPER = `
+    vec4 probability(vec4 t, vec4 rowLse) {
+      bvec4 keep = bvec4(ivec4(greaterThan(t, vec4(MASKED))) * ivec4(notEqual(rowLse, vec4(negativeInfinity()))));
+      vec4 safeLse = mix(vec4(0.0), rowLse, keep);
+      return mix(vec4(0.0), exp(min(t - safeLse, 0.0)), keep);
+    }
+`;
+
 /** P = exp(t − lse) of a chunk's tile buffer of scores (0 where MASKED or for rows that see nothing). */
 export class ProbabilitiesProgram extends AttentionProgram {
   variableNames = ['scores', 'lse'];
 
-  constructor(outShape: [number, number], values: UniformValues, blocks = false) {
+  constructor(outShape: [number, number], values: UniformValues) {
     super(outShape);
-    // blocks: the scores come as scoreBlocksProgram's eight targets; P is written as an ordinary tile buffer.
-    if (blocks) this.variableNames = [...blockNames(), 'lse'];
-    this.declareUniforms(['outWidth', 'statsWidth', 'chunkTileStart', 'slotTexels', 'tileTexels',
-                          ...(blocks ? ['slotCount', 'blocksWidth'] : [])], values);
+    this.declareUniforms(['outWidth', 'statsWidth', 'chunkTileStart', 'slotTexels', 'tileTexels'], values);
     this.userCode = `
       ${texelHelpers()}
-      ${blocks ? `
-      // Tile buffer texel t = (row pair p, local slot, key pair jp) → block fragment and target.
-      vec4 scoreTexel(int t) {
-        int p = t / slotTexels;
-        int rest = t - p * slotTexels;
-        int localSlot = rest / ${TILE / 2};
-        int jp = rest - localSlot * ${TILE / 2};
-        int f = ((p / 2) * slotCount + localSlot) * 4 + jp / 4;
-        int target = 4 * (p - 2 * (p / 2)) + (jp - 4 * (jp / 4));
-        ivec2 xy = texelXY(f, blocksWidth);
-        ${blockNames().map((name, o) => `if (target == ${o}) return texelFetch(${name}, xy, 0);`).join('\n')}
-        return vec4(MASKED);
-      }` : ''}
+      ${PROBABILITY_HELPER}
       void main() {
         int t = outputTexel();
-        vec4 s = ${blocks ? 'scoreTexel(min(t, tileTexels - 1))' : 'fetchTexel(scores, t, outWidth)'};
+        vec4 s = fetchTexel(scores, t, outWidth);
         int r = chunkTileStart * ${TILE} + 2 * (min(t, tileTexels - 1) / slotTexels);
         vec4 texel = fetchTexel(lse, r / 4, statsWidth);
         vec2 rowLse = (r - 4 * (r / 4)) == 0 ? texel.xy : texel.zw;
-        bvec4 keep = bvec4(ivec4(greaterThan(s, vec4(MASKED))) *
-                           ivec4(notEqual(rowLse.xxyy, vec4(negativeInfinity()))));
-        vec4 safeLse = mix(vec4(0.0), rowLse.xxyy, keep);
-        setOutput(t < tileTexels ? mix(vec4(0.0), exp(min(s - safeLse, 0.0)), keep) : vec4(0.0));
+        setOutput(t < tileTexels ? probability(s, rowLse.xxyy) : vec4(0.0));
       }
     `;
   }
+}
+
+/**
+ * P = exp(t − lse) of scoreBlocksProgram's eight targets, as eight targets of the same block layout, drawn over the
+ * same rectangles (blockCoverVertices): one fetch per output texel, and the four rows of a fragment share one lse texel. (A one-output pass over the blocks picked one of eight samplers per texel with a
+ * branch that diverges within every quad: 8 fetches per texel, measured ~40 ms of a 230 ms causal forward.)
+ */
+export function probabilityBlocksProgram(values: UniformValues): MultiTargetProgram {
+  const targets = [0, 1, 2, 3, 4, 5, 6, 7];
+  return {
+    samplers: [...blockNames(), 'lse', 'table'],
+    cover: blockCoverVertices(values.chunkTileEnd - values.chunkTileStart),
+    uniforms: typedUniforms([...PLAN_UNIFORMS, ...BLOCK_LAYOUT_UNIFORMS, 'outWidth', 'outLines', 'statsWidth',
+                             'chunkTileStart', 'slotStart', 'slotEnd'], values),
+    targets: BLOCK_TARGETS,
+    body: `
+      ${texelHelpers(false)}
+      ${PROBABILITY_HELPER}
+      void main() {
+        ivec2 xy = ivec2(gl_FragCoord.xy);
+        int localTile = xy.y / blockLinesPerTile;
+        int r = (chunkTileStart + localTile) * ${TILE} + 4 * ((xy.x - ${TILE} * (xy.x / ${TILE})) / 4);  // rows r … r + 3
+        vec4 rowLse = fetchTexel(lse, r / 4, statsWidth);
+        ${targets.map((o) => `
+        out${o} = probability(texelFetch(scores${o}, xy, 0), rowLse.${o < 4 ? 'xxyy' : 'zzww'});`).join('')}
+      }
+    `,
+  };
 }
 
 /**

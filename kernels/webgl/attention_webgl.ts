@@ -1,8 +1,9 @@
 /**
  * Executes an AttentionPlan's forward pass on the webgl backend (WebGL2): pack q/k/v into row buffers, then per
- * range of query tiles and per slot range: Scores (the scores t, each dot product once; eight-target score blocks
- * where the context has them), TileStats (lse, merged over slot ranges), Probabilities (P = exp(t − lse)) and
- * RowAccumulate (O += P·V, rescaled to the new lse when a row spans several slot ranges); finally unpack O and lse.
+ * range of query tiles and per slot range: Scores (the scores t, each dot product once), TileStats (lse, merged over
+ * slot ranges), Probabilities (P = exp(t − lse)) and RowAccumulate (O += P·V, rescaled to the new lse when a row
+ * spans several slot ranges); finally unpack O and lse. Where the context has eight float render targets, Scores,
+ * Probabilities and P·V are eight-target block programs, and Scores / Probabilities shade only the visited slots.
  *
  * Row ranges bound the memory of the P tile buffer (never seq × seq: a range's query tiles × their visible key tiles)
  * and the work of one draw (long draws stall a page and trip GPU watchdogs); slot ranges (at most MAX_SLOTS_PER_DRAW
@@ -14,8 +15,8 @@ import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
 import {AttentionPlan} from '../../src/plan/plan.js';
 import {
   AttentionProgram, AttentionVariant, BLOCK_TARGETS, channelGroups, KeyEndsProgram, MAX_SLOTS_PER_DRAW, PackRowsProgram,
-  ProbabilitiesProgram, RowAccumulateProgram, scoreBlocksProgram, ScoresProgram, TileStatsProgram, TILE, UniformValues,
-  UnpackRowsProgram, UnpackRowStatsProgram, valueBlocksProgram,
+  probabilityBlocksProgram, ProbabilitiesProgram, RowAccumulateProgram, scoreBlocksProgram, ScoresProgram,
+  TileStatsProgram, TILE, UniformValues, UnpackRowsProgram, UnpackRowStatsProgram, valueBlocksProgram,
 } from './attention_gpu.js';
 import {runMultiTarget, supportsMultiTarget} from './multi_target_webgl.js';
 import {getScheduleTable, ScheduleTable} from './schedule_webgl.js';
@@ -80,7 +81,9 @@ export function attentionGeometry(backend: MathBackendWebGL, plan: AttentionPlan
   const bounds: Array<[number, number]> = [];
   let start = 0, work = 0;
   for (let rt = 0; rt < rowTiles; rt++) {
-    if (rt > start && ((rt - start + 1) * rowTileFloats > TILE_BUFFER_FLOATS || work + slots[rt] > TILES_PER_DRAW)) {
+    // (At most MAX_TEXTURE_SIZE row tiles: the eight-target block layout gives each its own lines.)
+    if (rt > start && ((rt - start + 1) * rowTileFloats > TILE_BUFFER_FLOATS || work + slots[rt] > TILES_PER_DRAW ||
+                       rt - start + 1 > maxTextureSize)) {
       bounds.push([start, rt]);
       start = rt;
       work = 0;
@@ -96,12 +99,18 @@ export function attentionGeometry(backend: MathBackendWebGL, plan: AttentionPlan
       const slotTexels = (slotEnd - slotStart) * (TILE / 2);
       const tiles = texelLayout((tileEnd - tileStart) * (TILE / 2) * slotTexels, TILE / 2, maxTextureSize,
                                 'a chunk of attention scores');
-      const slotCount = slotEnd - slotStart;
-      const blocks = texelLayout((tileEnd - tileStart) * (TILE / 4) * slotCount * 4, 4, maxTextureSize,
+      // The eight-target block layout (BLOCK_LAYOUT_UNIFORMS): lines of slotsPerLine slots, linesPerTile per tile.
+      const rangeSlots = slotEnd - slotStart, rangeTiles = tileEnd - tileStart;
+      let slotsPerLine = 1;
+      while (rangeTiles * Math.ceil(rangeSlots / slotsPerLine) > maxTextureSize && slotsPerLine < rangeSlots) {
+        slotsPerLine *= 2;
+      }
+      const linesPerTile = Math.ceil(rangeSlots / slotsPerLine);
+      const blocks = texelLayout(rangeTiles * linesPerTile * slotsPerLine * TILE, slotsPerLine * TILE, maxTextureSize,
                                  'a chunk of attention score blocks');
       return {slotStart, slotEnd, tiles, blocks, uniforms: {
         chunkTileStart: tileStart, chunkTileEnd: tileEnd, slotStart, slotEnd, slotTexels, tilesWidth: tiles.width,
-        slotCount,
+        blockSlotsPerLine: slotsPerLine, blockLinesPerTile: linesPerTile,
       }};
     });
     return {tileStart, tileEnd, slotRanges};
@@ -195,6 +204,7 @@ export function runAttentionForward(
       // The scores t, once per visible (query, key): eight-target blocks where the context can draw them.
       const scores = keyEnds !== undefined ?
           runMultiTarget(backend, scoreBlocksProgram(g.variant, {...c, outWidth: chunk.blocks.width,
+                                                                 outLines: chunk.blocks.lines,
                                                                  keyEndsWidth: keyEndsLayout.width}),
                          [qRows, kRows, g.table.tensor, ...(keyEnds != null ? [keyEnds] : [])], chunk.blocks) :
           [runProgram(backend, new ScoresProgram(chunk.tiles.shape, g.variant, c, 'scores'),
@@ -203,14 +213,14 @@ export function runAttentionForward(
       const newStats = runProgram(
           backend,
           new TileStatsProgram(g.rowStats.shape, g.variant, stats != null,
-                               {...c, outWidth: g.rowStats.width, mergePrevious: index > 0 ? 1 : 0,
-                                ...(blocks ? {tilesWidth: chunk.blocks.width} : {})}, blocks),
+                               {...c, outWidth: g.rowStats.width, mergePrevious: index > 0 ? 1 : 0}, blocks),
           [...scores, g.table.tensor, keyLengths, ...(stats != null ? [stats] : [])], g.rowStats);
-      const probs = runProgram(
-          backend,
-          new ProbabilitiesProgram(chunk.tiles.shape, {...c, tileTexels: chunk.tiles.texels,
-                                                       blocksWidth: chunk.blocks.width}, blocks),
-          [...scores, newStats], chunk.tiles);
+      const probs = blocks ?
+          runMultiTarget(backend, probabilityBlocksProgram({...c, outWidth: chunk.blocks.width,
+                                                            outLines: chunk.blocks.lines}),
+                         [...scores, newStats, g.table.tensor], chunk.blocks) :
+          [runProgram(backend, new ProbabilitiesProgram(chunk.tiles.shape, {...c, tileTexels: chunk.tiles.texels}),
+                      [...scores, newStats], chunk.tiles)];
       disposeAll(backend, scores);
       const previousStats = stats ?? newStats;  // no stats yet means no output yet either: the sum starts at 0
       let newOut: TensorInfo[];
@@ -221,17 +231,17 @@ export function runAttentionForward(
             valueBlocksProgram(g.variant, out.length > 0, rescale,
                                {...c, outWidth: outBlocks.width, valuesWidth: g.keyRows.width,
                                 keyEndsWidth: keyEndsLayout.width}),
-            [probs, vRows, g.table.tensor, ...(keyEnds != null ? [keyEnds] : []), ...out,
+            [...probs, vRows, g.table.tensor, ...(keyEnds != null ? [keyEnds] : []), ...out,
              ...(rescale ? [previousStats, newStats] : [])],
             outBlocks);
       } else {
         const accumulate = new RowAccumulateProgram(
             g.queryRows.shape, g.variant, out.length > 0,
             {...c, outWidth: g.queryRows.width, valuesWidth: g.keyRows.width}, rescale);
-        newOut = [runProgram(backend, accumulate, [probs, vRows, g.table.tensor, keyLengths, ...out,
+        newOut = [runProgram(backend, accumulate, [...probs, vRows, g.table.tensor, keyLengths, ...out,
                                                    ...(rescale ? [previousStats, newStats] : [])], g.queryRows)];
       }
-      disposeAll(backend, [probs, ...out, stats]);
+      disposeAll(backend, [...probs, ...out, stats]);
       out = newOut;
       stats = newStats;
     });

@@ -35,6 +35,11 @@ export interface MultiTargetProgram {
   /** GLSL after the declarations: helpers and main(), writing out0 … out<targets - 1>. */
   body: string;
   targets: number;
+  /**
+   * Draw only part of the output: a vertex shader main() (it sees the same samplers and uniforms) placing `vertices`
+   * vertices of counter-clockwise triangles (tfjs culls back faces) in clip space. Default: one triangle over all.
+   */
+  cover?: {vertices: number, body: string};
 }
 
 interface Compiled {
@@ -43,6 +48,7 @@ interface Compiled {
 }
 
 interface ContextState {
+  /** The full-screen triangle. */
   vertexShader: WebGLShader;
   vertexArray: WebGLVertexArrayObject;
   programs: Map<string, Compiled>;
@@ -90,18 +96,22 @@ function contextState(gl: WebGL2RenderingContext): ContextState {
 
 function programFor(gl: WebGL2RenderingContext, p: MultiTargetProgram): Compiled {
   const state = contextState(gl);
-  const source = `#version 300 es
+  // Both stages declare the same samplers and uniforms with the same precisions (the linker demands it).
+  const declarations = `#version 300 es
     precision highp float;
     precision highp int;
     precision highp sampler2D;
     ${p.samplers.map((s) => `uniform sampler2D ${s};`).join('\n')}
-    ${p.uniforms.map((u) => `uniform ${u.type} ${u.name};`).join('\n')}
+    ${p.uniforms.map((u) => `uniform ${u.type} ${u.name};`).join('\n')}`;
+  const source = `${declarations}
     ${Array.from({length: p.targets}, (_, i) => `layout(location = ${i}) out vec4 out${i};`).join('\n')}
     ${p.body}`;
-  let compiled = state.programs.get(source);
+  const vertexSource = p.cover != null ? `${declarations}\n${p.cover.body}` : null;
+  const key = vertexSource != null ? `${source}\n// vertex:\n${vertexSource}` : source;
+  let compiled = state.programs.get(key);
   if (compiled == null) {
     const program = gl.createProgram()!;
-    gl.attachShader(program, state.vertexShader);
+    gl.attachShader(program, vertexSource != null ? compile(gl, gl.VERTEX_SHADER, vertexSource) : state.vertexShader);
     gl.attachShader(program, compile(gl, gl.FRAGMENT_SHADER, source));
     gl.linkProgram(program);
     if (!gl.getProgramParameter(program, gl.LINK_STATUS)) {
@@ -112,7 +122,7 @@ function programFor(gl: WebGL2RenderingContext, p: MultiTargetProgram): Compiled
       locations.set(name, gl.getUniformLocation(program, name));
     }
     compiled = {program, locations};
-    state.programs.set(source, compiled);
+    state.programs.set(key, compiled);
   }
   return compiled;
 }
@@ -171,7 +181,7 @@ export function runMultiTarget(
     }
     gl.disable(gl.SCISSOR_TEST);
     gl.viewport(0, 0, layout.width, layout.lines);
-    gl.drawArrays(gl.TRIANGLES, 0, 3);
+    gl.drawArrays(gl.TRIANGLES, 0, p.cover?.vertices ?? 3);
   } finally {
     // Back to tfjs's state: its framebuffer (it re-attaches its output and sets program, VAO, viewport and textures
     // before each of its draws).
