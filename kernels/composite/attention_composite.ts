@@ -7,10 +7,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type {KernelBackend, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
 import {planOf} from '../../src/kernel_names.js';
-import {AttentionPlan} from '../../src/plan/plan.js';
+import {AttentionPlan, windowKeyRange} from '../../src/plan/plan.js';
 import {
   assembleTiles, COMPOSITE_BLOCK_K, compositeTiling, CompositeTiling, consume, fromGroupedRows, groupedRowTiles,
-  KeyLengthsMask, keyLengthsMask, keysBelowLengths, keyTilesOfQueryTile, outerAnd, rowStatFromGroupedRows, tileBounds, tileScores, wrapInput,
+  KeyLengthsMask, keyLengthsMask, keysBelowLengths, keyTilesOfQueryTile, outerAnd, rowStatFromGroupedRows, tileBounds,
+  TileBounds, tileScores, wrapInput,
 } from './attention_composite_util.js';
 
 /** kernelFunc of the three composite forward kernels: inputs {q, k, v, keyLengths}, outputs [output, lse]. */
@@ -41,7 +42,7 @@ export function attentionForward(
     const maskedV = keyLengthMask == null ? v : zeroPaddingKeys(v, keyLengthMask);
     return groupedRowTiles(maskedV, plan.kvHeads, tiling.blockK).map((values, tile) => ({
       values,
-      split: partial.has(tile) ? splitNonFinite(values) : undefined,
+      split: partial.has(tile) ? splitNonFinite(values, plan.layout == null) : undefined,
     }));
   });
 
@@ -71,12 +72,20 @@ type SoftmaxState = {
 /**
  * A value tile split for partial tiles, where P·V must skip masked keys: their probability is 0, and a plain matMul
  * would turn 0·NaN and 0·Infinity into NaN in rows that cannot see the key. `finite` is v with NaN and ±Infinity
- * replaced by 0; `nonFinite` says per element which infinities it holds, NaN counting as both (+Inf + -Inf = NaN):
- * (v is +Infinity or NaN) + HIT_BASE · (v is -Infinity or NaN). A type alias: tf.tidy accepts it as a container.
+ * replaced by 0, for P·finite; `nonFinite` codes per element which infinities v holds, NaN counting as both
+ * (+Inf + -Inf = NaN): (v is +Infinity or NaN) + HIT_BASE · (v is -Infinity or NaN). The codes of the keys a row's
+ * mask lets it see are summed (visibleHits) and put back as ±Infinity or NaN (withInfinities). A type alias: tf.tidy
+ * accepts it as a container.
  */
 type SplitValues = {
   finite: tf.Tensor4D;
   nonFinite: tf.Tensor4D;
+  /**
+   * Plans without a layout: nonFinite summed over the keys before each position, [batch, kvHeads, keys + 1, D]
+   * (prefix[j] = Σ_{j' < j} nonFinite[j']), so that a row seeing a contiguous key range sums its codes with two
+   * gathers (windowHits) instead of a matMul.
+   */
+  prefix?: tf.Tensor4D;
 };
 /** What the (query tile, key tile) pairs of one key tile multiply their probabilities with. */
 type ValueTile = {
@@ -88,8 +97,8 @@ type ValueTile = {
 
 /**
  * Weight of the -Infinity count in `nonFinite`. Counts are at most blockK ≤ COMPOSITE_BLOCK_K per tile, so the two
- * counts never mix, and every sum of 0/1·nonFinite products stays an integer below 2^24: exact in fp32 in any
- * summation order.
+ * counts never mix, and every sum of codes over a tile's keys stays an integer below 2^24: exact in fp32, in any
+ * summation order (matMul, cumsum) and in differences of such sums.
  */
 const HIT_BASE = 2 * COMPOSITE_BLOCK_K;
 
@@ -108,28 +117,52 @@ function zeroPaddingKeys(v: tf.Tensor, keyLengths: KeyLengthsMask): tf.Tensor {
   });
 }
 
-function splitNonFinite(values: tf.Tensor4D): SplitValues {
+function splitNonFinite(values: tf.Tensor4D, withPrefix: boolean): SplitValues {
   return tf.tidy(() => {
     const nan = tf.isNaN(values);
     const up = tf.logicalOr(nan, tf.equal(values, Infinity)), down = tf.logicalOr(nan, tf.equal(values, -Infinity));
+    const nonFinite = tf.add<tf.Tensor4D>(tf.cast(up, 'float32'), tf.mul(tf.cast(down, 'float32'), HIT_BASE));
+    const [batch, kvHeads, , dim] = values.shape;
     return {
       finite: tf.where(tf.isFinite(values), values, tf.zerosLike(values)),
-      nonFinite: tf.add(tf.cast(up, 'float32'), tf.mul(tf.cast(down, 'float32'), HIT_BASE)),
+      nonFinite,
+      prefix: withPrefix ? tf.concat4d([tf.zeros([batch, kvHeads, 1, dim]), tf.cumsum<tf.Tensor4D>(nonFinite, 2)], 2) :
+                           undefined,
     };
   });
 }
 
 /**
- * P·V of a partial tile as if masked keys (p = 0) were skipped: P·finite, then per output element the infinities of
- * the keys the row gives a positive probability — one more matMul, of (p > 0) against nonFinite, counts them. Where
- * both signs are hit (or a NaN) the element is NaN, where one is hit it is that infinity, as IEEE sums would give.
+ * The codes (see SplitValues) of the keys each row of a partial tile sees, summed: [batch, kvHeads, rows, D]. With a
+ * layout, a matMul of the tile's mask (0/1) against nonFinite. Without one, a row sees a contiguous key range, its
+ * window, whose sum is prefix[end] − prefix[start]: two gathers of O(rows · D), no matMul. keyLengths need no care
+ * here: the values of keys past keyLengths[b] are already 0 (zeroPaddingKeys), so their codes are 0.
  */
-function maskedProbsTimesValues(probs: tf.Tensor4D, {finite, nonFinite}: SplitValues): tf.Tensor4D {
+function visibleHits(plan: AttentionPlan, bounds: TileBounds, split: SplitValues, visible: tf.Tensor4D | undefined):
+    tf.Tensor4D {
+  if (visible != null) return consume(visible, (m) => tf.matMul(tf.cast(m, 'float32'), split.nonFinite));
+  const {q0, q1, k0, k1} = bounds;
+  const group = plan.groupSize, rows = (q1 - q0) * group, keys = k1 - k0;
+  const starts = new Int32Array(rows), ends = new Int32Array(rows);
+  for (let i = q0; i < q1; i++) {
+    const [first, last] = windowKeyRange(plan, i);
+    const start = Math.min(Math.max(first - k0, 0), keys), end = Math.max(Math.min(last + 1 - k0, keys), start);
+    starts.fill(start, (i - q0) * group, (i - q0 + 1) * group);
+    ends.fill(end, (i - q0) * group, (i - q0 + 1) * group);
+  }
   return tf.tidy(() => {
-    const acc = tf.matMul<tf.Tensor4D>(probs, finite);
-    // Tile-sized temporaries one at a time (see consume).
-    const seen = consume(tf.greater(probs, 0), (positive) => tf.cast(positive, 'float32'));
-    const hits = consume(seen, (s) => tf.matMul(s, nonFinite));
+    const prefix = split.prefix!;
+    return tf.sub(tf.gather(prefix, tf.tensor1d(ends, 'int32'), 2), tf.gather(prefix, tf.tensor1d(starts, 'int32'), 2));
+  });
+}
+
+/**
+ * P·V of a partial tile as if masked keys were skipped: P·finite, then ±Infinity or NaN where the row sees keys with
+ * infinities in that column (`hits`, see visibleHits): NaN where both signs are hit (or a NaN), else that infinity,
+ * as IEEE sums would give.
+ */
+function withInfinities(acc: tf.Tensor4D, hits: tf.Tensor4D): tf.Tensor4D {
+  return tf.tidy(() => {
     const up = tf.greater(tf.mod(hits, HIT_BASE), 0), down = tf.greaterEqual(hits, HIT_BASE);
     const shape = acc.shape;
     const upValue = tf.where(down, tf.fill(shape, NaN), tf.fill(shape, Infinity));
@@ -147,9 +180,13 @@ function queryTileForward(
     const previous: SoftmaxState | null = state;
     // Each step in its own tidy, disposing the previous state: memory stays one tile, not one per key tile.
     state = tf.tidy(() => {
-      const {scores} = tileScores(plan, queries, keyTiles[tile], bounds, full, keyLengths, false);
       const {values, split} = valueTiles[tile];
-      return onlineSoftmaxStep(previous, scores, full ? values : split!);
+      // Layout tiles keep their mask for visibleHits.
+      const extras = {visible: !full && split!.prefix == null};
+      const {scores, visible} = tileScores(plan, queries, keyTiles[tile], bounds, full, keyLengths, extras);
+      if (full) return onlineSoftmaxStep(previous, scores, (probs) => tf.matMul(probs, values));
+      const hits = visibleHits(plan, bounds, split!, visible);
+      return onlineSoftmaxStep(previous, scores, (probs) => withInfinities(tf.matMul(probs, split!.finite), hits));
     });
     if (previous != null) tf.dispose([previous.max, previous.sum, previous.acc]);
   }
@@ -167,11 +204,11 @@ function queryTileForward(
 
 /**
  * Folds one scores tile into the running softmax state (all ops broadcast over the row statistics). Consumes
- * (disposes) `scores`. `values` is split on partial tiles. An infinite or NaN acc element carries through the rescale
- * (Infinity·rescale stays Infinity for rescale > 0) as it would in one long sum.
+ * (disposes) `scores`. `probsTimesValues` is P·V, split on partial tiles. An infinite or NaN acc element carries
+ * through the rescale (Infinity·rescale stays Infinity for rescale > 0) as it would in one long sum.
  */
-function onlineSoftmaxStep(previous: SoftmaxState | null, scores: tf.Tensor4D, values: tf.Tensor4D | SplitValues):
-    SoftmaxState {
+function onlineSoftmaxStep(previous: SoftmaxState | null, scores: tf.Tensor4D,
+                           probsTimesValues: (probs: tf.Tensor4D) => tf.Tensor4D): SoftmaxState {
   const tileMax = tf.max<tf.Tensor4D>(scores, -1, true);
   const max = previous == null ? tileMax : tf.maximum<tf.Tensor4D>(previous.max, tileMax);
   // A row that has seen only masked keys keeps max = -Infinity; subtracting 0 instead keeps exp(-Inf - -Inf) = NaN
@@ -179,8 +216,7 @@ function onlineSoftmaxStep(previous: SoftmaxState | null, scores: tf.Tensor4D, v
   const shift = tf.where(tf.equal(max, -Infinity), tf.zerosLike(max), max);
   const probs = consume(scores, (s) => tf.exp(tf.sub(s, shift)));
   const tileSum = tf.sum<tf.Tensor4D>(probs, -1, true);
-  const tileAcc = values instanceof tf.Tensor ? tf.matMul(probs, values) as tf.Tensor4D :
-                                                 maskedProbsTimesValues(probs as tf.Tensor4D, values);
+  const tileAcc = probsTimesValues(probs as tf.Tensor4D);
   if (previous == null) return {max, sum: tileSum, acc: tileAcc};
   const rescale = tf.exp(tf.sub(previous.max, shift));
   return {

@@ -230,6 +230,14 @@ export interface TileScores {
   scores: tf.Tensor4D;
   /** dt/ds = 1 − tanh², the softcap's derivative (absent without softcap or when not asked for). */
   softcapDerivative?: tf.Tensor4D;
+  /** The element mask applied (bool, full shape), when asked for and the tile is masked. */
+  visible?: tf.Tensor4D;
+}
+
+/** What tileScores returns besides the scores. */
+export interface TileScoreExtras {
+  softcapDerivative?: boolean;
+  visible?: boolean;
 }
 
 /**
@@ -276,12 +284,12 @@ export function consume<T extends tf.Tensor>(x: tf.Tensor, fn: (x: tf.Tensor) =>
  */
 export function tileScores(
     plan: AttentionPlan, scaledQueries: tf.Tensor4D, keys: tf.Tensor4D, bounds: TileBounds, full: boolean,
-    keyLengths: KeyLengthsMask | null, needDerivative: boolean): TileScores {
+    keyLengths: KeyLengthsMask | null, extras: TileScoreExtras = {}): TileScores {
   let scores: tf.Tensor = tf.matMul(scaledQueries, keys, false, true);
   let softcapDerivative: tf.Tensor4D | undefined;
   if (plan.softcap > 0) {
     const capped = consume(scores, (s) => tf.tanh(tf.mul(s, 1 / plan.softcap)));
-    if (needDerivative) softcapDerivative = tf.tidy(() => tf.sub<tf.Tensor4D>(1, tf.square(capped)));
+    if (extras.softcapDerivative) softcapDerivative = tf.tidy(() => tf.sub<tf.Tensor4D>(1, tf.square(capped)));
     scores = consume(capped, (c) => tf.mul(c, plan.softcap));
   }
   const visible = tileMask(plan, bounds, full, keyLengths);
@@ -289,6 +297,7 @@ export function tileScores(
     // Selected, not added as a -Infinity bias: a NaN or +Infinity score of a masked key must not leak into the row
     // (NaN + -Infinity = NaN, Infinity + -Infinity = NaN).
     scores = consume(scores, (s) => tf.where(visible, s, tf.fill(s.shape, -Infinity)));
+    if (extras.visible) return {scores: scores as tf.Tensor4D, softcapDerivative, visible: visible as tf.Tensor4D};
     visible.dispose();
   }
   return {scores: scores as tf.Tensor4D, softcapDerivative};

@@ -83,7 +83,7 @@ export function attentionBackward(plan: AttentionPlan, x: AttentionBackwardInput
       [dk, dv, dqSums[queryTile]] = tf.tidy(() => {
         const t = queryTiles[queryTile];
         const {scores, softcapDerivative} =
-            tileScores(plan, t.scaledQueries, keys, bounds, full, keyLengths, true);
+            tileScores(plan, t.scaledQueries, keys, bounds, full, keyLengths, {softcapDerivative: true});
         // Tile-sized temporaries are disposed as soon as they are consumed (see consume).
         const probs = consume(scores, (s) => tf.exp(tf.sub(s, t.lse)));
         const dProbs = tf.matMul(t.dOutput, valueTiles[keyTile], false, true);
