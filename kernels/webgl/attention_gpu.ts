@@ -542,23 +542,21 @@ export function channelGroups(headTexels: number): number {
 }
 
 /**
- * The forward's O += P·V as a multiple-render-target draw: each fragment owns 4 rows × 8 channels (target 4·ρ + n =
- * row pair ρ × channel pair n of fragment f = rowGroup · channelGroups + cg, rows 4·rowGroup …), fetching 6 texels
- * per 2 keys × 4 rows × 8 channels instead of 16. Same slot walk and rescale as RowAccumulateProgram; O lives in the
- * eight targets until UnpackRowsProgram (blocks) reads it back.
+ * The forward's P·V of one chunk as a multiple-render-target draw: each fragment owns 4 rows × 8 channels (target
+ * 4·ρ + n = row pair ρ × channel pair n of fragment f = rowGroup · channelGroups + cg, rows 4·rowGroup …), fetching 6
+ * texels per 2 keys × 4 rows × 8 channels instead of 16, P from probabilityBlocksProgram's eight targets. Rows outside
+ * the chunk are 0; mergeValueBlocksProgram adds a chunk to the O so far. (O is not read here: with it the draw would
+ * need 8 more samplers, 21 in all, past the 16 that WebGL2 guarantees a fragment shader.) O lives in the eight
+ * targets until UnpackRowsProgram (blocks) reads it back.
  */
-export function valueBlocksProgram(v: AttentionVariant, accumulate: boolean, rescale: boolean,
-                                   values: UniformValues): MultiTargetProgram {
+export function valueBlocksProgram(v: AttentionVariant, values: UniformValues): MultiTargetProgram {
   const D = v.headTexels;
   const names = [...PLAN_UNIFORMS, ...BLOCK_LAYOUT_UNIFORMS, 'outWidth', 'valuesWidth', 'chunkTileStart',
-                 'chunkTileEnd', 'slotStart', 'slotEnd', 'rowCount', ...(rescale ? ['statsWidth'] : []),
-                 ...(v.hasKeyLengths ? ['keyEndsWidth'] : [])];
+                 'chunkTileEnd', 'slotStart', 'slotEnd', 'rowCount', ...(v.hasKeyLengths ? ['keyEndsWidth'] : [])];
   const uniforms = typedUniforms(names, values);
   const targets = [0, 1, 2, 3, 4, 5, 6, 7];
-  const previous = targets.map((o) => `previous${o}`);
   return {
-    samplers: [...blockNames('probs'), 'values', 'table', ...(v.hasKeyLengths ? ['keyEnds'] : []), ...(accumulate ? previous : []),
-               ...(rescale ? ['previousLse', 'lse'] : [])],
+    samplers: [...blockNames('probs'), 'values', 'table', ...(v.hasKeyLengths ? ['keyEnds'] : [])],
     uniforms,
     targets: BLOCK_TARGETS,
     body: `
@@ -571,15 +569,8 @@ export function valueBlocksProgram(v: AttentionVariant, accumulate: boolean, res
         int cg = f - rowGroup * ${channelGroups(D)};
         int r = 4 * rowGroup;
         int rowTile = r / ${TILE};
-        ${targets.map((o) => `
-        vec4 acc${o} = ${accumulate ? `texelFetch(previous${o}, ivec2(gl_FragCoord.xy), 0)` : 'vec4(0.0)'};`).join('')}
+        ${targets.map((o) => `vec4 acc${o} = vec4(0.0);`).join(' ')}
         if (r < rowCount && rowTile >= chunkTileStart && rowTile < chunkTileEnd) {
-          ${rescale ? `
-          // The tiles are exp(t − lse) with lse over the slot ranges so far: rescale the earlier ranges' sum to it.
-          vec4 before = fetchTexel(previousLse, r / 4, statsWidth), now = fetchTexel(lse, r / 4, statsWidth);
-          bvec4 seen = notEqual(before, vec4(negativeInfinity()));
-          vec4 factor = mix(vec4(0.0), exp(mix(vec4(0.0), before - now, seen)), seen);
-          ${targets.map((o) => `acc${o} *= factor.${o < 4 ? 'xxyy' : 'zzww'};`).join(' ')}` : ''}
           int bh = r / seqQPad;
           int queryTile = rowTile - bh * numQueryTiles;
           int b = bh / heads;
@@ -608,6 +599,43 @@ export function valueBlocksProgram(v: AttentionVariant, accumulate: boolean, res
           }
         }
         ${targets.map((o) => `out${o} = acc${o};`).join(' ')}
+      }
+    `,
+  };
+}
+
+/**
+ * O after one more chunk, for half of the eight O targets (targets 4·half … 4·half + 3: rows 2·half, 2·half + 1 of
+ * each fragment's four): previous + chunk for the chunk's rows, previous elsewhere. With `rescale` (rows spanning
+ * several slot ranges, whose P is exp(t − lse) with lse over the slot ranges so far), previous is first multiplied by
+ * exp(previousLse − lse). Four targets per draw: 4 + 4 (+ 2) samplers.
+ */
+export function mergeValueBlocksProgram(headTexels: number, half: 0 | 1, rescale: boolean,
+                                        values: UniformValues): MultiTargetProgram {
+  const targets = [0, 1, 2, 3];
+  return {
+    samplers: [...blockNames('previous').slice(0, 4), ...blockNames('chunk').slice(0, 4),
+               ...(rescale ? ['previousLse', 'lse'] : [])],
+    uniforms: typedUniforms(['outWidth', 'chunkTileStart', 'chunkTileEnd', 'rowCount',
+                             ...(rescale ? ['statsWidth'] : [])], values),
+    targets: 4,
+    body: `
+      ${texelHelpers(false)}
+      void main() {
+        ivec2 xy = ivec2(gl_FragCoord.xy);
+        int r = 4 * ((xy.y * outWidth + xy.x) / ${channelGroups(headTexels)});
+        int rowTile = r / ${TILE};
+        bool inChunk = r < rowCount && rowTile >= chunkTileStart && rowTile < chunkTileEnd;
+        vec4 factor = vec4(1.0);
+        ${rescale ? `
+        if (inChunk) {
+          vec4 before = fetchTexel(previousLse, r / 4, statsWidth), now = fetchTexel(lse, r / 4, statsWidth);
+          bvec4 seen = notEqual(before, vec4(negativeInfinity()));
+          factor = mix(vec4(0.0), exp(mix(vec4(0.0), before - now, seen)), seen);
+        }` : ''}
+        ${targets.map((o) => `
+        out${o} = texelFetch(previous${o}, xy, 0) * factor.${half === 0 ? 'xxyy' : 'zzww'} +
+                  (inChunk ? texelFetch(chunk${o}, xy, 0) : vec4(0.0));`).join('')}
       }
     `,
   };

@@ -15,7 +15,7 @@ import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
 import {AttentionPlan} from '../../src/plan/plan.js';
 import {
   AttentionProgram, AttentionVariant, BLOCK_TARGETS, channelGroups, KeyEndsProgram, MAX_SLOTS_PER_DRAW, PackRowsProgram,
-  probabilityBlocksProgram, ProbabilitiesProgram, RowAccumulateProgram, scoreBlocksProgram, ScoresProgram,
+  mergeValueBlocksProgram, probabilityBlocksProgram, ProbabilitiesProgram, RowAccumulateProgram, scoreBlocksProgram, ScoresProgram,
   TileStatsProgram, TILE, UniformValues, UnpackRowsProgram, UnpackRowStatsProgram, valueBlocksProgram,
 } from './attention_gpu.js';
 import {runMultiTarget, supportsMultiTarget} from './multi_target_webgl.js';
@@ -225,15 +225,22 @@ export function runAttentionForward(
       const previousStats = stats ?? newStats;  // no stats yet means no output yet either: the sum starts at 0
       let newOut: TensorInfo[];
       if (blocks) {
-        // O as eight-target blocks too (4 rows × 8 channels per fragment).
-        newOut = runMultiTarget(
+        // O as eight-target blocks too (4 rows × 8 channels per fragment): this chunk's P·V, added to O so far.
+        const chunkOut = runMultiTarget(
             backend,
-            valueBlocksProgram(g.variant, out.length > 0, rescale,
-                               {...c, outWidth: outBlocks.width, valuesWidth: g.keyRows.width,
-                                keyEndsWidth: keyEndsLayout.width}),
-            [...probs, vRows, g.table.tensor, ...(keyEnds != null ? [keyEnds] : []), ...out,
-             ...(rescale ? [previousStats, newStats] : [])],
-            outBlocks);
+            valueBlocksProgram(g.variant, {...c, outWidth: outBlocks.width, valuesWidth: g.keyRows.width,
+                                           keyEndsWidth: keyEndsLayout.width}),
+            [...probs, vRows, g.table.tensor, ...(keyEnds != null ? [keyEnds] : [])], outBlocks);
+        if (out.length === 0) {
+          newOut = chunkOut;  // the first chunk: nothing to add it to
+        } else {
+          newOut = ([0, 1] as const).flatMap((half) => runMultiTarget(
+              backend, mergeValueBlocksProgram(g.headTexels, half, rescale, {...c, outWidth: outBlocks.width}),
+              [...out.slice(4 * half, 4 * half + 4), ...chunkOut.slice(4 * half, 4 * half + 4),
+               ...(rescale ? [previousStats, newStats] : [])],
+              outBlocks));
+          disposeAll(backend, chunkOut);
+        }
       } else {
         const accumulate = new RowAccumulateProgram(
             g.queryRows.shape, g.variant, out.length > 0,

@@ -153,6 +153,10 @@ export function runMultiTarget(
     assertTexelLayout(backend, info, layout);
     return info;
   });
+  if (p.samplers.length > (gl.getParameter(gl.MAX_TEXTURE_IMAGE_UNITS) as number)) {
+    throw new Error(`webgl attention: a multi-target program reads ${p.samplers.length} textures, more than this ` +
+                    'context binds to a fragment shader');
+  }
   const {program, locations} = programFor(gl, p);
   const state = contextState(gl);
 
