@@ -423,7 +423,8 @@ const BLOCK_XY_HELPER = `
 /**
  * Vertex shader body drawing, for each query tile of the chunk, the rectangles of its visited slots in
  * [slotStart, slotEnd): 12 vertices (two rectangles: the full lines, then the rest of the last line) per query tile.
- * Needs PLAN_UNIFORMS' schedule fields, the chunk's and the block layout's uniforms, and the table sampler.
+ * Needs PLAN_UNIFORMS' schedule fields, chunkTileStart / slotStart / slotEnd, BLOCK_LAYOUT_UNIFORMS, outWidth /
+ * outLines (the output's size in fragments) and the table sampler.
  */
 export function blockCoverVertices(rowTiles: number): {vertices: number, body: string} {
   return {
@@ -437,9 +438,8 @@ export function blockCoverVertices(rowTiles: number): {vertices: number, body: s
         int queryTile = rowTile - bh * numQueryTiles;
         int h = bh - heads * (bh / heads);
         int maskHead = h - maskHeads * (h / maskHeads);
-        vec4 header = texelFetch(table, ivec2((maskHead * numQueryTiles + queryTile) - tableWidth *
-                                              ((maskHead * numQueryTiles + queryTile) / tableWidth),
-                                              (maskHead * numQueryTiles + queryTile) / tableWidth), 0);
+        int row = maskHead * numQueryTiles + queryTile;  // the schedule row: (first slot, slot count, -, -)
+        vec4 header = texelFetch(table, ivec2(row - tableWidth * (row / tableWidth), row / tableWidth), 0);
         int n = clamp(min(int(header.y), slotEnd) - slotStart, 0, slotEnd - slotStart);
         int fullLines = n / blockSlotsPerLine;
         int top = localTile * blockLinesPerTile;
@@ -462,13 +462,14 @@ export function blockCoverVertices(rowTiles: number): {vertices: number, body: s
  * The forward's scores t as a multiple-render-target draw (multi_target_webgl.ts): each fragment computes 4 query
  * rows × 8 keys (2 row pairs × 4 key pairs, one texel per output target), fetching 6 texels per score instead of the
  * 16 of a one-texel fragment, in the block layout of BLOCK_LAYOUT_UNIFORMS (drawn over blockCoverVertices' rectangles:
- * the visited slots only). MASKED where invisible, as the
- * 'scores' mode of ScoresProgram (the path for contexts without eight float render targets).
+ * the visited slots only). MASKED where invisible, as the 'scores' mode of ScoresProgram (the path for contexts
+ * without eight float render targets).
  */
 export function scoreBlocksProgram(v: AttentionVariant, values: UniformValues): MultiTargetProgram {
   const D = v.headTexels;
   const names = [...PLAN_UNIFORMS, ...BLOCK_LAYOUT_UNIFORMS, 'outWidth', 'outLines', 'qWidth', 'kWidth',
-                 'chunkTileStart', 'chunkTileEnd', 'slotStart', 'slotEnd', ...(v.hasKeyLengths ? ['keyEndsWidth'] : [])];
+                 'chunkTileStart', 'chunkTileEnd', 'slotStart', 'slotEnd',
+                 ...(v.hasKeyLengths ? ['keyEndsWidth'] : [])];
   const uniforms = typedUniforms(names, values);
   const pairs = [0, 1, 2, 3, 4, 5, 6, 7];
   return {
@@ -761,8 +762,9 @@ export class ProbabilitiesProgram extends AttentionProgram {
 
 /**
  * P = exp(t − lse) of scoreBlocksProgram's eight targets, as eight targets of the same block layout, drawn over the
- * same rectangles (blockCoverVertices): one fetch per output texel, and the four rows of a fragment share one lse texel. (A one-output pass over the blocks picked one of eight samplers per texel with a
- * branch that diverges within every quad: 8 fetches per texel, measured ~40 ms of a 230 ms causal forward.)
+ * same rectangles (blockCoverVertices): one fetch per output texel, and the four rows of a fragment share one lse
+ * texel. (A one-output pass over the blocks picked one of eight samplers per texel with a branch that diverges
+ * within every quad: 8 fetches per texel, measured ~40 ms of a 230 ms causal forward.)
  */
 export function probabilityBlocksProgram(values: UniformValues): MultiTargetProgram {
   const targets = [0, 1, 2, 3, 4, 5, 6, 7];
@@ -778,7 +780,8 @@ export function probabilityBlocksProgram(values: UniformValues): MultiTargetProg
       void main() {
         ivec2 xy = ivec2(gl_FragCoord.xy);
         int localTile = xy.y / blockLinesPerTile;
-        int r = (chunkTileStart + localTile) * ${TILE} + 4 * ((xy.x - ${TILE} * (xy.x / ${TILE})) / 4);  // rows r … r + 3
+        int group = (xy.x - ${TILE} * (xy.x / ${TILE})) / 4;
+        int r = (chunkTileStart + localTile) * ${TILE} + 4 * group;  // rows r … r + 3
         vec4 rowLse = fetchTexel(lse, r / 4, statsWidth);
         ${targets.map((o) => `
         out${o} = probability(texelFetch(scores${o}, xy, 0), rowLse.${o < 4 ? 'xxyy' : 'zzww'});`).join('')}

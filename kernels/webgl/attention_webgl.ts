@@ -14,9 +14,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
 import {AttentionPlan} from '../../src/plan/plan.js';
 import {
-  AttentionProgram, AttentionVariant, BLOCK_TARGETS, channelGroups, KeyEndsProgram, MAX_SLOTS_PER_DRAW, PackRowsProgram,
-  mergeValueBlocksProgram, probabilityBlocksProgram, ProbabilitiesProgram, RowAccumulateProgram, scoreBlocksProgram, ScoresProgram,
-  TileStatsProgram, TILE, UniformValues, UnpackRowsProgram, UnpackRowStatsProgram, valueBlocksProgram,
+  AttentionProgram, AttentionVariant, BLOCK_TARGETS, channelGroups, KeyEndsProgram, MAX_SLOTS_PER_DRAW,
+  mergeValueBlocksProgram, PackRowsProgram, probabilityBlocksProgram, ProbabilitiesProgram, RowAccumulateProgram,
+  scoreBlocksProgram, ScoresProgram, TileStatsProgram, TILE, UniformValues, UnpackRowsProgram, UnpackRowStatsProgram,
+  valueBlocksProgram,
 } from './attention_gpu.js';
 import {runMultiTarget, supportsMultiTarget} from './multi_target_webgl.js';
 import {getScheduleTable, ScheduleTable} from './schedule_webgl.js';
