@@ -188,18 +188,24 @@ export class PartialTile {
     return c0 < c1;
   }
 
-  /** Sets s[r * ld + c] to -Infinity for every masked column c in [c0, c1) of rows [0, rows). */
-  mask(plan: AttentionPlan, h: number, q0: number, rows: number, k0: number, s: Float64Array, ld: number): void {
+  /**
+   * Sets s[r * ld + c] to -Infinity for every masked column c in [c0, c1) of rows [0, rows). With `hidden` (same layout
+   * as s), also sets hidden to 1 there and to 0 at the visible columns of [c0, c1): the backward needs to tell a masked
+   * key from a visible one whose score is -Infinity (an infinite k), which s alone cannot.
+   */
+  mask(plan: AttentionPlan, h: number, q0: number, rows: number, k0: number, s: Float64Array, ld: number,
+       hidden: Uint8Array | null = null): void {
     const {c0, c1} = this;
     const layout = plan.layout;
     for (let r = 0; r < rows; r++) {
       const base = r * ld, lo = this.lo[r], hi = this.hi[r];
+      if (hidden != null) hidden.fill(0, base + c0, base + c1);
       if (lo >= hi) {
-        for (let c = c0; c < c1; c++) s[base + c] = -Infinity;
+        hideSpan(s, hidden, base + c0, base + c1);
         continue;
       }
-      for (let c = c0; c < lo; c++) s[base + c] = -Infinity;
-      for (let c = hi; c < c1; c++) s[base + c] = -Infinity;
+      hideSpan(s, hidden, base + c0, base + lo);
+      hideSpan(s, hidden, base + hi, base + c1);
       if (layout == null) continue;
       // Walk the layout blocks overlapping [lo, hi) in this row and mask the off ones.
       const bs = layout.blockSize;
@@ -207,13 +213,18 @@ export class PartialTile {
       for (let c = lo; c < hi;) {
         const kb = Math.floor((k0 + c) / bs);
         const next = Math.min(hi, (kb + 1) * bs - k0);
-        if (layout.mask[maskRow + kb] === 0) {
-          for (let x = c; x < next; x++) s[base + x] = -Infinity;
-        }
+        if (layout.mask[maskRow + kb] === 0) hideSpan(s, hidden, base + c, base + next);
         c = next;
       }
     }
   }
+}
+
+/** s[from, to) ← -Infinity, and hidden[from, to) ← 1 when hidden is given. */
+function hideSpan(s: Float64Array, hidden: Uint8Array | null, from: number, to: number): void {
+  if (from >= to) return;
+  s.fill(-Infinity, from, to);
+  if (hidden != null) hidden.fill(1, from, to);
 }
 
 /**

@@ -7,6 +7,13 @@
  * single-threaded). With t the final score, P = exp(t − lse), δ = rowsum(dO∘O) − dLse:
  *   dV += Pᵀ·dO,  dS = P∘(dO·Vᵀ − δ)∘(1 − (t/softcap)²),  dQ += scale·dS·K,  dK += scale·dSᵀ·Q.
  * dS is stored with its factor scale, so dQ = dS·K and dK = dSᵀ·Q need no further scaling.
+ *
+ * Masked keys reach no row: on masked tiles P and dS are exactly 0 at the masked elements whatever the row's lse (a
+ * NaN lse would make exp(−Infinity − lse) NaN), and where the tile holds a key with a NaN or infinity in k, dQ takes
+ * dS·K over K with those elements zeroed plus dS·k of the non-finite elements of the keys each row sees — a plain
+ * product would give 0·NaN = NaN in the dq of rows that cannot see the key. A visible key still contributes its
+ * 0·Infinity (= NaN, as in the reference) when its score is -Infinity. Heads whose keys are all finite (the usual
+ * case) pay only one scan of K per kv head.
  */
 import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
 import type {NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
@@ -35,6 +42,10 @@ export function attentionGradCpu(args: {
   const dk = new Float32Array(B * Sk * Hk * D), dv = new Float32Array(B * Sk * Hk * D);
   // Per kv head: K as [seqK, D] and [D, seqK], V as [seqK, D], and the dK, dV accumulators [seqK, D].
   const kc = new Float32Array(Sk * D), kt = new Float32Array(D * Sk), vc = new Float32Array(Sk * D);
+  // Keys of the current kv head with a NaN or infinity in k (ascending), and Kᵀ with those elements zeroed (allocated
+  // on first use) for the dQ product of masked tiles.
+  const badKeys = new Int32Array(Sk);
+  let ktFinite: Float32Array | null = null;
   const dkAcc = new Float64Array(Sk * D), dvAcc = new Float64Array(Sk * D);
   // Per query tile: Q and dO as [rows, D] and transposed [D, blockQ]; the dQ accumulator; per-row lse and δ.
   const qTile = new Float32Array(blockQ * D), qT = new Float32Array(D * blockQ);
@@ -44,6 +55,7 @@ export function attentionGradCpu(args: {
   // Per tile pair: scores and dP [blockQ, blockK]; dS as [blockQ, blockK]; Pᵀ and dSᵀ [blockK, blockQ].
   const s = new Float64Array(blockQ * blockK), dp = new Float64Array(blockQ * blockK);
   const ds = new Float32Array(blockQ * blockK);
+  const hidden = new Uint8Array(blockQ * blockK);  // masked elements of a masked tile (same layout as s)
   const pT = new Float32Array(blockK * blockQ), dsT = new Float32Array(blockK * blockQ);
   const invCap = softcap > 0 ? 1 / softcap : 0;
 
@@ -54,6 +66,19 @@ export function attentionGradCpu(args: {
       gatherHead(kv, plan, b, hk, keyLen, kc);
       gatherHeadTransposed(kv, plan, b, hk, keyLen, kt);
       gatherHead(vv, plan, b, hk, keyLen, vc);
+      let numBad = 0;
+      for (let j = 0; j < keyLen; j++) {
+        for (let d = 0, a = j * D; d < D; d++) {
+          if (!Number.isFinite(kc[a + d])) {
+            badKeys[numBad++] = j;
+            break;
+          }
+        }
+      }
+      if (numBad > 0) {
+        ktFinite ??= new Float32Array(D * Sk);
+        for (let a = 0; a < D * Sk; a++) ktFinite[a] = Number.isFinite(kt[a]) ? kt[a] : 0;
+      }
       dkAcc.fill(0, 0, keyLen * D);
       dvAcc.fill(0, 0, keyLen * D);
       for (let h = hk * G; h < (hk + 1) * G; h++) {
@@ -79,18 +104,25 @@ export function attentionGradCpu(args: {
           transposeTile(doTile, rows, D, doT, blockQ);
           dqTile.fill(0);
           while (walk.nextKeyTile()) {
-            const {k0, c0, c1} = walk, n = c1 - c0;
+            const {k0, c0, c1, masked} = walk, n = c1 - c0;
             gemmABt(qTile, 0, D, kc, (k0 + c0) * D, D, s, c0, blockK, rows, n, D, false);      // Q·Kᵀ
             gemmABt(doTile, 0, D, vc, (k0 + c0) * D, D, dp, c0, blockK, rows, n, D, false);    // dP = dO·Vᵀ
             finalScores(s, blockK, rows, c0, c1, scale, softcap);
-            if (walk.masked) walk.mask(s, blockK);
+            if (masked) walk.mask(s, blockK, hidden);
             probabilitiesAndScoreGrads(
-                s, dp, blockK, rows, c0, c1, rowLse, rowDelta, scale, invCap, ds, pT, dsT, blockQ);
-            gemmABt(ds, c0, blockK, kt, k0 + c0, Sk, dqTile, 0, D, rows, D, n, true);           // dQ += dS·K
+                s, dp, blockK, rows, c0, c1, rowLse, rowDelta, scale, invCap, masked ? hidden : null, ds, pT, dsT, blockQ);
+            if (masked && numBad > 0 && hasKeyIn(badKeys, numBad, k0 + c0, k0 + c1)) {
+              gemmABt(ds, c0, blockK, ktFinite!, k0 + c0, Sk, dqTile, 0, D, rows, D, n, true);  // dQ += dS·K, finite part
+              addVisibleNonFinite(ds, hidden, blockK, kc, badKeys, numBad, k0, c0, c1, dqTile, rows, D);
+            } else {
+              gemmABt(ds, c0, blockK, kt, k0 + c0, Sk, dqTile, 0, D, rows, D, n, true);         // dQ += dS·K
+            }
             gemmABt(pT, 0, blockQ, doT, 0, blockQ, dvAcc, (k0 + c0) * D, D, n, D, rows, true);  // dV += Pᵀ·dO
             gemmABt(dsT, 0, blockQ, qT, 0, blockQ, dkAcc, (k0 + c0) * D, D, n, D, rows, true);   // dK += dSᵀ·Q
           }
           for (let r = 0; r < rows; r++) {
+            // An empty row's dS is 0, but 0·k is NaN at an infinite k whose score was -Infinity: its dq stays 0.
+            if (rowLse[r] === -Infinity) continue;
             const o = ((b * Sq + q0 + r) * H + h) * D;
             for (let d = 0, a = r * D; d < D; d++) dq[o + d] = dqTile[a + d];
           }
@@ -112,29 +144,58 @@ export function attentionGradCpu(args: {
   ];
 }
 
+/** Whether a key of keys[0, n) (ascending) lies in [from, to). */
+function hasKeyIn(keys: Int32Array, n: number, from: number, to: number): boolean {
+  for (let i = 0; i < n; i++) if (keys[i] >= from) return keys[i] < to;
+  return false;
+}
+
 /**
- * For columns [c0, c1) of each row, from the final scores t in s (-Infinity where masked) and dP in dp: P = exp(t − lse)
- * into pT (transposed, [col, row] with row stride ldT) and dS = scale·P∘(dP − δ)∘(1 − (t/softcap)²) into ds (same
- * layout as s) and dsT (transposed). Rows with lse = -Infinity get 0.
+ * The part of dQ += dS·K that the zeroed elements of Kᵀ left out: for each key of badKeys in columns [c0, c1) of the
+ * tile (keys from k0) and each row that sees it (hidden 0), dS·k of the key's non-finite elements (NaN or ±Infinity,
+ * also where dS = 0: the reference's 0·Infinity). kc is K as [seqK, D].
+ */
+function addVisibleNonFinite(
+    ds: Float32Array, hidden: Uint8Array, ld: number, kc: Float32Array, badKeys: Int32Array, numBad: number,
+    k0: number, c0: number, c1: number, dqTile: Float64Array, rows: number, D: number): void {
+  for (let n = 0; n < numBad; n++) {
+    const c = badKeys[n] - k0;
+    if (c < c0 || c >= c1) continue;
+    for (let r = 0; r < rows; r++) {
+      const i = r * ld + c;
+      if (hidden[i] !== 0) continue;
+      const g = ds[i];
+      for (let d = 0, a = (k0 + c) * D; d < D; d++) {
+        const x = kc[a + d];
+        if (!Number.isFinite(x)) dqTile[r * D + d] += g * x;
+      }
+    }
+  }
+}
+
+/**
+ * For columns [c0, c1) of each row, from the final scores t in s and dP in dp: P = exp(t − lse) into pT (transposed,
+ * [col, row] with row stride ldT) and dS = scale·P∘(dP − δ)∘(1 − (t/softcap)²) into ds (same layout as s) and dsT
+ * (transposed). Rows with lse = -Infinity get 0, and so do the masked elements (hidden 1, given on masked tiles), also
+ * in a row whose lse is NaN. A visible score of -Infinity (an infinite k) gives P = 0 and dS = 0·(dP − δ), which is NaN
+ * where dP or δ is, as in the reference.
  */
 function probabilitiesAndScoreGrads(
     s: Float64Array, dp: Float64Array, ld: number, rows: number, c0: number, c1: number, rowLse: Float64Array,
-    rowDelta: Float64Array, scale: number, invCap: number, ds: Float32Array, pT: Float32Array, dsT: Float32Array,
-    ldT: number): void {
+    rowDelta: Float64Array, scale: number, invCap: number, hidden: Uint8Array | null, ds: Float32Array,
+    pT: Float32Array, dsT: Float32Array, ldT: number): void {
   for (let r = 0; r < rows; r++) {
     const lse = rowLse[r], delta = rowDelta[r];
     const empty = lse === -Infinity;
     for (let c = c0, i = r * ld + c0, o = r; c < c1; c++, i++, o += ldT) {
       let p = 0, g = 0;
-      if (!empty) {
+      if (!empty && (hidden === null || hidden[i] === 0)) {
         const t = s[i];
         p = Math.exp(t - lse);
-        if (p !== 0) {  // p = 0 where masked (t = -Infinity), where the softcap derivative would be -Infinity
-          g = p * (dp[i] - delta) * scale;
-          if (invCap !== 0) {
-            const u = t * invCap;
-            g *= 1 - u * u;
-          }
+        g = p * (dp[i] - delta) * scale;
+        if (invCap !== 0) {  // t is finite with softcap
+          const u = t * invCap;
+          g *= 1 - u * u;
         }
       }
       ds[i] = g;

@@ -102,8 +102,11 @@ export class KeyTileWalk {
     }
   }
 
-  /** Sets the masked scores of the current (masked) key tile to -Infinity: s holds its rows with row stride ld. */
-  mask(s: Float64Array, ld: number): void {
-    this.partial.mask(this.plan, this.h, this.q0, this.rows, this.k0, s, ld);
+  /**
+   * Sets the masked scores of the current (masked) key tile to -Infinity: s holds its rows with row stride ld. With
+   * `hidden` (same layout), also marks the masked elements of columns [c0, c1) with 1 and the visible ones with 0.
+   */
+  mask(s: Float64Array, ld: number, hidden: Uint8Array | null = null): void {
+    this.partial.mask(this.plan, this.h, this.q0, this.rows, this.k0, s, ld, hidden);
   }
 }
