@@ -7,11 +7,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type {KernelBackend, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
 import {planOf} from '../../src/kernel_names.js';
-import {AttentionPlan, windowKeyRange} from '../../src/plan/plan.js';
+import {AttentionPlan} from '../../src/plan/plan.js';
 import {
-  assembleTiles, COMPOSITE_BLOCK_K, compositeTiling, CompositeTiling, consume, fromGroupedRows, groupedRowTiles,
-  KeyLengthsMask, keyLengthsMask, keysBelowLengths, keyTilesOfQueryTile, outerAnd, rowStatFromGroupedRows, tileBounds,
-  TileBounds, tileScores, wrapInput,
+  assembleTiles, compositeTiling, CompositeTiling, consume, fromGroupedRows, groupedRowTiles, HIT_BASE, KeyLengthsMask,
+  keyLengthsMask, keyTilesOfQueryTile, rowStatFromGroupedRows, splitNonFinite, SplitValues, tileBounds, tileScores,
+  visibleHits, wrapInput, zeroPaddingKeys,
 } from './attention_composite_util.js';
 
 /** kernelFunc of the three composite forward kernels: inputs {q, k, v, keyLengths}, outputs [output, lse]. */
@@ -69,24 +69,6 @@ type SoftmaxState = {
   acc: tf.Tensor4D;
 };
 
-/**
- * A value tile split for partial tiles, where P·V must skip masked keys: their probability is 0, and a plain matMul
- * would turn 0·NaN and 0·Infinity into NaN in rows that cannot see the key. `finite` is v with NaN and ±Infinity
- * replaced by 0, for P·finite; `nonFinite` codes per element which infinities v holds, NaN counting as both
- * (+Inf + -Inf = NaN): (v is +Infinity or NaN) + HIT_BASE · (v is -Infinity or NaN). The codes of the keys a row's
- * mask lets it see are summed (visibleHits) and put back as ±Infinity or NaN (withInfinities). A type alias: tf.tidy
- * accepts it as a container.
- */
-type SplitValues = {
-  finite: tf.Tensor4D;
-  nonFinite: tf.Tensor4D;
-  /**
-   * Plans without a layout: nonFinite summed over the keys before each position, [batch, kvHeads, keys + 1, D]
-   * (prefix[j] = Σ_{j' < j} nonFinite[j']), so that a row seeing a contiguous key range sums its codes with two
-   * gathers (windowHits) instead of a matMul.
-   */
-  prefix?: tf.Tensor4D;
-};
 /** What the (query tile, key tile) pairs of one key tile multiply their probabilities with. */
 type ValueTile = {
   /** For full tiles: v (with the values of keys past keyLengths[b] set to 0 when the plan has keyLengths). */
@@ -94,67 +76,6 @@ type ValueTile = {
   /** For partial tiles (present when some query tile has one with this key tile). */
   split?: SplitValues;
 };
-
-/**
- * Weight of the -Infinity count in `nonFinite`. Counts are at most blockK ≤ COMPOSITE_BLOCK_K per tile, so the two
- * counts never mix, and every sum of codes over a tile's keys stays an integer below 2^24: exact in fp32, in any
- * summation order (matMul, cumsum) and in differences of such sums.
- */
-const HIT_BASE = 2 * COMPOSITE_BLOCK_K;
-
-/**
- * v [batch, seqK, kvHeads, D] with the values of keys past keyLengths[b] set to 0. Those keys are masked for every
- * row of batch b, and they are a full tile's only masked keys: with their values 0, done once, O(seqK · D), a full
- * tile's plain P·V skips them (0·0 instead of 0·NaN) with no per-row work, no split and no extra matMul.
- */
-function zeroPaddingKeys(v: tf.Tensor, keyLengths: KeyLengthsMask): tf.Tensor {
-  return tf.tidy(() => {
-    const [batch, seqK, kvHeads, dim] = v.shape;
-    // [batch, 1, seqK] → [batch, seqK, kvHeads·D]: key along rows this time.
-    const keysVisible = tf.transpose(keysBelowLengths(keyLengths, 1, 0, seqK), [0, 2, 1]) as tf.Tensor3D;
-    const visible = outerAnd(keysVisible, tf.ones([batch, 1, kvHeads * dim], 'bool'));
-    return tf.where(tf.reshape(visible, v.shape), v, tf.zerosLike(v));
-  });
-}
-
-function splitNonFinite(values: tf.Tensor4D, withPrefix: boolean): SplitValues {
-  return tf.tidy(() => {
-    const nan = tf.isNaN(values);
-    const up = tf.logicalOr(nan, tf.equal(values, Infinity)), down = tf.logicalOr(nan, tf.equal(values, -Infinity));
-    const nonFinite = tf.add<tf.Tensor4D>(tf.cast(up, 'float32'), tf.mul(tf.cast(down, 'float32'), HIT_BASE));
-    const [batch, kvHeads, , dim] = values.shape;
-    return {
-      finite: tf.where(tf.isFinite(values), values, tf.zerosLike(values)),
-      nonFinite,
-      prefix: withPrefix ? tf.concat4d([tf.zeros([batch, kvHeads, 1, dim]), tf.cumsum<tf.Tensor4D>(nonFinite, 2)], 2) :
-                           undefined,
-    };
-  });
-}
-
-/**
- * The codes (see SplitValues) of the keys each row of a partial tile sees, summed: [batch, kvHeads, rows, D]. With a
- * layout, a matMul of the tile's mask (0/1) against nonFinite. Without one, a row sees a contiguous key range, its
- * window, whose sum is prefix[end] − prefix[start]: two gathers of O(rows · D), no matMul. keyLengths need no care
- * here: the values of keys past keyLengths[b] are already 0 (zeroPaddingKeys), so their codes are 0.
- */
-function visibleHits(plan: AttentionPlan, bounds: TileBounds, split: SplitValues, visible: tf.Tensor4D | undefined):
-    tf.Tensor4D {
-  if (visible != null) return consume(visible, (m) => tf.matMul(tf.cast(m, 'float32'), split.nonFinite));
-  const {q0, q1, k0, k1} = bounds;
-  const group = plan.groupSize, rows = (q1 - q0) * group, keys = k1 - k0;
-  const starts = new Int32Array(rows), ends = new Int32Array(rows);
-  for (let i = q0; i < q1; i++) {
-    const [first, last] = windowKeyRange(plan, i);
-    const start = Math.min(Math.max(first - k0, 0), keys), end = Math.max(Math.min(last + 1 - k0, keys), start);
-    starts.fill(start, (i - q0) * group, (i - q0 + 1) * group);
-    ends.fill(end, (i - q0) * group, (i - q0 + 1) * group);
-  }
-  return tf.tidy(() => {
-    const prefix = split.prefix!;
-    return tf.sub(tf.gather(prefix, tf.tensor1d(ends, 'int32'), 2), tf.gather(prefix, tf.tensor1d(starts, 'int32'), 2));
-  });
-}
 
 /**
  * P·V of a partial tile as if masked keys were skipped: P·finite, then ±Infinity or NaN where the row sees keys with

@@ -226,11 +226,11 @@ export function keysBelowLengths(mask: KeyLengthsMask, rows: number, k0: number,
 }
 
 export interface TileScores {
-  /** Final masked scores t [batch, kvHeads, rows * group, keys]: -Infinity where masked. */
+  /** Final scores t [batch, kvHeads, rows * group, keys]: -Infinity where masked (unless the mask is deferred). */
   scores: tf.Tensor4D;
   /** dt/ds = 1 − tanh², the softcap's derivative (absent without softcap or when not asked for). */
   softcapDerivative?: tf.Tensor4D;
-  /** The element mask applied (bool, full shape), when asked for and the tile is masked. */
+  /** The element mask (bool, full shape), when asked for (or deferred) and the tile is masked. */
   visible?: tf.Tensor4D;
 }
 
@@ -238,6 +238,8 @@ export interface TileScores {
 export interface TileScoreExtras {
   softcapDerivative?: boolean;
   visible?: boolean;
+  /** Return the scores unmasked with `visible`, for the caller to apply (the backward masks t − lse instead). */
+  deferMask?: boolean;
 }
 
 /**
@@ -293,6 +295,9 @@ export function tileScores(
     scores = consume(capped, (c) => tf.mul(c, plan.softcap));
   }
   const visible = tileMask(plan, bounds, full, keyLengths);
+  if (visible != null && extras.deferMask) {
+    return {scores: scores as tf.Tensor4D, softcapDerivative, visible: visible as tf.Tensor4D};
+  }
   if (visible != null) {
     // Selected, not added as a -Infinity bias: a NaN or +Infinity score of a masked key must not leak into the row
     // (NaN + -Infinity = NaN, Infinity + -Infinity = NaN).
@@ -301,4 +306,86 @@ export function tileScores(
     visible.dispose();
   }
   return {scores: scores as tf.Tensor4D, softcapDerivative};
+}
+
+/**
+ * A value or key tile split for partial tiles, where a product with P (forward, P·V) or dS (backward, dS·K) must skip
+ * masked keys: their P and dS are 0, and a plain matMul would turn 0·NaN and 0·Infinity into NaN in rows that cannot
+ * see the key. `finite` is the tile with NaN and ±Infinity replaced by 0, for P·finite; `nonFinite` codes per element
+ * which infinities it holds, NaN counting as both (+Inf + -Inf = NaN): (x is +Infinity or NaN) + HIT_BASE · (x is
+ * -Infinity or NaN). The codes of the keys a row's mask lets it see are summed (visibleHits) and put back as
+ * ±Infinity or NaN. A type alias: tf.tidy accepts it as a container.
+ */
+export type SplitValues = {
+  finite: tf.Tensor4D;
+  nonFinite: tf.Tensor4D;
+  /**
+   * Plans without a layout: nonFinite summed over the keys before each position, [batch, kvHeads, keys + 1, D]
+   * (prefix[j] = Σ_{j' < j} nonFinite[j']), so that a row seeing a contiguous key range sums its codes with two
+   * gathers (visibleHits) instead of a matMul.
+   */
+  prefix?: tf.Tensor4D;
+};
+
+/**
+ * Weight of the -Infinity count in `nonFinite`. Counts are at most blockK ≤ COMPOSITE_BLOCK_K per tile, so the two
+ * counts never mix, and every sum of codes over a tile's keys stays an integer below 2^24: exact in fp32, in any
+ * summation order (matMul, cumsum) and in differences of such sums.
+ */
+export const HIT_BASE = 2 * COMPOSITE_BLOCK_K;
+
+/**
+ * x [batch, seqK, kvHeads, D] (v, or k in the backward) with the rows of keys past keyLengths[b] set to 0. Those keys
+ * are masked for every row of batch b, and they are a full tile's only masked keys: with their values 0, done once,
+ * O(seqK · D), a full tile's plain P·V (or dS·K) skips them (0·0 instead of 0·NaN) with no per-row work, no split and
+ * no extra matMul.
+ */
+export function zeroPaddingKeys(x: tf.Tensor, keyLengths: KeyLengthsMask): tf.Tensor {
+  return tf.tidy(() => {
+    const [batch, seqK, kvHeads, dim] = x.shape;
+    // [batch, 1, seqK] → [batch, seqK, kvHeads·D]: key along rows this time.
+    const keysVisible = tf.transpose(keysBelowLengths(keyLengths, 1, 0, seqK), [0, 2, 1]) as tf.Tensor3D;
+    const visible = outerAnd(keysVisible, tf.ones([batch, 1, kvHeads * dim], 'bool'));
+    return tf.where(tf.reshape(visible, x.shape), x, tf.zerosLike(x));
+  });
+}
+
+export function splitNonFinite(values: tf.Tensor4D, withPrefix: boolean): SplitValues {
+  return tf.tidy(() => {
+    const nan = tf.isNaN(values);
+    const up = tf.logicalOr(nan, tf.equal(values, Infinity)), down = tf.logicalOr(nan, tf.equal(values, -Infinity));
+    const nonFinite = tf.add<tf.Tensor4D>(tf.cast(up, 'float32'), tf.mul(tf.cast(down, 'float32'), HIT_BASE));
+    const [batch, kvHeads, , dim] = values.shape;
+    return {
+      finite: tf.where(tf.isFinite(values), values, tf.zerosLike(values)),
+      nonFinite,
+      prefix: withPrefix ? tf.concat4d([tf.zeros([batch, kvHeads, 1, dim]), tf.cumsum<tf.Tensor4D>(nonFinite, 2)], 2) :
+                           undefined,
+    };
+  });
+}
+
+/**
+ * The codes (see SplitValues) of the keys each row of a partial tile sees, summed: [batch, kvHeads, rows, D]. With a
+ * layout, a matMul of the tile's mask (0/1, `visible`, consumed) against nonFinite. Without one, a row sees a
+ * contiguous key range, its window, whose sum is prefix[end] − prefix[start]: two gathers of O(rows · D), no matMul.
+ * keyLengths need no care here: the rows of keys past keyLengths[b] are already 0 (zeroPaddingKeys), so their codes
+ * are 0.
+ */
+export function visibleHits(plan: AttentionPlan, bounds: TileBounds, split: SplitValues,
+                            visible: tf.Tensor4D | undefined): tf.Tensor4D {
+  if (visible != null) return consume(visible, (m) => tf.matMul(tf.cast(m, 'float32'), split.nonFinite));
+  const {q0, q1, k0, k1} = bounds;
+  const group = plan.groupSize, rows = (q1 - q0) * group, keys = k1 - k0;
+  const starts = new Int32Array(rows), ends = new Int32Array(rows);
+  for (let i = q0; i < q1; i++) {
+    const [first, last] = windowKeyRange(plan, i);
+    const start = Math.min(Math.max(first - k0, 0), keys), end = Math.max(Math.min(last + 1 - k0, keys), start);
+    starts.fill(start, (i - q0) * group, (i - q0 + 1) * group);
+    ends.fill(end, (i - q0) * group, (i - q0 + 1) * group);
+  }
+  return tf.tidy(() => {
+    const prefix = split.prefix!;
+    return tf.sub(tf.gather(prefix, tf.tensor1d(ends, 'int32'), 2), tf.gather(prefix, tf.tensor1d(starts, 'int32'), 2));
+  });
 }

@@ -4,8 +4,12 @@
  *   P  = exp(t − lse)                 (0 where masked and on empty rows)
  *   dV += Pᵀ·dO,   dP = dO·Vᵀ,   dS = P∘(dP − D)·dt/ds   with D = rowsum(dO∘O) − dLse
  *   dK += scale·dSᵀ·Q,   dQ += scale·dS·K.
- * On masked tiles dS is set to exactly 0 where P = 0: a masked key's dP = dO·v is NaN when its v holds a NaN or an
- * infinity, and P·NaN would reach the dq and dk of rows that cannot see the key.
+ * Masked keys reach no row (NaN/Inf semantics, RELIABILITY.md). On masked tiles the mask is applied to t − lse (so P
+ * is exactly 0 at a masked key even in a row whose lse is NaN), dS is set to exactly 0 at masked keys (a masked key's
+ * dP = dO·v is NaN when its v holds a NaN or an infinity, and P·NaN would reach dq and dk), and on partial tiles dQ
+ * is dS·K over K with its NaN/±Infinity elements zeroed, then NaN where the row sees such an element (a visible
+ * non-finite k makes the row's dS NaN, or its P and dS 0 with a -Infinity score: the reference's 0·Infinity = NaN).
+ * Keys past keyLengths[b] (the masked keys of full tiles) have their k zeroed once. Empty rows get dq = 0.
  * In grouped rows (see attention_composite_util.ts) a GQA group's query heads share a matrix, so dK and dV come out
  * summed over the group.
  */
@@ -15,7 +19,7 @@ import {planOf} from '../../src/kernel_names.js';
 import {AttentionPlan} from '../../src/plan/plan.js';
 import {
   assembleTiles, compositeTiling, consume, fromGroupedRows, groupedRowTiles, keyLengthsMask, queryTilesOfKeyTile,
-  rowStatTiles, tileBounds, tileIsMasked, tileScores, wrapInput,
+  outerAnd, rowStatTiles, splitNonFinite, tileBounds, tileScores, visibleHits, wrapInput, zeroPaddingKeys,
 } from './attention_composite_util.js';
 
 /** kernelFunc of the three composite grad kernels: inputs {q, k, v, output, lse, dOutput, dLse, keyLengths}. */
@@ -47,6 +51,8 @@ type QueryTileInputs = {
   dOutput: tf.Tensor4D;
   /** lse with -Infinity (empty rows) replaced by +Infinity, so that exp(t − lse) is 0 there rather than NaN. */
   lse: tf.Tensor4D;
+  /** Rows that saw no key (lse -Infinity), bool [batch, kvHeads, rows, 1]: their dq is 0. */
+  empty: tf.Tensor4D;
   /** D = rowsum(dO∘O) − dLse, [batch, kvHeads, rows, 1]. */
   delta: tf.Tensor4D;
 };
@@ -60,44 +66,64 @@ export function attentionBackward(plan: AttentionPlan, x: AttentionBackwardInput
   const queryTiles: QueryTileInputs[] = tf.tidy(() => {
     const outputs = groupedRowTiles(x.output, kvHeads, blockQ), dLses = rowStatTiles(x.dLse, kvHeads, blockQ);
     const lses = rowStatTiles(x.lse, kvHeads, blockQ), dOutputs = groupedRowTiles(x.dOutput, kvHeads, blockQ);
-    return groupedRowTiles(tf.mul(x.q, plan.scale), kvHeads, blockQ).map((scaledQueries, i) => ({
-      scaledQueries,
-      dOutput: dOutputs[i],
-      lse: tf.where(tf.equal(lses[i], -Infinity), tf.fill(lses[i].shape, Infinity), lses[i]),
-      delta: tf.sub(rowDot(dOutputs[i], outputs[i]), dLses[i]),
-    }));
+    return groupedRowTiles(tf.mul(x.q, plan.scale), kvHeads, blockQ).map((scaledQueries, i) => {
+      const empty = tf.equal(lses[i], -Infinity) as tf.Tensor4D;
+      return {
+        scaledQueries,
+        dOutput: dOutputs[i],
+        lse: tf.where(empty, tf.fill(lses[i].shape, Infinity), lses[i]),
+        empty,
+        delta: tf.sub(rowDot(dOutputs[i], outputs[i]), dLses[i]),
+      };
+    });
   });
-  const keyTiles = groupedRowTiles(x.k, kvHeads, tiling.blockK);
-  const valueTiles = groupedRowTiles(x.v, kvHeads, tiling.blockK);
   const keyLengths = plan.hasKeyLengths ? keyLengthsMask(x.keyLengths, plan.seqK) : null;
+  // With keyLengths, k of keys past keyLengths[b] is set to 0 once (see zeroPaddingKeys).
+  const keyTiles = tf.tidy(() => groupedRowTiles(keyLengths == null ? x.k : zeroPaddingKeys(x.k, keyLengths), kvHeads,
+                                                 tiling.blockK));
+  const valueTiles = groupedRowTiles(x.v, kvHeads, tiling.blockK);
 
   // dS·K summed per query tile over the key tiles (scaled once at the end); null until a key tile contributes.
   const dqSums: Array<tf.Tensor4D | null> = queryTiles.map(() => null);
   const dks: tf.Tensor4D[] = [], dvs: tf.Tensor4D[] = [];
   keyTiles.forEach((keys, keyTile) => {
     let dk: tf.Tensor4D = tf.zerosLike(keys), dv: tf.Tensor4D = tf.zerosLike(keys);
-    for (const {tile: queryTile, full} of queryTilesOfKeyTile(tiling.schedule, keyTile)) {
+    const visits = queryTilesOfKeyTile(tiling.schedule, keyTile);
+    // For dS·K on partial tiles, split once per key tile (see SplitValues).
+    const split = visits.some((visit) => !visit.full) ? splitNonFinite(keys, plan.layout == null) : null;
+    for (const {tile: queryTile, full} of visits) {
       const bounds = tileBounds(tiling, plan, queryTile, keyTile);
       const prevDk = dk, prevDv = dv, prevDq = dqSums[queryTile];
       // One tidy per tile pair, disposing the sums it replaces: memory stays one tile, not one per pair.
       [dk, dv, dqSums[queryTile]] = tf.tidy(() => {
         const t = queryTiles[queryTile];
-        const {scores, softcapDerivative} =
-            tileScores(plan, t.scaledQueries, keys, bounds, full, keyLengths, {softcapDerivative: true});
+        // Masked tiles (visible != null): the mask is applied to t − lse, not to t, so that P is exactly 0 at a masked
+        // key whatever the row's lse (exp(-Infinity − NaN) would be NaN): as many ops as masking t.
+        const {scores, softcapDerivative, visible} = tileScores(
+            plan, t.scaledQueries, keys, bounds, full, keyLengths, {softcapDerivative: true, deferMask: true});
         // Tile-sized temporaries are disposed as soon as they are consumed (see consume).
-        const probs = consume(scores, (s) => tf.exp(tf.sub(s, t.lse)));
+        const probs = consume(scores, (s) => visible == null ? tf.exp(tf.sub(s, t.lse)) :
+            tf.exp(tf.where(visible, tf.sub(s, t.lse), tf.fill(s.shape, -Infinity))));
         const dProbs = tf.matMul(t.dOutput, valueTiles[keyTile], false, true);
         let dScores = consume(dProbs, (dp) => tf.mul(probs, tf.sub(dp, t.delta)));
         if (softcapDerivative != null) {
           dScores = consume(dScores, (ds) => tf.mul(ds, softcapDerivative));
           softcapDerivative.dispose();
         }
-        if (tileIsMasked(full, keyLengths)) {
-          // Selected, not multiplied: see the header. Where P = 0 the selection takes P itself (+0), which saves a
-          // tile of zeros; P = NaN (a NaN score) keeps its NaN.
-          dScores = consume(dScores, (ds) => tf.where(tf.notEqual(probs, 0), ds, probs));
+        if (visible != null) {
+          // Selected, not multiplied: see the header. At masked keys the selection takes P itself (+0 there), which
+          // saves a tile of zeros.
+          dScores = consume(dScores, (ds) => tf.where(visible, ds, probs));
         }
-        const dqTerm = tf.matMul(dScores, keys) as tf.Tensor4D;
+        let dqTerm: tf.Tensor4D;
+        if (full) {
+          dqTerm = tf.matMul(dScores, keys) as tf.Tensor4D;
+        } else {
+          // Layout tiles sum the codes with their mask (consumed); windows with prefix sums.
+          const hits = visibleHits(plan, bounds, split!, plan.layout != null ? visible : undefined);
+          const product = tf.matMul(dScores, split!.finite) as tf.Tensor4D;
+          dqTerm = tf.where(tf.greater(hits, 0), tf.fill(product.shape, NaN), product) as tf.Tensor4D;
+        }
         return [
           tf.add(prevDk, tf.matMul(dScores, t.scaledQueries, true, false)),
           tf.add(prevDv, tf.matMul(probs, t.dOutput, true, false)),
@@ -107,10 +133,19 @@ export function attentionBackward(plan: AttentionPlan, x: AttentionBackwardInput
       tf.dispose([prevDk, prevDv]);
       if (prevDq != null) prevDq.dispose();
     }
+    if (split != null) tf.dispose([split.finite, split.nonFinite, ...(split.prefix == null ? [] : [split.prefix])]);
     dks.push(dk);
     dvs.push(dv);
   });
-  const dqTiles = dqSums.map((sum, i) => sum ?? tf.zerosLike(queryTiles[i].scaledQueries));
+  // An empty row's dS is 0, but 0·k is NaN at an infinite k whose score was -Infinity: its dq is set to 0. The
+  // condition reaches dq's shape through outerAnd (tf.where would broadcast it with a Tile kernel: on cpu, a data
+  // read; logicalAnd's broadcast measured 3x slower on wasm).
+  const dqTiles = dqSums.map((sum, i) => sum == null ? tf.zerosLike(queryTiles[i].scaledQueries) : consume(sum, (s) => {
+    const [batch, heads, rows, dim] = s.shape;
+    const empty = tf.reshape(queryTiles[i].empty, [batch * heads, rows, 1]) as tf.Tensor3D;
+    const emptyElements = tf.reshape(outerAnd(empty, tf.ones([batch * heads, 1, dim], 'bool')), s.shape);
+    return tf.where(emptyElements, tf.zerosLike(s), s);
+  }));
   return [
     assembleTiles(dqTiles, (all) => fromGroupedRows(tf.mul(all, plan.scale), plan.groupSize)),
     assembleTiles(dks, (all) => fromGroupedRows(all, 1)),
