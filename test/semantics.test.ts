@@ -227,7 +227,6 @@ function describeNaN(backend: ReliabilityBackend): void {
         expect(compare(key, grads[key].subarray(half), ref[key].subarray(half), TOL), key).to.deep.equal([]);
       }
     });
-    // NaN in k is not listed: dq = dS·K multiplies a masked key's dS = 0 by its NaN (cpu and composite alike).
     for (const [tensor, poison] of [['v', 'NaN'], ['v', '±Infinity']] as const) {
       itOn(backend, `${poison} in ${tensor}: gradients match the reference element by element (masked keys reach no row)`,
            async () => {
@@ -247,6 +246,42 @@ function describeNaN(backend: ReliabilityBackend): void {
                    expect(compare(key, grads[key], ref[key], TOL), `${c.name}, ${poison} in ${tensor} key ${j} kv head ${hk}`)
                        .to.deep.equal([]);
                  }
+               }
+             }
+           });
+    }
+    /*
+     * k: a NaN in key j makes the score of every row that sees j NaN (the whole row's gradients NaN); an infinity makes
+     * it +Infinity (row NaN) or -Infinity, depending on the sign of q there: the key is removed (P = 0), and the
+     * reference's dq = Σ dS·k gives 0·Infinity = NaN in that column of the row's dq. With softcap the score is finite
+     * and its derivative 0: again NaN in that column of dq. Either way dq has a NaN in exactly the rows that see key j;
+     * rows that cannot see it (masked by causal, window, layout, keyLengths; other heads and batches) stay exact, and so
+     * does a row that sees only -Infinity scores (an empty row: gradients 0).
+     */
+    const SOFTCAP_K_CASES: PoisonCase[] = [{c: {...MASKED_CASES[1], name: 'flash causal softcap 5', softcap: 5},
+                                            keys: POISONED_KEYS}];
+    for (const poison of ['NaN', '+Infinity', '-Infinity'] as const) {
+      itOn(backend, `${poison} in k: gradients match the reference element by element (masked keys reach no row)`,
+           async () => {
+             for (const {c, keys} of [...POISON_CASES, ...SOFTCAP_K_CASES]) {
+               for (const [j, hk] of keys) {
+                 const data = randomData(c, 18);
+                 data.k[kIndex(c, 0, j, hk, 2)] = poison === 'NaN' ? NaN : poison === '+Infinity' ? Infinity : -Infinity;
+                 const dO = randomArray(data.q.length, 19);
+                 const grads = await gradients(c, data, dO, null);
+                 const ref = referenceBackward(refProblem(lib, c), data.q, data.k, data.v, dO, null);
+                 const what = `${c.name}, ${poison} in k key ${j} kv head ${hk}`;
+                 for (const key of ['dq', 'dk', 'dv'] as const) {
+                   expect(compare(key, grads[key], ref[key], TOL), what).to.deep.equal([]);
+                 }
+                 // Except a row that sees only -Infinity scores: an empty row, whose gradients are 0.
+                 const {lse} = referenceForward(refProblem(lib, c), data.q, data.k, data.v);
+                 const expected = [...rowsSeeing(c, 0, j, hk)].filter((row) => {
+                   const [b, i, h] = row.split(',').map(Number);
+                   return lse[(b * c.heads + h) * c.seqQ + i] !== -Infinity;
+                 });
+                 expect(sorted(nanRows(c, grads.dq)), `${what}: rows of dq with a NaN`)
+                     .to.deep.equal(sorted(new Set(expected)));
                }
              }
            });
