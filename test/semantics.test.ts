@@ -151,7 +151,29 @@ const POISON_CASES: PoisonCase[] = [...MASKED_CASES.map((c) => ({c, keys: POISON
 
 const TOL = 1e-5;
 
-for (const backend of selectedBackends()) {
+const gradientTitle = (poison: string, tensor: 'k' | 'v') =>
+  `${poison} in ${tensor}: gradients match the reference element by element (masked keys reach no row)`;
+
+/**
+ * Checks of this file known to fail on a backend (a reported bug, RELIABILITY.md "Known limits"), added to the
+ * backend row's `pending` (test/reliability_backends.ts): itOn registers them as pending, RELIABILITY_RUN_PENDING=1
+ * runs them. Remove an entry once its backend is fixed.
+ */
+const KNOWN_FAILURES: Record<string, Record<string, string>> = {
+  webgpu: Object.fromEntries(
+      [['NaN', 'v'], ['±Infinity', 'v'], ['NaN', 'k'], ['+Infinity', 'k'], ['-Infinity', 'k']].map(([poison, tensor]) => [
+        gradientTitle(poison, tensor as 'k' | 'v'),
+        'the backward multiplies masked keys by 0 (0·NaN reaches dq/dk of rows and keys that cannot see the key)',
+      ])),
+};
+
+function withKnownFailures(backend: ReliabilityBackend): ReliabilityBackend {
+  const known = KNOWN_FAILURES[backend.name];
+  return known == null ? backend : {...backend, pending: {...backend.pending, ...known}};
+}
+
+for (const selected of selectedBackends()) {
+  const backend = withKnownFailures(selected);
   describe(`semantics on ${backend.name}`, () => {
     before(() => backend.setUp());
     describeNaN(backend);
@@ -228,27 +250,26 @@ function describeNaN(backend: ReliabilityBackend): void {
       }
     });
     for (const [tensor, poison] of [['v', 'NaN'], ['v', '±Infinity']] as const) {
-      itOn(backend, `${poison} in ${tensor}: gradients match the reference element by element (masked keys reach no row)`,
-           async () => {
-             for (const {c, keys} of POISON_CASES) {
-               for (const [j, hk] of keys) {
-                 const data = randomData(c, 16);
-                 if (poison === 'NaN') {
-                   data[tensor][kIndex(c, 0, j, hk, 2)] = NaN;
-                 } else {
-                   data[tensor][kIndex(c, 0, j, hk, 3)] = Infinity;
-                   data[tensor][kIndex(c, 0, j, hk, 4)] = -Infinity;
-                 }
-                 const dO = randomArray(data.q.length, 17);
-                 const grads = await gradients(c, data, dO, null);
-                 const ref = referenceBackward(refProblem(lib, c), data.q, data.k, data.v, dO, null);
-                 for (const key of ['dq', 'dk', 'dv'] as const) {
-                   expect(compare(key, grads[key], ref[key], TOL), `${c.name}, ${poison} in ${tensor} key ${j} kv head ${hk}`)
-                       .to.deep.equal([]);
-                 }
-               }
-             }
-           });
+      itOn(backend, gradientTitle(poison, tensor), async () => {
+        for (const {c, keys} of POISON_CASES) {
+          for (const [j, hk] of keys) {
+            const data = randomData(c, 16);
+            if (poison === 'NaN') {
+              data[tensor][kIndex(c, 0, j, hk, 2)] = NaN;
+            } else {
+              data[tensor][kIndex(c, 0, j, hk, 3)] = Infinity;
+              data[tensor][kIndex(c, 0, j, hk, 4)] = -Infinity;
+            }
+            const dO = randomArray(data.q.length, 17);
+            const grads = await gradients(c, data, dO, null);
+            const ref = referenceBackward(refProblem(lib, c), data.q, data.k, data.v, dO, null);
+            for (const key of ['dq', 'dk', 'dv'] as const) {
+              expect(compare(key, grads[key], ref[key], TOL), `${c.name}, ${poison} in ${tensor} key ${j} kv head ${hk}`)
+                  .to.deep.equal([]);
+            }
+          }
+        }
+      });
     }
     /*
      * k: a NaN in key j makes the score of every row that sees j NaN (the whole row's gradients NaN); an infinity makes
@@ -261,30 +282,29 @@ function describeNaN(backend: ReliabilityBackend): void {
     const SOFTCAP_K_CASES: PoisonCase[] = [{c: {...MASKED_CASES[1], name: 'flash causal softcap 5', softcap: 5},
                                             keys: POISONED_KEYS}];
     for (const poison of ['NaN', '+Infinity', '-Infinity'] as const) {
-      itOn(backend, `${poison} in k: gradients match the reference element by element (masked keys reach no row)`,
-           async () => {
-             for (const {c, keys} of [...POISON_CASES, ...SOFTCAP_K_CASES]) {
-               for (const [j, hk] of keys) {
-                 const data = randomData(c, 18);
-                 data.k[kIndex(c, 0, j, hk, 2)] = poison === 'NaN' ? NaN : poison === '+Infinity' ? Infinity : -Infinity;
-                 const dO = randomArray(data.q.length, 19);
-                 const grads = await gradients(c, data, dO, null);
-                 const ref = referenceBackward(refProblem(lib, c), data.q, data.k, data.v, dO, null);
-                 const what = `${c.name}, ${poison} in k key ${j} kv head ${hk}`;
-                 for (const key of ['dq', 'dk', 'dv'] as const) {
-                   expect(compare(key, grads[key], ref[key], TOL), what).to.deep.equal([]);
-                 }
-                 // Except a row that sees only -Infinity scores: an empty row, whose gradients are 0.
-                 const {lse} = referenceForward(refProblem(lib, c), data.q, data.k, data.v);
-                 const expected = [...rowsSeeing(c, 0, j, hk)].filter((row) => {
-                   const [b, i, h] = row.split(',').map(Number);
-                   return lse[(b * c.heads + h) * c.seqQ + i] !== -Infinity;
-                 });
-                 expect(sorted(nanRows(c, grads.dq)), `${what}: rows of dq with a NaN`)
-                     .to.deep.equal(sorted(new Set(expected)));
-               }
-             }
-           });
+      itOn(backend, gradientTitle(poison, 'k'), async () => {
+        for (const {c, keys} of [...POISON_CASES, ...SOFTCAP_K_CASES]) {
+          for (const [j, hk] of keys) {
+            const data = randomData(c, 18);
+            data.k[kIndex(c, 0, j, hk, 2)] = poison === 'NaN' ? NaN : poison === '+Infinity' ? Infinity : -Infinity;
+            const dO = randomArray(data.q.length, 19);
+            const grads = await gradients(c, data, dO, null);
+            const ref = referenceBackward(refProblem(lib, c), data.q, data.k, data.v, dO, null);
+            const what = `${c.name}, ${poison} in k key ${j} kv head ${hk}`;
+            for (const key of ['dq', 'dk', 'dv'] as const) {
+              expect(compare(key, grads[key], ref[key], TOL), what).to.deep.equal([]);
+            }
+            // dq rows with a NaN: those that see key j, except one seeing only -Infinity scores (empty: gradients 0).
+            const {lse} = referenceForward(refProblem(lib, c), data.q, data.k, data.v);
+            const expected = [...rowsSeeing(c, 0, j, hk)].filter((row) => {
+              const [b, i, h] = row.split(',').map(Number);
+              return lse[(b * c.heads + h) * c.seqQ + i] !== -Infinity;
+            });
+            expect(sorted(nanRows(c, grads.dq)), `${what}: rows of dq with a NaN`)
+                .to.deep.equal(sorted(new Set(expected)));
+          }
+        }
+      });
     }
   });
 }
