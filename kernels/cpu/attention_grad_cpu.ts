@@ -13,7 +13,8 @@
  * dS·K over K with those elements zeroed plus dS·k of the non-finite elements of the keys each row sees — a plain
  * product would give 0·NaN = NaN in the dq of rows that cannot see the key. A visible key still contributes its
  * 0·Infinity (= NaN, as in the reference) when its score is -Infinity. Heads whose keys are all finite (the usual
- * case) pay only one scan of K per kv head.
+ * case) pay only one scan of K per kv head. The same for q in dK = dSᵀ·Q (a NaN or infinity in a row's q, times a
+ * masked key's dS = 0), with one scan of each query tile; an empty row's q is zeroed.
  */
 import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
 import type {NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
@@ -49,6 +50,9 @@ export function attentionGradCpu(args: {
   const dkAcc = new Float64Array(Sk * D), dvAcc = new Float64Array(Sk * D);
   // Per query tile: Q and dO as [rows, D] and transposed [D, blockQ]; the dQ accumulator; per-row lse and δ.
   const qTile = new Float32Array(blockQ * D), qT = new Float32Array(D * blockQ);
+  // Rows of the current query tile with a NaN or infinity in q (ascending), and Qᵀ with those elements zeroed, for the
+  // dK product of masked tiles (the mirror of badKeys / ktFinite).
+  const badRows = new Int32Array(blockQ), qTFinite = new Float32Array(D * blockQ);
   const doTile = new Float32Array(blockQ * D), doT = new Float32Array(D * blockQ);
   const dqTile = new Float64Array(blockQ * D);
   const rowLse = new Float64Array(blockQ), rowDelta = new Float64Array(blockQ);
@@ -99,7 +103,25 @@ export function attentionGradCpu(args: {
           }
           if (live === 0 || !listed) continue;
           gatherQueryTile(qv, plan, b, h, q0, rows, qTile);
+          // An empty row contributes nothing; its q is zeroed so that dK's 0·q stays 0 at an infinite q. The others'
+          // non-finite q: see badRows.
+          let numBadRows = 0;
+          for (let r = 0; r < rows; r++) {
+            if (rowLse[r] === -Infinity) {
+              qTile.fill(0, r * D, (r + 1) * D);
+              continue;
+            }
+            for (let d = 0, a = r * D; d < D; d++) {
+              if (!Number.isFinite(qTile[a + d])) {
+                badRows[numBadRows++] = r;
+                break;
+              }
+            }
+          }
           transposeTile(qTile, rows, D, qT, blockQ);
+          if (numBadRows > 0) {
+            for (let a = 0; a < D * blockQ; a++) qTFinite[a] = Number.isFinite(qT[a]) ? qT[a] : 0;
+          }
           gatherQueryTile(dov, plan, b, h, q0, rows, doTile);
           transposeTile(doTile, rows, D, doT, blockQ);
           dqTile.fill(0);
@@ -118,7 +140,12 @@ export function attentionGradCpu(args: {
               gemmABt(ds, c0, blockK, kt, k0 + c0, Sk, dqTile, 0, D, rows, D, n, true);         // dQ += dS·K
             }
             gemmABt(pT, 0, blockQ, doT, 0, blockQ, dvAcc, (k0 + c0) * D, D, n, D, rows, true);  // dV += Pᵀ·dO
-            gemmABt(dsT, 0, blockQ, qT, 0, blockQ, dkAcc, (k0 + c0) * D, D, n, D, rows, true);   // dK += dSᵀ·Q
+            if (masked && numBadRows > 0) {
+              gemmABt(dsT, 0, blockQ, qTFinite, 0, blockQ, dkAcc, (k0 + c0) * D, D, n, D, rows, true);  // finite part
+              addVisibleNonFiniteQ(ds, hidden, blockK, qTile, badRows, numBadRows, k0, c0, c1, dkAcc, D);
+            } else {
+              gemmABt(dsT, 0, blockQ, qT, 0, blockQ, dkAcc, (k0 + c0) * D, D, n, D, rows, true);   // dK += dSᵀ·Q
+            }
           }
           for (let r = 0; r < rows; r++) {
             // An empty row's dS is 0, but 0·k is NaN at an infinite k whose score was -Infinity: its dq stays 0.
@@ -168,6 +195,27 @@ function addVisibleNonFinite(
       for (let d = 0, a = (k0 + c) * D; d < D; d++) {
         const x = kc[a + d];
         if (!Number.isFinite(x)) dqTile[r * D + d] += g * x;
+      }
+    }
+  }
+}
+
+/**
+ * The part of dK += dSᵀ·Q that the zeroed elements of Qᵀ left out: for each row of badRows and each key of columns
+ * [c0, c1) it sees (hidden 0), dS·q of the row's non-finite elements. qTile is Q as [rows, D]; dkAcc rows are keys.
+ */
+function addVisibleNonFiniteQ(
+    ds: Float32Array, hidden: Uint8Array, ld: number, qTile: Float32Array, badRows: Int32Array, numBad: number,
+    k0: number, c0: number, c1: number, dkAcc: Float64Array, D: number): void {
+  for (let n = 0; n < numBad; n++) {
+    const r = badRows[n];
+    for (let c = c0; c < c1; c++) {
+      const i = r * ld + c;
+      if (hidden[i] !== 0) continue;
+      const g = ds[i];
+      for (let d = 0, a = r * D, o = (k0 + c) * D; d < D; d++) {
+        const x = qTile[a + d];
+        if (!Number.isFinite(x)) dkAcc[o + d] += g * x;
       }
     }
   }
