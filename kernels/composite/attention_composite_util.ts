@@ -389,3 +389,30 @@ export function visibleHits(plan: AttentionPlan, bounds: TileBounds, split: Spli
     return tf.sub(tf.gather(prefix, tf.tensor1d(ends, 'int32'), 2), tf.gather(prefix, tf.tensor1d(starts, 'int32'), 2));
   });
 }
+
+/**
+ * The transpose of visibleHits, for dK = dSᵀ·Q: per key of a partial tile, the codes (see SplitValues) of the query
+ * rows that see it, summed: [batch, kvHeads, keys, D], from a split of the query tile (grouped rows). With a layout, a
+ * matMul of the tile's mask (not consumed) against nonFinite. Without one, the rows whose window holds key j are
+ * contiguous (a window's ends never decrease from one row to the next): prefix[end] − prefix[start] over the rows, two
+ * gathers. keyLengths are not applied here (the caller zeroes the dk of keys past keyLengths[b]).
+ */
+export function visibleRowHits(plan: AttentionPlan, bounds: TileBounds, split: SplitValues,
+                               visible: tf.Tensor4D | undefined): tf.Tensor4D {
+  if (visible != null) return tf.tidy(() => tf.matMul(tf.cast(visible, 'float32'), split.nonFinite, true, false));
+  const {q0, q1, k0, k1} = bounds;
+  const group = plan.groupSize, keys = k1 - k0;
+  const starts = new Int32Array(keys), ends = new Int32Array(keys);
+  // [first, next): the rows with hi >= j and lo <= j, both ends advancing with j.
+  let first = q0, next = q0;
+  for (let j = k0; j < k1; j++) {
+    while (first < q1 && windowKeyRange(plan, first)[1] < j) first++;
+    while (next < q1 && windowKeyRange(plan, next)[0] <= j) next++;
+    starts[j - k0] = (first - q0) * group;
+    ends[j - k0] = (Math.max(first, next) - q0) * group;
+  }
+  return tf.tidy(() => {
+    const prefix = split.prefix!;
+    return tf.sub(tf.gather(prefix, tf.tensor1d(ends, 'int32'), 2), tf.gather(prefix, tf.tensor1d(starts, 'int32'), 2));
+  });
+}

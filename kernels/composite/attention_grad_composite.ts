@@ -10,6 +10,10 @@
  * is dS·K over K with its NaN/±Infinity elements zeroed, then NaN where the row sees such an element (a visible
  * non-finite k makes the row's dS NaN, or its P and dS 0 with a -Infinity score: the reference's 0·Infinity = NaN).
  * Keys past keyLengths[b] (the masked keys of full tiles) have their k zeroed once. Empty rows get dq = 0.
+ * The mirror for q in dK = dSᵀ·Q: an empty row's q is zeroed there, partial tiles take dSᵀ·Q over Q with its NaN/±Infinity
+ * elements zeroed (a row with such a q is NaN, so its dS already makes dk NaN at every key it sees) and, with softcap
+ * (where that row stays finite and its dS is 0), NaN where the key sees such an element; keys past keyLengths[b] get
+ * dk = 0.
  * In grouped rows (see attention_composite_util.ts) a GQA group's query heads share a matrix, so dK and dV come out
  * summed over the group.
  */
@@ -19,7 +23,8 @@ import {planOf} from '../../src/kernel_names.js';
 import {AttentionPlan} from '../../src/plan/plan.js';
 import {
   assembleTiles, compositeTiling, consume, fromGroupedRows, groupedRowTiles, keyLengthsMask, queryTilesOfKeyTile,
-  outerAnd, rowStatTiles, splitNonFinite, tileBounds, tileScores, visibleHits, wrapInput, zeroPaddingKeys,
+  outerAnd, rowStatTiles, splitNonFinite, tileBounds, tileScores, visibleHits, visibleRowHits, wrapInput,
+  zeroPaddingKeys,
 } from './attention_composite_util.js';
 
 /** kernelFunc of the three composite grad kernels: inputs {q, k, v, output, lse, dOutput, dLse, keyLengths}. */
@@ -48,6 +53,11 @@ export interface AttentionBackwardInputs {
 type QueryTileInputs = {
   /** scale · q, [batch, kvHeads, rows, D]. */
   scaledQueries: tf.Tensor4D;
+  /**
+   * scaledQueries with the empty rows zeroed, for dK = dSᵀ·Q: an empty row contributes nothing, and its dS = 0 times
+   * an infinite q would be NaN. (Not for the scores: 0·Infinity there would make a NaN score of a -Infinity one.)
+   */
+  dkQueries: tf.Tensor4D;
   dOutput: tf.Tensor4D;
   /** lse with -Infinity (empty rows) replaced by +Infinity, so that exp(t − lse) is 0 there rather than NaN. */
   lse: tf.Tensor4D;
@@ -70,6 +80,7 @@ export function attentionBackward(plan: AttentionPlan, x: AttentionBackwardInput
       const empty = tf.equal(lses[i], -Infinity) as tf.Tensor4D;
       return {
         scaledQueries,
+        dkQueries: zeroRows(scaledQueries, empty),
         dOutput: dOutputs[i],
         lse: tf.where(empty, tf.fill(lses[i].shape, Infinity), lses[i]),
         empty,
@@ -115,17 +126,28 @@ export function attentionBackward(plan: AttentionPlan, x: AttentionBackwardInput
           // saves a tile of zeros.
           dScores = consume(dScores, (ds) => tf.where(visible, ds, probs));
         }
-        let dqTerm: tf.Tensor4D;
+        let dqTerm: tf.Tensor4D, dkTerm: tf.Tensor4D;
         if (full) {
           dqTerm = tf.matMul(dScores, keys) as tf.Tensor4D;
+          dkTerm = tf.matMul(dScores, t.dkQueries, true, false) as tf.Tensor4D;
         } else {
+          const layoutMask = plan.layout != null ? visible : undefined;
+          const queries = t.dkQueries;
+          // A row whose q holds a NaN or an infinity is NaN unless softcap keeps it finite (with dS = 0 there).
+          const querySplit = plan.softcap > 0 ? splitNonFinite(queries, plan.layout == null) : null;
+          const finiteQueries = querySplit?.finite ?? tf.where(tf.isFinite(queries), queries, tf.zerosLike(queries));
+          dkTerm = tf.matMul(dScores, finiteQueries, true, false) as tf.Tensor4D;
+          if (querySplit != null) {
+            const rowHits = visibleRowHits(plan, bounds, querySplit, layoutMask);
+            dkTerm = tf.where(tf.greater(rowHits, 0), tf.fill(dkTerm.shape, NaN), dkTerm) as tf.Tensor4D;
+          }
           // Layout tiles sum the codes with their mask (consumed); windows with prefix sums.
-          const hits = visibleHits(plan, bounds, split!, plan.layout != null ? visible : undefined);
+          const hits = visibleHits(plan, bounds, split!, layoutMask);
           const product = tf.matMul(dScores, split!.finite) as tf.Tensor4D;
           dqTerm = tf.where(tf.greater(hits, 0), tf.fill(product.shape, NaN), product) as tf.Tensor4D;
         }
         return [
-          tf.add(prevDk, tf.matMul(dScores, t.scaledQueries, true, false)),
+          tf.add(prevDk, dkTerm),
           tf.add(prevDv, tf.matMul(probs, t.dOutput, true, false)),
           prevDq == null ? dqTerm : tf.add(prevDq, dqTerm),
         ] as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
@@ -137,20 +159,28 @@ export function attentionBackward(plan: AttentionPlan, x: AttentionBackwardInput
     dks.push(dk);
     dvs.push(dv);
   });
-  // An empty row's dS is 0, but 0·k is NaN at an infinite k whose score was -Infinity: its dq is set to 0. The
-  // condition reaches dq's shape through outerAnd (tf.where would broadcast it with a Tile kernel: on cpu, a data
-  // read; logicalAnd's broadcast measured 3x slower on wasm).
-  const dqTiles = dqSums.map((sum, i) => sum == null ? tf.zerosLike(queryTiles[i].scaledQueries) : consume(sum, (s) => {
-    const [batch, heads, rows, dim] = s.shape;
-    const empty = tf.reshape(queryTiles[i].empty, [batch * heads, rows, 1]) as tf.Tensor3D;
-    const emptyElements = tf.reshape(outerAnd(empty, tf.ones([batch * heads, 1, dim], 'bool')), s.shape);
-    return tf.where(emptyElements, tf.zerosLike(s), s);
-  }));
+  // An empty row's dS is 0, but 0·k is NaN at an infinite k whose score was -Infinity: its dq is set to 0.
+  const dqTiles = dqSums.map((sum, i) => sum == null ? tf.zerosLike(queryTiles[i].scaledQueries) :
+      consume(sum, (s) => zeroRows(s as tf.Tensor4D, queryTiles[i].empty)));
   return [
     assembleTiles(dqTiles, (all) => fromGroupedRows(tf.mul(all, plan.scale), plan.groupSize)),
-    assembleTiles(dks, (all) => fromGroupedRows(all, 1)),
+    // The dk of keys past keyLengths[b] is 0: full tiles multiply their dS = 0 by q, which may be NaN.
+    assembleTiles(dks, (all) => keyLengths == null ? fromGroupedRows(all, 1) :
+                                    zeroPaddingKeys(fromGroupedRows(all, 1), keyLengths) as tf.Tensor4D),
     assembleTiles(dvs, (all) => fromGroupedRows(all, 1)),
   ];
+}
+
+/** x [batch, kvHeads, rows, D] with the rows where `rows` [batch, kvHeads, rows, 1] is true set to 0. */
+function zeroRows(x: tf.Tensor4D, rows: tf.Tensor4D): tf.Tensor4D {
+  return tf.tidy(() => {
+    // The condition reaches x's shape through outerAnd (tf.where would broadcast it with a Tile kernel: on cpu, a data
+    // read; logicalAnd's broadcast measured 3x slower on wasm).
+    const [batch, heads, n, dim] = x.shape;
+    const r = tf.reshape(rows, [batch * heads, n, 1]) as tf.Tensor3D;
+    const elements = tf.reshape(outerAnd(r, tf.ones([batch * heads, 1, dim], 'bool')), x.shape);
+    return tf.where(elements, tf.zerosLike(x), x) as tf.Tensor4D;
+  });
 }
 
 /**
