@@ -151,8 +151,9 @@ const POISON_CASES: PoisonCase[] = [...MASKED_CASES.map((c) => ({c, keys: POISON
 
 const TOL = 1e-5;
 
-const gradientTitle = (poison: string, tensor: 'k' | 'v') =>
-  `${poison} in ${tensor}: gradients match the reference element by element (masked keys reach no row)`;
+const gradientTitle = (poison: string, tensor: 'q' | 'k' | 'v') =>
+  `${poison} in ${tensor}: gradients match the reference element by element (${
+      tensor === 'q' ? 'the row reaches no masked key' : 'masked keys reach no row'})`;
 
 /**
  * Checks of this file known to fail on a backend (a reported bug, RELIABILITY.md "Known limits"), added to the
@@ -161,9 +162,11 @@ const gradientTitle = (poison: string, tensor: 'k' | 'v') =>
  */
 const KNOWN_FAILURES: Record<string, Record<string, string>> = {
   webgpu: Object.fromEntries(
-      [['NaN', 'v'], ['±Infinity', 'v'], ['NaN', 'k'], ['+Infinity', 'k'], ['-Infinity', 'k']].map(([poison, tensor]) => [
-        gradientTitle(poison, tensor as 'k' | 'v'),
-        'the backward multiplies masked keys by 0 (0·NaN reaches dq/dk of rows and keys that cannot see the key)',
+      [['NaN', 'v'], ['±Infinity', 'v'], ['NaN', 'k'], ['+Infinity', 'k'], ['-Infinity', 'k'], ['NaN', 'q'],
+       ['+Infinity', 'q'], ['-Infinity', 'q']].map(([poison, tensor]) => [
+        gradientTitle(poison, tensor as 'q' | 'k' | 'v'),
+        'the backward multiplies masked elements by 0 (0·NaN reaches the dq / dk of rows and keys that cannot see ' +
+            'the poisoned one)',
       ])),
 };
 
@@ -279,11 +282,11 @@ function describeNaN(backend: ReliabilityBackend): void {
      * rows that cannot see it (masked by causal, window, layout, keyLengths; other heads and batches) stay exact, and so
      * does a row that sees only -Infinity scores (an empty row: gradients 0).
      */
-    const SOFTCAP_K_CASES: PoisonCase[] = [{c: {...MASKED_CASES[1], name: 'flash causal softcap 5', softcap: 5},
-                                            keys: POISONED_KEYS}];
+    const SOFTCAP_CASES: PoisonCase[] =
+        MASKED_CASES.slice(1).map((c) => ({c: {...c, name: `${c.name} softcap 5`, softcap: 5}, keys: POISONED_KEYS}));
     for (const poison of ['NaN', '+Infinity', '-Infinity'] as const) {
       itOn(backend, gradientTitle(poison, 'k'), async () => {
-        for (const {c, keys} of [...POISON_CASES, ...SOFTCAP_K_CASES]) {
+        for (const {c, keys} of [...POISON_CASES, ...SOFTCAP_CASES]) {
           for (const [j, hk] of keys) {
             const data = randomData(c, 18);
             data.k[kIndex(c, 0, j, hk, 2)] = poison === 'NaN' ? NaN : poison === '+Infinity' ? Infinity : -Infinity;
@@ -302,6 +305,30 @@ function describeNaN(backend: ReliabilityBackend): void {
             });
             expect(sorted(nanRows(c, grads.dq)), `${what}: rows of dq with a NaN`)
                 .to.deep.equal(sorted(new Set(expected)));
+          }
+        }
+      });
+    }
+    /*
+     * q: a NaN or infinity in row i's q makes that row NaN (or empty, when every score it sees is -Infinity), so its dq
+     * and the dk, dv of every key it sees are NaN; with softcap the row stays finite (scores ±softcap, derivative 0)
+     * and dk of every key it sees is NaN in that column (0·Infinity). Keys it cannot see, and every other row: exact.
+     * Rows poisoned: query i = min(j, seqQ − 1) of a head of kv head hk, for each [j, hk] of the case's keys.
+     */
+    for (const poison of ['NaN', '+Infinity', '-Infinity'] as const) {
+      itOn(backend, gradientTitle(poison, 'q'), async () => {
+        for (const {c, keys} of [...POISON_CASES, ...SOFTCAP_CASES]) {
+          for (const [j, hk] of keys) {
+            const i = Math.min(j, c.seqQ - 1), h = hk * (c.heads / c.kvHeads) + (j % 2);
+            const data = randomData(c, 20);
+            data.q[qIndex(c, 0, i, h, 2)] = poison === 'NaN' ? NaN : poison === '+Infinity' ? Infinity : -Infinity;
+            const dO = randomArray(data.q.length, 21);
+            const grads = await gradients(c, data, dO, null);
+            const ref = referenceBackward(refProblem(lib, c), data.q, data.k, data.v, dO, null);
+            for (const key of ['dq', 'dk', 'dv'] as const) {
+              expect(compare(key, grads[key], ref[key], TOL), `${c.name}, ${poison} in q row ${i} head ${h}`)
+                  .to.deep.equal([]);
+            }
           }
         }
       });
