@@ -29,6 +29,7 @@ export type GradPass = 'dkdv' | 'dq';
 
 /** Stands in for -Infinity (lse of an empty row, or a padding row): exp(t − LSE_EMPTY) is exactly 0. */
 export const LSE_EMPTY = 3.0e38;
+const LSE_EMPTY_BITS = new Uint32Array(new Float32Array([LSE_EMPTY]).buffer)[0];
 
 /** The tiling of one tile pass; chosen by chooseGradTiles for the device's limits. */
 export interface GradTiles {
@@ -50,7 +51,7 @@ export interface GradTiles {
 export function gradTilesStorageBytes(pass: GradPass, t: GradTiles): number {
   const residentVec4 = 2 * t.resident * (t.paddedDim / 4 + 1);
   const streamedVec4 = 2 * t.streamed * (t.chunk / 4 + 1);
-  const tileFloats = (pass === 'dkdv' ? 2 : 1) * t.resident * (t.streamed + 1);
+  const tileFloats = (pass === 'dkdv' ? 2 : 1) * t.resident * t.streamed;
   const statFloats = 2 * (pass === 'dkdv' ? t.streamed : t.resident);
   return 16 * (residentVec4 + streamedVec4) + 4 * (tileFloats + statFloats);
 }
@@ -229,8 +230,14 @@ function tileShader(pass: GradPass, t: GradTiles, flags: TileFlags, map: GradThr
   const dkdv = pass === 'dkdv';
   const BR = t.resident, BS = t.streamed, T = t.threads;
   const DP4 = t.paddedDim / 4, C4 = t.chunk / 4, NCH = t.paddedDim / t.chunk;
-  const RS = DP4 + 1, SS = C4 + 1, PS = BS + 1;  // +1: consecutive rows start on different banks
+  const RS = DP4 + 1, SS = C4 + 1;  // +1: consecutive rows start on different banks
   const {rowsPerThread: TR, colsPerThread: TS, residentThreads: NR, streamedThreads: NS} = map;
+  // tileP / tileDS hold one vecTS per (resident row, streamed thread): element [r * NS + sg] is entries
+  // (r, sg + n·NS), n < TS — exactly one invocation's streamed entries of row r, so each element is written whole by
+  // one invocation (stores to different components of one vector may race) and phase C reads TS entries per load.
+  const vecT = TS === 1 ? 'f32' : `vec${TS}<f32>`;
+  const comp = (x: string, n: number) => TS === 1 ? x : `${x}[${n}]`;
+  const pack = (xs: string[]) => TS === 1 ? xs[0] : `${vecT}(${xs.join(', ')})`;
   const {rowGroups: NRG, accRows: MR, accCols: AC, colGroups: NC} = map;
   const accIndex = (c: string, m: number, a: number) => `(${c} * ${MR} + ${m}) * ${AC} + ${a}`;
   const range = (n: number) => Array.from({length: n}, (_, i) => i);
@@ -303,43 +310,73 @@ function tileShader(pass: GradPass, t: GradTiles, flags: TileFlags, map: GradThr
         dp${m}_${n} = dp${m}_${n} + dot(xb${m}, yb${n});`).join('')}
       }`;
 
-  // Phase B: P and dS of each entry into workgroup memory. Entry (r, s) is query row i and key j:
+  // Phase B: P and dS of each entry into workgroup memory, one vecTS per resident row. Entry (r, s) is query row i
+  // and key j:
   const qi = dkdv ? 'q0 + s' : 'q0 + r', kj = dkdv ? 'k0 + r' : 'k0 + s', stat = dkdv ? 's' : 'r';
-  const phaseB = scoreIds.map(([m, n]) => `
+  const phaseB = range(TR).map((m) => `
       {
-        let r = ${resRow(m)};
-        let s = ${strRow(n)};
-        var tt = sc${m}_${n} * uniforms.scale;
-        var dtds = 1.0;${flags.softcap ? `
-        let th = stableTanh(tt / uniforms.softcap);
-        tt = uniforms.softcap * th;
-        dtds = 1.0 - th * th;` : ''}
-        var p = exp(tt - rowLse[${stat}]);
-        if (partial && !isVisible(${qi}, ${kj}, lh, keyLen)) {
-          p = 0.0;
-        }${dkdv ? `
-        tileP[r * ${PS} + s] = p;` : ''}
-        tileDS[r * ${PS} + s] = p * (dp${m}_${n} - rowDelta[${stat}]) * dtds;
+        let r = ${resRow(m)};${range(TS).map((n) => `
+        var p${n} = 0.0;
+        var ds${n} = 0.0;
+        {
+          let s = ${strRow(n)};
+          var tt = sc${m}_${n} * uniforms.scale;
+          var dtds = 1.0;${flags.softcap ? `
+          let th = stableTanh(tt / uniforms.softcap);
+          tt = uniforms.softcap * th;
+          dtds = 1.0 - th * th;` : ''}
+          p${n} = exp(tt - rowLse[${stat}]);
+          ds${n} = p${n} * (dp${m}_${n} - rowDelta[${stat}]) * dtds;
+          // A masked entry is exactly 0, whatever its dO·v (0·NaN would be NaN).
+          if (partial && !isVisible(${qi}, ${kj}, lh, keyLen)) {
+            p${n} = 0.0;
+            ds${n} = 0.0;
+          }
+        }`).join('')}${dkdv ? `
+        tileP[r * ${NS} + sIdx] = ${pack(range(TS).map((n) => `p${n}`))};` : ''}
+        tileDS[r * ${NS} + sIdx] = ${pack(range(TS).map((n) => `ds${n}`))};
       }`).join('');
 
-  // Phase C: acc += dS[r][s]·S1[s] (dK or dQ) and, for dkdv, accP += P[r][s]·S2[s] (dV), for chunk `c`.
+  // Phase C: acc += dS[r][s]·S1[s] (dK or dQ) and, for dkdv, accP += P[r][s]·S2[s] (dV), for chunk `c`; dS and P
+  // are read TS streamed rows per shared-memory load. Streamed rows past the sequence end hold zeros and have
+  // P = dS = 0, so the padding entries of a partly filled group add exactly 0. In partial tiles a masked entry adds
+  // nothing at all: a masked key's NaN/Inf k (or a masked query's q, dO) must not reach the row (0·NaN = NaN), as in
+  // the forward's guarded P·V, while a visible entry with dS = 0 still multiplies (0·Inf = NaN, as the reference
+  // does for a -Infinity score), except in an empty row (every score -Infinity: gradients 0, no contribution).
+  // Masked entries have dS = 0 (phase B), so visibility is only evaluated for zeros (a -0.0 marker would be cheaper,
+  // but Vulkan does not promise to preserve the sign of zero). The tests compare bits: Vulkan compilers may assume
+  // no NaN in float compares (an NaN dS or lse must count as "not zero", "not empty"). Full tiles have no masked entries and run the plain
+  // sums (known limit: an empty row inside a full tile, with an infinite k or q there, gets 0·Infinity = NaN).
+  // Resident rows past BR (when rowGroups do not divide BR) read row BR - 1 and accumulate into registers that are
+  // never written out.
+  const add = (target: string, w: string, y: string, keep: string | null) => keep != null ?
+      `${target} = select(${target}, ${target} + ${w} * ${y}, ${keep});` : `${target} = ${target} + ${w} * ${y};`;
+  // Entry (resident row r, streamed row s) of phase C as query row i and key j (see qi, kj of phase B).
+  const entryQ = (r: string, s: string) => dkdv ? `q0 + ${s}` : `q0 + ${r}`;
+  const entryK = (r: string, s: string) => dkdv ? `k0 + ${r}` : `k0 + ${s}`;
   const phaseC = (c: string) => `
-      if (accActive) {
-        for (var s = 0; s < streamedRows; s++) {${range(AC).map((a) => `
-          let ya${a} = strA[s * ${SS} + accCol + ${a * NC}];${dkdv ? `
-          let yb${a} = strB[s * ${SS} + accCol + ${a * NC}];` : ''}`).join('')}${range(MR).map((m) => {
-            const r = `(rowGroup + ${m * NRG})`;
-            const body = `
-          let ds${m} = tileDS[${r} * ${PS} + s];${dkdv ? `
-          let p${m} = tileP[${r} * ${PS} + s];` : ''}${range(AC).map((a) => `
-          acc[${accIndex(c, m, a)}] = acc[${accIndex(c, m, a)}] + ds${m} * ya${a};${dkdv ? `
-          accP[${accIndex(c, m, a)}] = accP[${accIndex(c, m, a)}] + p${m} * yb${a};` : ''}`).join('')}`;
-            return (m + 1) * NRG > BR ? `
-          if (${r} < ${BR}) {${body}
-          }` : body;
-          }).join('')}
-        }
+      if (accActive && partial) {${phaseCLoop(c, true)}
+      } else if (accActive) {${phaseCLoop(c, false)}
       }`;
+  function phaseCLoop(c: string, guarded: boolean): string {
+    return `
+        for (var sg = 0; sg < min(${NS}, streamedRows); sg++) {${range(MR).map((m) => {
+          const r = (m + 1) * NRG > BR ? `min(rowGroup + ${m * NRG}, ${BR - 1})` : `(rowGroup + ${m * NRG})`;
+          return `
+          let ds${m} = tileDS[${r} * ${NS} + sg];${dkdv ? `
+          let p${m} = tileP[${r} * ${NS} + sg];` : ''}${guarded ? range(TS).map((n) => `
+          let keep${m}_${n} = (bitcast<u32>(${comp(`ds${m}`, n)}) & 0x7fffffffu) != 0u ||
+              (bitcast<u32>(rowLse[${dkdv ? `sg + ${n * NS}` : r}]) != ${LSE_EMPTY_BITS}u &&
+              isVisible(${entryQ(r, `sg + ${n * NS}`)}, ${entryK(r, `sg + ${n * NS}`)}, lh, keyLen));`).join('') : ''}`;
+        }).join('')}${range(TS).map((n) => `${range(AC).map((a) => `
+          {
+            let ya = strA[(sg + ${n * NS}) * ${SS} + accCol + ${a * NC}];${dkdv ? `
+            let yb = strB[(sg + ${n * NS}) * ${SS} + accCol + ${a * NC}];` : ''}${range(MR).map((m) => `
+            ${add(`acc[${accIndex(c, m, a)}]`, comp(`ds${m}`, n), 'ya', guarded ? `keep${m}_${n}` : null)}${dkdv ? `
+            ${add(`accP[${accIndex(c, m, a)}]`, comp(`p${m}`, n), 'yb', guarded ? `keep${m}_${n}` : null)}` : ''}`).join('')}
+          }`).join('')}`).join('')}
+        }`;
+  }
 
   const streamedChunk = (c: string) => loadRows(str, 'strA', 'strB', BS, 's0', C4, `${c} * ${C4}`, SS);
 
@@ -435,8 +472,8 @@ function tileShader(pass: GradPass, t: GradTiles, flags: TileFlags, map: GradThr
     var<workgroup> resB : array<vec4<f32>, ${BR * RS}>;
     var<workgroup> strA : array<vec4<f32>, ${BS * SS}>;
     var<workgroup> strB : array<vec4<f32>, ${BS * SS}>;${dkdv ? `
-    var<workgroup> tileP : array<f32, ${BR * PS}>;` : ''}
-    var<workgroup> tileDS : array<f32, ${BR * PS}>;
+    var<workgroup> tileP : array<${vecT}, ${BR * NS}>;` : ''}
+    var<workgroup> tileDS : array<${vecT}, ${BR * NS}>;
     var<workgroup> rowLse : array<f32, ${dkdv ? BS : BR}>;
     var<workgroup> rowDelta : array<f32, ${dkdv ? BS : BR}>;
 ${flags.softcap ? STABLE_TANH_WGSL : ''}

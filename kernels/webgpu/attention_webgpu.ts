@@ -166,8 +166,8 @@ fn loadScalar_${name}(rowBase: i32, d: i32) -> f32 {
         r}.z, kv${c}.z, fma(qv${r}.w, kv${c}.w, s${r}_${c}))));`).join('\n        ')).join('\n        ')}`;
     const finishScore = (r: number, c: number) => `
         {
-          var x = s${r}_${c} * uniforms.scale;
-          ${this.hasSoftcap ? 'x = uniforms.softcap * stableTanh(x / uniforms.softcap);' : ''}
+          ${this.hasSoftcap ? `var x = uniforms.softcap * stableTanh(s${r}_${c} * uniforms.scale / uniforms.softcap) * LOG2E;` :
+              `var x = s${r}_${c} * scaleLog2;`}
           if (!full && !isVisible(queryRow0 + ${r}, keyCol0 + ${c * NCG}, keyLength, maskHead)) { x = MASKED; }
           s${r}_${c} = x;
           rowMax${r} = max(rowMax${r}, x);
@@ -218,6 +218,9 @@ const KSTRIDE = ${DP4 + 1};
 const BK4 = ${blockK / 4};
 // Masked scores: finite (no inf arithmetic anywhere), far below any real score; their p is forced to 0.
 const MASKED = -3.0e38;
+// Scores are kept in base 2 (t·log2(e)), so that p = exp2(x − m): one multiply per score fewer than exp(t − m).
+const LOG2E = 1.4426950408889634;
+const LN2 = 0.6931471805599453;
 
 var<workgroup> Qs: array<vec4<f32>, ${blockQ * DP4}>;
 // The K tile, and once S is computed (the barrier after the row-max exchange), the P tile: P·V needs no K.
@@ -261,6 +264,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let queryRow0 = q0 + rowBase;
   let seqQ = uniforms.seqQ;
   let seqK = uniforms.seqK;
+  let scaleLog2 = uniforms.scale * LOG2E;
 
   // Stage the query tile (zeros past seqQ and past headDim).
   for (var e = tid; e < BQ * DP4; e += THREADS) {
@@ -335,12 +339,12 @@ ${this.config.prefetch ? `
       {
         var m = runMax${r};
         for (var g = 0; g < NCG; g++) { m = max(m, rowPart[(rowBase + ${r}) * NCG + g]); }
-        let alpha = exp(runMax${r} - m);
+        let alpha = exp2(runMax${r} - m);
         runMax${r} = m;
         var sum = 0.0;
         ${cols.map((c) => `
         {
-          let p = select(exp(s${r}_${c} - m), 0.0, s${r}_${c} == MASKED);
+          let p = select(exp2(s${r}_${c} - m), 0.0, s${r}_${c} == MASKED);
           let pAt = (rowBase + ${r}) * BK + tx + ${c * NCG};
           KPs[pAt / 4][pAt % 4] = p;
           sum += p;
@@ -392,7 +396,7 @@ ${this.config.prefetch ? `
       }`).join('')}
       if (tx == 0) {
         lse[uniforms.lseBase + (localBatch * uniforms.heads + h) * seqQ + i] =
-            select(runMax${r} + log(l), uniforms.negInf, l == 0.0);
+            select((runMax${r} + log2(l)) * LN2, uniforms.negInf, l == 0.0);
       }
     }
   }`).join('')}
