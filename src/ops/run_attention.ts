@@ -5,8 +5,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import {ensureAttentionKernels} from '../../kernels/composite/register_composite_kernels.js';
 import {attentionAttrs, FORWARD_KERNEL} from '../kernel_names.js';
 import {BlockLayout} from '../patterns/block_layout.js';
-import {AttentionKind, makePlan} from '../plan/plan.js';
-import {AttentionShapes, checkBoolean, checkKeyLengths, checkScale, checkSoftcap} from './validate.js';
+import {AttentionKind, AttentionShapes, makePlan} from '../plan/plan.js';
+import {checkBoolean, checkKeyLengths, checkScale, checkSoftcap} from './validate.js';
 
 export interface CommonAttentionOptions {
   /** Multiplies q·k; default 1/sqrt(headDim). */

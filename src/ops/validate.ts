@@ -3,16 +3,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {BlockLayout} from '../patterns/block_layout.js';
-import {MAX_HEAD_DIM} from '../plan/plan.js';
-
-export interface AttentionShapes {
-  batch: number;
-  seqQ: number;
-  seqK: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-}
+import {AttentionShapes, MAX_HEAD_DIM} from '../plan/plan.js';
 
 function describe(x: unknown): string {
   if (x instanceof tf.Tensor) return `a ${x.dtype} tensor of shape [${x.shape.join(', ')}]`;

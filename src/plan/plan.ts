@@ -42,14 +42,18 @@ export interface AttentionPlan {
 
 export const MAX_HEAD_DIM = 256;
 
-export interface PlanInput {
-  kind: AttentionKind;
+/** The sizes of one attention call: q [batch, seqQ, heads, headDim], k and v [batch, seqK, kvHeads, headDim]. */
+export interface AttentionShapes {
   batch: number;
   seqQ: number;
   seqK: number;
   heads: number;
   kvHeads: number;
   headDim: number;
+}
+
+export interface PlanInput extends AttentionShapes {
+  kind: AttentionKind;
   scale: number;
   softcap: number;
   windowLeft: number;
