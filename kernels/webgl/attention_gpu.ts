@@ -118,6 +118,31 @@ export function texelHelpers(writesTexelArray = true): string {
     float negativeInfinity() {
       return uintBitsToFloat(0xff800000u);
     }
+    // NaN / Inf semantics are decided on bits, never on float compares: GLSL compilers (ANGLE, SwiftShader) may assume
+    // no NaN, and min / max / comparisons with NaN are undefined.
+    float nanValue() {
+      return uintBitsToFloat(0x7fc00000u);
+    }
+    // -0.0 marks a masked entry of a P or dS tile (an entry the row cannot see, or of a row that sees nothing): it is
+    // a zero wherever it is summed unchecked, and partial tiles' accumulations skip it (0 · NaN would be NaN), while a
+    // visible zero (+0.0: a -Infinity score, a saturated softcap) still multiplies, as the reference's does.
+    float maskedZero() {
+      return uintBitsToFloat(0x80000000u);
+    }
+    bvec4 isLive(vec4 x) {
+      return notEqual(floatBitsToUint(x), uvec4(0x80000000u));
+    }
+    bvec4 both4(bvec4 a, bvec4 b) {
+      return bvec4(uvec4(a) * uvec4(b));
+    }
+    // NaN or +Infinity (a row statistic that makes the row NaN).
+    bvec4 isPoisoned(vec4 x) {
+      uvec4 u = floatBitsToUint(x);
+      return both4(greaterThanEqual(u & uvec4(0x7fffffffu), uvec4(0x7f800000u)), notEqual(u, uvec4(0xff800000u)));
+    }
+    bvec4 isNegativeInfinity(vec4 x) {
+      return equal(floatBitsToUint(x), uvec4(0xff800000u));
+    }
   `;
 }
 
@@ -320,7 +345,8 @@ export function tileTexelHelpers(headTexels: number): string {
  * Scores of a chunk of query tiles × their visible key tiles, written as a tile buffer. `output` 'scores': the final
  * scores t (scaled, softcapped), MASKED where masked, past keyLengths, or for padding rows (the forward computes every
  * score once; TileStatsProgram and ProbabilitiesProgram take it from there). 'probabilities': P = exp(t − lse) from a
- * given lse, 0 where masked or for rows that see nothing (the backward's recomputation).
+ * given lse, maskedZero() (-0.0) where masked or for rows that see nothing, NaN where the row's lse is NaN or
+ * +Infinity (the backward's recomputation).
  */
 export class ScoresProgram extends AttentionProgram {
   variableNames: string[];
@@ -334,7 +360,7 @@ export class ScoresProgram extends AttentionProgram {
         [...PLAN_UNIFORMS, 'outWidth', 'qWidth', 'kWidth', 'statsWidth', 'chunkTileStart', 'chunkTileEnd', 'slotStart',
          'slotTexels'],
         values);
-    const empty = probabilities ? 'vec4(0.0)' : 'vec4(MASKED)';
+    const empty = probabilities ? 'vec4(maskedZero())' : 'vec4(MASKED)';
     this.userCode = `
       #define HEAD_TEXELS ${v.headTexels}
       ${texelHelpers()}
@@ -351,8 +377,9 @@ export class ScoresProgram extends AttentionProgram {
           vec4 scores = capScores(scale * blockDot(q, qWidth, r, k, kWidth, keyRowBase + j));
           ${probabilities ? `
           vec2 rowLse = rowPairStat(lse, r);
-          bool row0 = rowLse.x != negativeInfinity() && i < seqQ;
-          bool row1 = rowLse.y != negativeInfinity() && i + 1 < seqQ;` : `
+          bvec4 emptyRow = isNegativeInfinity(rowLse.xxyy);
+          bool row0 = !emptyRow.x && i < seqQ;
+          bool row1 = !emptyRow.z && i + 1 < seqQ;` : `
           bool row0 = i < seqQ, row1 = i + 1 < seqQ;`}
           bvec4 keep = bvec4(row0, row0, row1, row1);
           if (partial) {
@@ -361,7 +388,9 @@ export class ScoresProgram extends AttentionProgram {
           }
           ${probabilities ? `
           vec4 safeLse = mix(vec4(0.0), rowLse.xxyy, keep);
-          result = mix(vec4(0.0), exp(min(scores - safeLse, 0.0)), keep);` : `
+          result = mix(vec4(maskedZero()), exp(min(scores - safeLse, 0.0)), keep);
+          // A NaN or +Infinity lse (the row saw a NaN or +Infinity score): every entry it sees is NaN.
+          result = mix(result, vec4(nanValue()), both4(keep, isPoisoned(rowLse.xxyy)));` : `
           // Selects (mix with bvec4), never blends: MASKED + (s - MASKED) would cancel to 0.
           result = mix(vec4(MASKED), scores, keep);`}
         }
@@ -583,26 +612,46 @@ export function valueBlocksProgram(v: AttentionVariant, values: UniformValues): 
           vec4 header = tableTexel(maskHead * numQueryTiles + queryTile);
           int firstSlot = int(header.x), slots = min(int(header.y), slotEnd);
           vec4 p0, p1, x0, x1, x2, x3;
+          bvec4 live0, live1;
           for (int s = slotStart; s < slots; s++) {
-            int k0 = int(tableTexel(rowSlotBase + firstSlot + s).x) * ${TILE};
+            vec4 slot = tableTexel(rowSlotBase + firstSlot + s);
+            int k0 = int(slot.x) * ${TILE};
             if (k0 >= keyEnd) break;
             // P of rows r … r + 3 × the slot's keys: probability blocks kg = 0 … 3 (neighbours on one line).
             ivec2 pxy = blockXY(localGroup, s - slotStart);
             int vBase = ((keyRowBase + k0) / 2) * ${D} + 4 * cg;
             ${[0, 1, 2, 3].map((n) => `
             ivec2 v${n}xy = texelXY(vBase + ${n}, valuesWidth);`).join('')}
-            ${unroll(TILE / 2, (jp) => `
-            p0 = texelFetch(probs${jp & 3}, pxy + ivec2(${jp >> 2}, 0), 0);
-            p1 = texelFetch(probs${4 + (jp & 3)}, pxy + ivec2(${jp >> 2}, 0), 0);
-            ${[0, 1, 2, 3].map((n) => `x${n} = texelFetch(values, v${n}xy + ivec2(${jp * D}, 0), 0);`).join(' ')}
-            ${targets.map((o) => `
-            acc${o} += p${o >> 2}.xxzz * x${o & 3}.xyxy + p${o >> 2}.yyww * x${o & 3}.zwzw;`).join('')}`)}
+            // Partial tiles skip masked entries (maskedZero): a NaN or infinite value of a key the row cannot see
+            // must not reach it through 0 · NaN. Full tiles have none and pay nothing.
+            if (slot.y == 0.0 || k0 + ${TILE} > keyEnd) {
+              ${valueBlockSteps(D, true)}
+            } else {
+              ${valueBlockSteps(D, false)}
+            }
           }
         }
         ${targets.map((o) => `out${o} = acc${o};`).join(' ')}
       }
     `,
   };
+}
+
+/** The unrolled P·V steps of valueBlocksProgram over one key tile; `guarded`: masked entries add nothing. */
+function valueBlockSteps(D: number, guarded: boolean): string {
+  const targets = [0, 1, 2, 3, 4, 5, 6, 7];
+  return unroll(TILE / 2, (jp) => `
+            p0 = texelFetch(probs${jp & 3}, pxy + ivec2(${jp >> 2}, 0), 0);
+            p1 = texelFetch(probs${4 + (jp & 3)}, pxy + ivec2(${jp >> 2}, 0), 0);
+            ${[0, 1, 2, 3].map((n) => `x${n} = texelFetch(values, v${n}xy + ivec2(${jp * D}, 0), 0);`).join(' ')}
+            ${guarded ? 'live0 = isLive(p0); live1 = isLive(p1);' : ''}
+            ${targets.map((o) => {
+              const p = `p${o >> 2}`, x = `x${o & 3}`, live = `live${o >> 2}`;
+              return guarded ? `
+            acc${o} += mix(vec4(0.0), ${p}.xxzz * ${x}.xyxy, ${live}.xxzz) +
+                       mix(vec4(0.0), ${p}.yyww * ${x}.zwzw, ${live}.yyww);` : `
+            acc${o} += ${p}.xxzz * ${x}.xyxy + ${p}.yyww * ${x}.zwzw;`;
+            }).join('')}`);
 }
 
 /**
@@ -708,19 +757,24 @@ export class TileStatsProgram extends AttentionProgram {
             l *= exp(m - mNew);
             m = mNew;
           }
-          // Masked scores are MASKED: selected out (min(·, 0) keeps them finite first).
+          // Unselected: a MASKED score adds exp(MASKED - m) = 0 once m is a score, and while m is still MASKED its
+          // 1s are rescaled away by exp(MASKED - m) when a score comes (or the row ends empty: m stays MASKED). A NaN
+          // score makes l NaN, a +Infinity one makes m +Infinity (and l NaN): the row's lse is NaN, below.
           ${unroll(TILE / 2, (jp) => `
-          l += mix(vec4(0.0), exp(min(s0_${jp} - m, 0.0)), greaterThan(s0_${jp}, vec4(MASKED))) +
-               mix(vec4(0.0), exp(min(s1_${jp} - m, 0.0)), greaterThan(s1_${jp}, vec4(MASKED)));`)}
+          l += exp(s0_${jp} - m) + exp(s1_${jp} - m);`)}
         }
-        bvec4 seesKeys = greaterThan(l, vec4(0.0));
-        vec4 lse = mix(vec4(negativeInfinity()), m + log(max(l, 1e-38)), seesKeys);
+        bvec4 seesKeys = notEqual(floatBitsToUint(m), uvec4(floatBitsToUint(MASKED)));
+        bvec4 poisoned = bvec4(uvec4(isPoisoned(m)) + uvec4(isPoisoned(l)));
+        vec4 lse = mix(vec4(negativeInfinity()), m + log(l), seesKeys);
+        lse = mix(lse, vec4(nanValue()), poisoned);
         ${accumulate ? `
         if (mergePrevious == 1) {
           // logaddexp(previousLse, lse), where either may be -Infinity.
           vec4 hi = max(previousLse, lse), lo = min(previousLse, lse);
           bvec4 both = bvec4(ivec4(greaterThan(lo, vec4(MASKED))) * ivec4(seesKeys));
           lse = mix(hi, hi + log(1.0 + exp(mix(vec4(0.0), lo - hi, both))), both);
+          // NaN from either side stays NaN (max and min may drop it).
+          lse = mix(lse, vec4(nanValue()), bvec4(uvec4(poisoned) + uvec4(isPoisoned(previousLse))));
         }` : ''}
         bvec4 rowExists = lessThan(ivec4(i) + ivec4(0, 1, 2, 3), ivec4(seqQ));
         setOutput(mix(vec4(negativeInfinity()), lse, rowExists));
@@ -729,12 +783,17 @@ export class TileStatsProgram extends AttentionProgram {
   }
 }
 
-/** GLSL probability(t, lse): exp(t − lse), 0 where t is MASKED or the row sees nothing (lse = -Infinity). */
+/**
+ * GLSL probability(t, lse, rowSees, rowNaN): exp(t − lse); maskedZero() (-0.0) where t is MASKED or the row sees
+ * nothing (lse = -Infinity); NaN for the visible entries of a row whose lse is NaN or +Infinity.
+ */
 const PROBABILITY_HELPER = `
-    vec4 probability(vec4 t, vec4 rowLse) {
-      bvec4 keep = bvec4(ivec4(greaterThan(t, vec4(MASKED))) * ivec4(notEqual(rowLse, vec4(negativeInfinity()))));
-      vec4 safeLse = mix(vec4(0.0), rowLse, keep);
-      return mix(vec4(0.0), exp(min(t - safeLse, 0.0)), keep);
+    // rowSees: the rows' lse is not -Infinity; rowNaN: it is NaN or +Infinity (TileStatsProgram: the row saw a NaN or
+    // +Infinity score), which makes every entry the row sees NaN (explicitly: SwiftShader's exp(NaN) is not NaN).
+    vec4 probability(vec4 t, vec4 rowLse, bvec4 rowSees, bvec4 rowNaN) {
+      bvec4 keep = both4(notEqual(floatBitsToUint(t), uvec4(floatBitsToUint(MASKED))), rowSees);
+      vec4 p = mix(vec4(maskedZero()), exp(min(t - mix(vec4(0.0), rowLse, keep), 0.0)), keep);
+      return mix(p, vec4(nanValue()), both4(keep, rowNaN));
     }
 `;
 
@@ -754,7 +813,9 @@ export class ProbabilitiesProgram extends AttentionProgram {
         int r = chunkTileStart * ${TILE} + 2 * (min(t, tileTexels - 1) / slotTexels);
         vec4 texel = fetchTexel(lse, r / 4, statsWidth);
         vec2 rowLse = (r - 4 * (r / 4)) == 0 ? texel.xy : texel.zw;
-        setOutput(t < tileTexels ? probability(s, rowLse.xxyy) : vec4(0.0));
+        setOutput(t < tileTexels ?
+                  probability(s, rowLse.xxyy, not(isNegativeInfinity(rowLse.xxyy)), isPoisoned(rowLse.xxyy)) :
+                  vec4(0.0));
       }
     `;
   }
@@ -783,8 +844,12 @@ export function probabilityBlocksProgram(values: UniformValues): MultiTargetProg
         int group = (xy.x - ${TILE} * (xy.x / ${TILE})) / 4;
         int r = (chunkTileStart + localTile) * ${TILE} + 4 * group;  // rows r … r + 3
         vec4 rowLse = fetchTexel(lse, r / 4, statsWidth);
-        ${targets.map((o) => `
-        out${o} = probability(texelFetch(scores${o}, xy, 0), rowLse.${o < 4 ? 'xxyy' : 'zzww'});`).join('')}
+        bvec4 rowSees = not(isNegativeInfinity(rowLse)), rowNaN = isPoisoned(rowLse);
+        ${targets.map((o) => {
+          const rows = o < 4 ? 'xxyy' : 'zzww';
+          return `
+        out${o} = probability(texelFetch(scores${o}, xy, 0), rowLse.${rows}, rowSees.${rows}, rowNaN.${rows});`;
+        }).join('')}
       }
     `,
   };
@@ -841,15 +906,26 @@ export class RowAccumulateProgram extends AttentionProgram {
         vec4 header = tableTexel(maskHead * numQueryTiles + queryTile);
         int firstSlot = int(header.x), slots = min(int(header.y), slotEnd);
         vec4 p, x;
+        bvec4 live;
         for (int s = slotStart; s < slots; s++) {
-          int k0 = int(tableTexel(rowSlotBase + firstSlot + s).x) * ${TILE};
+          vec4 slot = tableTexel(rowSlotBase + firstSlot + s);
+          int k0 = int(slot.x) * ${TILE};
           if (k0 >= keyEnd) break;
           ivec2 pxy = texelXY(localPair * slotTexels + (s - slotStart) * ${TILE / 2}, tilesWidth);
           ivec2 vxy = texelXY(((keyRowBase + k0) / 2) * ${D} + c, valuesWidth);
-          ${unroll(TILE / 2, (jp) => `
-          p = texelFetch(tiles, pxy + ivec2(${jp}, 0), 0);          // (r0k0, r0k1, r1k0, r1k1)
-          x = texelFetch(values, vxy + ivec2(${jp * D}, 0), 0);     // (k0c0, k0c1, k1c0, k1c1)
-          acc += p.xxzz * x.xyxy + p.yyww * x.zwzw;`)}
+          // Partial tiles skip masked entries (maskedZero): see valueBlocksProgram.
+          if (slot.y == 0.0 || k0 + ${TILE} > keyEnd) {
+            ${unroll(TILE / 2, (jp) => `
+            p = texelFetch(tiles, pxy + ivec2(${jp}, 0), 0);
+            x = texelFetch(values, vxy + ivec2(${jp * D}, 0), 0);
+            live = isLive(p);
+            acc += mix(vec4(0.0), p.xxzz * x.xyxy, live.xxzz) + mix(vec4(0.0), p.yyww * x.zwzw, live.yyww);`)}
+          } else {
+            ${unroll(TILE / 2, (jp) => `
+            p = texelFetch(tiles, pxy + ivec2(${jp}, 0), 0);          // (r0k0, r0k1, r1k0, r1k1)
+            x = texelFetch(values, vxy + ivec2(${jp * D}, 0), 0);     // (k0c0, k0c1, k1c0, k1c1)
+            acc += p.xxzz * x.xyxy + p.yyww * x.zwzw;`)}
+          }
         }
         setOutput(acc);
       }

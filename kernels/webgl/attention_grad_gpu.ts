@@ -68,7 +68,8 @@ export class RowDeltaProgram extends AttentionProgram {
 
 /**
  * dS of a chunk's tiles (same layout as the P tile buffer it reads): scale · P∘(dO·Vᵀ − D), times the softcap
- * derivative 1 − (t / softcap)² with t = lse + log P. Zero wherever P is zero (masked, padding, empty rows).
+ * derivative 1 − (t / softcap)² with t = lse + log P. maskedZero() (-0.0) wherever P is (masked, padding, empty
+ * rows); a visible dS of -0.0 is written +0.0, so the accumulations of partial tiles tell the two apart.
  */
 export class ScoreGradProgram extends AttentionProgram {
   variableNames = ['dO', 'v', 'probs', 'delta', 'lse', 'table', 'keyLengths'];
@@ -89,22 +90,32 @@ export class ScoreGradProgram extends AttentionProgram {
         int r, i, b, h, maskHead, keyRowBase, j, keyEnd;
         bool partial;
         if (!tileTexel(t, r, i, b, h, maskHead, keyRowBase, j, partial, keyEnd)) {
-          setOutput(vec4(0.0));
+          setOutput(vec4(maskedZero()));
           return;
         }
         vec4 p = fetchTexel(probs, t, outWidth);
-        bvec4 seen = greaterThan(p, vec4(0.0));
-        if (!any(seen)) {
-          setOutput(vec4(0.0));
+        bvec4 live = isLive(p);
+        if (!any(live)) {
+          setOutput(vec4(maskedZero()));
           return;
         }
+        bvec4 seen = greaterThan(p, vec4(0.0));
         vec4 dp = blockDot(dO, dOWidth, r, v, vWidth, keyRowBase + j);
         vec4 ds = p * (dp - rowPairStat(delta, r).xxyy);
         ${v.hasSoftcap ? `
         vec2 rowLse = rowPairStat(lse, r);
-        vec4 capped = (log(max(p, 1e-38)) + mix(vec4(0.0), rowLse.xxyy, seen)) / softcap;
-        ds *= 1.0 - capped * capped;` : ''}
-        setOutput(mix(vec4(0.0), scale * ds, seen));
+        vec4 safeLse = mix(vec4(0.0), rowLse.xxyy, seen);
+        vec4 capped = (log(max(p, 1e-38)) + safeLse) / softcap;
+        // A saturated score (|t| = softcap: an infinite q·k, or tanh rounding to ±1 as in the float64 reference) has
+        // derivative exactly 0, so dS = 0 and 0 · Infinity stays NaN in dq, dk as in the reference. t = lse + log P
+        // carries fp32 rounding of about 1e-6 · max(1, |lse|): within 4e-6 · max(1, |lse|) of ±softcap is saturated
+        // (a derivative below ~8e-6 · max(1, |lse|) / softcap, set to 0).
+        bvec4 saturated = lessThanEqual(abs(softcap - abs(capped * softcap)),
+                                        4e-6 * max(vec4(1.0), abs(safeLse)));
+        ds *= mix(1.0 - capped * capped, vec4(0.0), saturated);` : ''}
+        // Visible entries keep their dS (0 · NaN = NaN included, as in the reference), as +0.0 where it is -0.0.
+        uvec4 bits = floatBitsToUint(scale * ds);
+        setOutput(mix(vec4(maskedZero()), uintBitsToFloat(bits * uvec4(notEqual(bits, uvec4(0x80000000u)))), live));
       }
     `;
   }
@@ -147,8 +158,10 @@ export class KeyAccumulateProgram extends AttentionProgram {
           setOutput(acc);
           return;
         }
+        int keyEnd = keyLimit(b);
         int stepX = slotTexels - tilesWidth * (slotTexels / tilesWidth), stepY = slotTexels / tilesWidth;
         vec4 sum = vec4(0.0), grad, x;
+        bvec4 live;
         for (int g = 0; g < groupSize; g++) {
           int h = hk * groupSize + g;
           int bh = b * heads + h;
@@ -172,12 +185,24 @@ export class KeyAccumulateProgram extends AttentionProgram {
             int localPair = (bh * numQueryTiles + queryTile - chunkTileStart) * ${TILE / 2};
             ivec2 gxy = texelXY(localPair * slotTexels + (slot - slotStart) * ${TILE / 2} + jp, tilesWidth);
             ivec2 rxy = texelXY(((bh * seqQPad + queryTile * ${TILE}) / 2) * ${D} + c, rowsWidth);
-            ${unroll(TILE / 2, (rp) => `
-            grad = texelFetch(tiles, gxy, 0);                          // (r0k0, r0k1, r1k0, r1k1)
-            x = texelFetch(rows, rxy + ivec2(${rp * D}, 0), 0);        // (r0c0, r0c1, r1c0, r1c1)
-            sum += grad.xxyy * x.xyxy + grad.zzww * x.zwzw;
-            gxy += ivec2(stepX, stepY);
-            if (gxy.x >= tilesWidth) gxy += ivec2(-tilesWidth, 1);`)}
+            // Partial tiles skip masked entries (maskedZero): a NaN or infinite q / dO of a row that cannot see the
+            // key must not reach it through 0 · NaN. Full tiles have none and pay nothing.
+            if (entry.z == 0.0 || (keyTile + 1) * ${TILE} > keyEnd) {
+              ${unroll(TILE / 2, (rp) => `
+              grad = texelFetch(tiles, gxy, 0);
+              x = texelFetch(rows, rxy + ivec2(${rp * D}, 0), 0);
+              live = isLive(grad);
+              sum += mix(vec4(0.0), grad.xxyy * x.xyxy, live.xxyy) + mix(vec4(0.0), grad.zzww * x.zwzw, live.zzww);
+              gxy += ivec2(stepX, stepY);
+              if (gxy.x >= tilesWidth) gxy += ivec2(-tilesWidth, 1);`)}
+            } else {
+              ${unroll(TILE / 2, (rp) => `
+              grad = texelFetch(tiles, gxy, 0);                          // (r0k0, r0k1, r1k0, r1k1)
+              x = texelFetch(rows, rxy + ivec2(${rp * D}, 0), 0);        // (r0c0, r0c1, r1c0, r1c1)
+              sum += grad.xxyy * x.xyxy + grad.zzww * x.zwzw;
+              gxy += ivec2(stepX, stepY);
+              if (gxy.x >= tilesWidth) gxy += ivec2(-tilesWidth, 1);`)}
+            }
           }
         }
         setOutput(acc + sum);

@@ -6,7 +6,7 @@
  *   rowHeader  [numHeads * numQueryTiles]   (first slot, slot count, -, -) of schedule row mh * numQueryTiles + qt
  *   rowSlot    [visited tiles]              (key tile, full, -, -): slot s of a row is rowSlot[first + s]
  *   colHeader  [numHeads * numKeyTiles]     (first entry, entry count, -, -) of key tile kt of mask head mh
- *   colEntry   [visited tiles]              (query tile, slot of this key tile in that query tile's row, -, -),
+ *   colEntry   [visited tiles]              (query tile, slot of this key tile in that query tile's row, full, -),
  *                                           ascending query tiles
  *   layout     [ceil(mask.length / 4)]      the layout mask, 4 blocks per texel (one texel of zeros without layout)
  * The cached tensors are backend data, not engine tensors (they never count in tf.memory().numTensors); the least
@@ -100,10 +100,11 @@ function upload(
     const head = Math.floor(c / s.numKeyTiles), kt = c - head * s.numKeyTiles;
     const first = entry;
     for (let run = s.colRunStart[c]; run < s.colRunStart[c + 1]; run++) {
-      const firstTile = s.colRuns[3 * run], count = s.colRuns[3 * run + 1];
+      const firstTile = s.colRuns[3 * run], count = s.colRuns[3 * run + 1], full = s.colRuns[3 * run + 2];
       for (let qt = firstTile; qt < firstTile + count; qt++) {
         values[4 * (offsets.colEntry + entry)] = qt;
         values[4 * (offsets.colEntry + entry) + 1] = slotOf.get((head * s.numQueryTiles + qt) * s.numKeyTiles + kt)!;
+        values[4 * (offsets.colEntry + entry) + 2] = full;
         entry++;
       }
     }
