@@ -186,15 +186,19 @@ export class KeyAccumulateProgram extends AttentionProgram {
             ivec2 gxy = texelXY(localPair * slotTexels + (slot - slotStart) * ${TILE / 2} + jp, tilesWidth);
             ivec2 rxy = texelXY(((bh * seqQPad + queryTile * ${TILE}) / 2) * ${D} + c, rowsWidth);
             // Partial tiles skip masked entries (maskedZero): a NaN or infinite q / dO of a row that cannot see the
-            // key must not reach it through 0 · NaN. Full tiles have none and pay nothing.
+            // key must not reach it through 0 · NaN. Full tiles have none and run the unguarded steps.
+            // (Two loop trips of eight row pairs, not unrolled, keep the guarded copy small: a fully unrolled one
+            // slowed full tiles on SwiftShader.)
             if (entry.z == 0.0 || (keyTile + 1) * ${TILE} > keyEnd) {
-              ${unroll(TILE / 2, (rp) => `
+              for (int rh = 0; rh < 2; rh++) {
+              ${unroll(TILE / 4, (rp) => `
               grad = texelFetch(tiles, gxy, 0);
-              x = texelFetch(rows, rxy + ivec2(${rp * D}, 0), 0);
+              x = texelFetch(rows, rxy + ivec2((${TILE / 4} * rh + ${rp}) * ${D}, 0), 0);
               live = isLive(grad);
               sum += mix(vec4(0.0), grad.xxyy * x.xyxy, live.xxyy) + mix(vec4(0.0), grad.zzww * x.zwzw, live.zzww);
               gxy += ivec2(stepX, stepY);
               if (gxy.x >= tilesWidth) gxy += ivec2(-tilesWidth, 1);`)}
+              }
             } else {
               ${unroll(TILE / 2, (rp) => `
               grad = texelFetch(tiles, gxy, 0);                          // (r0k0, r0k1, r1k0, r1k1)
