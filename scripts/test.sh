@@ -32,6 +32,8 @@ run "node: cpu, wasm, composite, layers, reliability" npx mocha "${node_tests[@]
 # The notebooks in examples/notebooks, executed without saving their outputs: any cell error fails the group.
 run "notebooks" npm run notebooks -- --check
 run "webgpu in node (Dawn)" npx mocha test/webgpu*.test.ts
+# The NaN/Inf semantics checks of test/semantics.test.ts on webgpu (a few minutes on a cold lavapipe shader cache).
+run "webgpu semantics in node (Dawn)" env RELIABILITY_BACKENDS=webgpu npx mocha test/semantics.test.ts
 run "browser setup" bash scripts/setup-chromium.sh
 run "browser: headless Chromium" npx mocha test/browser*.test.ts
 
