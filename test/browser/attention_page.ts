@@ -8,7 +8,7 @@ import type {AttentionCase} from '../cases.js';
 import {CASES} from '../cases.js';
 import type {CaseResult} from '../check_case.js';
 import {caseSeed, assertCaseResult, Tolerances} from '../shared_runner.js';
-import {libraryBundle, REPO_ROOT, testBundle} from './bundle.js';
+import {bundleForPage, libraryBundle, REPO_ROOT, testBundle} from './bundle.js';
 import {AngleBackend, BrowserSession, browserMissingReason, launchChromium} from './chromium.js';
 import type {PageInfo} from './page_entry.js';
 import {startStaticServer, StaticServer} from './server.js';
@@ -36,6 +36,20 @@ const TF_SCRIPTS: Record<string, string[]> = {
   webgpu: ['/node_modules/@tensorflow/tfjs/dist/tf.min.js',
            '/node_modules/@tensorflow/tfjs-backend-webgpu/dist/tf-backend-webgpu.min.js'],
 };
+
+/** openAttentionPage plus one more page bundle (bundleForPage's entry, file and global name) loaded into it. */
+export async function openAttentionPageWithBundle(
+    backend: string, options: PageOptions, entry: string, fileName: string, globalName: string): Promise<AttentionPage> {
+  const bundle = await bundleForPage(entry, fileName, globalName);
+  const page = await openAttentionPage(backend, options);
+  try {
+    await page.session.page.addScriptTag({url: `/${bundle}`});
+  } catch (e) {
+    await page.close();
+    throw e;
+  }
+  return page;
+}
 
 /** Opens a page with tfjs on `backend`, the library and the page test code loaded. */
 export async function openAttentionPage(backend: string, options: PageOptions = {}): Promise<AttentionPage> {

@@ -5,8 +5,7 @@
  * Used by test/browser_fuzz.test.ts (quick, fixed seed) and scripts/fuzz.ts (--backend webgl / webgpu-chromium).
  */
 import type {FuzzConfig, FuzzReport, FuzzTolerance} from '../fuzz.js';
-import {openAttentionPage, AttentionPage, PageOptions} from './attention_page.js';
-import {bundleForPage} from './bundle.js';
+import {AttentionPage, openAttentionPageWithBundle, PageOptions} from './attention_page.js';
 import type {PageFuzzOptions, PageFuzzProgress} from './fuzz_page_entry.js';
 
 const PROGRESS_PREFIX = '[fuzz] ';  // fuzz_page_entry.ts's (not imported: that module is written for the page)
@@ -27,14 +26,8 @@ export interface FuzzPage {
 }
 
 export async function openFuzzPage(backend: string, options: PageOptions = {}): Promise<FuzzPage> {
-  const bundle = await bundleForPage('test/browser/fuzz_page_entry.ts', 'attention-fuzz.js', 'attentionFuzz');
-  const page = await openAttentionPage(backend, options);
-  try {
-    await page.session.page.addScriptTag({url: `/${bundle}`});
-  } catch (e) {
-    await page.close();
-    throw e;
-  }
+  const page = await openAttentionPageWithBundle(backend, options, 'test/browser/fuzz_page_entry.ts', 'attention-fuzz.js',
+                                                 'attentionFuzz');
   let listener: ((progress: PageFuzzProgress) => void) | undefined;
   page.session.page.on('console', (m) => {
     const text = m.text();

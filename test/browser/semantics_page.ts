@@ -4,8 +4,7 @@
  * float64 reference into .cache/browser/attention-semantics.js), and runs checks by path. Used by
  * test/browser_semantics.test.ts.
  */
-import {AttentionPage, openAttentionPage, PageOptions} from './attention_page.js';
-import {bundleForPage} from './bundle.js';
+import {AttentionPage, openAttentionPageWithBundle, PageOptions} from './attention_page.js';
 
 export interface SemanticsPage {
   readonly page: AttentionPage;
@@ -15,15 +14,8 @@ export interface SemanticsPage {
 }
 
 export async function openSemanticsPage(backend: string, options: PageOptions = {}): Promise<SemanticsPage> {
-  const bundle = await bundleForPage('test/browser/semantics_page_entry.ts', 'attention-semantics.js',
-                                     'attentionSemantics');
-  const page = await openAttentionPage(backend, options);
-  try {
-    await page.session.page.addScriptTag({url: `/${bundle}`});
-  } catch (e) {
-    await page.close();
-    throw e;
-  }
+  const page = await openAttentionPageWithBundle(backend, options, 'test/browser/semantics_page_entry.ts',
+                                                 'attention-semantics.js', 'attentionSemantics');
   return {
     page,
     run: (path) => page.session.page.evaluate(
