@@ -310,9 +310,11 @@ function tileShader(pass: GradPass, t: GradTiles, flags: TileFlags, map: GradThr
         dp${m}_${n} = dp${m}_${n} + dot(xb${m}, yb${n});`).join('')}
       }`;
 
-  // Phase B: P and dS of each entry into workgroup memory, one vecTS per resident row. Entry (r, s) is query row i
-  // and key j:
-  const qi = dkdv ? 'q0 + s' : 'q0 + r', kj = dkdv ? 'k0 + r' : 'k0 + s', stat = dkdv ? 's' : 'r';
+  // Entry (resident row r, streamed row s) of a tile as query row i and key j.
+  const entryQ = (r: string, s: string) => dkdv ? `q0 + ${s}` : `q0 + ${r}`;
+  const entryK = (r: string, s: string) => dkdv ? `k0 + ${r}` : `k0 + ${s}`;
+  // Phase B: P and dS of each entry into workgroup memory, one vecTS per resident row.
+  const stat = dkdv ? 's' : 'r';
   const phaseB = range(TR).map((m) => `
       {
         let r = ${resRow(m)};${range(TS).map((n) => `
@@ -328,7 +330,7 @@ function tileShader(pass: GradPass, t: GradTiles, flags: TileFlags, map: GradThr
           p${n} = exp(tt - rowLse[${stat}]);
           ds${n} = p${n} * (dp${m}_${n} - rowDelta[${stat}]) * dtds;
           // A masked entry is exactly 0, whatever its dO·v (0·NaN would be NaN).
-          if (partial && !isVisible(${qi}, ${kj}, lh, keyLen)) {
+          if (partial && !isVisible(${entryQ('r', 's')}, ${entryK('r', 's')}, lh, keyLen)) {
             p${n} = 0.0;
             ds${n} = 0.0;
           }
@@ -345,15 +347,13 @@ function tileShader(pass: GradPass, t: GradTiles, flags: TileFlags, map: GradThr
   // does for a -Infinity score), except in an empty row (every score -Infinity: gradients 0, no contribution).
   // Masked entries have dS = 0 (phase B), so visibility is only evaluated for zeros (a -0.0 marker would be cheaper,
   // but Vulkan does not promise to preserve the sign of zero). The tests compare bits: Vulkan compilers may assume
-  // no NaN in float compares (an NaN dS or lse must count as "not zero", "not empty"). Full tiles have no masked entries and run the plain
-  // sums (known limit: an empty row inside a full tile, with an infinite k or q there, gets 0·Infinity = NaN).
+  // no NaN in float compares (a NaN dS or lse must count as "not zero", "not empty"). Full tiles have no masked
+  // entries and run the plain sums (known limit: an empty row inside a full tile, with an infinite k or q there,
+  // gets 0·Infinity = NaN).
   // Resident rows past BR (when rowGroups do not divide BR) read row BR - 1 and accumulate into registers that are
   // never written out.
   const add = (target: string, w: string, y: string, keep: string | null) => keep != null ?
       `${target} = select(${target}, ${target} + ${w} * ${y}, ${keep});` : `${target} = ${target} + ${w} * ${y};`;
-  // Entry (resident row r, streamed row s) of phase C as query row i and key j (see qi, kj of phase B).
-  const entryQ = (r: string, s: string) => dkdv ? `q0 + ${s}` : `q0 + ${r}`;
-  const entryK = (r: string, s: string) => dkdv ? `k0 + ${r}` : `k0 + ${s}`;
   const phaseC = (c: string) => `
       if (accActive && partial) {${phaseCLoop(c, true)}
       } else if (accActive) {${phaseCLoop(c, false)}
