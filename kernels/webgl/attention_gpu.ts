@@ -663,14 +663,8 @@ function valueBlockSteps(D: number, guarded: boolean): string {
             p0 = texelFetch(probs${jp & 3}, pxy + ivec2(${jp >> 2}, 0), 0);
             p1 = texelFetch(probs${4 + (jp & 3)}, pxy + ivec2(${jp >> 2}, 0), 0);
             ${[0, 1, 2, 3].map((n) => `x${n} = texelFetch(values, v${n}xy + ivec2(${jp * D}, 0), 0);`).join(' ')}
-            ${guarded ? 'live0 = isLive(p0); live1 = isLive(p1);' : ''}
-            ${targets.map((o) => {
-              const p = `p${o >> 2}`, x = `x${o & 3}`, live = `live${o >> 2}`;
-              return guarded ? `
-            acc${o} += mix(vec4(0.0), ${p}.xxzz * ${x}.xyxy, ${live}.xxzz) +
-                       mix(vec4(0.0), ${p}.yyww * ${x}.zwzw, ${live}.yyww);` : `
-            acc${o} += ${p}.xxzz * ${x}.xyxy + ${p}.yyww * ${x}.zwzw;`;
-            }).join('')}`);
+            ${targets.map((o) => `
+            acc${o} += p${o >> 2}.xxzz * x${o & 3}.xyxy + p${o >> 2}.yyww * x${o & 3}.zwzw;`).join('')}`);
 }
 
 /**
