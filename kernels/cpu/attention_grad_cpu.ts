@@ -72,12 +72,7 @@ export function attentionGradCpu(args: {
       gatherHead(vv, plan, b, hk, keyLen, vc);
       let numBad = 0;
       for (let j = 0; j < keyLen; j++) {
-        for (let d = 0, a = j * D; d < D; d++) {
-          if (!Number.isFinite(kc[a + d])) {
-            badKeys[numBad++] = j;
-            break;
-          }
-        }
+        if (hasNonFinite(kc, j * D, D)) badKeys[numBad++] = j;
       }
       if (numBad > 0) {
         ktFinite ??= new Float32Array(D * Sk);
@@ -111,12 +106,7 @@ export function attentionGradCpu(args: {
               qTile.fill(0, r * D, (r + 1) * D);
               continue;
             }
-            for (let d = 0, a = r * D; d < D; d++) {
-              if (!Number.isFinite(qTile[a + d])) {
-                badRows[numBadRows++] = r;
-                break;
-              }
-            }
+            if (hasNonFinite(qTile, r * D, D)) badRows[numBadRows++] = r;
           }
           transposeTile(qTile, rows, D, qT, blockQ);
           if (numBadRows > 0) {
@@ -169,6 +159,12 @@ export function attentionGradCpu(args: {
     backend.makeTensorInfo([B, Sk, Hk, D], 'float32', dk),
     backend.makeTensorInfo([B, Sk, Hk, D], 'float32', dv),
   ];
+}
+
+/** Whether a[start, start + n) holds a NaN or an infinity. */
+function hasNonFinite(a: Float32Array, start: number, n: number): boolean {
+  for (let i = start; i < start + n; i++) if (!Number.isFinite(a[i])) return true;
+  return false;
 }
 
 /** Whether a key of keys[0, n) (ascending) lies in [from, to). */
