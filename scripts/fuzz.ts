@@ -145,7 +145,7 @@ async function main(): Promise<boolean> {
         name in BROWSER_BACKENDS ? await runBrowser(name, config, p) : await runNode(name, config, p);
     const seconds = ((Date.now() - p.start) / 1000).toFixed(1);
     const maxErrors = Object.entries(report.maxErrors).map(([k, e]) => `${k} ${e.toExponential(1)}`).join(', ') +
-        (report.passedByRoundingFloor ? `; ${report.passedByRoundingFloor} passed dq/dk by the fp32 rounding floor` : '');
+        (report.passedByRoundingFloor ? `; ${report.passedByRoundingFloor} passed lse/dq/dk by the fp32 rounding floor` : '');
     if (report.failed) {
       failed = true;
       console.log(formatFailure(report, name));

@@ -54,7 +54,7 @@ for (const backend of ['webgl', 'webgpu']) {
         },
       });
       const maxErrors = Object.entries(report.maxErrors).map(([k, e]) => `${k} ${e.toExponential(1)}`).join(', ') +
-          (report.passedByRoundingFloor ? `; ${report.passedByRoundingFloor} passed dq/dk by the fp32 rounding floor` : '');
+          (report.passedByRoundingFloor ? `; ${report.passedByRoundingFloor} passed lse/dq/dk by the fp32 rounding floor` : '');
       console.log(`      ${report.numRuns} runs (${executed} cases reported) in ${
           ((Date.now() - start) / 1000).toFixed(0)} s; max errors ${maxErrors}`);
       expect(report.failed, formatFailure(report, `${backend} in Chromium`)).to.equal(false);

@@ -7,7 +7,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import {expect} from 'chai';
 import * as lib from '../src/index.js';
 import {checkCase} from './check_case.js';
-import {formatFailure, QUICK_FUZZ, runFuzz} from './fuzz.js';
+import {caseFailures, formatFailure, QUICK_FUZZ, roundingFloor, runFuzz} from './fuzz.js';
+import type {AttentionCase} from './cases.js';
+import type {CaseResult} from './check_case.js';
 import {selectedBackends} from './reliability_backends.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20240601);
@@ -26,3 +28,30 @@ for (const backend of selectedBackends()) {
     });
   });
 }
+
+describe('fuzz tolerance: the fp32 rounding floor', () => {
+  // The long wasm fuzz's failure (seed 827455934, run 1588): one key, q·k = 0.4026 − 0.4055, lse 1.185e-3 off by
+  // 1.27e-8, i.e. 1.07e-5 relative; fp32 cannot write the score any closer.
+  const c: AttentionCase =
+      {name: 'one cancelling score', op: 'flash', batch: 1, seqQ: 57, seqK: 1, heads: 1, kvHeads: 1, headDim: 2,
+       scale: -0.42, causal: true};
+  const tolerance = {forward: 1e-5, gradients: 1e-4};
+  const result = (errors: Partial<CaseResult['errors']>): CaseResult => ({
+    name: c.name, seed: 1047126794, problems: [], leakedTensors: 0,
+    errors: {output: 0, lse: 0, dq: 0, dk: 0, dv: 0, ...errors},
+  });
+  const maxRef = {lse: 1.185e-3, dq: 0, dk: 0};
+
+  it('passes an lse off by a rounding of its score (absolute 1.27e-8 <= 4·eps32·|scale|·headDim)', () => {
+    expect(roundingFloor(c).lse).to.be.closeTo(4 * 2 ** -23 * 0.42 * 2, 1e-15);
+    expect(caseFailures(result({lse: 1.07e-5}), tolerance)).to.have.length(1);  // strictly relative: fails
+    expect(caseFailures(result({lse: 1.07e-5}), tolerance, {floor: roundingFloor(c), maxRef})).to.deep.equal([]);
+  });
+
+  it('still fails a real lse error, and never floors output or dv', () => {
+    const floored = {floor: roundingFloor(c), maxRef};
+    expect(caseFailures(result({lse: 1e-3}), tolerance, floored)[0]).to.match(/lse error .* rounding floor/);
+    expect(caseFailures(result({output: 1.07e-5}), tolerance, floored)[0]).to.match(/^output error/);
+    expect(caseFailures(result({dv: 2e-4}), tolerance, floored)[0]).to.match(/^dv error/);
+  });
+});
