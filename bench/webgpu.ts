@@ -256,6 +256,31 @@ async function sparse(d: number, seq: number, densities: number[]) {
   tf.dispose([q, k, v]);
 }
 
+/**
+ * GPU time of the kernels alone (tf.time's kernelMs: timestamp queries around each dispatch, when the device has
+ * them) next to the queue-timed call: how much of a call's time is not our dispatch (tfjs bookkeeping, bubbles).
+ */
+async function kernelTimes(d: number, seq: number) {
+  const [q, k, v] = inputs(seq, d);
+  for (const causal of [false, true]) {
+    const fn = () => lib.flashAttention(q, k, v, {causal});
+    const wallMs = await time(() => [fn()]);
+    const kernel: number[] = [];
+    for (let i = 0; i < 15; i++) {
+      const info = await tf.time(() => { tf.dispose(fn()); });
+      const ms = typeof info.kernelMs === 'number' ? info.kernelMs : NaN;
+      if (i >= 3) kernel.push(ms);  // the first few include pipeline warm-up
+    }
+    kernel.sort((a, b) => a - b);
+    const kernelMs = kernel[kernel.length >> 1];
+    const pairs = visitedPairs(seq, -1, causal ? 0 : -1);
+    record({group: 'kernel', impl: 'ours', d, seq, mask: causal ? 'causal' : 'dense', pass: 'fwd', ms: kernelMs,
+            visitedTflops: tflops(pairs, d, kernelMs), denseTflops: tflops(seq * seq, d, kernelMs),
+            note: `GPU timestamps (tf.time kernelMs, median of 12); queue-timed call ${wallMs.toFixed(3)} ms`});
+  }
+  tf.dispose([q, k, v]);
+}
+
 /** Times each tile configuration at one size; returns the fastest on the dense problem. */
 async function tune(d: number, seq: number, configs: ForwardTileConfig[]): Promise<ForwardTileConfig | null> {
   const [q, k, v] = inputs(seq, d);
@@ -312,6 +337,7 @@ async function main() {
       c(16, 16, 2, 2, true)]);
   }
   setForwardConfigOverride(best64);
+  if (sections.includes('kernel')) await kernelTimes(64, QUICK ? 256 : 4096);
   if (sections.includes('dense')) await denseAndCausal(64, seqs);
   setForwardConfigOverride(best128);
   if (sections.includes('dense128')) await denseAndCausal(128, QUICK ? [128] : [1024, 4096, 16384]);

@@ -421,6 +421,37 @@ export class KeyEndsProgram extends AttentionProgram {
   }
 }
 
+/**
+ * Per key tile of a row buffer of values (global key tile kt = (b · kvHeads + hk) · numKeyTiles + tile, four per
+ * texel): 1 when the tile holds a NaN or an infinity, else 0 (decided on bits). valueBlocksProgram's fix-up pass
+ * redoes only the fragments whose partial tiles have such values.
+ */
+export class NonFiniteKeyTilesProgram extends AttentionProgram {
+  variableNames = ['values'];
+
+  constructor(outShape: [number, number], headTexels: number, values: UniformValues) {
+    super(outShape);
+    this.declareUniforms(['outWidth', 'valuesWidth', 'keyTileCount'], values);
+    const tileTexels = (TILE / 2) * headTexels;
+    this.userCode = `
+      ${texelHelpers()}
+      float nonFinite(int tile) {
+        if (tile >= keyTileCount) return 0.0;
+        uvec4 largest = uvec4(0u);  // of the magnitudes' bit patterns: >= 0x7f800000 is an infinity or a NaN
+        for (int e = 0; e < ${tileTexels}; e++) {
+          largest = max(largest, floatBitsToUint(fetchTexel(values, tile * ${tileTexels} + e, valuesWidth)) &
+                                     uvec4(0x7fffffffu));
+        }
+        return any(greaterThanEqual(largest, uvec4(0x7f800000u))) ? 1.0 : 0.0;
+      }
+      void main() {
+        int tile = 4 * outputTexel();
+        setOutput(vec4(nonFinite(tile), nonFinite(tile + 1), nonFinite(tile + 2), nonFinite(tile + 3)));
+      }
+    `;
+  }
+}
+
 /** Sampler names of the eight score block targets, in target order. */
 export function blockNames(prefix = 'scores'): string[] {
   return Array.from({length: BLOCK_TARGETS}, (_, o) => `${prefix}${o}`);
@@ -572,27 +603,112 @@ export function channelGroups(headTexels: number): number {
 }
 
 /**
+ * GLSL needsFixup(firstSlot, slots, keyRowBase, keyEnd): whether a query tile's visited slots in [slotStart, slots)
+ * include a partial tile whose values hold a NaN or an infinity (NonFiniteKeyTilesProgram's flags): the rows that
+ * valueBlocksProgram's fix-up pass must redo. Shared by its vertex stage (which draws only such query tiles) and its
+ * fragments.
+ */
+const NON_FINITE_FIXUP_HELPER = `
+      bool nonFiniteTile(int keyTile) {
+        vec4 flags = texelFetch(nonFiniteTiles, texelXY(keyTile / 4, nonFiniteWidth), 0);
+        int lane = keyTile - 4 * (keyTile / 4);
+        return (lane == 0 ? flags.x : lane == 1 ? flags.y : lane == 2 ? flags.z : flags.w) != 0.0;
+      }
+      bool needsFixup(int firstSlot, int slots, int keyRowBase, int keyEnd) {
+        for (int s = slotStart; s < slots; s++) {
+          vec4 slot = tableTexel(rowSlotBase + firstSlot + s);
+          int k0 = int(slot.x) * ${TILE};
+          if (k0 >= keyEnd) break;
+          if ((slot.y == 0.0 || k0 + ${TILE} > keyEnd) && nonFiniteTile((keyRowBase + k0) / ${TILE})) return true;
+        }
+        return false;
+      }
+`;
+
+/**
+ * Vertex stage of valueBlocksProgram's fix-up pass: per query tile of the chunk, a rectangle over the output lines
+ * holding its fragments when needsFixup says so, else nothing. With finite values (the common case) the pass shades
+ * no fragment at all: on SwiftShader, fragments that only scanned their schedule and discarded cost as much as a
+ * third of the P·V draw.
+ */
+function nonFiniteFixupCover(v: AttentionVariant, rowTiles: number): {vertices: number, body: string} {
+  const fragmentsPerTile = (TILE / 4) * channelGroups(v.headTexels);
+  return {
+    vertices: 6 * rowTiles,
+    body: `
+      ${texelHelpers(false)}
+      ${planHelpers(v, true)}
+      ${NON_FINITE_FIXUP_HELPER}
+      void main() {
+        int rowTile = chunkTileStart + gl_VertexID / 6, corner = gl_VertexID - 6 * (gl_VertexID / 6);
+        int bh = rowTile / numQueryTiles;
+        int queryTile = rowTile - bh * numQueryTiles;
+        int b = bh / heads;
+        int h = bh - b * heads;
+        int maskHead = h - maskHeads * (h / maskHeads);
+        vec4 header = tableTexel(maskHead * numQueryTiles + queryTile);
+        int slots = min(int(header.y), slotEnd);
+        int keyRowBase = (b * kvHeads + h / groupSize) * seqKPad;
+        if (!needsFixup(int(header.x), slots, keyRowBase, keyLimit(b))) {
+          gl_Position = vec4(0.0, 0.0, 0.0, 1.0);  // every corner at one point: nothing drawn
+          return;
+        }
+        // The lines holding fragments rowTile · ${fragmentsPerTile} … (neighbours sharing a line are drawn too; their
+        // fragments decide for themselves).
+        int f0 = rowTile * ${fragmentsPerTile};
+        float y0 = float(f0 / outWidth), y1 = float((f0 + ${fragmentsPerTile} - 1) / outWidth + 1);
+        // Two triangles: corners (0, 0), (1, 0), (0, 1), (1, 0), (1, 1), (0, 1).
+        bool right = corner == 1 || corner == 3 || corner == 4;
+        bool up = corner == 2 || corner == 4 || corner == 5;
+        gl_Position = vec4(right ? 1.0 : -1.0, 2.0 * (up ? y1 : y0) / float(outLines) - 1.0, 0.0, 1.0);
+      }
+    `,
+  };
+}
+
+/**
  * The forward's P·V of one chunk as a multiple-render-target draw: each fragment owns 4 rows × 8 channels (target
  * 4·ρ + n = row pair ρ × channel pair n of fragment f = rowGroup · channelGroups + cg, rows 4·rowGroup …), fetching 6
  * texels per 2 keys × 4 rows × 8 channels instead of 16, P from probabilityBlocksProgram's eight targets. Rows outside
  * the chunk are 0; mergeValueBlocksProgram adds a chunk to the O so far. (O is not read here: with it the draw would
  * need 8 more samplers, 21 in all, past the 16 that WebGL2 guarantees a fragment shader.) O lives in the eight
  * targets until UnpackRowsProgram (blocks) reads it back.
+ *
+ * Two passes, so that the common case carries no guard code:
+ * - 'unguarded' sums every entry. A masked entry's P is -0.0 (maskedZero), which adds nothing as long as its key's
+ *   value is finite.
+ * - 'nonFiniteFixup' draws into the same targets afterwards and redoes, with masked entries skipped, only the
+ *   fragments whose partial tiles (the only ones with masked entries) hold a NaN or infinite value
+ *   (NonFiniteKeyTilesProgram); every other fragment is discarded after scanning its schedule. A masked key's NaN or
+ *   Infinity must not reach a row through 0 · NaN.
+ * Why not one pass with a guarded branch for partial tiles: on SwiftShader the mere presence of the guarded copy in
+ * the shader made the draw ~30% slower (causal seq 1024: 38–42 ms → 28–30 ms without it), although full tiles never
+ * run it.
  */
-export function valueBlocksProgram(v: AttentionVariant, values: UniformValues): MultiTargetProgram {
+export function valueBlocksProgram(v: AttentionVariant, values: UniformValues,
+                                   pass: 'unguarded' | 'nonFiniteFixup'): MultiTargetProgram {
   const D = v.headTexels;
+  const fixup = pass === 'nonFiniteFixup';
   const names = [...PLAN_UNIFORMS, ...BLOCK_LAYOUT_UNIFORMS, 'outWidth', 'valuesWidth', 'chunkTileStart',
-                 'chunkTileEnd', 'slotStart', 'slotEnd', 'rowCount', ...(v.hasKeyLengths ? ['keyEndsWidth'] : [])];
+                 'chunkTileEnd', 'slotStart', 'slotEnd', 'rowCount', ...(fixup ? ['nonFiniteWidth', 'outLines'] : []),
+                 ...(v.hasKeyLengths ? ['keyEndsWidth'] : [])];
   const uniforms = typedUniforms(names, values);
   const targets = [0, 1, 2, 3, 4, 5, 6, 7];
+  // The slot loop's head: the slot's key tile, its first key k0, and the end of the row's keys.
+  const slotHead = `
+            vec4 slot = tableTexel(rowSlotBase + firstSlot + s);
+            int k0 = int(slot.x) * ${TILE};
+            if (k0 >= keyEnd) break;`;
   return {
-    samplers: [...blockNames('probs'), 'values', 'table', ...(v.hasKeyLengths ? ['keyEnds'] : [])],
+    samplers: [...blockNames('probs'), 'values', ...(fixup ? ['nonFiniteTiles'] : []), 'table',
+               ...(v.hasKeyLengths ? ['keyEnds'] : [])],
     uniforms,
     targets: BLOCK_TARGETS,
+    ...(fixup ? {cover: nonFiniteFixupCover(v, values.chunkTileEnd - values.chunkTileStart)} : {}),
     body: `
       ${texelHelpers(false)}
       ${planHelpers(v, true)}
-      ${BLOCK_XY_HELPER}
+      ${BLOCK_XY_HELPER}${fixup ? NON_FINITE_FIXUP_HELPER : ''}
       void main() {
         int f = int(gl_FragCoord.y) * outWidth + int(gl_FragCoord.x);
         int rowGroup = f / ${channelGroups(D)};
@@ -600,7 +716,9 @@ export function valueBlocksProgram(v: AttentionVariant, values: UniformValues): 
         int r = 4 * rowGroup;
         int rowTile = r / ${TILE};
         ${targets.map((o) => `vec4 acc${o} = vec4(0.0);`).join(' ')}
-        if (r < rowCount && rowTile >= chunkTileStart && rowTile < chunkTileEnd) {
+        ${fixup ? `
+        if (r >= rowCount || rowTile < chunkTileStart || rowTile >= chunkTileEnd) discard;` : `
+        if (r < rowCount && rowTile >= chunkTileStart && rowTile < chunkTileEnd)`} {
           int bh = r / seqQPad;
           int queryTile = rowTile - bh * numQueryTiles;
           int b = bh / heads;
@@ -610,25 +728,18 @@ export function valueBlocksProgram(v: AttentionVariant, values: UniformValues): 
           int keyEnd = keyLimit(b);
           int localGroup = rowGroup - chunkTileStart * ${TILE / 4};
           vec4 header = tableTexel(maskHead * numQueryTiles + queryTile);
-          int firstSlot = int(header.x), slots = min(int(header.y), slotEnd);
-          vec4 p0, p1, x0, x1, x2, x3;
-          bvec4 live0, live1;
-          for (int s = slotStart; s < slots; s++) {
-            vec4 slot = tableTexel(rowSlotBase + firstSlot + s);
-            int k0 = int(slot.x) * ${TILE};
-            if (k0 >= keyEnd) break;
+          int firstSlot = int(header.x), slots = min(int(header.y), slotEnd);${fixup ? `
+          if (!needsFixup(firstSlot, slots, keyRowBase, keyEnd)) discard;` : ''}
+          vec4 p0, p1, x0, x1, x2, x3;${fixup ? `
+          bvec4 live0, live1;` : ''}
+          for (int s = slotStart; s < slots; s++) {${slotHead}
             // P of rows r … r + 3 × the slot's keys: probability blocks kg = 0 … 3 (neighbours on one line).
             ivec2 pxy = blockXY(localGroup, s - slotStart);
             int vBase = ((keyRowBase + k0) / 2) * ${D} + 4 * cg;
             ${[0, 1, 2, 3].map((n) => `
             ivec2 v${n}xy = texelXY(vBase + ${n}, valuesWidth);`).join('')}
-            // Partial tiles skip masked entries (maskedZero): a NaN or infinite value of a key the row cannot see
-            // must not reach it through 0 · NaN. Full tiles have none and run the unguarded steps.
-            if (slot.y == 0.0 || k0 + ${TILE} > keyEnd) {
-              ${valueBlockSteps(D, true)}
-            } else {
-              ${valueBlockSteps(D, false)}
-            }
+            ${fixup ? '// Masked entries skipped on every tile (full tiles have none).' : ''}
+            ${valueBlockSteps(D, fixup)}
           }
         }
         ${targets.map((o) => `out${o} = acc${o};`).join(' ')}
@@ -641,8 +752,8 @@ export function valueBlocksProgram(v: AttentionVariant, values: UniformValues): 
 function valueBlockSteps(D: number, guarded: boolean): string {
   const targets = [0, 1, 2, 3, 4, 5, 6, 7];
   if (guarded) {
-    // A loop over the four key groups, not unrolled: the guarded copy stays small (a fully unrolled second copy of
-    // the steps measured +25-40% forward CPU on SwiftShader, full tiles included).
+    // A loop over the four key groups, not unrolled: the guarded steps stay small (they run only in the rare fix-up
+    // pass).
     return `
             for (int kg = 0; kg < 4; kg++) {
               ${unroll(4, (n) => `

@@ -15,7 +15,7 @@ import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
 import {AttentionPlan} from '../../src/plan/plan.js';
 import {
   AttentionProgram, AttentionVariant, BLOCK_TARGETS, channelGroups, KeyEndsProgram, MAX_SLOTS_PER_DRAW,
-  mergeValueBlocksProgram, PackRowsProgram, probabilityBlocksProgram, ProbabilitiesProgram, RowAccumulateProgram,
+  mergeValueBlocksProgram, NonFiniteKeyTilesProgram, PackRowsProgram, probabilityBlocksProgram, ProbabilitiesProgram, RowAccumulateProgram,
   scoreBlocksProgram, ScoresProgram, TileStatsProgram, TILE, UniformValues, UnpackRowsProgram, UnpackRowStatsProgram,
   valueBlocksProgram,
 } from './attention_gpu.js';
@@ -194,6 +194,14 @@ export function runAttentionForward(
       runProgram(backend, new KeyEndsProgram(keyEndsLayout.shape, g.variant,
                                              {outWidth: keyEndsLayout.width, seqK: plan.seqK, batch: plan.batch}),
                  [keyLengths], keyEndsLayout);
+  // Which key tiles of v hold a NaN or an infinity: valueBlocksProgram's fix-up pass redoes the rows they reach.
+  const keyTileCount = g.uniforms.keyRowCount / TILE;
+  const nonFiniteLayout = texelLayout(Math.ceil(keyTileCount / 4), 1, g.maxTextureSize, 'the value tile flags');
+  const nonFiniteTiles = keyEnds === undefined ? null :
+      runProgram(backend, new NonFiniteKeyTilesProgram(nonFiniteLayout.shape, g.headTexels,
+                                                       {outWidth: nonFiniteLayout.width, valuesWidth: g.keyRows.width,
+                                                        keyTileCount}),
+                 [vRows], nonFiniteLayout);
   const outBlocks = texelLayout(g.uniforms.rowCount / 4 * channelGroups(g.headTexels), 1, g.maxTextureSize,
                                 'the output blocks');
   let stats: TensorInfo|null = null, out: TensorInfo[] = [];
@@ -227,11 +235,13 @@ export function runAttentionForward(
       let newOut: TensorInfo[];
       if (blocks) {
         // O as eight-target blocks too (4 rows × 8 channels per fragment): this chunk's P·V, added to O so far.
-        const chunkOut = runMultiTarget(
-            backend,
-            valueBlocksProgram(g.variant, {...c, outWidth: outBlocks.width, valuesWidth: g.keyRows.width,
-                                           keyEndsWidth: keyEndsLayout.width}),
-            [...probs, vRows, g.table.tensor, ...(keyEnds != null ? [keyEnds] : [])], outBlocks);
+        const pv = {...c, outWidth: outBlocks.width, valuesWidth: g.keyRows.width, keyEndsWidth: keyEndsLayout.width,
+                    nonFiniteWidth: nonFiniteLayout.width, outLines: outBlocks.lines};
+        const keyEndsInput = keyEnds != null ? [keyEnds] : [];
+        const chunkOut = runMultiTarget(backend, valueBlocksProgram(g.variant, pv, 'unguarded'),
+                                        [...probs, vRows, g.table.tensor, ...keyEndsInput], outBlocks);
+        runMultiTarget(backend, valueBlocksProgram(g.variant, pv, 'nonFiniteFixup'),
+                       [...probs, vRows, nonFiniteTiles!, g.table.tensor, ...keyEndsInput], outBlocks, chunkOut);
         if (out.length === 0) {
           newOut = chunkOut;  // the first chunk: nothing to add it to
         } else {
@@ -265,6 +275,6 @@ export function runAttentionForward(
                                                             {statsWidth: g.rowStats.width, seqPad: g.seqQPad,
                                                              heads: plan.heads}),
                          [stats!], null);
-  disposeAll(backend, [qRows, kRows, vRows, stats, ...out, keyEnds ?? null]);
+  disposeAll(backend, [qRows, kRows, vRows, stats, ...out, keyEnds ?? null, nonFiniteTiles]);
   return [output, lse];
 }

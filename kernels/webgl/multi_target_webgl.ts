@@ -135,9 +135,13 @@ function textureOf(backend: MathBackendWebGL, info: TensorInfo): WebGLTexture {
   return (texture?.texture ?? texture) as WebGLTexture;
 }
 
-/** Runs `p` over a `layout`-shaped grid of fragments; returns its `targets` outputs (each a `layout` texel array). */
+/**
+ * Runs `p` over a `layout`-shaped grid of fragments; returns its `targets` outputs (each a `layout` texel array): new
+ * tensors, or `into` (drawn over: fragments the program discards keep their texels).
+ */
 export function runMultiTarget(
-    backend: MathBackendWebGL, p: MultiTargetProgram, inputs: TensorInfo[], layout: TexelLayout): TensorInfo[] {
+    backend: MathBackendWebGL, p: MultiTargetProgram, inputs: TensorInfo[], layout: TexelLayout,
+    into?: TensorInfo[]): TensorInfo[] {
   const gpgpu = gpgpuOf(backend);
   const gl = gpgpu.gl as WebGL2RenderingContext;
   for (const input of inputs) {
@@ -146,13 +150,16 @@ export function runMultiTarget(
     backend.uploadToGPU(input.dataId);
     if (!data.isPacked) throw new Error('webgl attention: a multi-target program input is not a packed texture');
   }
-  const outputs = Array.from({length: p.targets}, () => {
+  if (into != null && (into.length !== p.targets || into.some((info) => inputs.includes(info)))) {
+    throw new Error(`webgl attention: a multi-target program draws into ${p.targets} tensors that it does not read`);
+  }
+  const outputs = into ?? Array.from({length: p.targets}, () => {
     const info = backend.makeTensorInfo(layout.shape, 'float32');
     backend.texData.get(info.dataId).isPacked = true;
     backend.uploadToGPU(info.dataId);
-    assertTexelLayout(backend, info, layout);
     return info;
   });
+  for (const info of outputs) assertTexelLayout(backend, info, layout);
   if (p.samplers.length > (gl.getParameter(gl.MAX_TEXTURE_IMAGE_UNITS) as number)) {
     throw new Error(`webgl attention: a multi-target program reads ${p.samplers.length} textures, more than this ` +
                     'context binds to a fragment shader');
