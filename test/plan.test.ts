@@ -7,7 +7,7 @@ import {expect} from 'chai';
 import {bigBird, fromBlockMask, local, strided} from '../src/patterns/builders.js';
 import {BlockLayout} from '../src/patterns/block_layout.js';
 import {isVisible, makePlan} from '../src/plan/plan.js';
-import {forEachTileInCol, forEachTileInRow, getSchedule} from '../src/plan/schedule.js';
+import {forEachTileInCol, forEachTileInRow, getSchedule, unevenWork} from '../src/plan/schedule.js';
 
 interface PlanCase {
   seqQ: number;
@@ -78,4 +78,20 @@ describe('block schedule', () => {
       });
     }
   }
+});
+
+describe('unevenWork (GPU workgroup order)', () => {
+  const schedule = (windowLeft: number, windowRight: number) => getSchedule(makePlan({
+    kind: 'sliding', batch: 1, seqQ: 4096, seqK: 4096, heads: 16, kvHeads: 16, headDim: 64, scale: 1, softcap: 0,
+    windowLeft, windowRight, layout: null, hasKeyLengths: false,
+  }), 64, 48);
+  it('causal rows and columns are uneven', () => {
+    expect(unevenWork(schedule(-1, 0))).to.equal(true);
+    expect(unevenWork(schedule(-1, 0), true)).to.equal(true);
+  });
+  it('dense and sliding-window work is even', () => {
+    expect(unevenWork(schedule(-1, -1))).to.equal(false);
+    expect(unevenWork(schedule(1024, 0))).to.equal(false);
+    expect(unevenWork(schedule(1024, 0), true)).to.equal(false);
+  });
 });

@@ -12,6 +12,7 @@ import type {KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
 import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
 import {type AttentionGradInputNames, planOf} from '../../src/kernel_names.js';
 import {AttentionPlan} from '../../src/plan/plan.js';
+import {unevenWork} from '../../src/plan/schedule.js';
 import {
   AttentionGradStatsProgram, AttentionGradTileProgram, chooseGradTiles, GradPass, GradTiles, gradTilesFit,
   statsPerBatch,
@@ -74,6 +75,8 @@ export function attentionBackward(backend: WebGPUBackend, plan: AttentionPlan, x
     const dqProgram = new AttentionGradTileProgram('dq', tiles.dq, flagsOf(plan));
     const dkdvSchedule = getScheduleBuffer(backend, plan, tiles.dkdv.streamed, tiles.dkdv.resident);
     const dqSchedule = getScheduleBuffer(backend, plan, tiles.dq.resident, tiles.dq.streamed);
+    // Longest tiles of every head first where the work is uneven (src/plan/schedule.ts unevenWork).
+    const headsFastest = {dkdv: unevenWork(dkdvSchedule.schedule, true), dq: unevenWork(dqSchedule.schedule)};
 
     for (let b0 = 0; b0 < B; b0 += batchesPerRun) {
       const nb = Math.min(batchesPerRun, B - b0);
@@ -84,7 +87,10 @@ export function attentionBackward(backend: WebGPUBackend, plan: AttentionPlan, x
       const st = bind(stats, 'stats', 'stats');
       runProgram(backend, statsProgram, {
         outputs: [st.binding],
-        inputs: [o.binding, dy.binding, lse.binding, dLse.binding, x.keyLengths],
+        // Without keyLengths the value stored from this binding is never read (the tile passes use seqK): bind the
+        // cached schedule rather than upload the op's per-call keyLengths tensor (see runAttentionForward).
+        inputs: [o.binding, dy.binding, lse.binding, dLse.binding,
+                 plan.hasKeyLengths ? x.keyLengths : dkdvSchedule.tensor],
         uniforms: [Sq, H, D, o.base, dy.base, lse.base, dLse.base, st.base, b0],
         dispatch: [Math.ceil(Sq / 64), H, nb],
       });
@@ -100,6 +106,7 @@ export function attentionBackward(backend: WebGPUBackend, plan: AttentionPlan, x
           pass === 'dkdv' ? off.colRunStart : off.rowRunStart, pass === 'dkdv' ? off.colRuns : off.rowRuns,
           off.layoutBits, layout?.blockSize ?? 1, layout?.numQueryBlocks ?? 0, layout?.numKeyBlocks ?? 0,
           qb.base, kb.base, vb.base, dy.base, st.base, out0.base, out1.base, plan.scale, plan.softcap,
+          headsFastest[pass] ? 1 : 0,
         ];
       };
       const tileInputs = (sched: TensorInfo): Binding[] =>
@@ -108,13 +115,15 @@ export function attentionBackward(backend: WebGPUBackend, plan: AttentionPlan, x
         outputs: [dkb.binding, dvb.binding],
         inputs: tileInputs(dkdvSchedule.tensor),
         uniforms: common('dkdv', dkb, dvb),
-        dispatch: [dkdvSchedule.schedule.numKeyTiles, Hkv, nb],
+        dispatch: headsFastest.dkdv ? [Hkv, dkdvSchedule.schedule.numKeyTiles, nb] :
+                                       [dkdvSchedule.schedule.numKeyTiles, Hkv, nb],
       });
       runProgram(backend, dqProgram, {
         outputs: [dqb.binding],
         inputs: tileInputs(dqSchedule.tensor),
         uniforms: common('dq', dqb, {base: 0}),
-        dispatch: [dqSchedule.schedule.numQueryTiles, H, nb],
+        dispatch: headsFastest.dq ? [H, dqSchedule.schedule.numQueryTiles, nb] :
+                                     [dqSchedule.schedule.numQueryTiles, H, nb],
       });
     }
   } catch (e) {

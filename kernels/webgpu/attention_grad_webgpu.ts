@@ -110,7 +110,7 @@ export const TILE_UNIFORMS: Array<[string, UniformType]> = [
   ['numKeyTiles', 'i32'], ['numMaskHeads', 'i32'], ['runStartOffset', 'i32'], ['runsOffset', 'i32'],
   ['layoutOffset', 'i32'], ['layoutBlockSize', 'i32'], ['layoutQueryBlocks', 'i32'], ['layoutKeyBlocks', 'i32'],
   ['qBase', 'i32'], ['kBase', 'i32'], ['vBase', 'i32'], ['dyBase', 'i32'], ['statsBase', 'i32'],
-  ['out0Base', 'i32'], ['out1Base', 'i32'], ['scale', 'f32'], ['softcap', 'f32'],
+  ['out0Base', 'i32'], ['out1Base', 'i32'], ['scale', 'f32'], ['softcap', 'f32'], ['headsFastest', 'i32'],
 ];
 
 export interface TileFlags {
@@ -495,12 +495,19 @@ ${flags.softcap ? STABLE_TANH_WGSL : ''}
     fn main(@builtin(local_invocation_index) localIndex : u32, @builtin(workgroup_id) workgroupId : vec3<u32>) {
       let tid = i32(localIndex);
       let b = i32(workgroupId.z);
-      let statsRow = uniforms.statsBase + b * (2 + 2 * uniforms.heads * uniforms.seqQ);${dkdv ? `
-      let kt = i32(workgroupId.x);
-      let hk = i32(workgroupId.y);
+      let statsRow = uniforms.statsBase + b * (2 + 2 * uniforms.heads * uniforms.seqQ);
+      // The tiles with the most work under a causal mask start first (first key tiles for dK/dV, last query tiles for
+      // dQ), which shortens the dispatch's tail. Workgroups start in x-fastest order: with uneven work (headsFastest)
+      // heads are x, so those tiles of every head start first; else a head's tiles stay together (caches).
+      let headsFastest = uniforms.headsFastest == 1;
+      let tileIndex = i32(select(workgroupId.x, workgroupId.y, headsFastest));
+      let headIndex = i32(select(workgroupId.y, workgroupId.x, headsFastest));${
+          dkdv ? `
+      let kt = tileIndex;
+      let hk = headIndex;
       let k0 = kt * ${BR};` : `
-      let qt = i32(workgroupId.x);
-      let h = i32(workgroupId.y);
+      let qt = uniforms.numQueryTiles - 1 - tileIndex;
+      let h = headIndex;
       let hk = h / uniforms.groupSize;
       let q0 = qt * ${BR};`}
       // Loop bounds below are runtime values on purpose: columns past headDim and rows past the sequence end are

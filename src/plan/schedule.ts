@@ -32,6 +32,20 @@ export interface BlockSchedule {
   readonly maxTilesPerCol: number;
 }
 
+/**
+ * Whether the work of the rows (query tiles; `columns`: key tiles) is uneven enough — the longest visits at least
+ * 1.8× the mean, as under causal masks — that a GPU kernel should start the longest tiles of every head first. With
+ * even work (dense, sliding windows, most layouts) keeping one head's tiles together serves the caches better
+ * (measured on an H200: heads-first order made causal 7% faster, a 64k sliding window 2× and the dense backward 20%
+ * slower).
+ */
+export function unevenWork(s: BlockSchedule, columns = false): boolean {
+  const tiles = columns ? s.numKeyTiles : s.numQueryTiles;
+  const longest = columns ? s.maxTilesPerCol : s.maxTilesPerRow;
+  const mean = s.visitedTiles / Math.max(1, s.numHeads * tiles);
+  return longest >= 1.8 * mean;
+}
+
 const cache = new Map<string, BlockSchedule>();
 const CACHE_SIZE = 64;
 
