@@ -679,8 +679,8 @@ function nonFiniteFixupCover(v: AttentionVariant, rowTiles: number): {vertices: 
  *   value is finite.
  * - 'nonFiniteFixup' draws into the same targets afterwards and redoes, with masked entries skipped, only the
  *   fragments whose partial tiles (the only ones with masked entries) hold a NaN or infinite value
- *   (NonFiniteKeyTilesProgram); every other fragment is discarded after scanning its schedule. A masked key's NaN or
- *   Infinity must not reach a row through 0 · NaN.
+ *   (NonFiniteKeyTilesProgram): its vertex stage (nonFiniteFixupCover) draws only the query tiles that need it, and
+ *   fragments there that do not are discarded. A masked key's NaN or Infinity must not reach a row through 0 · NaN.
  * Why not one pass with a guarded branch for partial tiles: on SwiftShader the mere presence of the guarded copy in
  * the shader made the draw ~30% slower (causal seq 1024: 38–42 ms → 28–30 ms without it), although full tiles never
  * run it.
