@@ -118,6 +118,10 @@ export function texelHelpers(writesTexelArray = true): string {
     float negativeInfinity() {
       return uintBitsToFloat(0xff800000u);
     }
+    // Component lane (0 … 3) of a texel (texel arrays pack four values per texel).
+    float texelLane(vec4 texel, int lane) {
+      return lane == 0 ? texel.x : lane == 1 ? texel.y : lane == 2 ? texel.z : texel.w;
+    }
     // NaN / Inf semantics are decided on bits, never on float compares: GLSL compilers (ANGLE, SwiftShader) may assume
     // no NaN, and min / max / comparisons with NaN are undefined.
     float nanValue() {
@@ -152,7 +156,7 @@ function keyLimitBody(v: AttentionVariant, keyEnds: boolean): string {
   return keyEnds ? `
       vec4 texel = texelFetch(keyEnds, texelXY(b / 4, keyEndsWidth), 0);
       int lane = b - 4 * (b / 4);
-      return int(lane == 0 ? texel.x : lane == 1 ? texel.y : lane == 2 ? texel.z : texel.w);` : `
+      return int(texelLane(texel, lane));` : `
       vec4 texel = getKeyLengths(b);
       return min(seqK, int((b - 2 * (b / 2)) == 0 ? texel.x : texel.y));`;
 }
@@ -182,7 +186,7 @@ export function planHelpers(v: AttentionVariant, keyEnds = false): string {
         int word = block / 4;
         vec4 bits = tableTexel(layoutBase + word);
         int lane = block - 4 * word;
-        visible = (lane == 0 ? bits.x : lane == 1 ? bits.y : lane == 2 ? bits.z : bits.w) != 0.0;
+        visible = texelLane(bits, lane) != 0.0;
       }` : ''}
       return visible;
     }
@@ -262,7 +266,7 @@ export class UnpackRowsProgram extends AttentionProgram {
         int r = (o.x * heads + o.z) * seqPad + o.y;
         vec4 texel = ${blocks ? 'rowTexel(r, o.w)' : `fetchTexel(rows, (r / 2) * ${headTexels} + o.w / 2, rowsWidth)`};
         int lane = 2 * (r - 2 * (r / 2)) + (o.w - 2 * (o.w / 2));
-        setOutput(lane == 0 ? texel.x : lane == 1 ? texel.y : lane == 2 ? texel.z : texel.w);
+        setOutput(texelLane(texel, lane));
       }
     `;
   }
@@ -284,7 +288,7 @@ export class UnpackRowStatsProgram extends AttentionProgram {
         int r = (o.x * heads + o.y) * seqPad + o.z;
         vec4 texel = fetchTexel(stats, r / 4, statsWidth);
         int lane = r - 4 * (r / 4);
-        setOutput(lane == 0 ? texel.x : lane == 1 ? texel.y : lane == 2 ? texel.z : texel.w);
+        setOutput(texelLane(texel, lane));
       }
     `;
   }
@@ -612,7 +616,7 @@ const NON_FINITE_FIXUP_HELPER = `
       bool nonFiniteTile(int keyTile) {
         vec4 flags = texelFetch(nonFiniteTiles, texelXY(keyTile / 4, nonFiniteWidth), 0);
         int lane = keyTile - 4 * (keyTile / 4);
-        return (lane == 0 ? flags.x : lane == 1 ? flags.y : lane == 2 ? flags.z : flags.w) != 0.0;
+        return texelLane(flags, lane) != 0.0;
       }
       bool needsFixup(int firstSlot, int slots, int keyRowBase, int keyEnd) {
         for (int s = slotStart; s < slots; s++) {

@@ -15,9 +15,9 @@ import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
 import {AttentionPlan} from '../../src/plan/plan.js';
 import {
   AttentionProgram, AttentionVariant, BLOCK_TARGETS, channelGroups, KeyEndsProgram, MAX_SLOTS_PER_DRAW,
-  mergeValueBlocksProgram, NonFiniteKeyTilesProgram, PackRowsProgram, probabilityBlocksProgram, ProbabilitiesProgram, RowAccumulateProgram,
-  scoreBlocksProgram, ScoresProgram, TileStatsProgram, TILE, UniformValues, UnpackRowsProgram, UnpackRowStatsProgram,
-  valueBlocksProgram,
+  mergeValueBlocksProgram, NonFiniteKeyTilesProgram, PackRowsProgram, probabilityBlocksProgram, ProbabilitiesProgram,
+  RowAccumulateProgram, scoreBlocksProgram, ScoresProgram, TileStatsProgram, TILE, UniformValues, UnpackRowsProgram,
+  UnpackRowStatsProgram, valueBlocksProgram,
 } from './attention_gpu.js';
 import {runMultiTarget, supportsMultiTarget} from './multi_target_webgl.js';
 import {getScheduleTable, ScheduleTable} from './schedule_webgl.js';
