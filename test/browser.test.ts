@@ -11,7 +11,7 @@
 import {expect} from 'chai';
 import type {AttentionCase} from './cases.js';
 import {AttentionPage, openAttentionPage, runSharedCasesInBrowser} from './browser/attention_page.js';
-import {browserMissingReason} from './browser/chromium.js';
+import {skipWithoutChromium} from './browser/chromium.js';
 import {assertCaseResult, Tolerances} from './shared_runner.js';
 
 // Gradients 2e-4 (as webgpu): the single-key rows' cancellation measured up to 1.1e-4 once in a full run.
@@ -62,7 +62,7 @@ describe('webgl in Chromium on a WebGL1 context', function() {
   this.timeout(600_000);
   let page: AttentionPage | null = null;
   before(async function() {
-    if (browserMissingReason() != null) this.skip();
+    skipWithoutChromium(this);
     page = await openAttentionPage('webgl', {webglVersion: 1});
   });
   after(async () => {

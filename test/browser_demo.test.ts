@@ -20,7 +20,7 @@ import type {Page} from 'playwright-core';
 import type {DemoState} from '../examples/browser/main.js';
 import {buildDemo, DEMO_DIR} from '../scripts/demo-browser.js';
 import {REPO_ROOT} from './browser/bundle.js';
-import {BrowserSession, browserMissingReason, launchChromium} from './browser/chromium.js';
+import {BrowserSession, launchChromium, skipWithoutChromium} from './browser/chromium.js';
 import {startStaticServer, StaticServer} from './browser/server.js';
 
 const MAX_DIFF = 1e-3;
@@ -36,11 +36,7 @@ describe('browser demo (examples/browser) in headless Chromium', function() {
   const page = () => session!.page;
 
   before(async function() {
-    const missing = browserMissingReason();
-    if (missing != null) {
-      console.log(`    skipped: ${missing}`);
-      this.skip();
-    }
+    skipWithoutChromium(this);
     await buildDemo();
     server = await startStaticServer(DEMO_DIR);
     session = await launchChromium('swiftshader');

@@ -10,7 +10,7 @@
  * case. The long run is `npm run fuzz -- --backend webgl` (or webgpu-chromium, webgl-llvmpipe).
  */
 import {expect} from 'chai';
-import {browserMissingReason} from './browser/chromium.js';
+import {skipWithoutChromium} from './browser/chromium.js';
 import {FuzzPage, openFuzzPage} from './browser/fuzz_page.js';
 import {formatFailure, FUZZ_TOLERANCES, GPU_QUICK_FUZZ} from './fuzz.js';
 
@@ -28,11 +28,7 @@ for (const backend of ['webgl', 'webgpu']) {
     this.timeout(1_800_000);
     let page: FuzzPage | null = null;
     before(async function() {
-      const missing = browserMissingReason();
-      if (missing != null) {
-        console.log(`    skipped: ${missing}`);
-        this.skip();
-      }
+      skipWithoutChromium(this);
       page = await openFuzzPage(backend, {angle: 'swiftshader'});
       console.log(`    renderer: ${page.page.info.renderer}`);
     });

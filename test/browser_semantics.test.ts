@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as lib from '../src/index.js';
-import {AngleBackend, browserMissingReason} from './browser/chromium.js';
+import {AngleBackend, skipWithoutChromium} from './browser/chromium.js';
 import {openSemanticsPage, SemanticsPage} from './browser/semantics_page.js';
 import {FUZZ_TOLERANCES} from './fuzz.js';
 import {itOn, ReliabilityBackend} from './reliability_backends.js';
@@ -30,11 +30,7 @@ describe(`semantics on webgl in Chromium (${ANGLE})`, function() {
   this.timeout(600_000);
   let page: SemanticsPage | null = null;
   before(async function() {
-    const missing = browserMissingReason();
-    if (missing != null) {
-      console.log(`    skipped: ${missing}`);
-      this.skip();
-    }
+    skipWithoutChromium(this);
     page = await openSemanticsPage('webgl', {angle: ANGLE});
     console.log(`    renderer: ${page.page.info.renderer}`);
   });

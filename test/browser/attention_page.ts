@@ -9,7 +9,7 @@ import {CASES} from '../cases.js';
 import type {CaseResult} from '../check_case.js';
 import {caseSeed, assertCaseResult, Tolerances} from '../shared_runner.js';
 import {bundleForPage, libraryBundle, REPO_ROOT, testBundle} from './bundle.js';
-import {AngleBackend, BrowserSession, browserMissingReason, launchChromium} from './chromium.js';
+import {AngleBackend, BrowserSession, launchChromium, skipWithoutChromium} from './chromium.js';
 import type {PageInfo} from './page_entry.js';
 import {startStaticServer, StaticServer} from './server.js';
 
@@ -104,11 +104,7 @@ export function runSharedCasesInBrowser(
     this.timeout(600_000);
     let page: AttentionPage | null = null;
     before(async function() {
-      const missing = browserMissingReason();
-      if (missing != null) {
-        console.log(`    skipped: ${missing}`);
-        this.skip();
-      }
+      skipWithoutChromium(this);
       page = await openAttentionPage(backend, options);
       console.log(`    renderer: ${page.info.renderer} (MAX_TEXTURE_SIZE ${page.info.maxTextureSize ?? '-'})`);
     });

@@ -35,6 +35,14 @@ export function browserMissingReason(): string | null {
   return reason;
 }
 
+/** In a mocha hook: skips the suite, saying why, when Chromium is missing (in CI, browserMissingReason throws). */
+export function skipWithoutChromium(hook: {skip(): void}): void {
+  const missing = browserMissingReason();
+  if (missing == null) return;
+  console.log(`    skipped: ${missing}`);
+  hook.skip();
+}
+
 export function chromiumArgs(angle: AngleBackend): string[] {
   const args = [
     '--no-sandbox',
