@@ -29,8 +29,10 @@ export const GRAD_KERNEL: Record<AttentionKind, string> = {
 };
 export const ALL_KERNELS = [...Object.values(FORWARD_KERNEL), ...Object.values(GRAD_KERNEL)];
 
-export type AttentionInputNames = 'q' | 'k' | 'v' | 'keyLengths';
-export type AttentionGradInputNames = AttentionInputNames | 'output' | 'lse' | 'dOutput' | 'dLse';
+export const ATTENTION_INPUT_NAMES = ['q', 'k', 'v', 'keyLengths'] as const;
+export const ATTENTION_GRAD_INPUT_NAMES = [...ATTENTION_INPUT_NAMES, 'output', 'lse', 'dOutput', 'dLse'] as const;
+export type AttentionInputNames = typeof ATTENTION_INPUT_NAMES[number];
+export type AttentionGradInputNames = typeof ATTENTION_GRAD_INPUT_NAMES[number];
 
 export interface AttentionAttrs {
   plan: AttentionPlan;
