@@ -32,7 +32,7 @@ export const webgpuAttentionBackward: KernelFunc = ({inputs, attrs, backend}) =>
   if (keyLengths.dtype !== 'int32') {
     throw new Error(`attention backward (webgpu): keyLengths must be int32, got ${keyLengths.dtype}`);
   }
-  return attentionBackward(backend as WebGPUBackend, plan, {q, k, v, output, lse, dOutput, dLse, keyLengths});
+  return attentionBackward(backend as WebGPUBackend, plan, {...inputs, q, k, v, output, lse, dOutput, dLse, keyLengths} as Record<AttentionGradInputNames, TensorInfo>);
 };
 
 /** Test hook: force the tilings (null: chosen from the device limits). */

@@ -7,7 +7,7 @@
  * list are entirely masked and must never be loaded. The transposed lists (per key tile, runs of query tiles) drive
  * the dK/dV backward pass.
  */
-import {AttentionPlan, scheduleHeads, windowKeyRange} from './plan.js';
+import {AttentionPlan, scheduleHeads, windowKeyRange, windowKeyRangeInAllBatches} from './plan.js';
 
 export interface BlockSchedule {
   readonly blockQ: number;
@@ -132,8 +132,10 @@ function buildSchedule(plan: AttentionPlan, blockQ: number, blockK: number): Blo
           unionHi = Math.max(unionHi, hi);
         }
       }
-      const [, firstHi] = windowKeyRange(plan, q0);
-      const [lastLo] = windowKeyRange(plan, q1 - 1);
+      // With per-batch query offsets a tile is visited if some batch's window reaches it, and full only if every
+      // batch's window covers it.
+      const [, firstHi] = windowKeyRangeInAllBatches(plan, q0);
+      const [lastLo] = windowKeyRangeInAllBatches(plan, q1 - 1);
       let rowTiles = 0;
       if (unionLo <= unionHi) {
         for (let kt = Math.floor(unionLo / blockK); kt <= Math.floor(unionHi / blockK); kt++) {
