@@ -157,6 +157,22 @@ export function windowKeyRangeInAllBatches(plan: AttentionPlan, i: number): [num
   return [windowKeyRangeAt(plan, i + plan.offsetMax)[0], windowKeyRangeAt(plan, i + plan.offsetMin)[1]];
 }
 
+/** Options a plan may use beyond causal/window/layout/keyLengths; a backend declares which of them it executes. */
+export type PlanFeature = 'queryOffsets' | 'mask' | 'bias' | 'alibi' | 'segments' | 'dropout';
+export const PLAN_FEATURES: readonly PlanFeature[] = ['queryOffsets', 'mask', 'bias', 'alibi', 'segments', 'dropout'];
+
+/** The options this plan uses (a static queryOffsets other than the default counts as 'queryOffsets'). */
+export function planFeatures(plan: AttentionPlan): PlanFeature[] {
+  const used: PlanFeature[] = [];
+  if (plan.hasQueryOffsets || plan.diagonalOffset !== plan.seqK - plan.seqQ) used.push('queryOffsets');
+  if (plan.mask != null) used.push('mask');
+  if (plan.bias != null) used.push('bias');
+  if (plan.alibi != null) used.push('alibi');
+  if (plan.hasSegments) used.push('segments');
+  if (plan.dropout != null) used.push('dropout');
+  return used;
+}
+
 /** Whether the plan has a per-element condition beyond window/layout/keyLengths (mask or segments). */
 export function hasElementMask(plan: AttentionPlan): boolean {
   return plan.mask != null || plan.hasSegments;
