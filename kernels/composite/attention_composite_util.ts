@@ -16,6 +16,10 @@ import type {KernelBackend, TensorInfo} from '@tensorflow/tfjs-core';
 import {layoutBlockOn} from '../../src/patterns/block_layout.js';
 import {AttentionPlan, layoutHead, windowKeyRange} from '../../src/plan/plan.js';
 import {BlockSchedule, forEachTileInCol, forEachTileInRow, getSchedule} from '../../src/plan/schedule.js';
+import type {SupportedFeatures} from '../attention_kernel_func.js';
+
+/** The options (PlanFeature) the composite kernels execute, forward and backward. */
+export const SUPPORTED: SupportedFeatures = [];
 
 /** Keys per key tile (fewer when seqK is shorter, so that a short sequence is one full tile). */
 export const COMPOSITE_BLOCK_K = 256;

@@ -11,9 +11,12 @@
  * Float64Array), so its call sites stay monomorphic, which V8 rewards.
  */
 import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
-import type {NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
-import {type AttentionInputNames, planOf} from '../../src/kernel_names.js';
+import type {TensorInfo} from '@tensorflow/tfjs-core';
 import {AttentionPlan, layoutHead, windowKeyRange} from '../../src/plan/plan.js';
+import type {AttentionInputs, SupportedFeatures} from '../attention_kernel_func.js';
+
+/** The options (PlanFeature) the cpu kernels execute, forward and backward. */
+export const SUPPORTED: SupportedFeatures = [];
 
 /** Query rows × keys per tile. */
 export interface CpuTiles {
@@ -65,16 +68,14 @@ export function checkInputShapes(plan: AttentionPlan, inputs: Partial<Record<str
 }
 
 /**
- * What both executors start from: the plan, every input checked against it, and the values of q, k, v and of
+ * What both executors start from: every input checked against the plan, and the values of q, k, v and of
  * keyLengths (per batch, see readKeyLengths). The grad kernel's further inputs are checked here too.
  */
-export function readAttentionInputs(
-    backend: MathBackendCPU, inputs: Record<AttentionInputNames, TensorInfo>, attrs: NamedAttrMap | undefined):
-    {plan: AttentionPlan, q: Float32Array, k: Float32Array, v: Float32Array, keyLens: Int32Array} {
-  const plan = planOf(attrs);
+export function readAttentionInputs(backend: MathBackendCPU, plan: AttentionPlan, inputs: AttentionInputs):
+    {q: Float32Array, k: Float32Array, v: Float32Array, keyLens: Int32Array} {
   checkInputShapes(plan, inputs);
   return {
-    plan, q: float32Values(backend, inputs.q), k: float32Values(backend, inputs.k), v: float32Values(backend, inputs.v),
+    q: float32Values(backend, inputs.q), k: float32Values(backend, inputs.k), v: float32Values(backend, inputs.v),
     keyLens: readKeyLengths(plan, backend, inputs.keyLengths),
   };
 }

@@ -17,21 +17,18 @@
  * masked key's dS = 0), with one scan of each query tile; an empty row's q is zeroed.
  */
 import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
-import type {NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
-import type {AttentionGradInputNames} from '../../src/kernel_names.js';
+import type {TensorInfo} from '@tensorflow/tfjs-core';
+import type {AttentionPlan} from '../../src/plan/plan.js';
+import type {AttentionGradInputs} from '../attention_kernel_func.js';
 import {
   finalScores, float32Values, gatherHead, gatherHeadTransposed, gatherQueryTile, gemmABt, readAttentionInputs,
   transposeTile,
 } from './attention_cpu_util.js';
 import {KeyTileWalk} from './schedule_walk_cpu.js';
 
-export function attentionGradCpu(args: {
-  inputs: Record<AttentionGradInputNames, TensorInfo>,
-  backend: MathBackendCPU,
-  attrs?: NamedAttrMap,
-}): TensorInfo[] {
-  const {inputs, backend} = args;
-  const {plan, q: qv, k: kv, v: vv, keyLens} = readAttentionInputs(backend, inputs, args.attrs);
+export function runAttentionBackward(backend: MathBackendCPU, plan: AttentionPlan, inputs: AttentionGradInputs):
+    TensorInfo[] {
+  const {q: qv, k: kv, v: vv, keyLens} = readAttentionInputs(backend, plan, inputs);
   const {batch: B, seqQ: Sq, seqK: Sk, heads: H, kvHeads: Hk, headDim: D, groupSize: G, scale, softcap} = plan;
   const ov = float32Values(backend, inputs.output), lsev = float32Values(backend, inputs.lse);
   const dov = float32Values(backend, inputs.dOutput), dlsev = float32Values(backend, inputs.dLse);

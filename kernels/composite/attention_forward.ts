@@ -5,28 +5,26 @@
  * SparseAttention alike: they differ only in their plan.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type {KernelBackend, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
-import {planOf} from '../../src/kernel_names.js';
+import type {KernelBackend, TensorInfo} from '@tensorflow/tfjs-core';
 import {AttentionPlan} from '../../src/plan/plan.js';
+import type {AttentionInputs} from '../attention_kernel_func.js';
 import {
   assembleTiles, compositeTiling, CompositeTiling, consume, fromGroupedRows, groupedRowTiles, HIT_BASE, KeyLengthsMask,
   keyLengthsMask, keyTilesOfQueryTile, rowStatFromGroupedRows, splitNonFinite, SplitValues, tileBounds, tileScores,
   visibleHits, wrapInput, zeroPaddingKeys,
 } from './attention_composite_util.js';
 
-/** kernelFunc of the three composite forward kernels: inputs {q, k, v, keyLengths}, outputs [output, lse]. */
-export const compositeAttentionForward: KernelFunc = ({inputs, attrs, backend}) => {
-  const plan = planOf(attrs);
-  const names = ['q', 'k', 'v', 'keyLengths'] as const;
+/** The composite forward executor: [output [batch, seqQ, heads, D], lse [batch, heads, seqQ]] for `plan`. */
+export function runAttentionForward(backend: KernelBackend, plan: AttentionPlan, inputs: AttentionInputs):
+    TensorInfo[] {
+  // Wrappers are disposed by this tidy; outputs are returned as Tensors, which the engine uses as they are.
   return tf.tidy(() => {
-    // Wrappers are disposed by this tidy; outputs are returned as Tensors, which the engine uses as they are.
-    const [q, k, v, keyLengths] = names.map((n) => wrapInput(inputs[n] as TensorInfo, backend as KernelBackend));
+    const [q, k, v, keyLengths] = [inputs.q, inputs.k, inputs.v, inputs.keyLengths].map((t) => wrapInput(t, backend));
     return attentionForward(plan, q, k, v, keyLengths);
   });
-};
+}
 
-/** [output [batch, seqQ, heads, D], lse [batch, heads, seqQ]] for `plan`. */
-export function attentionForward(
+function attentionForward(
     plan: AttentionPlan, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, keyLengths: tf.Tensor): [tf.Tensor4D, tf.Tensor3D] {
   const tiling = compositeTiling(plan);
   const queryTiles = tf.tidy(() => groupedRowTiles(tf.mul(q, plan.scale), plan.kvHeads, tiling.blockQ));

@@ -7,20 +7,17 @@
  * only), the online-softmax update and acc += P·V. No seqQ × seqK buffer is ever allocated.
  */
 import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
-import type {NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
-import type {AttentionInputNames} from '../../src/kernel_names.js';
+import type {TensorInfo} from '@tensorflow/tfjs-core';
+import type {AttentionPlan} from '../../src/plan/plan.js';
+import type {AttentionInputs} from '../attention_kernel_func.js';
 import {
   finalScores, gatherHead, gatherHeadTransposed, gatherQueryTile, gemmABt, readAttentionInputs,
 } from './attention_cpu_util.js';
 import {KeyTileWalk} from './schedule_walk_cpu.js';
 
-export function attentionCpu(args: {
-  inputs: Record<AttentionInputNames, TensorInfo>,
-  backend: MathBackendCPU,
-  attrs?: NamedAttrMap,
-}): TensorInfo[] {
-  const {backend} = args;
-  const {plan, q: qv, k: kv, v: vv, keyLens} = readAttentionInputs(backend, args.inputs, args.attrs);
+export function runAttentionForward(backend: MathBackendCPU, plan: AttentionPlan, inputs: AttentionInputs):
+    TensorInfo[] {
+  const {q: qv, k: kv, v: vv, keyLens} = readAttentionInputs(backend, plan, inputs);
   const {batch: B, seqQ: Sq, seqK: Sk, heads: H, kvHeads: Hk, headDim: D, groupSize: G, scale, softcap} = plan;
   const walk = new KeyTileWalk(plan);
   const {blockQ, blockK} = walk;

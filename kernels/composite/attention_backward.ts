@@ -18,27 +18,26 @@
  * summed over the group.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type {KernelBackend, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
-import {planOf} from '../../src/kernel_names.js';
+import type {KernelBackend, TensorInfo} from '@tensorflow/tfjs-core';
 import {AttentionPlan} from '../../src/plan/plan.js';
+import type {AttentionGradInputs} from '../attention_kernel_func.js';
 import {
   assembleTiles, compositeTiling, consume, fromGroupedRows, groupedRowTiles, keyLengthsMask, queryTilesOfKeyTile,
   outerAnd, rowStatTiles, splitNonFinite, tileBounds, tileScores, visibleHits, visibleRowHits, wrapInput,
   zeroPaddingKeys,
 } from './attention_composite_util.js';
 
-/** kernelFunc of the three composite grad kernels: inputs {q, k, v, output, lse, dOutput, dLse, keyLengths}. */
-export const compositeAttentionBackward: KernelFunc = ({inputs, attrs, backend}) => {
-  const plan = planOf(attrs);
+/** The composite backward executor: [dq [batch, seqQ, heads, D], dk, dv [batch, seqK, kvHeads, D]] for `plan`. */
+export function runAttentionBackward(backend: KernelBackend, plan: AttentionPlan, inputs: AttentionGradInputs):
+    TensorInfo[] {
   const names = ['q', 'k', 'v', 'output', 'lse', 'dOutput', 'dLse', 'keyLengths'] as const;
   return tf.tidy(() => {
-    const [q, k, v, output, lse, dOutput, dLse, keyLengths] =
-        names.map((n) => wrapInput(inputs[n] as TensorInfo, backend as KernelBackend));
+    const [q, k, v, output, lse, dOutput, dLse, keyLengths] = names.map((n) => wrapInput(inputs[n], backend));
     return attentionBackward(plan, {q, k, v, output, lse, dOutput, dLse, keyLengths});
   });
-};
+}
 
-export interface AttentionBackwardInputs {
+interface BackwardInputs {
   q: tf.Tensor;
   k: tf.Tensor;
   v: tf.Tensor;
@@ -67,9 +66,7 @@ type QueryTileInputs = {
   delta: tf.Tensor4D;
 };
 
-/** [dq [batch, seqQ, heads, D], dk, dv [batch, seqK, kvHeads, D]] for `plan`. */
-export function attentionBackward(plan: AttentionPlan, x: AttentionBackwardInputs): [tf.Tensor4D, tf.Tensor4D,
-                                                                                     tf.Tensor4D] {
+function attentionBackward(plan: AttentionPlan, x: BackwardInputs): [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D] {
   const tiling = compositeTiling(plan);
   const {kvHeads} = plan, {blockQ} = tiling;
   // In a tidy of its own: only the per-tile inputs outlive it (not O, dLse or the raw lse tiles).
