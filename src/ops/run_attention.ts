@@ -2,10 +2,10 @@
  * The path every op takes: checked options → AttentionPlan → engine.runKernel → [output, lse].
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {ensureAttentionKernels} from '../../kernels/composite/register_composite_kernels.js';
 import {attentionAttrs, AttentionInputNames, FORWARD_KERNEL} from '../kernel_names.js';
 import {BlockLayout} from '../patterns/block_layout.js';
 import {AttentionKind, AttentionShapes, makePlan} from '../plan/plan.js';
+import {ensureAttentionKernels} from './kernel_fallback.js';
 import {checkBoolean, checkKeyLengths, checkScale, checkSoftcap} from './validate.js';
 import {checkAlibiSlopes, checkDropout, checkPairOperand, checkQueryOffsets, checkSegmentIds} from './validate_masks.js';
 
