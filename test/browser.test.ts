@@ -18,7 +18,10 @@ import {assertCaseResult, Tolerances} from './shared_runner.js';
 const TOLERANCE: Tolerances = {forward: 2e-5, gradients: 2e-4};
 const EXTRA = new Set(['flash D256 S77', 'flash causal keyLengths tensor', 'sliding GQA keyLengths softcap',
                        'sparse bigBird per-head causal S300', 'sparse GQA keyLengths softcap causal']);
-const selected = (c: AttentionCase) => c.tags?.includes('quick') === true || EXTRA.has(c.name);
+/** Cases of the options of issues 16–18 (queryOffsets, mask, bias, ALiBi, segments, dropout): all run here. */
+const usesOptions = (c: AttentionCase) =>
+  (['queryOffsets', 'mask', 'bias', 'alibi', 'segments', 'dropout'] as const).some((o) => c[o] != null);
+const selected = (c: AttentionCase) => c.tags?.includes('quick') === true || EXTRA.has(c.name) || usesOptions(c);
 
 /** Keys past 65,535 in one row: a kernel with one loop over the keys would stop early on llvmpipe. */
 const LONG_KEYS: AttentionCase = {name: 'flash seqQ 4, seqK 70000 (65,535-iteration trap)', op: 'flash', batch: 1,
@@ -54,7 +57,10 @@ runSharedCasesInBrowser('webgl', TOLERANCE, (c) => LLVMPIPE.has(c.name), {angle:
 });
 
 // Contexts without eight float render targets draw one output per program: keep that path covered.
-const SINGLE_TARGET = new Set([...LLVMPIPE, 'flash softcap 5, scale 1', 'sparse GQA keyLengths softcap causal']);
+const SINGLE_TARGET = new Set([...LLVMPIPE, 'flash softcap 5, scale 1', 'sparse GQA keyLengths softcap causal',
+                               'bias [B, Sq, Sk] + mask [B, H, Sq, Sk] seqQ7 seqK130', 'segments 3 docs + causal + GQA',
+                               'queryOffsets tensor, sliding decode seqQ1', 'ALiBi [heads] dense S130',
+                               'dropout 0.1 causal + mask + bias, seed > 2^32', 'dropout 0.5 sparse local']);
 runSharedCasesInBrowser('webgl', TOLERANCE, (c) => SINGLE_TARGET.has(c.name),
                         {angle: 'swiftshader', flags: {ATTENTION_WEBGL_MULTI_TARGET: false}}, () => undefined);
 
