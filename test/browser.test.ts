@@ -13,6 +13,7 @@ import type {AttentionCase} from './cases.js';
 import {AttentionPage, openAttentionPage, runSharedCasesInBrowser} from './browser/attention_page.js';
 import {skipWithoutChromium} from './browser/chromium.js';
 import {assertCaseResult, Tolerances} from './shared_runner.js';
+import {dropoutKeepRow, makeDropoutPlan} from '../src/plan/philox.js';
 
 // Gradients 2e-4 (as webgpu): the single-key rows' cancellation measured up to 1.1e-4 once in a full run.
 const TOLERANCE: Tolerances = {forward: 2e-5, gradients: 2e-4};
@@ -33,7 +34,30 @@ const LONG_FORWARD: AttentionCase[] = [
    headDim: 32, windowSize: 256},
 ];
 
+/** The dropout keep masks the kernels applied equal src/plan/philox.ts's, bit for bit (rate 0.7: thresholds >= 2^31). */
+function dropoutBitIdentical(page: () => AttentionPage): void {
+  it('dropout keep mask is bit-identical to src/plan/philox.ts', async () => {
+    for (const probe of [{batch: 2, heads: 3, seqQ: 9, seqK: 64, rate: 0.3, seed: 2 ** 40 + 12345},
+                         {batch: 1, heads: 2, seqQ: 33, seqK: 37, rate: 0.7, seed: 4294967295}]) {
+      const kept = await page().dropoutKeptMask(probe);
+      const d = makeDropoutPlan(probe.rate, probe.seed);
+      const expected: number[] = [];
+      for (let b = 0; b < probe.batch; b++) {
+        for (let h = 0; h < probe.heads; h++) {
+          for (let i = 0; i < probe.seqQ; i++) expected.push(...dropoutKeepRow(d, b, h, i, 0, probe.seqK));
+        }
+      }
+      const wrong = kept.reduce((n, x, e) => n + (x !== expected[e] ? 1 : 0), 0);
+      expect(wrong, `${JSON.stringify(probe)}: ${wrong} of ${expected.length} keep decisions differ`).to.equal(0);
+    }
+  });
+}
+
 runSharedCasesInBrowser('webgl', TOLERANCE, selected, {angle: 'swiftshader'}, (page) => {
+  dropoutBitIdentical(page);
+  it('clamps queryOffsets tensor values to [-seqQ, seqK] on the device', async () => {
+    expect(await page().queryOffsetsClampDifference()).to.equal(0);
+  });
   for (const c of LONG_FORWARD) {
     it(c.name, async () => assertCaseResult(await page().runForwardCase(c, 7), TOLERANCE));
   }
@@ -62,7 +86,7 @@ const SINGLE_TARGET = new Set([...LLVMPIPE, 'flash softcap 5, scale 1', 'sparse 
                                'queryOffsets tensor, sliding decode seqQ1', 'ALiBi [heads] dense S130',
                                'dropout 0.1 causal + mask + bias, seed > 2^32', 'dropout 0.5 sparse local']);
 runSharedCasesInBrowser('webgl', TOLERANCE, (c) => SINGLE_TARGET.has(c.name),
-                        {angle: 'swiftshader', flags: {ATTENTION_WEBGL_MULTI_TARGET: false}}, () => undefined);
+                        {angle: 'swiftshader', flags: {ATTENTION_WEBGL_MULTI_TARGET: false}}, dropoutBitIdentical);
 
 describe('webgl in Chromium on a WebGL1 context', function() {
   this.timeout(600_000);
