@@ -2,10 +2,11 @@ import type {KernelConfig} from '@tensorflow/tfjs-core';
 import {FlashAttention} from '../../src/kernel_names.js';
 import {forwardKernelFunc} from '../attention_kernel_func.js';
 import {runAttentionForward} from './attention_forward.js';
+import {WEBGL_FEATURES} from './supported_features.js';
 import {webGL2OrComposite} from './webgl2_only.js';
 
 export const flashAttentionConfig: KernelConfig = {
   kernelName: FlashAttention,
   backendName: 'webgl',
-  kernelFunc: webGL2OrComposite(FlashAttention, forwardKernelFunc(runAttentionForward)),
+  kernelFunc: webGL2OrComposite(FlashAttention, forwardKernelFunc(runAttentionForward, WEBGL_FEATURES)),
 };

@@ -2,10 +2,11 @@ import type {KernelConfig} from '@tensorflow/tfjs-core';
 import {SlidingWindowAttention} from '../../src/kernel_names.js';
 import {forwardKernelFunc} from '../attention_kernel_func.js';
 import {runAttentionForward} from './attention_forward.js';
+import {WEBGL_FEATURES} from './supported_features.js';
 import {webGL2OrComposite} from './webgl2_only.js';
 
 export const slidingWindowAttentionConfig: KernelConfig = {
   kernelName: SlidingWindowAttention,
   backendName: 'webgl',
-  kernelFunc: webGL2OrComposite(SlidingWindowAttention, forwardKernelFunc(runAttentionForward)),
+  kernelFunc: webGL2OrComposite(SlidingWindowAttention, forwardKernelFunc(runAttentionForward, WEBGL_FEATURES)),
 };

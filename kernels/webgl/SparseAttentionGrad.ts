@@ -2,10 +2,11 @@ import type {KernelConfig} from '@tensorflow/tfjs-core';
 import {SparseAttentionGrad} from '../../src/kernel_names.js';
 import {backwardKernelFunc} from '../attention_kernel_func.js';
 import {runAttentionBackward} from './attention_backward.js';
+import {WEBGL_FEATURES} from './supported_features.js';
 import {webGL2OrComposite} from './webgl2_only.js';
 
 export const sparseAttentionGradConfig: KernelConfig = {
   kernelName: SparseAttentionGrad,
   backendName: 'webgl',
-  kernelFunc: webGL2OrComposite(SparseAttentionGrad, backwardKernelFunc(runAttentionBackward)),
+  kernelFunc: webGL2OrComposite(SparseAttentionGrad, backwardKernelFunc(runAttentionBackward, WEBGL_FEATURES)),
 };

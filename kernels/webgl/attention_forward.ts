@@ -17,12 +17,12 @@ import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
 import type {AttentionInputs} from '../attention_kernel_func.js';
 import {AttentionPlan} from '../../src/plan/plan.js';
 import {
-  AttentionGeometry, attentionGeometry, Chunk, disposeAll, packRows, runProgram, unpackRows,
+  AttentionGeometry, attentionGeometry, Chunk, disposeAll, packOptions, packRows, runProgram, unpackRows,
 } from './attention_geometry.js';
 import {BLOCK_TARGETS, channelGroups, TILE, UniformValues} from './attention_program.js';
 import {KeyEndsProgram, NonFiniteKeyTilesProgram} from './key_tables_gpu.js';
 import {runMultiTarget, supportsMultiTarget} from './multi_target.js';
-import {ProbabilitiesProgram, ProbabilityBlocksProgram} from './probabilities_gpu.js';
+import {DropoutTileProgram, ProbabilitiesProgram, ProbabilityBlocksProgram} from './probabilities_gpu.js';
 import {UnpackRowsProgram, UnpackRowStatsProgram} from './row_packing_gpu.js';
 import {TileStatsProgram} from './row_statistics_gpu.js';
 import {ScoreBlocksProgram, ScoresProgram} from './scores_gpu.js';
@@ -99,16 +99,23 @@ function forwardWithTiles(backend: MathBackendWebGL, g: AttentionGeometry, input
   const {plan, table} = g;
   const keyLengths = inputs.keyLengths;
   const [qRows, kRows, vRows] = packQueryKeyValue(backend, g, inputs);
+  const options = packOptions(backend, g, inputs);
   let stats: TensorInfo|null = null, out: TensorInfo|null = null;
   forEachChunk(g, (chunk, c, index, rescale) => {
     // The scores t, once per visible (query, key).
     const scores = runProgram(backend, new ScoresProgram(chunk.tiles.shape, g.variant, c, 'scores'),
-                              [qRows, kRows, table.tensor, keyLengths], chunk.tiles);
+                              [qRows, kRows, table.tensor, keyLengths, ...options], chunk.tiles);
     const newStats = chunkRowStats(backend, g, c, index, [scores], stats, keyLengths, false);
-    const probs = runProgram(backend,
-                             new ProbabilitiesProgram(chunk.tiles.shape, {...c, tileTexels: chunk.tiles.texels}),
-                             [scores, newStats], chunk.tiles);
+    let probs = runProgram(backend,
+                           new ProbabilitiesProgram(chunk.tiles.shape, {...c, tileTexels: chunk.tiles.texels}),
+                           [scores, newStats], chunk.tiles);
     disposeAll(backend, [scores]);
+    if (g.variant.options?.dropout) {
+      const dropped = runProgram(backend, new DropoutTileProgram(chunk.tiles.shape, g.variant, c),
+                                 [probs, table.tensor, keyLengths], chunk.tiles);
+      disposeAll(backend, [probs]);
+      probs = dropped;
+    }
     const previousStats = stats ?? newStats;  // no stats yet means no output yet either: the sum starts at 0
     const accumulate = new RowAccumulateProgram(
         g.queryRows.shape, g.variant, out != null,
@@ -124,7 +131,7 @@ function forwardWithTiles(backend: MathBackendWebGL, g: AttentionGeometry, input
 
   const output = unpackRows(backend, g, out!, plan.seqQ, g.seqQPad, plan.heads, g.queryRows);
   const lse = unpackLse(backend, g, stats!);
-  disposeAll(backend, [qRows, kRows, vRows, stats, out]);
+  disposeAll(backend, [qRows, kRows, vRows, stats, out, ...options]);
   return [output, lse];
 }
 
@@ -136,6 +143,7 @@ function forwardWithBlocks(backend: MathBackendWebGL, g: AttentionGeometry, inpu
   const {plan, table} = g;
   const keyLengths = inputs.keyLengths;
   const [qRows, kRows, vRows] = packQueryKeyValue(backend, g, inputs);
+  const options = packOptions(backend, g, inputs);
   // keyLengths as a texel array (the block programs have no tfjs getters); none without keyLengths.
   const keyEndsLayout = texelLayout(Math.ceil(plan.batch / 4), 1, g.maxTextureSize, 'the key limits');
   const keyEnds = !plan.hasKeyLengths ? null :
@@ -159,9 +167,9 @@ function forwardWithBlocks(backend: MathBackendWebGL, g: AttentionGeometry, inpu
     const blockUniforms = {...c, outWidth: chunk.blocks.width, outLines: chunk.blocks.lines};
     const scores = runMultiTarget(backend, new ScoreBlocksProgram(g.variant, {...blockUniforms,
                                                                               keyEndsWidth: keyEndsLayout.width}),
-                                  [qRows, kRows, table.tensor, ...keyEndsInput], chunk.blocks);
+                                  [qRows, kRows, table.tensor, ...keyEndsInput, ...options], chunk.blocks);
     const newStats = chunkRowStats(backend, g, c, index, scores, stats, keyLengths, true);
-    const probs = runMultiTarget(backend, new ProbabilityBlocksProgram(blockUniforms),
+    const probs = runMultiTarget(backend, new ProbabilityBlocksProgram(blockUniforms, g.variant),
                                  [...scores, newStats, table.tensor], chunk.blocks);
     disposeAll(backend, scores);
     const previousStats = stats ?? newStats;  // no stats yet means no output yet either: the sum starts at 0
@@ -194,6 +202,6 @@ function forwardWithBlocks(backend: MathBackendWebGL, g: AttentionGeometry, inpu
                                                            true),
                             out, null);
   const lse = unpackLse(backend, g, stats!);
-  disposeAll(backend, [qRows, kRows, vRows, stats, ...out, keyEnds, nonFiniteTiles]);
+  disposeAll(backend, [qRows, kRows, vRows, stats, ...out, keyEnds, nonFiniteTiles, ...options]);
   return [output, lse];
 }

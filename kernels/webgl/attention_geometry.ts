@@ -12,6 +12,8 @@ import type {TensorInfo} from '@tensorflow/tfjs-core';
 import * as tf from '@tensorflow/tfjs-core';
 import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
 import {AttentionPlan} from '../../src/plan/plan.js';
+import type {AttentionInputs} from '../attention_kernel_func.js';
+import {optionUniformValues, optionVariant, packOptionInputs} from './attention_options.js';
 import {AttentionProgram, AttentionVariant, MAX_SLOTS_PER_DRAW, TILE, UniformValues} from './attention_program.js';
 import {PackRowsProgram, UnpackRowsProgram} from './row_packing_gpu.js';
 import {getScheduleTable, ScheduleTable} from './schedule_table.js';
@@ -126,6 +128,11 @@ export function attentionGeometry(backend: MathBackendWebGL, plan: AttentionPlan
   const variant: AttentionVariant = {
     headTexels, hasLayout: layout != null, hasKeyLengths: plan.hasKeyLengths, hasSoftcap: plan.softcap > 0,
   };
+  const options = optionVariant(plan);
+  if (options != null) {
+    variant.options = options;
+    Object.assign(uniforms, optionUniformValues(plan, null));
+  }
   return {plan, maxTextureSize, headTexels, seqQPad, seqKPad, table, variant, queryRows, keyRows, rowStats, rowRanges,
           uniforms};
 }
@@ -138,6 +145,16 @@ function slotCount(table: ScheduleTable, plan: AttentionPlan, rowTile: number): 
   let n = 0;
   for (let r = s.rowRunStart[row]; r < s.rowRunStart[row + 1]; r++) n += s.rowRuns[3 * r + 1];
   return n;
+}
+
+/**
+ * The plan's option inputs (mask, bias, offsets, slopes, segment ids) as texel arrays, in the order the programs'
+ * scoreOptionInputs name them; sets their widths in g.uniforms. The caller disposes them. None without options.
+ */
+export function packOptions(backend: MathBackendWebGL, g: AttentionGeometry, inputs: AttentionInputs): TensorInfo[] {
+  const packed = packOptionInputs(backend, g.plan, g.variant.options, inputs, g.maxTextureSize);
+  if (packed != null) Object.assign(g.uniforms, optionUniformValues(g.plan, packed));
+  return packed?.inputs ?? [];
 }
 
 /** Runs one attention program; checks that a texel-array output got the texture shape the kernels address. */

@@ -21,6 +21,7 @@
  * the longest remaining loop runs at most MAX_SLOTS_PER_DRAW * TILE / 2 times.
  */
 import type {GPGPUProgram} from '@tensorflow/tfjs-backend-webgl';
+import type {OptionVariant} from './attention_options.js';
 import type {MultiTargetProgram, Uniform} from './multi_target.js';
 
 /** Query rows per tile and keys per tile (the schedule's block size on webgl). */
@@ -30,7 +31,7 @@ export const MAX_SLOTS_PER_DRAW = 1024;
 
 export type UniformValues = Record<string, number>;
 
-const FLOAT_UNIFORMS = new Set(['scale', 'softcap']);
+const FLOAT_UNIFORMS = new Set(['scale', 'softcap', 'keepScale']);
 
 /** What the plan-level GLSL helpers read (declared by every program that masks or walks the schedule). */
 export const PLAN_UNIFORMS = [
@@ -46,6 +47,8 @@ export interface AttentionVariant {
   hasLayout: boolean;
   hasKeyLengths: boolean;
   hasSoftcap: boolean;
+  /** The plan's mask / bias / ALiBi / segments / offsets / dropout options (attention_options.ts); absent: none. */
+  options?: OptionVariant;
 }
 
 /** Score block outputs: target 4·ρ + n holds row pair 2g + ρ × key pair 4·kg + n of fragment (g, slot, kg). */

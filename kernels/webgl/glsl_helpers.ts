@@ -5,6 +5,7 @@
  * (PROBABILITY_HELPER), the block layout (BLOCK_XY_HELPER, blockCoverVertices) and the fix-up test of the P·V pass
  * (NON_FINITE_FIXUP_HELPER). Not a program file: it holds GLSL sources only.
  */
+import {elementMaskTests, hasScoreOptions, scoreOptionHelpers} from './attention_options.js';
 import {AttentionVariant, TILE} from './attention_program.js';
 
 /** GLSL statements body(0) … body(count - 1): loops over channels and tile rows are unrolled (see above). */
@@ -78,9 +79,14 @@ export function keyLimitBody(v: AttentionVariant, keyEnds: boolean): string {
 /**
  * Plan helpers: tile bounds, the schedule table, element visibility, softcap. Needs PLAN_UNIFORMS. `keyEnds`: read
  * the key limits from a texel array made by KeyEndsProgram (multi-target programs have no tfjs getters).
+ * `withOptions`: the program reads the plan's score options (attention_options.ts: their samplers and uniforms);
+ * isVisible and visibleBlock then take (…, b, h) too (visibilityArgs) and test offsets, mask and segments.
  */
-export function planHelpers(v: AttentionVariant, keyEnds = false): string {
-  return `
+export function planHelpers(v: AttentionVariant, keyEnds = false, withOptions = false): string {
+  const o = withOptions && hasScoreOptions(v.options) ? v.options! : undefined;
+  const bh = o != null ? ', int b, int h' : '';
+  const args = o != null ? ', b, h' : '';
+  return `${o != null ? scoreOptionHelpers(o) : ''}
     // Keys at or past keyLimit(b) are padding: seqK, or keyLengths[b] when the op was given keyLengths.
     int keyLimit(int b) {
       ${keyLimitBody(v, keyEnds)}
@@ -90,8 +96,8 @@ export function planHelpers(v: AttentionVariant, keyEnds = false): string {
     }
     // Per-element visibility inside a partial tile: the query row exists, the window, the layout block, the key
     // exists and is not padding.
-    bool isVisible(int i, int j, int maskHead, int keyEnd) {
-      int diag = i + diagOffset;
+    bool isVisible(int i, int j, int maskHead, int keyEnd${bh}) {
+      int diag = ${o != null ? 'queryPosition(b, i)' : 'i + diagOffset'};
       bool visible = i < seqQ && j < keyEnd &&
           (windowLeft < 0 || j >= diag - windowLeft) && (windowRight < 0 || j <= diag + windowRight);
       ${v.hasLayout ? `
@@ -101,13 +107,13 @@ export function planHelpers(v: AttentionVariant, keyEnds = false): string {
         vec4 bits = tableTexel(layoutBase + word);
         int lane = block - 4 * word;
         visible = texelLane(bits, lane) != 0.0;
-      }` : ''}
+      }` : ''}${elementMaskTests(o)}
       return visible;
     }
     // Visibility of the 2×2 block (rows i, i+1) × (keys j, j+1) as (r0k0, r0k1, r1k0, r1k1).
-    bvec4 visibleBlock(int i, int j, int maskHead, int keyEnd) {
-      return bvec4(isVisible(i, j, maskHead, keyEnd), isVisible(i, j + 1, maskHead, keyEnd),
-                   isVisible(i + 1, j, maskHead, keyEnd), isVisible(i + 1, j + 1, maskHead, keyEnd));
+    bvec4 visibleBlock(int i, int j, int maskHead, int keyEnd${bh}) {
+      return bvec4(isVisible(i, j, maskHead, keyEnd${args}), isVisible(i, j + 1, maskHead, keyEnd${args}),
+                   isVisible(i + 1, j, maskHead, keyEnd${args}), isVisible(i + 1, j + 1, maskHead, keyEnd${args}));
     }
     // The final score t from the scaled score s: softcap · tanh(s / softcap). tanh through exp(-2|x|) stays finite
     // and keeps NaN a NaN; below |x| = 1/8, where 1 - exp(-2|x|) cancels, tanh's odd series to x^7 (as on webgpu).

@@ -12,6 +12,22 @@ import {
 import {
   blockCoverVertices, headOfRow, locateQueryRow, planHelpers, texelHelpers, tileTexelHelpers, unroll,
 } from './glsl_helpers.js';
+import {hasScoreBias, scoreOptionInputs, scoreOptionUniforms, visibilityArgs} from './attention_options.js';
+
+/**
+ * GLSL after a block's scores `name` (vec4 of (r0k0, r0k1, r1k0, r1k1) at rows i, keys j, in scope with b, h) are
+ * softcapped: + bias + ALiBi (nothing without them).
+ */
+function addScoreBias(v: AttentionVariant, name: string, i: string, j: string): string {
+  return hasScoreBias(v.options) ? `
+          ${name} += scoreBiasBlock(b, h, ${i}, ${j});` : '';
+}
+
+/** GLSL after `keep` is decided: a -Infinity score (a -Infinity bias) masks (nothing without a bias). */
+function maskNegativeInfinity(v: AttentionVariant, name: string, indent: string): string {
+  return hasScoreBias(v.options) ? `
+${indent}keep = both4(keep, not(isNegativeInfinity(${name})));` : '';
+}
 
 /**
  * Scores of a chunk of query tiles × their visible key tiles, written as a tile buffer. `output` 'scores': the final
@@ -28,15 +44,16 @@ export class ScoresProgram extends AttentionProgram {
     super(outShape);
     const probabilities = output === 'probabilities';
     this.variableNames = probabilities ? ['q', 'k', 'lse', 'table', 'keyLengths'] : ['q', 'k', 'table', 'keyLengths'];
+    this.variableNames.push(...scoreOptionInputs(v.options));
     this.declareUniforms(
         [...PLAN_UNIFORMS, 'outWidth', 'qWidth', 'kWidth', 'statsWidth', 'chunkTileStart', 'chunkTileEnd', 'slotStart',
-         'slotTexels'],
+         'slotTexels', ...scoreOptionUniforms(v.options)],
         values);
     const empty = probabilities ? 'vec4(maskedZero())' : 'vec4(MASKED)';
     this.userCode = `
       #define HEAD_TEXELS ${v.headTexels}
       ${texelHelpers()}
-      ${planHelpers(v)}
+      ${planHelpers(v, false, true)}
       ${tileTexelHelpers(v.headTexels)}
       void main() {
         int r, i, b, h, maskHead, keyRowBase, j, keyEnd;
@@ -46,7 +63,8 @@ export class ScoresProgram extends AttentionProgram {
         // (An if, not a one-trip loop: SwiftShader skips the block when no lane of the quad needs it, so causal's
         // empty slots cost little; the loop form measured ~10% slower.)
         if (used) {
-          vec4 scores = capScores(scale * blockDot(q, qWidth, r, k, kWidth, keyRowBase + j));
+          vec4 scores = capScores(scale * blockDot(q, qWidth, r, k, kWidth, keyRowBase + j));${
+            addScoreBias(v, 'scores', 'i', 'j')}
           ${probabilities ? `
           vec2 rowLse = rowPairStat(lse, r);
           bvec4 emptyRow = isNegativeInfinity(rowLse.xxyy);
@@ -55,9 +73,9 @@ export class ScoresProgram extends AttentionProgram {
           bool row0 = i < seqQ, row1 = i + 1 < seqQ;`}
           bvec4 keep = bvec4(row0, row0, row1, row1);
           if (partial) {
-            bvec4 visible = visibleBlock(i, j, maskHead, keyEnd);
+            bvec4 visible = visibleBlock(i, j, maskHead, keyEnd${visibilityArgs(v.options)});
             keep = bvec4(keep.x && visible.x, keep.y && visible.y, keep.z && visible.z, keep.w && visible.w);
-          }
+          }${maskNegativeInfinity(v, 'scores', '          ')}
           ${probabilities ? `
           vec4 safeLse = mix(vec4(0.0), rowLse.xxyy, keep);
           result = mix(vec4(maskedZero()), exp(min(scores - safeLse, 0.0)), keep);
@@ -84,17 +102,19 @@ export class ScoreBlocksProgram extends BlockProgram {
 
   constructor(v: AttentionVariant, values: UniformValues) {
     super();
-    this.variableNames = ['q', 'k', 'table', ...(v.hasKeyLengths ? ['keyEnds'] : [])];
+    this.variableNames = ['q', 'k', 'table', ...(v.hasKeyLengths ? ['keyEnds'] : []),
+                          ...scoreOptionInputs(v.options)];
     this.declareUniforms(
         [...PLAN_UNIFORMS, ...BLOCK_LAYOUT_UNIFORMS, 'outWidth', 'outLines', 'qWidth', 'kWidth', 'chunkTileStart',
-         'chunkTileEnd', 'slotStart', 'slotEnd', ...(v.hasKeyLengths ? ['keyEndsWidth'] : [])],
+         'chunkTileEnd', 'slotStart', 'slotEnd', ...(v.hasKeyLengths ? ['keyEndsWidth'] : []),
+         ...scoreOptionUniforms(v.options)],
         values);
     this.cover = blockCoverVertices(values.chunkTileEnd - values.chunkTileStart);
     const D = v.headTexels;
     const pairs = [0, 1, 2, 3, 4, 5, 6, 7];
     this.userCode = `
       ${texelHelpers(false)}
-      ${planHelpers(v, true)}
+      ${planHelpers(v, true, true)}
       void main() {
         // The fragment's place in the block layout (see BLOCK_LAYOUT_UNIFORMS).
         ivec2 xy = ivec2(gl_FragCoord.xy);
@@ -134,10 +154,13 @@ export class ScoreBlocksProgram extends BlockProgram {
             bool row0 = i + ${2 * rho} < seqQ, row1 = i + ${2 * rho + 1} < seqQ;
             bvec4 keep = bvec4(row0, row0, row1, row1);
             if (partial) {
-              bvec4 visible = visibleBlock(i + ${2 * rho}, j + ${2 * n}, maskHead, keyEnd);
+              bvec4 visible = visibleBlock(i + ${2 * rho}, j + ${2 * n}, maskHead, keyEnd${visibilityArgs(v.options)});
               keep = bvec4(keep.x && visible.x, keep.y && visible.y, keep.z && visible.z, keep.w && visible.w);
-            }
-            s${o} = mix(vec4(MASKED), capScores(scale * acc${o}), keep);
+            }${hasScoreBias(v.options) ? `
+            vec4 t${o} = capScores(scale * acc${o}) + scoreBiasBlock(b, h, i + ${2 * rho}, j + ${2 * n});${
+              maskNegativeInfinity(v, `t${o}`, '            ')}
+            s${o} = mix(vec4(MASKED), t${o}, keep);` : `
+            s${o} = mix(vec4(MASKED), capScores(scale * acc${o}), keep);`}
           }`;
           }).join('\n')}
         }
