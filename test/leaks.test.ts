@@ -46,6 +46,27 @@ function scenarios(): Scenario[] {
       name: 'sparse bigBird per-head causal', shape,
       run: (q, k, v) => lib.sparseAttention(q, k, v, {layout, causal: true, returnLse: true}),
     },
+    {
+      // Every option at once, its tensors made and disposed by the call (the gradient saves its own references).
+      name: 'flash causal with mask, bias, ALiBi, segments, queryOffsets tensor, dropout, keyLengths', shape,
+      run: (q, k, v) => {
+        const {batch, seqQ, seqK, heads} = shape;
+        const mask = tf.tensor(randomArray(batch * seqQ * seqK, 7).map((x) => x > -0.6 ? 1 : 0),
+                               [batch, 1, seqQ, seqK], 'int32');
+        const bias = tf.tensor(randomArray(heads * seqQ * seqK, 8), [1, heads, seqQ, seqK]);
+        const alibiSlopes = tf.tensor2d([0.5, 0.25, 0.125, 0.0625], [1, heads]);
+        const ids = (n: number, cut: number) => tf.tensor2d(
+            Array.from({length: batch * n}, (_, e) => (e % n < cut ? 0 : 1)), [batch, n], 'int32');
+        const segmentIds = {query: ids(seqQ, 6), key: ids(seqK, 9)};
+        const queryOffsets = tf.tensor1d([4, 1], 'int32');
+        const r = lib.flashAttention(q, k, v, {
+          causal: true, mask, bias, alibiSlopes, segmentIds, queryOffsets, keyLengths: [17, 12],
+          dropout: {rate: 0.25, seed: 12345}, returnLse: true,
+        });
+        tf.dispose([mask, bias, alibiSlopes, segmentIds.query, segmentIds.key, queryOffsets]);
+        return r;
+      },
+    },
   ];
 }
 

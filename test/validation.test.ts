@@ -226,6 +226,136 @@ for (const backend of selectedBackends()) {
       });
     });
 
+    describe('masks, bias, ALiBi, segments, queryOffsets, dropout', () => {
+      // Option tensors of this block (valid and bad ones), made once and disposed after.
+      let o: Record<string, tf.Tensor>;
+      before(() => {
+        const disposedMask = tf.ones([SQ, SK], 'bool');
+        disposedMask.dispose();
+        o = {
+          mask: tf.ones([B, 1, SQ, SK], 'bool'),
+          maskRank1: tf.ones([SK], 'bool'),
+          maskRank5: tf.ones([1, B, H, SQ, SK], 'bool'),
+          maskWrongDims: tf.ones([SQ, SK + 1], 'bool'),
+          maskBadBatch: tf.ones([3, SQ, SK], 'bool'),
+          maskBadHeads: tf.ones([B, 3, SQ, SK], 'bool'),
+          maskString: tf.tensor(new Array(SQ * SK).fill('a'), [SQ, SK], 'string'),
+          biasInt: tf.zeros([SQ, SK], 'int32'),
+          biasBool: tf.zeros([1, H, SQ, SK], 'bool'),
+          biasBadHeads: tf.zeros([1, 2, SQ, SK]),
+          biasTransposed: tf.zeros([SK, SQ]),
+          slopesInt: tf.zeros([H], 'int32'),
+          slopesShort: tf.zeros([3]),
+          slopesBadBatch: tf.zeros([3, H]),
+          slopesRank3: tf.zeros([1, 1, H]),
+          ids: tf.zeros([B, SQ], 'int32'),
+          keyIds: tf.zeros([B, SK], 'int32'),
+          idsFloat: tf.zeros([B, SQ]),
+          idsShort: tf.zeros([B, SK - 2], 'int32'),
+          idsBadBatch: tf.zeros([B + 1, SK], 'int32'),
+          offsetsFloat: tf.zeros([B]),
+          offsetsShort: tf.zeros([1], 'int32'),
+          offsetsRank2: tf.zeros([B, 1], 'int32'),
+          disposedMask,
+        };
+      });
+      after(() => tf.dispose(Object.values(o)));
+      const pairShapes = /\[seqQ=5, seqK=6\], \[batch=2 \| 1, seqQ, seqK\] or \[batch=2 \| 1, heads=4 \| 1, seqQ, seqK\]/;
+
+      for (const op of OPS) {
+        it(`${op}: mask and bias — rank, dims, broadcast, dtype, type, disposed`, () => {
+          for (const name of ['mask', 'bias'] as const) {
+            const bad = (x: unknown) => () => callOp(op, t.q, t.k, t.v, {[name]: x});
+            const dtype = name === 'mask' ? o.maskRank1 : tf.cast(o.maskRank1, 'float32');
+            const shapeError = new RegExp(`^${name} must have shape`);
+            expectError(bad(dtype), shapeError, pairShapes, /got \[6\]/);
+            if (name === 'bias') dtype.dispose();
+            for (const x of [o.maskRank5, o.maskWrongDims, o.maskBadBatch, o.maskBadHeads]) {
+              const y = name === 'mask' ? x : tf.cast(x, 'float32');
+              expectError(bad(y), shapeError, pairShapes, new RegExp(`got \\[${y.shape.join(', ')}\\]`));
+              if (name === 'bias') y.dispose();
+            }
+            for (const x of [undefined, null, 1, [[1]], {shape: [SQ, SK]}]) {
+              if (x === undefined) continue;  // absent: no option
+              expectError(bad(x), new RegExp(`^${name} must be a tf\\.Tensor of shape`), pairShapes);
+            }
+            expectError(bad(o.disposedMask), new RegExp(`^${name} has been disposed`));
+          }
+          expectError(() => callOp(op, t.q, t.k, t.v, {mask: o.maskString}),
+                      /^mask must have dtype bool or int32 or float32, got string/);
+          expectError(() => callOp(op, t.q, t.k, t.v, {bias: o.biasInt}), /^bias must have dtype float32, got int32/);
+          expectError(() => callOp(op, t.q, t.k, t.v, {bias: o.biasBool}), /^bias must have dtype float32, got bool/);
+          expectError(() => callOp(op, t.q, t.k, t.v, {bias: o.biasBadHeads}), /^bias must have shape/,
+                      /got \[1, 2, 5, 6\]/);
+          expectError(() => callOp(op, t.q, t.k, t.v, {bias: o.biasTransposed}), /^bias must have shape/,
+                      /got \[6, 5\]/);
+        });
+
+        it(`${op}: alibiSlopes — length, values, dtype, shape`, () => {
+          const bad = (x: unknown) => () => callOp(op, t.q, t.k, t.v, {alibiSlopes: x});
+          expectError(bad([1, 2, 3]), /^alibiSlopes must have length heads=4, got length 3/);
+          expectError(bad([1, NaN, 3, 4]), /^alibiSlopes\[1\] must be a finite number, got NaN/);
+          expectError(bad([1, 2, Infinity, 4]), /^alibiSlopes\[2\] must be a finite number, got Infinity/);
+          expectError(bad(new Float32Array(5)), /^alibiSlopes must have length heads=4/);
+          expectError(bad('0.5'), /^alibiSlopes must be a number\[\], Float32Array or float32 tensor of shape \[heads=4\] or \[batch=2 \| 1, heads=4\]/);
+          expectError(bad(o.slopesInt), /^alibiSlopes must have dtype float32, got int32/);
+          expectError(bad(o.slopesShort), /^alibiSlopes must have shape \[heads=4\] or \[batch=2 \| 1, heads=4\], got \[3\]/);
+          expectError(bad(o.slopesBadBatch), /^alibiSlopes must have shape/, /got \[3, 4\]/);
+          expectError(bad(o.slopesRank3), /^alibiSlopes must have shape/, /got \[1, 1, 4\]/);
+        });
+
+        it(`${op}: segmentIds — dtype, ids of the wrong length, a single tensor when seqQ != seqK`, () => {
+          const bad = (x: unknown) => () => callOp(op, t.q, t.k, t.v, {segmentIds: x});
+          expectError(bad(o.ids), /^segmentIds must be \{query: \[batch, seqQ=5\], key: \[batch, seqK=6\]\} when seqQ != seqK/);
+          expectError(bad({query: o.idsFloat, key: o.keyIds}),
+                      /^segmentIds\.query must be int32 of shape \[batch=2, seqQ=5\], got a float32 tensor of shape \[2, 5\]/);
+          expectError(bad({query: o.ids, key: o.idsShort}),
+                      /^segmentIds\.key must be int32 of shape \[batch=2, seqK=6\], got a int32 tensor of shape \[2, 4\]/);
+          expectError(bad({query: o.ids, key: o.idsBadBatch}), /^segmentIds\.key must be int32 of shape \[batch=2, seqK=6\]/);
+          expectError(bad({query: o.ids}), /^segmentIds\.key must be a tf\.Tensor int32 of shape \[batch=2, seqK=6\]/);
+          expectError(bad({query: o.ids, key: o.keyIds, extra: o.ids}), /^segmentIds must be an int32 tensor \[batch, seq\] or \{query/);
+          expectError(bad([o.ids, o.keyIds]), /^segmentIds must be an int32 tensor \[batch, seq\] or \{query/);
+        });
+
+        it(`${op}: queryOffsets — range, integers, length, tensor dtype and shape`, () => {
+          const bad = (x: unknown) => () => callOp(op, t.q, t.k, t.v, {queryOffsets: x});
+          const range = /in \[-seqQ, seqK\] = \[-5, 6\]/;
+          expectError(bad(7), /^queryOffsets must be an integer/, range, /got 7/);
+          expectError(bad(-6), /^queryOffsets must be an integer/, range, /got -6/);
+          expectError(bad(1.5), /^queryOffsets must be an integer/, /got 1\.5/);
+          expectError(bad(NaN), /^queryOffsets must be an integer/);
+          expectError(bad([0, 9]), /^queryOffsets\[1\] must be an integer/, range, /got 9/);
+          expectError(bad([0, 1, 2]), /^queryOffsets must have length batch=2, got length 3/);
+          expectError(bad(new Int32Array([1])), /^queryOffsets must have length batch=2, got length 1/);
+          expectError(bad('1'), /^queryOffsets must be a number, number\[\] \/ Int32Array of length batch=2 or an int32 Tensor1D/);
+          expectError(bad(o.offsetsFloat), /^queryOffsets must be an int32 tensor of shape \[batch=2\], got a float32 tensor of shape \[2\]/);
+          expectError(bad(o.offsetsShort), /^queryOffsets must be an int32 tensor of shape \[batch=2\]/, /\[1\]/);
+          expectError(bad(o.offsetsRank2), /^queryOffsets must be an int32 tensor of shape \[batch=2\]/, /\[2, 1\]/);
+        });
+
+        it(`${op}: dropout — rate in [0, 1), integer seed in [0, 2^53), known keys`, () => {
+          const bad = (x: unknown) => () => callOp(op, t.q, t.k, t.v, {dropout: x});
+          for (const rate of [1, 1.5, -0.1, NaN, '0.1', undefined]) {
+            expectError(bad({rate, seed: 1}), /^dropout\.rate must be a number in \[0, 1\)/);
+          }
+          for (const seed of [-1, 1.5, 2 ** 53, NaN, '3', undefined]) {
+            expectError(bad({rate: 0.1, seed}), /^dropout\.seed must be an integer in \[0, 2\^53\)/);
+          }
+          expectError(bad({rate: 0.1, seed: 1, p: 0.2}), /^dropout\.p is not a dropout option \(known: rate, seed\)/);
+          for (const x of [0.1, null, [0.1, 1], 'yes']) expectError(bad(x), /^dropout must be an object \{rate, seed\}/);
+        });
+      }
+
+      it('the kernels refuse none of the options on this backend', () => {
+        const out = tf.tidy(() => lib.flashAttention(t.q, t.k, t.v, {
+          mask: o.mask, bias: tf.zeros([1, H, SQ, SK]), alibiSlopes: [0.5, 0.25, 0.125, 0.0625],
+          segmentIds: {query: o.ids as tf.Tensor2D, key: o.keyIds as tf.Tensor2D}, queryOffsets: [0, 1], dropout: {rate: 0.2, seed: 3},
+        }) as tf.Tensor);
+        expect(out.shape).to.deep.equal([B, SQ, H, D]);
+        out.dispose();
+      });
+    });
+
     describe('flash / sparse: causal', () => {
       it('must be a boolean', () => {
         for (const causal of [1, 'true', null]) {
