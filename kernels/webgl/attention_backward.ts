@@ -42,13 +42,13 @@ export function runAttentionBackward(
     const c = {...u, ...chunk.uniforms};
     const probs = runProgram(backend,
                              new ScoresProgram(chunk.tiles.shape, g.variant, {...c, outWidth: chunk.tiles.width}),
-                             [qRows, kRows, lseQuads, g.table.tensor, keyLengths, ...options], chunk.tiles);
+                             [qRows, kRows, lseQuads, g.table.tensor, keyLengths, ...options.scoreInputs], chunk.tiles);
     const dScores = runProgram(
         backend,
         new ScoreGradProgram(chunk.tiles.shape, g.variant,
                              {...c, outWidth: chunk.tiles.width, dOWidth: g.queryRows.width, vWidth: g.keyRows.width}),
         [dORows, vRows, probs, delta, lseQuads, g.table.tensor, keyLengths,
-         ...(scoreGradReadsOptions(g.variant) ? options : [])],
+         ...(scoreGradReadsOptions(g.variant) ? options.inputs : [])],
         chunk.tiles);
     // dV sums the dropped-out P (the P that O used).
     const keptProbs = !dropout ? probs :
@@ -79,9 +79,9 @@ export function runAttentionBackward(
   if (plan.bias != null) {
     result.push(runProgram(backend, new BiasGradProgram(plan.bias.shape as number[], g.variant,
                                                        {...u, batch: plan.batch}),
-                           [qRows, kRows, dORows, vRows, lseQuads, delta, g.table.tensor, keyLengths, ...options],
+                           [qRows, kRows, dORows, vRows, lseQuads, delta, g.table.tensor, keyLengths, ...options.inputs],
                            null));
   }
-  disposeAll(backend, [qRows, dORows, kRows, vRows, lseQuads, delta, dq, dk, dv, ...options]);
+  disposeAll(backend, [qRows, dORows, kRows, vRows, lseQuads, delta, dq, dk, dv, ...options.all]);
   return result;
 }

@@ -104,7 +104,7 @@ function forwardWithTiles(backend: MathBackendWebGL, g: AttentionGeometry, input
   forEachChunk(g, (chunk, c, index, rescale) => {
     // The scores t, once per visible (query, key).
     const scores = runProgram(backend, new ScoresProgram(chunk.tiles.shape, g.variant, c, 'scores'),
-                              [qRows, kRows, table.tensor, keyLengths, ...options], chunk.tiles);
+                              [qRows, kRows, table.tensor, keyLengths, ...options.scoreInputs], chunk.tiles);
     const newStats = chunkRowStats(backend, g, c, index, [scores], stats, keyLengths, false);
     let probs = runProgram(backend,
                            new ProbabilitiesProgram(chunk.tiles.shape, {...c, tileTexels: chunk.tiles.texels}),
@@ -131,7 +131,7 @@ function forwardWithTiles(backend: MathBackendWebGL, g: AttentionGeometry, input
 
   const output = unpackRows(backend, g, out!, plan.seqQ, g.seqQPad, plan.heads, g.queryRows);
   const lse = unpackLse(backend, g, stats!);
-  disposeAll(backend, [qRows, kRows, vRows, stats, out, ...options]);
+  disposeAll(backend, [qRows, kRows, vRows, stats, out, ...options.all]);
   return [output, lse];
 }
 
@@ -167,7 +167,8 @@ function forwardWithBlocks(backend: MathBackendWebGL, g: AttentionGeometry, inpu
     const blockUniforms = {...c, outWidth: chunk.blocks.width, outLines: chunk.blocks.lines};
     const scores = runMultiTarget(backend, new ScoreBlocksProgram(g.variant, {...blockUniforms,
                                                                               keyEndsWidth: keyEndsLayout.width}),
-                                  [qRows, kRows, table.tensor, ...keyEndsInput, ...options], chunk.blocks);
+                                  [qRows, kRows, table.tensor, ...keyEndsInput, ...options.scoreInputs],
+                                  chunk.blocks);
     const newStats = chunkRowStats(backend, g, c, index, scores, stats, keyLengths, true);
     const probs = runMultiTarget(backend, new ProbabilityBlocksProgram(blockUniforms, g.variant),
                                  [...scores, newStats, table.tensor], chunk.blocks);
@@ -202,6 +203,6 @@ function forwardWithBlocks(backend: MathBackendWebGL, g: AttentionGeometry, inpu
                                                            true),
                             out, null);
   const lse = unpackLse(backend, g, stats!);
-  disposeAll(backend, [qRows, kRows, vRows, stats, ...out, keyEnds, nonFiniteTiles, ...options]);
+  disposeAll(backend, [qRows, kRows, vRows, stats, ...out, keyEnds, nonFiniteTiles, ...options.all]);
   return [output, lse];
 }

@@ -147,14 +147,23 @@ function slotCount(table: ScheduleTable, plan: AttentionPlan, rowTile: number): 
   return n;
 }
 
-/**
- * The plan's option inputs (mask, bias, offsets, slopes, segment ids) as texel arrays, in the order the programs'
- * scoreOptionInputs name them; sets their widths in g.uniforms. The caller disposes them. None without options.
- */
-export function packOptions(backend: MathBackendWebGL, g: AttentionGeometry, inputs: AttentionInputs): TensorInfo[] {
+/** The plan's option inputs as texel arrays (attention_options.ts): none without options. */
+export interface PackedOptions {
+  /** In scoreOptionInputs order: the inputs of every program that reads the score options. */
+  inputs: TensorInfo[];
+  /** inputs, then the tile summaries (tileSkipInputs order): the inputs of the score programs. */
+  scoreInputs: TensorInfo[];
+  /** Every tensor made (the caller disposes them). */
+  all: TensorInfo[];
+}
+
+/** Packs the plan's option inputs (mask, bias, offsets, slopes, segment ids) and sets their widths in g.uniforms. */
+export function packOptions(backend: MathBackendWebGL, g: AttentionGeometry, inputs: AttentionInputs): PackedOptions {
   const packed = packOptionInputs(backend, g.plan, g.variant.options, inputs, g.maxTextureSize);
-  if (packed != null) Object.assign(g.uniforms, optionUniformValues(g.plan, packed));
-  return packed?.inputs ?? [];
+  if (packed == null) return {inputs: [], scoreInputs: [], all: []};
+  Object.assign(g.uniforms, optionUniformValues(g.plan, packed));
+  const scoreInputs = [...packed.inputs, ...packed.tileInputs];
+  return {inputs: packed.inputs, scoreInputs, all: scoreInputs};
 }
 
 /** Runs one attention program; checks that a texel-array output got the texture shape the kernels address. */

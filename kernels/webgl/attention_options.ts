@@ -15,12 +15,19 @@
  *   sameSegment(b, i, j)       queryIds[b, i] == keyIds[b, j]
  *   scoreBias(b, h, i, j)      bias[b, h, i, j] − slope[b, h]·|queryPosition(b, i) − j|
  *   keepFactor / keepPairs     the dropout factor (0 or keepScale) from philox_glsl.ts
+ *   tileHidden(b, h, qt, kt)   whether the data rule out every entry of a tile (tileSkipHelpers)
+ *
+ * Tile skipping, on the device and without readback: the host's schedule knows only the static masks, so per call
+ * small pre-passes summarize the data per tile — MaskTilesProgram: per (mask plane, query tile, key tile) whether
+ * the mask hides all, some or none of it; IdRangesProgram: the [min, max] segment id of every (batch, tile) — and the
+ * score programs skip (no dot products: the tile's entries come out masked) a tile that the mask hides entirely,
+ * whose query and key id ranges are disjoint, or that a batch's own query offset puts outside the window.
  */
 import type {TensorInfo} from '@tensorflow/tfjs-core';
 import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
 import type {AttentionInputs} from '../attention_kernel_func.js';
 import {AttentionPlan, PairOperand} from '../../src/plan/plan.js';
-import {AttentionProgram, UniformValues} from './attention_program.js';
+import {AttentionProgram, TILE, UniformValues} from './attention_program.js';
 import {texelHelpers} from './glsl_helpers.js';
 import {PHILOX_GLSL} from './philox_glsl.js';
 import {TexelLayout, texelLayout} from './texel_layout.js';
@@ -75,6 +82,49 @@ export function scoreOptionUniforms(o: OptionVariant | undefined): string[] {
     ...(o.alibi ? ['slopesWidth', 'slopesBatchStride'] : []),
     ...(o.segments ? ['queryIdsWidth', 'keyIdsWidth'] : []),
   ];
+}
+
+/** Whether the score programs can skip tiles from data: per-batch offsets, a mask or segment ids. */
+export function hasTileSkip(o: OptionVariant | undefined): o is OptionVariant {
+  return o != null && (o.queryOffsets || o.mask || o.segments);
+}
+
+/** Sampler names of the tile summaries (after scoreOptionInputs in the score programs; OptionTensors.tileInputs). */
+export function tileSkipInputs(o: OptionVariant | undefined): string[] {
+  if (!hasTileSkip(o)) return [];
+  return [...(o.mask ? ['maskTiles'] : []), ...(o.segments ? ['queryIdRanges', 'keyIdRanges'] : [])];
+}
+
+export function tileSkipUniforms(o: OptionVariant | undefined): string[] {
+  if (!hasTileSkip(o)) return [];
+  return [...(o.mask ? ['maskTilesWidth'] : []), ...(o.segments ? ['queryRangesWidth', 'keyRangesWidth'] : [])];
+}
+
+/**
+ * GLSL tileHidden(b, h, queryTile, keyTile) (after scoreOptionHelpers; needs tileSkipInputs / tileSkipUniforms):
+ * true when the data rule out every entry of the tile, so the score programs skip it.
+ */
+export function tileSkipHelpers(o: OptionVariant): string {
+  return `${o.segments ? `
+    vec2 idRange(sampler2D s, int width, int tile) {
+      vec4 texel = texelFetch(s, texelXY(tile / 2, width), 0);
+      return tile - 2 * (tile / 2) == 0 ? texel.xy : texel.zw;
+    }` : ''}
+    bool tileHidden(int b, int h, int queryTile, int keyTile) {${o.queryOffsets ? `
+      // This batch's window misses the tile (the schedule visits the union over every batch's offset).
+      int first = queryPosition(b, queryTile * ${TILE}), last = first + ${TILE - 1};
+      if (windowRight >= 0 && keyTile * ${TILE} > last + windowRight) return true;
+      if (windowLeft >= 0 && keyTile * ${TILE} + ${TILE - 1} < first - windowLeft) return true;` : ''}${o.mask ? `
+      int plane = b * maskBatchPlanes + h * maskHeadPlanes;
+      if (flatValue(maskTiles, maskTilesWidth, (plane * numQueryTiles + queryTile) * numKeyTiles + keyTile) == 0.0) {
+        return true;  // the mask hides the whole tile
+      }` : ''}${o.segments ? `
+      vec2 queryIds = idRange(queryIdRanges, queryRangesWidth, b * numQueryTiles + queryTile);
+      vec2 keyIds = idRange(keyIdRanges, keyRangesWidth, b * numKeyTiles + keyTile);
+      if (queryIds.y < keyIds.x || keyIds.y < queryIds.x) return true;  // no id in common` : ''}
+      return false;
+    }
+  `;
 }
 
 /** Uniforms of the dropout helpers: the seed's two words and the threshold as int bit patterns, keepScale float. */
@@ -174,15 +224,17 @@ export function optionUniformValues(plan: AttentionPlan, tensors: OptionTensors 
     biasWidth: width('biasPairs'), biasBatchPlanes, biasHeadPlanes,
     slopesWidth: width('slopes'), slopesBatchStride: plan.alibi?.batchStride ?? 0,
     queryIdsWidth: width('queryIds'), keyIdsWidth: width('keyIds'),
+    maskTilesWidth: width('maskTiles'), queryRangesWidth: width('queryIdRanges'), keyRangesWidth: width('keyIdRanges'),
     // uint32 bit patterns in int uniforms (GLSL reads them back with uint()); float uniforms would round them.
     dropoutSeedLo: (d?.seedLo ?? 0) | 0, dropoutSeedHi: (d?.seedHi ?? 0) | 0, dropoutThreshold: (d?.threshold ?? 0) | 0,
     keepScale: d?.keepScale ?? 1,
   };
 }
 
-/** The option inputs as texel arrays, by sampler name, in scoreOptionInputs order. */
+/** The option inputs as texel arrays: in scoreOptionInputs order, then the tile summaries in tileSkipInputs order. */
 export interface OptionTensors {
   inputs: TensorInfo[];
+  tileInputs: TensorInfo[];
   layouts: Map<string, TexelLayout>;
 }
 
@@ -192,7 +244,7 @@ export function packOptionInputs(
     maxTextureSize: number): OptionTensors | null {
   if (!hasScoreOptions(o)) return null;
   const layouts = new Map<string, TexelLayout>();
-  const tensors: TensorInfo[] = [];
+  const tensors: TensorInfo[] = [], tileTensors: TensorInfo[] = [];
   const run = (name: string, program: AttentionProgram, x: TensorInfo, layout: TexelLayout) => {
     layouts.set(name, layout);
     tensors.push(backend.runWebGLProgram(program, [x], 'float32', program.uniformValues, true));
@@ -219,11 +271,37 @@ export function packOptionInputs(
       flat('queryIds', inputs.queryIds);
       flat('keyIds', inputs.keyIds);
     }
+    // The tile summaries, from the packed inputs.
+    const tiles = Math.ceil(plan.seqQ / TILE), keyTiles = Math.ceil(plan.seqK / TILE);
+    const summary = (name: string, program: AttentionProgram, from: string, layout: TexelLayout) => {
+      layouts.set(name, layout);
+      tileTensors.push(backend.runWebGLProgram(program, [tensors[scoreOptionInputs(o).indexOf(from)]], 'float32',
+                                               program.uniformValues, true));
+    };
+    if (o.mask) {
+      const planes = inputs.mask.shape.slice(0, -2).reduce((a, b) => a * b, 1);
+      const count = planes * tiles * keyTiles;
+      const layout = texelLayout(Math.ceil(count / 4), 1, maxTextureSize, 'the mask tile summary');
+      summary('maskTiles', new MaskTilesProgram(layout.shape, {
+        outWidth: layout.width, count, numQueryTiles: tiles, numKeyTiles: keyTiles, seqQ: plan.seqQ, seqK: plan.seqK,
+        halfQ: Math.ceil(plan.seqQ / 2), halfK: Math.ceil(plan.seqK / 2), maskWidth: layouts.get('maskPairs')!.width,
+      }), 'maskPairs', layout);
+    }
+    if (o.segments) {
+      for (const [name, from, seq, n] of [['queryIdRanges', 'queryIds', plan.seqQ, tiles],
+                                          ['keyIdRanges', 'keyIds', plan.seqK, keyTiles]] as const) {
+        const count = plan.batch * n;
+        const layout = texelLayout(Math.ceil(count / 2), 1, maxTextureSize, 'the segment id ranges');
+        summary(name, new IdRangesProgram(layout.shape, {outWidth: layout.width, count, tiles: n, seq,
+                                                         idsWidth: layouts.get(from)!.width}),
+                from, layout);
+      }
+    }
   } catch (e) {
-    tensors.forEach((t) => backend.disposeIntermediateTensorInfo(t));
+    [...tensors, ...tileTensors].forEach((t) => backend.disposeIntermediateTensorInfo(t));
     throw e;
   }
-  return {inputs: tensors, layouts};
+  return {inputs: tensors, tileInputs: tileTensors, layouts};
 }
 
 /** GLSL getX(...) of element e of a tensor of `shape` read by tfjs's unpacked getter (row-major). */
@@ -281,6 +359,79 @@ export class PackPairsProgram extends AttentionProgram {
         int rest = t - p * halfQ * halfK;
         int i = 2 * (rest / halfK), j = 2 * (rest - halfK * (rest / halfK));
         setOutput(vec4(element(p, i, j), element(p, i, j + 1), element(p, i + 1, j), element(p, i + 1, j + 1)));
+      }
+    `;
+  }
+}
+
+/**
+ * Per (mask plane, query tile, key tile), four per texel: 0 when the mask hides every entry of the tile (within
+ * seqQ × seqK), 1 when it hides some, 2 when none. Reads the packed mask (PackPairsProgram), one 2 × 2 block per step.
+ */
+export class MaskTilesProgram extends AttentionProgram {
+  variableNames = ['maskPairs'];
+
+  constructor(outShape: [number, number], values: UniformValues) {
+    super(outShape);
+    this.declareUniforms(['outWidth', 'count', 'numQueryTiles', 'numKeyTiles', 'seqQ', 'seqK', 'halfQ', 'halfK',
+                          'maskWidth'], values);
+    this.userCode = `
+      ${texelHelpers()}
+      float tileState(int t) {
+        if (t >= count) return 0.0;
+        int perPlane = numQueryTiles * numKeyTiles;
+        int p = t / perPlane;
+        int qt = (t - p * perPlane) / numKeyTiles;
+        int kt = t - p * perPlane - qt * numKeyTiles;
+        bool anyVisible = false, anyHidden = false;
+        for (int ip = 0; ip < ${TILE / 2}; ip++) {
+          int i = qt * ${TILE} + 2 * ip;
+          if (i >= seqQ) break;
+          for (int jp = 0; jp < ${TILE / 2}; jp++) {
+            int j = kt * ${TILE} + 2 * jp;
+            if (j >= seqK) break;
+            bvec4 on = notEqual(fetchTexel(maskPairs, (p * halfQ + i / 2) * halfK + j / 2, maskWidth), vec4(0.0));
+            bvec4 inside = bvec4(true, j + 1 < seqK, i + 1 < seqQ, i + 1 < seqQ && j + 1 < seqK);
+            anyVisible = anyVisible || any(both4(on, inside));
+            anyHidden = anyHidden || any(both4(not(on), inside));
+          }
+        }
+        return anyVisible ? (anyHidden ? 1.0 : 2.0) : 0.0;
+      }
+      void main() {
+        int t = 4 * outputTexel();
+        setOutput(vec4(tileState(t), tileState(t + 1), tileState(t + 2), tileState(t + 3)));
+      }
+    `;
+  }
+}
+
+/** [min, max] of the segment ids of every (batch, tile of TILE positions), two tiles per texel. */
+export class IdRangesProgram extends AttentionProgram {
+  variableNames = ['ids'];
+
+  constructor(outShape: [number, number], values: UniformValues) {
+    super(outShape);
+    this.declareUniforms(['outWidth', 'count', 'tiles', 'seq', 'idsWidth'], values);
+    this.userCode = `
+      ${texelHelpers()}
+      vec2 idRange(int tile) {
+        if (tile >= count) return vec2(0.0);
+        int b = tile / tiles;
+        int first = (tile - b * tiles) * ${TILE};
+        float lo = 3.0e38, hi = -3.0e38;
+        for (int e = 0; e < ${TILE}; e++) {
+          if (first + e >= seq) break;
+          int index = b * seq + first + e;
+          float id = texelLane(fetchTexel(ids, index / 4, idsWidth), index - 4 * (index / 4));
+          lo = min(lo, id);
+          hi = max(hi, id);
+        }
+        return vec2(lo, hi);
+      }
+      void main() {
+        int tile = 2 * outputTexel();
+        setOutput(vec4(idRange(tile), idRange(tile + 1)));
       }
     `;
   }

@@ -12,7 +12,24 @@ import {
 import {
   blockCoverVertices, headOfRow, locateQueryRow, planHelpers, texelHelpers, tileTexelHelpers, unroll,
 } from './glsl_helpers.js';
-import {hasScoreBias, scoreOptionInputs, scoreOptionUniforms, visibilityArgs} from './attention_options.js';
+import {
+  hasScoreBias, hasTileSkip, scoreOptionInputs, scoreOptionUniforms, tileSkipHelpers, tileSkipInputs, tileSkipUniforms,
+  visibilityArgs,
+} from './attention_options.js';
+
+/** The score programs' option samplers and uniforms: the score options, then the tile summaries. */
+function scoreProgramInputs(v: AttentionVariant): string[] {
+  return [...scoreOptionInputs(v.options), ...tileSkipInputs(v.options)];
+}
+function scoreProgramUniforms(v: AttentionVariant): string[] {
+  return [...scoreOptionUniforms(v.options), ...tileSkipUniforms(v.options)];
+}
+
+/** GLSL: `used` becomes false for a tile the data rule out (tileHidden; nothing without offsets, mask, segments). */
+function skipHiddenTile(v: AttentionVariant, queryTile: string, keyTile: string, indent: string): string {
+  return hasTileSkip(v.options) ? `
+${indent}if (used) used = !tileHidden(b, h, ${queryTile}, ${keyTile});  // no score work for a tile the data hide` : '';
+}
 
 /**
  * GLSL after a block's scores `name` (vec4 of (r0k0, r0k1, r1k0, r1k1) at rows i, keys j, in scope with b, h) are
@@ -44,21 +61,22 @@ export class ScoresProgram extends AttentionProgram {
     super(outShape);
     const probabilities = output === 'probabilities';
     this.variableNames = probabilities ? ['q', 'k', 'lse', 'table', 'keyLengths'] : ['q', 'k', 'table', 'keyLengths'];
-    this.variableNames.push(...scoreOptionInputs(v.options));
+    this.variableNames.push(...scoreProgramInputs(v));
     this.declareUniforms(
         [...PLAN_UNIFORMS, 'outWidth', 'qWidth', 'kWidth', 'statsWidth', 'chunkTileStart', 'chunkTileEnd', 'slotStart',
-         'slotTexels', ...scoreOptionUniforms(v.options)],
+         'slotTexels', ...scoreProgramUniforms(v)],
         values);
     const empty = probabilities ? 'vec4(maskedZero())' : 'vec4(MASKED)';
     this.userCode = `
       #define HEAD_TEXELS ${v.headTexels}
       ${texelHelpers()}
-      ${planHelpers(v, false, true)}
+      ${planHelpers(v, false, true)}${hasTileSkip(v.options) ? tileSkipHelpers(v.options) : ''}
       ${tileTexelHelpers(v.headTexels)}
       void main() {
         int r, i, b, h, maskHead, keyRowBase, j, keyEnd;
         bool partial;
-        bool used = tileTexel(outputTexel(), r, i, b, h, maskHead, keyRowBase, j, partial, keyEnd);
+        bool used = tileTexel(outputTexel(), r, i, b, h, maskHead, keyRowBase, j, partial, keyEnd);${
+          skipHiddenTile(v, `i / ${TILE}`, `j / ${TILE}`, '        ')}
         vec4 result = ${empty};
         // (An if, not a one-trip loop: SwiftShader skips the block when no lane of the quad needs it, so causal's
         // empty slots cost little; the loop form measured ~10% slower.)
@@ -103,18 +121,18 @@ export class ScoreBlocksProgram extends BlockProgram {
   constructor(v: AttentionVariant, values: UniformValues) {
     super();
     this.variableNames = ['q', 'k', 'table', ...(v.hasKeyLengths ? ['keyEnds'] : []),
-                          ...scoreOptionInputs(v.options)];
+                          ...scoreProgramInputs(v)];
     this.declareUniforms(
         [...PLAN_UNIFORMS, ...BLOCK_LAYOUT_UNIFORMS, 'outWidth', 'outLines', 'qWidth', 'kWidth', 'chunkTileStart',
          'chunkTileEnd', 'slotStart', 'slotEnd', ...(v.hasKeyLengths ? ['keyEndsWidth'] : []),
-         ...scoreOptionUniforms(v.options)],
+         ...scoreProgramUniforms(v)],
         values);
     this.cover = blockCoverVertices(values.chunkTileEnd - values.chunkTileStart);
     const D = v.headTexels;
     const pairs = [0, 1, 2, 3, 4, 5, 6, 7];
     this.userCode = `
       ${texelHelpers(false)}
-      ${planHelpers(v, true, true)}
+      ${planHelpers(v, true, true)}${hasTileSkip(v.options) ? tileSkipHelpers(v.options) : ''}
       void main() {
         // The fragment's place in the block layout (see BLOCK_LAYOUT_UNIFORMS).
         ivec2 xy = ivec2(gl_FragCoord.xy);
@@ -133,7 +151,7 @@ export class ScoreBlocksProgram extends BlockProgram {
         vec4 slot = tableTexel(rowSlotBase + int(header.x) + s);
         int k0 = int(slot.x) * ${TILE};
         int keyEnd = keyLimit(b);
-        used = used && k0 < keyEnd;
+        used = used && k0 < keyEnd;${skipHiddenTile(v, 'queryTile', `k0 / ${TILE}`, '        ')}
         if (used) {
           bool partial = slot.y == 0.0 || k0 + ${TILE} > keyEnd;
           int j = k0 + 8 * kg;  // keys j … j + 7
