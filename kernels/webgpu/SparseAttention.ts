@@ -1,10 +1,11 @@
 import type {KernelConfig} from '@tensorflow/tfjs-core';
 import {SparseAttention} from '../../src/kernel_names.js';
 import {forwardKernelFunc} from '../attention_kernel_func.js';
+import {WEBGPU_FEATURES} from './attention_options.js';
 import {runAttentionForward} from './attention_forward.js';
 
 export const sparseAttentionConfig: KernelConfig = {
   kernelName: SparseAttention,
   backendName: 'webgpu',
-  kernelFunc: forwardKernelFunc(runAttentionForward),
+  kernelFunc: forwardKernelFunc(runAttentionForward, WEBGPU_FEATURES),
 };

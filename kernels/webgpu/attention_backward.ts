@@ -13,9 +13,12 @@ import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
 import {AttentionPlan} from '../../src/plan/plan.js';
 import {unevenWork} from '../../src/plan/schedule.js';
 import type {AttentionGradInputs} from '../attention_kernel_func.js';
+import {buildSideBuffer, elementMasked, optionFlagsOf, optionUniformValues} from './attention_options.js';
 import {AttentionGradStatsProgram, AttentionGradTileProgram, statsPerBatch} from './flash_attention_grad_webgpu.js';
 import {chooseGradTiles, GradPass, GradTiles, gradTilesFit} from './grad_tiles.js';
-import {bindElements, Binding, createOutput, getLimits, runProgram} from './program_runner.js';
+import {
+  bindElements, Binding, createOutput, getLimits, MultiOutputProgram, runProgram,
+} from './program_runner.js';
 import {getScheduleBuffer} from './schedule_buffers.js';
 
 /** Test hook: force the tilings (null: chosen from the device limits). */
@@ -24,7 +27,29 @@ export function setGradTilesOverrideForTests(tiles: Partial<Record<GradPass, Gra
   tilesOverride = tiles;
 }
 
-/** [dq, dk, dv] of `plan`, as backend tensors owned by the caller (the engine, from a kernel). */
+/** Splits [dk | dv] (written as one output when mask and bias take two of the 8 bindings) into dk and dv. */
+class SplitProgram implements MultiOutputProgram {
+  outputNames = ['first', 'second'];
+  outputTypes = ['f32', 'f32'];
+  variableNames = ['both'];
+  variableTypes = ['f32'];
+  uniformFields: MultiOutputProgram['uniformFields'] = [['n', 'i32'], ['width', 'i32']];
+  shaderKey = 'attentionGradSplit';
+  getUserCode(): string {
+    return `
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let e = (i32(wg.y) * uniforms.width + i32(wg.x)) * 256 + i32(lid);
+  if (e < uniforms.n) {
+    first[e] = both[e];
+    second[e] = both[uniforms.n + e];
+  }
+}`;
+  }
+}
+const splitProgram = new SplitProgram();
+
+/** [dq, dk, dv] of `plan` (and dBias with a bias), as backend tensors owned by the caller (the engine). */
 export function runAttentionBackward(
     backend: WebGPUBackend, plan: AttentionPlan, x: AttentionGradInputs): TensorInfo[] {
   if (x.keyLengths.dtype !== 'int32') {
@@ -42,10 +67,14 @@ export function runAttentionBackward(
           `or this device's limits`);
     }
   }
+  const opts = optionFlagsOf(plan);
   const dq = createOutput(backend, [B, Sq, H, D]);
   const dk = createOutput(backend, [B, Sk, Hkv, D]);
   const dv = createOutput(backend, [B, Sk, Hkv, D]);
-  const stats = createOutput(backend, [B * statsPerBatch(H, Sq)]);
+  const dBias = plan.bias != null ? createOutput(backend, [...plan.bias.shape]) : null;
+  // With options the statistics live in the side buffer (attention_options.ts); a 1-element stand-in otherwise.
+  const stats = createOutput(backend, [opts == null ? B * statsPerBatch(H, Sq) : 1]);
+  const scratch: TensorInfo[] = [stats];
   try {
     // Elements per batch of each tensor family; a dispatch covers as many whole batches as one binding holds.
     const perBatch = {query: Sq * H * D, key: Sk * Hkv * D, row: H * Sq, stats: statsPerBatch(H, Sq)};
@@ -58,10 +87,28 @@ export function runAttentionBackward(
           `use fewer heads or shorter sequences per call`);
     }
     const statsProgram = new AttentionGradStatsProgram();
-    const dkdvProgram = new AttentionGradTileProgram('dkdv', tiles.dkdv, flagsOf(plan));
-    const dqProgram = new AttentionGradTileProgram('dq', tiles.dq, flagsOf(plan));
+    const dkdvProgram = new AttentionGradTileProgram('dkdv', tiles.dkdv, flagsOf(plan), opts);
+    const dqProgram = new AttentionGradTileProgram('dq', tiles.dq, flagsOf(plan), opts);
     const dkdvSchedule = getScheduleBuffer(backend, plan, tiles.dkdv.streamed, tiles.dkdv.resident);
     const dqSchedule = getScheduleBuffer(backend, plan, tiles.dq.resident, tiles.dq.streamed);
+    // Tile summaries of the mask / segments at both tilings: dK/dV's (query tiles are its streamed rows), dQ's.
+    const summarized = opts != null && elementMasked(opts);
+    const side = opts == null ? null : buildSideBuffer(
+        backend, plan, [dkdvSchedule.tensor, dqSchedule.tensor], x, B * statsPerBatch(H, Sq),
+        summarized ? [[tiles.dkdv.streamed, tiles.dkdv.resident], [tiles.dq.resident, tiles.dq.streamed]] : []);
+    if (side != null) scratch.push(side.tensor);
+    const whole = (t: TensorInfo, what: string) =>
+        bindElements(backend, t, 0, t.shape.reduce((a, b) => a * b, 1), what).binding;
+    const optionInputs: Binding[] = [];
+    if (opts?.mask != null) optionInputs.push(whole(x.mask, 'attention mask'));
+    if (opts?.bias) optionInputs.push(whole(x.bias, 'attention bias'));
+    const combined = dkdvProgram.outputNames.length === 1;
+    const dkv = combined ? createOutput(backend, [2 * B * Sk * Hkv * D]) : null;
+    if (dkv != null) scratch.push(dkv);
+    if (dBias != null && batchesPerRun < B) {
+      throw new Error(`attention backward (webgpu): the bias gradient needs every batch in one binding; ` +
+          `${B} batches exceed this device's maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize})`);
+    }
     // Longest tiles of every head first where the work is uneven (src/plan/schedule.ts unevenWork).
     const headsFastest = {dkdv: unevenWork(dkdvSchedule.schedule, true), dq: unevenWork(dqSchedule.schedule)};
 
@@ -71,7 +118,8 @@ export function runAttentionBackward(
           bindElements(backend, t, b0 * perBatch[family], nb * perBatch[family], what);
       const o = bind(x.output, 'query', 'output'), dy = bind(x.dOutput, 'query', 'dOutput');
       const lse = bind(x.lse, 'row', 'lse'), dLse = bind(x.dLse, 'row', 'dLse');
-      const st = bind(stats, 'stats', 'stats');
+      const st = side == null ? bind(stats, 'stats', 'stats') :
+          {binding: side.tensor, base: side.layout.stats + b0 * perBatch.stats};
       runProgram(backend, statsProgram, {
         outputs: [st.binding],
         // Without keyLengths the value stored from this binding is never read (the tile passes use seqK): bind the
@@ -83,23 +131,33 @@ export function runAttentionBackward(
       });
 
       const qb = bind(x.q, 'query', 'q'), kb = bind(x.k, 'key', 'k'), vb = bind(x.v, 'key', 'v');
-      const dkb = bind(dk, 'key', 'dk'), dvb = bind(dv, 'key', 'dv'), dqb = bind(dq, 'query', 'dq');
+      const dkdvElements = B * Sk * Hkv * D;
+      const dkb = dkv != null ? {binding: dkv, base: b0 * perBatch.key} : bind(dk, 'key', 'dk');
+      const dvb = dkv != null ? {binding: dkv, base: dkdvElements + b0 * perBatch.key} : bind(dv, 'key', 'dv');
+      const dqb = bind(dq, 'query', 'dq');
       const common = (pass: GradPass, out0: {base: number}, out1: {base: number}) => {
         const sb = pass === 'dkdv' ? dkdvSchedule : dqSchedule;
         const s = sb.schedule, off = sb.offsets, layout = plan.layout;
-        return [
+        // With options the schedules are copies inside the side buffer.
+        const at = side == null ? 0 : side.layout.schedules[pass === 'dkdv' ? 0 : 1];
+        const values = [
           Sq, Sk, H, Hkv, plan.groupSize, D, plan.diagonalOffset, plan.windowLeft, plan.windowRight,
           s.numQueryTiles, s.numKeyTiles, s.numHeads,
-          pass === 'dkdv' ? off.colRunStart : off.rowRunStart, pass === 'dkdv' ? off.colRuns : off.rowRuns,
-          off.layoutBits, layout?.blockSize ?? 1, layout?.numQueryBlocks ?? 0, layout?.numKeyBlocks ?? 0,
+          at + (pass === 'dkdv' ? off.colRunStart : off.rowRunStart), at + (pass === 'dkdv' ? off.colRuns : off.rowRuns),
+          at + off.layoutBits, layout?.blockSize ?? 1, layout?.numQueryBlocks ?? 0, layout?.numKeyBlocks ?? 0,
           qb.base, kb.base, vb.base, dy.base, st.base, out0.base, out1.base, plan.scale, plan.softcap,
           headsFastest[pass] ? 1 : 0,
         ];
+        if (side != null) {
+          values.push(...optionUniformValues(plan, side.layout, b0, summarized ? (pass === 'dkdv' ? 0 : 1) : -1));
+        }
+        return values;
       };
-      const tileInputs = (sched: TensorInfo): Binding[] =>
+      const tileInputs = (sched: TensorInfo): Binding[] => side != null ?
+          [qb.binding, kb.binding, vb.binding, dy.binding, side.tensor, ...optionInputs] :
           [qb.binding, kb.binding, vb.binding, dy.binding, st.binding, sched];
       runProgram(backend, dkdvProgram, {
-        outputs: [dkb.binding, dvb.binding],
+        outputs: dkv != null ? [dkv] : [dkb.binding, dvb.binding],
         inputs: tileInputs(dkdvSchedule.tensor),
         uniforms: common('dkdv', dkb, dvb),
         dispatch: headsFastest.dkdv ? [Hkv, dkdvSchedule.schedule.numKeyTiles, nb] :
@@ -112,14 +170,31 @@ export function runAttentionBackward(
         dispatch: headsFastest.dq ? [H, dqSchedule.schedule.numQueryTiles, nb] :
                                      [dqSchedule.schedule.numQueryTiles, H, nb],
       });
+      if (dBias != null && side != null) {
+        // dBias: its own pass (dq tiling), over every batch at once (checked above: b0 = 0, nb = B).
+        const bias = plan.bias!;
+        const dbiasProgram = new AttentionGradTileProgram('dq', tiles.dq, flagsOf(plan), opts, true);
+        runProgram(backend, dbiasProgram, {
+          outputs: [dBias],
+          inputs: tileInputs(dqSchedule.tensor),
+          uniforms: common('dq', {base: 0}, {base: 0}),
+          dispatch: [dqSchedule.schedule.numQueryTiles, bias.headStride === 0 ? 1 : H, bias.batchStride === 0 ? 1 : B],
+        });
+      }
+    }
+    if (dkv != null) {
+      const n = B * Sk * Hkv * D, groups = Math.ceil(n / 256), width = Math.min(groups, 32768);
+      runProgram(backend, splitProgram, {
+        outputs: [dk, dv], inputs: [dkv], uniforms: [n, width], dispatch: [width, Math.ceil(groups / width), 1],
+      });
     }
   } catch (e) {
-    for (const t of [dq, dk, dv]) backend.disposeData(t.dataId, true);
+    for (const t of [dq, dk, dv, ...(dBias == null ? [] : [dBias])]) backend.disposeData(t.dataId, true);
     throw e;
   } finally {
-    backend.disposeData(stats.dataId, true);
+    for (const t of scratch) backend.disposeData(t.dataId, true);
   }
-  return [dq, dk, dv];
+  return dBias == null ? [dq, dk, dv] : [dq, dk, dv, dBias];
 }
 
 function flagsOf(plan: AttentionPlan) {

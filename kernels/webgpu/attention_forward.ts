@@ -12,6 +12,9 @@ import {AttentionPlan} from '../../src/plan/plan.js';
 import {unevenWork} from '../../src/plan/schedule.js';
 import type {AttentionInputs} from '../attention_kernel_func.js';
 import {runDecodeForward, useDecodePath} from './attention_decode.js';
+import {
+  buildSideBuffer, elementMasked, optionFlagsOf, optionKey, optionUniformValues,
+} from './attention_options.js';
 import {AttentionForwardProgram, FORWARD_UNIFORMS} from './flash_attention_webgpu.js';
 import {chooseForwardConfig, ForwardTileConfig} from './forward_tiles.js';
 import {Binding, bindElements, createOutput, getLimits, runProgram} from './program_runner.js';
@@ -20,11 +23,13 @@ import {getScheduleBuffer} from './schedule_buffers.js';
 const programCache = new Map<string, AttentionForwardProgram>();
 
 function getProgram(plan: AttentionPlan, config: ForwardTileConfig): AttentionForwardProgram {
+  const opts = optionFlagsOf(plan);
   const key = `${plan.headDim}|${JSON.stringify(config)}|${plan.softcap > 0}|${plan.hasKeyLengths}|${
-      plan.layout != null}`;
+      plan.layout != null}${optionKey(opts)}`;
   let p = programCache.get(key);
   if (p == null) {
-    p = new AttentionForwardProgram(plan.headDim, config, plan.softcap > 0, plan.hasKeyLengths, plan.layout != null);
+    p = new AttentionForwardProgram(
+        plan.headDim, config, plan.softcap > 0, plan.hasKeyLengths, plan.layout != null, opts);
     programCache.set(key, p);
   }
   return p;
@@ -79,23 +84,38 @@ export function planForwardChunks(
 }
 
 /** Runs the forward kernel for `plan`: returns [output [B,Sq,H,D], lse [B,H,Sq]] (engine takes ownership). */
-export function runAttentionForward(backend: WebGPUBackend, plan: AttentionPlan, inputs: AttentionInputs): TensorInfo[] {
+export function runAttentionForward(
+    backend: WebGPUBackend, plan: AttentionPlan, inputs: AttentionInputs): TensorInfo[] {
   const {q, k, v, keyLengths} = inputs;
   const {batch, seqQ, seqK, heads, kvHeads, headDim} = plan;
   // Everything that can throw (limits, tile choice) runs before the outputs exist, so a rejection leaks nothing.
   const empty = batch * seqQ * heads * headDim === 0;
   if (!empty && seqK === 0) throw new Error('attention: seqK must be at least 1');
   if (!empty && useDecodePath(plan)) return runDecodeForward(backend, plan, inputs);
-  const config = empty ? null : chooseForwardConfig(backend, headDim, plan.layout?.blockSize);
+  const config = empty ? null : chooseForwardConfig(backend, headDim, plan.layout?.blockSize, plan.dropout != null);
   const limits = getLimits(backend);
   const chunks = config == null ? [] : planForwardChunks(plan, config.blockQ, limits);
   if (config == null) {
     return [createOutput(backend, [batch, seqQ, heads, headDim]), createOutput(backend, [batch, heads, seqQ])];
   }
-  const program = getProgram(plan, config);
+  // With a mask or segments, tiles are skipped on the device (tile summary), which the prefetch of the next
+  // scheduled tile cannot know about: those plans load each tile when they reach it.
+  const opts0 = optionFlagsOf(plan);
+  const summarized = opts0 != null && elementMasked(opts0);
+  const program = getProgram(plan, summarized ? {...config, prefetch: false} : config);
   const sched = getScheduleBuffer(backend, plan, config.blockQ, config.blockK);
   const layout = plan.layout;
-  const scheduleBinding = bindElements(backend, sched.tensor, 0, sched.tensor.shape[0], 'attention schedule');
+  // Per-call options: the small inputs gathered with the schedule into one side buffer (attention_options.ts).
+  const opts = program.opts;
+  const side = opts == null ? null :
+      buildSideBuffer(backend, plan, [sched.tensor], inputs, 0, summarized ? [[config.blockQ, config.blockK]] : []);
+  const scheduleBinding = side != null ? {binding: side.tensor} :
+      bindElements(backend, sched.tensor, 0, sched.tensor.shape[0], 'attention schedule');
+  const whole = (t: TensorInfo, what: string) =>
+      bindElements(backend, t, 0, t.shape.reduce((a, b) => a * b, 1), what).binding;
+  const optionInputs: Binding[] = [];
+  if (opts?.mask != null) optionInputs.push(whole(inputs.mask, 'attention mask'));
+  if (opts?.bias) optionInputs.push(whole(inputs.bias, 'attention bias'));
   const headsFastest = unevenWork(sched.schedule);
   const output = createOutput(backend, [batch, seqQ, heads, headDim]);
   const lse = createOutput(backend, [batch, heads, seqQ]);
@@ -131,12 +151,18 @@ export function runAttentionForward(backend: WebGPUBackend, plan: AttentionPlan,
     // dispatches (a barrier that drained the GPU between back-to-back calls: 3.47 ms per call vs 3.28 ms of kernel
     // time at seq 4096 on the H200).
     const keyLengthsBinding = plan.hasKeyLengths ? keyLengths : scheduleBinding.binding;
-    const inputs: Binding[] = [qb.binding, kb.binding, vb.binding, keyLengthsBinding, scheduleBinding.binding];
+    const bindings: Binding[] = side != null ?
+        [qb.binding, kb.binding, vb.binding, side.tensor, ...optionInputs] :
+        [qb.binding, kb.binding, vb.binding, keyLengthsBinding, scheduleBinding.binding];
+    const uniforms = FORWARD_UNIFORMS.map(([name]) => values[name]);
+    if (side != null) uniforms.push(...optionUniformValues(plan, side.layout, 0, summarized ? 0 : -1));
     runProgram(backend, program, {
-      outputs: [ob.binding, lb.binding], inputs,
-      uniforms: FORWARD_UNIFORMS.map(([name]) => values[name]),
+      outputs: [ob.binding, lb.binding], inputs: bindings,
+      uniforms,
       dispatch: headsFastest ? [heads, chunk.tiles, chunk.batches] : [chunk.tiles, heads, chunk.batches],
     });
   }
+  // Released once the queued dispatches that read it have been submitted (commandQueueOwnedIds).
+  if (side != null) backend.disposeData(side.tensor.dataId, true);
   return [output, lse];
 }

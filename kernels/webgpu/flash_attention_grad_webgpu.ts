@@ -27,7 +27,12 @@
  * adds nothing to any dot product). When a streamed tile does not fit whole in workgroup memory it is streamed in
  * chunks of headDim columns (reloaded for the accumulation phase).
  */
+import {
+  diagonalOffsetExpr, elementMasked, MASKED_TERM, OPTION_UNIFORMS, optionBindings, optionFunctions, OptionFlags,
+  optionKey, tileStateFunction,
+} from './attention_options.js';
 import {GradPass, GradThreadMap, gradThreadMap, GradTiles} from './grad_tiles.js';
+import {PHILOX_WGSL} from './philox_wgsl.js';
 import type {MultiOutputProgram, UniformType} from './program_runner.js';
 import {STABLE_TANH_WGSL} from './wgsl_math.js';
 
@@ -107,9 +112,20 @@ interface TileShape {
   /** Which rows are resident (keys for 'dkdv', queries for 'dq') and which are streamed. */
   res: RowSource;
   str: RowSource;
+  /**
+   * Per-call options (attention_options.ts), or null: then the code is exactly the plain kernel's. With options the
+   * statistics and the schedule live in the side buffer, bound as `sched`.
+   */
+  opts: OptionFlags | null;
+  /** dK and dV written into one output `dkv` (mask and bias both bound: 8 storage bindings at most). */
+  combined: boolean;
+  /** The dBias pass: a 'dq'-shaped tile program that sums dS over the (batch, head) each bias element covers. */
+  dbias: boolean;
 }
 
-function tileShape(pass: GradPass, t: GradTiles, flags: TileFlags, map: GradThreadMap): TileShape {
+function tileShape(
+    pass: GradPass, t: GradTiles, flags: TileFlags, map: GradThreadMap, opts: OptionFlags | null, combined: boolean,
+    dbias: boolean): TileShape {
   const dkdv = pass === 'dkdv';
   const DP4 = t.paddedDim / 4, C4 = t.chunk / 4;
   const TS = map.colsPerThread;
@@ -118,6 +134,7 @@ function tileShape(pass: GradPass, t: GradTiles, flags: TileFlags, map: GradThre
     RS: DP4 + 1, SS: C4 + 1, TR: map.rowsPerThread, TS, NR: map.residentThreads, NS: map.streamedThreads,
     NRG: map.rowGroups, MR: map.accRows, AC: map.accCols, NC: map.colGroups,
     vecT: TS === 1 ? 'f32' : `vec${TS}<f32>`, res: dkdv ? KEYS : QUERIES, str: dkdv ? QUERIES : KEYS,
+    opts, combined, dbias,
   };
 }
 
@@ -164,6 +181,11 @@ function stageRows(
       }`;
 }
 
+/** Element `index` of pass 1's statistics (in the side buffer when the plan has options). */
+function statAt(g: TileShape, index: string): string {
+  return g.opts == null ? `stats[${index}]` : `bitcast<f32>(sched[${index}])`;
+}
+
 /** Stage rows, statistics: (lseEff, delta) of query rows q0 .. q0+n-1 of head h into rowLse / rowDelta (padding
  *  rows: P = 0). */
 function stageStats(g: TileShape, n: number, q0: string): string {
@@ -174,8 +196,8 @@ function stageStats(g: TileShape, n: number, q0: string): string {
         var dl = 0.0;
         if (i < uniforms.seqQ) {
           let si = statsRow + 2 + 2 * (h * uniforms.seqQ + i);
-          l = stats[si];
-          dl = stats[si + 1];
+          l = ${statAt(g, 'si')};
+          dl = ${statAt(g, 'si + 1')};
         }
         rowLse[s] = l;
         rowDelta[s] = dl;
@@ -212,6 +234,7 @@ function scores(g: TileShape, c: string): string {
 function probabilities(g: TileShape): string {
   const {dkdv, flags, NS} = g;
   const stat = dkdv ? 's' : 'r';
+  if (g.opts != null) return optionProbabilities(g);
   return range(g.TR).map((m) => `
       {
         let r = ${resRow(g, m)};${range(g.TS).map((n) => `
@@ -235,6 +258,70 @@ function probabilities(g: TileShape): string {
         tileP[r * ${NS} + sIdx] = ${pack(g, range(g.TS).map((n) => `p${n}`))};` : ''}
         tileDS[r * ${NS} + sIdx] = ${pack(g, range(g.TS).map((n) => `ds${n}`))};
       }`).join('');
+}
+
+/** Keep bit (dropout) of entry (resident r, streamed s) from keepTile, as a WGSL bool. */
+function keptAt(g: TileShape, r: string, s: string): string {
+  const kg = (g.dkdv ? g.BR : g.BS) / 4;
+  const [qL, kL] = g.dkdv ? [s, r] : [r, s];
+  return `((keepTile[(${qL}) * ${kg} + (${kL}) / 4] >> u32((${kL}) % 4)) & 1u) == 1u`;
+}
+
+/**
+ * Probabilities with the plan's options: the score gets the bias / ALiBi term after the softcap (a -Infinity bias
+ * masks), mask and segments act in isVisible (every tile is partial then), and dropout scales dP and P by Z / (1-rate):
+ * dS = P ∘ (dP ∘ Z·keepScale − delta), dV takes P ∘ Z·keepScale. dBias = P ∘ (dP∘Z·keepScale − delta) (before the
+ * softcap and scale chain) is summed into registers db (dBias pass).
+ */
+function optionProbabilities(g: TileShape): string {
+  const {dkdv, flags, NS} = g;
+  const opts = g.opts!;
+  const stat = dkdv ? 's' : 'r';
+  const hasTerm = opts.bias || opts.alibi;
+  return range(g.TR).map((m) => `
+      {
+        let r = ${resRow(g, m)};${range(g.TS).map((n) => `
+        var p${n} = 0.0;
+        var ds${n} = 0.0;${dkdv && opts.dropout ? `
+        var pz${n} = 0.0;` : ''}
+        {
+          let s = ${strRow(g, n)};
+          var tt = sc${m}_${n} * uniforms.scale;
+          var dtds = 1.0;${flags.softcap ? `
+          let th = stableTanh(tt / uniforms.softcap);
+          tt = uniforms.softcap * th;
+          dtds = 1.0 - th * th;` : ''}${hasTerm ? `
+          let term = scoreTerm(${entryQ(g, 'r', 's')}, ${entryK(g, 'r', 's')});
+          tt = tt + term;` : ''}
+          p${n} = exp(tt - rowLse[${stat}]);${hasTerm ? `
+          if (term <= ${MASKED_TERM}) { p${n} = 0.0; }` : ''}
+          // A masked entry is exactly 0, whatever its dO·v (0·NaN would be NaN).
+          if (partial && !isVisible(${entryQ(g, 'r', 's')}, ${entryK(g, 'r', 's')}, lh, keyLen)) {
+            p${n} = 0.0;
+          }${opts.dropout ? `
+          let kept = ${keptAt(g, 'r', 's')};
+          let dpz = select(0.0, dp${m}_${n} * uniforms.keepScale, kept);${dkdv ? `
+          pz${n} = select(0.0, p${n} * uniforms.keepScale, kept);` : ''}` : `
+          let dpz = dp${m}_${n};`}
+          var dsb = p${n} * (dpz - rowDelta[${stat}]);
+          if (p${n} == 0.0) { dsb = 0.0; }
+          ds${n} = dsb * dtds;${g.dbias ? `
+          db${m}_${n} = db${m}_${n} + dsb;` : ''}
+        }`).join('')}${dkdv ? `
+        tileP[r * ${NS} + sIdx] = ${pack(g, range(g.TS).map((n) => opts.dropout ? `pz${n}` : `p${n}`))};` : ''}${
+          g.dbias ? '' : `
+        tileDS[r * ${NS} + sIdx] = ${pack(g, range(g.TS).map((n) => `ds${n}`))};`}
+      }`).join('');
+}
+
+/** Dropout: the keep bits of the (query, key) tile, one Philox call per 4 keys, shared through keepTile. */
+function keepStage(g: TileShape): string {
+  if (!g.opts?.dropout) return '';
+  const qn = g.dkdv ? g.BS : g.BR, kg = (g.dkdv ? g.BR : g.BS) / 4;
+  return `
+      for (var e = tid; e < ${qn * kg}; e += ${g.T}) {
+        keepTile[e] = dropoutKeepBits(k0 / 4 + e % ${kg}, q0 + e / ${kg}, h, optBatch);
+      }`;
 }
 
 /**
@@ -291,7 +378,19 @@ function accumulateLoop(g: TileShape, c: string, guarded: boolean): string {
 function streamedTile(g: TileShape): string {
   const {dkdv, BS, NCH} = g;
   const streamedChunk = (c: string) => stageRows(g, g.str, 'strA', 'strB', BS, 's0', g.C4, `${c} * ${g.C4}`, g.SS);
-  const stats = dkdv ? stageStats(g, BS, 'q0') : '';
+  const stats = (dkdv ? stageStats(g, BS, 'q0') : '') + keepStage(g);
+  if (g.dbias) {
+    return NCH === 1 ? `
+      workgroupBarrier();${stats}${scoreDeclarations(g)}${streamedChunk('0')}
+      workgroupBarrier();${scores(g, '0')}${probabilities(g)}` : `
+      workgroupBarrier();${stats}${scoreDeclarations(g)}
+      for (var c = 0; c < ${NCH}; c++) {
+        if (c > 0) {
+          workgroupBarrier();
+        }${streamedChunk('c')}
+        workgroupBarrier();${scores(g, 'c')}
+      }${probabilities(g)}`;
+  }
   return NCH === 1 ? `
       let streamedRows = min(${BS}, ${g.str.seq} - s0);
       workgroupBarrier();${stats}${scoreDeclarations(g)}${streamedChunk('0')}
@@ -324,17 +423,24 @@ function tileLoop(g: TileShape): string {
       if (k0 < keyLen) {
         let keyPartial = k0 + ${BR} > keyLen;
         for (var g = 0; g < uniforms.groupSize; g++) {
-          let h = hk * uniforms.groupSize + g;
+          let h = hk * uniforms.groupSize + g;${g.opts != null ? `
+          optHead = h;` : ''}
           let lh = h % uniforms.numMaskHeads;
           let col = lh * uniforms.numKeyTiles + kt;
           let runEnd = sched[uniforms.runStartOffset + col + 1];
           for (var run = sched[uniforms.runStartOffset + col]; run < runEnd; run++) {
             let first = sched[uniforms.runsOffset + 3 * run];
             let last = first + sched[uniforms.runsOffset + 3 * run + 1];
-            let partial = sched[uniforms.runsOffset + 3 * run + 2] == 0 || keyPartial;
+            ${summarized(g) ? 'let runPartial' : 'let partial'} = sched[uniforms.runsOffset + 3 * run + 2] == 0 || keyPartial;
             for (var qt = first; qt < last; qt++) {
               let q0 = qt * ${BS};
-              let s0 = q0;${processTile}
+              let s0 = q0;${summarized(g) ? `
+              // The tile summary: skip tiles the mask and segments rule out, no per-element mask where they hide none.
+              let state = tileState(uniforms.optBatchStart + b, h, qt, kt);
+              if (state == 0) {
+                continue;
+              }
+              let partial = runPartial || state != 2;` : ''}${processTile}
             }
           }
         }
@@ -351,9 +457,19 @@ function tileLoop(g: TileShape): string {
         for (var kt = first; kt < last; kt++) {
           let k0 = kt * ${BS};
           let s0 = k0;
-          let partial = !full || k0 + ${BS} > keyLen;${processTile}
+          ${summarized(g) ? `let state = tileState(uniforms.optBatchStart + b, h, qt, kt);
+          if (state == 0) {
+            continue;
+          }
+          let partial = !full || k0 + ${BS} > keyLen || state != 2;` : `let partial = !full || k0 + ${BS} > keyLen;`}${
+            processTile}
         }
       }`;
+}
+
+/** Whether the plan's mask / segments are summarized per tile (tileState) and checked per element. */
+function summarized(g: TileShape): boolean {
+  return g.opts != null && elementMasked(g.opts);
 }
 
 /** Write results: the accumulators of this invocation's resident rows (dq, or dk and dv), dS·S1 times scale. */
@@ -371,8 +487,9 @@ function writeResults(g: TileShape): string {
           let d = (${c} * ${C4} + accCol + ${a * NC}) * 4;
           if (accActive && r < ${BR} && row < ${res.seq} && d < uniforms.headDim) {
             let o = ((b * ${res.seq} + row) * ${res.heads} + ${res.head}) * uniforms.headDim + d;
-            let scaled = acc[${accIndex(g, c, m, a)}] * uniforms.scale;${stores(dkdv ? 'dk' : 'dq', 'out0Base', 'scaled')}${
-              dkdv ? stores('dv', 'out1Base', `accP[${accIndex(g, c, m, a)}]`) : ''}
+            let scaled = acc[${accIndex(g, c, m, a)}] * uniforms.scale;${
+              stores(dkdv ? (g.combined ? 'dkv' : 'dk') : 'dq', 'out0Base', 'scaled')}${
+              dkdv ? stores(g.combined ? 'dkv' : 'dv', 'out1Base', `accP[${accIndex(g, c, m, a)}]`) : ''}
           }
         }`)).join('');
   return g.NCH === 1 ? writeChunk('0') : `
@@ -392,23 +509,31 @@ function tileDeclarations(g: TileShape): string {
     var<workgroup> tileDS : array<${vecT}, ${BR * NS}>;
     var<workgroup> rowLse : array<f32, ${dkdv ? BS : BR}>;
     var<workgroup> rowDelta : array<f32, ${dkdv ? BS : BR}>;
-${g.flags.softcap ? STABLE_TANH_WGSL : ''}`;
+${g.flags.softcap ? STABLE_TANH_WGSL : ''}${g.opts == null ? '' : optionFunctions(g.opts, 'sched')}${
+    summarized(g) ? tileStateFunction('sched', g.dkdv ? g.BS : g.BR) : ''}${
+    g.opts?.dropout ? `
+    var<workgroup> keepTile : array<u32, ${BR * BS / 4}>;
+${PHILOX_WGSL}` : ''}`;
 }
 
 /** isVisible(i, j): the per-element mask of partial tiles (window, keyLengths, row < seqQ, layout bit). */
 function visibilityFunction(g: TileShape): string {
-  const layoutCheck = g.flags.layout ? `
+  const optionCheck = g.opts != null && elementMasked(g.opts) ? `
+      if (!optionVisible(i, j)) {
+        return false;
+      }` : '';
+  const layoutCheck = optionCheck + (g.flags.layout ? `
       let bs = uniforms.layoutBlockSize;
       let bit = u32((lh * uniforms.layoutQueryBlocks + i / bs) * uniforms.layoutKeyBlocks + j / bs);
       return (u32(sched[uniforms.layoutOffset + i32(bit >> 5u)]) & (1u << (bit & 31u))) != 0u;` : `
-      return true;`;
+      return true;`);
   return `
     // Element-level visibility inside a partial tile: src/plan's isVisible, plus keyLengths and row < seqQ.
     fn isVisible(i : i32, j : i32, lh : i32, keyLen : i32) -> bool {
       if (i >= uniforms.seqQ || j >= keyLen) {
         return false;
       }
-      let diag = i + uniforms.diagonalOffset;
+      let diag = i + ${diagonalOffsetExpr(g.opts)};
       if (uniforms.windowLeft >= 0 && j < diag - uniforms.windowLeft) {
         return false;
       }
@@ -423,6 +548,7 @@ function visibilityFunction(g: TileShape): string {
  *  the writes. */
 function tileMain(g: TileShape): string {
   const {dkdv, BR, T, NR, NS, NC, NRG, NCH, MR, AC} = g;
+  if (g.dbias) return dbiasMain(g);
   return `
     @compute @workgroup_size(${T})
     fn main(@builtin(local_invocation_index) localIndex : u32, @builtin(workgroup_id) workgroupId : vec3<u32>) {
@@ -442,12 +568,14 @@ function tileMain(g: TileShape): string {
       let qt = uniforms.numQueryTiles - 1 - tileIndex;
       let h = headIndex;
       let hk = h / uniforms.groupSize;
-      let q0 = qt * ${BR};`}
+      let q0 = qt * ${BR};`}${g.opts != null ? `
+      optBatch = uniforms.optBatchStart + b;${dkdv ? '' : `
+      optHead = h;`}` : ''}
       // Loop bounds below are runtime values on purpose: columns past headDim and rows past the sequence end are
       // skipped, and software drivers (llvmpipe) do not fully unroll these loops, which made their coroutine
       // lowering of barriers take minutes.
       let dimVec4 = (uniforms.headDim + 3) / 4;
-      let keyLen = ${g.flags.keyLengths ? 'bitcast<i32>(stats[statsRow])' : 'uniforms.seqK'};
+      let keyLen = ${keyLengthExpr(g)};
       // Score entries of this invocation: resident rows rIdx + m·${NR}, streamed rows sIdx + n·${NS}.
       let sIdx = tid % ${NS};
       let rIdx = tid / ${NS};
@@ -460,6 +588,85 @@ function tileMain(g: TileShape): string {
 ${stageRows(g, g.res, 'resA', 'resB', BR, dkdv ? 'k0' : 'q0', g.DP4, '0', g.RS)}${
     dkdv ? '' : stageStats(g, BR, 'q0')}${tileLoop(g)}
 ${writeResults(g)}
+    }`;
+}
+
+/** keyLengths[b] (clamped to seqK, from the side buffer with options), or seqK. */
+function keyLengthExpr(g: TileShape): string {
+  // From locals, not the private optBatch: loop bounds with barriers inside must be uniform for WGSL's analysis.
+  if (g.opts != null) return 'sched[uniforms.sideBatch + 2 * (uniforms.optBatchStart + b)]';
+  return g.flags.keyLengths ? 'bitcast<i32>(stats[statsRow])' : 'uniforms.seqK';
+}
+
+/**
+ * The dBias pass: one workgroup per (query tile, bias head, bias batch) walks every key tile; for each it sums, in a
+ * fixed order, dS of every (batch, head) the bias element covers (all batches when the bias broadcasts over batch,
+ * all heads when over heads) into registers, recomputing S and dP tile by tile like the dQ pass (whose tiling it
+ * uses), and writes the tile of dBias once: deterministic, no atomics, no [batch, heads, seqQ, seqK] scratch. Tiles
+ * the schedule or keyLengths skip are written as zeros.
+ */
+function dbiasMain(g: TileShape): string {
+  const {BR, BS, T, NR, NS} = g;
+  const ids = scoreIds(g);
+  return `
+    @compute @workgroup_size(${T})
+    fn main(@builtin(local_invocation_index) localIndex : u32, @builtin(workgroup_id) workgroupId : vec3<u32>) {
+      let tid = i32(localIndex);
+      let qt = i32(workgroupId.x);
+      let hb = i32(workgroupId.y);
+      let bb = i32(workgroupId.z);
+      let q0 = qt * ${BR};
+      let dimVec4 = (uniforms.headDim + 3) / 4;
+      let sIdx = tid % ${NS};
+      let rIdx = tid / ${NS};
+      let coverBatches = select(1, uniforms.numBatches, uniforms.biasBatchStride == 0);
+      let coverHeads = select(1, uniforms.heads, uniforms.biasHeadStride == 0);
+      for (var kt = 0; kt < uniforms.numKeyTiles; kt++) {
+        let k0 = kt * ${BS};
+        let s0 = k0;
+        let streamedRows = min(${BS}, uniforms.seqK - s0);
+        ${ids.map(([m, n]) => `var db${m}_${n} = 0.0;`).join(' ')}
+        for (var cb = 0; cb < coverBatches; cb++) {
+          for (var ch = 0; ch < coverHeads; ch++) {
+            let b = select(bb, cb, uniforms.biasBatchStride == 0);
+            let h = select(hb, ch, uniforms.biasHeadStride == 0);
+            let hk = h / uniforms.groupSize;
+            let lh = h % uniforms.numMaskHeads;
+            optBatch = uniforms.optBatchStart + b;
+            optHead = h;
+            let statsRow = uniforms.statsBase + b * (2 + 2 * uniforms.heads * uniforms.seqQ);
+            let keyLen = ${keyLengthExpr(g)};
+            // Whether the schedule visits key tile kt from this row (state 1: partial, 2: full).
+            let rowIndex = lh * uniforms.numQueryTiles + qt;
+            var state = 0;
+            for (var run = sched[uniforms.runStartOffset + rowIndex]; run < sched[uniforms.runStartOffset + rowIndex + 1];
+                 run++) {
+              let first = sched[uniforms.runsOffset + 3 * run];
+              if (kt >= first && kt < first + sched[uniforms.runsOffset + 3 * run + 1]) {
+                state = select(1, 2, sched[uniforms.runsOffset + 3 * run + 2] == 1);
+              }
+            }
+            ${summarized(g) ? `if (state > 0) {
+              let summary = tileState(uniforms.optBatchStart + b, h, qt, kt);
+              state = select(min(state, select(1, 2, summary == 2)), 0, summary == 0);
+            }` : ''}
+            if (state > 0 && k0 < keyLen) {
+              let partial = state == 1 || k0 + ${BS} > keyLen;
+              // The previous (batch, head)'s reads of the staged rows are done.
+              workgroupBarrier();
+${stageRows(g, g.res, 'resA', 'resB', BR, 'q0', g.DP4, '0', g.RS)}${stageStats(g, BR, 'q0')}${streamedTile(g)}
+            }
+          }
+        }
+        ${ids.map(([m, n]) => `
+        {
+          let i = q0 + rIdx + ${m * NR};
+          let j = k0 + sIdx + ${n * NS};
+          if (i < uniforms.seqQ && j < uniforms.seqK) {
+            dBias[bb * uniforms.biasBatchStride + hb * uniforms.biasHeadStride + i * uniforms.seqK + j] = db${m}_${n};
+          }
+        }`).join('')}
+      }
     }`;
 }
 
@@ -544,14 +751,28 @@ export class AttentionGradTileProgram implements MultiOutputProgram {
   shaderKey: string;
   private readonly shape: TileShape;
 
-  constructor(readonly pass: GradPass, readonly tiles: GradTiles, readonly flags: TileFlags) {
-    this.shape = tileShape(pass, tiles, flags, gradThreadMap(tiles));
-    this.outputNames = pass === 'dkdv' ? ['dk', 'dv'] : ['dq'];
+  /**
+   * `opts` (attention_options.ts): the plan's per-call options, or null for the plain kernel. With options the side
+   * buffer replaces `stats` and `sched`, and the mask / bias follow; `dbias` makes the dBias pass (pass 'dq' tiling).
+   */
+  constructor(
+      readonly pass: GradPass, readonly tiles: GradTiles, readonly flags: TileFlags,
+      readonly opts: OptionFlags | null = null, dbias = false) {
+    const combined = opts != null && pass === 'dkdv' && opts.mask != null && opts.bias;
+    this.shape = tileShape(pass, tiles, flags, gradThreadMap(tiles), opts, combined, dbias);
+    this.outputNames = dbias ? ['dBias'] : pass === 'dkdv' ? (combined ? ['dkv'] : ['dk', 'dv']) : ['dq'];
     this.outputTypes = this.outputNames.map(() => 'f32');
+    if (opts != null) {
+      const extra = optionBindings(opts);
+      this.variableNames = ['q', 'k', 'v', 'dy', 'sched', ...extra.map(([n]) => n)];
+      this.variableTypes = ['f32', 'f32', 'f32', 'f32', 'i32', ...extra.map(([, t]) => t)];
+      this.uniformFields = [...TILE_UNIFORMS, ...OPTION_UNIFORMS];
+    }
     const t = tiles;
-    this.shaderKey = `attentionGrad_${pass}_${t.resident}_${t.streamed}_${t.paddedDim}_${t.chunk}_${t.threads}_` +
+    this.shaderKey = `attentionGrad_${dbias ? 'dbias' : pass}_${t.resident}_${t.streamed}_${t.paddedDim}_${t.chunk}_${
+        t.threads}_` +
         `${t.accCols ?? 1}_` +
-        `${flags.softcap ? 's' : ''}${flags.layout ? 'l' : ''}${flags.keyLengths ? 'k' : ''}`;
+        `${flags.softcap ? 's' : ''}${flags.layout ? 'l' : ''}${flags.keyLengths ? 'k' : ''}${optionKey(opts)}`;
   }
 
   getUserCode(): string {

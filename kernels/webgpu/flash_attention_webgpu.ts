@@ -16,7 +16,12 @@
  * code: the tile configuration, the padded head size, vec4 vs scalar global access, and the softcap / keyLengths /
  * layout switches.
  */
+import {
+  diagonalOffsetExpr, elementMasked, MASKED_TERM, OPTION_UNIFORMS, optionBindings, optionFunctions, OptionFlags,
+  optionKey, tileStateFunction,
+} from './attention_options.js';
 import {ForwardTileConfig, keyOrPVec4s, paddedHeadDim} from './forward_tiles.js';
+import {PHILOX_WGSL} from './philox_wgsl.js';
 import type {MultiOutputProgram, UniformType} from './program_runner.js';
 import {STABLE_TANH_WGSL} from './wgsl_math.js';
 
@@ -51,6 +56,8 @@ interface ForwardShape {
   hasSoftcap: boolean;
   hasKeyLengths: boolean;
   hasLayout: boolean;
+  /** Per-call options (attention_options.ts), or null: then the code is exactly the plain kernel's. */
+  opts: OptionFlags | null;
 }
 
 /** Reads element row `rowIndex` (a flat [rows, headDim] index into binding `name` from `base`), vec4 column c4. */
@@ -92,7 +99,11 @@ var<workgroup> sharedRange: vec4<i32>;
 var<workgroup> sharedRun: vec4<i32>;
 ${scalarLoaders}
 
-${STABLE_TANH_WGSL}
+${STABLE_TANH_WGSL}${s.opts == null ? '' : optionFunctions(s.opts, 'schedule')}${
+    s.opts != null && elementMasked(s.opts) ? tileStateFunction('schedule', blockQ) : ''}${s.opts?.dropout ? `
+// Keep bits of the tile, 4 keys per entry: one Philox call per 4 keys, shared by the threads owning those keys.
+var<workgroup> keepTile: array<u32, ${blockQ * blockK / 4}>;
+${PHILOX_WGSL}` : ''}
 `;
 }
 
@@ -101,14 +112,15 @@ function visibilityFunction(s: ForwardShape): string {
   return `
 fn isVisible(i: i32, j: i32, keyLength: i32, maskHead: i32) -> bool {
   if (i >= uniforms.seqQ || j >= keyLength) { return false; }
-  let diag = i + uniforms.diagonalOffset;
+  let diag = i + ${diagonalOffsetExpr(s.opts)};
   if (uniforms.windowLeft >= 0 && j < diag - uniforms.windowLeft) { return false; }
   if (uniforms.windowRight >= 0 && j > diag + uniforms.windowRight) { return false; }
   ${s.hasLayout ? `
   let bs = uniforms.layoutBlockSize;
   let bit = (maskHead * uniforms.layoutQueryBlocks + i / bs) * uniforms.layoutKeyBlocks + j / bs;
   let word = u32(schedule[uniforms.layoutBitsOffset + (bit >> 5u)]);
-  if (((word >> u32(bit & 31)) & 1u) == 0u) { return false; }` : ''}
+  if (((word >> u32(bit & 31)) & 1u) == 0u) { return false; }` : ''}${s.opts != null && elementMasked(s.opts) ? `
+  if (!optionVisible(i, j)) { return false; }` : ''}
   return true;
 }
 `;
@@ -175,9 +187,17 @@ function scoreTile(s: ForwardShape): string {
         ${cols.map((c) => `let kv${c} = KPs[(tx + ${c * NCG}) * KSTRIDE + d4];`).join('\n        ')}
         ${rows.map((r) => cols.map((c) => `s${r}_${c} = fma(qv${r}.x, kv${c}.x, fma(qv${r}.y, kv${c}.y, fma(qv${
         r}.z, kv${c}.z, fma(qv${r}.w, kv${c}.w, s${r}_${c}))));`).join('\n        ')).join('\n        ')}`;
+  const hasTerm = s.opts != null && (s.opts.bias || s.opts.alibi);
+  const capped = (r: number, c: number) =>
+      `uniforms.softcap * stableTanh(s${r}_${c} * uniforms.scale / uniforms.softcap)`;
+  // With a bias or ALiBi the term is added after the softcap, in natural units; -Infinity bias masks.
+  const withTerm = (r: number, c: number) => `
+          let term = scoreTerm(queryRow0 + ${r}, keyCol0 + ${c * NCG});
+          var x = (${s.hasSoftcap ? capped(r, c) : `s${r}_${c} * uniforms.scale`} + term) * LOG2E;
+          if (term <= ${MASKED_TERM}) { x = MASKED; }`;
   const finishScore = (r: number, c: number) => `
         {
-          ${s.hasSoftcap ? `var x = uniforms.softcap * stableTanh(s${r}_${c} * uniforms.scale / uniforms.softcap) * LOG2E;` :
+          ${hasTerm ? withTerm(r, c) : s.hasSoftcap ? `var x = ${capped(r, c)} * LOG2E;` :
               `var x = s${r}_${c} * scaleLog2;`}
           if (!full && !isVisible(queryRow0 + ${r}, keyCol0 + ${c * NCG}, keyLength, maskHead)) { x = MASKED; }
           s${r}_${c} = x;
@@ -212,7 +232,10 @@ function onlineSoftmax(s: ForwardShape): string {
         {
           let p = select(exp2(s${r}_${c} - m), 0.0, s${r}_${c} == MASKED);
           let pAt = (rowBase + ${r}) * BK + tx + ${c * NCG};
-          KPs[pAt / 4][pAt % 4] = p;
+          ${s.opts?.dropout ? `// Dropout: P·V takes P ∘ Z / (1 - rate); the row sum (hence lse) takes P.
+          let keepAt = (rowBase + ${r}) * BK4 + (tx + ${c * NCG}) / 4;
+          let kept = ((keepTile[keepAt] >> u32((tx + ${c * NCG}) % 4)) & 1u) == 1u;
+          KPs[pAt / 4][pAt % 4] = select(0.0, p * uniforms.keepScale, kept);` : 'KPs[pAt / 4][pAt % 4] = p;'}
           sum += p;
         }`).join('')}
         rowSum${r} = rowSum${r} * alpha + sum;
@@ -312,11 +335,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let queryRow0 = q0 + rowBase;
   let seqQ = uniforms.seqQ;
   let seqK = uniforms.seqK;
-  let scaleLog2 = uniforms.scale * LOG2E;
+  let scaleLog2 = uniforms.scale * LOG2E;${s.opts != null ? `
+  optBatch = batch;
+  optHead = h;` : ''}
 ${stageQueryTile(s)}
   if (tid == 0) {
     let row = maskHead * uniforms.numQueryTiles + queryTile;
-    ${s.hasKeyLengths ? 'let kl = min(keyLengths[batch], seqK);' : 'let kl = seqK;'}
+    ${s.opts != null ? 'let kl = schedule[uniforms.sideBatch + 2 * batch];' :
+        s.hasKeyLengths ? 'let kl = min(keyLengths[batch], seqK);' : 'let kl = seqK;'}
     sharedRange = vec4<i32>(schedule[uniforms.rowRunStartOffset + row],
                             schedule[uniforms.rowRunStartOffset + row + 1], kl, 0);
   }
@@ -341,8 +367,13 @@ ${stageQueryTile(s)}
     let tiles = workgroupUniformLoad(&sharedRun);
     for (var keyTile = tiles.x; keyTile < tiles.x + tiles.y; keyTile++) {
       let k0 = keyTile * BK;
-      if (k0 >= keyLength) { break; }
-      let full = tiles.z == 1 && k0 + BK <= keyLength;
+      if (k0 >= keyLength) { break; }${s.opts != null && elementMasked(s.opts) ? `
+      // The tile summary (made on the device from the mask and segment ids): skip tiles they rule out entirely, and
+      // take the unmasked path where they hide nothing.
+      let state = tileState(batch, h, queryTile, keyTile);
+      if (state == 0) { continue; }
+      let full = tiles.z == 1 && k0 + BK <= keyLength && state == 2;` : `
+      let full = tiles.z == 1 && k0 + BK <= keyLength;`}
 
 ${prefetch ? `
       // KPs and Vs (stored at the end of the previous iteration) are visible to all.
@@ -359,7 +390,12 @@ ${prefetch ? `
       ${kv.load('keyTile')}
       ${kv.store}
       workgroupBarrier();`}
-${scoreTile(s)}${onlineSoftmax(s)}${accumulatePV(s)}${prefetch ? `
+${s.opts?.dropout ? `
+      // Keep bits of this tile (read after the barrier that ends the scores; the previous tile's reads ended at the
+      // barrier after its online softmax).
+      for (var e = tid; e < BQ * BK4; e += THREADS) {
+        keepTile[e] = dropoutKeepBits(k0 / 4 + e % BK4, q0 + e / BK4, h, batch);
+      }` : ''}${scoreTile(s)}${onlineSoftmax(s)}${accumulatePV(s)}${prefetch ? `
       // Everyone is done with KPs and Vs: put the prefetched tile there.
       workgroupBarrier();
       ${kv.store}` : ''}
@@ -381,7 +417,7 @@ export class AttentionForwardProgram implements MultiOutputProgram {
 
   constructor(
       readonly headDim: number, readonly config: ForwardTileConfig, readonly hasSoftcap: boolean,
-      readonly hasKeyLengths: boolean, readonly hasLayout: boolean) {
+      readonly hasKeyLengths: boolean, readonly hasLayout: boolean, readonly opts: OptionFlags | null = null) {
     const c = config;
     const vec4Access = headDim % 4 === 0;
     const dp4 = paddedHeadDim(headDim, c) / 4;
@@ -389,16 +425,23 @@ export class AttentionForwardProgram implements MultiOutputProgram {
     const elem = vec4Access ? 'vec4<f32>' : 'f32';
     this.outputTypes = [elem, 'f32'];
     this.variableTypes = [elem, elem, elem, 'i32', 'i32'];
+    if (opts != null) {
+      // keyLengths (and everything small) come in the side buffer, bound as `schedule`: 8 bindings at most.
+      const extra = optionBindings(opts);
+      this.variableNames = ['q', 'k', 'v', 'schedule', ...extra.map(([n]) => n)];
+      this.variableTypes = [elem, elem, elem, 'i32', ...extra.map(([, t]) => t)];
+      this.uniformFields = [...FORWARD_UNIFORMS, ...OPTION_UNIFORMS];
+    }
     this.shaderKey = `AttentionForward:${c.blockQ}x${c.blockK}:${c.rowsPerThread}x${c.colsPerThread}${
         c.prefetch ? 'p' : ''}:d${
         dp4 * 4}:${vec4Access ? 'v4' : 's'}:${headDim % 4 === 0 ? '' : headDim}:${
-        hasSoftcap ? 'cap' : ''}:${hasKeyLengths ? 'len' : ''}:${hasLayout ? 'lay' : ''}`;
+        hasSoftcap ? 'cap' : ''}:${hasKeyLengths ? 'len' : ''}:${hasLayout ? 'lay' : ''}${optionKey(opts)}`;
     const NCG = c.blockK / c.colsPerThread;
     const range = (n: number) => [...Array(n).keys()];
     this.shape = {
       config: c, TR: c.rowsPerThread, TC: c.colsPerThread, NCG, DP4: dp4, TD4: dp4 / NCG,
       threads: this.workgroupSize, rows: range(c.rowsPerThread), cols: range(c.colsPerThread),
-      dcols: range(dp4 / NCG), v4: vec4Access, hasSoftcap, hasKeyLengths, hasLayout,
+      dcols: range(dp4 / NCG), v4: vec4Access, hasSoftcap, hasKeyLengths, hasLayout, opts,
     };
   }
 

@@ -54,16 +54,19 @@ export function keyOrPVec4s(dp4: number, c: ForwardTileConfig): number {
   return Math.max(c.blockK * (dp4 + 1), c.blockQ * c.blockK / 4);
 }
 
-function workgroupBytes(headDim: number, c: ForwardTileConfig): number {
+function workgroupBytes(headDim: number, c: ForwardTileConfig, dropout: boolean): number {
   const dp4 = paddedHeadDim(headDim, c) / 4;
   const groups = c.blockK / c.colsPerThread;
-  return 16 * (c.blockQ * dp4 + keyOrPVec4s(dp4, c) + c.blockK * dp4) + 4 * c.blockQ * groups + 32;
+  // With dropout, one u32 of keep bits per 4 keys of the tile (keepTile).
+  return 16 * (c.blockQ * dp4 + keyOrPVec4s(dp4, c) + c.blockK * dp4) + 4 * c.blockQ * groups + 32 +
+      (dropout ? c.blockQ * c.blockK : 0);
 }
 
 export function chooseForwardConfig(
-    backend: WebGPUBackend, headDim: number, layoutBlockSize?: number): ForwardTileConfig {
+    backend: WebGPUBackend, headDim: number, layoutBlockSize?: number, dropout = false): ForwardTileConfig {
   const limits = getLimits(backend);
-  const fits = (c: ForwardTileConfig) => workgroupBytes(headDim, c) <= limits.maxComputeWorkgroupStorageSize &&
+  const fits = (c: ForwardTileConfig) =>
+      workgroupBytes(headDim, c, dropout) <= limits.maxComputeWorkgroupStorageSize &&
       (c.blockQ / c.rowsPerThread) * (c.blockK / c.colsPerThread) <= limits.maxComputeInvocationsPerWorkgroup;
   if (configOverride != null) {
     if (!fits(configOverride)) throw new Error(`forward tile config ${JSON.stringify(configOverride)} does not fit`);
