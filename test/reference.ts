@@ -164,8 +164,9 @@ export function referenceBackward(
           if (!refVisible(p, b, h, i, j)) continue;
           const ko = ((b * Sk + j) * Hk + hk) * D;
           const [sij, dtds] = score(p, q, qo, k, ko);
-          const tij = sij + scoreBias(p, b, h, i, j);
-          if (tij === -Infinity) continue;  // a -Infinity bias masks
+          const added = scoreBias(p, b, h, i, j);
+          if (added === -Infinity) continue;  // a -Infinity bias masks (a -Infinity score of an infinite k does not)
+          const tij = sij + added;
           const pij = Math.exp(tij - lse[row]);
           const z = dropoutFactor(p, b, h, i, j);
           let dp = 0;
