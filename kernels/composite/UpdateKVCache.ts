@@ -13,7 +13,7 @@ const updateKVCacheComposite: KernelFunc = ({inputs}) => {
   const n = update.shape[1];
   return tf.tidy(() => {
     const {offset, written} = kvCacheRows(positions, capacity, n);
-    const received = tf.gather(update, tf.clipByValue(offset, 0, n - 1), 1, 1);  // [batch, capacity, kvHeads, dim]
+    const received = tf.gather(update, tf.cast(tf.clipByValue(offset, 0, n - 1), 'int32'), 1, 1);  // [batch, capacity, kvHeads, dim]
     return tf.where(written, received, cache);
   });
 };

@@ -14,12 +14,14 @@ import {UpdateKVCache} from '../kernel_names.js';
 export function kvCacheRows(positions: tf.Tensor, capacity: number, n: number):
     {start: tf.Tensor2D, offset: tf.Tensor2D, written: tf.Tensor4D} {
   return tf.tidy(() => {
+    // Every operand int32 (no implicit casts): clipByValue keeps int32 on every backend only after an explicit cast.
     const batch = positions.shape[0]!;
-    const start = tf.reshape(tf.clipByValue(positions, 0, capacity - n), [batch, 1]) as tf.Tensor2D;
+    const start = tf.reshape(tf.cast(tf.clipByValue(positions, 0, capacity - n), 'int32'), [batch, 1]) as tf.Tensor2D;
     const offset = tf.sub(tf.reshape(tf.range(0, capacity, 1, 'int32'), [1, capacity]), start) as tf.Tensor2D;
-    const written = tf.reshape(tf.logicalAnd(tf.greaterEqual(offset, 0), tf.less(offset, n)),
-                               [batch, capacity, 1, 1]) as tf.Tensor4D;
-    return {start: tf.cast(start, 'int32'), offset: tf.cast(offset, 'int32'), written};
+    const written = tf.reshape(
+        tf.logicalAnd(tf.greaterEqual(offset, tf.scalar(0, 'int32')), tf.less(offset, tf.scalar(n, 'int32'))),
+        [batch, capacity, 1, 1]) as tf.Tensor4D;
+    return {start, offset, written};
   });
 }
 
