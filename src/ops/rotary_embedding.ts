@@ -5,8 +5,9 @@
  * Why no fused kernel: the op is elementwise over x (two multiplies and an add per output, plus a split and a concat);
  * next to the attention and the q/k projections it runs on, it is a few percent of a layer's time, and a fused kernel
  * would save only the extra passes over x (memory traffic of a tensor the size of q). The cos/sin tables are
- * [seq, headDim/2] (or [batch, seq, headDim/2]) and computed once per call, in float64 on the host when the
- * positions are numbers.
+ * [seq, headDim/2] (or [batch, seq, headDim/2]) and computed once per call: in float64 on the host when the
+ * positions are numbers; on the device for tensor positions, with the angle reduced modulo 2π and cos/sin evaluated as
+ * polynomials (GPU sin/cos are only ~2^-11 accurate), within ~1e-6 of float64 for positions below 2^13.
  */
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -60,6 +61,56 @@ export function rotaryInverseFrequencies(features: number, maxWavelength: number
   const inv = new Float64Array(half);
   for (let i = 0; i < half; i++) inv[i] = 1 / Math.pow(maxWavelength, (2 * i) / features);
   return inv;
+}
+
+/** x truncated to its leading `bits` significant bits (so that small integers times it are exact in float32). */
+function leadingBits(x: number, bits: number): number {
+  if (x === 0) return 0;
+  const step = Math.pow(2, Math.floor(Math.log2(Math.abs(x))) - bits + 1);
+  return Math.trunc(x / step) * step;
+}
+
+const TWO_PI = 2 * Math.PI;
+const TWO_PI_HI = leadingBits(TWO_PI, 12);
+const TWO_PI_LO = Math.fround(TWO_PI - TWO_PI_HI);
+
+/**
+ * position · frequency reduced to about [−π, π], accurate to ~1e-6 for integer positions below 2^13 (Cody–Waite):
+ * frequency = hi + lo with hi of 11 significant bits, so position · hi is exact in float32; k = round(θ / 2π) and
+ * k · 2π_hi (12 bits) are exact too, leaving only the rounding of the small terms.
+ */
+function reducedAngles(positions: tf.Tensor, frequencies: Float64Array): tf.Tensor {
+  const hi = frequencies.map((f) => leadingBits(f, 11));
+  const lo = frequencies.map((f, i) => Math.fround(f - hi[i]));
+  const thetaHi = tf.mul(positions, tf.tensor1d(Float32Array.from(hi)));
+  const thetaLo = tf.mul(positions, tf.tensor1d(Float32Array.from(lo)));
+  const turns = tf.round(tf.mul(thetaHi, 1 / TWO_PI));
+  return tf.add(tf.sub(tf.sub(thetaHi, tf.mul(turns, TWO_PI_HI)), tf.mul(turns, TWO_PI_LO)), thetaLo);
+}
+
+/** Taylor coefficients of sin (x, x³, … x¹⁷) and cos (1, x², … x¹⁸): below 3e-7 in float32 on [−π, π]. */
+const SIN_TERMS = Array.from({length: 9}, (_, i) => (i % 2 ? -1 : 1) / factorial(2 * i + 1));
+const COS_TERMS = Array.from({length: 10}, (_, i) => (i % 2 ? -1 : 1) / factorial(2 * i));
+
+function factorial(n: number): number {
+  let f = 1;
+  for (let i = 2; i <= n; i++) f *= i;
+  return f;
+}
+
+/** Σ terms[i]·y^i by Horner's rule (y = x²). */
+function horner(y: tf.Tensor, terms: number[]): tf.Tensor {
+  let acc: tf.Tensor = tf.scalar(terms[terms.length - 1]);
+  for (let i = terms.length - 2; i >= 0; i--) acc = tf.add(tf.mul(acc, y), terms[i]);
+  return acc;
+}
+
+function polynomialSin(x: tf.Tensor): tf.Tensor {
+  return tf.mul(x, horner(tf.square(x), SIN_TERMS));
+}
+
+function polynomialCos(x: tf.Tensor): tf.Tensor {
+  return horner(tf.square(x), COS_TERMS);
 }
 
 /**
@@ -177,15 +228,16 @@ export function rotaryEmbedding(x: tf.Tensor, options: RotaryEmbeddingOptions = 
       cos = arrange(tf.tensor2d(c, [seq, half]), false);
       sin = arrange(tf.tensor2d(s, [seq, half]), false);
     } else {
-      // On the device, in float32 (keras_hub's arithmetic): [.., seq, 1] positions × [half] inverse frequencies.
+      // On the device: [.., seq, 1] positions × [half] frequencies, reduced modulo 2π, then cos/sin as polynomials
+      // (GPU sin/cos only promise 2^-11 absolute accuracy, and SwiftShader's are off by 2e-4).
       const positions = devicePositions != null ? tf.cast(devicePositions, 'float32') :
           startTensor!.rank === 0 ? tf.add(tf.range(0, seq, 1, 'float32'), tf.cast(startTensor!, 'float32')) :
           tf.add(tf.reshape(tf.range(0, seq, 1, 'float32'), [1, seq]),
                  tf.reshape(tf.cast(startTensor!, 'float32'), [x.shape[0], 1]));
       const perBatch = positions.rank === 2;
-      const angles = tf.mul(tf.expandDims(tf.div(positions, scalingFactor), -1), tf.tensor1d(Float32Array.from(inv)));
-      cos = arrange(tf.cos(angles), perBatch);
-      sin = arrange(tf.sin(angles), perBatch);
+      const angles = reducedAngles(tf.expandDims(positions, -1), inv.map((f) => f / scalingFactor));
+      cos = arrange(polynomialCos(angles), perBatch);
+      sin = arrange(polynomialSin(angles), perBatch);
     }
     const [x1, x2] = tf.split(x, 2, featureAxis);
     return tf.concat([tf.sub(tf.mul(x1, cos), tf.mul(x2, sin)), tf.add(tf.mul(x2, cos), tf.mul(x1, sin))],
