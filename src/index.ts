@@ -17,3 +17,8 @@ export type {AttentionPlan} from './plan/plan.js';
 export {clearScheduleCache, getSchedule} from './plan/schedule.js';
 export type {BlockSchedule} from './plan/schedule.js';
 export * from './kernel_names.js';
+export {updateKVCache} from './ops/update_kv_cache.js';
+export {rotaryEmbedding} from './ops/rotary_embedding.js';
+export type {RotaryEmbeddingOptions} from './ops/rotary_embedding.js';
+export {RotaryEmbedding} from './layers/RotaryEmbedding.js';
+export type {RotaryEmbeddingArgs} from './layers/RotaryEmbedding.js';

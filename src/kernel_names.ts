@@ -55,3 +55,11 @@ export function planOf(attrs: NamedAttrMap | undefined): AttentionPlan {
   if (plan == null) throw new Error('attention kernel called without its plan attribute');
   return plan;
 }
+
+/**
+ * UpdateKVCache: inputs {cache [batch, capacity, kvHeads, headDim], update [batch, n, kvHeads, headDim] (same dtype),
+ * positions int32 [batch]}, no attrs; one output of the cache's shape and dtype: the cache with rows p_b … p_b + n − 1
+ * of batch b replaced by update[b], where p_b = clamp(positions[b], 0, capacity − n) (so the write always fits).
+ */
+export const UpdateKVCache = 'UpdateKVCache';
+export const UPDATE_KV_CACHE_INPUT_NAMES = ['cache', 'update', 'positions'] as const;

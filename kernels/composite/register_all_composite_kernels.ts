@@ -5,6 +5,7 @@ import {slidingWindowAttentionConfig} from './SlidingWindowAttention.js';
 import {slidingWindowAttentionGradConfig} from './SlidingWindowAttentionGrad.js';
 import {sparseAttentionConfig} from './SparseAttention.js';
 import {sparseAttentionGradConfig} from './SparseAttentionGrad.js';
+import {updateKVCacheConfig} from './UpdateKVCache.js';
 
 /** Composite kernel configs; backendName is filled in by registerCompositeKernels. */
 export const compositeKernelConfigs: Array<Omit<KernelConfig, 'backendName'>> = [
@@ -14,4 +15,5 @@ export const compositeKernelConfigs: Array<Omit<KernelConfig, 'backendName'>> = 
   flashAttentionGradConfig,
   slidingWindowAttentionGradConfig,
   sparseAttentionGradConfig,
+  updateKVCacheConfig,
 ];

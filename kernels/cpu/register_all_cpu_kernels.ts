@@ -6,6 +6,7 @@ import {slidingWindowAttentionConfig} from './SlidingWindowAttention.js';
 import {slidingWindowAttentionGradConfig} from './SlidingWindowAttentionGrad.js';
 import {sparseAttentionConfig} from './SparseAttention.js';
 import {sparseAttentionGradConfig} from './SparseAttentionGrad.js';
+import {updateKVCacheConfig} from './UpdateKVCache.js';
 
 const kernelConfigs: tf.KernelConfig[] = [
   flashAttentionConfig,
@@ -14,6 +15,7 @@ const kernelConfigs: tf.KernelConfig[] = [
   flashAttentionGradConfig,
   slidingWindowAttentionGradConfig,
   sparseAttentionGradConfig,
+  updateKVCacheConfig,
 ];
 
 for (const config of kernelConfigs) {

@@ -9,6 +9,7 @@ import {slidingWindowAttentionConfig} from './SlidingWindowAttention.js';
 import {slidingWindowAttentionGradConfig} from './SlidingWindowAttentionGrad.js';
 import {sparseAttentionConfig} from './SparseAttention.js';
 import {sparseAttentionGradConfig} from './SparseAttentionGrad.js';
+import {updateKVCacheConfig} from './UpdateKVCache.js';
 
 const kernelConfigs: tf.KernelConfig[] = [
   flashAttentionConfig,
@@ -17,6 +18,7 @@ const kernelConfigs: tf.KernelConfig[] = [
   flashAttentionGradConfig,
   slidingWindowAttentionGradConfig,
   sparseAttentionGradConfig,
+  updateKVCacheConfig,
 ];
 
 for (const config of kernelConfigs) tf.registerKernel(config);

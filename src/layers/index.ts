@@ -9,3 +9,5 @@ export type {TransformerBlockArgs} from './TransformerBlock.js';
 export {positionEmbedding, PositionEmbedding} from './PositionEmbedding.js';
 export type {PositionEmbeddingArgs} from './PositionEmbedding.js';
 export type {AttentionSpec, PatternBuilderName, SparsePatternSpec} from './attention_spec.js';
+export {RotaryEmbedding, rotaryEmbeddingLayer} from './RotaryEmbedding.js';
+export type {RotaryEmbeddingArgs} from './RotaryEmbedding.js';
