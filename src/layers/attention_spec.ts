@@ -42,33 +42,36 @@ export class ResolvedAttention {
 
   constructor(readonly spec: AttentionSpec, readonly causal: boolean) {}
 
-  /** The mask for these lengths; the layout comes from the pattern (cached per seqQ, seqK). */
-  mask(seqQ: number, seqK: number, heads: number): MaskOptions {
+  /**
+   * The mask for these lengths; the layout comes from the pattern (cached per seqQ, seqK). `causal` (default the
+   * layer's flag) adds the bottom-right causal mask, e.g. for a Keras useCausalMask call with seqQ == seqK.
+   */
+  mask(seqQ: number, seqK: number, heads: number, causal = this.causal): MaskOptions {
     const spec = this.spec;
-    const causalRight = this.causal ? 0 : -1;
+    const causalRight = causal ? 0 : -1;
     if (spec === 'flash' || spec === 'naive') return {windowLeft: -1, windowRight: causalRight, layout: null};
     if (spec.type === 'sliding') {
       const [left, right] = typeof spec.windowSize === 'number' ?
           [spec.windowSize, this.causal ? 0 : spec.windowSize] : spec.windowSize;
-      return {windowLeft: left, windowRight: right, layout: null};
+      return {windowLeft: left, windowRight: causal && (right < 0 || right > 0) ? 0 : right, layout: null};
     }
     return {windowLeft: -1, windowRight: causalRight, layout: this.layout(seqQ, seqK, heads)};
   }
 
   /** Runs the op the spec names. q: [b, seqQ, heads, d], k/v: [b, seqK, kvHeads, d]. */
   run(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, scale: number, softcap: number,
-      keyLengths?: tf.Tensor1D): tf.Tensor4D {
+      keyLengths?: tf.Tensor1D, causal = this.causal): tf.Tensor4D {
     const [, seqQ, heads] = q.shape;
     const seqK = k.shape[1];
-    const mask = this.mask(seqQ, seqK, heads);
+    const mask = this.mask(seqQ, seqK, heads, causal);
     const spec = this.spec;
     const common = {scale, softcap, keyLengths};
     if (spec === 'naive') return naiveAttention(q, k, v, mask, scale, keyLengths, softcap);
-    if (spec === 'flash') return flashAttention(q, k, v, {...common, causal: this.causal});
+    if (spec === 'flash') return flashAttention(q, k, v, {...common, causal});
     if (spec.type === 'sliding') {
       return slidingWindowAttention(q, k, v, {...common, windowSize: [mask.windowLeft, mask.windowRight]});
     }
-    return sparseAttention(q, k, v, {...common, layout: mask.layout!, causal: this.causal});
+    return sparseAttention(q, k, v, {...common, layout: mask.layout!, causal});
   }
 
   private layout(seqQ: number, seqK: number, heads: number): BlockLayout {
