@@ -13,12 +13,16 @@ import type {AttentionCase} from './cases.js';
 import {AttentionPage, openAttentionPage, runSharedCasesInBrowser} from './browser/attention_page.js';
 import {skipWithoutChromium} from './browser/chromium.js';
 import {assertCaseResult, Tolerances} from './shared_runner.js';
+import {dropoutKeepRow, makeDropoutPlan} from '../src/plan/philox.js';
 
 // Gradients 2e-4 (as webgpu): the single-key rows' cancellation measured up to 1.1e-4 once in a full run.
 const TOLERANCE: Tolerances = {forward: 2e-5, gradients: 2e-4};
 const EXTRA = new Set(['flash D256 S77', 'flash causal keyLengths tensor', 'sliding GQA keyLengths softcap',
                        'sparse bigBird per-head causal S300', 'sparse GQA keyLengths softcap causal']);
-const selected = (c: AttentionCase) => c.tags?.includes('quick') === true || EXTRA.has(c.name);
+/** Cases of the options of issues 16–18 (queryOffsets, mask, bias, ALiBi, segments, dropout): all run here. */
+const usesOptions = (c: AttentionCase) =>
+  (['queryOffsets', 'mask', 'bias', 'alibi', 'segments', 'dropout'] as const).some((o) => c[o] != null);
+const selected = (c: AttentionCase) => c.tags?.includes('quick') === true || EXTRA.has(c.name) || usesOptions(c);
 
 /** Keys past 65,535 in one row: a kernel with one loop over the keys would stop early on llvmpipe. */
 const LONG_KEYS: AttentionCase = {name: 'flash seqQ 4, seqK 70000 (65,535-iteration trap)', op: 'flash', batch: 1,
@@ -30,7 +34,30 @@ const LONG_FORWARD: AttentionCase[] = [
    headDim: 32, windowSize: 256},
 ];
 
+/** The dropout keep masks the kernels applied equal src/plan/philox.ts's, bit for bit (rate 0.7: thresholds >= 2^31). */
+function dropoutBitIdentical(page: () => AttentionPage): void {
+  it('dropout keep mask is bit-identical to src/plan/philox.ts', async () => {
+    for (const probe of [{batch: 2, heads: 3, seqQ: 9, seqK: 64, rate: 0.3, seed: 2 ** 40 + 12345},
+                         {batch: 1, heads: 2, seqQ: 33, seqK: 37, rate: 0.7, seed: 4294967295}]) {
+      const kept = await page().dropoutKeptMask(probe);
+      const d = makeDropoutPlan(probe.rate, probe.seed);
+      const expected: number[] = [];
+      for (let b = 0; b < probe.batch; b++) {
+        for (let h = 0; h < probe.heads; h++) {
+          for (let i = 0; i < probe.seqQ; i++) expected.push(...dropoutKeepRow(d, b, h, i, 0, probe.seqK));
+        }
+      }
+      const wrong = kept.reduce((n, x, e) => n + (x !== expected[e] ? 1 : 0), 0);
+      expect(wrong, `${JSON.stringify(probe)}: ${wrong} of ${expected.length} keep decisions differ`).to.equal(0);
+    }
+  });
+}
+
 runSharedCasesInBrowser('webgl', TOLERANCE, selected, {angle: 'swiftshader'}, (page) => {
+  dropoutBitIdentical(page);
+  it('clamps queryOffsets tensor values to [-seqQ, seqK] on the device', async () => {
+    expect(await page().queryOffsetsClampDifference()).to.equal(0);
+  });
   for (const c of LONG_FORWARD) {
     it(c.name, async () => assertCaseResult(await page().runForwardCase(c, 7), TOLERANCE));
   }
@@ -54,9 +81,12 @@ runSharedCasesInBrowser('webgl', TOLERANCE, (c) => LLVMPIPE.has(c.name), {angle:
 });
 
 // Contexts without eight float render targets draw one output per program: keep that path covered.
-const SINGLE_TARGET = new Set([...LLVMPIPE, 'flash softcap 5, scale 1', 'sparse GQA keyLengths softcap causal']);
+const SINGLE_TARGET = new Set([...LLVMPIPE, 'flash softcap 5, scale 1', 'sparse GQA keyLengths softcap causal',
+                               'bias [B, Sq, Sk] + mask [B, H, Sq, Sk] seqQ7 seqK130', 'segments 3 docs + causal + GQA',
+                               'queryOffsets tensor, sliding decode seqQ1', 'ALiBi [heads] dense S130',
+                               'dropout 0.1 causal + mask + bias, seed > 2^32', 'dropout 0.5 sparse local']);
 runSharedCasesInBrowser('webgl', TOLERANCE, (c) => SINGLE_TARGET.has(c.name),
-                        {angle: 'swiftshader', flags: {ATTENTION_WEBGL_MULTI_TARGET: false}}, () => undefined);
+                        {angle: 'swiftshader', flags: {ATTENTION_WEBGL_MULTI_TARGET: false}}, dropoutBitIdentical);
 
 describe('webgl in Chromium on a WebGL1 context', function() {
   this.timeout(600_000);

@@ -7,8 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import {expect} from 'chai';
 import {createRequire} from 'module';
 import path from 'path';
-import {compositeAttentionForward} from '../kernels/composite/attention_composite.js';
-import {compositeAttentionBackward} from '../kernels/composite/attention_grad_composite.js';
+import {compositeKernelConfigs} from '../kernels/composite/register_all_composite_kernels.js';
 import * as lib from '../src/index.js';
 import {checkCase} from './check_case.js';
 import {describeSharedCases} from './shared_runner.js';
@@ -26,7 +25,7 @@ describe('wasm backend', () => {
   it('initializes and has the composite attention kernels', async () => {
     expect(await tf.setBackend('wasm')).to.equal(true);
     for (const name of lib.ALL_KERNELS) {
-      const expected = name.endsWith('Grad') ? compositeAttentionBackward : compositeAttentionForward;
+      const expected = compositeKernelConfigs.find((c) => c.kernelName === name)!.kernelFunc;
       expect(tf.getKernel(name, 'wasm')?.kernelFunc, name).to.equal(expected);
     }
   });

@@ -1,6 +1,8 @@
 import type {KernelConfig} from '@tensorflow/tfjs-core';
 import {FlashAttention} from '../../src/kernel_names.js';
-import {compositeAttentionForward} from './attention_composite.js';
+import {forwardKernelFunc} from '../attention_kernel_func.js';
+import {SUPPORTED} from './attention_composite_util.js';
+import {runAttentionForward} from './attention_forward.js';
 
 /**
  * FlashAttention built from tfjs ops, for backends without a dedicated kernel (backendName is filled in by
@@ -8,5 +10,5 @@ import {compositeAttentionForward} from './attention_composite.js';
  */
 export const flashAttentionConfig: Omit<KernelConfig, 'backendName'> = {
   kernelName: FlashAttention,
-  kernelFunc: compositeAttentionForward,
+  kernelFunc: forwardKernelFunc(runAttentionForward, SUPPORTED),
 };

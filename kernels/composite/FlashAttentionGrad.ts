@@ -1,6 +1,8 @@
 import type {KernelConfig} from '@tensorflow/tfjs-core';
 import {FlashAttentionGrad} from '../../src/kernel_names.js';
-import {compositeAttentionBackward} from './attention_grad_composite.js';
+import {backwardKernelFunc} from '../attention_kernel_func.js';
+import {SUPPORTED} from './attention_composite_util.js';
+import {runAttentionBackward} from './attention_backward.js';
 
 /**
  * FlashAttentionGrad built from tfjs ops, for backends without a dedicated kernel (backendName is filled in by
@@ -8,5 +10,5 @@ import {compositeAttentionBackward} from './attention_grad_composite.js';
  */
 export const flashAttentionGradConfig: Omit<KernelConfig, 'backendName'> = {
   kernelName: FlashAttentionGrad,
-  kernelFunc: compositeAttentionBackward,
+  kernelFunc: backwardKernelFunc(runAttentionBackward, SUPPORTED),
 };

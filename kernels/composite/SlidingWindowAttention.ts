@@ -1,6 +1,8 @@
 import type {KernelConfig} from '@tensorflow/tfjs-core';
 import {SlidingWindowAttention} from '../../src/kernel_names.js';
-import {compositeAttentionForward} from './attention_composite.js';
+import {forwardKernelFunc} from '../attention_kernel_func.js';
+import {SUPPORTED} from './attention_composite_util.js';
+import {runAttentionForward} from './attention_forward.js';
 
 /**
  * SlidingWindowAttention built from tfjs ops, for backends without a dedicated kernel (backendName is filled in by
@@ -8,5 +10,5 @@ import {compositeAttentionForward} from './attention_composite.js';
  */
 export const slidingWindowAttentionConfig: Omit<KernelConfig, 'backendName'> = {
   kernelName: SlidingWindowAttention,
-  kernelFunc: compositeAttentionForward,
+  kernelFunc: forwardKernelFunc(runAttentionForward, SUPPORTED),
 };

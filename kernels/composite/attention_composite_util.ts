@@ -16,6 +16,19 @@ import type {KernelBackend, TensorInfo} from '@tensorflow/tfjs-core';
 import {layoutBlockOn} from '../../src/patterns/block_layout.js';
 import {AttentionPlan, layoutHead, windowKeyRange} from '../../src/plan/plan.js';
 import {BlockSchedule, forEachTileInCol, forEachTileInRow, getSchedule} from '../../src/plan/schedule.js';
+import type {SupportedFeatures} from '../attention_kernel_func.js';
+import {hasOptionMask, OptionTensors, optionTensors, optionVisibility, scoreTerms} from './option_terms_composite.js';
+
+/** The options (PlanFeature) the composite kernels execute, forward and backward. */
+export const SUPPORTED: SupportedFeatures = ['queryOffsets', 'mask', 'bias', 'alibi', 'segments', 'dropout'];
+
+/**
+ * Whether value/key splits of partial tiles take prefix sums (rows see one contiguous window of keys) rather than the
+ * tile's visibility matrix (layouts, and the options' element conditions).
+ */
+export function splitsWithPrefix(plan: AttentionPlan): boolean {
+  return plan.layout == null && !hasOptionMask(plan);
+}
 
 /** Keys per key tile (fewer when seqK is shorter, so that a short sequence is one full tile). */
 export const COMPOSITE_BLOCK_K = 256;
@@ -48,6 +61,24 @@ export function compositeTiling(plan: AttentionPlan): CompositeTiling {
 export function wrapInput(info: TensorInfo, backend: KernelBackend): tf.Tensor {
   backend.incRef(info.dataId);
   return tf.engine().makeTensorFromTensorInfo(info, backend);
+}
+
+/**
+ * The option inputs the plan uses, wrapped (wrapInput) and reshaped for the tiles (optionTensors); null when the plan
+ * has none of them.
+ */
+export function wrapOptionInputs(
+    plan: AttentionPlan, inputs: Record<'queryOffsets' | 'mask' | 'bias' | 'alibiSlopes' | 'queryIds' | 'keyIds',
+                                        TensorInfo>, backend: KernelBackend): OptionTensors | null {
+  if (!plan.hasQueryOffsets && plan.mask == null && plan.bias == null && plan.alibi == null && !plan.hasSegments) {
+    return null;
+  }
+  const wrap = (used: boolean, t: TensorInfo) => used ? wrapInput(t, backend) : tf.zeros([1]);
+  return optionTensors(plan, {
+    queryOffsets: wrap(plan.hasQueryOffsets, inputs.queryOffsets), mask: wrap(plan.mask != null, inputs.mask),
+    bias: wrap(plan.bias != null, inputs.bias), alibiSlopes: wrap(plan.alibi != null, inputs.alibiSlopes),
+    queryIds: wrap(plan.hasSegments, inputs.queryIds), keyIds: wrap(plan.hasSegments, inputs.keyIds),
+  });
 }
 
 /**
@@ -115,23 +146,25 @@ export interface TileVisit {
  * batched op, so a tile visited by only some mask heads (per-head layouts) is partial: the mask hides it from the
  * others.
  */
-export function keyTilesOfQueryTile(s: BlockSchedule, queryTile: number): TileVisit[] {
-  return unionOverHeads(s, (h, fn) => forEachTileInRow(s, h, queryTile, fn));
+export function keyTilesOfQueryTile(plan: AttentionPlan, s: BlockSchedule, queryTile: number): TileVisit[] {
+  return unionOverHeads(plan, s, (h, fn) => forEachTileInRow(s, h, queryTile, fn));
 }
 
 /** Query tiles visiting key tile `keyTile` for any mask head (the transpose, for dK/dV), in increasing order. */
-export function queryTilesOfKeyTile(s: BlockSchedule, keyTile: number): TileVisit[] {
-  return unionOverHeads(s, (h, fn) => forEachTileInCol(s, h, keyTile, fn));
+export function queryTilesOfKeyTile(plan: AttentionPlan, s: BlockSchedule, keyTile: number): TileVisit[] {
+  return unionOverHeads(plan, s, (h, fn) => forEachTileInCol(s, h, keyTile, fn));
 }
 
-function unionOverHeads(
-    s: BlockSchedule, forEach: (head: number, fn: (tile: number, full: boolean) => void) => void): TileVisit[] {
+/** Tiles are full only if full for every mask head and the plan has no per-element option (hasOptionMask). */
+function unionOverHeads(plan: AttentionPlan, s: BlockSchedule,
+                        forEach: (head: number, fn: (tile: number, full: boolean) => void) => void): TileVisit[] {
+  const partialOnly = hasOptionMask(plan);
   const fullHeads = new Map<number, number>();
   for (let h = 0; h < s.numHeads; h++) {
     forEach(h, (tile, full) => fullHeads.set(tile, (fullHeads.get(tile) ?? 0) + (full ? 1 : 0)));
   }
   return [...fullHeads.entries()].sort((a, b) => a[0] - b[0])
-      .map(([tile, count]) => ({tile, full: count === s.numHeads}));
+      .map(([tile, count]) => ({tile, full: !partialOnly && count === s.numHeads}));
 }
 
 /** Query rows [q0, q1) × keys [k0, k1): one (query tile, key tile) pair. */
@@ -252,8 +285,8 @@ export function tileIsMasked(full: boolean, keyLengths: KeyLengthsMask | null): 
 }
 
 /** Which scores of a tile to keep (bool, the scores' full shape), or null when all of them are visible. */
-function tileMask(plan: AttentionPlan, bounds: TileBounds, full: boolean, keyLengths: KeyLengthsMask | null):
-    tf.Tensor | null {
+function tileMask(plan: AttentionPlan, bounds: TileBounds, full: boolean, keyLengths: KeyLengthsMask | null,
+                  options: OptionTensors | null): tf.Tensor | null {
   if (!tileIsMasked(full, keyLengths)) return null;
   const {q0, q1, k0, k1} = bounds;
   if (full) {
@@ -262,10 +295,13 @@ function tileMask(plan: AttentionPlan, bounds: TileBounds, full: boolean, keyLen
                                     [plan.batch, plan.kvHeads, rows, k1 - k0]));
   }
   return tf.tidy(() => {
-    const visible = tileVisibility(plan, bounds);
+    let visible: tf.Tensor = tileVisibility(plan, bounds);
     // logicalAnd broadcasts the [batch, 1, 1, keys] slice inside its kernel: the result has the full shape.
-    return keyLengths == null ? visible :
-        tf.logicalAnd(visible, tf.slice(keyLengths.visibility, [0, 0, 0, k0], [-1, 1, 1, k1 - k0]));
+    if (keyLengths != null) {
+      visible = tf.logicalAnd(visible, tf.slice(keyLengths.visibility, [0, 0, 0, k0], [-1, 1, 1, k1 - k0]));
+    }
+    const fromOptions = options == null ? null : optionVisibility(plan, options, bounds);
+    return fromOptions == null ? visible : tf.logicalAnd(visible, fromOptions);
   });
 }
 
@@ -280,13 +316,14 @@ export function consume<T extends tf.Tensor>(x: tf.Tensor, fn: (x: tf.Tensor) =>
 }
 
 /**
- * Scores of one tile: t = softcap·tanh(s/softcap) (or s), s = (scale·q)·kᵀ, then masked. `scaledQueries` already
- * carries the scale (one multiply per query tile instead of one per scores tile). `keyLengths` is
- * keyLengthsMask's result when the plan has keyLengths.
+ * Scores of one tile: t = softcap·tanh(s/softcap) (or s), s = (scale·q)·kᵀ, plus the options' bias and ALiBi terms,
+ * then masked. `scaledQueries` already carries the scale (one multiply per query tile instead of one per scores
+ * tile). `keyLengths` is keyLengthsMask's result when the plan has keyLengths; `options` the option inputs (null
+ * when the plan has none).
  */
 export function tileScores(
     plan: AttentionPlan, scaledQueries: tf.Tensor4D, keys: tf.Tensor4D, bounds: TileBounds, full: boolean,
-    keyLengths: KeyLengthsMask | null, extras: TileScoreExtras = {}): TileScores {
+    keyLengths: KeyLengthsMask | null, options: OptionTensors | null, extras: TileScoreExtras = {}): TileScores {
   let scores: tf.Tensor = tf.matMul(scaledQueries, keys, false, true);
   let softcapDerivative: tf.Tensor4D | undefined;
   if (plan.softcap > 0) {
@@ -294,7 +331,12 @@ export function tileScores(
     if (extras.softcapDerivative) softcapDerivative = tf.tidy(() => tf.sub<tf.Tensor4D>(1, tf.square(capped)));
     scores = consume(capped, (c) => tf.mul(c, plan.softcap));
   }
-  const visible = tileMask(plan, bounds, full, keyLengths);
+  const terms = options == null ? null : scoreTerms(plan, options, bounds);
+  if (terms != null) {
+    scores = consume(scores, (s) => tf.add(s, terms));
+    terms.dispose();
+  }
+  const visible = tileMask(plan, bounds, full, keyLengths, options);
   if (visible != null && extras.deferMask) {
     return {scores: scores as tf.Tensor4D, softcapDerivative, visible: visible as tf.Tensor4D};
   }

@@ -1,9 +1,11 @@
-import type {KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
+import type {KernelConfig} from '@tensorflow/tfjs-core';
 import {SparseAttention} from '../../src/kernel_names.js';
-import {attentionCpu} from './attention_cpu.js';
+import {forwardKernelFunc} from '../attention_kernel_func.js';
+import {runAttentionForward} from './attention_forward.js';
+import {SUPPORTED} from './attention_cpu_util.js';
 
 export const sparseAttentionConfig: KernelConfig = {
   kernelName: SparseAttention,
   backendName: 'cpu',
-  kernelFunc: attentionCpu as unknown as KernelFunc,
+  kernelFunc: forwardKernelFunc(runAttentionForward, SUPPORTED),
 };

@@ -11,9 +11,13 @@
  * Float64Array), so its call sites stay monomorphic, which V8 rewards.
  */
 import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
-import type {NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
-import {type AttentionInputNames, planOf} from '../../src/kernel_names.js';
-import {AttentionPlan, layoutHead, windowKeyRange} from '../../src/plan/plan.js';
+import type {TensorInfo} from '@tensorflow/tfjs-core';
+import {AttentionPlan, layoutHead, windowKeyRangeAt} from '../../src/plan/plan.js';
+import type {AttentionInputs, SupportedFeatures} from '../attention_kernel_func.js';
+import type {OptionOperands} from './option_operands_cpu.js';
+
+/** The options (PlanFeature) the cpu kernels execute, forward and backward. */
+export const SUPPORTED: SupportedFeatures = ['queryOffsets', 'mask', 'bias', 'alibi', 'segments', 'dropout'];
 
 /** Query rows × keys per tile. */
 export interface CpuTiles {
@@ -65,16 +69,14 @@ export function checkInputShapes(plan: AttentionPlan, inputs: Partial<Record<str
 }
 
 /**
- * What both executors start from: the plan, every input checked against it, and the values of q, k, v and of
+ * What both executors start from: every input checked against the plan, and the values of q, k, v and of
  * keyLengths (per batch, see readKeyLengths). The grad kernel's further inputs are checked here too.
  */
-export function readAttentionInputs(
-    backend: MathBackendCPU, inputs: Record<AttentionInputNames, TensorInfo>, attrs: NamedAttrMap | undefined):
-    {plan: AttentionPlan, q: Float32Array, k: Float32Array, v: Float32Array, keyLens: Int32Array} {
-  const plan = planOf(attrs);
+export function readAttentionInputs(backend: MathBackendCPU, plan: AttentionPlan, inputs: AttentionInputs):
+    {q: Float32Array, k: Float32Array, v: Float32Array, keyLens: Int32Array} {
   checkInputShapes(plan, inputs);
   return {
-    plan, q: float32Values(backend, inputs.q), k: float32Values(backend, inputs.k), v: float32Values(backend, inputs.v),
+    q: float32Values(backend, inputs.q), k: float32Values(backend, inputs.k), v: float32Values(backend, inputs.v),
     keyLens: readKeyLengths(plan, backend, inputs.keyLengths),
   };
 }
@@ -163,18 +165,26 @@ export class PartialTile {
   readonly hi: Int32Array;
   c0 = 0;
   c1 = 0;
+  /** Set by restrict: `allowed` (row stride ld) holds the tile's visible elements. */
+  private restricted = false;
+  private allowed = new Uint8Array(0);
 
   constructor(blockQ: number) {
     this.lo = new Int32Array(blockQ);
     this.hi = new Int32Array(blockQ);
   }
 
-  /** Fills lo/hi/c0/c1 for rows [q0, q0 + rows) and keys [k0, k0 + cols) below keyLen; false when all is masked. */
-  setRanges(plan: AttentionPlan, q0: number, rows: number, k0: number, cols: number, keyLen: number): boolean {
+  /**
+   * Fills lo/hi/c0/c1 for rows [q0, q0 + rows) (at key positions from q0 + offset, the batch's query offset) and keys
+   * [k0, k0 + cols) below keyLen; false when all is masked.
+   */
+  setRanges(plan: AttentionPlan, q0: number, rows: number, k0: number, cols: number, keyLen: number, offset: number):
+      boolean {
+    this.restricted = false;
     const end = Math.min(cols, keyLen - k0);
     let c0 = cols, c1 = 0;
     for (let r = 0; r < rows; r++) {
-      const [wlo, whi] = windowKeyRange(plan, q0 + r);
+      const [wlo, whi] = windowKeyRangeAt(plan, q0 + r + offset);
       const lo = Math.max(0, wlo - k0), hi = Math.min(end, whi + 1 - k0);
       this.lo[r] = lo;
       this.hi[r] = hi;
@@ -189,6 +199,48 @@ export class PartialTile {
   }
 
   /**
+   * After setRanges, for plans with element conditions (mask, segment ids, bias): which elements of the tile may
+   * attend — the window and keyLengths ranges, the layout, then ops.allowRow — as allowed[r·ld + c], before any
+   * product. c0..c1 shrink to the allowed columns; false when no element is allowed (the tile is skipped).
+   */
+  restrict(plan: AttentionPlan, ops: OptionOperands, b: number, h: number, q0: number, rows: number, k0: number,
+           ld: number): boolean {
+    const size = this.lo.length * ld;
+    const allowed = this.allowed.length >= size ? this.allowed : (this.allowed = new Uint8Array(size));
+    const layout = plan.layout;
+    let c0 = ld, c1 = 0;
+    for (let r = 0; r < rows; r++) {
+      const base = r * ld, lo = this.lo[r], hi = this.hi[r];
+      allowed.fill(0, base, base + ld);
+      if (lo >= hi) continue;
+      allowed.fill(1, base + lo, base + hi);
+      if (layout != null) {
+        const bs = layout.blockSize;
+        const maskRow = (layoutHead(plan, h) * layout.numQueryBlocks + Math.floor((q0 + r) / bs)) *
+            layout.numKeyBlocks;
+        for (let c = lo; c < hi;) {
+          const kb = Math.floor((k0 + c) / bs);
+          const next = Math.min(hi, (kb + 1) * bs - k0);
+          if (layout.mask[maskRow + kb] === 0) allowed.fill(0, base + c, base + next);
+          c = next;
+        }
+      }
+      ops.allowRow(allowed, base, b, h, q0 + r, k0, lo, hi);
+      let first = lo;
+      while (first < hi && allowed[base + first] === 0) first++;
+      if (first === hi) continue;
+      let last = hi;
+      while (allowed[base + last - 1] === 0) last--;
+      if (first < c0) c0 = first;
+      if (last > c1) c1 = last;
+    }
+    this.c0 = c0;
+    this.c1 = c1;
+    this.restricted = true;
+    return c0 < c1;
+  }
+
+  /**
    * Sets s[r * ld + c] to -Infinity for every masked column c in [c0, c1) of rows [0, rows). With `hidden` (same layout
    * as s), also sets hidden to 1 there and to 0 at the visible columns of [c0, c1): the backward needs to tell a masked
    * key from a visible one whose score is -Infinity (an infinite k), which s alone cannot.
@@ -196,6 +248,17 @@ export class PartialTile {
   mask(plan: AttentionPlan, h: number, q0: number, rows: number, k0: number, s: Float64Array, ld: number,
        hidden: Uint8Array | null = null): void {
     const {c0, c1} = this;
+    if (this.restricted) {
+      const allowed = this.allowed;
+      for (let r = 0; r < rows; r++) {
+        for (let i = r * ld + c0, e = r * ld + c1; i < e; i++) {
+          const hide = allowed[i] === 0;
+          if (hide) s[i] = -Infinity;
+          if (hidden != null) hidden[i] = hide ? 1 : 0;
+        }
+      }
+      return;
+    }
     const layout = plan.layout;
     for (let r = 0; r < rows; r++) {
       const base = r * ld, lo = this.lo[r], hi = this.hi[r];

@@ -9,6 +9,7 @@
 import type {AttentionPlan} from '../../src/plan/plan.js';
 import {type BlockSchedule, getSchedule} from '../../src/plan/schedule.js';
 import {chooseTiles, PartialTile} from './attention_cpu_util.js';
+import type {OptionOperands} from './option_operands_cpu.js';
 
 export class KeyTileWalk {
   /** Query rows × keys per tile (chooseTiles). */
@@ -16,11 +17,16 @@ export class KeyTileWalk {
   readonly blockK: number;
   readonly schedule: BlockSchedule;
 
-  /** The current query tile: rows [q0, q0 + rows) of query head h, keys below keyLen (keyLengths of its batch). */
+  /**
+   * The current query tile: rows [q0, q0 + rows) of query head h of batch b, keys below keyLen (keyLengths of its
+   * batch), query positions from q0 + offset (the batch's query offset).
+   */
   q0 = 0;
   rows = 0;
+  b = 0;
   h = 0;
   keyLen = 0;
+  offset = 0;
 
   /**
    * The current key tile: keys from k0; columns [c0, c1) of it (tile-relative) are the only ones with a visible key;
@@ -39,7 +45,11 @@ export class KeyTileWalk {
   private tileEnd = 0;
   private full = false;
 
-  constructor(readonly plan: AttentionPlan) {
+  /** Every tile gets the per-element conditions of the options (mask, segment ids, bias). */
+  private readonly elementWise: boolean;
+
+  constructor(readonly plan: AttentionPlan, readonly ops: OptionOperands) {
+    this.elementWise = ops.elementWise;
     const {blockQ, blockK} = chooseTiles(plan);
     this.blockQ = blockQ;
     this.blockK = blockK;
@@ -48,16 +58,18 @@ export class KeyTileWalk {
   }
 
   /**
-   * Moves to query tile qt of query head h (mask head h % numHeads) with keyLen keys in its batch; sets q0 and rows
+   * Moves to query tile qt of query head h (mask head h % numHeads) of batch b with keyLen keys; sets q0 and rows
    * even when it returns false, which it does when the schedule lists no key tile for this query tile.
    */
-  startQueryTile(h: number, qt: number, keyLen: number): boolean {
+  startQueryTile(b: number, h: number, qt: number, keyLen: number): boolean {
     const {rowRunStart, numQueryTiles, numHeads} = this.schedule;
     const row = (h % numHeads) * numQueryTiles + qt;
     this.q0 = qt * this.blockQ;
     this.rows = Math.min(this.blockQ, this.plan.seqQ - this.q0);
+    this.b = b;
     this.h = h;
     this.keyLen = keyLen;
+    this.offset = this.ops.offsets[b];
     this.run = rowRunStart[row];
     this.runEnd = rowRunStart[row + 1];
     this.tile = this.tileEnd = 0;
@@ -87,14 +99,15 @@ export class KeyTileWalk {
       }
       const cols = Math.min(blockK, this.plan.seqK - k0);
       this.k0 = k0;
-      this.masked = !this.full || k0 + cols > keyLen;
+      this.masked = !this.full || k0 + cols > keyLen || this.elementWise;
       if (!this.masked) {
         this.c0 = 0;
         this.c1 = cols;
         return true;
       }
       const partial = this.partial;
-      if (partial.setRanges(this.plan, this.q0, this.rows, k0, cols, keyLen)) {
+      if (partial.setRanges(this.plan, this.q0, this.rows, k0, cols, keyLen, this.offset) &&
+          (!this.elementWise || partial.restrict(this.plan, this.ops, this.b, this.h, this.q0, this.rows, k0, blockK))) {
         this.c0 = partial.c0;
         this.c1 = partial.c1;
         return true;
@@ -108,5 +121,17 @@ export class KeyTileWalk {
    */
   mask(s: Float64Array, ld: number, hidden: Uint8Array | null = null): void {
     this.partial.mask(this.plan, this.h, this.q0, this.rows, this.k0, s, ld, hidden);
+  }
+
+  /** Adds the bias and ALiBi terms (ops.scoreTerms) to columns [c0, c1) of the current tile's scores. */
+  addScoreTerms(s: Float64Array, ld: number): void {
+    const {b, h, q0, k0, c0, c1, ops} = this;
+    for (let r = 0; r < this.rows; r++) ops.scoreTerms(s, r * ld, b, h, q0 + r, k0, c0, c1);
+  }
+
+  /** kept[r·ld + c] = dropout keep decision (0/1) of the current tile's elements, columns [c0, c1). */
+  keepMask(kept: Uint8Array, ld: number): void {
+    const {b, h, q0, k0, c0, c1, ops} = this;
+    for (let r = 0; r < this.rows; r++) ops.keepRow(kept, r * ld, b, h, q0 + r, k0, c0, c1);
   }
 }

@@ -10,7 +10,7 @@ import type {CaseResult} from '../check_case.js';
 import {caseSeed, assertCaseResult, Tolerances} from '../shared_runner.js';
 import {bundleForPage, libraryBundle, REPO_ROOT, testBundle} from './bundle.js';
 import {AngleBackend, BrowserSession, launchChromium, skipWithoutChromium} from './chromium.js';
-import type {PageInfo} from './page_entry.js';
+import type {DropoutProbe, PageInfo} from './page_entry.js';
 import {startStaticServer, StaticServer} from './server.js';
 
 export interface PageOptions {
@@ -28,6 +28,10 @@ export interface AttentionPage {
   runCase(c: AttentionCase, seed: number): Promise<CaseResult>;
   runForwardCase(c: AttentionCase, seed: number): Promise<CaseResult>;
   kernelsOfCase(c: AttentionCase): Promise<string[]>;
+  /** page_entry.ts's dropoutKeptMask: the keep mask the kernels applied, 0/1 in (b, h, i, j) order. */
+  dropoutKeptMask(p: DropoutProbe): Promise<number[]>;
+  /** page_entry.ts's queryOffsetsClampDifference. */
+  queryOffsetsClampDifference(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -79,6 +83,8 @@ export async function openAttentionPage(backend: string, options: PageOptions = 
       runCase: (c, seed) => call<CaseResult>('runCase', c, seed),
       runForwardCase: (c, seed) => call<CaseResult>('runForwardCase', c, seed),
       kernelsOfCase: (c) => call<string[]>('kernelsOfCase', c),
+      dropoutKeptMask: (p) => call<number[]>('dropoutKeptMask', p),
+      queryOffsetsClampDifference: () => call<number>('queryOffsetsClampDifference'),
       close: async () => {
         await s.close();
         await server.close();

@@ -54,7 +54,9 @@ export function runCase(c: AttentionCase, seed: number): Promise<CaseResult> {
 /** Forward only (output and lse), for shapes whose backward would be too slow for a software renderer. */
 export async function runForwardCase(c: AttentionCase, seed: number): Promise<CaseResult> {
   const lib = tfEfficientAttention;
-  const p = refProblem(lib, c);
+  const extras = (['queryOffsets', 'mask', 'bias', 'alibi', 'segments', 'dropout'] as const).filter((o) => c[o] != null);
+  if (extras.length > 0) throw new Error(`runForwardCase: case '${c.name}' uses ${extras.join(', ')}; use runCase`);
+  const p = refProblem(lib, c, seed);
   const qShape = [c.batch, c.seqQ, c.heads, c.headDim], kShape = [c.batch, c.seqK, c.kvHeads, c.headDim];
   const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
   const qa = randomArray(size(qShape), seed), ka = randomArray(size(kShape), seed + 1);
@@ -83,7 +85,7 @@ export async function runForwardCase(c: AttentionCase, seed: number): Promise<Ca
     return maxErr / maxRef;
   };
   return {name: c.name, seed, problems, leakedTensors,
-          errors: {output: err(outA, ref.output, 'output'), lse: err(lseA, ref.lse, 'lse'), dq: 0, dk: 0, dv: 0}};
+          errors: {output: err(outA, ref.output, 'output'), lse: err(lseA, ref.lse, 'lse'), dq: 0, dk: 0, dv: 0, dBias: 0}};
 }
 
 /** Names of the tfjs kernels one case's forward + backward runs (tf.profile), to check what the path uses. */
@@ -105,4 +107,56 @@ export async function kernelsOfCase(c: AttentionCase): Promise<string[]> {
   });
   [q, k, v].forEach((t) => t.dispose());
   return info.kernelNames;
+}
+
+/** The shape of a dropout probe: flashAttention with q = 0 (P = 1/seqK everywhere) and v = I (headDim = seqK). */
+export interface DropoutProbe {
+  batch: number;
+  heads: number;
+  seqQ: number;
+  seqK: number;
+  rate: number;
+  seed: number;
+}
+
+/**
+ * The dropout keep mask the kernels applied, read off the output: with q = 0 and v = the identity, output[b, i, h, j]
+ * is Z[b, h, i, j]·keepScale/seqK, so an entry is kept iff it is positive. Returned as 0/1 in (b, h, i, j) order.
+ */
+export async function dropoutKeptMask(p: DropoutProbe): Promise<number[]> {
+  const lib = tfEfficientAttention;
+  const q = tf.zeros([p.batch, p.seqQ, p.heads, p.seqK]), k = tf.zeros([p.batch, p.seqK, p.heads, p.seqK]);
+  const v = tf.tile(tf.reshape(tf.eye(p.seqK), [1, p.seqK, 1, p.seqK]), [p.batch, 1, p.heads, 1]);
+  const out = lib.flashAttention(q, k, v, {dropout: {rate: p.rate, seed: p.seed}});
+  const values = await out.data();
+  [q, k, v, out].forEach((t) => t.dispose());
+  const kept: number[] = [];
+  for (let b = 0; b < p.batch; b++) {
+    for (let h = 0; h < p.heads; h++) {
+      for (let i = 0; i < p.seqQ; i++) {
+        for (let j = 0; j < p.seqK; j++) kept.push(values[((b * p.seqQ + i) * p.heads + h) * p.seqK + j] > 0 ? 1 : 0);
+      }
+    }
+  }
+  return kept;
+}
+
+/**
+ * Max |difference| between a causal call with int32 queryOffsets tensor values outside [-seqQ, seqK] (the kernels
+ * clamp them) and the same call with the clamped numbers.
+ */
+export async function queryOffsetsClampDifference(): Promise<number> {
+  const lib = tfEfficientAttention;
+  const [batch, seqQ, seqK, heads, dim] = [3, 6, 40, 2, 16];
+  const q = tf.tensor(randomArray(batch * seqQ * heads * dim, 1), [batch, seqQ, heads, dim]);
+  const k = tf.tensor(randomArray(batch * seqK * heads * dim, 2), [batch, seqK, heads, dim]);
+  const v = tf.tensor(randomArray(batch * seqK * heads * dim, 3), [batch, seqK, heads, dim]);
+  const offsets = tf.tensor1d([1000, -1000, 7], 'int32');
+  const clamped = lib.flashAttention(q, k, v, {causal: true, queryOffsets: offsets});
+  const exact = lib.flashAttention(q, k, v, {causal: true, queryOffsets: [seqK, -seqQ, 7]});
+  const [a, b] = await Promise.all([clamped.data(), exact.data()]);
+  [q, k, v, offsets, clamped, exact].forEach((t) => t.dispose());
+  let diff = 0;
+  for (let e = 0; e < a.length; e++) diff = Math.max(diff, Math.abs(a[e] - b[e]));
+  return diff;
 }

@@ -5,29 +5,29 @@
  * SparseAttention alike: they differ only in their plan.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type {KernelBackend, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
-import {planOf} from '../../src/kernel_names.js';
+import type {KernelBackend, TensorInfo} from '@tensorflow/tfjs-core';
 import {AttentionPlan} from '../../src/plan/plan.js';
+import type {AttentionInputs} from '../attention_kernel_func.js';
 import {
   assembleTiles, compositeTiling, CompositeTiling, consume, fromGroupedRows, groupedRowTiles, HIT_BASE, KeyLengthsMask,
   keyLengthsMask, keyTilesOfQueryTile, rowStatFromGroupedRows, splitNonFinite, SplitValues, tileBounds, tileScores,
-  visibleHits, wrapInput, zeroPaddingKeys,
+  splitsWithPrefix, visibleHits, wrapInput, wrapOptionInputs, zeroPaddingKeys,
 } from './attention_composite_util.js';
+import {dropoutScales, OptionTensors} from './option_terms_composite.js';
 
-/** kernelFunc of the three composite forward kernels: inputs {q, k, v, keyLengths}, outputs [output, lse]. */
-export const compositeAttentionForward: KernelFunc = ({inputs, attrs, backend}) => {
-  const plan = planOf(attrs);
-  const names = ['q', 'k', 'v', 'keyLengths'] as const;
+/** The composite forward executor: [output [batch, seqQ, heads, D], lse [batch, heads, seqQ]] for `plan`. */
+export function runAttentionForward(backend: KernelBackend, plan: AttentionPlan, inputs: AttentionInputs):
+    TensorInfo[] {
+  // Wrappers are disposed by this tidy; outputs are returned as Tensors, which the engine uses as they are.
   return tf.tidy(() => {
-    // Wrappers are disposed by this tidy; outputs are returned as Tensors, which the engine uses as they are.
-    const [q, k, v, keyLengths] = names.map((n) => wrapInput(inputs[n] as TensorInfo, backend as KernelBackend));
-    return attentionForward(plan, q, k, v, keyLengths);
+    const [q, k, v, keyLengths] = [inputs.q, inputs.k, inputs.v, inputs.keyLengths].map((t) => wrapInput(t, backend));
+    return attentionForward(plan, q, k, v, keyLengths, wrapOptionInputs(plan, inputs, backend));
   });
-};
+}
 
-/** [output [batch, seqQ, heads, D], lse [batch, heads, seqQ]] for `plan`. */
-export function attentionForward(
-    plan: AttentionPlan, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, keyLengths: tf.Tensor): [tf.Tensor4D, tf.Tensor3D] {
+function attentionForward(
+    plan: AttentionPlan, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, keyLengths: tf.Tensor,
+    options: OptionTensors | null): [tf.Tensor4D, tf.Tensor3D] {
   const tiling = compositeTiling(plan);
   const queryTiles = tf.tidy(() => groupedRowTiles(tf.mul(q, plan.scale), plan.kvHeads, tiling.blockQ));
   const keyTiles = groupedRowTiles(k, plan.kvHeads, tiling.blockK);
@@ -37,19 +37,19 @@ export function attentionForward(
     // Value tiles that some partial (query tile, key tile) pair reads are split once, for all their query tiles.
     const partial = new Set<number>();
     queryTiles.forEach((_, queryTile) => {
-      for (const {tile, full} of keyTilesOfQueryTile(tiling.schedule, queryTile)) if (!full) partial.add(tile);
+      for (const {tile, full} of keyTilesOfQueryTile(plan, tiling.schedule, queryTile)) if (!full) partial.add(tile);
     });
     const maskedV = keyLengthMask == null ? v : zeroPaddingKeys(v, keyLengthMask);
     return groupedRowTiles(maskedV, plan.kvHeads, tiling.blockK).map((values, tile) => ({
       values,
-      split: partial.has(tile) ? splitNonFinite(values, plan.layout == null) : undefined,
+      split: partial.has(tile) ? splitNonFinite(values, splitsWithPrefix(plan)) : undefined,
     }));
   });
 
   const outputs: tf.Tensor4D[] = [], lses: tf.Tensor4D[] = [];
   queryTiles.forEach((queries, queryTile) => {
     const [output, lse] = tf.tidy(() => queryTileForward(plan, tiling, queryTile, queries, keyTiles, valueTiles,
-                                                        keyLengthMask));
+                                                        keyLengthMask, options));
     outputs.push(output);
     lses.push(lse);
   });
@@ -94,9 +94,10 @@ function withInfinities(acc: tf.Tensor4D, hits: tf.Tensor4D): tf.Tensor4D {
 /** [output, lse] of one query tile in grouped rows: [batch, kvHeads, rows, D] and [batch, kvHeads, rows, 1]. */
 function queryTileForward(
     plan: AttentionPlan, tiling: CompositeTiling, queryTile: number, queries: tf.Tensor4D, keyTiles: tf.Tensor4D[],
-    valueTiles: ValueTile[], keyLengths: KeyLengthsMask | null): [tf.Tensor4D, tf.Tensor4D] {
+    valueTiles: ValueTile[], keyLengths: KeyLengthsMask | null, options: OptionTensors | null):
+    [tf.Tensor4D, tf.Tensor4D] {
   let state: SoftmaxState | null = null;
-  for (const {tile, full} of keyTilesOfQueryTile(tiling.schedule, queryTile)) {
+  for (const {tile, full} of keyTilesOfQueryTile(plan, tiling.schedule, queryTile)) {
     const bounds = tileBounds(tiling, plan, queryTile, tile);
     const previous: SoftmaxState | null = state;
     // Each step in its own tidy, disposing the previous state: memory stays one tile, not one per key tile.
@@ -104,10 +105,14 @@ function queryTileForward(
       const {values, split} = valueTiles[tile];
       // Layout tiles keep their mask for visibleHits.
       const extras = {visible: !full && split!.prefix == null};
-      const {scores, visible} = tileScores(plan, queries, keyTiles[tile], bounds, full, keyLengths, extras);
-      if (full) return onlineSoftmaxStep(previous, scores, (probs) => tf.matMul(probs, values));
+      const {scores, visible} = tileScores(plan, queries, keyTiles[tile], bounds, full, keyLengths, options, extras);
+      // Dropout: P·V takes P∘Z·keepScale, the row sums take P (lse is that of every probability).
+      const dropout = plan.dropout == null ? null : dropoutScales(plan, bounds);
+      const dropped = (probs: tf.Tensor4D) => dropout == null ? probs : tf.mul(probs, dropout);
+      if (full) return onlineSoftmaxStep(previous, scores, (probs) => tf.matMul(dropped(probs), values));
       const hits = visibleHits(plan, bounds, split!, visible);
-      return onlineSoftmaxStep(previous, scores, (probs) => withInfinities(tf.matMul(probs, split!.finite), hits));
+      return onlineSoftmaxStep(
+          previous, scores, (probs) => withInfinities(tf.matMul(dropped(probs), split!.finite), hits));
     });
     if (previous != null) tf.dispose([previous.max, previous.sum, previous.acc]);
   }

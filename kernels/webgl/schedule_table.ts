@@ -4,7 +4,8 @@
  *
  * Table layout (texel offsets in ScheduleTable.offsets; values are small integers, exact in float32):
  *   rowHeader  [numHeads * numQueryTiles]   (first slot, slot count, -, -) of schedule row mh * numQueryTiles + qt
- *   rowSlot    [visited tiles]              (key tile, full, -, -): slot s of a row is rowSlot[first + s]
+ *   rowSlot    [visited tiles]              (key tile, full, -, -): slot s of a row is rowSlot[first + s]; full is 0
+ *                                           everywhere when a mask, segment ids or a bias may hide any entry
  *   colHeader  [numHeads * numKeyTiles]     (first entry, entry count, -, -) of key tile kt of mask head mh
  *   colEntry   [visited tiles]              (query tile, slot of this key tile in that query tile's row, full, -),
  *                                           ascending query tiles
@@ -14,9 +15,10 @@
  */
 import type {TensorInfo} from '@tensorflow/tfjs-core';
 import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
-import {AttentionPlan} from '../../src/plan/plan.js';
+import {AttentionPlan, hasElementMask} from '../../src/plan/plan.js';
+import {LruCache} from '../../src/plan/lru_cache.js';
 import {BlockSchedule, getSchedule} from '../../src/plan/schedule.js';
-import {TexelLayout, texelLayout, toPackedElements} from './texel_layout_webgl.js';
+import {TexelLayout, texelLayout, toPackedElements} from './texel_layout.js';
 
 export interface ScheduleOffsets {
   rowHeader: number;
@@ -36,38 +38,35 @@ export interface ScheduleTable {
 }
 
 const CACHE_SIZE = 16;
-const caches = new WeakMap<MathBackendWebGL, Map<string, ScheduleTable>>();
+const caches = new WeakMap<MathBackendWebGL, LruCache<string, ScheduleTable>>();
+
+function cacheOf(backend: MathBackendWebGL): LruCache<string, ScheduleTable> {
+  let cache = caches.get(backend);
+  if (cache == null) {
+    cache = new LruCache(CACHE_SIZE, (entry) => backend.disposeData(entry.tensor.dataId, true));
+    caches.set(backend, cache);
+  }
+  return cache;
+}
 
 export function getScheduleTable(
     backend: MathBackendWebGL, plan: AttentionPlan, tile: number, maxTextureSize: number): ScheduleTable {
-  let cache = caches.get(backend);
-  if (cache == null) caches.set(backend, cache = new Map());
-  const key = `${plan.maskKey}|${tile}|${maxTextureSize}`;
-  let entry = cache.get(key);
-  if (entry != null) {
-    cache.delete(key);  // refresh its LRU position
-  } else {
-    entry = upload(backend, plan, getSchedule(plan, tile, tile), maxTextureSize);
-    if (cache.size >= CACHE_SIZE) {
-      const oldest = cache.keys().next().value as string;
-      backend.disposeData(cache.get(oldest)!.tensor.dataId, true);
-      cache.delete(oldest);
-    }
-  }
-  cache.set(key, entry);
-  return entry;
+  // A mask, segment ids or a bias (whose -Infinity entries mask) can hide any entry of any tile: every visited tile
+  // is then partial (its entries are tested one by one, and the accumulations skip the masked ones).
+  const allPartial = hasElementMask(plan) || plan.bias != null;
+  return cacheOf(backend).getOrCreate(
+      `${plan.maskKey}|${tile}|${maxTextureSize}${allPartial ? '|allPartial' : ''}`,
+      () => upload(backend, plan, getSchedule(plan, tile, tile), maxTextureSize, allPartial));
 }
 
 /** Releases every cached schedule table of `backend`. */
 export function clearWebGLScheduleCache(backend: MathBackendWebGL): void {
-  const cache = caches.get(backend);
-  if (cache == null) return;
-  for (const entry of cache.values()) backend.disposeData(entry.tensor.dataId, true);
-  cache.clear();
+  caches.get(backend)?.clear();
 }
 
 function upload(
-    backend: MathBackendWebGL, plan: AttentionPlan, s: BlockSchedule, maxTextureSize: number): ScheduleTable {
+    backend: MathBackendWebGL, plan: AttentionPlan, s: BlockSchedule, maxTextureSize: number,
+    allPartial: boolean): ScheduleTable {
   const rows = s.numHeads * s.numQueryTiles, cols = s.numHeads * s.numKeyTiles;
   const visited = s.visitedTiles;
   const layoutMask = plan.layout?.mask ?? new Uint8Array(4);
@@ -87,7 +86,7 @@ function upload(
       for (let kt = firstTile; kt < firstTile + count; kt++) {
         slotOf.set(r * s.numKeyTiles + kt, slot - first);
         values[4 * (offsets.rowSlot + slot)] = kt;
-        values[4 * (offsets.rowSlot + slot) + 1] = full;
+        values[4 * (offsets.rowSlot + slot) + 1] = allPartial ? 0 : full;
         slot++;
       }
     }
@@ -104,7 +103,7 @@ function upload(
       for (let qt = firstTile; qt < firstTile + count; qt++) {
         values[4 * (offsets.colEntry + entry)] = qt;
         values[4 * (offsets.colEntry + entry) + 1] = slotOf.get((head * s.numQueryTiles + qt) * s.numKeyTiles + kt)!;
-        values[4 * (offsets.colEntry + entry) + 2] = full;
+        values[4 * (offsets.colEntry + entry) + 2] = allPartial ? 0 : full;
         entry++;
       }
     }

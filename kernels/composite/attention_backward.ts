@@ -18,27 +18,28 @@
  * summed over the group.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type {KernelBackend, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
-import {planOf} from '../../src/kernel_names.js';
+import type {KernelBackend, TensorInfo} from '@tensorflow/tfjs-core';
 import {AttentionPlan} from '../../src/plan/plan.js';
+import type {AttentionGradInputs} from '../attention_kernel_func.js';
 import {
   assembleTiles, compositeTiling, consume, fromGroupedRows, groupedRowTiles, keyLengthsMask, queryTilesOfKeyTile,
-  outerAnd, rowStatTiles, splitNonFinite, tileBounds, tileScores, visibleHits, visibleRowHits, wrapInput,
-  zeroPaddingKeys,
+  outerAnd, rowStatTiles, splitNonFinite, splitsWithPrefix, tileBounds, tileScores, visibleHits, visibleRowHits,
+  wrapInput, wrapOptionInputs, zeroPaddingKeys,
 } from './attention_composite_util.js';
+import {assembleBiasGrad, biasGradTile, dropoutScales, OptionTensors} from './option_terms_composite.js';
 
-/** kernelFunc of the three composite grad kernels: inputs {q, k, v, output, lse, dOutput, dLse, keyLengths}. */
-export const compositeAttentionBackward: KernelFunc = ({inputs, attrs, backend}) => {
-  const plan = planOf(attrs);
+/** The composite backward executor: [dq [batch, seqQ, heads, D], dk, dv [batch, seqK, kvHeads, D]] for `plan`. */
+export function runAttentionBackward(backend: KernelBackend, plan: AttentionPlan, inputs: AttentionGradInputs):
+    TensorInfo[] {
   const names = ['q', 'k', 'v', 'output', 'lse', 'dOutput', 'dLse', 'keyLengths'] as const;
   return tf.tidy(() => {
-    const [q, k, v, output, lse, dOutput, dLse, keyLengths] =
-        names.map((n) => wrapInput(inputs[n] as TensorInfo, backend as KernelBackend));
-    return attentionBackward(plan, {q, k, v, output, lse, dOutput, dLse, keyLengths});
+    const [q, k, v, output, lse, dOutput, dLse, keyLengths] = names.map((n) => wrapInput(inputs[n], backend));
+    return attentionBackward(plan, {q, k, v, output, lse, dOutput, dLse, keyLengths},
+                             wrapOptionInputs(plan, inputs, backend));
   });
-};
+}
 
-export interface AttentionBackwardInputs {
+interface BackwardInputs {
   q: tf.Tensor;
   k: tf.Tensor;
   v: tf.Tensor;
@@ -67,9 +68,8 @@ type QueryTileInputs = {
   delta: tf.Tensor4D;
 };
 
-/** [dq [batch, seqQ, heads, D], dk, dv [batch, seqK, kvHeads, D]] for `plan`. */
-export function attentionBackward(plan: AttentionPlan, x: AttentionBackwardInputs): [tf.Tensor4D, tf.Tensor4D,
-                                                                                     tf.Tensor4D] {
+/** [dq, dk, dv], and dBias (the bias's shape) when the plan has a bias. */
+function attentionBackward(plan: AttentionPlan, x: BackwardInputs, options: OptionTensors | null): tf.Tensor[] {
   const tiling = compositeTiling(plan);
   const {kvHeads} = plan, {blockQ} = tiling;
   // In a tidy of its own: only the per-tile inputs outlive it (not O, dLse or the raw lse tiles).
@@ -97,26 +97,40 @@ export function attentionBackward(plan: AttentionPlan, x: AttentionBackwardInput
   // dS·K summed per query tile over the key tiles (scaled once at the end); null until a key tile contributes.
   const dqSums: Array<tf.Tensor4D | null> = queryTiles.map(() => null);
   const dks: tf.Tensor4D[] = [], dvs: tf.Tensor4D[] = [];
+  // With a bias: its gradient per (query tile, key tile), dS before the softcap and scale chain, summed over the
+  // bias's broadcast axes (biasGradTile).
+  const dBiasTiles: Array<Array<tf.Tensor4D | null>> | null = plan.bias == null ? null :
+      queryTiles.map(() => keyTiles.map(() => null));
+  const withPrefix = splitsWithPrefix(plan);
   keyTiles.forEach((keys, keyTile) => {
     let dk: tf.Tensor4D = tf.zerosLike(keys), dv: tf.Tensor4D = tf.zerosLike(keys);
-    const visits = queryTilesOfKeyTile(tiling.schedule, keyTile);
+    const visits = queryTilesOfKeyTile(plan, tiling.schedule, keyTile);
     // For dS·K on partial tiles, split once per key tile (see SplitValues).
-    const split = visits.some((visit) => !visit.full) ? splitNonFinite(keys, plan.layout == null) : null;
+    const split = visits.some((visit) => !visit.full) ? splitNonFinite(keys, withPrefix) : null;
     for (const {tile: queryTile, full} of visits) {
       const bounds = tileBounds(tiling, plan, queryTile, keyTile);
       const prevDk = dk, prevDv = dv, prevDq = dqSums[queryTile];
       // One tidy per tile pair, disposing the sums it replaces: memory stays one tile, not one per pair.
+      let dBiasTile: tf.Tensor4D | null = null;
       [dk, dv, dqSums[queryTile]] = tf.tidy(() => {
         const t = queryTiles[queryTile];
         // Masked tiles (visible != null): the mask is applied to t − lse, not to t, so that P is exactly 0 at a masked
         // key whatever the row's lse (exp(-Infinity − NaN) would be NaN): as many ops as masking t.
         const {scores, softcapDerivative, visible} = tileScores(
-            plan, t.scaledQueries, keys, bounds, full, keyLengths, {softcapDerivative: true, deferMask: true});
+            plan, t.scaledQueries, keys, bounds, full, keyLengths, options, {softcapDerivative: true, deferMask: true});
         // Tile-sized temporaries are disposed as soon as they are consumed (see consume).
         const probs = consume(scores, (s) => visible == null ? tf.exp(tf.sub(s, t.lse)) :
             tf.exp(tf.where(visible, tf.sub(s, t.lse), tf.fill(s.shape, -Infinity))));
-        const dProbs = tf.matMul(t.dOutput, valueTiles[keyTile], false, true);
+        // Dropout: dP = (dO·Vᵀ)∘Z·keepScale, and dV takes (P∘Z·keepScale)ᵀ·dO.
+        const dropout = plan.dropout == null ? null : dropoutScales(plan, bounds);
+        let dProbs = tf.matMul(t.dOutput, valueTiles[keyTile], false, true) as tf.Tensor4D;
+        if (dropout != null) dProbs = consume(dProbs, (dp) => tf.mul(dp, dropout));
         let dScores = consume(dProbs, (dp) => tf.mul(probs, tf.sub(dp, t.delta)));
+        if (dBiasTiles != null) {
+          // The gradient of the final score (= of the bias), 0 at masked keys; kept out of this tidy.
+          dBiasTile = tf.keep(biasGradTile(
+              plan, (visible == null ? dScores : tf.where(visible, dScores, probs)) as tf.Tensor4D));
+        }
         if (softcapDerivative != null) {
           dScores = consume(dScores, (ds) => tf.mul(ds, softcapDerivative));
           softcapDerivative.dispose();
@@ -131,10 +145,10 @@ export function attentionBackward(plan: AttentionPlan, x: AttentionBackwardInput
           dqTerm = tf.matMul(dScores, keys) as tf.Tensor4D;
           dkTerm = tf.matMul(dScores, t.dkQueries, true, false) as tf.Tensor4D;
         } else {
-          const layoutMask = plan.layout != null ? visible : undefined;
+          const layoutMask = withPrefix ? undefined : visible;
           const queries = t.dkQueries;
           // A row whose q holds a NaN or an infinity is NaN unless softcap keeps it finite (with dS = 0 there).
-          const querySplit = plan.softcap > 0 ? splitNonFinite(queries, plan.layout == null) : null;
+          const querySplit = plan.softcap > 0 ? splitNonFinite(queries, withPrefix) : null;
           const finiteQueries = querySplit?.finite ?? tf.where(tf.isFinite(queries), queries, tf.zerosLike(queries));
           dkTerm = tf.matMul(dScores, finiteQueries, true, false) as tf.Tensor4D;
           if (querySplit != null) {
@@ -148,12 +162,13 @@ export function attentionBackward(plan: AttentionPlan, x: AttentionBackwardInput
         }
         return [
           tf.add(prevDk, dkTerm),
-          tf.add(prevDv, tf.matMul(probs, t.dOutput, true, false)),
+          tf.add(prevDv, tf.matMul(dropout == null ? probs : tf.mul(probs, dropout), t.dOutput, true, false)),
           prevDq == null ? dqTerm : tf.add(prevDq, dqTerm),
         ] as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
       });
       tf.dispose([prevDk, prevDv]);
       if (prevDq != null) prevDq.dispose();
+      if (dBiasTiles != null) dBiasTiles[queryTile][keyTile] = dBiasTile;
     }
     if (split != null) tf.dispose([split.finite, split.nonFinite, ...(split.prefix == null ? [] : [split.prefix])]);
     dks.push(dk);
@@ -162,12 +177,14 @@ export function attentionBackward(plan: AttentionPlan, x: AttentionBackwardInput
   // An empty row's dS is 0, but 0·k is NaN at an infinite k whose score was -Infinity: its dq is set to 0.
   const dqTiles = dqSums.map((sum, i) => sum == null ? tf.zerosLike(queryTiles[i].scaledQueries) :
       consume(sum, (s) => zeroRows(s as tf.Tensor4D, queryTiles[i].empty)));
+  const dBias = dBiasTiles == null ? [] : [assembleBiasGrad(plan, dBiasTiles, blockQ, tiling.blockK)];
   return [
     assembleTiles(dqTiles, (all) => fromGroupedRows(tf.mul(all, plan.scale), plan.groupSize)),
     // The dk of keys past keyLengths[b] is 0: full tiles multiply their dS = 0 by q, which may be NaN.
     assembleTiles(dks, (all) => keyLengths == null ? fromGroupedRows(all, 1) :
                                     zeroPaddingKeys(fromGroupedRows(all, 1), keyLengths) as tf.Tensor4D),
     assembleTiles(dvs, (all) => fromGroupedRows(all, 1)),
+    ...dBias,
   ];
 }
 

@@ -7,22 +7,26 @@
  * only), the online-softmax update and acc += P·V. No seqQ × seqK buffer is ever allocated.
  */
 import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
-import type {NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
-import type {AttentionInputNames} from '../../src/kernel_names.js';
+import type {TensorInfo} from '@tensorflow/tfjs-core';
+import type {AttentionPlan} from '../../src/plan/plan.js';
+import type {AttentionInputs} from '../attention_kernel_func.js';
 import {
   finalScores, gatherHead, gatherHeadTransposed, gatherQueryTile, gemmABt, readAttentionInputs,
 } from './attention_cpu_util.js';
+import {OptionOperands} from './option_operands_cpu.js';
 import {KeyTileWalk} from './schedule_walk_cpu.js';
 
-export function attentionCpu(args: {
-  inputs: Record<AttentionInputNames, TensorInfo>,
-  backend: MathBackendCPU,
-  attrs?: NamedAttrMap,
-}): TensorInfo[] {
-  const {backend} = args;
-  const {plan, q: qv, k: kv, v: vv, keyLens} = readAttentionInputs(backend, args.inputs, args.attrs);
+export function runAttentionForward(backend: MathBackendCPU, plan: AttentionPlan, inputs: AttentionInputs):
+    TensorInfo[] {
+  const {q: qv, k: kv, v: vv, keyLens} = readAttentionInputs(backend, plan, inputs);
   const {batch: B, seqQ: Sq, seqK: Sk, heads: H, kvHeads: Hk, headDim: D, groupSize: G, scale, softcap} = plan;
-  const walk = new KeyTileWalk(plan);
+  const ops = new OptionOperands(backend, plan, inputs);
+  const walk = new KeyTileWalk(plan, ops);
+  const {hasScoreTerms, dropout} = ops;
+  // With dropout, dropped probabilities are zeroed before P·V and kept ones scaled at the end (the row sum, and so
+  // lse, is that of every probability).
+  const kept = dropout == null ? null : new Uint8Array(walk.blockQ * walk.blockK);
+  const outScale = dropout == null ? 1 : dropout.keepScale;
   const {blockQ, blockK} = walk;
   const {numQueryTiles} = walk.schedule;
 
@@ -44,7 +48,7 @@ export function attentionCpu(args: {
       gatherHeadTransposed(vv, plan, b, hk, keyLen, vt);
       for (let h = hk * G; h < (hk + 1) * G; h++) {
         for (let qt = 0; qt < numQueryTiles; qt++) {
-          if (!walk.startQueryTile(h, qt, keyLen)) continue;  // this tile sees no key
+          if (!walk.startQueryTile(b, h, qt, keyLen)) continue;  // this tile sees no key
           const {q0, rows} = walk;
           gatherQueryTile(qv, plan, b, h, q0, rows, qTile);
           rowMax.fill(-Infinity);
@@ -54,8 +58,10 @@ export function attentionCpu(args: {
             const {k0, c0, c1, masked} = walk, n = c1 - c0;
             gemmABt(qTile, 0, D, kc, (k0 + c0) * D, D, s, c0, blockK, rows, n, D, false);
             finalScores(s, blockK, rows, c0, c1, scale, softcap);
+            if (hasScoreTerms) walk.addScoreTerms(s, blockK);
             if (masked) walk.mask(s, blockK);
             onlineSoftmaxUpdate(s, p, blockK, rows, c0, c1, rowMax, rowSum, acc, D);
+            if (kept != null) dropProbabilities(walk, p, kept, blockK, rows, c0, c1);
             if (masked) {
               accumulateVisiblePV(p, blockK, vt, k0, Sk, acc, D, rows, c0, c1);
             } else {
@@ -65,7 +71,7 @@ export function attentionCpu(args: {
           for (let r = 0; r < rows; r++) {
             const sum = rowSum[r];
             if (sum === 0) continue;  // the row saw no key
-            const o = ((b * Sq + q0 + r) * H + h) * D, inv = 1 / sum;
+            const o = ((b * Sq + q0 + r) * H + h) * D, inv = outScale / sum;
             for (let d = 0, a = r * D; d < D; d++) out[o + d] = acc[a + d] * inv;
             lse[(b * H + h) * Sq + q0 + r] = rowMax[r] + Math.log(sum);
           }
@@ -77,6 +83,15 @@ export function attentionCpu(args: {
     backend.makeTensorInfo([B, Sq, H, D], 'float32', out),
     backend.makeTensorInfo([B, H, Sq], 'float32', lse),
   ];
+}
+
+/** Zeroes the dropped elements of p (columns [c0, c1) of the current tile), after they entered the row sums. */
+function dropProbabilities(
+    walk: KeyTileWalk, p: Float32Array, kept: Uint8Array, ld: number, rows: number, c0: number, c1: number): void {
+  walk.keepMask(kept, ld);
+  for (let r = 0; r < rows; r++) {
+    for (let i = r * ld + c0, e = r * ld + c1; i < e; i++) if (kept[i] === 0) p[i] = 0;
+  }
 }
 
 /**

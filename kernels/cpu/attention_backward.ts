@@ -17,25 +17,24 @@
  * masked key's dS = 0), with one scan of each query tile; an empty row's q is zeroed.
  */
 import type {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
-import type {NamedAttrMap, TensorInfo} from '@tensorflow/tfjs-core';
-import type {AttentionGradInputNames} from '../../src/kernel_names.js';
+import type {TensorInfo} from '@tensorflow/tfjs-core';
+import type {AttentionPlan} from '../../src/plan/plan.js';
+import type {AttentionGradInputs} from '../attention_kernel_func.js';
 import {
   finalScores, float32Values, gatherHead, gatherHeadTransposed, gatherQueryTile, gemmABt, readAttentionInputs,
   transposeTile,
 } from './attention_cpu_util.js';
+import {OptionOperands} from './option_operands_cpu.js';
 import {KeyTileWalk} from './schedule_walk_cpu.js';
 
-export function attentionGradCpu(args: {
-  inputs: Record<AttentionGradInputNames, TensorInfo>,
-  backend: MathBackendCPU,
-  attrs?: NamedAttrMap,
-}): TensorInfo[] {
-  const {inputs, backend} = args;
-  const {plan, q: qv, k: kv, v: vv, keyLens} = readAttentionInputs(backend, inputs, args.attrs);
+export function runAttentionBackward(backend: MathBackendCPU, plan: AttentionPlan, inputs: AttentionGradInputs):
+    TensorInfo[] {
+  const {q: qv, k: kv, v: vv, keyLens} = readAttentionInputs(backend, plan, inputs);
   const {batch: B, seqQ: Sq, seqK: Sk, heads: H, kvHeads: Hk, headDim: D, groupSize: G, scale, softcap} = plan;
   const ov = float32Values(backend, inputs.output), lsev = float32Values(backend, inputs.lse);
   const dov = float32Values(backend, inputs.dOutput), dlsev = float32Values(backend, inputs.dLse);
-  const walk = new KeyTileWalk(plan);
+  const ops = new OptionOperands(backend, plan, inputs);
+  const walk = new KeyTileWalk(plan, ops);
   const {blockQ, blockK} = walk;
   const {numQueryTiles} = walk.schedule;
 
@@ -62,6 +61,16 @@ export function attentionGradCpu(args: {
   const hidden = new Uint8Array(blockQ * blockK);  // masked elements of a masked tile (same layout as s)
   const pT = new Float32Array(blockK * blockQ), dsT = new Float32Array(blockK * blockQ);
   const invCap = softcap > 0 ? 1 / softcap : 0;
+  // Options: the score terms (bias, ALiBi); dropout's keep decisions of a tile; with a bias, the gradient of each
+  // final score of a tile (dt, before the softcap and scale chain) and dBias, summed over the bias's broadcast axes
+  // in a fixed order.
+  const {hasScoreTerms, dropout, bias} = ops;
+  const kept = dropout == null ? null : new Uint8Array(blockQ * blockK);
+  const dt = bias == null ? null : new Float64Array(blockQ * blockK);
+  const dBiasAcc = bias == null ? null : new Float64Array(bias.values.length);
+  // The softcap's derivative needs the softcapped scores before the score terms.
+  const capped = hasScoreTerms && softcap > 0 ? new Float64Array(blockQ * blockK) : null;
+  const withOptions = kept != null || dt != null || hasScoreTerms;
 
   for (let b = 0; b < B; b++) {
     const keyLen = keyLens[b];
@@ -82,7 +91,7 @@ export function attentionGradCpu(args: {
       dvAcc.fill(0, 0, keyLen * D);
       for (let h = hk * G; h < (hk + 1) * G; h++) {
         for (let qt = 0; qt < numQueryTiles; qt++) {
-          const listed = walk.startQueryTile(h, qt, keyLen);
+          const listed = walk.startQueryTile(b, h, qt, keyLen);
           const {q0, rows} = walk;
           // Rows with lse = -Infinity saw no key in the forward pass: they contribute nothing.
           let live = 0;
@@ -120,9 +129,20 @@ export function attentionGradCpu(args: {
             gemmABt(qTile, 0, D, kc, (k0 + c0) * D, D, s, c0, blockK, rows, n, D, false);      // Q·Kᵀ
             gemmABt(doTile, 0, D, vc, (k0 + c0) * D, D, dp, c0, blockK, rows, n, D, false);    // dP = dO·Vᵀ
             finalScores(s, blockK, rows, c0, c1, scale, softcap);
+            if (capped != null) capped.set(s.subarray(0, rows * blockK));
+            if (hasScoreTerms) walk.addScoreTerms(s, blockK);
             if (masked) walk.mask(s, blockK, hidden);
-            probabilitiesAndScoreGrads(
-                s, dp, blockK, rows, c0, c1, rowLse, rowDelta, scale, invCap, masked ? hidden : null, ds, pT, dsT, blockQ);
+            if (withOptions) {
+              if (kept != null) walk.keepMask(kept, blockK);
+              probabilitiesAndScoreGradsWithOptions(
+                  s, dp, blockK, rows, c0, c1, rowLse, rowDelta, scale, invCap, masked ? hidden : null, ds, pT, dsT,
+                  blockQ, kept, dropout?.keepScale ?? 1, dt, capped ?? s);
+              if (dt != null) addBiasGrads(dt, blockK, rows, c0, c1, dBiasAcc!, bias!, b, h, q0, k0, Sk);
+            } else {
+              probabilitiesAndScoreGrads(
+                  s, dp, blockK, rows, c0, c1, rowLse, rowDelta, scale, invCap, masked ? hidden : null, ds, pT, dsT,
+                  blockQ);
+            }
             if (masked && numBad > 0 && hasKeyIn(badKeys, numBad, k0 + c0, k0 + c1)) {
               gemmABt(ds, c0, blockK, ktFinite!, k0 + c0, Sk, dqTile, 0, D, rows, D, n, true);  // dQ += dS·K, finite part
               addVisibleNonFinite(ds, hidden, blockK, kc, badKeys, numBad, k0, c0, c1, dqTile, rows, D);
@@ -154,11 +174,62 @@ export function attentionGradCpu(args: {
       }
     }
   }
-  return [
+  const grads = [
     backend.makeTensorInfo([B, Sq, H, D], 'float32', dq),
     backend.makeTensorInfo([B, Sk, Hk, D], 'float32', dk),
     backend.makeTensorInfo([B, Sk, Hk, D], 'float32', dv),
   ];
+  if (plan.bias != null) grads.push(backend.makeTensorInfo([...plan.bias.shape], 'float32', Float32Array.from(dBiasAcc!)));
+  return grads;
+}
+
+/**
+ * dBias[b, h, q0 + r, k0 + c] += dt[r·ld + c] for the tile's columns [c0, c1), at the bias's broadcast index (the
+ * sum over a broadcast axis falls out of the fixed walk order: deterministic).
+ */
+function addBiasGrads(
+    dt: Float64Array, ld: number, rows: number, c0: number, c1: number, dBias: Float64Array,
+    bias: {batchStride: number, headStride: number}, b: number, h: number, q0: number, k0: number, Sk: number): void {
+  for (let r = 0; r < rows; r++) {
+    const o = b * bias.batchStride + h * bias.headStride + (q0 + r) * Sk + k0;
+    for (let c = c0, i = r * ld + c0; c < c1; c++, i++) dBias[o + c] += dt[i];
+  }
+}
+
+/**
+ * probabilitiesAndScoreGrads with the options' terms: dropout (kept, 0/1 per element, or null) makes
+ * dP = (dO·Vᵀ)∘Z·keepScale and Pᵀ (for dV) P∘Z·keepScale; dt (or null) receives the gradient of each final score,
+ * P∘(dP − δ), before the softcap and scale chain (dBias). capped holds the softcapped scores before the score terms
+ * (s itself when there are none), for the softcap's derivative.
+ */
+function probabilitiesAndScoreGradsWithOptions(
+    s: Float64Array, dp: Float64Array, ld: number, rows: number, c0: number, c1: number, rowLse: Float64Array,
+    rowDelta: Float64Array, scale: number, invCap: number, hidden: Uint8Array | null, ds: Float32Array,
+    pT: Float32Array, dsT: Float32Array, ldT: number, kept: Uint8Array | null, keepScale: number,
+    dt: Float64Array | null, capped: Float64Array): void {
+  for (let r = 0; r < rows; r++) {
+    const lse = rowLse[r], delta = rowDelta[r];
+    const empty = lse === -Infinity;
+    for (let c = c0, i = r * ld + c0, o = r; c < c1; c++, i++, o += ldT) {
+      let p = 0, pz = 0, d = 0, g = 0;
+      if (!empty && (hidden === null || hidden[i] === 0)) {
+        const t = s[i];
+        const z = kept === null ? 1 : kept[i] === 1 ? keepScale : 0;
+        p = Math.exp(t - lse);
+        pz = p * z;
+        d = p * (dp[i] * z - delta);
+        g = d * scale;
+        if (invCap !== 0) {  // the softcapped score (before the score terms) is finite
+          const u = capped[i] * invCap;
+          g *= 1 - u * u;
+        }
+      }
+      if (dt !== null) dt[i] = d;
+      ds[i] = g;
+      pT[o] = pz;
+      dsT[o] = g;
+    }
+  }
 }
 
 /** Whether a[start, start + n) holds a NaN or an infinity. */

@@ -1,0 +1,287 @@
+/**
+ * The plan's options beyond causal / window / layout / keyLengths (issues 16–18) on webgl: per-batch query offsets,
+ * mask, bias, ALiBi, segment ids and dropout. Each is compiled into a program only when the plan uses it (the
+ * variant's `options`; without them every program's GLSL is what it was before the options existed).
+ *
+ * The user's tensors are read by the programs with texelFetch, broadcast by strides and never expanded: once per
+ * call they are copied, in their own shape, into texel arrays (PackPairsProgram for a mask or bias: one texel per
+ * 2 × 2 block of (query, key) of each of its [batch | 1] × [heads | 1] planes; PackFlatProgram for the small int /
+ * float vectors: queryOffsets, alibiSlopes, queryIds, keyIds, four values per texel), so that the eight-target
+ * programs, which have no tfjs getters, read them as the one-output ones do.
+ *
+ * GLSL (optionHelpers):
+ *   queryPosition(b, i)        i + queryOffsets[b] clamped to [offsetMin, offsetMax] (or + diagOffset)
+ *   maskAllows(b, h, i, j)     mask[b, h, i, j] != 0
+ *   sameSegment(b, i, j)       queryIds[b, i] == keyIds[b, j]
+ *   scoreBias(b, h, i, j)      bias[b, h, i, j] − slope[b, h]·|queryPosition(b, i) − j|
+ *   keepFactor / keepPairs     the dropout factor (0 or keepScale) from philox_glsl.ts
+ */
+import type {TensorInfo} from '@tensorflow/tfjs-core';
+import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
+import type {AttentionInputs} from '../attention_kernel_func.js';
+import {AttentionPlan, PairOperand} from '../../src/plan/plan.js';
+import {AttentionProgram, UniformValues} from './attention_program.js';
+import {texelHelpers} from './glsl_helpers.js';
+import {PHILOX_GLSL} from './philox_glsl.js';
+import {TexelLayout, texelLayout} from './texel_layout.js';
+
+/** Which options a plan uses (compile-time: part of every program's source). */
+export interface OptionVariant {
+  /** Per-batch offsets from the queryOffsets tensor (a static offset is the diagOffset uniform). */
+  queryOffsets: boolean;
+  mask: boolean;
+  bias: boolean;
+  alibi: boolean;
+  segments: boolean;
+  dropout: boolean;
+}
+
+/** The plan's options, or undefined when it uses none (the programs are then exactly the plain ones). */
+export function optionVariant(plan: AttentionPlan): OptionVariant | undefined {
+  const o: OptionVariant = {
+    queryOffsets: plan.hasQueryOffsets, mask: plan.mask != null, bias: plan.bias != null, alibi: plan.alibi != null,
+    segments: plan.hasSegments, dropout: plan.dropout != null,
+  };
+  return Object.values(o).some((x) => x) ? o : undefined;
+}
+
+/** Whether the scores need per-element data (samplers): offsets, mask, bias, ALiBi or segments. */
+export function hasScoreOptions(o: OptionVariant | undefined): o is OptionVariant {
+  return o != null && (o.queryOffsets || o.mask || o.bias || o.alibi || o.segments);
+}
+
+/** Whether the scores get an additive term (bias or ALiBi). */
+export function hasScoreBias(o: OptionVariant | undefined): boolean {
+  return o != null && (o.bias || o.alibi);
+}
+
+/** Sampler names of the score options, in the order of OptionTensors.inputs. */
+export function scoreOptionInputs(o: OptionVariant | undefined): string[] {
+  if (!hasScoreOptions(o)) return [];
+  return [
+    ...(o.queryOffsets ? ['batchOffsets'] : []), ...(o.mask ? ['maskPairs'] : []), ...(o.bias ? ['biasPairs'] : []),
+    ...(o.alibi ? ['slopes'] : []), ...(o.segments ? ['queryIds', 'keyIds'] : []),
+  ];
+}
+
+/** Uniforms the score-option helpers read. */
+export function scoreOptionUniforms(o: OptionVariant | undefined): string[] {
+  if (!hasScoreOptions(o)) return [];
+  return [
+    ...(o.queryOffsets ? ['offsetMin', 'offsetMax', 'offsetsWidth'] : []),
+    ...(o.mask || o.bias ? ['pairHalfQ', 'pairHalfK'] : []),
+    ...(o.mask ? ['maskWidth', 'maskBatchPlanes', 'maskHeadPlanes'] : []),
+    ...(o.bias ? ['biasWidth', 'biasBatchPlanes', 'biasHeadPlanes'] : []),
+    ...(o.alibi ? ['slopesWidth', 'slopesBatchStride'] : []),
+    ...(o.segments ? ['queryIdsWidth', 'keyIdsWidth'] : []),
+  ];
+}
+
+/** Uniforms of the dropout helpers: the seed's two words and the threshold as int bit patterns, keepScale float. */
+export const DROPOUT_UNIFORMS = ['dropoutSeedLo', 'dropoutSeedHi', 'dropoutThreshold', 'keepScale'];
+
+/** Extra arguments of isVisible / visibleBlock when the score options are compiled in. */
+export function visibilityArgs(o: OptionVariant | undefined): string {
+  return hasScoreOptions(o) ? ', b, h' : '';
+}
+
+/**
+ * GLSL of the score options (needs their samplers and uniforms, scoreOptionInputs / scoreOptionUniforms, and the
+ * plan uniforms). Declares queryPosition, and the helpers of the options the plan uses.
+ */
+export function scoreOptionHelpers(o: OptionVariant): string {
+  return `
+    float flatValue(sampler2D s, int width, int e) {
+      int t = e / 4;
+      return texelLane(texelFetch(s, texelXY(t, width), 0), e - 4 * t);
+    }
+    // Key position of query row i of batch b.
+    int queryPosition(int b, int i) {
+      return i + ${o.queryOffsets ? 'clamp(int(flatValue(batchOffsets, offsetsWidth, b)), offsetMin, offsetMax)' :
+                                    'diagOffset'};
+    }${o.mask || o.bias ? `
+    // Element (i, j) of plane p of a mask or bias (PackPairsProgram: one texel per 2 × 2 block of a plane).
+    float pairValue(sampler2D s, int width, int p, int i, int j) {
+      int i2 = i / 2, j2 = j / 2;
+      vec4 texel = texelFetch(s, texelXY((p * pairHalfQ + i2) * pairHalfK + j2, width), 0);
+      return texelLane(texel, 2 * (i - 2 * i2) + (j - 2 * j2));
+    }` : ''}${o.mask ? `
+    bool maskAllows(int b, int h, int i, int j) {
+      return pairValue(maskPairs, maskWidth, b * maskBatchPlanes + h * maskHeadPlanes, i, j) != 0.0;
+    }` : ''}${o.segments ? `
+    bool sameSegment(int b, int i, int j) {
+      return flatValue(queryIds, queryIdsWidth, b * seqQ + i) == flatValue(keyIds, keyIdsWidth, b * seqK + j);
+    }` : ''}${o.bias || o.alibi ? `
+    // What the bias and ALiBi add to the (softcapped) score of (b, h, i, j).
+    float scoreBias(int b, int h, int i, int j) {
+      float add = 0.0;${o.bias ? `
+      add += pairValue(biasPairs, biasWidth, b * biasBatchPlanes + h * biasHeadPlanes, i, j);` : ''}${o.alibi ? `
+      add -= flatValue(slopes, slopesWidth, b * slopesBatchStride + h) * float(abs(queryPosition(b, i) - j));` : ''}
+      return add;
+    }
+    // The same for the 2 × 2 block (rows i, i + 1) × (keys j, j + 1) as (r0k0, r0k1, r1k0, r1k1).
+    vec4 scoreBiasBlock(int b, int h, int i, int j) {
+      return vec4(scoreBias(b, h, i, j), scoreBias(b, h, i, j + 1), scoreBias(b, h, i + 1, j),
+                  scoreBias(b, h, i + 1, j + 1));
+    }` : ''}
+  `;
+}
+
+/** The extra per-element tests of isVisible (GLSL statements on `visible`, with b, h, i, j in scope). */
+export function elementMaskTests(o: OptionVariant | undefined): string {
+  if (!hasScoreOptions(o)) return '';
+  return `${o.mask ? `
+      if (visible) visible = maskAllows(b, h, i, j);` : ''}${o.segments ? `
+      if (visible) visible = sameSegment(b, i, j);` : ''}`;
+}
+
+/**
+ * GLSL of the dropout factors (needs DROPOUT_UNIFORMS): keepFactor(b, h, i, j) and keepPairs(b, h, i, j) — the
+ * factors of keys j, j + 1 (j even) of rows i and i + 1 as (r0k0, r0k1, r1k0, r1k1) — 0 where dropped, keepScale
+ * where kept (src/plan/philox.ts: counter (floor(j / 4), i, h, b), key (seedLo, seedHi), word j mod 4).
+ */
+export const DROPOUT_HELPERS = `
+    ${PHILOX_GLSL}
+    // The four words of keys 4·floor(j / 4) … + 3 of row i.
+    uvec4 dropoutWords(int b, int h, int i, int j) {
+      return philox4x32(uvec4(uint(j / 4), uint(i), uint(h), uint(b)), uvec2(uint(dropoutSeedLo), uint(dropoutSeedHi)));
+    }
+    vec4 keepFactors(uvec4 words) {
+      return mix(vec4(0.0), vec4(keepScale), greaterThanEqual(words, uvec4(uint(dropoutThreshold))));
+    }
+    float keepFactor(int b, int h, int i, int j) {
+      return texelLane(keepFactors(dropoutWords(b, h, i, j)), j - 4 * (j / 4));
+    }
+    vec4 keepPairs(int b, int h, int i, int j) {
+      bool high = j - 4 * (j / 4) >= 2;
+      vec4 r0 = keepFactors(dropoutWords(b, h, i, j)), r1 = keepFactors(dropoutWords(b, h, i + 1, j));
+      return high ? vec4(r0.zw, r1.zw) : vec4(r0.xy, r1.xy);
+    }
+`;
+
+/** Uniform values of every option (names absent from a program's declaration are ignored). */
+export function optionUniformValues(plan: AttentionPlan, tensors: OptionTensors | null): UniformValues {
+  const pair = plan.seqQ * plan.seqK;
+  const planes = (o: PairOperand | null) => o == null ? [0, 0] : [o.batchStride / pair, o.headStride / pair];
+  const [maskBatchPlanes, maskHeadPlanes] = planes(plan.mask);
+  const [biasBatchPlanes, biasHeadPlanes] = planes(plan.bias);
+  const width = (name: string) => tensors?.layouts.get(name)?.width ?? 0;
+  const d = plan.dropout;
+  return {
+    offsetMin: plan.offsetMin, offsetMax: plan.offsetMax, offsetsWidth: width('batchOffsets'),
+    pairHalfQ: Math.ceil(plan.seqQ / 2), pairHalfK: Math.ceil(plan.seqK / 2),
+    maskWidth: width('maskPairs'), maskBatchPlanes, maskHeadPlanes,
+    biasWidth: width('biasPairs'), biasBatchPlanes, biasHeadPlanes,
+    slopesWidth: width('slopes'), slopesBatchStride: plan.alibi?.batchStride ?? 0,
+    queryIdsWidth: width('queryIds'), keyIdsWidth: width('keyIds'),
+    // uint32 bit patterns in int uniforms (GLSL reads them back with uint()); float uniforms would round them.
+    dropoutSeedLo: (d?.seedLo ?? 0) | 0, dropoutSeedHi: (d?.seedHi ?? 0) | 0, dropoutThreshold: (d?.threshold ?? 0) | 0,
+    keepScale: d?.keepScale ?? 1,
+  };
+}
+
+/** The option inputs as texel arrays, by sampler name, in scoreOptionInputs order. */
+export interface OptionTensors {
+  inputs: TensorInfo[];
+  layouts: Map<string, TexelLayout>;
+}
+
+/** Copies the plan's option inputs into texel arrays (once per call; the caller disposes `inputs`). */
+export function packOptionInputs(
+    backend: MathBackendWebGL, plan: AttentionPlan, o: OptionVariant | undefined, inputs: AttentionInputs,
+    maxTextureSize: number): OptionTensors | null {
+  if (!hasScoreOptions(o)) return null;
+  const layouts = new Map<string, TexelLayout>();
+  const tensors: TensorInfo[] = [];
+  const run = (name: string, program: AttentionProgram, x: TensorInfo, layout: TexelLayout) => {
+    layouts.set(name, layout);
+    tensors.push(backend.runWebGLProgram(program, [x], 'float32', program.uniformValues, true));
+  };
+  const flat = (name: string, x: TensorInfo) => {
+    const n = x.shape.reduce((a, b) => a * b, 1);
+    const layout = texelLayout(Math.ceil(n / 4), 1, maxTextureSize, `the ${name} input`);
+    run(name, new PackFlatProgram(layout.shape, x.shape, {outWidth: layout.width, count: n}), x, layout);
+  };
+  const pairs = (name: string, x: TensorInfo) => {
+    const halfQ = Math.ceil(plan.seqQ / 2), halfK = Math.ceil(plan.seqK / 2);
+    const planes = x.shape.slice(0, -2).reduce((a, b) => a * b, 1);
+    const layout = texelLayout(planes * halfQ * halfK, 1, maxTextureSize, `the ${name} input`);
+    run(name, new PackPairsProgram(layout.shape, x.shape,
+                                   {outWidth: layout.width, planes, seqQ: plan.seqQ, seqK: plan.seqK, halfQ, halfK}),
+        x, layout);
+  };
+  try {
+    if (o.queryOffsets) flat('batchOffsets', inputs.queryOffsets);
+    if (o.mask) pairs('maskPairs', inputs.mask);
+    if (o.bias) pairs('biasPairs', inputs.bias);
+    if (o.alibi) flat('slopes', inputs.alibiSlopes);
+    if (o.segments) {
+      flat('queryIds', inputs.queryIds);
+      flat('keyIds', inputs.keyIds);
+    }
+  } catch (e) {
+    tensors.forEach((t) => backend.disposeIntermediateTensorInfo(t));
+    throw e;
+  }
+  return {inputs: tensors, layouts};
+}
+
+/** GLSL getX(...) of element e of a tensor of `shape` read by tfjs's unpacked getter (row-major). */
+function flatGetter(shape: number[], e: string): string {
+  if (shape.length === 1) return `getX(${e})`;
+  if (shape.length === 2) return `getX(${e} / ${shape[1]}, ${e} - ${shape[1]} * (${e} / ${shape[1]}))`;
+  throw new Error(`webgl attention: no flat getter for rank ${shape.length}`);
+}
+
+/** Copies a small rank-1 or rank-2 tensor (any dtype) into a texel array, four values per texel, row-major. */
+export class PackFlatProgram extends AttentionProgram {
+  variableNames = ['x'];
+  packedInputs = false;
+  enableShapeUniforms = false;  // tfjs's generic getter for x: see AttentionProgram
+
+  constructor(outShape: [number, number], xShape: number[], values: UniformValues) {
+    super(outShape);
+    this.declareUniforms(['outWidth', 'count'], values);
+    this.userCode = `
+      ${texelHelpers()}
+      float element(int e) {
+        return e < count ? ${flatGetter(xShape, 'e')} : 0.0;
+      }
+      void main() {
+        int e = 4 * outputTexel();
+        setOutput(vec4(element(e), element(e + 1), element(e + 2), element(e + 3)));
+      }
+    `;
+  }
+}
+
+/**
+ * Copies a mask or bias ([seqQ, seqK], [B | 1, seqQ, seqK] or [B | 1, H | 1, seqQ, seqK]: its own shape, not
+ * broadcast) into a texel array: plane p (the leading axes, row-major), 2 × 2 block (i2, j2) at texel
+ * (p · halfQ + i2) · halfK + j2 as (r0k0, r0k1, r1k0, r1k1); entries past seqQ / seqK are 0.
+ */
+export class PackPairsProgram extends AttentionProgram {
+  variableNames = ['x'];
+  packedInputs = false;
+  enableShapeUniforms = false;  // tfjs's generic getter for x: see AttentionProgram
+
+  constructor(outShape: [number, number], xShape: number[], values: UniformValues) {
+    super(outShape);
+    this.declareUniforms(['outWidth', 'planes', 'seqQ', 'seqK', 'halfQ', 'halfK'], values);
+    const get = xShape.length === 2 ? 'getX(i, j)' : xShape.length === 3 ? 'getX(p, i, j)' :
+        `getX(p / ${xShape[1]}, p - ${xShape[1]} * (p / ${xShape[1]}), i, j)`;
+    this.userCode = `
+      ${texelHelpers()}
+      float element(int p, int i, int j) {
+        return p < planes && i < seqQ && j < seqK ? ${get} : 0.0;
+      }
+      void main() {
+        int t = outputTexel();
+        int p = t / (halfQ * halfK);
+        int rest = t - p * halfQ * halfK;
+        int i = 2 * (rest / halfK), j = 2 * (rest - halfK * (rest / halfK));
+        setOutput(vec4(element(p, i, j), element(p, i, j + 1), element(p, i + 1, j), element(p, i + 1, j + 1)));
+      }
+    `;
+  }
+}
