@@ -7,7 +7,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {expect} from 'chai';
-import '../src/index.js';
+import {flashAttention} from '../src/index.js';
 import * as layers from '../src/layers/index.js';
 import type {AttentionSpec} from '../src/layers/index.js';
 import type {BlockLayout} from '../src/patterns/block_layout.js';
@@ -475,6 +475,47 @@ describe('layers: dropout and errors', () => {
     expect(relError(a, b)).to.equal(0);
     const c = layer.apply(x, {training: true}) as tf.Tensor;
     expect(relError(c, a)).to.be.above(1e-3);
+  });
+
+  it('the kernel path (masks, top-left causal, Keras-empty rows) equals the materialized one, every spec', () => {
+    const specs: Array<[AttentionSpec, boolean]> = [
+      ['flash', false], ['flash', true], [{type: 'sliding', windowSize: 3}, false], [{type: 'sliding', windowSize: 2}, true],
+      [{type: 'sparse', pattern: {name: 'local', blockSize: 2, windowBlocks: 1}}, false],
+    ];
+    const query = tf.randomNormal([2, 5, 8]), value = tf.randomNormal([2, 8, 8]);
+    // Batch 1's value mask is all false: every row of it is Keras-empty (uniform over the keys the spec allows).
+    const valueMask = tf.tensor2d([[1, 1, 1, 1, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0]], [2, 8], 'bool');
+    const queryMask = tf.tensor2d([[1, 1, 0, 1, 1], [1, 1, 1, 1, 1]], [2, 5], 'bool');
+    const attentionMask = tf.tensor3d(Array.from({length: 2 * 5 * 8}, (_, n) => n % 3 !== 1), [2, 5, 8], 'bool');
+    for (const [attention, causal] of specs) {
+      for (const call of [{useCausalMask: true}, {queryMask, valueMask}, {attentionMask, useCausalMask: true},
+                          {queryMask, valueMask, attentionMask}]) {
+        const layer = layers.multiHeadAttention({numHeads: 2, keyDim: 4, attention, causal});
+        const kernel = layer.apply(query, {value, ...call}) as tf.Tensor;
+        const [materialized] = layer.apply(query, {value, ...call, returnAttentionScores: true}) as tf.Tensor[];
+        expect(relError(kernel, materialized), `${JSON.stringify(attention)} causal=${causal} ${
+            Object.keys(call)}`).to.be.at.most(1e-5);
+      }
+    }
+  });
+
+  it('training dropout runs in the kernel: the op dropout with the layer seed + its call count', () => {
+    const x = tf.randomNormal([2, 6, 8]);
+    const args = {numHeads: 2, keyDim: 4, dropout: 0.3, seed: 11};
+    const a = layers.multiHeadAttention(args), b = layers.multiHeadAttention(args);
+    a.apply(x);
+    b.apply(x);
+    b.setWeights(a.getWeights());
+    const a1 = a.apply(x, {training: true}) as tf.Tensor, a2 = a.apply(x, {training: true}) as tf.Tensor;
+    const b1 = b.apply(x, {training: true}) as tf.Tensor;
+    expect(relError(b1, a1)).to.equal(0);
+    expect(relError(a2, a1)).to.be.above(1e-3);
+    const [wq, bq, wk, bk, wv, bv, wo, bo] = a.getWeights();
+    const project = (w: tf.Tensor, bias: tf.Tensor) =>
+        tf.add(tf.reshape(tf.matMul(tf.reshape(x, [12, 8]), tf.reshape(w, [8, 8])), [2, 6, 2, 4]), bias) as tf.Tensor4D;
+    const o = flashAttention(project(wq, bq), project(wk, bk), project(wv, bv), {dropout: {rate: 0.3, seed: 11}});
+    const expected = tf.add(tf.reshape(tf.matMul(tf.reshape(o, [12, 8]), tf.reshape(wo, [8, 8])), [2, 6, 8]), bo);
+    expect(relError(a1, expected)).to.be.at.most(1e-5);
   });
 
   it('bad configs and inputs throw errors that name the argument', () => {

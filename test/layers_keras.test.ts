@@ -10,13 +10,38 @@ import * as tf from '@tensorflow/tfjs-core';
 // tfjs-layers' nlp port calls chained ops (x.add, x.expandDims), which the public tfjs-core entry does not install.
 import '@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops.js';
 import * as tfl from '@tensorflow/tfjs-layers';
-import {MultiHeadAttention as KerasPort} from '@tensorflow/tfjs-layers/dist/layers/nlp/multihead_attention.js';
 import {expect} from 'chai';
 import {readFileSync} from 'node:fs';
+import {createRequire} from 'node:module';
 import {dirname, join} from 'node:path';
 import {fileURLToPath} from 'node:url';
 import '../src/index.js';
 import * as layers from '../src/layers/index.js';
+
+// The port's modules (dist/layers/...) are a second copy of tfjs-layers' classes: importing them registers their
+// Dense, Dropout, initializers, MultiHeadAttention, ... in tfjs-core's one serialization map under the public
+// bundle's class names, so tf.loadLayersModel would then build the copy's layers (whose variable names collide with
+// the bundle's: "Variable ... already registered") and the port instead of our MultiHeadAttention. The map is
+// restored after the import; the port gets its own classes back only while it is built and called.
+const registry = tf.serialization.SerializationMap.getMap().classNameMap;
+const bundleClasses = {...registry};
+const {MultiHeadAttention: KerasPort} = createRequire(import.meta.url)(
+    '@tensorflow/tfjs-layers/dist/layers/nlp/multihead_attention.js') as
+    typeof import('@tensorflow/tfjs-layers/dist/layers/nlp/multihead_attention.js');
+const portClasses = {...registry};
+const useClasses = (classes: typeof registry) => {
+  for (const name of Object.keys(registry)) delete registry[name];
+  Object.assign(registry, classes);
+};
+useClasses(bundleClasses);
+function withPortClasses<T>(run: () => T): T {
+  useClasses(portClasses);
+  try {
+    return run();
+  } finally {
+    useClasses(bundleClasses);
+  }
+}
 
 const TOL = 1e-5;
 const maxAbs = (x: tf.Tensor) => tf.tidy(() => tf.max(tf.abs(x)).dataSync()[0]);
@@ -50,7 +75,7 @@ const PORT_CASES: PortCase[] = [
    useCausalMask: true},
   {name: 'useCausalMask, Tq > Tk (top-left)', args: {numHeads: 2, keyDim: 4}, seqQ: 9, seqK: 4, features: 8,
    useCausalMask: true},
-  {name: 'Keras masks: right-padded value mask (kernel keyLengths path)', args: {numHeads: 2, keyDim: 4}, seqQ: 6,
+  {name: 'Keras masks: right-padded value mask', args: {numHeads: 2, keyDim: 4}, seqQ: 6,
    seqK: 8, features: 8, valueMask: true},
   {name: 'Keras masks: query + value masks, causal and attentionMask', args: {numHeads: 2, keyDim: 4}, seqQ: 6,
    features: 8, queryMask: true, valueMask: true, useCausalMask: true, attentionMask: true},
@@ -87,13 +112,13 @@ describe('layers: MultiHeadAttention vs tfjs-layers\' port of Keras (dist/layers
           }), [batch, c.seqQ, seqK], 'bool') : undefined;
 
       const ours = layers.multiHeadAttention(c.args as layers.MultiHeadAttentionArgs);
-      const port = new KerasPort(c.args as ConstructorParameters<typeof KerasPort>[0]);
+      const port = withPortClasses(() => new KerasPort(c.args as ConstructorParameters<typeof KerasPort>[0]));
       const q1 = withMask(query.clone(), queryMask);
       const v1 = c.seqK == null ? q1 : withMask(value.clone(), valueMask);
       if (c.seqK == null && valueMask != null) (q1 as unknown as {kerasMask: tf.Tensor}).kerasMask = valueMask;
-      const [refOut, refScores] = port.callAndReturnAttentionScores(q1, {
+      const [refOut, refScores] = withPortClasses(() => port.callAndReturnAttentionScores(q1, {
         value: v1, attentionMask, useCausalMask: c.useCausalMask ?? false,
-      });
+      }));
       ours.apply(query, {value});
       const sublayers = port as unknown as Record<string, tfl.layers.Layer>;
       ours.setWeights(['queryDense', 'keyDense', 'valueDense', 'outputDense'].flatMap((n) => sublayers[n].getWeights()));
@@ -153,8 +178,8 @@ async function loadFixture(file: string): Promise<{model: tfl.LayersModel; weigh
 }
 
 /**
- * Keras's MultiHeadAttention in float64: einsum projections, scores / sqrt(keyDim), masked scores += -1e9 (so a row
- * that sees nothing is uniform), softmax, probabilities · v, output projection. visible(b, i, j).
+ * Keras's MultiHeadAttention in float64: einsum projections, scores / sqrt(keyDim), masked scores += -1e9 rounded
+ * to float32 as Keras's float32 add does (so a row that sees nothing is uniform), softmax, probabilities · v, output projection. visible(b, i, j).
  */
 function kerasReference(w: Record<string, Float64Array>, s: Record<string, number[]>, query: Float64Array,
                         value: Float64Array, batch: number, seqQ: number, seqK: number,
@@ -191,7 +216,10 @@ function kerasReference(w: Record<string, Float64Array>, s: Record<string, numbe
           for (let d = 0; d < keyDim; d++) {
             dot += q[((b * seqQ + i) * heads + h) * keyDim + d] * k[((b * seqK + j) * heads + h) * keyDim + d];
           }
-          scores[j] = dot / Math.sqrt(keyDim) + (visible(b, i, j) ? 0 : -1e9);
+          // Keras adds -1e9 to masked float32 scores: the sum rounds to float32 (ulp 64 near 1e9), so a row that sees
+          // no key is uniform (for |score| < 32, as here), not softmax(scores) as float64 would keep it.
+          const score = Math.fround(dot / Math.sqrt(keyDim));
+          scores[j] = visible(b, i, j) ? score : Math.fround(score - 1e9);
         }
         const max = Math.max(...scores);
         const e = scores.map((x) => Math.exp(x - max));

@@ -1,8 +1,8 @@
 /**
  * keras.layers.MultiHeadAttention on the library's kernels: Keras's config, weights (names, shapes, order), call
- * arguments and masking, so converted Keras models load and give Keras's answer. Calls that need the probability
- * matrix (attentionMask, useCausalMask with seqQ != seqK, dropout in training, returnAttentionScores, non-padding
- * Keras masks) run an exact materialized path; see attention_dispatch.ts.
+ * arguments and masking, so converted Keras models load and give Keras's answer. Masks, useCausalMask and dropout
+ * run on the kernels' mask / queryOffsets / dropout options; only returnAttentionScores materializes the
+ * probability matrix (see attention_dispatch.ts).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {layers, SymbolicTensor} from '@tensorflow/tfjs-layers';

@@ -1,28 +1,28 @@
 /**
- * The one place where a layer's attention call picks its implementation: the library's kernels when nothing needs
- * the probability matrix, else an exact materialized path with Keras's semantics.
+ * The one place where a layer's attention call picks its implementation: the library's kernels for everything but
+ * returned scores, else an exact materialized path with the same semantics.
  *
- * Kernels run when there is no explicit attentionMask, no dropout in training, no returned scores, and any causal
- * mask is Keras's top-left one with seqQ == seqK (then equal to the kernels' bottom-right causal). Keras padding
- * masks map onto the kernels too: a key/value mask that is right padding with at least one valid key per row
- * becomes keyLengths, and a query mask is applied to the kernel output afterwards (a masked query row in Keras sees
- * no key, and Keras's softmax then gives it the mean of all values; see below).
+ * On the kernels, Keras's arguments become the ops' options:
+ *  - useCausalMask (top-left: query i sees key j <= i) → `causal: true` (with `queryOffsets: 0`, or
+ *    min(0, seqK − seqQ) when the layer is causal too, for the flash spec when seqQ != seqK);
+ *  - attentionMask, the query mask and the value/key masks (Keras's `_compute_attention_mask`) → one bool `mask`
+ *    [batch | 1, 1, seqQ, seqK] (top-left causal is folded into it when one of them is present);
+ *  - dropout in training → `dropout: {rate, seed}` on the probabilities inside the kernel, a fresh seed per call
+ *    (the layer's `seed` + its call count, or a random one).
+ * Only `returnScores` (Keras's return_attention_scores), and the layer's 'naive' spec, materialize the
+ * [batch, heads, seqQ, seqK] matrix.
  *
- * Switching to the kernels' coming options is local to `chooseKernelPath` and `runKernelPath`:
- *  - `mask` (bool [batch, seqQ, seqK]) → pass `kerasVisible` straight to the kernel instead of materializing;
- *  - `queryOffsets: 0` with `causal: true` → Keras's top-left causal for seqQ != seqK;
- *  - `dropout: {rate, seed}` → dropout on the probabilities in the kernel, in training.
- * Only `returnScores` has to keep the materialized path.
- *
- * Fully masked rows. Keras masks scores by adding -1e9 (keras.layers.Softmax, and ops.dot_product_attention uses
- * where(mask, scores, -1e9)), so a query row whose Keras mask is all false gets a uniform softmax: the mean of all
- * values. We reproduce that for rows emptied by Keras masks (attentionMask, useCausalMask, query/key/value masks).
- * Rows emptied by the layer's own structure (our `causal`, windows, sparse layouts, keyLengths) give 0, as the
- * kernels do.
+ * Fully masked rows. Keras masks scores by adding -1e9 (keras.layers.Softmax; ops.dot_product_attention uses
+ * where(mask, scores, large negative)), so a query row that Keras's masks leave without any key gets a uniform
+ * softmax, i.e. the mean of the values — where the kernels give 0. Such rows are found on the device
+ * (`rowEmpty = !any(mask, -1)`, no readback), their mask row is opened to every key and their query row is zeroed:
+ * all their scores are then 0 and the kernel's softmax is uniform over the keys, Keras's answer (dropout applies to
+ * it as in Keras). Rows emptied by the layer's own structure (our `causal`, windows, sparse layouts, keyLengths)
+ * give 0, as the kernels do, and a Keras-empty row stays within that structure.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {makePlan} from '../plan/plan.js';
-import {ResolvedAttention} from './attention_spec.js';
+import {KernelExtras, ResolvedAttention} from './attention_spec.js';
 import {structuralVisibility} from './naive_attention.js';
 
 /** The large negative number Keras adds to masked scores (float32). */
@@ -44,6 +44,7 @@ export interface LayerAttentionOptions {
   /** Our keyLengths: keys at positions >= keyLengths[b] are masked (structure: empty rows give 0). */
   keyLengths?: tf.Tensor1D;
   dropoutRate: number;
+  /** Seed of this call's dropout (integer); a random one when absent. */
   seed?: number;
   training: boolean;
   returnScores: boolean;
@@ -58,57 +59,83 @@ export interface LayerAttentionResult {
 
 /**
  * q [b, seqQ, heads, d], k and v [b, seqK, kvHeads, d] (kvHeads divides heads) → attention output with Keras's
- * masking semantics, on the kernels when `chooseKernelPath` allows it.
+ * masking semantics: on the kernels unless the scores are returned or the spec is 'naive'.
  */
 export function runLayerAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, opts: LayerAttentionOptions):
     LayerAttentionResult {
-  const keyLengths = chooseKernelPath(q, k, opts);
-  if (keyLengths !== false) return {output: runKernelPath(q, k, v, opts, keyLengths)};
-  return runMaterializedPath(q, k, v, opts);
+  if (opts.attention.spec === 'naive' || opts.returnScores) return runMaterializedPath(q, k, v, opts);
+  return {output: runKernelPath(q, k, v, opts)};
+}
+
+/** Keras's masks as the kernels take them: the query with Keras-empty rows zeroed, and the opened bool mask. */
+interface KerasMasking {
+  q: tf.Tensor4D;
+  /** bool [batch | 1, 1, seqQ, seqK], or null when no Keras mask tensor is needed. */
+  mask: tf.Tensor | null;
 }
 
 /**
- * keyLengths for the kernel path (undefined: no padding), or false when the call needs the materialized path. Reads
- * the key mask back to test that it is right padding; where that read is not possible synchronously (webgpu in
- * node) the materialized path runs.
+ * Keras's visibility (attentionMask ∧ query mask ∧ key mask ∧, when `causalInMask`, top-left causal) with the rows it
+ * leaves empty opened to every key and their queries zeroed (uniform softmax, see the file comment).
  */
-function chooseKernelPath(q: tf.Tensor4D, k: tf.Tensor4D, opts: LayerAttentionOptions): tf.Tensor1D | undefined |
-    false {
+function kerasMasking(q: tf.Tensor4D, seqK: number, opts: LayerAttentionOptions, causalInMask: boolean):
+    KerasMasking {
   const [batch, seqQ] = q.shape;
-  const seqK = k.shape[1];
-  if (opts.attention.spec === 'naive' || opts.returnScores || opts.attentionMask != null) return false;
-  if (opts.training && opts.dropoutRate > 0) return false;
-  if (opts.causalTopLeft && seqQ !== seqK) return false;
-  if (opts.keyMask == null) return opts.keyLengths;
-  if (opts.keyLengths != null) return false;
-  let values: Int32Array;
-  try {
-    values = tf.tidy(() => tf.cast(tf.notEqual(opts.keyMask!, 0), 'int32')).dataSync() as Int32Array;
-  } catch {
-    return false;
+  const parts: tf.Tensor[] = [];
+  if (opts.attentionMask != null) {
+    const m = opts.attentionMask;
+    parts.push(tf.reshape(tf.notEqual(m, 0), [m.rank === 3 ? m.shape[0] : 1, 1, seqQ, seqK]));
   }
-  const lengths: number[] = [];
-  for (let b = 0; b < batch; b++) {
-    let length = 0;
-    while (length < seqK && values[b * seqK + length] !== 0) length++;
-    for (let j = length; j < seqK; j++) if (values[b * seqK + j] !== 0) return false;  // not right padding
-    if (length === 0) return false;  // a fully masked batch row: Keras's uniform rows, materialized
-    lengths.push(length);
+  if (opts.queryMask != null) parts.push(tf.reshape(tf.notEqual(opts.queryMask, 0), [batch, 1, seqQ, 1]));
+  if (opts.keyMask != null) parts.push(tf.reshape(tf.notEqual(opts.keyMask, 0), [batch, 1, 1, seqK]));
+  if (causalInMask && opts.causalTopLeft) {
+    const i = tf.reshape(tf.range(0, seqQ, 1, 'int32'), [1, 1, seqQ, 1]);
+    const j = tf.reshape(tf.range(0, seqK, 1, 'int32'), [1, 1, 1, seqK]);
+    parts.push(tf.lessEqual(j, i));
   }
-  return tf.tensor1d(lengths, 'int32');
+  if (parts.length === 0) return {q, mask: null};
+  const rows = Math.max(...parts.map((part) => part.shape[0]));
+  const visible = tf.broadcastTo(parts.reduce((a, b) => tf.logicalAnd(a, b)), [rows, 1, seqQ, seqK]);
+  const rowEmpty = tf.logicalNot(tf.any(visible, -1, true));                     // [batch | 1, 1, seqQ, 1]
+  const rowKept = tf.cast(tf.reshape(tf.logicalNot(rowEmpty), [rows, seqQ, 1, 1]), q.dtype);
+  const zeroed = tf.mul(q, rowKept) as tf.Tensor4D;
+  // Only a query mask: every opened row sees every key, so no mask is needed at all.
+  const queryMaskOnly = opts.attentionMask == null && opts.keyMask == null && !(causalInMask && opts.causalTopLeft);
+  const mask = queryMaskOnly ? null : tf.logicalOr(visible, rowEmpty);
+  return {q: zeroed, mask};
 }
 
-function runKernelPath(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, opts: LayerAttentionOptions,
-                       keyLengths?: tf.Tensor1D): tf.Tensor4D {
+/** This call's dropout seed: the given one folded into the ops' [0, 2^53), else a random one. */
+function dropoutSeed(seed: number | undefined): number {
+  const range = 2 ** 53;
+  if (seed == null) return Math.floor(Math.random() * range);
+  const folded = seed % range;  // (seed % range + range) % range would round odd seeds above 2^53
+  return folded < 0 ? folded + range : folded;
+}
+
+function runKernelPath(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, opts: LayerAttentionOptions): tf.Tensor4D {
   return tf.tidy(() => {
-    const causal = opts.attention.causal || opts.causalTopLeft === true;
-    const output = opts.attention.run(q, k, v, opts.scale, opts.softcap, keyLengths, causal);
-    if (opts.queryMask == null) return output;
-    // Masked query rows see no key in Keras: the uniform softmax gives the mean of all values (per kv head).
-    const [batch, seqQ, heads] = q.shape;
-    const meanValue = expandHeads(tf.mean(v, 1, true) as tf.Tensor4D, heads);
-    const rowVisible = tf.reshape(tf.notEqual(opts.queryMask, 0), [batch, seqQ, 1, 1]);
-    return tf.where(rowVisible, output, tf.broadcastTo(meanValue, output.shape));
+    const [, seqQ] = q.shape;
+    const seqK = k.shape[1];
+    const hasKerasTensors = opts.attentionMask != null || opts.queryMask != null || opts.keyMask != null;
+    const extras: KernelExtras = {};
+    let causal = opts.attention.causal;
+    // Top-left causal as the kernels' causal flag, unless a Keras mask tensor is there (then it joins that tensor:
+    // a Keras-empty row is opened to all keys, which the causal flag would cut) or the spec's own window / layout
+    // would move with queryOffsets.
+    let causalInMask = false;
+    if (opts.causalTopLeft && !hasKerasTensors && seqQ === seqK) {
+      causal = true;
+    } else if (opts.causalTopLeft && !hasKerasTensors && opts.attention.spec === 'flash') {
+      extras.queryOffsets = opts.attention.causal ? Math.min(0, seqK - seqQ) : 0;
+      causal = true;
+    } else {
+      causalInMask = opts.causalTopLeft === true;
+    }
+    const masking = kerasMasking(q, seqK, opts, causalInMask);
+    if (masking.mask != null) extras.mask = masking.mask;
+    if (opts.training && opts.dropoutRate > 0) extras.dropout = {rate: opts.dropoutRate, seed: dropoutSeed(opts.seed)};
+    return opts.attention.run(masking.q, k, v, opts.scale, opts.softcap, opts.keyLengths, causal, extras);
   });
 }
 
@@ -120,29 +147,10 @@ function expandHeads(x: tf.Tensor4D, heads: number): tf.Tensor4D {
 }
 
 /**
- * Keras's Keras mask (attentionMask ∧ query mask ∧ key mask ∧ top-left causal) as bool [batch | 1, 1, seqQ, seqK],
- * or null when the call has none.
- */
-function kerasVisibility(batch: number, seqQ: number, seqK: number, opts: LayerAttentionOptions): tf.Tensor | null {
-  const parts: tf.Tensor[] = [];
-  if (opts.attentionMask != null) {
-    const m = opts.attentionMask;
-    parts.push(tf.reshape(tf.notEqual(m, 0), [m.rank === 3 ? m.shape[0] : 1, 1, seqQ, seqK]));
-  }
-  if (opts.queryMask != null) parts.push(tf.reshape(tf.notEqual(opts.queryMask, 0), [batch, 1, seqQ, 1]));
-  if (opts.keyMask != null) parts.push(tf.reshape(tf.notEqual(opts.keyMask, 0), [batch, 1, 1, seqK]));
-  if (opts.causalTopLeft) {
-    const i = tf.reshape(tf.range(0, seqQ, 1, 'int32'), [1, 1, seqQ, 1]);
-    const j = tf.reshape(tf.range(0, seqK, 1, 'int32'), [1, 1, 1, seqK]);
-    parts.push(tf.lessEqual(j, i));
-  }
-  if (parts.length === 0) return null;
-  return parts.reduce((a, b) => tf.logicalAnd(a, b));
-}
-
-/**
- * The exact materialized path: scores, Keras's masking (-1e9, so Keras-masked rows are uniform), the layer's own
- * structure (rows it empties are 0), softmax, dropout on the probabilities in training, probabilities · v.
+ * The exact materialized path, the kernels' semantics in tfjs ops: scores of the Keras-masked query (empty rows
+ * zeroed and opened, as on the kernels), the layer's own structure ∧ Keras's visibility as -1e9 (rows it empties are
+ * 0), softmax, dropout on the probabilities in training (tf.dropout: same rate, not the kernels' Philox stream),
+ * probabilities · v. Returns the probabilities before dropout as the scores, as Keras does.
  */
 function runMaterializedPath(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, opts: LayerAttentionOptions):
     LayerAttentionResult {
@@ -155,13 +163,11 @@ function runMaterializedPath(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, opt
       ...opts.attention.mask(seqQ, seqK, heads), hasKeyLengths: opts.keyLengths != null,
     });
     const structure = tf.notEqual(structuralVisibility(plan, opts.keyLengths), 0);  // [1|b, H|1, Tq, Tk]
-    const keras = kerasVisibility(batch, seqQ, seqK, opts);                            // [1|b, 1, Tq, Tk]
-    const visible = keras == null ? structure : tf.logicalAnd(structure, keras);
+    const masking = kerasMasking(q, seqK, opts, true);                               // mask [1|b, 1, Tq, Tk]
+    const visible = masking.mask == null ? structure : tf.logicalAnd(structure, masking.mask);
     const bias = tf.where(visible, tf.scalar(0), tf.scalar(KERAS_MASKED_SCORE));
-    // Rows the structure empties give 0; rows only Keras masks empty stay uniform (Keras's answer).
-    let rowScale: tf.Tensor = tf.any(visible, -1, true);
-    if (keras != null) rowScale = tf.logicalOr(rowScale, tf.logicalNot(tf.any(keras, -1, true)));
-    const probabilities = probabilitiesOf(q, k, opts.scale, opts.softcap, bias, tf.cast(rowScale, 'float32'));
+    const rowScale = tf.cast(tf.any(visible, -1, true), 'float32');  // rows the structure empties give 0
+    const probabilities = probabilitiesOf(masking.q, k, opts.scale, opts.softcap, bias, rowScale);
     if (opts.returnScores) scores = tf.keep(probabilities);
     const dropped = opts.training && opts.dropoutRate > 0 ?
         tf.dropout(probabilities, opts.dropoutRate, undefined, opts.seed) : probabilities;
