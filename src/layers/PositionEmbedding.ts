@@ -75,17 +75,14 @@ export class PositionEmbedding extends layers.Layer {
       const features = x.shape[x.rank - 1];
       const table = this.embeddings!.read();
       let positions: tf.Tensor;
-      if (seq < this.sequenceLength) {
-        if (startIndex + seq > this.sequenceLength) {
-          throw new Error(`${NAME}: startIndex ${startIndex} + sequence length ${seq} exceeds sequenceLength ${
-              this.sequenceLength}`);
-        }
+      if (startIndex + seq <= this.sequenceLength) {
+        // Within the table (the common case): a slice, whose gradient is a pad (no gather / segment sum).
         positions = tf.slice(table, [startIndex, 0], [seq, features]);
       } else {
         // keras_hub: e = (E - α·E[0]) / (1 - α); position p → α·e[p // L] + (1 - α)·e[p % L] (= E[p] for p < L).
         const alpha = this.hierarchicalAlpha;
         const e = tf.div(tf.sub(table, tf.mul(alpha, tf.slice(table, [0, 0], [1, features]))), 1 - alpha);
-        const ids = tf.range(0, seq, 1, 'int32');
+        const ids = tf.range(startIndex, startIndex + seq, 1, 'int32');
         const length = tf.scalar(this.sequenceLength, 'int32');
         positions = tf.add(tf.mul(alpha, tf.gather(e, tf.floorDiv(ids, length))),
                            tf.mul(1 - alpha, tf.gather(e, tf.mod(ids, length))));
