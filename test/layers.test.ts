@@ -7,7 +7,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {expect} from 'chai';
-import '../src/index.js';
+import {flashAttention} from '../src/index.js';
 import * as layers from '../src/layers/index.js';
 import type {AttentionSpec} from '../src/layers/index.js';
 import type {BlockLayout} from '../src/patterns/block_layout.js';
@@ -236,7 +236,7 @@ describe('layers: MultiHeadAttention vs a reference from plain tfjs ops (cpu, re
       const apply = () => b.layer.apply(b.inputs.length === 1 ? b.inputs[0] : b.inputs, b.kwargs) as tf.Tensor;
       const before = tf.memory().numTensors;
       const out = apply();
-      const outShape = [c.batch, c.seqQ, c.args.outputShape ?? c.queryFeatures];
+      const outShape = [c.batch, c.seqQ, (c.args.outputShape as number | undefined) ?? c.queryFeatures];
       expect(out.shape).to.deep.equal(outShape);
       expect(b.layer.computeOutputShape(b.inputs.map((x) => x.shape) as number[][])).to.deep.equal(
           [c.batch, c.seqQ, outShape[2]]);
@@ -253,7 +253,7 @@ describe('layers: MultiHeadAttention vs a reference from plain tfjs ops (cpu, re
   for (const c of CASES.filter((c) => !c.keyLengthsAsInput)) {
     it(`${c.name}: gradients w.r.t. weights and inputs`, () => {
       const b = build(c);
-      const ct = tf.randomNormal([c.batch, c.seqQ, c.args.outputShape ?? c.queryFeatures]);
+      const ct = tf.randomNormal([c.batch, c.seqQ, (c.args.outputShape as number | undefined) ?? c.queryFeatures]);
       const cross = c.seqK != null;
       const layerLoss = (q: tf.Tensor, v: tf.Tensor, k: tf.Tensor) =>
           tf.sum(tf.mul(b.layer.apply(cross ? [q, v, k] : q, b.kwargs) as tf.Tensor, ct)) as tf.Scalar;
@@ -282,68 +282,100 @@ describe('layers: MultiHeadAttention vs a reference from plain tfjs ops (cpu, re
   }
 });
 
-describe('layers: TransformerBlock and PositionEmbedding', () => {
-  it('TransformerBlock = x + attention(LayerNorm(x)), then + GELU MLP(LayerNorm(·)), on reference ops', () => {
-    const block = layers.transformerBlock({numHeads: 2, mlpDim: 24, numKeyValueHeads: 1,
-                                           attention: {type: 'sliding', windowSize: 5}});
-    const x = tf.randomNormal([2, 17, 8]) as tf.Tensor3D;
-    block.apply(x);
-    block.setWeights(block.getWeights().map((w) => tf.randomNormal(w.shape, 0, 0.5)));
-    const out = block.apply(x) as tf.Tensor;
-    const w = weightMap(block);
-    const ln = (t: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
-      const {mean, variance} = tf.moments(t, -1, true);
-      return tf.add(tf.mul(tf.div(tf.sub(t, mean), tf.sqrt(tf.add(variance, 1e-5))), g), b);
-    };
-    const n1 = ln(x, w['ln_1/gamma'], w['ln_1/beta']) as tf.Tensor3D;
-    const h = tf.add(x, referenceAttention(weightMap(block, 'attention/'), n1, n1, n1,
-                                           {numHeads: 2, kvHeads: 1, keyDim: 4}, windowVisible(17, 17, 5, 0)));
-    const n2 = ln(h, w['ln_2/gamma'], w['ln_2/beta']);
-    const dense = (t: tf.Tensor, name: string) => {
-      const k = w[`${name}/kernel`] as tf.Tensor2D;
-      return tf.add(tf.reshape(tf.matMul(tf.reshape(t, [-1, k.shape[0]]), k), [2, 17, k.shape[1]]), w[`${name}/bias`]);
-    };
-    const pre = dense(n2, 'mlp/intermediate');
-    const geluRef = tf.mul(tf.mul(pre, 0.5), tf.add(1, tf.erf(tf.div(pre, Math.SQRT2))));
-    const ref = tf.add(h, dense(geluRef, 'mlp/output'));
-    expect(out.shape).to.deep.equal([2, 17, 8]);
+/** LayerNorm over the last axis with keras_hub's epsilon. */
+const refLayerNorm = (t: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
+  const {mean, variance} = tf.moments(t, -1, true);
+  return tf.add(tf.mul(tf.div(tf.sub(t, mean), tf.sqrt(tf.add(variance, 1e-5))), g), b);
+};
+const refDense = (t: tf.Tensor, w: Record<string, tf.Tensor>, name: string) => {
+  const k = w[`${name}/kernel`] as tf.Tensor2D;
+  return tf.add(tf.reshape(tf.matMul(tf.reshape(t, [-1, k.shape[0]]), k), [...t.shape.slice(0, -1), k.shape[1]]),
+                w[`${name}/bias`]);
+};
+
+describe('layers: keras_hub TransformerEncoder, TransformerDecoder, PositionEmbedding', () => {
+  const randomizeWeights = (layer: tfl.layers.Layer) =>
+      layer.setWeights(layer.getWeights().map((w) => tf.randomNormal(w.shape, 0, 0.5)));
+
+  for (const normalizeFirst of [false, true]) {
+    it(`TransformerEncoder (normalizeFirst ${normalizeFirst}) = keras_hub's block on reference ops`, () => {
+      const encoder = layers.transformerEncoder({intermediateDim: 24, numHeads: 2, normalizeFirst,
+                                                 activation: 'gelu'});
+      const x = tf.randomNormal([2, 7, 8]) as tf.Tensor3D;
+      encoder.apply(x);
+      randomizeWeights(encoder);
+      const out = encoder.apply(x) as tf.Tensor;
+      const w = weightMap(encoder);
+      const ln = (t: tf.Tensor, name: string) => refLayerNorm(t, w[`${name}/gamma`], w[`${name}/beta`]);
+      const attend = (t: tf.Tensor) => referenceAttention(weightMap(encoder, 'self_attention_layer/'),
+                                                          t as tf.Tensor3D, t as tf.Tensor3D, t as tf.Tensor3D,
+                                                          {numHeads: 2, kvHeads: 2, keyDim: 4}, all);
+      const ff = (t: tf.Tensor) => {
+        const pre = refDense(t, w, 'feedforward_intermediate_dense');
+        const g = tf.mul(tf.mul(pre, 0.5), tf.add(1, tf.erf(tf.div(pre, Math.SQRT2))));
+        return refDense(g, w, 'feedforward_output_dense');
+      };
+      let ref: tf.Tensor;
+      if (normalizeFirst) {
+        const h = tf.add(x, attend(ln(x, 'self_attention_layer_norm')));
+        ref = tf.add(h, ff(ln(h, 'feedforward_layer_norm')));
+      } else {
+        const h = ln(tf.add(x, attend(x)), 'self_attention_layer_norm');
+        ref = ln(tf.add(h, ff(h)), 'feedforward_layer_norm');
+      }
+      expect(relError(out, ref)).to.be.at.most(TOL);
+      expect(encoder.weights.map((v) => v.originalName.slice(v.originalName.indexOf('/') + 1))).to.deep.equal([
+        'self_attention_layer/query/kernel', 'self_attention_layer/query/bias', 'self_attention_layer/key/kernel',
+        'self_attention_layer/key/bias', 'self_attention_layer/value/kernel', 'self_attention_layer/value/bias',
+        'self_attention_layer/attention_output/kernel', 'self_attention_layer/attention_output/bias',
+        'self_attention_layer_norm/gamma', 'self_attention_layer_norm/beta', 'feedforward_layer_norm/gamma',
+        'feedforward_layer_norm/beta', 'feedforward_intermediate_dense/kernel', 'feedforward_intermediate_dense/bias',
+        'feedforward_output_dense/kernel', 'feedforward_output_dense/bias',
+      ]);
+    });
+  }
+
+  it('TransformerDecoder: causal self-attention and cross-attention on reference ops', () => {
+    const decoder = layers.transformerDecoder({intermediateDim: 16, numHeads: 2});
+    const x = tf.randomNormal([2, 6, 8]) as tf.Tensor3D;
+    const enc = tf.randomNormal([2, 9, 8]) as tf.Tensor3D;
+    decoder.apply(x, {encoderSequence: enc});
+    randomizeWeights(decoder);
+    const out = decoder.apply(x, {encoderSequence: enc}) as tf.Tensor;
+    const w = weightMap(decoder);
+    const ln = (t: tf.Tensor, name: string) => refLayerNorm(t, w[`${name}/gamma`], w[`${name}/beta`]);
+    const dims = {numHeads: 2, kvHeads: 2, keyDim: 4};
+    const keep = (i: number, j: number) => j <= i;
+    let h = ln(tf.add(x, referenceAttention(weightMap(decoder, 'self_attention/'), x, x, x, dims,
+                                            (_b, _h, i, j) => keep(i, j))), 'self_attention_layer_norm');
+    h = ln(tf.add(h, referenceAttention(weightMap(decoder, 'cross_attention/'), h as tf.Tensor3D, enc, enc, dims,
+                                        all)), 'cross_attention_layer_norm');
+    const ref = ln(tf.add(h, refDense(tf.relu(refDense(h, w, 'feedforward_intermediate_dense')), w,
+                                      'feedforward_output_dense')), 'feedforward_layer_norm');
     expect(relError(out, ref)).to.be.at.most(TOL);
+    expect(() => decoder.apply(x)).to.throw(/built with cross-attention/);
+    // useCausalMask false: the last token changes every output row.
+    const dense = decoder.apply(x, {encoderSequence: enc, useCausalMask: false}) as tf.Tensor;
+    expect(relError(tf.slice(dense, [0, 0, 0], [2, 1, 8]), tf.slice(out, [0, 0, 0], [2, 1, 8]))).to.be.above(1e-4);
   });
 
-  it('TransformerBlock lists every weight in trainableWeights, relu variant, keyLengths kwarg', () => {
-    const block = layers.transformerBlock({numHeads: 4, activation: 'relu', causal: false});
-    const x = tf.randomNormal([2, 6, 16]);
-    const y = block.apply(x, {keyLengths: [6, 2]}) as tf.Tensor;
-    expect(y.shape).to.deep.equal([2, 6, 16]);
-    expect(block.trainableWeights.map((w) => w.originalName.slice(w.originalName.indexOf('/') + 1))).to.deep.equal([
-      'ln_1/gamma', 'ln_1/beta', 'attention/query/kernel', 'attention/query/bias', 'attention/key/kernel',
-      'attention/key/bias', 'attention/value/kernel', 'attention/value/bias', 'attention/attention_output/kernel',
-      'attention/attention_output/bias', 'ln_2/gamma', 'ln_2/beta', 'mlp/intermediate/kernel', 'mlp/intermediate/bias',
-      'mlp/output/kernel', 'mlp/output/bias',
-    ]);
-    // keyLengths [.., 2]: the second sequence's positions >= 2 are padding; positions < 2 must not depend on them.
-    const x2 = tf.concat([tf.slice(x, [0, 0, 0], [2, 2, 16]), tf.randomNormal([2, 4, 16])], 1);
-    const y2 = block.apply(x2, {keyLengths: [6, 2]}) as tf.Tensor;
-    expect(relError(tf.slice(y2, [1, 0, 0], [1, 2, 16]), tf.slice(y, [1, 0, 0], [1, 2, 16]))).to.be.at.most(TOL);
-  });
-
-  it('PositionEmbedding adds a learned table or sinusoids', () => {
-    const learned = layers.positionEmbedding({maxLength: 10});
+  it('PositionEmbedding returns the learned table shaped like its input (keras_hub)', () => {
+    const embedding = layers.positionEmbedding({sequenceLength: 10});
     const x = tf.randomNormal([2, 7, 6]);
-    const y = learned.apply(x) as tf.Tensor;
-    const table = learned.getWeights()[0];
+    const y = embedding.apply(x) as tf.Tensor;
+    const table = embedding.getWeights()[0];
     expect(table.shape).to.deep.equal([10, 6]);
-    expect(relError(y, tf.add(x, tf.slice(table, [0, 0], [7, 6])))).to.be.at.most(1e-7);
-    expect(() => learned.apply(tf.zeros([1, 11, 6]))).to.throw(/exceeds maxLength 10/);
-
-    const sin = layers.positionEmbedding({type: 'sinusoidal'});
-    const s = tf.sub(sin.apply(tf.zeros([1, 5, 4])) as tf.Tensor, 0).arraySync() as number[][][];
-    expect(sin.getWeights()).to.have.length(0);
-    const p = 3;
-    expect(s[0][p][0]).to.be.closeTo(Math.sin(p), 1e-6);
-    expect(s[0][p][1]).to.be.closeTo(Math.cos(p), 1e-6);
-    expect(s[0][p][2]).to.be.closeTo(Math.sin(p / 100), 1e-6);  // 10000^(2/4) = 100
-    expect(s[0][p][3]).to.be.closeTo(Math.cos(p / 100), 1e-6);
+    expect(relError(y, tf.broadcastTo(tf.slice(table, [0, 0], [7, 6]), [2, 7, 6]))).to.equal(0);
+    const shifted = embedding.apply(tf.zeros([1, 3, 6]), {startIndex: 4}) as tf.Tensor;
+    expect(relError(shifted, tf.expandDims(tf.slice(table, [4, 0], [3, 6]), 0))).to.equal(0);
+    // Longer than sequenceLength: keras_hub's hierarchical extension; the first sequenceLength rows are the table.
+    const long = embedding.apply(tf.zeros([1, 23, 6])) as tf.Tensor;
+    expect(relError(tf.slice(long, [0, 0, 0], [1, 10, 6]), tf.expandDims(table, 0))).to.be.at.most(1e-6);
+    const alpha = 0.4, e = (p: number) => tf.div(tf.sub(tf.slice(table, [p, 0], [1, 6]),
+                                                         tf.mul(alpha, tf.slice(table, [0, 0], [1, 6]))), 1 - alpha);
+    const row21 = tf.add(tf.mul(alpha, e(2)), tf.mul(1 - alpha, e(1)));
+    expect(relError(tf.reshape(tf.slice(long, [0, 21, 0], [1, 1, 6]), [1, 6]), row21)).to.be.at.most(1e-5);
+    expect(() => layers.positionEmbedding({sequenceLength: 4, maxLength: 3} as never)).to.throw(/maxLength/);
   });
 });
 
@@ -370,11 +402,12 @@ describe('layers: serialization', () => {
     ];
     const model = tfl.sequential();
     model.add(tfl.layers.embedding({inputDim: 11, outputDim: 16, inputShape: [16]}));
-    model.add(layers.positionEmbedding({maxLength: 32}));
-    model.add(layers.positionEmbedding({type: 'sinusoidal', maxWavelength: 500}));
+    model.add(layers.positionEmbedding({sequenceLength: 32}));
     for (const attention of specs) {
-      model.add(layers.transformerBlock({numHeads: 4, numKeyValueHeads: 2, mlpDim: 20, dropout: 0.1, attention}));
+      model.add(layers.transformerDecoder({numHeads: 4, intermediateDim: 20, dropout: 0.1, normalizeFirst: true,
+                                           activation: 'gelu', attention}));
     }
+    model.add(layers.transformerEncoder({numHeads: 2, intermediateDim: 12}));
     model.add(layers.multiHeadAttention({numHeads: 2, keyDim: 3, valueDim: 5, outputShape: 7, causal: true}));
     model.add(tfl.layers.dense({units: 11}));
     const tokens = tf.tensor2d(Array.from({length: 2 * 16}, (_, i) => (i * 7) % 11), [2, 16], 'int32');
@@ -383,12 +416,13 @@ describe('layers: serialization', () => {
     const loaded = await roundTrip(model);
     const got = loaded.predict(tokens) as tf.Tensor;
     expect(Array.from(await got.data())).to.deep.equal(Array.from(await expected.data()));
-    const ours = ['PositionEmbedding', 'TransformerBlock', 'MultiHeadAttention'];
-    const configs = (m: tfl.LayersModel) => m.layers.filter((l) => ours.includes(l.getClassName()))
-                                                .map((l) => ({cls: l.getClassName(), ...l.getConfig()}));
+    const ours = ['PositionEmbedding', 'TransformerDecoder', 'TransformerEncoder', 'MultiHeadAttention'];
+    const configs = (m: tfl.LayersModel) => JSON.parse(JSON.stringify(
+        m.layers.filter((l) => ours.includes(l.getClassName())).map((l) => ({cls: l.getClassName(), ...l.getConfig()})), (_k, v) => v === undefined ? null : v));
     expect(configs(model)).to.have.length(7);
     expect(configs(loaded)).to.deep.equal(configs(model));
-    expect(loaded.layers.slice(3, 7).map((l) => (l as layers.TransformerBlock).attention.spec)).to.deep.equal(specs);
+    expect(loaded.layers.slice(2, 6).map((l) => (l as layers.TransformerDecoder).config.attention.spec))
+        .to.deep.equal(specs);
   });
 
   it('a functional cross-attention model with a keyLengths input round-trips', async () => {
@@ -418,8 +452,8 @@ describe('layers: training', () => {
     const vocab = 6, seq = 12, n = 64;
     const model = tfl.sequential();
     model.add(tfl.layers.embedding({inputDim: vocab, outputDim: 16, inputShape: [seq]}));
-    model.add(layers.positionEmbedding({maxLength: seq}));
-    model.add(layers.transformerBlock({numHeads: 2, mlpDim: 32, attention: {type: 'sliding', windowSize: 2}}));
+    model.add(layers.transformerDecoder({numHeads: 2, intermediateDim: 32, normalizeFirst: true,
+                                         attention: {type: 'sliding', windowSize: 2}}));
     model.add(tfl.layers.dense({units: vocab, activation: 'softmax'}));
     model.compile({optimizer: tf.train.adam(0.01), loss: 'categoricalCrossentropy'});
     const tokens = Array.from({length: n * seq}, (_, i) => (i * 7919 + (i >> 3) * 31) % vocab);
@@ -441,6 +475,47 @@ describe('layers: dropout and errors', () => {
     expect(relError(a, b)).to.equal(0);
     const c = layer.apply(x, {training: true}) as tf.Tensor;
     expect(relError(c, a)).to.be.above(1e-3);
+  });
+
+  it('the kernel path (masks, top-left causal, Keras-empty rows) equals the materialized one, every spec', () => {
+    const specs: Array<[AttentionSpec, boolean]> = [
+      ['flash', false], ['flash', true], [{type: 'sliding', windowSize: 3}, false], [{type: 'sliding', windowSize: 2}, true],
+      [{type: 'sparse', pattern: {name: 'local', blockSize: 2, windowBlocks: 1}}, false],
+    ];
+    const query = tf.randomNormal([2, 5, 8]), value = tf.randomNormal([2, 8, 8]);
+    // Batch 1's value mask is all false: every row of it is Keras-empty (uniform over the keys the spec allows).
+    const valueMask = tf.tensor2d([[1, 1, 1, 1, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0]], [2, 8], 'bool');
+    const queryMask = tf.tensor2d([[1, 1, 0, 1, 1], [1, 1, 1, 1, 1]], [2, 5], 'bool');
+    const attentionMask = tf.tensor3d(Array.from({length: 2 * 5 * 8}, (_, n) => n % 3 !== 1), [2, 5, 8], 'bool');
+    for (const [attention, causal] of specs) {
+      for (const call of [{useCausalMask: true}, {queryMask, valueMask}, {attentionMask, useCausalMask: true},
+                          {queryMask, valueMask, attentionMask}]) {
+        const layer = layers.multiHeadAttention({numHeads: 2, keyDim: 4, attention, causal});
+        const kernel = layer.apply(query, {value, ...call}) as tf.Tensor;
+        const [materialized] = layer.apply(query, {value, ...call, returnAttentionScores: true}) as tf.Tensor[];
+        expect(relError(kernel, materialized), `${JSON.stringify(attention)} causal=${causal} ${
+            Object.keys(call)}`).to.be.at.most(1e-5);
+      }
+    }
+  });
+
+  it('training dropout runs in the kernel: the op dropout with the layer seed + its call count', () => {
+    const x = tf.randomNormal([2, 6, 8]);
+    const args = {numHeads: 2, keyDim: 4, dropout: 0.3, seed: 11};
+    const a = layers.multiHeadAttention(args), b = layers.multiHeadAttention(args);
+    a.apply(x);
+    b.apply(x);
+    b.setWeights(a.getWeights());
+    const a1 = a.apply(x, {training: true}) as tf.Tensor, a2 = a.apply(x, {training: true}) as tf.Tensor;
+    const b1 = b.apply(x, {training: true}) as tf.Tensor;
+    expect(relError(b1, a1)).to.equal(0);
+    expect(relError(a2, a1)).to.be.above(1e-3);
+    const [wq, bq, wk, bk, wv, bv, wo, bo] = a.getWeights();
+    const project = (w: tf.Tensor, bias: tf.Tensor) =>
+        tf.add(tf.reshape(tf.matMul(tf.reshape(x, [12, 8]), tf.reshape(w, [8, 8])), [2, 6, 2, 4]), bias) as tf.Tensor4D;
+    const o = flashAttention(project(wq, bq), project(wk, bk), project(wv, bv), {dropout: {rate: 0.3, seed: 11}});
+    const expected = tf.add(tf.reshape(tf.matMul(tf.reshape(o, [12, 8]), tf.reshape(wo, [8, 8])), [2, 6, 8]), bo);
+    expect(relError(a1, expected)).to.be.at.most(1e-5);
   });
 
   it('bad configs and inputs throw errors that name the argument', () => {
@@ -466,7 +541,14 @@ describe('layers: dropout and errors', () => {
     expect(() => fixedMask.apply(tf.zeros([1, 12, 8]))).to.throw(/seqQ=12, seqK=12/);
     expect(() => layers.multiHeadAttention({numHeads: 2, keyDim: 8}).apply(tf.zeros([4, 8])))
         .to.throw(/rank 3/);
-    expect(() => layers.transformerBlock({numHeads: 3}).apply(tf.zeros([1, 4, 8]))).to.throw(/divisible by numHeads/);
+    expect(() => layers.transformerEncoder({numHeads: 9, intermediateDim: 4}).apply(tf.zeros([1, 4, 8])))
+        .to.throw(/at least numHeads/);
+    expect(() => layers.transformerEncoder({numHeads: 2, intermediateDim: 4, casual: true} as never))
+        .to.throw(/unknown config key 'casual'/);
+    expect(() => layers.multiHeadAttention({numHeads: 2, keyDim: 4}).apply(tf.zeros([1, 4, 8]), {casual: true} as never))
+        .to.throw(/unknown call argument 'casual'/);
+    expect(() => layers.multiHeadAttention({numHeads: 2, keyDim: 4, attentionAxes: [2]}))
+        .to.throw(/attentionAxes \[2\] is not supported/);
     expect(() => layers.multiHeadAttention({numHeads: 2, keyDim: 4}).apply(tf.zeros([2, 5, 8]), {keyLengths: [5, 6]}))
         .to.throw(/keyLengths\[1\] must be an integer in \[0, seqK=5\]/);
   });

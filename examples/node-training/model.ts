@@ -1,6 +1,7 @@
 /**
- * A tiny GPT in a few lines of tf.layers: token embedding + position embedding, pre-norm transformer blocks whose
- * attention is chosen per variant, and a classifier over the answer values. (No final tf.layers.layerNormalization:
+ * A tiny GPT in a few lines of tf.layers, written as in keras_hub: token embedding + PositionEmbedding (added),
+ * pre-norm TransformerDecoder blocks (causal self-attention) whose attention is chosen per variant, and a classifier
+ * over the answer values. (No final tf.layers.layerNormalization:
  * its backward pass runs Tile's gradient, one Slice + Add kernel per (batch, position), which at 4k tokens per step
  * cost more than the whole transformer on the cpu backend.)
  */
@@ -20,15 +21,19 @@ export interface ModelOptions {
   attention: AttentionSpec;
 }
 
-export function buildModel(o: ModelOptions): tf.Sequential {
-  const model = tf.sequential();
-  model.add(new TokenEmbedding({inputDim: o.vocabSize, outputDim: o.modelDim, inputShape: [null]}));
-  model.add(layers.positionEmbedding({type: 'learned', maxLength: o.maxLength}));
+export function buildModel(o: ModelOptions): tf.LayersModel {
+  const tokens = tf.input({shape: [null]});
+  const embedded = new TokenEmbedding({inputDim: o.vocabSize, outputDim: o.modelDim}).apply(tokens) as tf.SymbolicTensor;
+  const positions = layers.positionEmbedding({sequenceLength: o.maxLength}).apply(embedded) as tf.SymbolicTensor;
+  let x = tf.layers.add().apply([embedded, positions]) as tf.SymbolicTensor;
   for (let i = 0; i < o.numLayers; i++) {
-    model.add(layers.transformerBlock({numHeads: o.numHeads, mlpDim: 2 * o.modelDim, attention: o.attention}));
+    x = layers.transformerDecoder({
+      numHeads: o.numHeads, intermediateDim: 2 * o.modelDim, normalizeFirst: true, activation: 'gelu',
+      attention: o.attention,
+    }).apply(x) as tf.SymbolicTensor;
   }
-  model.add(tf.layers.dense({units: o.numClasses}));
-  return model;
+  const logits = tf.layers.dense({units: o.numClasses}).apply(x) as tf.SymbolicTensor;
+  return tf.model({inputs: tokens, outputs: logits});
 }
 
 /** Logits at positions [from, seq): [batch, seq - from, numClasses]. */

@@ -1,117 +1,108 @@
 /**
- * Adds a position embedding to its input, as GPT adds wpe to wte: [batch, seq, features] → same shape.
+ * keras_hub.layers.PositionEmbedding: a learned [sequenceLength, features] table; the layer RETURNS the position
+ * embeddings broadcast to the input's shape (add them to the token embeddings yourself, as in keras_hub):
+ *   const tokens = tf.layers.embedding({inputDim: vocab, outputDim: 64}).apply(ids);
+ *   const x = tf.layers.add().apply([tokens, layers.positionEmbedding({sequenceLength: 128}).apply(tokens)]);
+ * Inputs longer than sequenceLength use keras_hub's hierarchical extension (hierarchicalAlpha).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {initializers, layers, LayerVariable} from '@tensorflow/tfjs-layers';
+import {layers, LayerVariable} from '@tensorflow/tfjs-layers';
 import type {LayerArgs} from '@tensorflow/tfjs-layers/dist/engine/topology';
 import type {Kwargs} from '@tensorflow/tfjs-layers/dist/types';
-import {checkPositiveInt} from './layer_utils.js';
+import {
+  checkCallKeys, checkConfigKeys, checkPositiveInt, Initializer, kerasObject, serializeKerasObject, shapeList,
+} from './layer_utils.js';
 
 type Shape = Array<number | null>;
 
 export interface PositionEmbeddingArgs extends LayerArgs {
-  /**
-   * 'learned' (default): a trainable [maxLength, features] table (initialised N(0, 0.02²) as GPT-2).
-   * 'sinusoidal': the fixed encoding of "Attention Is All You Need" (no weights, any length).
-   */
-  type?: 'learned' | 'sinusoidal';
-  /** Longest sequence the learned table covers (required for 'learned'). */
-  maxLength?: number;
-  /** Sinusoidal only: the longest wavelength (default 10000). */
-  maxWavelength?: number;
+  /** The longest sequence the table covers. */
+  sequenceLength: number;
+  /** Default 'glorotUniform' (keras_hub's default). */
+  initializer?: unknown;
+  /** keras_hub's extension to inputs longer than sequenceLength (default 0.4). */
+  hierarchicalAlpha?: number;
 }
+
+const NAME = 'PositionEmbedding';
 
 export class PositionEmbedding extends layers.Layer {
   static className = 'PositionEmbedding';
 
-  readonly type: 'learned' | 'sinusoidal';
-  readonly maxLength?: number;
-  readonly maxWavelength: number;
+  readonly sequenceLength: number;
+  readonly hierarchicalAlpha: number;
+  private readonly initializer: Initializer;
   private embeddings?: LayerVariable;
-  private sinusoidCache?: {seq: number; features: number; values: Float32Array};
 
-  constructor(args: PositionEmbeddingArgs = {}) {
-    super(args);
-    const name = 'PositionEmbedding';
-    const type = args.type ?? 'learned';
-    if (type !== 'learned' && type !== 'sinusoidal') {
-      throw new Error(`${name}: type must be 'learned' or 'sinusoidal', got ${JSON.stringify(type)}`);
+  constructor(args: PositionEmbeddingArgs) {
+    super(args ?? {});
+    if (args == null) throw new Error(`${NAME}: config {sequenceLength} must be given`);
+    checkConfigKeys(NAME, args, ['sequenceLength', 'initializer', 'hierarchicalAlpha']);
+    this.sequenceLength = checkPositiveInt(NAME, 'sequenceLength', args.sequenceLength);
+    this.initializer = kerasObject<Initializer>(NAME, 'initializer', 'initializer',
+                                                args.initializer ?? 'glorotUniform')!;
+    const alpha = args.hierarchicalAlpha ?? 0.4;
+    if (typeof alpha !== 'number' || !(alpha >= 0 && alpha < 1)) {
+      throw new Error(`${NAME}: hierarchicalAlpha must be a number in [0, 1), got ${JSON.stringify(alpha)}`);
     }
-    this.type = type;
-    if (type === 'learned' || args.maxLength != null) {
-      this.maxLength = checkPositiveInt(name, 'maxLength', args.maxLength);
-    }
-    this.maxWavelength = args.maxWavelength ?? 10000;
-    if (!(this.maxWavelength > 0)) {
-      throw new Error(`${name}: maxWavelength must be a positive number, got ${args.maxWavelength}`);
-    }
+    this.hierarchicalAlpha = alpha;
   }
 
   override build(inputShape: Shape | Shape[]): void {
-    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as Shape;
+    const shape = shapeList(inputShape)[0];
     const features = shape[shape.length - 1];
-    if (shape.length !== 3 || features == null) {
-      throw new Error(`PositionEmbedding expects [batch, seq, features] with known features, got [${shape}]`);
+    if (shape.length < 2 || features == null) {
+      throw new Error(`${NAME} expects [..., seq, features] with known features, got [${shape}]`);
     }
-    if (this.type === 'learned') {
-      this.embeddings = this.addWeight(
-          'embeddings', [this.maxLength!, features], 'float32', initializers.randomNormal({mean: 0, stddev: 0.02}));
-    }
+    this.embeddings = this.addWeight('embeddings', [this.sequenceLength, features], 'float32', this.initializer);
     this.built = true;
   }
 
   override computeOutputShape(inputShape: Shape | Shape[]): Shape {
-    return (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as Shape;
+    return shapeList(inputShape)[0];
   }
 
-  override call(inputs: tf.Tensor | tf.Tensor[], _kwargs: Kwargs): tf.Tensor {
-    return tf.tidy(() => {
-      const x = Array.isArray(inputs) ? inputs[0] : inputs;
-      const [, seq, features] = x.shape;
-      if (this.maxLength != null && seq > this.maxLength) {
-        throw new Error(`PositionEmbedding: sequence length ${seq} exceeds maxLength ${this.maxLength}`);
-      }
-      const positions = this.type === 'learned' ?
-          tf.slice(this.embeddings!.read(), [0, 0], [seq, features]) :
-          tf.tensor2d(this.sinusoids(seq, features), [seq, features]);
-      return tf.add(x, positions);
-    });
-  }
-
-  /** PE[p, 2i] = sin(p / λ^(2i/F)), PE[p, 2i+1] = cos(p / λ^(2i/F)) with λ = maxWavelength. */
-  private sinusoids(seq: number, features: number): Float32Array {
-    const c = this.sinusoidCache;
-    if (c != null && c.seq === seq && c.features === features) return c.values;
-    const values = new Float32Array(seq * features);
-    for (let p = 0; p < seq; p++) {
-      for (let f = 0; f < features; f++) {
-        const angle = p / Math.pow(this.maxWavelength, (2 * Math.floor(f / 2)) / features);
-        values[p * features + f] = f % 2 === 0 ? Math.sin(angle) : Math.cos(angle);
-      }
+  /** kwargs.startIndex (default 0): the position of the first input step (cached decoding). */
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor {
+    checkCallKeys(NAME, kwargs, ['startIndex', 'training', 'mask']);
+    const x = Array.isArray(inputs) ? inputs[0] : inputs;
+    const startIndex = (kwargs?.startIndex ?? 0) as number;
+    if (!Number.isInteger(startIndex) || startIndex < 0) {
+      throw new Error(`${NAME}: startIndex must be a non-negative integer, got ${JSON.stringify(startIndex)}`);
     }
-    this.sinusoidCache = {seq, features, values};
-    return values;
+    return tf.tidy(() => {
+      const seq = x.shape[x.rank - 2];
+      const features = x.shape[x.rank - 1];
+      const table = this.embeddings!.read();
+      let positions: tf.Tensor;
+      if (startIndex + seq <= this.sequenceLength) {
+        // Within the table (the common case): a slice, whose gradient is a pad (no gather / segment sum).
+        positions = tf.slice(table, [startIndex, 0], [seq, features]);
+      } else {
+        // keras_hub: e = (E - α·E[0]) / (1 - α); position p → α·e[p // L] + (1 - α)·e[p % L] (= E[p] for p < L).
+        const alpha = this.hierarchicalAlpha;
+        const e = tf.div(tf.sub(table, tf.mul(alpha, tf.slice(table, [0, 0], [1, features]))), 1 - alpha);
+        const ids = tf.range(startIndex, startIndex + seq, 1, 'int32');
+        const length = tf.scalar(this.sequenceLength, 'int32');
+        positions = tf.add(tf.mul(alpha, tf.gather(e, tf.floorDiv(ids, length))),
+                           tf.mul(1 - alpha, tf.gather(e, tf.mod(ids, length))));
+      }
+      return tf.broadcastTo(positions, x.shape);
+    });
   }
 
   override getConfig(): tf.serialization.ConfigDict {
     return {
       ...super.getConfig(),
-      type: this.type,
-      maxLength: this.maxLength ?? null,
-      maxWavelength: this.maxWavelength,
+      sequenceLength: this.sequenceLength,
+      hierarchicalAlpha: this.hierarchicalAlpha,
+      initializer: serializeKerasObject(this.initializer),
     };
   }
 }
 tf.serialization.registerClass(PositionEmbedding);
 
-/**
- * Adds learned or sinusoidal position embeddings to [batch, seq, features] inputs.
- *
- * ```js
- * const h = layers.positionEmbedding({maxLength: 1024}).apply(tf.layers.embedding({inputDim: vocab, outputDim: 64})
- *     .apply(tokens));
- * ```
- */
-export function positionEmbedding(args?: PositionEmbeddingArgs): PositionEmbedding {
+/** keras_hub.layers.PositionEmbedding: returns learned position embeddings shaped like its input. */
+export function positionEmbedding(args: PositionEmbeddingArgs): PositionEmbedding {
   return new PositionEmbedding(args);
 }

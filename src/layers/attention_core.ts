@@ -1,18 +1,18 @@
 /**
- * Multi-head attention's weights and forward pass, shared by the MultiHeadAttention layer and TransformerBlock
- * (which owns the same weights under an `attention/` prefix). Weight shapes follow Keras' MultiHeadAttention:
+ * Multi-head attention's weights and forward pass, shared by MultiHeadAttention and the keras_hub-style
+ * TransformerEncoder / TransformerDecoder (which own the same weights under a sublayer prefix). Names, shapes and
+ * order are Keras's MultiHeadAttention, so weights exported from Keras load unchanged:
  *   query/kernel [queryFeatures, numHeads, keyDim]            query/bias [numHeads, keyDim]
  *   key/kernel   [keyFeatures, numKeyValueHeads, keyDim]      key/bias   [numKeyValueHeads, keyDim]
  *   value/kernel [valueFeatures, numKeyValueHeads, valueDim]  value/bias [numKeyValueHeads, valueDim]
- *   attention_output/kernel [numHeads, valueDim, outputDim]   attention_output/bias [outputDim]
- * Kernels are initialised (Glorot uniform) like the equivalent Dense kernels [features, heads·dim] and
- * [heads·dim, outputDim]. (Keras computes Glorot fans from the 3-D shape, which for [features, heads, dim] treats
- * `features` as a receptive field and shrinks the init by about sqrt(features); the resulting near-uniform attention
- * made the long-range example learn several times slower.)
+ *   attention_output/kernel [numHeads, valueDim, ...outputShape]   attention_output/bias [...outputShape]
+ * (numKeyValueHeads = numHeads unless grouped-query attention, our extension.) Initializers see these shapes, as in
+ * Keras (Glorot fans of a [features, heads, dim] kernel follow Keras's compute_fans).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type {LayerVariable} from '@tensorflow/tfjs-layers';
 import {checkKeyLengths} from '../ops/validate.js';
+import {runLayerAttention} from './attention_dispatch.js';
 import {ResolvedAttention} from './attention_spec.js';
 
 export interface AttentionDims {
@@ -23,17 +23,13 @@ export interface AttentionDims {
   queryFeatures: number;
   keyFeatures: number;
   valueFeatures: number;
-  outputDim: number;
+  /** The output's trailing shape (Keras's output_shape; default [queryFeatures]). */
+  outputShape: number[];
   useBias: boolean;
 }
 
-export type InitializerName = 'glorotUniform' | 'zeros' | 'ones';
-/**
- * Layer.addWeight bound to the owning layer (it is protected), with the weight name and initializer. `fans`
- * ([fanIn, fanOut]) makes a Glorot init use the fans of that 2-D shape instead of the weight's own.
- */
-export type AddWeight =
-    (name: string, shape: number[], initializer: InitializerName, fans?: [number, number]) => LayerVariable;
+/** Layer.addWeight bound to the owning layer (it is protected): the weight name, its shape, kernel or bias. */
+export type AddWeight = (name: string, shape: number[], role: 'kernel' | 'bias') => LayerVariable;
 
 export interface Projection {
   kernel: LayerVariable;
@@ -49,30 +45,35 @@ export interface AttentionWeights {
 
 export function addAttentionWeights(add: AddWeight, prefix: string, d: AttentionDims): AttentionWeights {
   const projection = (name: string, kernelShape: number[], biasShape: number[]): Projection => ({
-    kernel: add(`${prefix}${name}/kernel`, kernelShape, 'glorotUniform',
-                name === 'attention_output' ? [d.numHeads * d.valueDim, d.outputDim] :
-                                              [kernelShape[0], kernelShape[1] * kernelShape[2]]),
-    bias: d.useBias ? add(`${prefix}${name}/bias`, biasShape, 'zeros') : null,
+    kernel: add(`${prefix}${name}/kernel`, kernelShape, 'kernel'),
+    bias: d.useBias ? add(`${prefix}${name}/bias`, biasShape, 'bias') : null,
   });
   return {
     query: projection('query', [d.queryFeatures, d.numHeads, d.keyDim], [d.numHeads, d.keyDim]),
     key: projection('key', [d.keyFeatures, d.numKeyValueHeads, d.keyDim], [d.numKeyValueHeads, d.keyDim]),
     value: projection('value', [d.valueFeatures, d.numKeyValueHeads, d.valueDim], [d.numKeyValueHeads, d.valueDim]),
-    output: projection('attention_output', [d.numHeads, d.valueDim, d.outputDim], [d.outputDim]),
+    output: projection('attention_output', [d.numHeads, d.valueDim, ...d.outputShape], d.outputShape),
   };
 }
 
 export interface AttentionCallOptions {
-  keyLengths?: tf.Tensor1D;
-  training?: boolean;
-  /** Dropout rate on the attention output (per head, before the output projection), when training. */
-  dropout: number;
+  attention: ResolvedAttention;
   softcap: number;
+  /** Dropout rate on the attention probabilities, when training (Keras's `dropout`). */
+  dropout: number;
+  seed?: number;
+  training: boolean;
+  keyLengths?: tf.Tensor1D;
+  attentionMask?: tf.Tensor;
+  queryMask?: tf.Tensor;
+  keyMask?: tf.Tensor;
+  useCausalMask?: boolean;
+  returnScores?: boolean;
 }
 
 /**
  * x [..., features] times a kernel [features, ...units] (+ bias) over the last axis, reshaped to outShape: the
- * [b, s, heads, dim] projections, the output projection and the MLP's dense layers.
+ * [b, s, heads, dim] projections, the output projection and the feed-forward dense layers.
  */
 export function project(x: tf.Tensor, p: Projection, outShape: number[]): tf.Tensor {
   const features = x.shape[x.rank - 1];
@@ -91,31 +92,38 @@ function padLastAxis(x: tf.Tensor4D, size: number): tf.Tensor4D {
 }
 
 /**
- * query [b, seqQ, queryFeatures], key [b, seqK, keyFeatures], value [b, seqK, valueFeatures] → [b, seqQ, outputDim].
- * The kernels use one head size for q, k and v: when keyDim != valueDim the smaller side is zero-padded (scale stays
- * 1/sqrt(keyDim)), which is exact and costs the padding's extra compute.
+ * query [b, seqQ, queryFeatures], key [b, seqK, keyFeatures], value [b, seqK, valueFeatures] →
+ * {output [b, seqQ, ...outputShape], scores? [b, heads, seqQ, seqK]}. The kernels use one head size for q, k and v:
+ * when keyDim != valueDim the smaller side is zero-padded (scale stays 1/sqrt(keyDim)), which is exact.
  */
 export function attentionForward(
-    w: AttentionWeights, d: AttentionDims, attention: ResolvedAttention, query: tf.Tensor, key: tf.Tensor,
-    value: tf.Tensor, opts: AttentionCallOptions): tf.Tensor3D {
-  return tf.tidy(() => {
-    const [batch, seqQ] = query.shape as number[];
-    const seqK = key.shape[1] as number;
-    if (value.shape[1] !== seqK || value.shape[0] !== batch || key.shape[0] !== batch) {
-      throw new Error(`MultiHeadAttention: query [${query.shape}], key [${key.shape}] and value [${
-          value.shape}] must share batch, and key and value must share the sequence length`);
-    }
+    w: AttentionWeights, d: AttentionDims, query: tf.Tensor, key: tf.Tensor, value: tf.Tensor,
+    opts: AttentionCallOptions): {output: tf.Tensor; scores?: tf.Tensor} {
+  const [batch, seqQ] = query.shape as number[];
+  const seqK = key.shape[1] as number;
+  if (value.shape[1] !== seqK || value.shape[0] !== batch || key.shape[0] !== batch) {
+    throw new Error(`MultiHeadAttention: query [${query.shape}], key [${key.shape}] and value [${
+        value.shape}] must share batch, and key and value must share the sequence length`);
+  }
+  let scores: tf.Tensor | undefined;
+  const output = tf.tidy(() => {
     const headDim = Math.max(d.keyDim, d.valueDim);
     const q = padLastAxis(project(query, w.query, [batch, seqQ, d.numHeads, d.keyDim]) as tf.Tensor4D, headDim);
     const k = padLastAxis(project(key, w.key, [batch, seqK, d.numKeyValueHeads, d.keyDim]) as tf.Tensor4D, headDim);
     const v =
         padLastAxis(project(value, w.value, [batch, seqK, d.numKeyValueHeads, d.valueDim]) as tf.Tensor4D, headDim);
-    let o: tf.Tensor = attention.run(q, k, v, 1 / Math.sqrt(d.keyDim), opts.softcap, opts.keyLengths);
+    const result = runLayerAttention(q, k, v, {
+      scale: 1 / Math.sqrt(d.keyDim), softcap: opts.softcap, attention: opts.attention,
+      attentionMask: opts.attentionMask, queryMask: opts.queryMask, keyMask: opts.keyMask,
+      causalTopLeft: opts.useCausalMask, keyLengths: opts.keyLengths, dropoutRate: opts.dropout, seed: opts.seed,
+      training: opts.training, returnScores: opts.returnScores === true,
+    });
+    if (result.scores != null) scores = tf.keep(result.scores);
+    let o: tf.Tensor = result.output;
     if (d.valueDim < headDim) o = tf.slice(o, [0, 0, 0, 0], [batch, seqQ, d.numHeads, d.valueDim]);
-    if (opts.training && opts.dropout > 0) o = tf.dropout(o, opts.dropout);
-    return project(tf.reshape(o, [batch, seqQ, d.numHeads * d.valueDim]), w.output, [batch, seqQ, d.outputDim]) as
-        tf.Tensor3D;
+    return project(tf.reshape(o, [batch, seqQ, d.numHeads * d.valueDim]), w.output, [batch, seqQ, ...d.outputShape]);
   });
+  return {output, scores};
 }
 
 /**

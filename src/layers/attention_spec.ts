@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {flashAttention} from '../ops/flash_attention.js';
-import {MaskOptions} from '../ops/run_attention.js';
+import {CommonAttentionOptions, MaskOptions} from '../ops/run_attention.js';
 import {slidingWindowAttention} from '../ops/sliding_window_attention.js';
 import {sparseAttention} from '../ops/sparse_attention.js';
 import {BlockLayout} from '../patterns/block_layout.js';
@@ -36,39 +36,52 @@ export type SparsePatternSpec = {blockSize: number; mask: number[][] | number[][
 export type AttentionSpec = 'flash' | 'naive' | {type: 'sliding'; windowSize: number | [number, number]} |
     {type: 'sparse'; pattern: SparsePatternSpec};
 
+/** The ops' options a layer call may add to the spec's own mask. */
+export type KernelExtras = Pick<CommonAttentionOptions, 'mask' | 'queryOffsets' | 'dropout'>;
+
 /** A checked spec with its layout cache. */
 export class ResolvedAttention {
   private readonly layouts = new Map<string, BlockLayout>();
 
   constructor(readonly spec: AttentionSpec, readonly causal: boolean) {}
 
-  /** The mask for these lengths; the layout comes from the pattern (cached per seqQ, seqK). */
-  mask(seqQ: number, seqK: number, heads: number): MaskOptions {
+  /**
+   * The mask for these lengths; the layout comes from the pattern (cached per seqQ, seqK). `causal` (default the
+   * layer's flag) adds the bottom-right causal mask, e.g. for a Keras useCausalMask call with seqQ == seqK.
+   */
+  mask(seqQ: number, seqK: number, heads: number, causal = this.causal): MaskOptions {
     const spec = this.spec;
-    const causalRight = this.causal ? 0 : -1;
+    const causalRight = causal ? 0 : -1;
     if (spec === 'flash' || spec === 'naive') return {windowLeft: -1, windowRight: causalRight, layout: null};
     if (spec.type === 'sliding') {
       const [left, right] = typeof spec.windowSize === 'number' ?
           [spec.windowSize, this.causal ? 0 : spec.windowSize] : spec.windowSize;
-      return {windowLeft: left, windowRight: right, layout: null};
+      return {windowLeft: left, windowRight: causal && (right < 0 || right > 0) ? 0 : right, layout: null};
     }
     return {windowLeft: -1, windowRight: causalRight, layout: this.layout(seqQ, seqK, heads)};
   }
 
-  /** Runs the op the spec names. q: [b, seqQ, heads, d], k/v: [b, seqK, kvHeads, d]. */
+  /**
+   * Runs the op the spec names. q: [b, seqQ, heads, d], k/v: [b, seqK, kvHeads, d]. `extra` passes the ops' mask,
+   * queryOffsets and dropout options through (the naive spec takes none of them: the layers route such calls to the
+   * materialized path in attention_dispatch.ts).
+   */
   run(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, scale: number, softcap: number,
-      keyLengths?: tf.Tensor1D): tf.Tensor4D {
+      keyLengths?: tf.Tensor1D, causal = this.causal, extra: KernelExtras = {}): tf.Tensor4D {
     const [, seqQ, heads] = q.shape;
     const seqK = k.shape[1];
-    const mask = this.mask(seqQ, seqK, heads);
+    const mask = this.mask(seqQ, seqK, heads, causal);
     const spec = this.spec;
-    const common = {scale, softcap, keyLengths};
-    if (spec === 'naive') return naiveAttention(q, k, v, mask, scale, keyLengths, softcap);
-    if (spec === 'flash') return flashAttention(q, k, v, {...common, causal: this.causal});
+    const common = {scale, softcap, keyLengths, ...extra};
+    if (spec === 'naive') {
+      if (Object.keys(extra).length > 0) throw new Error(`attention 'naive' takes no ${Object.keys(extra)} option`);
+      return naiveAttention(q, k, v, mask, scale, keyLengths, softcap);
+    }
+    if (spec === 'flash') return flashAttention(q, k, v, {...common, causal});
     if (spec.type === 'sliding') {
       return slidingWindowAttention(q, k, v, {...common, windowSize: [mask.windowLeft, mask.windowRight]});
     }
-    return sparseAttention(q, k, v, {...common, layout: mask.layout!, causal: this.causal});
+    return sparseAttention(q, k, v, {...common, layout: mask.layout!, causal});
   }
 
   private layout(seqQ: number, seqK: number, heads: number): BlockLayout {

@@ -1,29 +1,20 @@
 /** Small pieces the layers share: initializers by name, layer normalization, GELU, argument checks. */
 import * as tf from '@tensorflow/tfjs-core';
 import {initializers} from '@tensorflow/tfjs-layers';
-import type {AddWeight, InitializerName} from './attention_core.js';
+import type {AddWeight} from './attention_core.js';
 
-type Initializer = ReturnType<typeof initializers.zeros>;
+/** What tf.layers' addWeight takes as an initializer (its class is not exported from the package root). */
+export type Initializer = ReturnType<typeof initializers.zeros>;
 
-export function makeInitializer(name: InitializerName, fans?: [number, number]): Initializer {
-  switch (name) {
-    case 'zeros': return initializers.zeros();
-    case 'ones': return initializers.ones();
-    case 'glorotUniform': {
-      const glorot = initializers.glorotUniform({});
-      if (fans == null) return glorot;
-      // Initialise as the 2-D [fanIn, fanOut] kernel it is equivalent to, then reshape (addWeight only calls apply).
-      const apply = (shape: number[], dtype?: tf.DataType) =>
-          tf.tidy(() => tf.reshape(glorot.apply(fans, dtype), shape));
-      return {apply} as unknown as Initializer;
-    }
-  }
-}
-
-/** An AddWeight for a layer, given its (protected) addWeight bound to it. */
+/**
+ * An AddWeight for a layer, given its (protected) addWeight bound to it: kernels get `kernelInitializer`, biases
+ * `biasInitializer` (both Keras objects resolved by kerasObject).
+ */
 export function weightAdder(
-    addWeight: (name: string, shape: number[], dtype: tf.DataType, init: Initializer) => unknown): AddWeight {
-  return (name, shape, init, fans) => addWeight(name, shape, 'float32', makeInitializer(init, fans)) as
+    addWeight: (name: string, shape: number[], dtype: tf.DataType, init: Initializer) => unknown,
+    kernelInitializer: unknown, biasInitializer: unknown): AddWeight {
+  return (name, shape, role) =>
+             addWeight(name, shape, 'float32', (role === 'kernel' ? kernelInitializer : biasInitializer) as Initializer) as
       ReturnType<AddWeight>;
 }
 
@@ -73,4 +64,85 @@ export function checkSoftcapValue(layer: string, value: unknown): number {
 export function shapeList(inputShape: Array<number | null> | Array<Array<number | null>>): Array<Array<number | null>> {
   type Shape = Array<number | null>;
   return Array.isArray(inputShape[0]) ? inputShape as Shape[] : [inputShape as Shape];
+}
+
+/**
+ * Throws naming the first key of `config` that is not in `known` (nor a tf.layers base-layer key): a misspelt or
+ * unsupported option must not be silently ignored.
+ */
+export function checkConfigKeys(layer: string, config: object, known: readonly string[]): void {
+  for (const key of Object.keys(config)) {
+    if (!BASE_LAYER_KEYS.includes(key) && !known.includes(key)) {
+      throw new Error(`${layer}: unknown config key '${key}' (known: ${known.join(', ')})`);
+    }
+  }
+}
+
+/** LayerArgs keys tf.layers' Layer constructor handles (plus `inputDType`, which converted models carry). */
+const BASE_LAYER_KEYS = ['name', 'trainable', 'inputShape', 'batchInputShape', 'batchSize', 'dtype', 'weights',
+                         'inputDType', 'dynamic', 'customObjects'];
+
+/** Throws naming the first call argument not in `known`. */
+export function checkCallKeys(layer: string, kwargs: object | undefined, known: readonly string[]): void {
+  for (const [key, value] of Object.entries(kwargs ?? {})) {
+    if (!known.includes(key) && value !== undefined) {
+      throw new Error(`${layer}: unknown call argument '${key}' (known: ${known.join(', ')})`);
+    }
+  }
+}
+
+type SerializableClass = tf.serialization.SerializableConstructor<tf.serialization.Serializable>;
+
+/** Class names tf.layers registers per kind, so 'glorot_uniform', 'glorotUniform' and 'GlorotUniform' all resolve. */
+const KERAS_CLASSES = {
+  initializer: ['Zeros', 'Ones', 'Constant', 'RandomUniform', 'RandomNormal', 'TruncatedNormal', 'Identity',
+                'VarianceScaling', 'GlorotUniform', 'GlorotNormal', 'HeNormal', 'HeUniform', 'LeCunNormal',
+                'LeCunUniform', 'Orthogonal'],
+  regularizer: ['L1L2'],
+  constraint: ['MaxNorm', 'UnitNorm', 'NonNeg', 'MinMaxNorm'],
+};
+export type KerasObjectKind = keyof typeof KERAS_CLASSES;
+
+/**
+ * An initializer / regularizer / constraint from what a config may hold: null (none), an instance, a name in any
+ * case style ('glorot_uniform', 'glorotUniform', 'GlorotUniform'; regularizers also 'l1', 'l2', 'l1_l2') or a
+ * serialized {className, config} (Keras' {class_name, config} after tfjs' key conversion). Anything else throws
+ * naming `what`.
+ */
+export function kerasObject<T>(layer: string, what: string, kind: KerasObjectKind, value: unknown): T | null {
+  if (value == null) return null;
+  if (typeof value === 'object' && typeof (value as {getClassName?: unknown}).getClassName === 'function' &&
+      typeof (value as {getConfig?: unknown}).getConfig === 'function') {
+    return value as T;
+  }
+  let className: string | undefined;
+  let config: tf.serialization.ConfigDict = {};
+  if (typeof value === 'string') {
+    const normalized = value.replace(/_/g, '').toLowerCase();
+    if (kind === 'regularizer' && ['l1', 'l2', 'l1l2'].includes(normalized)) {
+      className = 'L1L2';
+      config = normalized === 'l1' ? {l1: 0.01, l2: 0} : normalized === 'l2' ? {l1: 0, l2: 0.01} : {l1: 0.01, l2: 0.01};
+    } else {
+      className = KERAS_CLASSES[kind].find((c) => c.toLowerCase() === normalized);
+    }
+  } else if (typeof value === 'object' && typeof (value as {className?: unknown}).className === 'string') {
+    const v = value as {className: string; config?: tf.serialization.ConfigDict};
+    className = KERAS_CLASSES[kind].find((c) => c === v.className);
+    config = {...(v.config ?? {})};
+  }
+  const entry = className == null ? undefined :
+      (tf.serialization.SerializationMap.getMap().classNameMap[className] as
+           [SerializableClass, (cls: SerializableClass, config: tf.serialization.ConfigDict) => unknown] | undefined);
+  if (entry == null) {
+    throw new Error(`${layer}: ${what} must be null, a ${kind} name (${KERAS_CLASSES[kind].join(', ')}), an ` +
+                    `instance or {className, config}, got ${JSON.stringify(value)}`);
+  }
+  return entry[1](entry[0], config) as T;
+}
+
+/** {className, config} of a Keras object (null stays null): what getConfig stores and Keras' JSON holds. */
+export function serializeKerasObject(value: unknown): tf.serialization.ConfigDictValue {
+  if (value == null) return null;
+  const object = value as tf.serialization.Serializable;
+  return {className: object.getClassName(), config: object.getConfig()};
 }

@@ -75,6 +75,23 @@ export function naiveAttentionWithBias(
  * The layers' `naive` mode: q: [batch, seqQ, heads, d]; k, v: [batch, seqK, kvHeads, d]; the mask options and
  * keyLengths as the attention ops take them. Returns [batch, seqQ, heads, d]; rows that see no key are 0.
  */
+/**
+ * 1 where query i may see key j under the op's own mask (causal / window / layout) and keyLengths, else 0:
+ * [1 | batch, scheduleHeads(plan), seqQ, seqK] float32. What the kernels compute, as a tensor.
+ */
+export function structuralVisibility(plan: AttentionPlan, keyLengths?: tf.Tensor1D): tf.Tensor4D {
+  return tf.tidy(() => {
+    const {seqQ, seqK} = plan;
+    let visible: tf.Tensor = tf.tensor4d(visibility(plan), [1, scheduleHeads(plan), seqQ, seqK]);
+    if (keyLengths != null) {
+      const inLength = tf.less(tf.reshape(tf.range(0, seqK, 1, 'int32'), [1, 1, 1, seqK]),
+                               tf.reshape(tf.cast(keyLengths, 'int32'), [keyLengths.shape[0], 1, 1, 1]));
+      visible = tf.mul(visible, tf.cast(inLength, 'float32'));
+    }
+    return visible as tf.Tensor4D;
+  });
+}
+
 export function naiveAttention(
     q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: MaskOptions, scale: number, keyLengths?: tf.Tensor1D,
     softcap = 0): tf.Tensor4D {
@@ -85,12 +102,7 @@ export function naiveAttention(
       kind: 'flash', batch, seqQ, seqK, heads, kvHeads, headDim, scale, softcap, ...mask,
       hasKeyLengths: keyLengths != null,
     });
-    let visible: tf.Tensor = tf.tensor4d(visibility(plan), [1, scheduleHeads(plan), seqQ, seqK]);
-    if (keyLengths != null) {
-      const inLength = tf.less(tf.reshape(tf.range(0, seqK, 1, 'int32'), [1, 1, 1, seqK]),
-                               tf.reshape(tf.cast(keyLengths, 'int32'), [batch, 1, 1, 1]));
-      visible = tf.mul(visible, tf.cast(inLength, 'float32'));
-    }
+    const visible = structuralVisibility(plan, keyLengths);
     const bias = tf.mul(tf.sub(1, visible), MASKED_SCORE);
     return naiveAttentionWithBias(q, k, v, scale, bias, softcap, tf.max(visible, -1, true));  // empty rows → 0
   });
