@@ -2,26 +2,38 @@
  * The one shape of every attention kernel file: a backend supplies its executor pair
  *   runAttentionForward(backend, plan, inputs)   → [output, lse]
  *   runAttentionBackward(backend, plan, inputs)  → [dq, dk, dv]
- * and its kernel files wrap them with attentionKernelFunc, which reads the plan attribute and checks that every
- * input the kernel contract names (src/kernel_names.ts) is present.
+ * and its kernel files wrap them with forwardKernelFunc / backwardKernelFunc, which read the plan attribute, check
+ * that every input the kernel contract names (src/kernel_names.ts) is present, and refuse (with an error naming the
+ * option and the backend) a plan that uses an option the backend does not declare in `supported`: an option is
+ * either executed exactly or rejected, never ignored.
  */
 import type {KernelBackend, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
 import {
   ATTENTION_GRAD_INPUT_NAMES, ATTENTION_INPUT_NAMES, AttentionGradInputNames, AttentionInputNames, planOf,
 } from '../src/kernel_names.js';
-import type {AttentionPlan} from '../src/plan/plan.js';
+import {type AttentionPlan, type PlanFeature, planFeatures} from '../src/plan/plan.js';
 
 export type AttentionInputs = Record<AttentionInputNames, TensorInfo>;
 export type AttentionGradInputs = Record<AttentionGradInputNames, TensorInfo>;
 
 export type RunAttention<Backend, Inputs> = (backend: Backend, plan: AttentionPlan, inputs: Inputs) => TensorInfo[];
 
+/** Options (src/plan/plan.ts PlanFeature) a backend's kernels execute. */
+export type SupportedFeatures = readonly PlanFeature[];
+
 function kernelFuncOf<Backend extends KernelBackend, Inputs>(
-    names: readonly string[], run: RunAttention<Backend, Inputs>): KernelFunc {
+    names: readonly string[], run: RunAttention<Backend, Inputs>, supported: SupportedFeatures): KernelFunc {
   return ({inputs, backend, attrs}) => {
     const plan = planOf(attrs);
     for (const name of names) {
       if (inputs[name] == null) throw new Error(`attention kernel (${plan.kind}): missing input '${name}'`);
+    }
+    const missing = planFeatures(plan).filter((f) => !supported.includes(f));
+    if (missing.length > 0) {
+      const name = (backend as unknown as {constructor: {name: string}}).constructor.name;
+      throw new Error(`attention (${plan.kind}): option${missing.length > 1 ? 's' : ''} ${
+          missing.map((m) => `'${m}'`).join(', ')} ${missing.length > 1 ? 'are' : 'is'} not supported by the ${
+          name} kernels of this version`);
     }
     return run(backend as Backend, plan, inputs as unknown as Inputs);
   };
@@ -29,12 +41,12 @@ function kernelFuncOf<Backend extends KernelBackend, Inputs>(
 
 /** kernelFunc of a forward kernel (FlashAttention, SlidingWindowAttention, SparseAttention). */
 export function forwardKernelFunc<Backend extends KernelBackend>(
-    run: RunAttention<Backend, AttentionInputs>): KernelFunc {
-  return kernelFuncOf(ATTENTION_INPUT_NAMES, run);
+    run: RunAttention<Backend, AttentionInputs>, supported: SupportedFeatures = []): KernelFunc {
+  return kernelFuncOf(ATTENTION_INPUT_NAMES, run, supported);
 }
 
 /** kernelFunc of a backward kernel (FlashAttentionGrad, …). */
 export function backwardKernelFunc<Backend extends KernelBackend>(
-    run: RunAttention<Backend, AttentionGradInputs>): KernelFunc {
-  return kernelFuncOf(ATTENTION_GRAD_INPUT_NAMES, run);
+    run: RunAttention<Backend, AttentionGradInputs>, supported: SupportedFeatures = []): KernelFunc {
+  return kernelFuncOf(ATTENTION_GRAD_INPUT_NAMES, run, supported);
 }

@@ -8,6 +8,27 @@ export type LayoutSpec =
     | {name: 'union' | 'intersect'; parts: LayoutSpec[]}
     | {name: 'fromBlockMask'; blockSize: number; mask: number[][][]};
 
+/**
+ * Shape of a mask or bias case: q = [seqQ, seqK]; bq = [batch, seqQ, seqK]; 1q = [1, seqQ, seqK];
+ * b1 / 1h / bh = [batch | 1, heads | 1, seqQ, seqK].
+ */
+export type PairShape = 'q' | 'bq' | '1q' | 'b1' | '1h' | 'bh';
+
+export interface MaskSpec {
+  shape: PairShape;
+  dtype?: 'bool' | 'int32' | 'float32';
+  /** random: each pair visible with probability `density` (default 0.6); causal: top-left j <= i; padding: right
+   *  padding of `density`·seqK keys per batch; empty-row: random, with query row 0 fully masked. */
+  pattern?: 'random' | 'causal' | 'padding' | 'empty-row';
+  density?: number;
+}
+
+export interface BiasSpec {
+  shape: PairShape;
+  /** Fraction of entries set to -Infinity (masking through the bias). */
+  negInf?: number;
+}
+
 export interface AttentionCase {
   name: string;
   op: 'flash' | 'sliding' | 'sparse';
@@ -27,6 +48,17 @@ export interface AttentionCase {
   keyLengthsTensor?: boolean;
   /** Also back-propagate a random gradient into lse (returnLse). */
   lseGrad?: boolean;
+  /** Query offsets (per batch, or one number); as an int32 tensor when queryOffsetsTensor. */
+  queryOffsets?: number | number[];
+  queryOffsetsTensor?: boolean;
+  mask?: MaskSpec;
+  bias?: BiasSpec;
+  /** ALiBi slopes (2^(-8(h+1)/H), varied per batch when perBatch), as a tensor when asTensor. */
+  alibi?: {perBatch?: boolean; asTensor?: boolean};
+  /** Segment lengths per batch row (contiguous documents); keySegments when the key ids differ from the query's. */
+  segments?: number[][];
+  keySegments?: number[][];
+  dropout?: {rate: number; seed: number};
   tags?: string[];
 }
 
@@ -95,4 +127,45 @@ export const CASES: AttentionCase[] = [
   {name: 'sparse GQA keyLengths softcap causal', op: 'sparse', batch: 2, seqQ: 77, seqK: 77, heads: 4, kvHeads: 1,
    headDim: 16, causal: true, softcap: 2, keyLengths: [40, 77], keyLengthsTensor: true, lseGrad: true,
    layout: {name: 'bigBird', blockSize: 8, params: {seed: 11, windowBlocks: 3, randomBlocks: 1}}},
+  // masks, biases, ALiBi, segments, query offsets, dropout (every option, on every backend)
+  {...base, name: 'mask random bool [seqQ, seqK] S77', op: 'flash', seqQ: 77, seqK: 77, headDim: 32,
+   mask: {shape: 'q'}, tags: ['quick']},
+  {name: 'mask random int32 [B, Sq, Sk] + causal seqQ33 seqK70', op: 'flash', batch: 2, seqQ: 33, seqK: 70,
+   heads: 2, kvHeads: 1, headDim: 16, causal: true, mask: {shape: 'bq', dtype: 'int32', density: 0.4}},
+  {name: 'mask float32 [B, H, Sq, Sk] with an empty row, GQA', op: 'flash', batch: 2, seqQ: 40, seqK: 40, heads: 4,
+   kvHeads: 2, headDim: 16, mask: {shape: 'bh', dtype: 'float32', pattern: 'empty-row'}, lseGrad: true,
+   tags: ['quick']},
+  {name: 'mask [1, H, Sq, Sk] causal pattern (as a mask)', op: 'flash', batch: 2, seqQ: 130, seqK: 130, heads: 2,
+   kvHeads: 2, headDim: 32, mask: {shape: '1h', pattern: 'causal'}},
+  {name: 'mask [B, 1, Sq, Sk] padding + sliding [8, 8]', op: 'sliding', batch: 2, seqQ: 65, seqK: 65, heads: 2,
+   kvHeads: 2, headDim: 16, windowSize: [8, 8], mask: {shape: 'b1', pattern: 'padding', density: 0.3}},
+  {...base, name: 'bias [seqQ, seqK] + softcap', op: 'flash', seqQ: 77, seqK: 77, headDim: 32, softcap: 4,
+   bias: {shape: 'q'}, tags: ['quick']},
+  {name: 'bias [1, H, Sq, Sk] with -Infinity entries + causal', op: 'flash', batch: 2, seqQ: 50, seqK: 50, heads: 3,
+   kvHeads: 1, headDim: 16, causal: true, bias: {shape: '1h', negInf: 0.2}, lseGrad: true, tags: ['quick']},
+  {name: 'bias [B, Sq, Sk] + mask [B, H, Sq, Sk] seqQ7 seqK130', op: 'flash', batch: 2, seqQ: 7, seqK: 130,
+   heads: 2, kvHeads: 2, headDim: 64, bias: {shape: 'bq'}, mask: {shape: 'bh', density: 0.7}},
+  {name: 'bias [B, H, Sq, Sk] sparse bigBird', op: 'sparse', batch: 2, seqQ: 64, seqK: 64, heads: 2, kvHeads: 2,
+   headDim: 16, bias: {shape: 'bh'}, layout: {name: 'bigBird', blockSize: 8, params: {seed: 5}}},
+  {...base, name: 'ALiBi [heads] dense S130', op: 'flash', seqQ: 130, seqK: 130, headDim: 32, alibi: {},
+   tags: ['quick']},
+  {name: 'ALiBi [B, heads] tensor + sliding w16 seqQ20 seqK77', op: 'sliding', batch: 2, seqQ: 20, seqK: 77,
+   heads: 2, kvHeads: 1, headDim: 16, windowSize: 16, alibi: {perBatch: true, asTensor: true}},
+  {name: 'segments 3 docs + causal + GQA', op: 'flash', batch: 2, seqQ: 77, seqK: 77, heads: 4, kvHeads: 2,
+   headDim: 16, causal: true, segments: [[30, 20, 27], [77]], tags: ['quick']},
+  {name: 'segments query/key differ seqQ20 seqK50', op: 'flash', batch: 1, seqQ: 20, seqK: 50, heads: 2,
+   kvHeads: 2, headDim: 16, segments: [[5, 15]], keySegments: [[20, 30]]},
+  {name: 'queryOffsets per batch causal (chunked prefill in a cache) + keyLengths', op: 'flash', batch: 3, seqQ: 5,
+   seqK: 40, heads: 2, kvHeads: 1, headDim: 32, causal: true, queryOffsets: [0, 12, 35], keyLengths: [5, 17, 40],
+   tags: ['quick']},
+  {name: 'queryOffsets tensor, sliding decode seqQ1', op: 'sliding', batch: 2, seqQ: 1, seqK: 64, heads: 2,
+   kvHeads: 2, headDim: 16, windowSize: 8, queryOffsets: [20, 63], queryOffsetsTensor: true, keyLengths: [21, 64]},
+  {...base, name: 'queryOffsets 0 (top-left causal) seqQ40 seqK77 + ALiBi', op: 'flash', seqQ: 40, seqK: 77,
+   headDim: 16, causal: true, queryOffsets: 0, alibi: {}},
+  {name: 'dropout 0.3 dense GQA', op: 'flash', batch: 2, seqQ: 33, seqK: 45, heads: 4, kvHeads: 2, headDim: 16,
+   dropout: {rate: 0.3, seed: 1234}, lseGrad: true, tags: ['quick']},
+  {...base, name: 'dropout 0.1 causal + mask + bias, seed > 2^32', op: 'flash', seqQ: 77, seqK: 77, headDim: 32,
+   causal: true, mask: {shape: 'q', density: 0.8}, bias: {shape: 'q'}, dropout: {rate: 0.1, seed: 2 ** 40 + 77}},
+  {...base, name: 'dropout 0.5 sparse local', op: 'sparse', seqQ: 70, seqK: 70, headDim: 16,
+   layout: {name: 'local', blockSize: 16, params: {leftBlocks: 1}}, dropout: {rate: 0.5, seed: 9}},
 ];

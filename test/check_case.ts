@@ -6,8 +6,9 @@
 import type * as tfType from '@tensorflow/tfjs-core';
 import type * as libType from '../src/index.js';
 import type {BlockLayout} from '../src/patterns/block_layout.js';
-import type {AttentionCase, LayoutSpec} from './cases.js';
-import {RefProblem, referenceBackward, referenceForward} from './reference.js';
+import {makeDropoutPlan} from '../src/plan/philox.js';
+import type {AttentionCase, BiasSpec, LayoutSpec, MaskSpec, PairShape} from './cases.js';
+import {RefPairOperand, RefProblem, referenceBackward, referenceForward} from './reference.js';
 
 export type Tf = typeof tfType;
 export type Lib = typeof libType;
@@ -16,7 +17,7 @@ export interface CaseResult {
   name: string;
   seed: number;
   /** max |actual − expected| / max(max |expected|, 1e-3) per quantity; lse compares finite entries only. */
-  errors: {output: number; lse: number; dq: number; dk: number; dv: number};
+  errors: {output: number; lse: number; dq: number; dk: number; dv: number; dBias: number};
   /** Problems that are not tolerance questions (mismatched -Infinity, NaN, non-zero empty rows). */
   problems: string[];
   /** tf.memory().numTensors after minus before. */
@@ -50,13 +51,96 @@ export function buildLayout(lib: Lib, spec: LayoutSpec, seqQ: number, seqK: numb
   }
 }
 
-export function refProblem(lib: Lib, c: AttentionCase): RefProblem {
+/** Tensor shape and strides of a mask/bias case shape (see PairShape). */
+export function pairShape(c: AttentionCase, shape: PairShape): {dims: number[]; batchStride: number; headStride: number} {
+  const pair = c.seqQ * c.seqK;
+  switch (shape) {
+    case 'q': return {dims: [c.seqQ, c.seqK], batchStride: 0, headStride: 0};
+    case 'bq': return {dims: [c.batch, c.seqQ, c.seqK], batchStride: pair, headStride: 0};
+    case '1q': return {dims: [1, c.seqQ, c.seqK], batchStride: 0, headStride: 0};
+    case 'b1': return {dims: [c.batch, 1, c.seqQ, c.seqK], batchStride: pair, headStride: 0};
+    case '1h': return {dims: [1, c.heads, c.seqQ, c.seqK], batchStride: 0, headStride: pair};
+    case 'bh': return {dims: [c.batch, c.heads, c.seqQ, c.seqK], batchStride: c.heads * pair, headStride: pair};
+  }
+}
+
+/** The case's mask values (0/1), in the layout of its shape; deterministic from the seed. */
+export function maskValues(c: AttentionCase, spec: MaskSpec, seed: number): RefPairOperand {
+  const {dims, batchStride, headStride} = pairShape(c, spec.shape);
+  const n = dims.reduce((a, b) => a * b, 1);
+  const noise = randomArray(n, seed);
+  const density = spec.density ?? 0.6;
+  const values = new Float32Array(n);
+  const pair = c.seqQ * c.seqK;
+  for (let e = 0; e < n; e++) {
+    const b = batchStride > 0 ? Math.floor(e / batchStride) : 0;
+    const i = Math.floor((e % pair) / c.seqK), j = e % c.seqK;
+    switch (spec.pattern ?? 'random') {
+      case 'causal': values[e] = j <= i ? 1 : 0; break;
+      case 'padding': values[e] = j < c.seqK - Math.floor(density * c.seqK * (b + 1) / c.batch) ? 1 : 0; break;
+      case 'empty-row': values[e] = i !== 0 && noise[e] * 0.5 + 0.5 < density ? 1 : 0; break;
+      default: values[e] = noise[e] * 0.5 + 0.5 < density ? 1 : 0;
+    }
+  }
+  return {values, batchStride, headStride};
+}
+
+/** The case's bias values in the layout of its shape (random in [-2, 2), a fraction set to -Infinity). */
+export function biasValues(c: AttentionCase, spec: BiasSpec, seed: number): RefPairOperand {
+  const {dims, batchStride, headStride} = pairShape(c, spec.shape);
+  const n = dims.reduce((a, b) => a * b, 1);
+  const values = randomArray(n, seed).map((x) => 2 * x);
+  if (spec.negInf) {
+    const pick = randomArray(n, seed + 7);
+    for (let e = 0; e < n; e++) if (pick[e] * 0.5 + 0.5 < spec.negInf) values[e] = -Infinity;
+  }
+  return {values, batchStride, headStride};
+}
+
+/** ALiBi slopes of the case, [batch | 1][heads] flattened: the usual 2^(-8(h+1)/H), scaled per batch if perBatch. */
+export function alibiValues(c: AttentionCase): {slopes: Float32Array; batchStride: number} {
+  const rows = c.alibi?.perBatch ? c.batch : 1;
+  const slopes = new Float32Array(rows * c.heads);
+  for (let b = 0; b < rows; b++) {
+    for (let h = 0; h < c.heads; h++) slopes[b * c.heads + h] = Math.pow(2, -8 * (h + 1) / c.heads) * (1 + 0.5 * b);
+  }
+  return {slopes, batchStride: rows > 1 ? c.heads : 0};
+}
+
+/** Segment ids [batch, length] flattened from per-row document lengths (ids 0, 1, 2, … per row). */
+export function segmentIdValues(lengths: number[][], batch: number, length: number): Int32Array {
+  const ids = new Int32Array(batch * length);
+  for (let b = 0; b < batch; b++) {
+    let pos = 0;
+    lengths[b % lengths.length].forEach((len, id) => {
+      for (let t = 0; t < len && pos < length; t++) ids[b * length + pos++] = id;
+    });
+    while (pos < length) ids[b * length + pos++] = lengths[b % lengths.length].length;
+  }
+  return ids;
+}
+
+function queryOffsetValues(c: AttentionCase): number[] | null {
+  if (c.queryOffsets == null) return null;
+  return typeof c.queryOffsets === 'number' ? new Array(c.batch).fill(c.queryOffsets) : c.queryOffsets;
+}
+
+export function refProblem(lib: Lib, c: AttentionCase, seed = 0): RefProblem {
   const window = c.op === 'sliding' ?
       (typeof c.windowSize === 'number' ? [c.windowSize, 0] : c.windowSize!) as [number, number] : null;
   return {
     batch: c.batch, seqQ: c.seqQ, seqK: c.seqK, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim,
     scale: c.scale ?? 1 / Math.sqrt(c.headDim), softcap: c.softcap ?? 0, causal: c.op !== 'sliding' && !!c.causal,
     window, layout: c.layout ? buildLayout(lib, c.layout, c.seqQ, c.seqK) : null, keyLengths: c.keyLengths ?? null,
+    queryOffsets: queryOffsetValues(c),
+    mask: c.mask ? maskValues(c, c.mask, seed + 11) : null,
+    bias: c.bias ? biasValues(c, c.bias, seed + 12) : null,
+    alibi: c.alibi ? alibiValues(c) : null,
+    segments: c.segments ? {
+      query: segmentIdValues(c.segments, c.batch, c.seqQ),
+      key: segmentIdValues(c.keySegments ?? c.segments, c.batch, c.seqK),
+    } : null,
+    dropout: c.dropout ? makeDropoutPlan(c.dropout.rate, c.dropout.seed) : null,
   };
 }
 
@@ -85,7 +169,7 @@ function relError(actual: ArrayLike<number>, expected: ArrayLike<number>, what: 
 
 /** Runs the case's op through the public API (forward with lse, then tf.grads) and compares with the reference. */
 export async function checkCase(tf: Tf, lib: Lib, c: AttentionCase, seed: number): Promise<CaseResult> {
-  const p = refProblem(lib, c);
+  const p = refProblem(lib, c, seed);
   const qShape = [c.batch, c.seqQ, c.heads, c.headDim], kShape = [c.batch, c.seqK, c.kvHeads, c.headDim];
   const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
   const qa = randomArray(size(qShape), seed), ka = randomArray(size(kShape), seed + 1);
@@ -93,39 +177,64 @@ export async function checkCase(tf: Tf, lib: Lib, c: AttentionCase, seed: number
   const dLa = c.lseGrad ? randomArray(c.batch * c.heads * c.seqQ, seed + 4) : null;
 
   const before = tf.memory().numTensors;
-  const q = tf.tensor(qa, qShape), k = tf.tensor(ka, kShape), v = tf.tensor(va, kShape);
-  const dOut = tf.tensor(dOa, qShape);
-  const dLse = dLa ? tf.tensor(dLa, [c.batch, c.heads, c.seqQ]) : null;
+  const owned: tfType.Tensor[] = [];
+  const own = <T extends tfType.Tensor>(t: T): T => (owned.push(t), t);
+  const q = own(tf.tensor(qa, qShape)), k = own(tf.tensor(ka, kShape)), v = own(tf.tensor(va, kShape));
+  const dOut = own(tf.tensor(dOa, qShape));
+  const dLse = dLa ? own(tf.tensor(dLa, [c.batch, c.heads, c.seqQ])) : null;
   const keyLengths = c.keyLengths == null ? undefined :
-      c.keyLengthsTensor ? tf.tensor1d(c.keyLengths, 'int32') : c.keyLengths;
-  const common = {scale: c.scale, softcap: c.softcap, keyLengths, returnLse: true as const};
-  const run = (qq: tfType.Tensor, kk: tfType.Tensor, vv: tfType.Tensor) =>
-      c.op === 'flash' ? lib.flashAttention(qq, kk, vv, {...common, causal: c.causal}) :
-      c.op === 'sliding' ? lib.slidingWindowAttention(qq, kk, vv, {...common, windowSize: c.windowSize!}) :
-                           lib.sparseAttention(qq, kk, vv, {...common, causal: c.causal, layout: p.layout!});
+      c.keyLengthsTensor ? own(tf.tensor1d(c.keyLengths, 'int32')) : c.keyLengths;
+  const offsets = p.queryOffsets;
+  const queryOffsets = offsets == null ? undefined :
+      c.queryOffsetsTensor ? own(tf.tensor1d(offsets, 'int32')) : c.queryOffsets;
+  const mask = c.mask == null ? undefined : own(tf.tensor(
+      c.mask.dtype === 'float32' ? p.mask!.values as Float32Array : Int32Array.from(p.mask!.values),
+      pairShape(c, c.mask.shape).dims, c.mask.dtype ?? 'bool'));
+  const bias = c.bias == null ? undefined :
+      own(tf.tensor(p.bias!.values as Float32Array, pairShape(c, c.bias.shape).dims, 'float32'));
+  const alibiSlopes = p.alibi == null ? undefined : c.alibi!.asTensor || c.alibi!.perBatch ?
+      own(tf.tensor2d(p.alibi.slopes as Float32Array, [p.alibi.batchStride > 0 ? c.batch : 1, c.heads])) :
+      Array.from(p.alibi.slopes);
+  const segmentIds = p.segments == null ? undefined : c.keySegments == null ?
+      own(tf.tensor2d(p.segments.query as Int32Array, [c.batch, c.seqQ], 'int32')) : {
+        query: own(tf.tensor2d(p.segments.query as Int32Array, [c.batch, c.seqQ], 'int32')),
+        key: own(tf.tensor2d(p.segments.key as Int32Array, [c.batch, c.seqK], 'int32')),
+      };
+  const common = {
+    scale: c.scale, softcap: c.softcap, keyLengths, queryOffsets, mask, alibiSlopes, segmentIds,
+    dropout: c.dropout, returnLse: true as const,
+  };
+  const run = (qq: tfType.Tensor, kk: tfType.Tensor, vv: tfType.Tensor, bb?: tfType.Tensor) => {
+    const o = {...common, bias: bb};
+    return c.op === 'flash' ? lib.flashAttention(qq, kk, vv, {...o, causal: c.causal}) :
+        c.op === 'sliding' ? lib.slidingWindowAttention(qq, kk, vv, {...o, windowSize: c.windowSize!}) :
+                             lib.sparseAttention(qq, kk, vv, {...o, causal: c.causal, layout: p.layout!});
+  };
 
-  const {output, lse} = run(q, k, v);
-  const [dq, dk, dv] = tf.grads((qq: tfType.Tensor, kk: tfType.Tensor, vv: tfType.Tensor) => {
-    const r = run(qq, kk, vv);
+  const {output, lse} = run(q, k, v, bias);
+  const gradInputs = bias ? [q, k, v, bias] : [q, k, v];
+  const grads = tf.grads((...xs: tfType.Tensor[]) => {
+    const r = run(xs[0], xs[1], xs[2], xs[3]);
     const loss = tf.sum(tf.mul(r.output, dOut));
     // lse is -Infinity on empty rows; mask those out of the loss value (the gradient is unaffected).
     return dLse ? tf.add(loss, tf.sum(tf.mul(tf.where(tf.isFinite(r.lse), r.lse, tf.zerosLike(r.lse)), dLse))) : loss;
-  })([q, k, v]);
-  const [outA, lseA, dqA, dkA, dvA] = await Promise.all([output, lse, dq, dk, dv].map((t) => t.data()));
-  [q, k, v, dOut, output, lse, dq, dk, dv].forEach((t) => t.dispose());
-  dLse?.dispose();
-  if (keyLengths instanceof tf.Tensor) keyLengths.dispose();
+  })(gradInputs);
+  const [dq, dk, dv, dBias] = grads;
+  const results = await Promise.all([output, lse, dq, dk, dv, ...(dBias ? [dBias] : [])].map((t) => t.data()));
+  const [outA, lseA, dqA, dkA, dvA, dBiasA] = results;
+  [output, lse, ...grads, ...owned].forEach((t) => t.dispose());
   const leakedTensors = tf.memory().numTensors - before;
 
   const ref = referenceForward(p, qa, ka, va);
-  const grads = referenceBackward(p, qa, ka, va, dOa, dLa);
+  const refGrads = referenceBackward(p, qa, ka, va, dOa, dLa);
   const problems: string[] = [];
   const errors = {
     output: relError(outA as Float32Array, ref.output, 'output', problems),
     lse: relError(lseA as Float32Array, ref.lse, 'lse', problems),
-    dq: relError(dqA as Float32Array, grads.dq, 'dq', problems),
-    dk: relError(dkA as Float32Array, grads.dk, 'dk', problems),
-    dv: relError(dvA as Float32Array, grads.dv, 'dv', problems),
+    dq: relError(dqA as Float32Array, refGrads.dq, 'dq', problems),
+    dk: relError(dkA as Float32Array, refGrads.dk, 'dk', problems),
+    dv: relError(dvA as Float32Array, refGrads.dv, 'dv', problems),
+    dBias: refGrads.dBias == null ? 0 : relError(dBiasA as Float32Array, refGrads.dBias, 'dBias', problems),
   };
   // Empty rows must be exactly 0, not merely small.
   for (let b = 0; b < c.batch; b++) {

@@ -3,6 +3,14 @@
  * src/plan so a plan bug cannot hide in both). Layout BSHD: q [B, Sq, H, D], k/v [B, Sk, Hkv, D].
  */
 import type {BlockLayout} from '../src/patterns/block_layout.js';
+import {DropoutPlan, dropoutKeep} from '../src/plan/philox.js';
+
+/** A mask or bias [.., seqQ, seqK]: element (b, h, i, j) at b·batchStride + h·headStride + i·seqK + j. */
+export interface RefPairOperand {
+  values: ArrayLike<number>;
+  batchStride: number;
+  headStride: number;
+}
 
 export interface RefProblem {
   batch: number;
@@ -18,10 +26,42 @@ export interface RefProblem {
   window: [number, number] | null;
   layout: BlockLayout | null;
   keyLengths: number[] | null;
+  /** Per-batch query offsets (query i at key position offset + i); null = seqK - seqQ. */
+  queryOffsets?: number[] | null;
+  mask?: RefPairOperand | null;
+  bias?: RefPairOperand | null;
+  /** ALiBi slopes, [batch | 1][heads] flattened, slope (b, h) at b·batchStride + h. */
+  alibi?: {slopes: ArrayLike<number>, batchStride: number} | null;
+  /** Segment ids, [batch, seqQ] and [batch, seqK] flattened. */
+  segments?: {query: ArrayLike<number>, key: ArrayLike<number>} | null;
+  /** Dropout (the generator itself is checked against Random123's known answers in test/philox.test.ts). */
+  dropout?: DropoutPlan | null;
+}
+
+function queryPosition(p: RefProblem, b: number, i: number): number {
+  return i + (p.queryOffsets != null ? p.queryOffsets[b] : p.seqK - p.seqQ);
+}
+
+function pairIndex(p: RefProblem, o: RefPairOperand, b: number, h: number, i: number, j: number): number {
+  return b * o.batchStride + h * o.headStride + i * p.seqK + j;
+}
+
+/** bias + ALiBi added to the (softcapped) score of (b, h, i, j). */
+function scoreBias(p: RefProblem, b: number, h: number, i: number, j: number): number {
+  let add = 0;
+  if (p.bias != null) add += p.bias.values[pairIndex(p, p.bias, b, h, i, j)];
+  if (p.alibi != null) add -= p.alibi.slopes[b * p.alibi.batchStride + h] * Math.abs(queryPosition(p, b, i) - j);
+  return add;
+}
+
+/** The dropout factor of element (b, h, i, j): 0 if dropped, 1 / (1 - rate) if kept, 1 without dropout. */
+function dropoutFactor(p: RefProblem, b: number, h: number, i: number, j: number): number {
+  if (p.dropout == null) return 1;
+  return dropoutKeep(p.dropout, b, h, i, j) ? 1 / (1 - p.dropout.rate) : 0;
 }
 
 export function refVisible(p: RefProblem, b: number, h: number, i: number, j: number): boolean {
-  const diag = i + p.seqK - p.seqQ;
+  const diag = queryPosition(p, b, i);
   if (p.causal && j > diag) return false;
   if (p.window != null) {
     const [left, right] = p.window;
@@ -34,6 +74,8 @@ export function refVisible(p: RefProblem, b: number, h: number, i: number, j: nu
     if (!l.mask[(lh * l.numQueryBlocks + Math.floor(i / bs)) * l.numKeyBlocks + Math.floor(j / bs)]) return false;
   }
   if (p.keyLengths != null && j >= p.keyLengths[b]) return false;
+  if (p.mask != null && !p.mask.values[pairIndex(p, p.mask, b, h, i, j)]) return false;
+  if (p.segments != null && p.segments.query[b * p.seqQ + i] !== p.segments.key[b * p.seqK + j]) return false;
   return true;
 }
 
@@ -69,7 +111,8 @@ export function referenceForward(p: RefProblem, q: Arr, k: Arr, v: Arr): RefForw
         const qo = ((b * Sq + i) * H + h) * D;
         let max = -Infinity;
         for (let j = 0; j < Sk; j++) {
-          t[j] = refVisible(p, b, h, i, j) ? score(p, q, qo, k, ((b * Sk + j) * Hk + hk) * D)[0] : -Infinity;
+          t[j] = refVisible(p, b, h, i, j) ?
+              score(p, q, qo, k, ((b * Sk + j) * Hk + hk) * D)[0] + scoreBias(p, b, h, i, j) : -Infinity;
           max = Math.max(max, t[j]);
         }
         if (max === -Infinity) {
@@ -81,7 +124,7 @@ export function referenceForward(p: RefProblem, q: Arr, k: Arr, v: Arr): RefForw
         lse[(b * H + h) * Sq + i] = max + Math.log(sum);
         for (let j = 0; j < Sk; j++) {
           if (t[j] === -Infinity) continue;
-          const pj = Math.exp(t[j] - max) / sum;
+          const pj = Math.exp(t[j] - max) / sum * dropoutFactor(p, b, h, i, j);
           const vo = ((b * Sk + j) * Hk + hk) * D;
           for (let d = 0; d < D; d++) output[qo + d] += pj * v[vo + d];
         }
@@ -95,6 +138,8 @@ export interface RefGrads {
   dq: Float64Array;
   dk: Float64Array;
   dv: Float64Array;
+  /** dS summed over the bias's broadcast axes (the bias's own layout); null without bias. */
+  dBias: Float64Array | null;
 }
 
 /** Gradients of sum(dOut∘output) + sum(dLse∘lse) with respect to q, k, v. */
@@ -104,6 +149,7 @@ export function referenceBackward(
   const g = H / Hk;
   const {output, lse} = referenceForward(p, q, k, v);
   const dq = new Float64Array(q.length), dk = new Float64Array(k.length), dv = new Float64Array(v.length);
+  const dBias = p.bias == null ? null : new Float64Array(p.bias.values.length);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
       const hk = Math.floor(h / g);
@@ -117,13 +163,18 @@ export function referenceBackward(
         for (let j = 0; j < Sk; j++) {
           if (!refVisible(p, b, h, i, j)) continue;
           const ko = ((b * Sk + j) * Hk + hk) * D;
-          const [tij, dtds] = score(p, q, qo, k, ko);
+          const [sij, dtds] = score(p, q, qo, k, ko);
+          const tij = sij + scoreBias(p, b, h, i, j);
+          if (tij === -Infinity) continue;  // a -Infinity bias masks
           const pij = Math.exp(tij - lse[row]);
+          const z = dropoutFactor(p, b, h, i, j);
           let dp = 0;
           for (let d = 0; d < D; d++) dp += dOut[qo + d] * v[ko + d];
-          const ds = pij * (dp - delta + dl) * dtds * p.scale;
+          const dt = pij * (z * dp - delta + dl);  // gradient of the final score t (= of the bias)
+          if (dBias != null) dBias[pairIndex(p, p.bias!, b, h, i, j)] += dt;
+          const ds = dt * dtds * p.scale;
           for (let d = 0; d < D; d++) {
-            dv[ko + d] += pij * dOut[qo + d];
+            dv[ko + d] += pij * z * dOut[qo + d];
             dq[qo + d] += ds * k[ko + d];
             dk[ko + d] += ds * q[qo + d];
           }
@@ -131,5 +182,5 @@ export function referenceBackward(
       }
     }
   }
-  return {dq, dk, dv};
+  return {dq, dk, dv, dBias};
 }

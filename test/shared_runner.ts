@@ -20,7 +20,7 @@ export function caseSeed(index: number): number {
 export interface Tolerances {
   /** Max relative error (see CaseResult.errors) for output and lse. */
   forward: number;
-  /** Max relative error for dq, dk, dv. */
+  /** Max relative error for dq, dk, dv and dBias. */
   gradients: number;
 }
 
@@ -32,6 +32,7 @@ export function assertCaseResult(r: CaseResult, tol: Tolerances): void {
   expect(r.errors.dq, `dq ${context}`).to.be.at.most(tol.gradients);
   expect(r.errors.dk, `dk ${context}`).to.be.at.most(tol.gradients);
   expect(r.errors.dv, `dv ${context}`).to.be.at.most(tol.gradients);
+  expect(r.errors.dBias, `dBias ${context}`).to.be.at.most(tol.gradients);
   expect(r.leakedTensors, `leaked tensors ${context}`).to.equal(0);
 }
 

@@ -10,10 +10,11 @@ import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import * as tf from '@tensorflow/tfjs-core';
 import * as lib from '../src/index.js';
 import '../kernels/webgpu/register_all_webgpu_kernels.js';
-import {setForwardConfigOverride, planForwardChunks} from '../kernels/webgpu/attention_webgpu.js';
+import {planForwardChunks} from '../kernels/webgpu/attention_forward.js';
+import {setForwardConfigOverride} from '../kernels/webgpu/forward_tiles.js';
 import {
   createOutput, MultiOutputProgram, runProgram, setLimitsOverrideForTests,
-} from '../kernels/webgpu/program_runner_webgpu.js';
+} from '../kernels/webgpu/program_runner.js';
 import {checkCase, randomArray} from './check_case.js';
 import {assertCaseResult, describeSharedCases} from './shared_runner.js';
 import {setupWebGPU, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';

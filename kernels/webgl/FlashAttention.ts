@@ -1,16 +1,11 @@
-import type {KernelConfig, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
-import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
-import {FlashAttention, planOf} from '../../src/kernel_names.js';
-import {runAttentionForward} from './attention_webgl.js';
+import type {KernelConfig} from '@tensorflow/tfjs-core';
+import {FlashAttention} from '../../src/kernel_names.js';
+import {forwardKernelFunc} from '../attention_kernel_func.js';
+import {runAttentionForward} from './attention_forward.js';
 import {webGL2OrComposite} from './webgl2_only.js';
-
-export const flashAttention: KernelFunc = ({inputs, backend, attrs}) => {
-  const {q, k, v, keyLengths} = inputs as Record<'q' | 'k' | 'v' | 'keyLengths', TensorInfo>;
-  return runAttentionForward(backend as MathBackendWebGL, planOf(attrs), q, k, v, keyLengths);
-};
 
 export const flashAttentionConfig: KernelConfig = {
   kernelName: FlashAttention,
   backendName: 'webgl',
-  kernelFunc: webGL2OrComposite(FlashAttention, flashAttention),
+  kernelFunc: webGL2OrComposite(FlashAttention, forwardKernelFunc(runAttentionForward)),
 };

@@ -1,16 +1,11 @@
-import type {KernelConfig, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
-import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
-import {SlidingWindowAttention, planOf} from '../../src/kernel_names.js';
-import {runAttentionForward} from './attention_webgl.js';
+import type {KernelConfig} from '@tensorflow/tfjs-core';
+import {SlidingWindowAttention} from '../../src/kernel_names.js';
+import {forwardKernelFunc} from '../attention_kernel_func.js';
+import {runAttentionForward} from './attention_forward.js';
 import {webGL2OrComposite} from './webgl2_only.js';
-
-export const slidingWindowAttention: KernelFunc = ({inputs, backend, attrs}) => {
-  const {q, k, v, keyLengths} = inputs as Record<'q' | 'k' | 'v' | 'keyLengths', TensorInfo>;
-  return runAttentionForward(backend as MathBackendWebGL, planOf(attrs), q, k, v, keyLengths);
-};
 
 export const slidingWindowAttentionConfig: KernelConfig = {
   kernelName: SlidingWindowAttention,
   backendName: 'webgl',
-  kernelFunc: webGL2OrComposite(SlidingWindowAttention, slidingWindowAttention),
+  kernelFunc: webGL2OrComposite(SlidingWindowAttention, forwardKernelFunc(runAttentionForward)),
 };

@@ -1,14 +1,11 @@
-import type {KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
-import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
-import {SlidingWindowAttentionGrad, planOf} from '../../src/kernel_names.js';
-import {AttentionGradInputs, runAttentionBackward} from './attention_grad_webgl.js';
+import type {KernelConfig} from '@tensorflow/tfjs-core';
+import {SlidingWindowAttentionGrad} from '../../src/kernel_names.js';
+import {backwardKernelFunc} from '../attention_kernel_func.js';
+import {runAttentionBackward} from './attention_backward.js';
 import {webGL2OrComposite} from './webgl2_only.js';
-
-export const slidingWindowAttentionGrad: KernelFunc = ({inputs, backend, attrs}) =>
-    runAttentionBackward(backend as MathBackendWebGL, planOf(attrs), inputs as unknown as AttentionGradInputs);
 
 export const slidingWindowAttentionGradConfig: KernelConfig = {
   kernelName: SlidingWindowAttentionGrad,
   backendName: 'webgl',
-  kernelFunc: webGL2OrComposite(SlidingWindowAttentionGrad, slidingWindowAttentionGrad),
+  kernelFunc: webGL2OrComposite(SlidingWindowAttentionGrad, backwardKernelFunc(runAttentionBackward)),
 };

@@ -1,14 +1,11 @@
-import type {KernelConfig, KernelFunc} from '@tensorflow/tfjs-core';
-import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
-import {SparseAttentionGrad, planOf} from '../../src/kernel_names.js';
-import {AttentionGradInputs, runAttentionBackward} from './attention_grad_webgl.js';
+import type {KernelConfig} from '@tensorflow/tfjs-core';
+import {SparseAttentionGrad} from '../../src/kernel_names.js';
+import {backwardKernelFunc} from '../attention_kernel_func.js';
+import {runAttentionBackward} from './attention_backward.js';
 import {webGL2OrComposite} from './webgl2_only.js';
-
-export const sparseAttentionGrad: KernelFunc = ({inputs, backend, attrs}) =>
-    runAttentionBackward(backend as MathBackendWebGL, planOf(attrs), inputs as unknown as AttentionGradInputs);
 
 export const sparseAttentionGradConfig: KernelConfig = {
   kernelName: SparseAttentionGrad,
   backendName: 'webgl',
-  kernelFunc: webGL2OrComposite(SparseAttentionGrad, sparseAttentionGrad),
+  kernelFunc: webGL2OrComposite(SparseAttentionGrad, backwardKernelFunc(runAttentionBackward)),
 };

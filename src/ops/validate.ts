@@ -65,7 +65,9 @@ export function checkOptions(opName: string, options: unknown, known: readonly s
   return options as Record<string, unknown>;
 }
 
-export const COMMON_OPTIONS = ['scale', 'softcap', 'keyLengths', 'returnLse'] as const;
+export const COMMON_OPTIONS = [
+  'scale', 'softcap', 'keyLengths', 'queryOffsets', 'mask', 'bias', 'alibiSlopes', 'segmentIds', 'dropout', 'returnLse',
+] as const;
 
 export function checkScale(scale: unknown, headDim: number): number {
   if (scale === undefined) return 1 / Math.sqrt(headDim);

@@ -7,7 +7,8 @@
  * list are entirely masked and must never be loaded. The transposed lists (per key tile, runs of query tiles) drive
  * the dK/dV backward pass.
  */
-import {AttentionPlan, scheduleHeads, windowKeyRange} from './plan.js';
+import {LruCache} from './lru_cache.js';
+import {AttentionPlan, scheduleHeads, windowKeyRange, windowKeyRangeInAllBatches} from './plan.js';
 
 export interface BlockSchedule {
   readonly blockQ: number;
@@ -46,21 +47,12 @@ export function unevenWork(s: BlockSchedule, columns = false): boolean {
   return longest >= 1.8 * mean;
 }
 
-const cache = new Map<string, BlockSchedule>();
 const CACHE_SIZE = 64;
+const cache = new LruCache<string, BlockSchedule>(CACHE_SIZE);
 
 /** The schedule for `plan` at tiles of blockQ query rows × blockK keys; cached by mask and tile sizes. */
 export function getSchedule(plan: AttentionPlan, blockQ: number, blockK: number): BlockSchedule {
-  const key = `${plan.maskKey}|${blockQ}|${blockK}`;
-  let s = cache.get(key);
-  if (s != null) {
-    cache.delete(key);  // refresh LRU position
-  } else {
-    s = buildSchedule(plan, blockQ, blockK);
-    if (cache.size >= CACHE_SIZE) cache.delete(cache.keys().next().value as string);
-  }
-  cache.set(key, s);
-  return s;
+  return cache.getOrCreate(`${plan.maskKey}|${blockQ}|${blockK}`, () => buildSchedule(plan, blockQ, blockK));
 }
 
 export function clearScheduleCache(): void {
@@ -132,8 +124,10 @@ function buildSchedule(plan: AttentionPlan, blockQ: number, blockK: number): Blo
           unionHi = Math.max(unionHi, hi);
         }
       }
-      const [, firstHi] = windowKeyRange(plan, q0);
-      const [lastLo] = windowKeyRange(plan, q1 - 1);
+      // With per-batch query offsets a tile is visited if some batch's window reaches it, and full only if every
+      // batch's window covers it.
+      const [, firstHi] = windowKeyRangeInAllBatches(plan, q0);
+      const [lastLo] = windowKeyRangeInAllBatches(plan, q1 - 1);
       let rowTiles = 0;
       if (unionLo <= unionHi) {
         for (let kt = Math.floor(unionLo / blockK); kt <= Math.floor(unionHi / blockK); kt++) {

@@ -54,7 +54,9 @@ export function runCase(c: AttentionCase, seed: number): Promise<CaseResult> {
 /** Forward only (output and lse), for shapes whose backward would be too slow for a software renderer. */
 export async function runForwardCase(c: AttentionCase, seed: number): Promise<CaseResult> {
   const lib = tfEfficientAttention;
-  const p = refProblem(lib, c);
+  const extras = (['queryOffsets', 'mask', 'bias', 'alibi', 'segments', 'dropout'] as const).filter((o) => c[o] != null);
+  if (extras.length > 0) throw new Error(`runForwardCase: case '${c.name}' uses ${extras.join(', ')}; use runCase`);
+  const p = refProblem(lib, c, seed);
   const qShape = [c.batch, c.seqQ, c.heads, c.headDim], kShape = [c.batch, c.seqK, c.kvHeads, c.headDim];
   const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
   const qa = randomArray(size(qShape), seed), ka = randomArray(size(kShape), seed + 1);
@@ -83,7 +85,7 @@ export async function runForwardCase(c: AttentionCase, seed: number): Promise<Ca
     return maxErr / maxRef;
   };
   return {name: c.name, seed, problems, leakedTensors,
-          errors: {output: err(outA, ref.output, 'output'), lse: err(lseA, ref.lse, 'lse'), dq: 0, dk: 0, dv: 0}};
+          errors: {output: err(outA, ref.output, 'output'), lse: err(lseA, ref.lse, 'lse'), dq: 0, dk: 0, dv: 0, dBias: 0}};
 }
 
 /** Names of the tfjs kernels one case's forward + backward runs (tf.profile), to check what the path uses. */

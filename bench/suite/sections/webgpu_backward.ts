@@ -14,14 +14,13 @@ import * as tf from '@tensorflow/tfjs-core';
 import {mkdirSync, writeFileSync} from 'node:fs';
 import * as lib from '../../../src/index.js';
 import '../../../kernels/webgpu/register_all_webgpu_kernels.js';
-import {setGradTilesOverrideForTests} from '../../../kernels/webgpu/attention_grad_executor_webgpu.js';
-import {chooseGradTiles, GradTiles} from '../../../kernels/webgpu/attention_grad_webgpu.js';
+import {setGradTilesOverrideForTests} from '../../../kernels/webgpu/attention_backward.js';
+import {chooseGradTiles, GradTiles} from '../../../kernels/webgpu/grad_tiles.js';
 import {attentionAttrs, FlashAttentionGrad} from '../../../src/kernel_names.js';
 import {makePlan} from '../../../src/plan/plan.js';
 import {setupWebGPU} from '../../../test/webgpu_env.js';
 import {runFolder} from '../machine.js';
 import {timeOnQueue} from '../webgpu_timing.js';
-
 
 const H = 16;
 const lines: string[] = [];

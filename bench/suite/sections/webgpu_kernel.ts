@@ -20,7 +20,7 @@ import {mkdirSync, writeFileSync} from 'node:fs';
 import os from 'node:os';
 import * as lib from '../../../src/index.js';
 import '../../../kernels/webgpu/register_all_webgpu_kernels.js';
-import {ForwardTileConfig, setForwardConfigOverride} from '../../../kernels/webgpu/attention_webgpu.js';
+import {ForwardTileConfig, setForwardConfigOverride} from '../../../kernels/webgpu/forward_tiles.js';
 import {additiveMask, naiveAttentionWithBias} from '../../../src/layers/naive_attention.js';
 import {createLayout} from '../../../src/patterns/block_layout.js';
 import {mulberry32} from '../../../src/patterns/builders.js';

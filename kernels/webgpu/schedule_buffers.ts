@@ -16,8 +16,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
 import {AttentionPlan} from '../../src/plan/plan.js';
+import {LruCache} from '../../src/plan/lru_cache.js';
 import {BlockSchedule, getSchedule} from '../../src/plan/schedule.js';
-import {gpuBufferOf} from './program_runner_webgpu.js';
+import {gpuBufferOf} from './program_runner.js';
 
 export interface ScheduleOffsets {
   rowRunStart: number;
@@ -35,40 +36,28 @@ export interface ScheduleBuffer {
 }
 
 const CACHE_SIZE = 32;
-const caches = new WeakMap<WebGPUBackend, Map<string, ScheduleBuffer>>();
+const caches = new WeakMap<WebGPUBackend, LruCache<string, ScheduleBuffer>>();
+
+function cacheOf(backend: WebGPUBackend): LruCache<string, ScheduleBuffer> {
+  let cache = caches.get(backend);
+  if (cache == null) {
+    // disposeData defers the release while a queued command still reads the buffer (commandQueueOwnedIds).
+    cache = new LruCache(CACHE_SIZE, (entry) => backend.disposeData(entry.tensor.dataId, true));
+    caches.set(backend, cache);
+  }
+  return cache;
+}
 
 /** The uploaded schedule of `plan` at tiles of blockQ × blockK (cached by plan.maskKey and the tile sizes). */
 export function getScheduleBuffer(
     backend: WebGPUBackend, plan: AttentionPlan, blockQ: number, blockK: number): ScheduleBuffer {
-  let cache = caches.get(backend);
-  if (cache == null) caches.set(backend, cache = new Map());
-  const key = `${plan.maskKey}|${blockQ}|${blockK}`;
-  let entry = cache.get(key);
-  if (entry != null) {
-    cache.delete(key);  // refresh its LRU position
-  } else {
-    entry = upload(backend, plan, getSchedule(plan, blockQ, blockK));
-    if (cache.size >= CACHE_SIZE) {
-      const oldest = cache.keys().next().value as string;
-      release(backend, cache.get(oldest)!);
-      cache.delete(oldest);
-    }
-  }
-  cache.set(key, entry);
-  return entry;
+  return cacheOf(backend).getOrCreate(`${plan.maskKey}|${blockQ}|${blockK}`,
+                                      () => upload(backend, plan, getSchedule(plan, blockQ, blockK)));
 }
 
 /** Releases every cached schedule buffer of `backend`. */
 export function clearWebGPUScheduleCache(backend: WebGPUBackend): void {
-  const cache = caches.get(backend);
-  if (cache == null) return;
-  for (const entry of cache.values()) release(backend, entry);
-  cache.clear();
-}
-
-function release(backend: WebGPUBackend, entry: ScheduleBuffer): void {
-  // disposeData defers the release while a queued command still reads the buffer (commandQueueOwnedIds).
-  backend.disposeData(entry.tensor.dataId, true);
+  caches.get(backend)?.clear();
 }
 
 function upload(backend: WebGPUBackend, plan: AttentionPlan, s: BlockSchedule): ScheduleBuffer {

@@ -8,13 +8,13 @@
  * does for one: compile (cached per context and source), allocate the outputs as tfjs tensors, bind the inputs,
  * draw a full-screen triangle into a framebuffer with every output attached, and leave tfjs's framebuffer bound.
  *
- * Inputs are texel arrays read with texelFetch (see texel_layout_webgl.ts); they must already be packed textures
+ * Inputs are texel arrays read with texelFetch (see texel_layout.ts); they must already be packed textures
  * (outputs of attention programs, or CPU data this module uploads packed). Outputs are packed [2L, 2W] texel arrays.
  */
 import {env} from '@tensorflow/tfjs-core';
 import type {TensorInfo} from '@tensorflow/tfjs-core';
 import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
-import {assertTexelLayout, TexelLayout} from './texel_layout_webgl.js';
+import {assertTexelLayout, TexelLayout} from './texel_layout.js';
 
 /** The outputs of one draw, at most. */
 export const MAX_TARGETS = 8;
@@ -27,13 +27,21 @@ export const MAX_TARGETS = 8;
 export const MULTI_TARGET_FLAG = 'ATTENTION_WEBGL_MULTI_TARGET';
 env().registerFlag(MULTI_TARGET_FLAG, () => true);
 
+/** A declared uniform: int or float (tfjs's customUniforms entries are of this shape). */
+export interface Uniform {
+  name: string;
+  type: 'int' | 'float';
+}
+
+/** The fields of a program with several outputs (attention_program.ts's BlockProgram; named as tfjs's GPGPUProgram). */
 export interface MultiTargetProgram {
   /** Sampler names, in the order of the inputs given to runMultiTarget. */
-  samplers: string[];
-  /** int / float uniforms and their values for this draw. */
-  uniforms: Array<{name: string, type: 'int' | 'float', value: number}>;
+  variableNames: string[];
+  /** int / float uniforms, and their values for this draw (one per uniform, in the same order). */
+  customUniforms: Uniform[];
+  uniformValues: number[][];
   /** GLSL after the declarations: helpers and main(), writing out0 … out<targets - 1>. */
-  body: string;
+  userCode: string;
   targets: number;
   /**
    * Draw only part of the output: a vertex shader main() (it sees the same samplers and uniforms) placing `vertices`
@@ -101,11 +109,11 @@ function programFor(gl: WebGL2RenderingContext, p: MultiTargetProgram): Compiled
     precision highp float;
     precision highp int;
     precision highp sampler2D;
-    ${p.samplers.map((s) => `uniform sampler2D ${s};`).join('\n')}
-    ${p.uniforms.map((u) => `uniform ${u.type} ${u.name};`).join('\n')}`;
+    ${p.variableNames.map((s) => `uniform sampler2D ${s};`).join('\n')}
+    ${p.customUniforms.map((u) => `uniform ${u.type} ${u.name};`).join('\n')}`;
   const source = `${declarations}
     ${Array.from({length: p.targets}, (_, i) => `layout(location = ${i}) out vec4 out${i};`).join('\n')}
-    ${p.body}`;
+    ${p.userCode}`;
   const vertexSource = p.cover != null ? `${declarations}\n${p.cover.body}` : null;
   const key = vertexSource != null ? `${source}\n// vertex:\n${vertexSource}` : source;
   let compiled = state.programs.get(key);
@@ -118,7 +126,7 @@ function programFor(gl: WebGL2RenderingContext, p: MultiTargetProgram): Compiled
       throw new Error(`webgl attention: a multi-target program failed to link: ${gl.getProgramInfoLog(program)}`);
     }
     const locations = new Map<string, WebGLUniformLocation | null>();
-    for (const name of [...p.samplers, ...p.uniforms.map((u) => u.name)]) {
+    for (const name of [...p.variableNames, ...p.customUniforms.map((u) => u.name)]) {
       locations.set(name, gl.getUniformLocation(program, name));
     }
     compiled = {program, locations};
@@ -160,9 +168,9 @@ export function runMultiTarget(
     return info;
   });
   for (const info of outputs) assertTexelLayout(backend, info, layout);
-  if (p.samplers.length > (gl.getParameter(gl.MAX_TEXTURE_IMAGE_UNITS) as number)) {
-    throw new Error(`webgl attention: a multi-target program reads ${p.samplers.length} textures, more than this ` +
-                    'context binds to a fragment shader');
+  if (p.variableNames.length > (gl.getParameter(gl.MAX_TEXTURE_IMAGE_UNITS) as number)) {
+    throw new Error(`webgl attention: a multi-target program reads ${p.variableNames.length} textures, more than ` +
+                    'this context binds to a fragment shader');
   }
   const {program, locations} = programFor(gl, p);
   const state = contextState(gl);
@@ -182,14 +190,14 @@ export function runMultiTarget(
     inputs.forEach((input, i) => {
       gl.activeTexture(gl.TEXTURE0 + i);
       gl.bindTexture(gl.TEXTURE_2D, textureOf(backend, input));
-      gl.uniform1i(locations.get(p.samplers[i])!, i);
+      gl.uniform1i(locations.get(p.variableNames[i])!, i);
     });
-    for (const u of p.uniforms) {
+    p.customUniforms.forEach((u, i) => {
       const location = locations.get(u.name);
-      if (location == null) continue;  // optimized out
-      if (u.type === 'int') gl.uniform1i(location, u.value);
-      else gl.uniform1f(location, u.value);
-    }
+      if (location == null) return;  // optimized out
+      if (u.type === 'int') gl.uniform1i(location, p.uniformValues[i][0]);
+      else gl.uniform1f(location, p.uniformValues[i][0]);
+    });
     gl.disable(gl.SCISSOR_TEST);
     gl.viewport(0, 0, layout.width, layout.lines);
     gl.drawArrays(gl.TRIANGLES, 0, p.cover?.vertices ?? 3);

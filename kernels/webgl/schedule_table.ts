@@ -15,8 +15,9 @@
 import type {TensorInfo} from '@tensorflow/tfjs-core';
 import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
 import {AttentionPlan} from '../../src/plan/plan.js';
+import {LruCache} from '../../src/plan/lru_cache.js';
 import {BlockSchedule, getSchedule} from '../../src/plan/schedule.js';
-import {TexelLayout, texelLayout, toPackedElements} from './texel_layout_webgl.js';
+import {TexelLayout, texelLayout, toPackedElements} from './texel_layout.js';
 
 export interface ScheduleOffsets {
   rowHeader: number;
@@ -36,34 +37,26 @@ export interface ScheduleTable {
 }
 
 const CACHE_SIZE = 16;
-const caches = new WeakMap<MathBackendWebGL, Map<string, ScheduleTable>>();
+const caches = new WeakMap<MathBackendWebGL, LruCache<string, ScheduleTable>>();
+
+function cacheOf(backend: MathBackendWebGL): LruCache<string, ScheduleTable> {
+  let cache = caches.get(backend);
+  if (cache == null) {
+    cache = new LruCache(CACHE_SIZE, (entry) => backend.disposeData(entry.tensor.dataId, true));
+    caches.set(backend, cache);
+  }
+  return cache;
+}
 
 export function getScheduleTable(
     backend: MathBackendWebGL, plan: AttentionPlan, tile: number, maxTextureSize: number): ScheduleTable {
-  let cache = caches.get(backend);
-  if (cache == null) caches.set(backend, cache = new Map());
-  const key = `${plan.maskKey}|${tile}|${maxTextureSize}`;
-  let entry = cache.get(key);
-  if (entry != null) {
-    cache.delete(key);  // refresh its LRU position
-  } else {
-    entry = upload(backend, plan, getSchedule(plan, tile, tile), maxTextureSize);
-    if (cache.size >= CACHE_SIZE) {
-      const oldest = cache.keys().next().value as string;
-      backend.disposeData(cache.get(oldest)!.tensor.dataId, true);
-      cache.delete(oldest);
-    }
-  }
-  cache.set(key, entry);
-  return entry;
+  return cacheOf(backend).getOrCreate(`${plan.maskKey}|${tile}|${maxTextureSize}`,
+                                      () => upload(backend, plan, getSchedule(plan, tile, tile), maxTextureSize));
 }
 
 /** Releases every cached schedule table of `backend`. */
 export function clearWebGLScheduleCache(backend: MathBackendWebGL): void {
-  const cache = caches.get(backend);
-  if (cache == null) return;
-  for (const entry of cache.values()) backend.disposeData(entry.tensor.dataId, true);
-  cache.clear();
+  caches.get(backend)?.clear();
 }
 
 function upload(

@@ -15,7 +15,7 @@
  *   tile buffer  a chunk of P or dS: row pair p, slot s (the s-th key tile its query tile visits), key pair jp:
  *                (r0k0, r0k1, r1k0, r1k1) at t = p * slotTexels + s * TILE / 2 + jp.
  *   quad buffer  one value per row, four consecutive rows per texel (lse, D = rowsum(dO∘O) - dLse).
- *   tables       the schedule (see schedule_webgl.ts), one value per texel component.
+ *   tables       the schedule (see schedule_table.ts), one value per texel component.
  * `unit` is a run of texels a kernel reads with x + 1 steps: widths are multiples of it, so a unit never wraps.
  */
 import type {TensorInfo} from '@tensorflow/tfjs-core';

@@ -1,6 +1,6 @@
 /**
  * The webgpu attention backward executor shared by FlashAttentionGrad, SlidingWindowAttentionGrad and
- * SparseAttentionGrad: pass 1 (row stats), pass 2 (dK, dV) and pass 3 (dQ) of attention_grad_webgpu.ts, recorded
+ * SparseAttentionGrad: pass 1 (row stats), pass 2 (dK, dV) and pass 3 (dQ) of flash_attention_grad_webgpu.ts, recorded
  * into tfjs's command stream through the multi-output runner. Nothing is read back; the only intermediate is the
  * [batch, 2 + 2·heads·seqQ] stats buffer.
  *
@@ -8,32 +8,15 @@
  * batches, whose element offset the shaders get as `*Base` uniforms); a single batch that does not fit one binding
  * is an Error naming the limit.
  */
-import type {KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
+import type {TensorInfo} from '@tensorflow/tfjs-core';
 import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
-import {type AttentionGradInputNames, planOf} from '../../src/kernel_names.js';
 import {AttentionPlan} from '../../src/plan/plan.js';
 import {unevenWork} from '../../src/plan/schedule.js';
-import {
-  AttentionGradStatsProgram, AttentionGradTileProgram, chooseGradTiles, GradPass, GradTiles, gradTilesFit,
-  statsPerBatch,
-} from './attention_grad_webgpu.js';
-import {bindElements, Binding, createOutput, getLimits, runProgram} from './program_runner_webgpu.js';
-import {getScheduleBuffer} from './schedule_webgpu.js';
-
-/** kernelFunc of the three webgpu grad kernels: inputs {q, k, v, output, lse, dOutput, dLse, keyLengths}. */
-export const webgpuAttentionBackward: KernelFunc = ({inputs, attrs, backend}) => {
-  const plan = planOf(attrs);
-  const names = ['q', 'k', 'v', 'output', 'lse', 'dOutput', 'dLse', 'keyLengths'] as const;
-  const [q, k, v, output, lse, dOutput, dLse, keyLengths] = names.map((n) => {
-    const t = inputs[n] as TensorInfo | undefined;
-    if (t == null) throw new Error(`attention backward (webgpu): missing input ${n}`);
-    return t;
-  });
-  if (keyLengths.dtype !== 'int32') {
-    throw new Error(`attention backward (webgpu): keyLengths must be int32, got ${keyLengths.dtype}`);
-  }
-  return attentionBackward(backend as WebGPUBackend, plan, {q, k, v, output, lse, dOutput, dLse, keyLengths});
-};
+import type {AttentionGradInputs} from '../attention_kernel_func.js';
+import {AttentionGradStatsProgram, AttentionGradTileProgram, statsPerBatch} from './flash_attention_grad_webgpu.js';
+import {chooseGradTiles, GradPass, GradTiles, gradTilesFit} from './grad_tiles.js';
+import {bindElements, Binding, createOutput, getLimits, runProgram} from './program_runner.js';
+import {getScheduleBuffer} from './schedule_buffers.js';
 
 /** Test hook: force the tilings (null: chosen from the device limits). */
 let tilesOverride: Partial<Record<GradPass, GradTiles>> | null = null;
@@ -41,8 +24,12 @@ export function setGradTilesOverrideForTests(tiles: Partial<Record<GradPass, Gra
   tilesOverride = tiles;
 }
 
-/** [dq, dk, dv] of `plan`, as backend tensors owned by the caller. */
-export function attentionBackward(backend: WebGPUBackend, plan: AttentionPlan, x: Record<AttentionGradInputNames, TensorInfo>): TensorInfo[] {
+/** [dq, dk, dv] of `plan`, as backend tensors owned by the caller (the engine, from a kernel). */
+export function runAttentionBackward(
+    backend: WebGPUBackend, plan: AttentionPlan, x: AttentionGradInputs): TensorInfo[] {
+  if (x.keyLengths.dtype !== 'int32') {
+    throw new Error(`attention backward (webgpu): keyLengths must be int32, got ${x.keyLengths.dtype}`);
+  }
   const {batch: B, seqQ: Sq, seqK: Sk, heads: H, kvHeads: Hkv, headDim: D} = plan;
   const limits = getLimits(backend);
   const tiles = {
@@ -88,7 +75,7 @@ export function attentionBackward(backend: WebGPUBackend, plan: AttentionPlan, x
       runProgram(backend, statsProgram, {
         outputs: [st.binding],
         // Without keyLengths the value stored from this binding is never read (the tile passes use seqK): bind the
-        // cached schedule rather than upload the op's per-call keyLengths tensor (see runAttentionForward).
+        // cached schedule rather than upload the op's per-call keyLengths tensor (see attention_forward.ts).
         inputs: [o.binding, dy.binding, lse.binding, dLse.binding,
                  plan.hasKeyLengths ? x.keyLengths : dkdvSchedule.tensor],
         uniforms: [Sq, H, D, o.base, dy.base, lse.base, dLse.base, st.base, b0],

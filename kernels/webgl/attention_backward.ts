@@ -5,14 +5,15 @@
  */
 import type {TensorInfo} from '@tensorflow/tfjs-core';
 import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
-import type {AttentionGradInputNames} from '../../src/kernel_names.js';
+import type {AttentionGradInputs} from '../attention_kernel_func.js';
 import {AttentionPlan} from '../../src/plan/plan.js';
-import {RowAccumulateProgram, ScoresProgram} from './attention_gpu.js';
-import {KeyAccumulateProgram, PackRowStatsProgram, RowDeltaProgram, ScoreGradProgram} from './attention_grad_gpu.js';
-import {attentionGeometry, disposeAll, packRows, runProgram, unpackRows} from './attention_webgl.js';
-
-/** The grad kernels' inputs (src/kernel_names.ts). */
-export type AttentionGradInputs = Record<AttentionGradInputNames, TensorInfo>;
+import {attentionGeometry, disposeAll, packRows, runProgram, unpackRows} from './attention_geometry.js';
+import {KeyAccumulateProgram} from './key_accumulation_gpu.js';
+import {PackRowStatsProgram} from './row_packing_gpu.js';
+import {RowDeltaProgram} from './row_statistics_gpu.js';
+import {ScoreGradProgram} from './score_grad_gpu.js';
+import {ScoresProgram} from './scores_gpu.js';
+import {RowAccumulateProgram} from './value_accumulation_gpu.js';
 
 /** [dq [batch, seqQ, heads, D], dk, dv [batch, seqK, kvHeads, D]] of `plan`. */
 export function runAttentionBackward(
@@ -33,7 +34,8 @@ export function runAttentionBackward(
   let dq: TensorInfo|null = null, dk: TensorInfo|null = null, dv: TensorInfo|null = null;
   for (const chunk of g.rowRanges.flatMap((range) => range.slotRanges)) {
     const c = {...u, ...chunk.uniforms};
-    const probs = runProgram(backend, new ScoresProgram(chunk.tiles.shape, g.variant, {...c, outWidth: chunk.tiles.width}),
+    const probs = runProgram(backend,
+                             new ScoresProgram(chunk.tiles.shape, g.variant, {...c, outWidth: chunk.tiles.width}),
                              [qRows, kRows, lseQuads, g.table.tensor, keyLengths], chunk.tiles);
     const dScores = runProgram(
         backend,

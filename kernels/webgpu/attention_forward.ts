@@ -1,0 +1,140 @@
+/**
+ * The webgpu forward executor shared by FlashAttention, SlidingWindowAttention and SparseAttention: chooses the tile
+ * configuration (forward_tiles.ts), uploads the plan's block schedule once (schedule_buffers.ts) and records the
+ * forward program (flash_attention_webgpu.ts) into tfjs's command stream through the multi-output runner.
+ *
+ * Tensors larger than one storage binding (maxStorageBufferBindingSize) are split by batch, then by query tiles,
+ * binding sub-ranges of the buffers; dispatches larger than maxComputeWorkgroupsPerDimension are split the same way.
+ */
+import type {TensorInfo} from '@tensorflow/tfjs-core';
+import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
+import {AttentionPlan} from '../../src/plan/plan.js';
+import {unevenWork} from '../../src/plan/schedule.js';
+import type {AttentionInputs} from '../attention_kernel_func.js';
+import {AttentionForwardProgram, FORWARD_UNIFORMS} from './flash_attention_webgpu.js';
+import {chooseForwardConfig, ForwardTileConfig} from './forward_tiles.js';
+import {Binding, bindElements, createOutput, getLimits, runProgram} from './program_runner.js';
+import {getScheduleBuffer} from './schedule_buffers.js';
+
+const programCache = new Map<string, AttentionForwardProgram>();
+
+function getProgram(plan: AttentionPlan, config: ForwardTileConfig): AttentionForwardProgram {
+  const key = `${plan.headDim}|${JSON.stringify(config)}|${plan.softcap > 0}|${plan.hasKeyLengths}|${
+      plan.layout != null}`;
+  let p = programCache.get(key);
+  if (p == null) {
+    p = new AttentionForwardProgram(plan.headDim, config, plan.softcap > 0, plan.hasKeyLengths, plan.layout != null);
+    programCache.set(key, p);
+  }
+  return p;
+}
+
+/** One dispatch's share of the work: batches [batch0, batch0 + batches), query tiles [tile0, tile0 + tiles). */
+interface Chunk {
+  batch0: number;
+  batches: number;
+  tile0: number;
+  tiles: number;
+}
+
+/**
+ * Splits (batch, query tile) work so that every binding fits maxStorageBufferBindingSize and every dispatch fits
+ * maxComputeWorkgroupsPerDimension. Whole batches first; a batch too large for one binding is split by query tiles
+ * (its K/V must still fit one binding, else this throws).
+ */
+export function planForwardChunks(
+    plan: AttentionPlan, blockQ: number, limits: {maxStorageBufferBindingSize: number;
+                                                  maxComputeWorkgroupsPerDimension: number}): Chunk[] {
+  const {batch, seqQ, seqK, heads, kvHeads, headDim} = plan;
+  const maxBytes = limits.maxStorageBufferBindingSize - 256;  // room for the offset alignment remainder
+  const maxDim = limits.maxComputeWorkgroupsPerDimension;
+  const numTiles = Math.ceil(seqQ / blockQ);
+  const qBatchBytes = seqQ * heads * headDim * 4;
+  const kvBatchBytes = seqK * kvHeads * headDim * 4;
+  const lseBatchBytes = heads * seqQ * 4;
+  if (heads > maxDim) throw new Error(`attention: ${heads} heads exceed maxComputeWorkgroupsPerDimension ${maxDim}`);
+  if (kvBatchBytes > maxBytes || lseBatchBytes > maxBytes) {
+    throw new Error(`attention: one batch's keys/values (${kvBatchBytes} bytes) exceed this device's ` +
+        `maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize}); use fewer keys or heads`);
+  }
+  const chunks: Chunk[] = [];
+  const perBatch = Math.max(0, Math.min(
+      Math.floor(maxBytes / Math.max(qBatchBytes, kvBatchBytes, lseBatchBytes, 1)), maxDim));
+  if (perBatch >= 1 && numTiles <= maxDim) {
+    for (let b = 0; b < batch; b += perBatch) {
+      chunks.push({batch0: b, batches: Math.min(perBatch, batch - b), tile0: 0, tiles: numTiles});
+    }
+    return chunks;
+  }
+  const tileBytes = blockQ * heads * headDim * 4;
+  const tilesPerChunk = Math.min(Math.floor(maxBytes / tileBytes), maxDim);
+  if (tilesPerChunk < 1) throw new Error(`attention: one query tile exceeds maxStorageBufferBindingSize`);
+  for (let b = 0; b < batch; b++) {
+    for (let t = 0; t < numTiles; t += tilesPerChunk) {
+      chunks.push({batch0: b, batches: 1, tile0: t, tiles: Math.min(tilesPerChunk, numTiles - t)});
+    }
+  }
+  return chunks;
+}
+
+/** Runs the forward kernel for `plan`: returns [output [B,Sq,H,D], lse [B,H,Sq]] (engine takes ownership). */
+export function runAttentionForward(
+    backend: WebGPUBackend, plan: AttentionPlan, {q, k, v, keyLengths}: AttentionInputs): TensorInfo[] {
+  const {batch, seqQ, seqK, heads, kvHeads, headDim} = plan;
+  // Everything that can throw (limits, tile choice) runs before the outputs exist, so a rejection leaks nothing.
+  const empty = batch * seqQ * heads * headDim === 0;
+  if (!empty && seqK === 0) throw new Error('attention: seqK must be at least 1');
+  const config = empty ? null : chooseForwardConfig(backend, headDim, plan.layout?.blockSize);
+  const limits = getLimits(backend);
+  const chunks = config == null ? [] : planForwardChunks(plan, config.blockQ, limits);
+  if (config == null) {
+    return [createOutput(backend, [batch, seqQ, heads, headDim]), createOutput(backend, [batch, heads, seqQ])];
+  }
+  const program = getProgram(plan, config);
+  const sched = getScheduleBuffer(backend, plan, config.blockQ, config.blockK);
+  const layout = plan.layout;
+  const scheduleBinding = bindElements(backend, sched.tensor, 0, sched.tensor.shape[0], 'attention schedule');
+  const headsFastest = unevenWork(sched.schedule);
+  const output = createOutput(backend, [batch, seqQ, heads, headDim]);
+  const lse = createOutput(backend, [batch, heads, seqQ]);
+
+  for (const chunk of chunks) {
+    const rowStart = chunk.tile0 * config.blockQ;
+    const rowEnd = Math.min(seqQ, (chunk.tile0 + chunk.tiles) * config.blockQ);
+    const wholeBatches = chunk.tile0 === 0 && rowEnd === seqQ;
+    const qStart = (chunk.batch0 * seqQ + rowStart) * heads * headDim;
+    const qCount = wholeBatches ? chunk.batches * seqQ * heads * headDim : (rowEnd - rowStart) * heads * headDim;
+    const kvStart = chunk.batch0 * seqK * kvHeads * headDim, kvCount = chunk.batches * seqK * kvHeads * headDim;
+    const lseStart = chunk.batch0 * heads * seqQ, lseCount = chunk.batches * heads * seqQ;
+    const qb = bindElements(backend, q, qStart, qCount, 'attention q');
+    const ob = bindElements(backend, output, qStart, qCount, 'attention output');
+    const kb = bindElements(backend, k, kvStart, kvCount, 'attention k');
+    const vb = bindElements(backend, v, kvStart, kvCount, 'attention v');
+    const lb = bindElements(backend, lse, lseStart, lseCount, 'attention lse');
+    const values: Record<string, number> = {
+      seqQ, seqK, heads, kvHeads, groupSize: plan.groupSize, headDim, scale: plan.scale, softcap: plan.softcap,
+      windowLeft: plan.windowLeft, windowRight: plan.windowRight, diagonalOffset: plan.diagonalOffset,
+      numQueryTiles: sched.schedule.numQueryTiles, scheduleHeads: sched.schedule.numHeads,
+      rowRunStartOffset: sched.offsets.rowRunStart, rowRunsOffset: sched.offsets.rowRuns,
+      layoutBitsOffset: sched.offsets.layoutBits, layoutBlockSize: layout?.blockSize ?? 1,
+      layoutQueryBlocks: layout?.numQueryBlocks ?? 1, layoutKeyBlocks: layout?.numKeyBlocks ?? 1,
+      qBase: qb.base, kBase: kb.base, vBase: vb.base, oBase: ob.base, lseBase: lb.base,
+      batchStart: chunk.batch0, queryTileStart: chunk.tile0, queryTileCount: chunk.tiles,
+      rowStart: wholeBatches ? 0 : rowStart,
+      negInf: -Infinity,
+      headsFastest: headsFastest ? 1 : 0,
+    };
+    // Without keyLengths the shader never reads its binding: bind the (cached) schedule there instead of the op's
+    // per-call tensor of seqK values, whose upload would end the compute pass with a copy between two attention
+    // dispatches (a barrier that drained the GPU between back-to-back calls: 3.47 ms per call vs 3.28 ms of kernel
+    // time at seq 4096 on the H200).
+    const keyLengthsBinding = plan.hasKeyLengths ? keyLengths : scheduleBinding.binding;
+    const inputs: Binding[] = [qb.binding, kb.binding, vb.binding, keyLengthsBinding, scheduleBinding.binding];
+    runProgram(backend, program, {
+      outputs: [ob.binding, lb.binding], inputs,
+      uniforms: FORWARD_UNIFORMS.map(([name]) => values[name]),
+      dispatch: headsFastest ? [heads, chunk.tiles, chunk.batches] : [chunk.tiles, heads, chunk.batches],
+    });
+  }
+  return [output, lse];
+}

@@ -1,0 +1,561 @@
+/**
+ * WebGPU programs of the attention backward pass (FlashAttention-2 backward, without atomics: WGSL has no float
+ * atomics, and owning every output element in exactly one invocation also makes the result bit-identical run to run).
+ * attention_backward.ts runs them; grad_tiles.ts chooses their tilings.
+ *
+ *   AttentionGradStatsProgram  (pass 1)  per query row: lseEff = lse (a huge finite value where lse = -Infinity, so
+ *                                        exp(t − lseEff) is exactly 0 with no infinity arithmetic) and
+ *                                        delta = rowsum(dO∘O) − dLse (summed like the tile passes sum dP, see
+ *                                        there); keyLengths[b] is stored bit-cast at the start of batch b's block,
+ *                                        so the tile passes read it without one more storage binding (tfjs's device
+ *                                        allows 8 storage buffers per stage; pass 2 uses all 8).
+ *   AttentionGradTileProgram   (pass 2, 'dkdv') one workgroup per (key tile, kv head, batch) keeps K and V resident
+ *                                        and streams the query tiles of the schedule's column runs (every query head
+ *                                        of the GQA group), accumulating dV += Pᵀ·dO and dK += dSᵀ·Q in registers;
+ *                              (pass 3, 'dq')   one workgroup per (query tile, head, batch) keeps Q and dO resident
+ *                                        and streams the key tiles of the row runs, accumulating dQ += dS·K.
+ * Both tile passes are the same program: "resident" rows R (the workgroup's tile) meet "streamed" rows S. Scores
+ * are dot(R1[r], S1[s]) = q·k and dot(R2[r], S2[s]) = dO·v either way, and both accumulate dS[r][s]·S1[s] (dK or
+ * dQ); 'dkdv' also accumulates P[r][s]·S2[s] (dV). Only which rows are queries and which are keys differs.
+ *
+ * The tile pass's WGSL is built from one named piece per phase — stage rows (stageRows, stageStats), scores
+ * (q·k and dO·v), probabilities (P and dS), accumulate (dS·S1, P·S2), write results — put together per streamed tile
+ * by streamedTile and per workgroup by tileLoop and tileMain; the program classes come last.
+ *
+ * Sequence lengths, heads, window and offsets are uniforms: one pipeline per (pass, padded headDim, tiles, flags)
+ * serves every problem size. headDim is padded to a multiple of 16 in workgroup memory (zero-filled, so padding
+ * adds nothing to any dot product). When a streamed tile does not fit whole in workgroup memory it is streamed in
+ * chunks of headDim columns (reloaded for the accumulation phase).
+ */
+import {GradPass, GradThreadMap, gradThreadMap, GradTiles} from './grad_tiles.js';
+import type {MultiOutputProgram, UniformType} from './program_runner.js';
+import {STABLE_TANH_WGSL} from './wgsl_math.js';
+
+/** Stands in for -Infinity (lse of an empty row, or a padding row): exp(t − LSE_EMPTY) is exactly 0. */
+export const LSE_EMPTY = 3.0e38;
+const LSE_EMPTY_BITS = new Uint32Array(new Float32Array([LSE_EMPTY]).buffer)[0];
+
+/** Uniform fields of the tile passes, in the order the executor passes their values. `*Base` fields are the
+ *  element offset of batch 0 of the dispatch inside each binding (non-zero when work is split by batch). */
+export const TILE_UNIFORMS: Array<[string, UniformType]> = [
+  ['seqQ', 'i32'], ['seqK', 'i32'], ['heads', 'i32'], ['kvHeads', 'i32'], ['groupSize', 'i32'], ['headDim', 'i32'],
+  ['diagonalOffset', 'i32'], ['windowLeft', 'i32'], ['windowRight', 'i32'], ['numQueryTiles', 'i32'],
+  ['numKeyTiles', 'i32'], ['numMaskHeads', 'i32'], ['runStartOffset', 'i32'], ['runsOffset', 'i32'],
+  ['layoutOffset', 'i32'], ['layoutBlockSize', 'i32'], ['layoutQueryBlocks', 'i32'], ['layoutKeyBlocks', 'i32'],
+  ['qBase', 'i32'], ['kBase', 'i32'], ['vBase', 'i32'], ['dyBase', 'i32'], ['statsBase', 'i32'],
+  ['out0Base', 'i32'], ['out1Base', 'i32'], ['scale', 'f32'], ['softcap', 'f32'], ['headsFastest', 'i32'],
+];
+
+export interface TileFlags {
+  softcap: boolean;
+  layout: boolean;
+  keyLengths: boolean;
+}
+
+/** Floats of pass 1's output per batch: keyLengths[b] (bit-cast) and a pad, then (lseEff, delta) per (head, row). */
+export function statsPerBatch(heads: number, seqQ: number): number {
+  return 2 + 2 * heads * seqQ;
+}
+
+interface RowSource {
+  /** Binding names of the two tensors (q/dy or k/v) and their `*Base` uniforms. */
+  a: string;
+  b: string;
+  aBase: string;
+  bBase: string;
+  seq: string;
+  heads: string;
+  head: string;
+}
+
+const QUERIES: RowSource = {a: 'q', b: 'dy', aBase: 'qBase', bBase: 'dyBase', seq: 'uniforms.seqQ',
+                            heads: 'uniforms.heads', head: 'h'};
+const KEYS: RowSource = {a: 'k', b: 'v', aBase: 'kBase', bBase: 'vBase', seq: 'uniforms.seqK',
+                         heads: 'uniforms.kvHeads', head: 'hk'};
+
+/** What every phase builder of a tile pass needs: the tiling, the thread map and the flags, with short names. */
+interface TileShape {
+  dkdv: boolean;
+  flags: TileFlags;
+  /** Resident rows, streamed rows, invocations. */
+  BR: number;
+  BS: number;
+  T: number;
+  /** Padded headDim and chunk in vec4s; chunks per headDim. */
+  DP4: number;
+  C4: number;
+  NCH: number;
+  /** Row strides of the resident and streamed arrays (+1: consecutive rows start on different banks). */
+  RS: number;
+  SS: number;
+  /** Score entries per invocation (resident × streamed) and invocations along each axis. */
+  TR: number;
+  TS: number;
+  NR: number;
+  NS: number;
+  /** Accumulators: row groups, rows per invocation, vec4 columns per invocation, column groups. */
+  NRG: number;
+  MR: number;
+  AC: number;
+  NC: number;
+  /**
+   * tileP / tileDS hold one vecTS per (resident row, streamed thread): element [r * NS + sg] is entries
+   * (r, sg + n·NS), n < TS — exactly one invocation's streamed entries of row r, so each element is written whole by
+   * one invocation (stores to different components of one vector may race) and phase C reads TS entries per load.
+   */
+  vecT: string;
+  /** Which rows are resident (keys for 'dkdv', queries for 'dq') and which are streamed. */
+  res: RowSource;
+  str: RowSource;
+}
+
+function tileShape(pass: GradPass, t: GradTiles, flags: TileFlags, map: GradThreadMap): TileShape {
+  const dkdv = pass === 'dkdv';
+  const DP4 = t.paddedDim / 4, C4 = t.chunk / 4;
+  const TS = map.colsPerThread;
+  return {
+    dkdv, flags, BR: t.resident, BS: t.streamed, T: t.threads, DP4, C4, NCH: t.paddedDim / t.chunk,
+    RS: DP4 + 1, SS: C4 + 1, TR: map.rowsPerThread, TS, NR: map.residentThreads, NS: map.streamedThreads,
+    NRG: map.rowGroups, MR: map.accRows, AC: map.accCols, NC: map.colGroups,
+    vecT: TS === 1 ? 'f32' : `vec${TS}<f32>`, res: dkdv ? KEYS : QUERIES, str: dkdv ? QUERIES : KEYS,
+  };
+}
+
+const range = (n: number) => Array.from({length: n}, (_, i) => i);
+/** Component n of an invocation's vecTS of tileP / tileDS, and the vecTS of its TS entries. */
+const comp = (g: TileShape, x: string, n: number) => g.TS === 1 ? x : `${x}[${n}]`;
+const pack = (g: TileShape, xs: string[]) => g.TS === 1 ? xs[0] : `${g.vecT}(${xs.join(', ')})`;
+const accIndex = (g: TileShape, c: string, m: number, a: number) => `(${c} * ${g.MR} + ${m}) * ${g.AC} + ${a}`;
+const resRow = (g: TileShape, m: number) => `(rIdx + ${m * g.NR})`;
+const strRow = (g: TileShape, n: number) => `(sIdx + ${n * g.NS})`;
+/** Entry (resident row r, streamed row s) of a tile as query row i and key j. */
+const entryQ = (g: TileShape, r: string, s: string) => g.dkdv ? `q0 + ${s}` : `q0 + ${r}`;
+const entryK = (g: TileShape, r: string, s: string) => g.dkdv ? `k0 + ${r}` : `k0 + ${s}`;
+
+/** Stage rows: rows row0 .. row0+rows-1, vec4 columns col0 .. col0+cols-1 of src.a and src.b into two shared
+ *  arrays (zeros past the sequence end and past headDim). */
+function stageRows(
+    g: TileShape, src: RowSource, dstA: string, dstB: string, rows: number, row0: string, cols: number,
+    col0: string, stride: number): string {
+  return `
+      for (var idx = tid; idx < ${rows * cols}; idx += ${g.T}) {
+        let r = idx / ${cols};
+        let col = idx - r * ${cols};
+        let row = ${row0} + r;
+        var va = vec4<f32>(0.0);
+        var vb = vec4<f32>(0.0);
+        let d = (${col0} + col) * 4;
+        if (row < ${src.seq} && d < uniforms.headDim) {
+          let base = ((b * ${src.seq} + row) * ${src.heads} + ${src.head}) * uniforms.headDim + d;
+          let ia = uniforms.${src.aBase} + base;
+          let ib = uniforms.${src.bBase} + base;
+          if (d + 4 <= uniforms.headDim) {
+            va = vec4<f32>(${src.a}[ia], ${src.a}[ia + 1], ${src.a}[ia + 2], ${src.a}[ia + 3]);
+            vb = vec4<f32>(${src.b}[ib], ${src.b}[ib + 1], ${src.b}[ib + 2], ${src.b}[ib + 3]);
+          } else {
+            for (var e = 0; e < uniforms.headDim - d; e++) {
+              va[e] = ${src.a}[ia + e];
+              vb[e] = ${src.b}[ib + e];
+            }
+          }
+        }
+        ${dstA}[r * ${stride} + col] = va;
+        ${dstB}[r * ${stride} + col] = vb;
+      }`;
+}
+
+/** Stage rows, statistics: (lseEff, delta) of query rows q0 .. q0+n-1 of head h into rowLse / rowDelta (padding
+ *  rows: P = 0). */
+function stageStats(g: TileShape, n: number, q0: string): string {
+  return `
+      for (var s = tid; s < ${n}; s += ${g.T}) {
+        let i = ${q0} + s;
+        var l = ${LSE_EMPTY};
+        var dl = 0.0;
+        if (i < uniforms.seqQ) {
+          let si = statsRow + 2 + 2 * (h * uniforms.seqQ + i);
+          l = stats[si];
+          dl = stats[si + 1];
+        }
+        rowLse[s] = l;
+        rowDelta[s] = dl;
+      }`;
+}
+
+/** The (resident, streamed) entries of this invocation's share of the score tile. */
+function scoreIds(g: TileShape): number[][] {
+  return range(g.TR).flatMap((m) => range(g.TS).map((n) => [m, n]));
+}
+
+/** Scores, the registers: q·k (sc) and dO·v (dp) of this invocation's entries, zeroed per streamed tile. */
+function scoreDeclarations(g: TileShape): string {
+  return scoreIds(g).map(([m, n]) => `
+      var sc${m}_${n} = 0.0;
+      var dp${m}_${n} = 0.0;`).join('');
+}
+
+/** Scores (phase A): partial scores q·k and dO·v of this invocation's entries over chunk `c` of headDim. */
+function scores(g: TileShape, c: string): string {
+  const {C4, RS, SS} = g;
+  return `
+      for (var d4 = 0; d4 < min(${C4}, dimVec4 - ${c} * ${C4}); d4++) {${range(g.TR).map((m) => `
+        let xa${m} = resA[${resRow(g, m)} * ${RS} + ${c} * ${C4} + d4];
+        let xb${m} = resB[${resRow(g, m)} * ${RS} + ${c} * ${C4} + d4];`).join('')}${range(g.TS).map((n) => `
+        let ya${n} = strA[${strRow(g, n)} * ${SS} + d4];
+        let yb${n} = strB[${strRow(g, n)} * ${SS} + d4];`).join('')}${scoreIds(g).map(([m, n]) => `
+        sc${m}_${n} = sc${m}_${n} + dot(xa${m}, ya${n});
+        dp${m}_${n} = dp${m}_${n} + dot(xb${m}, yb${n});`).join('')}
+      }`;
+}
+
+/** Probabilities (phase B): P and dS of each entry into workgroup memory, one vecTS per resident row. */
+function probabilities(g: TileShape): string {
+  const {dkdv, flags, NS} = g;
+  const stat = dkdv ? 's' : 'r';
+  return range(g.TR).map((m) => `
+      {
+        let r = ${resRow(g, m)};${range(g.TS).map((n) => `
+        var p${n} = 0.0;
+        var ds${n} = 0.0;
+        {
+          let s = ${strRow(g, n)};
+          var tt = sc${m}_${n} * uniforms.scale;
+          var dtds = 1.0;${flags.softcap ? `
+          let th = stableTanh(tt / uniforms.softcap);
+          tt = uniforms.softcap * th;
+          dtds = 1.0 - th * th;` : ''}
+          p${n} = exp(tt - rowLse[${stat}]);
+          ds${n} = p${n} * (dp${m}_${n} - rowDelta[${stat}]) * dtds;
+          // A masked entry is exactly 0, whatever its dO·v (0·NaN would be NaN).
+          if (partial && !isVisible(${entryQ(g, 'r', 's')}, ${entryK(g, 'r', 's')}, lh, keyLen)) {
+            p${n} = 0.0;
+            ds${n} = 0.0;
+          }
+        }`).join('')}${dkdv ? `
+        tileP[r * ${NS} + sIdx] = ${pack(g, range(g.TS).map((n) => `p${n}`))};` : ''}
+        tileDS[r * ${NS} + sIdx] = ${pack(g, range(g.TS).map((n) => `ds${n}`))};
+      }`).join('');
+}
+
+/**
+ * Accumulate (phase C): acc += dS[r][s]·S1[s] (dK or dQ) and, for dkdv, accP += P[r][s]·S2[s] (dV), for chunk `c`;
+ * dS and P are read TS streamed rows per shared-memory load. Streamed rows past the sequence end hold zeros and
+ * have P = dS = 0, so the padding entries of a partly filled group add exactly 0. In partial tiles a masked entry
+ * adds nothing at all: a masked key's NaN/Inf k (or a masked query's q, dO) must not reach the row (0·NaN = NaN), as
+ * in the forward's guarded P·V, while a visible entry with dS = 0 still multiplies (0·Inf = NaN, as the reference
+ * does for a -Infinity score), except in an empty row (every score -Infinity: gradients 0, no contribution).
+ * Masked entries have dS = 0 (phase B), so visibility is only evaluated for zeros (a -0.0 marker would be cheaper,
+ * but Vulkan does not promise to preserve the sign of zero). The tests compare bits: Vulkan compilers may assume
+ * no NaN in float compares (a NaN dS or lse must count as "not zero", "not empty"). Full tiles have no masked
+ * entries and run the plain sums (known limit: an empty row inside a full tile, with an infinite k or q there,
+ * gets 0·Infinity = NaN).
+ * Resident rows past BR (when rowGroups do not divide BR) read row BR - 1 and accumulate into registers that are
+ * never written out.
+ */
+function accumulate(g: TileShape, c: string): string {
+  return `
+      if (accActive && partial) {${accumulateLoop(g, c, true)}
+      } else if (accActive) {${accumulateLoop(g, c, false)}
+      }`;
+}
+
+function accumulateLoop(g: TileShape, c: string, guarded: boolean): string {
+  const {dkdv, BR, NS, NRG, SS, NC} = g;
+  const add = (target: string, w: string, y: string, keep: string | null) => keep != null ?
+      `${target} = select(${target}, ${target} + ${w} * ${y}, ${keep});` : `${target} = ${target} + ${w} * ${y};`;
+  return `
+        for (var sg = 0; sg < min(${NS}, streamedRows); sg++) {${range(g.MR).map((m) => {
+          const r = (m + 1) * NRG > BR ? `min(rowGroup + ${m * NRG}, ${BR - 1})` : `(rowGroup + ${m * NRG})`;
+          return `
+          let ds${m} = tileDS[${r} * ${NS} + sg];${dkdv ? `
+          let p${m} = tileP[${r} * ${NS} + sg];` : ''}${guarded ? range(g.TS).map((n) => `
+          let keep${m}_${n} = (bitcast<u32>(${comp(g, `ds${m}`, n)}) & 0x7fffffffu) != 0u ||
+              (bitcast<u32>(rowLse[${dkdv ? `sg + ${n * NS}` : r}]) != ${LSE_EMPTY_BITS}u &&
+              isVisible(${entryQ(g, r, `sg + ${n * NS}`)}, ${entryK(g, r, `sg + ${n * NS}`)}, lh, keyLen));`).join('') : ''}`;
+        }).join('')}${range(g.TS).map((n) => `${range(g.AC).map((a) => `
+          {
+            let ya = strA[(sg + ${n * NS}) * ${SS} + accCol + ${a * NC}];${dkdv ? `
+            let yb = strB[(sg + ${n * NS}) * ${SS} + accCol + ${a * NC}];` : ''}${range(g.MR).map((m) => `
+            ${add(`acc[${accIndex(g, c, m, a)}]`, comp(g, `ds${m}`, n), 'ya', guarded ? `keep${m}_${n}` : null)}${dkdv ? `
+            ${add(`accP[${accIndex(g, c, m, a)}]`, comp(g, `p${m}`, n), 'yb', guarded ? `keep${m}_${n}` : null)}` : ''}`).join('')}
+          }`).join('')}`).join('')}
+        }`;
+}
+
+/**
+ * One streamed tile: scores (chunk by chunk when headDim is streamed in chunks), then P and dS, then the
+ * accumulation, chunks in reverse order so that the chunk still loaded from the score phase is used first. Chunks
+ * are WGSL loops, not unrolled copies: every barrier appears once in the code (software drivers lower barriers
+ * to coroutines, at a compile cost that grows quickly with their number).
+ */
+function streamedTile(g: TileShape): string {
+  const {dkdv, BS, NCH} = g;
+  const streamedChunk = (c: string) => stageRows(g, g.str, 'strA', 'strB', BS, 's0', g.C4, `${c} * ${g.C4}`, g.SS);
+  const stats = dkdv ? stageStats(g, BS, 'q0') : '';
+  return NCH === 1 ? `
+      let streamedRows = min(${BS}, ${g.str.seq} - s0);
+      workgroupBarrier();${stats}${scoreDeclarations(g)}${streamedChunk('0')}
+      workgroupBarrier();${scores(g, '0')}${probabilities(g)}
+      workgroupBarrier();${accumulate(g, '0')}` : `
+      let streamedRows = min(${BS}, ${g.str.seq} - s0);
+      workgroupBarrier();${stats}${scoreDeclarations(g)}
+      for (var c = 0; c < ${NCH}; c++) {
+        if (c > 0) {
+          workgroupBarrier();
+        }${streamedChunk('c')}
+        workgroupBarrier();${scores(g, 'c')}
+      }${probabilities(g)}
+      workgroupBarrier();
+      for (var cc = 0; cc < ${NCH}; cc++) {
+        let c = ${NCH - 1} - cc;
+        if (cc > 0) {
+          workgroupBarrier();${streamedChunk('c')}
+          workgroupBarrier();
+        }${accumulate(g, 'c')}
+      }`;
+}
+
+/** The streamed tiles a workgroup visits: the column runs of every query head of its GQA group ('dkdv') or the row
+ *  runs of its query tile ('dq'), each through streamedTile. */
+function tileLoop(g: TileShape): string {
+  const {BR, BS} = g;
+  const processTile = streamedTile(g);
+  return g.dkdv ? `
+      if (k0 < keyLen) {
+        let keyPartial = k0 + ${BR} > keyLen;
+        for (var g = 0; g < uniforms.groupSize; g++) {
+          let h = hk * uniforms.groupSize + g;
+          let lh = h % uniforms.numMaskHeads;
+          let col = lh * uniforms.numKeyTiles + kt;
+          let runEnd = sched[uniforms.runStartOffset + col + 1];
+          for (var run = sched[uniforms.runStartOffset + col]; run < runEnd; run++) {
+            let first = sched[uniforms.runsOffset + 3 * run];
+            let last = first + sched[uniforms.runsOffset + 3 * run + 1];
+            let partial = sched[uniforms.runsOffset + 3 * run + 2] == 0 || keyPartial;
+            for (var qt = first; qt < last; qt++) {
+              let q0 = qt * ${BS};
+              let s0 = q0;${processTile}
+            }
+          }
+        }
+      }` : `
+      let lh = h % uniforms.numMaskHeads;
+      let rowIndex = lh * uniforms.numQueryTiles + qt;
+      let runEnd = sched[uniforms.runStartOffset + rowIndex + 1];
+      // Key tiles at or past keyLengths[b] are skipped (runs ascend, so clipping last is enough).
+      let keyTileEnd = (keyLen + ${BS - 1}) / ${BS};
+      for (var run = sched[uniforms.runStartOffset + rowIndex]; run < runEnd; run++) {
+        let first = sched[uniforms.runsOffset + 3 * run];
+        let last = min(first + sched[uniforms.runsOffset + 3 * run + 1], keyTileEnd);
+        let full = sched[uniforms.runsOffset + 3 * run + 2] == 1;
+        for (var kt = first; kt < last; kt++) {
+          let k0 = kt * ${BS};
+          let s0 = k0;
+          let partial = !full || k0 + ${BS} > keyLen;${processTile}
+        }
+      }`;
+}
+
+/** Write results: the accumulators of this invocation's resident rows (dq, or dk and dv), dS·S1 times scale. */
+function writeResults(g: TileShape): string {
+  const {dkdv, BR, C4, NRG, NC, res} = g;
+  const stores = (target: string, base: string, value: string) => `
+          ${target}[uniforms.${base} + o] = ${value}.x;
+          if (d + 1 < uniforms.headDim) { ${target}[uniforms.${base} + o + 1] = ${value}.y; }
+          if (d + 2 < uniforms.headDim) { ${target}[uniforms.${base} + o + 2] = ${value}.z; }
+          if (d + 3 < uniforms.headDim) { ${target}[uniforms.${base} + o + 3] = ${value}.w; }`;
+  const writeChunk = (c: string) => range(g.MR).flatMap((m) => range(g.AC).map((a) => `
+        {
+          let r = rowGroup + ${m * NRG};
+          let row = ${dkdv ? 'k0' : 'q0'} + r;
+          let d = (${c} * ${C4} + accCol + ${a * NC}) * 4;
+          if (accActive && r < ${BR} && row < ${res.seq} && d < uniforms.headDim) {
+            let o = ((b * ${res.seq} + row) * ${res.heads} + ${res.head}) * uniforms.headDim + d;
+            let scaled = acc[${accIndex(g, c, m, a)}] * uniforms.scale;${stores(dkdv ? 'dk' : 'dq', 'out0Base', 'scaled')}${
+              dkdv ? stores('dv', 'out1Base', `accP[${accIndex(g, c, m, a)}]`) : ''}
+          }
+        }`)).join('');
+  return g.NCH === 1 ? writeChunk('0') : `
+      for (var c = 0; c < ${g.NCH}; c++) {${writeChunk('c')}
+      }`;
+}
+
+/** Workgroup memory of a tile pass (and stableTanh when softcapped). */
+function tileDeclarations(g: TileShape): string {
+  const {dkdv, BR, BS, RS, SS, NS, vecT} = g;
+  return `
+    var<workgroup> resA : array<vec4<f32>, ${BR * RS}>;
+    var<workgroup> resB : array<vec4<f32>, ${BR * RS}>;
+    var<workgroup> strA : array<vec4<f32>, ${BS * SS}>;
+    var<workgroup> strB : array<vec4<f32>, ${BS * SS}>;${dkdv ? `
+    var<workgroup> tileP : array<${vecT}, ${BR * NS}>;` : ''}
+    var<workgroup> tileDS : array<${vecT}, ${BR * NS}>;
+    var<workgroup> rowLse : array<f32, ${dkdv ? BS : BR}>;
+    var<workgroup> rowDelta : array<f32, ${dkdv ? BS : BR}>;
+${g.flags.softcap ? STABLE_TANH_WGSL : ''}`;
+}
+
+/** isVisible(i, j): the per-element mask of partial tiles (window, keyLengths, row < seqQ, layout bit). */
+function visibilityFunction(g: TileShape): string {
+  const layoutCheck = g.flags.layout ? `
+      let bs = uniforms.layoutBlockSize;
+      let bit = u32((lh * uniforms.layoutQueryBlocks + i / bs) * uniforms.layoutKeyBlocks + j / bs);
+      return (u32(sched[uniforms.layoutOffset + i32(bit >> 5u)]) & (1u << (bit & 31u))) != 0u;` : `
+      return true;`;
+  return `
+    // Element-level visibility inside a partial tile: src/plan's isVisible, plus keyLengths and row < seqQ.
+    fn isVisible(i : i32, j : i32, lh : i32, keyLen : i32) -> bool {
+      if (i >= uniforms.seqQ || j >= keyLen) {
+        return false;
+      }
+      let diag = i + uniforms.diagonalOffset;
+      if (uniforms.windowLeft >= 0 && j < diag - uniforms.windowLeft) {
+        return false;
+      }
+      if (uniforms.windowRight >= 0 && j > diag + uniforms.windowRight) {
+        return false;
+      }${layoutCheck}
+    }
+`;
+}
+
+/** The entry point: workgroup coordinates, stage the resident rows (and, for dq, their statistics), the tile loop,
+ *  the writes. */
+function tileMain(g: TileShape): string {
+  const {dkdv, BR, T, NR, NS, NC, NRG, NCH, MR, AC} = g;
+  return `
+    @compute @workgroup_size(${T})
+    fn main(@builtin(local_invocation_index) localIndex : u32, @builtin(workgroup_id) workgroupId : vec3<u32>) {
+      let tid = i32(localIndex);
+      let b = i32(workgroupId.z);
+      let statsRow = uniforms.statsBase + b * (2 + 2 * uniforms.heads * uniforms.seqQ);
+      // The tiles with the most work under a causal mask start first (first key tiles for dK/dV, last query tiles for
+      // dQ), which shortens the dispatch's tail. Workgroups start in x-fastest order: with uneven work (headsFastest)
+      // heads are x, so those tiles of every head start first; else a head's tiles stay together (caches).
+      let headsFastest = uniforms.headsFastest == 1;
+      let tileIndex = i32(select(workgroupId.x, workgroupId.y, headsFastest));
+      let headIndex = i32(select(workgroupId.y, workgroupId.x, headsFastest));${
+          dkdv ? `
+      let kt = tileIndex;
+      let hk = headIndex;
+      let k0 = kt * ${BR};` : `
+      let qt = uniforms.numQueryTiles - 1 - tileIndex;
+      let h = headIndex;
+      let hk = h / uniforms.groupSize;
+      let q0 = qt * ${BR};`}
+      // Loop bounds below are runtime values on purpose: columns past headDim and rows past the sequence end are
+      // skipped, and software drivers (llvmpipe) do not fully unroll these loops, which made their coroutine
+      // lowering of barriers take minutes.
+      let dimVec4 = (uniforms.headDim + 3) / 4;
+      let keyLen = ${g.flags.keyLengths ? 'bitcast<i32>(stats[statsRow])' : 'uniforms.seqK'};
+      // Score entries of this invocation: resident rows rIdx + m·${NR}, streamed rows sIdx + n·${NS}.
+      let sIdx = tid % ${NS};
+      let rIdx = tid / ${NS};
+      // Accumulators of this invocation: vec4 columns accCol + a·${NC} of each chunk, resident rows rowGroup + m·${NRG}.
+      let accCol = tid % ${NC};
+      let rowGroup = tid / ${NC};
+      let accActive = rowGroup < ${NRG};
+      var acc = array<vec4<f32>, ${NCH * MR * AC}>();${dkdv ? `
+      var accP = array<vec4<f32>, ${NCH * MR * AC}>();` : ''}
+${stageRows(g, g.res, 'resA', 'resB', BR, dkdv ? 'k0' : 'q0', g.DP4, '0', g.RS)}${
+    dkdv ? '' : stageStats(g, BR, 'q0')}${tileLoop(g)}
+${writeResults(g)}
+    }`;
+}
+
+/** Pass 1's WGSL (see AttentionGradStatsProgram). */
+function statsShader(): string {
+  return `
+    @compute @workgroup_size(64)
+    fn main(@builtin(local_invocation_index) localIndex : u32, @builtin(workgroup_id) workgroupId : vec3<u32>) {
+      let i = i32(workgroupId.x) * 64 + i32(localIndex);
+      let h = i32(workgroupId.y);
+      let b = i32(workgroupId.z);
+      let statsRow = uniforms.statsBase + b * (2 + 2 * uniforms.heads * uniforms.seqQ);
+      if (i < uniforms.seqQ) {
+        let row = (b * uniforms.heads + h) * uniforms.seqQ + i;
+        let base = ((b * uniforms.seqQ + i) * uniforms.heads + h) * uniforms.headDim;
+        // rowsum(dO∘O) in exactly the order the tile passes sum dP = dO·v (vec4 dot products, zero-padded, in
+        // ascending columns): where O = v (a row that sees one key) dP − delta is then exactly 0, not rounding noise.
+        var sum = 0.0;
+        for (var d = 0; d < uniforms.headDim; d += 4) {
+          let ia = uniforms.dyBase + base + d;
+          let ib = uniforms.oBase + base + d;
+          var va = vec4<f32>(0.0);
+          var vb = vec4<f32>(0.0);
+          if (d + 4 <= uniforms.headDim) {
+            va = vec4<f32>(dy[ia], dy[ia + 1], dy[ia + 2], dy[ia + 3]);
+            vb = vec4<f32>(o[ib], o[ib + 1], o[ib + 2], o[ib + 3]);
+          } else {
+            for (var e = 0; e < uniforms.headDim - d; e++) {
+              va[e] = dy[ia + e];
+              vb[e] = o[ib + e];
+            }
+          }
+          sum = sum + dot(va, vb);
+        }
+        let l = lse[uniforms.lseBase + row];
+        // -Infinity, recognised by its bits (compilers may assume arithmetic never meets infinities).
+        let empty = bitcast<u32>(l) == 0xff800000u;
+        let si = statsRow + 2 + 2 * (h * uniforms.seqQ + i);
+        stats[si] = select(l, ${LSE_EMPTY}, empty);
+        stats[si + 1] = sum - dLse[uniforms.dLseBase + row];
+      }
+      if (i == 0 && h == 0) {
+        stats[statsRow] = bitcast<f32>(keyLengths[uniforms.batch0 + b]);
+        stats[statsRow + 1] = 0.0;
+      }
+    }`;
+}
+
+/**
+ * Pass 1: stats [batches, statsPerBatch] from o (the forward output), dy, lse, dLse, keyLengths.
+ * Dispatch [ceil(seqQ / 64), heads, batches].
+ */
+export class AttentionGradStatsProgram implements MultiOutputProgram {
+  outputNames = ['stats'];
+  outputTypes = ['f32'];
+  variableNames = ['o', 'dy', 'lse', 'dLse', 'keyLengths'];
+  variableTypes = ['f32', 'f32', 'f32', 'f32', 'i32'];
+  uniformFields: Array<[string, UniformType]> = [
+    ['seqQ', 'i32'], ['heads', 'i32'], ['headDim', 'i32'], ['oBase', 'i32'], ['dyBase', 'i32'], ['lseBase', 'i32'],
+    ['dLseBase', 'i32'], ['statsBase', 'i32'], ['batch0', 'i32'],
+  ];
+  shaderKey = 'attentionGradStats';
+
+  getUserCode(): string {
+    return statsShader();
+  }
+}
+
+/**
+ * Pass 2 ('dkdv', outputs [dk, dv]) or pass 3 ('dq', output [dq]). Inputs: q, k, v, dy (the output gradient),
+ * stats (pass 1's output), sched (the schedule buffer of schedule_buffers.ts).
+ * Dispatch: [resident tiles, heads ('dq') or kv heads ('dkdv'), batches].
+ * Loops over per-invocation rows, columns and chunks are unrolled in the WGSL, so that every accumulator is a named
+ * scalar/vec4 the compiler keeps in registers.
+ */
+export class AttentionGradTileProgram implements MultiOutputProgram {
+  outputNames: string[];
+  outputTypes: string[];
+  variableNames = ['q', 'k', 'v', 'dy', 'stats', 'sched'];
+  variableTypes = ['f32', 'f32', 'f32', 'f32', 'f32', 'i32'];
+  uniformFields = TILE_UNIFORMS;
+  shaderKey: string;
+  private readonly shape: TileShape;
+
+  constructor(readonly pass: GradPass, readonly tiles: GradTiles, readonly flags: TileFlags) {
+    this.shape = tileShape(pass, tiles, flags, gradThreadMap(tiles));
+    this.outputNames = pass === 'dkdv' ? ['dk', 'dv'] : ['dq'];
+    this.outputTypes = this.outputNames.map(() => 'f32');
+    const t = tiles;
+    this.shaderKey = `attentionGrad_${pass}_${t.resident}_${t.streamed}_${t.paddedDim}_${t.chunk}_${t.threads}_` +
+        `${t.accCols ?? 1}_` +
+        `${flags.softcap ? 's' : ''}${flags.layout ? 'l' : ''}${flags.keyLengths ? 'k' : ''}`;
+  }
+
+  getUserCode(): string {
+    const g = this.shape;
+    return tileDeclarations(g) + visibilityFunction(g) + tileMain(g);
+  }
+}

@@ -1,0 +1,408 @@
+/**
+ * The FlashAttention-2 forward program on WebGPU, shared by FlashAttention, SlidingWindowAttention and
+ * SparseAttention (they differ only in their plan, hence in the block schedule the kernel walks; attention_forward.ts
+ * runs it).
+ *
+ * One workgroup per (query tile, head, batch). The query tile is staged once in workgroup memory; then, for every key
+ * tile the schedule lists for that (mask head, query tile), K and V tiles are staged, the score tile S = Q·Kᵀ is
+ * computed in registers (each thread owns `rowsPerThread` rows × `colsPerThread` strided columns), masked per element
+ * only in partial tiles, folded into the running max / sum (online softmax), and P·V is accumulated in registers
+ * (each thread owns the same rows × a strided set of vec4 columns of the head dimension). O and lse are written once.
+ *
+ * The WGSL is built from one named piece per phase — declarations, visibility, stage Q, stage K/V, scores, online
+ * softmax, P·V, write O and lse — assembled by forwardMain; the program class comes last.
+ *
+ * Sizes live in uniforms, so one pipeline serves every sequence length; the shader key holds only what changes the
+ * code: the tile configuration, the padded head size, vec4 vs scalar global access, and the softcap / keyLengths /
+ * layout switches.
+ */
+import {ForwardTileConfig, keyOrPVec4s, paddedHeadDim} from './forward_tiles.js';
+import type {MultiOutputProgram, UniformType} from './program_runner.js';
+import {STABLE_TANH_WGSL} from './wgsl_math.js';
+
+/** Uniform fields of the forward program, in the order attention_forward.ts passes their values. */
+export const FORWARD_UNIFORMS: Array<[string, UniformType]> = [
+  ['seqQ', 'i32'], ['seqK', 'i32'], ['heads', 'i32'], ['kvHeads', 'i32'], ['groupSize', 'i32'], ['headDim', 'i32'],
+  ['scale', 'f32'], ['softcap', 'f32'], ['windowLeft', 'i32'], ['windowRight', 'i32'], ['diagonalOffset', 'i32'],
+  ['numQueryTiles', 'i32'], ['scheduleHeads', 'i32'], ['rowRunStartOffset', 'i32'], ['rowRunsOffset', 'i32'],
+  ['layoutBitsOffset', 'i32'], ['layoutBlockSize', 'i32'], ['layoutQueryBlocks', 'i32'], ['layoutKeyBlocks', 'i32'],
+  ['qBase', 'i32'], ['kBase', 'i32'], ['vBase', 'i32'], ['oBase', 'i32'], ['lseBase', 'i32'],
+  ['batchStart', 'i32'], ['queryTileStart', 'i32'], ['queryTileCount', 'i32'], ['rowStart', 'i32'], ['negInf', 'f32'],
+  ['headsFastest', 'i32'],
+];
+
+/** What every phase builder needs: the tile configuration and the sizes and switches derived from it. */
+interface ForwardShape {
+  config: ForwardTileConfig;
+  /** Query rows × key columns each thread owns. */
+  TR: number;
+  TC: number;
+  /** Column groups: threads sharing a query row. */
+  NCG: number;
+  /** Padded head size in vec4s, and the vec4s of it each thread accumulates. */
+  DP4: number;
+  TD4: number;
+  threads: number;
+  rows: number[];
+  cols: number[];
+  dcols: number[];
+  /** vec4 global loads and stores (headDim % 4 == 0), else scalar ones. */
+  v4: boolean;
+  hasSoftcap: boolean;
+  hasKeyLengths: boolean;
+  hasLayout: boolean;
+}
+
+/** Reads element row `rowIndex` (a flat [rows, headDim] index into binding `name` from `base`), vec4 column c4. */
+function loadRow(s: ForwardShape, name: string, base: string, rowIndex: string, c4: string): string {
+  return s.v4 ?
+      `${name}[${base} / 4 + (${rowIndex}) * (uniforms.headDim / 4) + ${c4}]` :
+      `vec4<f32>(${[0, 1, 2, 3].map((e) => `loadScalar_${name}(${base} + (${rowIndex}) * uniforms.headDim, ${
+          c4} * 4 + ${e})`).join(', ')})`;
+}
+
+/** Constants, workgroup memory and the scalar loaders (headDim not a multiple of 4). */
+function forwardDeclarations(s: ForwardShape): string {
+  const {blockQ, blockK} = s.config;
+  const scalarLoaders = s.v4 ? '' : ['q', 'k', 'v'].map((name) => `
+fn loadScalar_${name}(rowBase: i32, d: i32) -> f32 {
+  if (d >= uniforms.headDim) { return 0.0; }
+  return ${name}[rowBase + d];
+}`).join('\n');
+  return `
+const BQ = ${blockQ};
+const BK = ${blockK};
+const NCG = ${s.NCG};
+const THREADS = ${s.threads};
+const DP4 = ${s.DP4};
+const KSTRIDE = ${s.DP4 + 1};
+const BK4 = ${blockK / 4};
+// Masked scores: finite (no inf arithmetic anywhere), far below any real score; their p is forced to 0.
+const MASKED = -3.0e38;
+// Scores are kept in base 2 (t·log2(e)), so that p = exp2(x − m): one multiply per score fewer than exp(t − m).
+const LOG2E = 1.4426950408889634;
+const LN2 = 0.6931471805599453;
+
+var<workgroup> Qs: array<vec4<f32>, ${blockQ * s.DP4}>;
+// The K tile, and once S is computed (the barrier after the row-max exchange), the P tile: P·V needs no K.
+var<workgroup> KPs: array<vec4<f32>, ${keyOrPVec4s(s.DP4, s.config)}>;
+var<workgroup> Vs: array<vec4<f32>, ${blockK * s.DP4}>;
+var<workgroup> rowPart: array<f32, ${blockQ * s.NCG}>;
+var<workgroup> sharedRange: vec4<i32>;
+var<workgroup> sharedRun: vec4<i32>;
+${scalarLoaders}
+
+${STABLE_TANH_WGSL}
+`;
+}
+
+/** isVisible(i, j): the per-element mask of partial tiles (keyLengths, window, layout bit). */
+function visibilityFunction(s: ForwardShape): string {
+  return `
+fn isVisible(i: i32, j: i32, keyLength: i32, maskHead: i32) -> bool {
+  if (i >= uniforms.seqQ || j >= keyLength) { return false; }
+  let diag = i + uniforms.diagonalOffset;
+  if (uniforms.windowLeft >= 0 && j < diag - uniforms.windowLeft) { return false; }
+  if (uniforms.windowRight >= 0 && j > diag + uniforms.windowRight) { return false; }
+  ${s.hasLayout ? `
+  let bs = uniforms.layoutBlockSize;
+  let bit = (maskHead * uniforms.layoutQueryBlocks + i / bs) * uniforms.layoutKeyBlocks + j / bs;
+  let word = u32(schedule[uniforms.layoutBitsOffset + (bit >> 5u)]);
+  if (((word >> u32(bit & 31)) & 1u) == 0u) { return false; }` : ''}
+  return true;
+}
+`;
+}
+
+/** Stage tiles, Q: the query tile into Qs, once per workgroup (zeros past seqQ and past headDim). */
+function stageQueryTile(s: ForwardShape): string {
+  return `
+  // Stage the query tile (zeros past seqQ and past headDim).
+  for (var e = tid; e < BQ * DP4; e += THREADS) {
+    let r = e / DP4;
+    let c4 = e % DP4;
+    let i = q0 + r;
+    var val = vec4<f32>(0.0);
+    if (i < seqQ && c4 * 4 < uniforms.headDim) {
+      val = ${loadRow(s, 'q', 'uniforms.qBase', '(localBatch * seqQ + i - uniforms.rowStart) * uniforms.heads + h', 'c4')};
+    }
+    Qs[e] = val;
+  }
+`;
+}
+
+/**
+ * Stage tiles, K and V: element e = tid + l * THREADS of the [BK, DP4] tile goes through registers kr_l, vr_l.
+ * `load(tile)` fills the registers from global memory (tile -1: zeros), `store` moves them to KPs / Vs.
+ */
+function keyValueStaging(s: ForwardShape): {declare: string; load: (tile: string) => string; store: string} {
+  const loads = [...Array(Math.ceil(s.config.blockK * s.DP4 / s.threads)).keys()];
+  return {
+    declare: loads.map((l) => `var kr${l} = vec4<f32>(0.0); var vr${l} = vec4<f32>(0.0);`).join(' '),
+    load: (tile: string) => loads.map((l) => `
+      {
+        let e = tid + ${l} * THREADS;
+        let j = ${tile} * BK + e / DP4;
+        let c4 = e % DP4;
+        kr${l} = vec4<f32>(0.0);
+        vr${l} = vec4<f32>(0.0);
+        if (${tile} >= 0 && e < BK * DP4 && j < seqK && c4 * 4 < uniforms.headDim) {
+          let kvRow = (localBatch * seqK + j) * uniforms.kvHeads + kvHead;
+          kr${l} = ${loadRow(s, 'k', 'uniforms.kBase', 'kvRow', 'c4')};
+          vr${l} = ${loadRow(s, 'v', 'uniforms.vBase', 'kvRow', 'c4')};
+        }
+      }`).join(''),
+    store: loads.map((l) => `
+      {
+        let e = tid + ${l} * THREADS;
+        if (e < BK * DP4) {
+          KPs[(e / DP4) * KSTRIDE + e % DP4] = kr${l};
+          Vs[e] = vr${l};
+        }
+      }`).join(''),
+  };
+}
+
+/**
+ * Scores: S = Q·Kᵀ for this thread's rows × columns, scaled (and softcapped) into base 2, masked per element in
+ * partial tiles, with each row's max over the thread's columns published to rowPart.
+ */
+function scoreTile(s: ForwardShape): string {
+  const {rows, cols, NCG} = s;
+  const sDecl = rows.map((r) => cols.map((c) => `var s${r}_${c} = 0.0;`).join(' ')).join('\n      ');
+  const sCompute = `
+        ${rows.map((r) => `let qv${r} = Qs[(rowBase + ${r}) * DP4 + d4];`).join('\n        ')}
+        ${cols.map((c) => `let kv${c} = KPs[(tx + ${c * NCG}) * KSTRIDE + d4];`).join('\n        ')}
+        ${rows.map((r) => cols.map((c) => `s${r}_${c} = fma(qv${r}.x, kv${c}.x, fma(qv${r}.y, kv${c}.y, fma(qv${
+        r}.z, kv${c}.z, fma(qv${r}.w, kv${c}.w, s${r}_${c}))));`).join('\n        ')).join('\n        ')}`;
+  const finishScore = (r: number, c: number) => `
+        {
+          ${s.hasSoftcap ? `var x = uniforms.softcap * stableTanh(s${r}_${c} * uniforms.scale / uniforms.softcap) * LOG2E;` :
+              `var x = s${r}_${c} * scaleLog2;`}
+          if (!full && !isVisible(queryRow0 + ${r}, keyCol0 + ${c * NCG}, keyLength, maskHead)) { x = MASKED; }
+          s${r}_${c} = x;
+          rowMax${r} = max(rowMax${r}, x);
+        }`;
+  return `
+      // S = Q·Kᵀ for this thread's rows × columns.
+      ${sDecl}
+      for (var d4 = 0; d4 < DP4; d4++) {${sCompute}
+      }
+      let keyCol0 = k0 + tx;
+      ${rows.map((r) => `var rowMax${r} = MASKED;`).join(' ')}
+      ${rows.map((r) => cols.map((c) => finishScore(r, c).replace(/keyCol0 \+ 0\b/g, 'keyCol0')).join('')).join('')}
+      ${rows.map((r) => `rowPart[(rowBase + ${r}) * NCG + tx] = rowMax${r};`).join('\n      ')}
+      workgroupBarrier();
+`;
+}
+
+/** Online softmax: the new row max over the NCG threads sharing each row, rescale, and P to KPs (over the K tile). */
+function onlineSoftmax(s: ForwardShape): string {
+  const {rows, cols, dcols, NCG} = s;
+  return `
+      // Online softmax: the new row max over the NCG threads sharing each row, rescale, and P to KPs (over the K tile).
+      ${rows.map((r) => `
+      {
+        var m = runMax${r};
+        for (var g = 0; g < NCG; g++) { m = max(m, rowPart[(rowBase + ${r}) * NCG + g]); }
+        let alpha = exp2(runMax${r} - m);
+        runMax${r} = m;
+        var sum = 0.0;
+        ${cols.map((c) => `
+        {
+          let p = select(exp2(s${r}_${c} - m), 0.0, s${r}_${c} == MASKED);
+          let pAt = (rowBase + ${r}) * BK + tx + ${c * NCG};
+          KPs[pAt / 4][pAt % 4] = p;
+          sum += p;
+        }`).join('')}
+        rowSum${r} = rowSum${r} * alpha + sum;
+        ${dcols.map((k) => `o${r}_${k} *= alpha;`).join(' ')}
+      }`).join('')}
+      workgroupBarrier();
+`;
+}
+
+/**
+ * P·V: O += P·V for this thread's rows × head-dim vec4s tx + NCG * k. In partial tiles a masked key (p == 0) must
+ * not contribute even when its v is NaN or Inf (0·NaN = NaN): the guarded form keeps o. Full tiles have no masked
+ * keys and run the plain fma.
+ */
+function accumulatePV(s: ForwardShape): string {
+  const {rows, dcols, NCG} = s;
+  const accumulate = (o: string, p: string, v: string, guarded: boolean) => guarded ?
+      `${o} = select(fma(vec4<f32>(${p}), ${v}, ${o}), ${o}, ${p} == 0.0);` : `${o} = fma(vec4<f32>(${p}), ${v}, ${o});`;
+  const pv = (guarded: boolean) => `
+      for (var c4 = 0; c4 < BK4; c4++) {
+        ${rows.map((r) => `let p${r} = KPs[(rowBase + ${r}) * BK4 + c4];`).join('\n        ')}
+        ${[0, 1, 2, 3].map((comp) => `
+        {
+          ${dcols.map((k) => `let vv${k} = Vs[(c4 * 4 + ${comp}) * DP4 + tx + ${k * NCG}];`).join('\n          ')}
+          ${rows.map((r) => dcols.map((k) => accumulate(`o${r}_${k}`, `p${r}[${comp}]`, `vv${k}`, guarded))
+        .join('\n          ')).join('\n          ')}
+        }`).join('')}
+      }`;
+  return `
+      // O += P·V: this thread's rows × head-dim vec4s tx + NCG * k.
+      if (full) {${pv(false)}
+      } else {${pv(true)}
+      }`;
+}
+
+/** Write O and lse: the row sums of the NCG threads added up, O = acc / l, lse = m + log(l) (empty rows: 0, -inf). */
+function writeOutputs(s: ForwardShape): string {
+  const {rows, dcols, NCG, v4} = s;
+  return `
+  // Row sums are per thread (each over its own columns, all rescaled by the same shared max): add them up.
+  workgroupBarrier();
+  ${rows.map((r) => `rowPart[(rowBase + ${r}) * NCG + tx] = rowSum${r};`).join('\n  ')}
+  workgroupBarrier();
+  ${rows.map((r) => `
+  {
+    let i = queryRow0 + ${r};
+    var l = 0.0;
+    for (var g = 0; g < NCG; g++) { l += rowPart[(rowBase + ${r}) * NCG + g]; }
+    // A row that saw no key has l == 0: output exactly 0 and lse = -Infinity (a NaN l stays NaN in both).
+    let inv = select(1.0 / l, 0.0, l == 0.0);
+    if (i < seqQ) {
+      let outRow = (localBatch * seqQ + i - uniforms.rowStart) * uniforms.heads + h;
+      ${dcols.map((k) => `
+      {
+        let c4 = tx + ${k * NCG};
+        ${v4 ? `if (c4 * 4 < uniforms.headDim) { result[uniforms.oBase / 4 + outRow * (uniforms.headDim / 4) + c4] = o${
+        r}_${k} * inv; }` : `
+        let val = o${r}_${k} * inv;
+        for (var e = 0; e < 4; e++) {
+          let d = c4 * 4 + e;
+          if (d < uniforms.headDim) { result[uniforms.oBase + outRow * uniforms.headDim + d] = val[e]; }
+        }`}
+      }`).join('')}
+      if (tx == 0) {
+        lse[uniforms.lseBase + (localBatch * uniforms.heads + h) * seqQ + i] =
+            select((runMax${r} + log2(l)) * LN2, uniforms.negInf, l == 0.0);
+      }
+    }
+  }`).join('')}
+`;
+}
+
+/** The entry point: workgroup coordinates, stage Q, then per scheduled key tile stage K/V, scores, softmax, P·V. */
+function forwardMain(s: ForwardShape): string {
+  const {TR, rows, dcols} = s;
+  const prefetch = s.config.prefetch;
+  const kv = keyValueStaging(s);
+  const oDecl = rows.map((r) => dcols.map((k) => `var o${r}_${k} = vec4<f32>(0.0);`).join(' ')).join('\n  ');
+  return `
+@compute @workgroup_size(${s.threads})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let tid = i32(lid);
+  let tx = tid % NCG;          // column group: owns key columns tx + NCG * c and head-dim vec4s tx + NCG * k
+  let ty = tid / NCG;          // row group: owns query rows ty * ${TR} .. + ${TR - 1}
+  let rowBase = ty * ${TR};
+  // Last query tiles first: under causal masks they have the most key tiles, and starting the longest workgroups
+  // first shortens the tail of the dispatch. Workgroups start in x-fastest order: with uneven work (headsFastest)
+  // heads are x, so the longest tiles of every head start first; else a head's tiles stay together (caches).
+  let headsFastest = uniforms.headsFastest == 1;
+  let queryTile = uniforms.queryTileStart + uniforms.queryTileCount - 1 - i32(select(wg.x, wg.y, headsFastest));
+  let h = i32(select(wg.y, wg.x, headsFastest));
+  let localBatch = i32(wg.z);
+  let batch = uniforms.batchStart + localBatch;
+  let kvHead = h / uniforms.groupSize;
+  let maskHead = h % uniforms.scheduleHeads;
+  let q0 = queryTile * BQ;
+  let queryRow0 = q0 + rowBase;
+  let seqQ = uniforms.seqQ;
+  let seqK = uniforms.seqK;
+  let scaleLog2 = uniforms.scale * LOG2E;
+${stageQueryTile(s)}
+  if (tid == 0) {
+    let row = maskHead * uniforms.numQueryTiles + queryTile;
+    ${s.hasKeyLengths ? 'let kl = min(keyLengths[batch], seqK);' : 'let kl = seqK;'}
+    sharedRange = vec4<i32>(schedule[uniforms.rowRunStartOffset + row],
+                            schedule[uniforms.rowRunStartOffset + row + 1], kl, 0);
+  }
+  let rowRange = workgroupUniformLoad(&sharedRange);
+  let keyLength = rowRange.z;
+
+  ${rows.map((r) => `var runMax${r} = MASKED; var rowSum${r} = 0.0;`).join('\n  ')}
+  ${oDecl}
+  ${kv.declare}${prefetch ? `
+  {
+    var firstTile = -1;
+    if (rowRange.x < rowRange.y) { firstTile = schedule[uniforms.rowRunsOffset + 3 * rowRange.x]; }
+    ${kv.load('firstTile')}
+    ${kv.store}
+  }` : ''}
+
+  for (var runIndex = rowRange.x; runIndex < rowRange.y; runIndex++) {
+    if (tid == 0) {
+      let at = uniforms.rowRunsOffset + 3 * runIndex;
+      sharedRun = vec4<i32>(schedule[at], schedule[at + 1], schedule[at + 2], 0);
+    }
+    let tiles = workgroupUniformLoad(&sharedRun);
+    for (var keyTile = tiles.x; keyTile < tiles.x + tiles.y; keyTile++) {
+      let k0 = keyTile * BK;
+      if (k0 >= keyLength) { break; }
+      let full = tiles.z == 1 && k0 + BK <= keyLength;
+
+${prefetch ? `
+      // KPs and Vs (stored at the end of the previous iteration) are visible to all.
+      workgroupBarrier();
+      // Prefetch the next key tile of the schedule into registers; it lands in KPs/Vs after this tile's P·V.
+      var nextTile = keyTile + 1;
+      if (nextTile >= tiles.x + tiles.y) {
+        nextTile = -1;
+        if (runIndex + 1 < rowRange.y) { nextTile = schedule[uniforms.rowRunsOffset + 3 * (runIndex + 1)]; }
+      }
+      ${kv.load('nextTile')}` : `
+      // The previous tile's P·V is done with KPs and Vs.
+      workgroupBarrier();
+      ${kv.load('keyTile')}
+      ${kv.store}
+      workgroupBarrier();`}
+${scoreTile(s)}${onlineSoftmax(s)}${accumulatePV(s)}${prefetch ? `
+      // Everyone is done with KPs and Vs: put the prefetched tile there.
+      workgroupBarrier();
+      ${kv.store}` : ''}
+    }
+  }
+${writeOutputs(s)}}
+`;
+}
+
+export class AttentionForwardProgram implements MultiOutputProgram {
+  outputNames = ['result', 'lse'];
+  outputTypes: string[];
+  variableNames = ['q', 'k', 'v', 'keyLengths', 'schedule'];
+  variableTypes: string[];
+  uniformFields = FORWARD_UNIFORMS;
+  shaderKey: string;
+  readonly workgroupSize: number;
+  private readonly shape: ForwardShape;
+
+  constructor(
+      readonly headDim: number, readonly config: ForwardTileConfig, readonly hasSoftcap: boolean,
+      readonly hasKeyLengths: boolean, readonly hasLayout: boolean) {
+    const c = config;
+    const vec4Access = headDim % 4 === 0;
+    const dp4 = paddedHeadDim(headDim, c) / 4;
+    this.workgroupSize = (c.blockQ / c.rowsPerThread) * (c.blockK / c.colsPerThread);
+    const elem = vec4Access ? 'vec4<f32>' : 'f32';
+    this.outputTypes = [elem, 'f32'];
+    this.variableTypes = [elem, elem, elem, 'i32', 'i32'];
+    this.shaderKey = `AttentionForward:${c.blockQ}x${c.blockK}:${c.rowsPerThread}x${c.colsPerThread}${
+        c.prefetch ? 'p' : ''}:d${
+        dp4 * 4}:${vec4Access ? 'v4' : 's'}:${headDim % 4 === 0 ? '' : headDim}:${
+        hasSoftcap ? 'cap' : ''}:${hasKeyLengths ? 'len' : ''}:${hasLayout ? 'lay' : ''}`;
+    const NCG = c.blockK / c.colsPerThread;
+    const range = (n: number) => [...Array(n).keys()];
+    this.shape = {
+      config: c, TR: c.rowsPerThread, TC: c.colsPerThread, NCG, DP4: dp4, TD4: dp4 / NCG,
+      threads: this.workgroupSize, rows: range(c.rowsPerThread), cols: range(c.colsPerThread),
+      dcols: range(dp4 / NCG), v4: vec4Access, hasSoftcap, hasKeyLengths, hasLayout,
+    };
+  }
+
+  getUserCode(): string {
+    return forwardDeclarations(this.shape) + visibilityFunction(this.shape) + forwardMain(this.shape);
+  }
+}
