@@ -9,7 +9,9 @@
  * Timing as in the webgpu-kernel section: `iters` calls back to back, one sync (submit + onSubmittedWorkDone), median per-call
  * time over 5 batches. Determinism is checked on the device: two backward runs must agree bit for bit.
  */
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
+import {createRequire} from 'node:module';
+// register_all_gradients imports directories, which node's ESM loader rejects; required, tsx's hook compiles it.
+createRequire(import.meta.url)('@tensorflow/tfjs-core/dist/register_all_gradients');
 import * as tf from '@tensorflow/tfjs-core';
 import {mkdirSync, writeFileSync} from 'node:fs';
 import * as lib from '../../../src/index.js';
@@ -41,8 +43,11 @@ async function problem(seq: number, d: number, causal: boolean, variants: Array<
   const plan = makePlan({kind: 'flash', batch: 1, seqQ: seq, seqK: seq, heads: H, kvHeads: H, headDim: d,
                          scale: 1 / Math.sqrt(d), softcap: 0, windowLeft: -1, windowRight: causal ? 0 : -1,
                          layout: null, hasKeyLengths: false});
-  const bwd = () => tf.engine().runKernel(FlashAttentionGrad, {q, k, v, output, lse, dOutput: dy, dLse, keyLengths},
-                                          attentionAttrs(plan)) as tf.Tensor[];
+  // Every input the kernel contract names; the absent optional ones are bound to keyLengths (as the ops do).
+  const absent = keyLengths;
+  const inputs = {q, k, v, keyLengths, queryOffsets: absent, mask: absent, bias: absent, alibiSlopes: absent,
+                  queryIds: absent, keyIds: absent, output, lse, dOutput: dy, dLse};
+  const bwd = () => tf.engine().runKernel(FlashAttentionGrad, inputs, attentionAttrs(plan)) as tf.Tensor[];
   // dy passed explicitly: without it tf.grads builds ones(output.shape) as a CPU array and uploads it on every call
   // (measured on the H200: +7.7 ms at seq 1024, +22-30 ms at 4096, +75 ms at d 128 — not attention work).
   const both = () => tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>

@@ -14,7 +14,9 @@
  * Correctness is checked on the device too: against the naive result where it exists, and on sampled rows against a
  * float64 reference where it doesn't (16k and 128k causal).
  */
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
+import {createRequire} from 'node:module';
+// register_all_gradients imports directories, which node's ESM loader rejects; required, tsx's hook compiles it.
+createRequire(import.meta.url)('@tensorflow/tfjs-core/dist/register_all_gradients');
 import * as tf from '@tensorflow/tfjs-core';
 import {mkdirSync, writeFileSync} from 'node:fs';
 import os from 'node:os';
