@@ -9,9 +9,10 @@
  * Timing as in the webgpu-kernel section: `iters` calls back to back, one sync (submit + onSubmittedWorkDone), median per-call
  * time over 5 batches. Determinism is checked on the device: two backward runs must agree bit for bit.
  */
-import {createRequire} from 'node:module';
-// register_all_gradients imports directories, which node's ESM loader rejects; required, tsx's hook compiles it.
-createRequire(import.meta.url)('@tensorflow/tfjs-core/dist/register_all_gradients');
+// tfjs's op gradients (tf.grads of the naive composition), as @tensorflow/tfjs users have them: the union package
+// registers them on the global engine (tfjs-core's register_all_gradients imports directories, which node's ESM
+// loader rejects, so it cannot be imported here under tsx).
+import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import {mkdirSync, writeFileSync} from 'node:fs';
 import * as lib from '../../../src/index.js';

@@ -14,9 +14,10 @@
  * Correctness is checked on the device too: against the naive result where it exists, and on sampled rows against a
  * float64 reference where it doesn't (16k and 128k causal).
  */
-import {createRequire} from 'node:module';
-// register_all_gradients imports directories, which node's ESM loader rejects; required, tsx's hook compiles it.
-createRequire(import.meta.url)('@tensorflow/tfjs-core/dist/register_all_gradients');
+// tfjs's op gradients (tf.grads of the naive composition), as @tensorflow/tfjs users have them: the union package
+// registers them on the global engine (tfjs-core's register_all_gradients imports directories, which node's ESM
+// loader rejects, so it cannot be imported here under tsx).
+import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import {mkdirSync, writeFileSync} from 'node:fs';
 import os from 'node:os';
