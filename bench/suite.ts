@@ -11,7 +11,8 @@
  *
  * Besides this sweep (section `sweep`, the default), `--section NAME` runs one of the focused measurements in
  * bench/suite/sections/ with its own flags (listed by --help): `webgpu-kernel` (kernel tuning, long sequences, GPU
- * timestamps), `webgpu-backward` (the backward kernel alone, its tilings), `webgl` (paired runs in Chromium, the MRT
+ * timestamps), `webgpu-backward` (the backward kernel alone, its tilings), `webgpu-options` (what masks, bias, ALiBi,
+ * packed documents and dropout cost), `webgl` (paired runs in Chromium, the MRT
  * probe), `cpu-paired` (alternating cpu runs). Where there is no npx (the lent GPU machines):
  *   node node_modules/tsx/dist/cli.mjs bench/suite.ts --section webgpu-kernel --out $OUT
  */
@@ -73,7 +74,7 @@ export function defaultOptions(quick: boolean): SuiteOptions {
 }
 
 /** The focused measurements, each a module with `main(argv)` (loaded on demand: each sets up its own world). */
-export const SECTIONS: Record<string, {load: () => Promise<{main: (argv: string[]) => Promise<void>}>, help: string}> = {
+export const SECTIONS: Record<string, {load: () => Promise<{main: (argv: string[]) => Promise<unknown>}>, help: string}> = {
   'webgpu-kernel': {
     load: () => import('./suite/sections/webgpu_kernel.js'),
     help: `forward kernels vs naive on WebGPU in node (B1 H16 fp32, seq 512 … 131072), fwd+bwd, sliding, sparse
@@ -84,6 +85,12 @@ export const SECTIONS: Record<string, {load: () => Promise<{main: (argv: string[
     load: () => import('./suite/sections/webgpu_backward.js'),
     help: `WebGPU forward, backward kernel alone (runKernel) and fwd+bwd (tf.grads), B1 H16 fp32; the backward
       under other tile configurations; run-to-run bit-identity          --quick  --out DIR`,
+  },
+  'webgpu-options': {
+    load: () => import('./suite/sections/webgpu_options.js'),
+    help: `what masks, padding, bias, ALiBi, packed documents (segmentIds) and dropout cost vs causal / dense / naive,
+      fwd and fwd+bwd, ratios against the issue-16/17 targets (B1 H16 D64 S4096 fp32)
+      --quick  --seq N  --heads N  --dim N  --batch N  --backend webgpu|cpu  --out DIR`,
   },
   'webgl': {
     load: () => import('./suite/sections/webgl.js'),
