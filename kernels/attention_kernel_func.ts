@@ -7,7 +7,7 @@
  * option and the backend) a plan that uses an option the backend does not declare in `supported`: an option is
  * either executed exactly or rejected, never ignored.
  */
-import type {KernelBackend, KernelFunc, TensorInfo} from '@tensorflow/tfjs-core';
+import {getBackend, type KernelBackend, type KernelFunc, type TensorInfo} from '@tensorflow/tfjs-core';
 import {
   ATTENTION_GRAD_INPUT_NAMES, ATTENTION_INPUT_NAMES, AttentionGradInputNames, AttentionInputNames, planOf,
 } from '../src/kernel_names.js';
@@ -30,7 +30,7 @@ function kernelFuncOf<Backend extends KernelBackend, Inputs>(
     }
     const missing = planFeatures(plan).filter((f) => !supported.includes(f));
     if (missing.length > 0) {
-      const name = (backend as unknown as {constructor: {name: string}}).constructor.name;
+      const name = getBackend();
       throw new Error(`attention (${plan.kind}): option${missing.length > 1 ? 's' : ''} ${
           missing.map((m) => `'${m}'`).join(', ')} ${missing.length > 1 ? 'are' : 'is'} not supported by the ${
           name} kernels of this version`);

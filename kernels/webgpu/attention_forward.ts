@@ -11,6 +11,7 @@ import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
 import {AttentionPlan} from '../../src/plan/plan.js';
 import {unevenWork} from '../../src/plan/schedule.js';
 import type {AttentionInputs} from '../attention_kernel_func.js';
+import {runDecodeForward, useDecodePath} from './attention_decode.js';
 import {AttentionForwardProgram, FORWARD_UNIFORMS} from './flash_attention_webgpu.js';
 import {chooseForwardConfig, ForwardTileConfig} from './forward_tiles.js';
 import {Binding, bindElements, createOutput, getLimits, runProgram} from './program_runner.js';
@@ -78,12 +79,13 @@ export function planForwardChunks(
 }
 
 /** Runs the forward kernel for `plan`: returns [output [B,Sq,H,D], lse [B,H,Sq]] (engine takes ownership). */
-export function runAttentionForward(
-    backend: WebGPUBackend, plan: AttentionPlan, {q, k, v, keyLengths}: AttentionInputs): TensorInfo[] {
+export function runAttentionForward(backend: WebGPUBackend, plan: AttentionPlan, inputs: AttentionInputs): TensorInfo[] {
+  const {q, k, v, keyLengths} = inputs;
   const {batch, seqQ, seqK, heads, kvHeads, headDim} = plan;
   // Everything that can throw (limits, tile choice) runs before the outputs exist, so a rejection leaks nothing.
   const empty = batch * seqQ * heads * headDim === 0;
   if (!empty && seqK === 0) throw new Error('attention: seqK must be at least 1');
+  if (!empty && useDecodePath(plan)) return runDecodeForward(backend, plan, inputs);
   const config = empty ? null : chooseForwardConfig(backend, headDim, plan.layout?.blockSize);
   const limits = getLimits(backend);
   const chunks = config == null ? [] : planForwardChunks(plan, config.blockQ, limits);

@@ -1,0 +1,150 @@
+/**
+ * The webgpu decode path (issue 18): for a few query rows (seqQ ≤ 16) against many keys, the tiled forward kernel
+ * runs one workgroup per (query tile, head, batch) — a handful of workgroups streaming the whole cache, with every
+ * query head of a GQA group re-reading its kv head's K and V. This path splits the key range across workgroups
+ * (flash-decoding), processes all query heads of a kv head together (K/V read once per kv head and split) and merges
+ * the splits in a fixed order (deterministic). Programs: decode_attention_webgpu.ts.
+ *
+ * It executes the plans whose options it knows (causal / window / keyLengths / queryOffsets / softcap / ALiBi, no
+ * layout, mask, bias, segments or dropout); runAttentionForward takes the tiled path for every other plan.
+ */
+import type {TensorInfo} from '@tensorflow/tfjs-core';
+import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
+import {AttentionPlan} from '../../src/plan/plan.js';
+import type {AttentionInputs} from '../attention_kernel_func.js';
+import {
+  DECODE_COMBINE_UNIFORMS, DECODE_COMBINE_WORKGROUP, DECODE_SPLIT_UNIFORMS, DecodeCombineProgram, DecodeConfig,
+  DecodeSplitProgram, decodeWorkgroupBytes,
+} from './decode_attention_webgpu.js';
+import {createOutput, getLimits, runProgram} from './program_runner.js';
+
+/** Longest query block the decode path takes (issue 18: 1…16 rows). */
+export const DECODE_MAX_QUERIES = 16;
+/** Below this many keys the tiled kernel has enough parallelism already. */
+export const DECODE_MIN_KEYS = 256;
+/** Workgroups the splits aim for: enough to fill a large GPU (132 SMs on an H100/H200, a few per SM) several times. */
+const TARGET_WORKGROUPS = 1024;
+
+let pathOverride: 'always' | 'never' | null = null;
+let runs = 0;
+
+/** How many forwards took the decode path so far (tests check that a case really ran it). */
+export function decodeRunsForTests(): number {
+  return runs;
+}
+
+/** Test hook: force the decode path on (where the plan allows it) or off; null restores the size rule. */
+export function setDecodePathForTests(mode: 'always' | 'never' | null): void {
+  pathOverride = mode;
+}
+
+/** Whether the decode path can execute this plan exactly (its options) at all. */
+export function decodeSupports(plan: AttentionPlan): boolean {
+  return plan.layout == null && plan.mask == null && plan.bias == null && !plan.hasSegments &&
+      plan.dropout == null && plan.headDim % 4 === 0 && plan.seqQ > 0 && plan.seqK > 0 && plan.batch > 0;
+}
+
+/** Whether runAttentionForward should take the decode path for this plan. */
+export function useDecodePath(plan: AttentionPlan): boolean {
+  if (pathOverride === 'never' || !decodeSupports(plan)) return false;
+  if (pathOverride === 'always') return true;
+  return plan.seqQ <= DECODE_MAX_QUERIES && plan.seqK >= DECODE_MIN_KEYS;
+}
+
+/** Rows per workgroup and threads per block that fit the device's workgroup memory. */
+export function chooseDecodeShape(
+    plan: AttentionPlan, limits: {maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number}):
+    {rows: number; block: number} {
+  const rowsNeeded = plan.seqQ * plan.groupSize;
+  for (const block of [256, 128, 64]) {
+    if (block > limits.maxComputeInvocationsPerWorkgroup) continue;
+    for (const rows of [16, 8, 4, 2, 1]) {
+      if (rows > 1 && rows / 2 >= rowsNeeded) continue;  // no bigger than needed
+      if (decodeWorkgroupBytes({headDim: plan.headDim, rows, block}) <= limits.maxComputeWorkgroupStorageSize) {
+        return {rows, block};
+      }
+    }
+  }
+  throw new Error(`attention decode: headDim ${plan.headDim} does not fit this device's workgroup memory`);
+}
+
+/** Number of key splits and keys per split (a multiple of the block) for this plan and workgroup shape. */
+export function chooseSplits(plan: AttentionPlan, rows: number, block: number): {splits: number; splitLength: number} {
+  const rowGroups = Math.ceil(plan.seqQ * plan.groupSize / rows);
+  const base = plan.batch * plan.kvHeads * rowGroups;
+  const blocks = Math.ceil(plan.seqK / block);
+  const splits = Math.max(1, Math.min(blocks, Math.ceil(TARGET_WORKGROUPS / base), 65535));
+  const splitLength = Math.ceil(blocks / splits) * block;
+  return {splits: Math.ceil(plan.seqK / splitLength), splitLength};
+}
+
+const programs = new Map<string, DecodeSplitProgram | DecodeCombineProgram>();
+
+function cached<P extends DecodeSplitProgram | DecodeCombineProgram>(key: string, make: () => P): P {
+  let p = programs.get(key);
+  if (p == null) programs.set(key, p = make());
+  return p as P;
+}
+
+/** The decode forward: returns [output [B,Sq,H,D], lse [B,H,Sq]]. */
+export function runDecodeForward(backend: WebGPUBackend, plan: AttentionPlan, inputs: AttentionInputs): TensorInfo[] {
+  const {batch, seqQ, heads, kvHeads, headDim, groupSize} = plan;
+  const limits = getLimits(backend);
+  const {rows, block} = chooseDecodeShape(plan, limits);
+  runs++;
+  const {splits, splitLength} = chooseSplits(plan, rows, block);
+  const rowsTotal = seqQ * groupSize;
+  const rowGroups = Math.ceil(rowsTotal / rows);
+  if (rowGroups * kvHeads > limits.maxComputeWorkgroupsPerDimension || batch > limits.maxComputeWorkgroupsPerDimension) {
+    throw new Error(`attention decode: ${rowGroups * kvHeads} row groups × kv heads exceed the dispatch limit`);
+  }
+  const partialRows = batch * kvHeads * rowsTotal * splits;
+  if (partialRows * headDim * 4 > limits.maxStorageBufferBindingSize) {
+    throw new Error('attention decode: partial outputs exceed maxStorageBufferBindingSize');
+  }
+  const config: DecodeConfig = {
+    headDim, rows, block, softcap: plan.softcap > 0, hasKeyLengths: plan.hasKeyLengths,
+    hasQueryOffsets: plan.hasQueryOffsets, alibi: plan.alibi != null,
+  };
+  const split = cached(`split:${JSON.stringify(config)}`, () => new DecodeSplitProgram(config));
+  const combine = cached(`combine:${headDim}`, () => new DecodeCombineProgram(headDim));
+
+  const partialOut = createOutput(backend, [partialRows, headDim]);
+  const partialStats = createOutput(backend, [partialRows, 2]);
+  const splitValues: Record<string, number> = {
+    seqQ, seqK: plan.seqK, heads, kvHeads, groupSize, scale: plan.scale, softcap: plan.softcap,
+    windowLeft: plan.windowLeft, windowRight: plan.windowRight, diagonalOffset: plan.diagonalOffset,
+    offsetMin: plan.offsetMin, offsetMax: plan.offsetMax, alibiBatchStride: plan.alibi?.batchStride ?? 0,
+    splits, splitLength, rowGroups, negInf: -Infinity,
+  };
+  // Inputs the plan does not use are never read (the program is specialised); bind q there, which is on the GPU
+  // already: the op's per-call keyLengths tensor would need an upload that ends the compute pass (see
+  // attention_forward.ts).
+  const used = (flag: boolean, t: TensorInfo) => flag ? t : inputs.q;
+  runProgram(backend, split, {
+    outputs: [partialOut, partialStats],
+    inputs: [
+      inputs.q, inputs.k, inputs.v, used(plan.hasKeyLengths, inputs.keyLengths),
+      used(plan.hasQueryOffsets, inputs.queryOffsets), used(plan.alibi != null, inputs.alibiSlopes),
+    ],
+    uniforms: DECODE_SPLIT_UNIFORMS.map(([name]) => splitValues[name]),
+    dispatch: [splits, rowGroups * kvHeads, batch],
+  });
+
+  const output = createOutput(backend, [batch, seqQ, heads, headDim]);
+  const lse = createOutput(backend, [batch, heads, seqQ]);
+  const total = batch * kvHeads * rowsTotal * (headDim / 4);
+  const workgroups = Math.ceil(total / DECODE_COMBINE_WORKGROUP);
+  const dispatchX = Math.min(workgroups, limits.maxComputeWorkgroupsPerDimension);
+  const combineValues: Record<string, number> = {
+    seqQ, heads, kvHeads, groupSize, splits, total, dispatchX, negInf: -Infinity,
+  };
+  runProgram(backend, combine, {
+    outputs: [output, lse], inputs: [partialOut, partialStats],
+    uniforms: DECODE_COMBINE_UNIFORMS.map(([name]) => combineValues[name]),
+    dispatch: [dispatchX, Math.ceil(workgroups / dispatchX), 1],
+  });
+  backend.disposeData(partialOut.dataId);
+  backend.disposeData(partialStats.dataId);
+  return [output, lse];
+}

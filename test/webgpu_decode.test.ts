@@ -1,0 +1,74 @@
+/**
+ * The webgpu split-K decode path (kernels/webgpu/attention_decode.ts) against the float64 reference: decode-shaped
+ * cases (1…16 query rows, GQA groups, causal / window / keyLengths / softcap), forced onto the decode path, forward
+ * and (through the tiled backward) gradients, at the shared webgpu tolerances; plus the split choice.
+ */
+import {expect} from 'chai';
+import '@tensorflow/tfjs-core/dist/register_all_gradients';
+import * as tf from '@tensorflow/tfjs-core';
+import * as lib from '../src/index.js';
+import '../kernels/webgpu/register_all_webgpu_kernels.js';
+import {
+  chooseSplits, decodeRunsForTests, setDecodePathForTests, useDecodePath,
+} from '../kernels/webgpu/attention_decode.js';
+import {makePlan} from '../src/plan/plan.js';
+import type {AttentionCase} from './cases.js';
+import {checkCase} from './check_case.js';
+import {assertCaseResult, caseSeed} from './shared_runner.js';
+import {setupWebGPU, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
+
+const DECODE_CASES: AttentionCase[] = [
+  {name: 'decode S1 K300 causal H4/1 D64', op: 'flash', batch: 1, seqQ: 1, seqK: 300, heads: 4, kvHeads: 1,
+   headDim: 64, causal: true},
+  {name: 'decode S7 K777 causal GQA 8/2 D128 keyLengths', op: 'flash', batch: 2, seqQ: 7, seqK: 777, heads: 8,
+   kvHeads: 2, headDim: 128, causal: true, keyLengths: [500, 777], lseGrad: true},
+  {name: 'decode S16 K1030 dense D32 softcap', op: 'flash', batch: 1, seqQ: 16, seqK: 1030, heads: 2, kvHeads: 2,
+   headDim: 32, softcap: 3},
+  {name: 'decode S2 K600 sliding [40, 0] D16 keyLengths tensor (one empty batch)', op: 'sliding', batch: 3, seqQ: 2,
+   seqK: 600, heads: 6, kvHeads: 3, headDim: 16, windowSize: [40, 0], keyLengths: [0, 333, 600],
+   keyLengthsTensor: true},
+  {name: 'decode S1 K257 D40 (4-aligned, odd tiles)', op: 'flash', batch: 1, seqQ: 1, seqK: 257, heads: 1, kvHeads: 1,
+   headDim: 40},
+];
+
+let env: WebGPUEnv | null = null;
+
+describe('webgpu decode path (split-K)', function() {
+  this.timeout(600000);
+  before(async function() {
+    env = await setupWebGPU();
+    if (env == null) this.skip();
+    setDecodePathForTests('always');
+  });
+  after(() => setDecodePathForTests(null));
+
+  DECODE_CASES.forEach((c, index) => {
+    it(c.name, async () => {
+      await tf.setBackend('webgpu');
+      const before = decodeRunsForTests();
+      const r = await withGPUErrorCheck(env!.device, () => checkCase(tf, lib, c, caseSeed(900 + index)));
+      expect(decodeRunsForTests(), 'the decode path ran').to.be.above(before);
+      assertCaseResult(r, {forward: 1e-5, gradients: 2e-4});
+    });
+  });
+
+  it('chooses decode for few query rows over many keys, and enough splits to fill the GPU', () => {
+    setDecodePathForTests(null);
+    try {
+      const plan = (seqQ: number, seqK: number) => makePlan({
+        kind: 'flash', batch: 1, seqQ, seqK, heads: 32, kvHeads: 8, headDim: 128, scale: 1, softcap: 0,
+        windowLeft: -1, windowRight: 0, layout: null, hasKeyLengths: false,
+      });
+      expect(useDecodePath(plan(1, 32768))).to.equal(true);
+      expect(useDecodePath(plan(16, 4096))).to.equal(true);
+      expect(useDecodePath(plan(17, 4096))).to.equal(false);
+      expect(useDecodePath(plan(1, 128))).to.equal(false);
+      const {splits, splitLength} = chooseSplits(plan(1, 32768), 4, 256);
+      expect(splits * 8).to.be.at.least(512);
+      expect(splitLength % 256).to.equal(0);
+      expect(splits * splitLength).to.be.at.least(32768);
+    } finally {
+      setDecodePathForTests('always');
+    }
+  });
+});
