@@ -1,5 +1,5 @@
 /**
- * The benchmark suite: this library's attention ops vs tfjs's naive composition (bench/naive_attention.ts), on every
+ * The benchmark suite: this library's attention ops vs tfjs's naive composition (src/layers/naive_attention.ts), on every
  * backend this machine has, forward and forward+backward, over a sequence-length sweep.
  *
  *   npx tsx bench/suite.ts                 # full sweep on cpu, wasm, webgpu (Dawn), Chromium webgl + webgpu
@@ -8,6 +8,13 @@
  *   npx tsx bench/suite.ts --help
  *
  * Writes results.json and results.md under bench/results/<date>-<machine>/ (bench/plot.ts draws the charts).
+ *
+ * Besides this sweep (section `sweep`, the default), `--section NAME` runs one of the focused measurements in
+ * bench/suite/sections/ with its own flags (listed by --help): `webgpu-kernel` (kernel tuning, long sequences, GPU
+ * timestamps), `webgpu-backward` (the backward kernel alone, its tilings), `webgpu-options` (what masks, bias, ALiBi,
+ * packed documents and dropout cost), `webgl` (paired runs in Chromium, the MRT
+ * probe), `cpu-paired` (alternating cpu runs). Where there is no npx (the lent GPU machines):
+ *   node node_modules/tsx/dist/cli.mjs bench/suite.ts --section webgpu-kernel --out $OUT
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -66,7 +73,40 @@ export function defaultOptions(quick: boolean): SuiteOptions {
   };
 }
 
-const HELP = `Usage: npx tsx bench/suite.ts [options]
+/** The focused measurements, each a module with `main(argv)` (loaded on demand: each sets up its own world). */
+export const SECTIONS: Record<string, {load: () => Promise<{main: (argv: string[]) => Promise<unknown>}>, help: string}> = {
+  'webgpu-kernel': {
+    load: () => import('./suite/sections/webgpu_kernel.js'),
+    help: `forward kernels vs naive on WebGPU in node (B1 H16 fp32, seq 512 … 131072), fwd+bwd, sliding, sparse
+      --quick  --sections LIST of tune, kernel (GPU timestamps), dense, dense128, bwd, sliding, sparse
+                (default tune,dense,dense128,bwd,sliding,sparse)  --configs64 JSON  --configs128 JSON  --out DIR`,
+  },
+  'webgpu-backward': {
+    load: () => import('./suite/sections/webgpu_backward.js'),
+    help: `WebGPU forward, backward kernel alone (runKernel) and fwd+bwd (tf.grads), B1 H16 fp32; the backward
+      under other tile configurations; run-to-run bit-identity          --quick  --out DIR`,
+  },
+  'webgpu-options': {
+    load: () => import('./suite/sections/webgpu_options.js'),
+    help: `what masks, padding, bias, ALiBi, packed documents (segmentIds) and dropout cost vs causal / dense / naive,
+      fwd and fwd+bwd, ratios against the issue-16/17 targets (B1 H16 D64 S4096 fp32)
+      --quick  --seq N  --heads N  --dim N  --batch N  --backend webgpu|cpu  --out DIR`,
+  },
+  'webgl': {
+    load: () => import('./suite/sections/webgl.js'),
+    help: `our webgl kernels vs naive in headless Chromium (B1, dense/causal/window/sparse, fwd and fwd+bwd)
+      --seqs LIST  --masks LIST  --modes forward,forward+backward  --heads N  --dim N  --reps N
+      --paired 1 (alternate ours/naive runs, GPU-process cpu time)  --angle swiftshader|gl-egl  --name SUFFIX
+      --probe mrt (the multiple-render-target probe instead)  --timeout MS  --out DIR`,
+  },
+  'cpu-paired': {
+    load: () => import('./suite/sections/cpu_paired.js'),
+    help: `cpu kernels vs naive on the cpu backend (B1 H4 D64), alternating runs, wall and cpu time
+      --seqs LIST (default 256,1024,2048)  --iters N  --out FILE.md`,
+  },
+};
+
+const HELP = `Usage: npx tsx bench/suite.ts [--section sweep] [options]     the sweep: every backend, ours vs naive
   --quick                 tiny sweep on cpu + wasm (< 1 minute on 2 cores)
   --backends LIST         of ${[...NODE_BACKENDS, ...BROWSER_BACKENDS].join(', ')} (default: all)
   --ops LIST              of ${ALL_OPS.join(', ')}
@@ -80,7 +120,22 @@ const HELP = `Usage: npx tsx bench/suite.ts [options]
   --budget-ms N  --min-samples N  --max-samples N  --warmup N    timing
   --cap-ms N              stop growing a series once one call takes longer than this
   --isolate               one process per case and implementation (exact peak RSS each; no ours-vs-naive check)
-  --out DIR  --machine NAME  --quiet`;
+  --out DIR  --machine NAME  --quiet
+
+       npx tsx bench/suite.ts --section NAME [section options]
+${Object.entries(SECTIONS).map(([name, s]) => `  ${name.padEnd(16)} ${s.help}`).join('\n')}`;
+
+/** Splits `--section NAME` off argv: [section, the rest]; section 'sweep' when absent. */
+export function splitSection(argv: string[]): [string, string[]] {
+  const i = argv.findIndex((a) => a === '--section' || a.startsWith('--section='));
+  if (i < 0) return ['sweep', argv];
+  const name = argv[i].includes('=') ? argv[i].split('=')[1] : argv[i + 1];
+  const rest = [...argv.slice(0, i), ...argv.slice(i + (argv[i].includes('=') ? 1 : 2))];
+  if (name !== 'sweep' && !(name in SECTIONS)) {
+    throw new Error(`--section: unknown section "${name}" (sweep, ${Object.keys(SECTIONS).join(', ')})`);
+  }
+  return [name, rest];
+}
 
 const list = (s: string) => s.split(',').map((x) => x.trim()).filter((x) => x);
 const nums = (s: string) => list(s).map(Number);
@@ -297,7 +352,16 @@ function summarize(backend: string, c: BenchCase, rows: ResultRow[]): string {
 const isMain = process.argv[1] != null && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
 if (isMain) {
   (async () => {
-    const o = parseOptions(process.argv.slice(2));
+    const [section, argv] = splitSection(process.argv.slice(2));
+    if (section !== 'sweep') {
+      if (argv.includes('--help')) {
+        console.log(`npx tsx bench/suite.ts --section ${section}\n  ${SECTIONS[section].help}`);
+        return;
+      }
+      await (await SECTIONS[section].load()).main(argv);
+      process.exit(0);  // WebGPU (Dawn) keeps node alive after the work is done
+    }
+    const o = parseOptions(argv);
     if (o == null) return;
     const {results} = await runSuite(o);
     const errors = results.rows.filter((r) => r.error).length;

@@ -4,7 +4,7 @@
  */
 import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
-import {additiveMask, naiveAttention} from '../bench/naive_attention.js';
+import {additiveMask, naiveAttentionWithBias as naiveAttention} from '../src/layers/naive_attention.js';
 import {flashAttention, makePlan, patterns, slidingWindowAttention, sparseAttention} from '../src/index.js';
 import type {BlockLayout} from '../src/index.js';
 

@@ -19,7 +19,7 @@ function sources(dir) {
 }
 const entryPoints = [...sources('src'), ...sources('kernels')].map((f) => join(root, f));
 
-const common = {entryPoints, outbase: root, bundle: false, sourcemap: true, target: 'es2020', logLevel: 'warning'};
+const common = {entryPoints, outbase: root, bundle: false, sourcemap: false, target: 'es2020', logLevel: 'warning'};
 await esbuild.build({...common, outdir: join(dist, 'esm'), format: 'esm'});
 await esbuild.build({...common, outdir: join(dist, 'cjs'), format: 'cjs'});
 writeFileSync(join(dist, 'esm', 'package.json'), '{"type": "module"}\n');
@@ -33,7 +33,7 @@ const tfGlobal = {
     build.onLoad({filter: /.*/, namespace: 'tf-global'}, () => ({contents: 'module.exports = globalThis.tf;', loader: 'js'}));
   },
 };
-const browser = {entryPoints: [join(root, 'src/index.ts')], bundle: true, sourcemap: true, target: 'es2020',
+const browser = {entryPoints: [join(root, 'src/index.ts')], bundle: true, sourcemap: false, target: 'es2020',
                  logLevel: 'warning'};
 await esbuild.build({...browser, outfile: join(dist, 'browser/tfjs-efficient-attention.js'), format: 'iife',
                      globalName: 'tfEfficientAttention', plugins: [tfGlobal]});

@@ -77,3 +77,31 @@ describe('bench suite --quick', function() {
     for (const f of charts) expect(fs.readFileSync(f, 'utf8')).to.match(/^<svg[\s\S]*<\/svg>\s*$/);
   });
 });
+
+describe('bench suite --section webgpu-options --quick --backend cpu', function() {
+  this.timeout(300_000);  // ~10 s on 2 idle cores
+
+  it('times every row or reports why not, and writes the ratios', async () => {
+    const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-options-'));
+    const tf = await import('@tensorflow/tfjs-core');
+    const backendBefore = tf.getBackend();
+    try {
+      const {main} = await import('../bench/suite/sections/webgpu_options.js');
+      const ratios = await main(['--quick', '--backend', 'cpu', '--out', outDir]);
+      const written = JSON.parse(fs.readFileSync(path.join(outDir, fs.readdirSync(outDir).find((f) =>
+          f.endsWith('.json'))!), 'utf8')) as {rows: Array<{name: string, impl: string, ms: number | null, error?: string}>};
+      expect(written.rows.length).to.equal(22);
+      for (const r of written.rows) {
+        expect(r.ms != null || (r.error ?? '').length > 0, `${r.name} ${r.impl}`).to.equal(true);
+        if (r.ms != null) expect(r.ms, `${r.name} ${r.impl}`).to.be.greaterThan(0);
+        // naive is plain tfjs: it always runs
+        if (r.impl === 'naive') expect(r.error, r.name).to.equal(undefined);
+      }
+      expect(ratios.length).to.equal(16);
+      expect(ratios.filter((r) => r.ratio != null).length).to.be.greaterThan(0);
+    } finally {
+      fs.rmSync(outDir, {recursive: true, force: true});
+      if (backendBefore) await tf.setBackend(backendBefore);
+    }
+  });
+});

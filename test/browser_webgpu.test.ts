@@ -10,9 +10,9 @@
  */
 import {expect} from 'chai';
 import {runSharedCasesInBrowser} from './browser/attention_page.js';
-import {Tolerances} from './shared_runner.js';
+import {TOLERANCES} from './tolerances.js';
 
-const TOLERANCE: Tolerances = {forward: 1e-5, gradients: 2e-4};
+const TOLERANCE = TOLERANCES['webgpu-chromium'];
 // Few head sizes: each new one compiles new pipelines, which takes SwiftShader a minute or two.
 const SUBSET = new Set(['flash tiny S7 D16', 'flash keyLengths [77, 0, 30] (empty batch)',
                         'flash lse output with lse gradient', 'sliding seqQ7 seqK300 [20, 3]',

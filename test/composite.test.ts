@@ -3,20 +3,16 @@
  * but no attention kernel: proves the automatic fallback (ensureAttentionKernels registers them on first use), runs
  * the shared table, checks inputs and memory, and that no tensor of seqQ × seqK elements is ever created.
  */
+import './setup_node.js';
 import {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import {expect} from 'chai';
-import {createRequire} from 'module';
 import {compositeTiling} from '../kernels/composite/attention_composite_util.js';
 import {compositeKernelConfigs} from '../kernels/composite/register_all_composite_kernels.js';
 import * as lib from '../src/index.js';
 import {checkCase, randomArray} from './check_case.js';
-import {describeSharedCases} from './shared_runner.js';
+import {describeBackendCases} from './shared_runner.js';
 
-// Gradients of the core ops (tf.sum, tf.mul in check_case): tfjs-core's node entry registers none, and its ESM
-// register_all_gradients imports directories, which node's ESM loader rejects; required, tsx's hook compiles it. The
-// registry is global, so it serves the tfjs-core instance the library uses.
-createRequire(import.meta.url)('@tensorflow/tfjs-core/dist/register_all_gradients');
 
 const BACKEND = 'cpu-composite';
 // Lowest priority: never picked as the default backend, only by setBackend.
@@ -135,8 +131,8 @@ describe('composite kernels on a backend without attention kernels', () => {
   }
 });
 
-// fp32 against the float64 reference: 1e-5 relative for outputs and gradients (measured: under 5e-7 on every case).
-describeSharedCases('cpu-composite', {forward: 1e-5, gradients: 1e-5}, async (c, seed) => {
+// Tolerance: test/tolerances.ts ('cpu-composite'; measured under 5e-7 on every case).
+describeBackendCases('cpu-composite', async (c, seed) => {
   await tf.setBackend(BACKEND);
   return checkCase(tf, lib, c, seed);
 });

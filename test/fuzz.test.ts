@@ -11,6 +11,7 @@ import {caseFailures, formatFailure, QUICK_FUZZ, roundingFloor, runFuzz} from '.
 import type {AttentionCase} from './cases.js';
 import type {CaseResult} from './check_case.js';
 import {selectedBackends} from './reliability_backends.js';
+import {FUZZ_TOLERANCES} from './tolerances.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20240601);
 const RUNS = Number(process.env.FUZZ_RUNS ?? 40);
@@ -35,7 +36,7 @@ describe('fuzz tolerance: the fp32 rounding floor', () => {
   const c: AttentionCase =
       {name: 'one cancelling score', op: 'flash', batch: 1, seqQ: 57, seqK: 1, heads: 1, kvHeads: 1, headDim: 2,
        scale: -0.42, causal: true};
-  const tolerance = {forward: 1e-5, gradients: 1e-4};
+  const tolerance = FUZZ_TOLERANCES.wasm;
   const result = (errors: Partial<CaseResult['errors']>): CaseResult => ({
     name: c.name, seed: 1047126794, problems: [], leakedTensors: 0,
     errors: {output: 0, lse: 0, dq: 0, dk: 0, dv: 0, dBias: 0, ...errors},

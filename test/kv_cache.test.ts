@@ -3,15 +3,14 @@
  * dedicated UpdateKVCache kernel) and on a cpu-based backend without one (the composite kernel, registered on first
  * use as the attention kernels are).
  */
+import './setup_node.js';
 import {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import {expect} from 'chai';
-import {createRequire} from 'node:module';
 import {updateKVCacheConfig as compositeConfig} from '../kernels/composite/UpdateKVCache.js';
 import * as lib from '../src/index.js';
 import {GENERATION_CHECKS} from './generation_checks.js';
 
-createRequire(import.meta.url)('@tensorflow/tfjs-core/dist/register_all_gradients');
 
 const COMPOSITE = 'cpu-kv-composite';
 tf.registerBackend(COMPOSITE, () => new MathBackendCPU(), -1);

@@ -6,15 +6,14 @@
  *   - the same seed gives bit-identical outputs and gradients run after run; another seed another mask;
  *   - forward + gradients (q, k, v and bias) with every option leave no tensor behind.
  */
+import './setup_node.js';
 import {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import {expect} from 'chai';
-import {createRequire} from 'module';
 import * as lib from '../src/index.js';
 import {dropoutKeep, makeDropoutPlan} from '../src/plan/philox.js';
 import {randomArray} from './check_case.js';
 
-createRequire(import.meta.url)('@tensorflow/tfjs-core/dist/register_all_gradients');
 
 const COMPOSITE = 'cpu-composite-options';
 tf.registerBackend(COMPOSITE, () => new MathBackendCPU(), -1);

@@ -3,15 +3,11 @@
  * A backend joins by adding a row here (its set-up and fuzz tolerance); the tests loop over the rows.
  * RELIABILITY_BACKENDS=cpu,wasm (comma list) picks rows; the default is every row marked `default`.
  */
+import './setup_node.js';
 import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
-import {createRequire} from 'node:module';
 import {FUZZ_TOLERANCES, FuzzTolerance} from './fuzz.js';
 
-// Gradients of the core ops (sum, mul, where) that check_case's loss uses: tfjs-core alone does not register them.
-// Required, not imported: the file's ESM build imports directories, which node's ESM loader rejects (tsx's require
-// hook compiles it); the registry is global, so it serves the tfjs-core instance the library uses.
-createRequire(import.meta.url)('@tensorflow/tfjs-core/dist/register_all_gradients');
 
 export interface ReliabilityBackend {
   /** Row name, also the FUZZ_TOLERANCES key. */

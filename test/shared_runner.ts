@@ -5,6 +5,7 @@
 import {expect} from 'chai';
 import {AttentionCase, CASES} from './cases.js';
 import type {CaseResult} from './check_case.js';
+import {BackendName, Tolerances, TOLERANCES} from './tolerances.js';
 
 export const BASE_SEED = Number(process.env.TEST_SEED ?? Math.floor(Math.random() * 1e9));
 let printed = false;
@@ -17,12 +18,7 @@ export function caseSeed(index: number): number {
   return BASE_SEED + 1000 * index;
 }
 
-export interface Tolerances {
-  /** Max relative error (see CaseResult.errors) for output and lse. */
-  forward: number;
-  /** Max relative error for dq, dk, dv and dBias. */
-  gradients: number;
-}
+export type {Tolerances} from './tolerances.js';
 
 export function assertCaseResult(r: CaseResult, tol: Tolerances): void {
   const context = `${r.name} (seed ${r.seed}): errors ${JSON.stringify(r.errors)}`;
@@ -46,4 +42,14 @@ export function describeSharedCases(
       it(c.name, async () => assertCaseResult(await run(c, caseSeed(index)), tol));
     });
   });
+}
+
+/**
+ * tfjs's describeWithFlags for the shared table: the cases on one backend at that backend's row of the tolerance
+ * table (test/tolerances.ts). `title` tells runners of the same backend apart (e.g. 'webgl (Chromium)').
+ */
+export function describeBackendCases(
+    backend: BackendName, run: (c: AttentionCase, seed: number) => Promise<CaseResult>,
+    filter: (c: AttentionCase) => boolean = () => true, title: string = backend): void {
+  describeSharedCases(title, TOLERANCES[backend], run, filter);
 }

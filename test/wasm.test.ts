@@ -2,6 +2,7 @@
  * The shared table on the wasm backend, which has no dedicated attention kernels: the composite ones are registered
  * for it by name when the library is imported.
  */
+import './setup_node.js';
 import {setWasmPaths} from '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
 import {expect} from 'chai';
@@ -10,12 +11,9 @@ import path from 'path';
 import {compositeKernelConfigs} from '../kernels/composite/register_all_composite_kernels.js';
 import * as lib from '../src/index.js';
 import {checkCase} from './check_case.js';
-import {describeSharedCases} from './shared_runner.js';
+import {describeBackendCases} from './shared_runner.js';
 
-// Gradients of the core ops (tf.sum, tf.mul in check_case): tfjs-core's node entry registers none, and its ESM
-// register_all_gradients imports directories, which node's ESM loader rejects; required, tsx's hook compiles it.
 const require = createRequire(import.meta.url);
-require('@tensorflow/tfjs-core/dist/register_all_gradients');
 
 // In node the wasm module reads its .wasm binary with fs: a plain directory path (with trailing slash) works.
 const wasmPackage = require.resolve('@tensorflow/tfjs-backend-wasm/package.json');
@@ -31,8 +29,8 @@ describe('wasm backend', () => {
   });
 });
 
-// fp32 against the float64 reference: 1e-5 relative for outputs and gradients.
-describeSharedCases('wasm', {forward: 1e-5, gradients: 1e-5}, async (c, seed) => {
+// Tolerance: test/tolerances.ts ('wasm').
+describeBackendCases('wasm', async (c, seed) => {
   await tf.setBackend('wasm');
   return checkCase(tf, lib, c, seed);
 });

@@ -1,10 +1,10 @@
 /**
  * The webgpu split-K decode path (kernels/webgpu/attention_decode.ts) against the float64 reference: decode-shaped
  * cases (1…16 query rows, GQA groups, causal / window / keyLengths / softcap), forced onto the decode path, forward
- * and (through the tiled backward) gradients, at the shared webgpu tolerances; plus the split choice.
+ * and (through the tiled backward) gradients, at the webgpu row of test/tolerances.ts; plus the split choice.
  */
 import {expect} from 'chai';
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
+import './setup_node.js';
 import * as tf from '@tensorflow/tfjs-core';
 import * as lib from '../src/index.js';
 import '../kernels/webgpu/register_all_webgpu_kernels.js';
@@ -15,6 +15,7 @@ import {makePlan} from '../src/plan/plan.js';
 import type {AttentionCase} from './cases.js';
 import {checkCase} from './check_case.js';
 import {assertCaseResult, caseSeed} from './shared_runner.js';
+import {TOLERANCES} from './tolerances.js';
 import {setupWebGPU, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
 
 const DECODE_CASES: AttentionCase[] = [
@@ -48,7 +49,7 @@ describe('webgpu decode path (split-K)', function() {
       const before = decodeRunsForTests();
       const r = await withGPUErrorCheck(env!.device, () => checkCase(tf, lib, c, caseSeed(900 + index)));
       expect(decodeRunsForTests(), 'the decode path ran').to.be.above(before);
-      assertCaseResult(r, {forward: 1e-5, gradients: 2e-4});
+      assertCaseResult(r, TOLERANCES.webgpu);
     });
   });
 

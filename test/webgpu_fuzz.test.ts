@@ -12,7 +12,7 @@
 // Static imports only (not reliability_backends.ts's lazy webgpu row): under mocha a test file is loaded as CommonJS,
 // and a dynamic import() of webgpu_env.ts would make a second module instance, i.e. a second Dawn instance and
 // device, which crashes or deadlocks Dawn.
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
+import './setup_node.js';
 import * as tf from '@tensorflow/tfjs-core';
 import {expect} from 'chai';
 import * as lib from '../src/index.js';

@@ -4,9 +4,8 @@
  * bit-identical run to run, other tilings (forced) agree, batch splitting under a small binding limit, and no
  * WebGPU validation errors anywhere.
  */
+import './setup_node.js';
 import {expect} from 'chai';
-// Gradients of the core ops (sum, mul, where) that check_case's loss uses; tfjs-core alone does not register them.
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import * as tf from '@tensorflow/tfjs-core';
 import * as lib from '../src/index.js';
 import '../kernels/webgpu/register_all_webgpu_kernels.js';
@@ -15,10 +14,11 @@ import {chooseGradTiles, GradTiles} from '../kernels/webgpu/grad_tiles.js';
 import {setLimitsOverrideForTests} from '../kernels/webgpu/program_runner.js';
 import {CASES, AttentionCase} from './cases.js';
 import {checkCase, randomArray} from './check_case.js';
-import {assertCaseResult, caseSeed, describeSharedCases, Tolerances} from './shared_runner.js';
+import {assertCaseResult, caseSeed, describeBackendCases} from './shared_runner.js';
+import {TOLERANCES as TABLE} from './tolerances.js';
 import {setupWebGPU, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
 
-const TOLERANCES: Tolerances = {forward: 1e-5, gradients: 1e-5};
+const TOLERANCES = TABLE.webgpu;
 const QUICK = process.env.WEBGPU_GRAD_ALL == null;
 
 let env: WebGPUEnv | null = null;
@@ -42,7 +42,7 @@ describe('webgpu backward kernels', function() {
     await ready(this);
   });
 
-  describeSharedCases('webgpu grad', TOLERANCES, runCase, (c) => !QUICK || (c.tags ?? []).includes('quick'));
+  describeBackendCases('webgpu', runCase, (c) => !QUICK || (c.tags ?? []).includes('quick'), 'webgpu grad');
 
   it('the grad path runs only the attention programs (no BatchMatMul/Softmax)', async () => {
     const q = tf.randomNormal([1, 40, 2, 32]), k = tf.randomNormal([1, 40, 2, 32]), v = tf.randomNormal([1, 40, 2, 32]);

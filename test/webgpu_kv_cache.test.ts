@@ -2,7 +2,7 @@
  * updateKVCache (the dedicated webgpu kernel: vec4 and scalar variants), rotaryEmbedding and decoding with a KV cache
  * (test/generation_checks.ts) on webgpu in node (Dawn; lavapipe without a GPU), inside GPU error scopes.
  */
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
+import './setup_node.js';
 import * as tf from '@tensorflow/tfjs-core';
 import {expect} from 'chai';
 import * as lib from '../src/index.js';

@@ -4,7 +4,7 @@
  * compile no option code.
  */
 import {expect} from 'chai';
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
+import './setup_node.js';
 import * as tf from '@tensorflow/tfjs-core';
 import * as lib from '../src/index.js';
 import '../kernels/webgpu/register_all_webgpu_kernels.js';

@@ -13,7 +13,7 @@ import * as lib from '../../src/index.js';
 import '../../kernels/webgpu/register_all_webgpu_kernels.js';
 import {setDecodePathForTests} from '../../kernels/webgpu/attention_decode.js';
 import {setupWebGPU} from '../../test/webgpu_env.js';
-import {timeOnQueue} from '../webgpu_timing.js';
+import {timeOnQueue} from '../suite/webgpu_timing.js';
 
 const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');

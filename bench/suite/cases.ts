@@ -8,7 +8,7 @@ export type OpName = 'flash' | 'causal' | 'sliding' | 'sparse' | 'gqa';
 export const ALL_OPS: OpName[] = ['flash', 'causal', 'sliding', 'sparse', 'gqa'];
 
 export type Mode = 'forward' | 'backward';
-/** 'ours' = this library's op, 'naive' = bench/naive_attention.ts, 'ort' = ONNX Runtime Web's MultiHeadAttention. */
+/** 'ours' = this library's op, 'naive' = src/layers/naive_attention.ts, 'ort' = ONNX Runtime Web's MultiHeadAttention. */
 export type Impl = 'ours' | 'naive' | 'ort';
 
 export interface BenchCase {

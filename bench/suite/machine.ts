@@ -20,3 +20,8 @@ export function machineId(gpu?: string): string {
 export function dateStamp(d: Date): string {
   return d.toISOString().slice(0, 10);
 }
+
+/** Default output folder of a run: bench/results/<date>-<machine>[-<what>] (one folder per run). */
+export function runFolder(root: string, what: string | null, gpu?: string, date = new Date()): string {
+  return `${root}/bench/results/${dateStamp(date)}-${machineId(gpu)}${what ? `-${what}` : ''}`;
+}

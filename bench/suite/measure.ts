@@ -14,7 +14,7 @@
 // The environment must have loaded what @tensorflow/tfjs users have: tfjs's gradients (naive backward through
 // tf.grads) and the chained op methods (x.reshape() in the naive composition): node_worker.ts, browser_entry.ts.
 import * as tf from '@tensorflow/tfjs-core';
-import {additiveMask, naiveAttention} from '../naive_attention.js';
+import {additiveMask, naiveAttentionWithBias as naiveAttention} from '../../src/layers/naive_attention.js';
 import {BenchCase, Impl, Mode} from './cases.js';
 import {compositeKernelConfigs} from '../../kernels/composite/register_all_composite_kernels.js';
 import * as lib from '../../src/index.js';

@@ -1,6 +1,6 @@
 /**
  * The timing sweep: for each sequence length, one op of the library ("ours") against tfjs's naive composition
- * (matMul → additive mask → softmax → matMul, bench/naive_attention.ts: the baseline every benchmark races) on the
+ * (matMul → additive mask → softmax → matMul, src/layers/naive_attention.ts: the baseline every benchmark races) on the
  * current tfjs backend. Each point: one warm-up run (compiles shaders; its output is kept for the correctness check),
  * then the median of a few timed runs. A run ends when its output has been read back (await data()), so GPU work is
  * counted. The naive path materializes [batch, heads, seq, seq] scores: when that would not fit the memory budget
@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 // In an app: import {flashAttention, ...} from 'tfjs-efficient-attention';
 import * as lib from '../../src/index.js';
-import {additiveMask, naiveAttention} from '../../bench/naive_attention.js';
+import {additiveMask, naiveAttentionWithBias as naiveAttention} from '../../src/layers/naive_attention.js';
 
 export type OpName = 'flash' | 'flash-causal' | 'sliding' | 'sparse';
 

@@ -21,7 +21,10 @@ export interface FlashAttentionOptions extends CommonAttentionOptions {
 export function flashAttention(
     q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: FlashAttentionOptions&{returnLse: true}): AttentionWithLse;
 export function flashAttention(
-    q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options?: FlashAttentionOptions): tf.Tensor4D;
+    q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options?: FlashAttentionOptions&{returnLse?: false}): tf.Tensor4D;
+/** With a `returnLse` known only at run time: the output or {output, lse}. */
+export function flashAttention(
+    q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options?: FlashAttentionOptions): tf.Tensor4D|AttentionWithLse;
 export function flashAttention(
     q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: FlashAttentionOptions = {}): tf.Tensor4D|AttentionWithLse {
   const shapes = checkInputs(q, k, v);

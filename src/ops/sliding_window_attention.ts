@@ -22,7 +22,10 @@ export function slidingWindowAttention(
     q: tf.Tensor, k: tf.Tensor, v: tf.Tensor,
     options: SlidingWindowAttentionOptions&{returnLse: true}): AttentionWithLse;
 export function slidingWindowAttention(
-    q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: SlidingWindowAttentionOptions): tf.Tensor4D;
+    q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: SlidingWindowAttentionOptions&{returnLse?: false}): tf.Tensor4D;
+/** With a `returnLse` known only at run time: the output or {output, lse}. */
+export function slidingWindowAttention(
+    q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: SlidingWindowAttentionOptions): tf.Tensor4D|AttentionWithLse;
 export function slidingWindowAttention(
     q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: SlidingWindowAttentionOptions): tf.Tensor4D|AttentionWithLse {
   const shapes = checkInputs(q, k, v);

@@ -22,7 +22,10 @@ export interface SparseAttentionOptions extends CommonAttentionOptions {
 export function sparseAttention(
     q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: SparseAttentionOptions&{returnLse: true}): AttentionWithLse;
 export function sparseAttention(
-    q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: SparseAttentionOptions): tf.Tensor4D;
+    q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: SparseAttentionOptions&{returnLse?: false}): tf.Tensor4D;
+/** With a `returnLse` known only at run time: the output or {output, lse}. */
+export function sparseAttention(
+    q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: SparseAttentionOptions): tf.Tensor4D|AttentionWithLse;
 export function sparseAttention(
     q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: SparseAttentionOptions): tf.Tensor4D|AttentionWithLse {
   const shapes = checkInputs(q, k, v);

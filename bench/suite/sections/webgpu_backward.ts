@@ -1,32 +1,30 @@
 /**
- * WebGPU backward benchmark: forward alone, the backward kernel alone (FlashAttentionGrad through runKernel on saved
+ * Section `webgpu-backward` of bench/suite.ts: forward alone, the backward kernel alone (FlashAttentionGrad through runKernel on saved
  * forward outputs), and forward+backward through tf.grads, at B1 H16 fp32; plus the backward under other tilings of
  * its two tile passes (setGradTilesOverrideForTests) to pick defaults.
  *
- *   npx esbuild bench/webgpu_backward.ts --bundle --platform=node --format=esm --external:webgpu \
- *     --main-fields=module,main --outfile=.bench-dist/webgpu_backward.mjs \
- *     "--banner:js=import {createRequire as __cr} from 'node:module'; const require = __cr(import.meta.url);"
- *   node .bench-dist/webgpu_backward.mjs [--quick] [--out DIR]
+ *   npx tsx bench/suite.ts --section webgpu-backward [--quick] [--out DIR]
+ *   node node_modules/tsx/dist/cli.mjs bench/suite.ts --section webgpu-backward --out $OUT   # where there is no npx
  *
- * Timing as in bench/webgpu.ts: `iters` calls back to back, one sync (submit + onSubmittedWorkDone), median per-call
+ * Timing as in the webgpu-kernel section: `iters` calls back to back, one sync (submit + onSubmittedWorkDone), median per-call
  * time over 5 batches. Determinism is checked on the device: two backward runs must agree bit for bit.
  */
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
+// tfjs's op gradients (tf.grads of the naive composition), as @tensorflow/tfjs users have them: the union package
+// registers them on the global engine (tfjs-core's register_all_gradients imports directories, which node's ESM
+// loader rejects, so it cannot be imported here under tsx).
+import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import {mkdirSync, writeFileSync} from 'node:fs';
-import * as lib from '../src/index.js';
-import '../kernels/webgpu/register_all_webgpu_kernels.js';
-import {setGradTilesOverrideForTests} from '../kernels/webgpu/attention_backward.js';
-import {chooseGradTiles, GradTiles} from '../kernels/webgpu/grad_tiles.js';
-import {attentionAttrs, FlashAttentionGrad} from '../src/kernel_names.js';
-import {makePlan} from '../src/plan/plan.js';
-import {setupWebGPU} from '../test/webgpu_env.js';
-import {timeOnQueue} from './webgpu_timing.js';
+import * as lib from '../../../src/index.js';
+import '../../../kernels/webgpu/register_all_webgpu_kernels.js';
+import {setGradTilesOverrideForTests} from '../../../kernels/webgpu/attention_backward.js';
+import {chooseGradTiles, GradTiles} from '../../../kernels/webgpu/grad_tiles.js';
+import {attentionAttrs, FlashAttentionGrad} from '../../../src/kernel_names.js';
+import {makePlan} from '../../../src/plan/plan.js';
+import {setupWebGPU} from '../../../test/webgpu_env.js';
+import {runFolder} from '../machine.js';
+import {timeOnQueue} from '../webgpu_timing.js';
 
-const argv = process.argv.slice(2);
-const QUICK = argv.includes('--quick');
-const outIndex = argv.indexOf('--out');
-const OUT_DIR = outIndex >= 0 ? argv[outIndex + 1] : 'bench/results';
 const H = 16;
 const lines: string[] = [];
 const log = (s: string) => {
@@ -46,8 +44,11 @@ async function problem(seq: number, d: number, causal: boolean, variants: Array<
   const plan = makePlan({kind: 'flash', batch: 1, seqQ: seq, seqK: seq, heads: H, kvHeads: H, headDim: d,
                          scale: 1 / Math.sqrt(d), softcap: 0, windowLeft: -1, windowRight: causal ? 0 : -1,
                          layout: null, hasKeyLengths: false});
-  const bwd = () => tf.engine().runKernel(FlashAttentionGrad, {q, k, v, output, lse, dOutput: dy, dLse, keyLengths},
-                                          attentionAttrs(plan)) as tf.Tensor[];
+  // Every input the kernel contract names; the absent optional ones are bound to keyLengths (as the ops do).
+  const absent = keyLengths;
+  const inputs = {q, k, v, keyLengths, queryOffsets: absent, mask: absent, bias: absent, alibiSlopes: absent,
+                  queryIds: absent, keyIds: absent, output, lse, dOutput: dy, dLse};
+  const bwd = () => tf.engine().runKernel(FlashAttentionGrad, inputs, attentionAttrs(plan)) as tf.Tensor[];
   // dy passed explicitly: without it tf.grads builds ones(output.shape) as a CPU array and uploads it on every call
   // (measured on the H200: +7.7 ms at seq 1024, +22-30 ms at 4096, +75 ms at d 128 — not attention work).
   const both = () => tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
@@ -78,9 +79,13 @@ async function problem(seq: number, d: number, causal: boolean, variants: Array<
   tf.dispose([q, k, v, dy, output, lse, dLse, keyLengths]);
 }
 
-async function main() {
+export async function main(argv: string[]): Promise<void> {
+  const QUICK = argv.includes('--quick');
+  const outIndex = argv.indexOf('--out');
   const env = await setupWebGPU();
   if (env == null) throw new Error('no WebGPU');
+  const OUT_DIR = outIndex >= 0 ? argv[outIndex + 1] :
+      process.env.OUT ?? runFolder('.', 'webgpu-backward', env.adapterDescription);
   const limits = env.device.limits;
   log(`adapter ${env.adapterDescription}; workgroup storage ${limits.maxComputeWorkgroupStorageSize}`);
   const t = (resident: number, streamed: number, threads: number, d: number, chunk = 0): GradTiles => {
@@ -108,9 +113,5 @@ async function main() {
   }
   mkdirSync(OUT_DIR, {recursive: true});
   writeFileSync(`${OUT_DIR}/webgpu_backward.txt`, lines.join('\n') + '\n');
+  console.log(`wrote ${OUT_DIR}/webgpu_backward.txt`);
 }
-
-main().then(() => process.exit(0), (e) => {
-  console.error(e);
-  process.exit(1);
-});

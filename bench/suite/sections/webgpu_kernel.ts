@@ -1,11 +1,11 @@
 /**
- * WebGPU benchmark: our fused kernels against tfjs's naive matMul → (mask) → softmax → matMul, in one process on
- * one device (node + Dawn; on the lent H200 through Vulkan). fp32, batch 1, heads 16, headDim 64 (and 128).
+ * Section `webgpu-kernel` of bench/suite.ts: our fused WebGPU kernels against tfjs's naive matMul → (mask) → softmax
+ * → matMul (src/layers/naive_attention.ts), in one process on one device (node + Dawn; on the lent H200 through
+ * Vulkan). fp32, batch 1, heads 16, headDim 64 (and 128).
  *
- * Bundled with esbuild (everything but the `webgpu` native addon), so it runs where there is no TypeScript:
- *   npx esbuild bench/webgpu.ts --bundle --platform=node --format=esm --external:webgpu \
- *     --outfile=.bench-dist/webgpu.mjs
- *   node .bench-dist/webgpu.mjs [--quick] [--tune] [--out DIR]
+ *   npx tsx bench/suite.ts --section webgpu-kernel [--quick] [--sections tune,kernel,dense,dense128,bwd,sliding,sparse]
+ *       [--configs64 JSON] [--configs128 JSON] [--out DIR]
+ *   node node_modules/tsx/dist/cli.mjs bench/suite.ts --section webgpu-kernel --out $OUT     # where there is no npx
  *
  * Timing: each measurement enqueues `iters` calls back to back (outputs disposed as they come, as a training loop
  * would) and syncs once at the end (submit + onSubmittedWorkDone); the per-call time is the median over `repeats`
@@ -14,26 +14,31 @@
  * Correctness is checked on the device too: against the naive result where it exists, and on sampled rows against a
  * float64 reference where it doesn't (16k and 128k causal).
  */
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
+// tfjs's op gradients (tf.grads of the naive composition), as @tensorflow/tfjs users have them: the union package
+// registers them on the global engine (tfjs-core's register_all_gradients imports directories, which node's ESM
+// loader rejects, so it cannot be imported here under tsx).
+import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import {mkdirSync, writeFileSync} from 'node:fs';
 import os from 'node:os';
-import * as lib from '../src/index.js';
-import '../kernels/webgpu/register_all_webgpu_kernels.js';
-import {ForwardTileConfig, setForwardConfigOverride} from '../kernels/webgpu/forward_tiles.js';
-import {createLayout} from '../src/patterns/block_layout.js';
-import {mulberry32} from '../src/patterns/builders.js';
-import {setupWebGPU} from '../test/webgpu_env.js';
-import {timeOnQueue} from './webgpu_timing.js';
+import * as lib from '../../../src/index.js';
+import '../../../kernels/webgpu/register_all_webgpu_kernels.js';
+import {ForwardTileConfig, setForwardConfigOverride} from '../../../kernels/webgpu/forward_tiles.js';
+import {additiveMask, naiveAttentionWithBias} from '../../../src/layers/naive_attention.js';
+import {createLayout} from '../../../src/patterns/block_layout.js';
+import {mulberry32} from '../../../src/patterns/builders.js';
+import {makePlan} from '../../../src/plan/plan.js';
+import {setupWebGPU} from '../../../test/webgpu_env.js';
+import {runFolder} from '../machine.js';
+import {timeOnQueue} from '../webgpu_timing.js';
 
-const argv = process.argv.slice(2);
+
+let argv: string[] = [];
 const flag = (name: string) => argv.includes(`--${name}`);
 const arg = (name: string) => {
   const i = argv.indexOf(`--${name}`);
   return i < 0 ? undefined : argv[i + 1];
 };
-const QUICK = flag('quick');
-const OUT_DIR = arg('out') ?? process.env.OUT ?? 'bench/results';
 const HEADS = 16, BATCH = 1;
 
 interface Row {
@@ -73,18 +78,16 @@ function inputs(seq: number, d: number) {
   return [0, 1, 2].map(() => tf.randomUniform([BATCH, seq, HEADS, d], -1, 1)) as tf.Tensor4D[];
 }
 
-/** tfjs naive attention (materializes [B, H, S, S]); mask from bandPart, as a tfjs user would write it. */
+/** tfjs naive attention (materializes [B, H, S, S]): the one naive composition, src/layers/naive_attention.ts. */
 function naive(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor | null): tf.Tensor4D {
-  return tf.tidy(() => {
-    const qh = tf.transpose(q, [0, 2, 1, 3]), kh = tf.transpose(k, [0, 2, 1, 3]), vh = tf.transpose(v, [0, 2, 1, 3]);
-    let s = tf.mul(tf.matMul(qh, kh, false, true), 1 / Math.sqrt(q.shape[3]));
-    if (mask != null) s = tf.add(s, mask);
-    return tf.transpose(tf.matMul(tf.softmax(s), vh), [0, 2, 1, 3]) as tf.Tensor4D;
-  });
+  return naiveAttentionWithBias(q, k, v, 1 / Math.sqrt(q.shape[3]), mask);
 }
 
+/** [seq, seq] additive mask (0 visible, -1e30 masked) of the band [i - left, i + right] (-1: unbounded). */
 function bandMask(seq: number, left: number, right: number): tf.Tensor {
-  return tf.tidy(() => tf.mul(tf.sub(1, tf.linalg.bandPart(tf.ones([seq, seq]), left, right)), -1e30));
+  return additiveMask(makePlan({kind: 'flash', batch: 1, seqQ: seq, seqK: seq, heads: 1, kvHeads: 1, headDim: 1,
+                                scale: 1, softcap: 0, windowLeft: left, windowRight: right, layout: null,
+                                hasKeyLengths: false}));
 }
 
 async function maxRelErr(a: tf.Tensor, b: tf.Tensor): Promise<number> {
@@ -306,9 +309,12 @@ async function tune(d: number, seq: number, configs: ForwardTileConfig[]): Promi
   return best;
 }
 
-async function main() {
+export async function main(args: string[]): Promise<void> {
+  argv = args;
+  const QUICK = flag('quick');
   const env = await setupWebGPU();
   if (env == null) throw new Error('no WebGPU');
+  const OUT_DIR = arg('out') ?? process.env.OUT ?? runFolder('.', 'webgpu-kernel', env.adapterDescription);
   const limits = env.device.limits;
   const header = {
     date: new Date().toISOString(),
@@ -350,7 +356,7 @@ async function main() {
 
   mkdirSync(OUT_DIR, {recursive: true});
   const day = header.date.slice(0, 10);
-  writeFileSync(`${OUT_DIR}/webgpu-${day}.json`, JSON.stringify({header, rows}, null, 1));
+  writeFileSync(`${OUT_DIR}/webgpu-kernel-${day}.json`, JSON.stringify({header, rows}, null, 1));
   const md = [`# WebGPU attention benchmark ${header.date}`, '', `adapter: ${header.adapter}`, '',
     `limits: ${JSON.stringify(header.limits)}; features: ${header.features.join(', ')}`, '', `host: ${header.host}`,
     '', '| group | impl | d | seq | mask | pass | ms | TFLOP/s visited | TFLOP/s dense-eq | naive/ours | err | note |',
@@ -358,11 +364,6 @@ async function main() {
     ...rows.map((r) => `| ${r.group} | ${r.impl} | ${r.d} | ${r.seq} | ${r.mask} | ${r.pass} | ${r.ms.toFixed(3)} | ${
         r.visitedTflops.toFixed(2)} | ${r.denseTflops.toFixed(2)} | ${r.ratioToNaive?.toFixed(2) ?? ''} | ${
         r.maxRelErr?.toExponential(1) ?? ''} | ${r.note ?? ''} |`)].join('\n');
-  writeFileSync(`${OUT_DIR}/webgpu-${day}.md`, md + '\n');
-  log(`wrote ${OUT_DIR}/webgpu-${day}.{json,md}`);
+  writeFileSync(`${OUT_DIR}/webgpu-kernel-${day}.md`, md + '\n');
+  log(`wrote ${OUT_DIR}/webgpu-kernel-${day}.{json,md}`);
 }
-
-main().then(() => process.exit(0), (e) => {
-  console.error(e);
-  process.exit(1);
-});

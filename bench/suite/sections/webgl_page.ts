@@ -1,12 +1,12 @@
 /**
- * Page side of the webgl benchmark (bundled by bench/webgl.ts into the global `webglBench`): times our webgl kernels
- * and tfjs's naive composition (matMul → additive mask → softmax → matMul, bench/naive_attention.ts) on the same
+ * Page side of the webgl benchmark (bundled by the webgl section, ./webgl.ts, into the global `webglBench`): times our webgl kernels
+ * and tfjs's naive composition (matMul → additive mask → softmax → matMul, src/layers/naive_attention.ts) on the same
  * WebGL2 context, forward and forward+backward. Uses the page's globals `tf` and `tfEfficientAttention`.
  */
 import type * as tfType from '@tensorflow/tfjs-core';
-import type * as libType from '../src/index.js';
-import {makePlan} from '../src/plan/plan.js';
-import {additiveMask, naiveAttention} from './naive_attention.js';
+import type * as libType from '../../../src/index.js';
+import {additiveMask, naiveAttentionWithBias as naiveAttention} from '../../../src/layers/naive_attention.js';
+import {makePlan} from '../../../src/plan/plan.js';
 
 declare const tf: typeof tfType;
 declare const tfEfficientAttention: typeof libType;

@@ -1,11 +1,11 @@
 /**
- * WebGL benchmark: our webgl kernels vs tfjs's naive composition (matMul → additive mask → softmax → matMul) on the
+ * Section `webgl` of bench/suite.ts: our webgl kernels vs tfjs's naive composition (matMul → additive mask → softmax → matMul) on the
  * same WebGL2 context in headless Chromium (test/browser's harness), for dense / causal / sliding-window (256) /
  * block-sparse (BigBird, blocks of 64) attention, forward and forward+backward, seq 256 … 16384.
  *
- *   npx tsx bench/webgl.ts [--seqs 256,1024,4096,16384] [--angle swiftshader|gl-egl] [--heads 2] [--dim 64]
- *                          [--paired 1] [--name suffix] [--masks dense,causal] [--modes forward] [--reps 5]
- *   npx tsx bench/webgl.ts --probe mrt [--seqs 1024] [--reps 9]
+ *   npx tsx bench/suite.ts --section webgl [--seqs 256,1024,4096,16384] [--angle swiftshader|gl-egl] [--heads 2]
+ *       [--dim 64] [--paired 1] [--name suffix] [--masks dense,causal] [--modes forward] [--reps 5] [--out DIR]
+ *   npx tsx bench/suite.ts --section webgl --probe mrt [--seqs 1024] [--reps 9]
  *
  * --probe mrt times webgl_page.ts's multiple-render-target probe (one score matmul, 1 vs 8 outputs per fragment)
  * instead of the attention benchmark: is an 8-output fragment program worth building on this renderer?
@@ -15,29 +15,49 @@
  * series. Use it for the target comparisons (seq <= 1024); the plain mode is cheaper for long sequences. Paired runs
  * also record the CPU time Chromium's GPU process spent per run (/proc, all threads: on a CPU renderer such as
  * SwiftShader that is the rendering work itself), which other processes' load disturbs far less than wall time.
- * Writes bench/results/webgl-<renderer>.json and .md (medians, every run, ratios naive / ours). Shapes whose ours-side
+ * Writes webgl-<renderer>[-name].json and .md into bench/results/<date>-<machine>-webgl-<renderer>/ (or --out DIR) (medians, every run, ratios naive / ours). Shapes whose ours-side
  * cost would take minutes on a CPU renderer are skipped and listed as such; naive at 16384 runs once, in a fresh page,
  * to show whether it works at all.
  */
-import {readdirSync, readFileSync, writeFileSync} from 'node:fs';
+import {mkdirSync, readdirSync, readFileSync, writeFileSync} from 'node:fs';
 import {loadavg} from 'node:os';
 import path from 'node:path';
-import {bundleForPage, libraryBundle, REPO_ROOT} from '../test/browser/bundle.js';
-import {AngleBackend, browserMissingReason, BrowserSession, launchChromium} from '../test/browser/chromium.js';
-import {startStaticServer, StaticServer} from '../test/browser/server.js';
+import {bundleForPage, libraryBundle, REPO_ROOT} from '../../../test/browser/bundle.js';
+import {AngleBackend, browserMissingReason, BrowserSession, launchChromium} from '../../../test/browser/chromium.js';
+import {startStaticServer, StaticServer} from '../../../test/browser/server.js';
+import {runFolder} from '../machine.js';
 import type {BenchJob, BenchResult, MaskKind, Mode} from './webgl_page.js';
 
 const args = new Map<string, string>();
-for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i].replace(/^--/, ''), process.argv[i + 1]);
-const SEQS = (args.get('seqs') ?? '256,1024,4096,16384').split(',').map(Number);
-const ANGLE = (args.get('angle') ?? 'swiftshader') as AngleBackend;
-const HEADS = Number(args.get('heads') ?? 2), DIM = Number(args.get('dim') ?? 64);
-const JOB_TIMEOUT_MS = Number(args.get('timeout') ?? 300_000);
-const PAIRED = args.get('paired') === '1';
-const NAME_SUFFIX = args.get('name') ? `-${args.get('name')}` : '';
-const MASKS = (args.get('masks') ?? 'dense,causal,window,sparse').split(',') as MaskKind[];
-const MODES = (args.get('modes') ?? 'forward,forward+backward').split(',') as Mode[];
-const REPS = args.has('reps') ? Number(args.get('reps')) : null;
+let SEQS: number[] = [], ANGLE: AngleBackend = 'swiftshader', HEADS = 2, DIM = 64, JOB_TIMEOUT_MS = 300_000;
+let PAIRED = false, NAME_SUFFIX = '', REPS: number | null = null;
+let MASKS: MaskKind[] = [], MODES: Mode[] = [];
+
+function parse(argv: string[]): void {
+  for (let i = 0; i < argv.length; i += 2) args.set(argv[i].replace(/^--/, ''), argv[i + 1]);
+  SEQS = (args.get('seqs') ?? '256,1024,4096,16384').split(',').map(Number);
+  ANGLE = (args.get('angle') ?? 'swiftshader') as AngleBackend;
+  HEADS = Number(args.get('heads') ?? 2);
+  DIM = Number(args.get('dim') ?? 64);
+  JOB_TIMEOUT_MS = Number(args.get('timeout') ?? 300_000);
+  PAIRED = args.get('paired') === '1';
+  NAME_SUFFIX = args.get('name') ? `-${args.get('name')}` : '';
+  MASKS = (args.get('masks') ?? 'dense,causal,window,sparse').split(',') as MaskKind[];
+  MODES = (args.get('modes') ?? 'forward,forward+backward').split(',') as Mode[];
+  REPS = args.has('reps') ? Number(args.get('reps')) : null;
+}
+
+/** --out DIR, else bench/results/<date>-<machine>-webgl-<renderer>. */
+function outFolder(renderer: string): string {
+  const dir = args.get('out') ?? runFolder(REPO_ROOT, `webgl-${rendererName(renderer)}`);
+  mkdirSync(dir, {recursive: true});
+  return dir;
+}
+
+function rendererName(renderer: string): string {
+  return /SwiftShader/i.test(renderer) ? 'swiftshader' : /llvmpipe/i.test(renderer) ? 'llvmpipe' :
+      renderer.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 40);
+}
 
 /** Skipped on a CPU renderer: minutes per run (the visited key tiles grow as seq² for dense and causal). */
 function skipOurs(seq: number, mask: MaskKind, mode: Mode): string | null {
@@ -173,13 +193,12 @@ async function mrtProbe(page: Page): Promise<void> {
     console.log(`seq ${seq}: MAX_DRAW_BUFFERS ${maxDrawBuffers}, max |single − mrt| ${difference}`);
     console.log(lines.slice(-2).join('\n'));
   }
-  const name = /SwiftShader/i.test(page.renderer) ? 'swiftshader' : /llvmpipe/i.test(page.renderer) ? 'llvmpipe' : 'gpu';
-  const file = path.join(REPO_ROOT, 'bench', 'results', `webgl-${name}${NAME_SUFFIX}-mrt-probe.md`);
+  const file = path.join(outFolder(page.renderer), `webgl-${rendererName(page.renderer)}${NAME_SUFFIX}-mrt-probe.md`);
   writeFileSync(file, [
     `# WebGL multiple-render-target probe — ${page.renderer}`, '',
     `${new Date().toISOString()}; Debian 12, 2 CPU cores; load average ${loadBefore} at the start, ` +
     `${loadavg().map((x) => x.toFixed(1)).join(' ')} at the end. One head's score matmul S = Q·Kᵀ (seq × 64), ` +
-    'raw WebGL2 (bench/webgl_page.ts, mrtProbeSetup): single = one RGBA32F output per fragment (2 × 2 scores), ' +
+    'raw WebGL2 (bench/suite/sections/webgl_page.ts, mrtProbeSetup): single = one RGBA32F output per fragment (2 × 2 scores), ' +
     'mrt = 8 outputs per fragment (4 × 8 scores); same multiply-adds. Median of alternating draws (each + a 1-texel ' +
     'readback), wall ms and CPU ms of Chromium\'s GPU process.', '',
     '| seq | kind | wall (ms) | gpu cpu (ms) | wall runs | cpu runs |', '|---|---|---|---|---|---|', ...lines, '',
@@ -187,10 +206,11 @@ async function mrtProbe(page: Page): Promise<void> {
   console.log(`wrote ${file}`);
 }
 
-async function main(): Promise<void> {
+export async function main(argv: string[]): Promise<void> {
+  parse(argv);
   const missing = browserMissingReason();
   if (missing != null) throw new Error(missing);
-  const scripts = [`/${await libraryBundle()}`, `/${await bundleForPage('bench/webgl_page.ts', 'webgl-bench.js', 'webglBench')}`];
+  const scripts = [`/${await libraryBundle()}`, `/${await bundleForPage('bench/suite/sections/webgl_page.ts', 'webgl-bench.js', 'webglBench')}`];
   const server = await startStaticServer(REPO_ROOT);
   let page = await openPage(server, scripts);
   if (args.get('probe') === 'mrt') {
@@ -250,9 +270,7 @@ async function main(): Promise<void> {
     await page.session.close();
     await server.close();
   }
-  const name = /SwiftShader/i.test(renderer) ? 'swiftshader' : /llvmpipe/i.test(renderer) ? 'llvmpipe' :
-      renderer.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 40);
-  const base = path.join(REPO_ROOT, 'bench', 'results', `webgl-${name}${NAME_SUFFIX}`);
+  const base = path.join(outFolder(renderer), `webgl-${rendererName(renderer)}${NAME_SUFFIX}`);
   const meta = {renderer, date: new Date().toISOString(), batch: 1, heads: HEADS, headDim: DIM, window: 256,
                 method: PAIRED ? 'paired: alternating single ours / naive runs after one warm-up each' :
                                  'series: warm-up, then all ours runs, then warm-up and all naive runs',
@@ -301,7 +319,3 @@ function markdown(meta: Record<string, unknown>, rows: Row[]): string {
   return lines.join('\n') + '\n';
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exitCode = 1;
-});

@@ -4,7 +4,7 @@
  * over `repeats` such batches (2 for calls over 2 s). iters grows until a batch lasts about `targetMs`.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {median} from './suite/timing.js';
+import {median} from './timing.js';
 
 type Backendish = {
   ensureCommandEncoderReady(): void; endComputePassEncoder(): void; submitQueue(): void; device: GPUDevice;

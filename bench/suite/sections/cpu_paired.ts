@@ -1,9 +1,10 @@
 /**
- * The cpu kernels against tfjs's naive matMul → softmax → matMul on the cpu backend, side by side in one process:
+ * Section `cpu-paired` of bench/suite.ts: the cpu kernels against tfjs's naive matMul → softmax → matMul on the cpu backend, side by side in one process:
  * forward and forward+backward (naive backward = tf.grads through the naive composition), dense and causal (naive
  * causal = additive -1e30 mask from the same plan semantics), batch 1, heads 4, headDim 64.
  *
- *   npx tsx bench/cpu_vs_naive.ts [--seqs 256,1024,2048] [--iters N] [--out bench/results/cpu-<date>.md]
+ *   npx tsx bench/suite.ts --section cpu-paired [--seqs 256,1024,2048] [--iters N] [--out FILE.md]
+ * (default output: bench/results/<date>-<machine>-cpu-paired/results.md)
  *
  * Implementations alternate within each iteration (ours, naive, ours, ...) so load from other processes hits both
  * alike; the table reports median wall-clock ms and the ratio naive / ours (> 1: ours is faster), plus the same ratio
@@ -15,22 +16,25 @@ import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import {writeFileSync} from 'node:fs';
 import os from 'node:os';
-import * as lib from '../src/index.js';
-import {makePlan} from '../src/plan/plan.js';
-import {randomArray} from '../test/check_case.js';
-import {additiveMask, naiveAttention} from './naive_attention.js';
+import {mkdirSync} from 'node:fs';
+import path from 'node:path';
+import * as lib from '../../../src/index.js';
+import {additiveMask, naiveAttentionWithBias as naiveAttention} from '../../../src/layers/naive_attention.js';
+import {makePlan} from '../../../src/plan/plan.js';
+import {randomArray} from '../../../test/check_case.js';
+import {runFolder} from '../machine.js';
+
 
 const BATCH = 1, HEADS = 4, HEAD_DIM = 64;
 
+let argv: string[] = [];
 function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i < 0 ? undefined : process.argv[i + 1];
+  const i = argv.indexOf(`--${name}`);
+  return i < 0 ? undefined : argv[i + 1];
 }
 
-const seqs = (arg('seqs') ?? '256,1024,2048').split(',').map(Number);
-const fixedIters = arg('iters') == null ? null : Number(arg('iters'));
+let fixedIters: number | null = null;
 const date = new Date().toISOString().slice(0, 10);
-const outPath = arg('out') ?? `bench/results/cpu-${date}.md`;
 /** Fewer iterations at long sequences: the naive backward at 2048 takes tens of seconds. */
 const itersFor = (seq: number) => fixedIters ?? (seq <= 256 ? 9 : seq <= 1024 ? 5 : 3);
 
@@ -75,7 +79,12 @@ interface Row {
   naive: Timing;
 }
 
-async function main(): Promise<void> {
+export async function main(args: string[]): Promise<void> {
+  argv = args;
+  const seqs = (arg('seqs') ?? '256,1024,2048').split(',').map(Number);
+  fixedIters = arg('iters') == null ? null : Number(arg('iters'));
+  const outPath = arg('out') ?? path.join(runFolder('.', 'cpu-paired'), 'results.md');
+  mkdirSync(path.dirname(outPath), {recursive: true});
   await tf.setBackend('cpu');
   const rows: Row[] = [];
   const loadBefore = os.loadavg()[0];
@@ -128,8 +137,8 @@ function markdown(rows: Row[], loadBefore: number, loadAfter: number): string {
         `average ${loadBefore.toFixed(1)} at the start, ${loadAfter.toFixed(1)} at the end.`,
     `Shape: batch ${BATCH}, heads ${HEADS}, headDim ${HEAD_DIM}, seqQ = seqK = seq, float32. Median of ` +
         `${fixedIters ?? '9 / 5 / 3 (seq ≤ 256 / ≤ 1024 / longer)'} iterations after a warm-up, ours and naive ` +
-        'alternating. Naive = bench/naive_attention.ts (matMul → softmax → matMul; causal adds a -1e30 [seq, seq] ' +
-        'mask); backward = tf.grads of each with the same dy. Command: `npx tsx bench/cpu_vs_naive.ts`.',
+        'alternating. Naive = src/layers/naive_attention.ts (matMul → softmax → matMul; causal adds a -1e30 [seq, seq] ' +
+        'mask); backward = tf.grads of each with the same dy. Command: `npx tsx bench/suite.ts --section cpu-paired`.',
     '',
     '| seq | mask | pass | ours (ms) | naive (ms) | speedup (naive / ours) | ours cpu (ms) | naive cpu (ms) | ' +
         'speedup in cpu time |',
@@ -142,7 +151,3 @@ function markdown(rows: Row[], loadBefore: number, loadAfter: number): string {
   return lines.join('\n');
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
