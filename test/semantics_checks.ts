@@ -17,6 +17,7 @@ import {expect} from 'chai';
 import type {AttentionCase} from './cases.js';
 import {Lib, randomArray, refProblem, Tf} from './check_case.js';
 import {RefProblem, referenceBackward, referenceForward, refVisible} from './reference.js';
+import {describeBiasSemantics} from './semantics_bias.js';
 
 /** How the checks declare themselves: mocha's describe/it in node, a collector in the browser page. */
 export interface Registrar {
@@ -40,6 +41,7 @@ export function defineSemanticsChecks(tfModule: Tf, libModule: Lib, r: Registrar
   describeInfinity(r);
   describeEmptyRows(r);
   describeLargeLogits(r);
+  describeBiasSemantics(tf, lib, r);
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
