@@ -1,14 +1,18 @@
 /**
  * Kernel-level checks of the webgpu options (issues 16-18) beyond the shared table: the dropout keep mask is
- * bit-identical to src/plan/philox.ts (v = identity rows, so the output exposes P ∘ Z), and plans without options
- * compile no option code.
+ * bit-identical to src/plan/philox.ts (v = identity rows, so the output exposes P ∘ Z), and the device-made tile
+ * summary of a mask and segment ids equals a host computation.
  */
 import {expect} from 'chai';
 import './setup_node.js';
 import * as tf from '@tensorflow/tfjs-core';
 import * as lib from '../src/index.js';
 import '../kernels/webgpu/register_all_webgpu_kernels.js';
-import {makeDropoutPlan, dropoutKeep} from '../src/plan/philox.js';
+import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
+import {summarizeTiles, summaryShape} from '../kernels/webgpu/attention_options.js';
+import {createOutput} from '../kernels/webgpu/program_runner.js';
+import {dropoutKeep, makeDropoutPlan} from '../src/plan/philox.js';
+import {makePlan} from '../src/plan/plan.js';
 import {randomArray} from './check_case.js';
 import {setupWebGPU, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
 
@@ -62,6 +66,62 @@ describe('webgpu options', function() {
       expect(visible).to.be.greaterThan(200);
       expect(kept / visible).to.be.within(0.5, 0.85);
       tf.dispose([q, k, v, plain, dropped]);
+    });
+  });
+
+  it('tile summary pre-pass equals a host computation (mask [B, 1, Sq, Sk] and segments)', async () => {
+    await withGPUErrorCheck(env!.device, async () => {
+      const B = 2, Sq = 37, Sk = 45, H = 3, blockQ = 8, blockK = 16;
+      const maskValues = new Int32Array(B * Sq * Sk);
+      for (let b = 0; b < B; b++) {
+        for (let i = 0; i < Sq; i++) {
+          for (let j = 0; j < Sk; j++) {
+            // Rows < 16: scattered holes; rows >= 16: all on left of key 16, all off from key 32.
+            const on = i < 16 ? (i * 7 + j * 3 + b) % 11 !== 0 : j < 32;
+            maskValues[(b * Sq + i) * Sk + j] = on ? 1 : 0;
+          }
+        }
+      }
+      const queryIdValues = new Int32Array(B * Sq), keyIdValues = new Int32Array(B * Sk);
+      for (let b = 0; b < B; b++) {
+        for (let i = 0; i < Sq; i++) queryIdValues[b * Sq + i] = b === 0 ? 0 : (i < 24 ? 0 : 1);
+        for (let j = 0; j < Sk; j++) keyIdValues[b * Sk + j] = b === 0 ? 0 : (j < 16 ? 0 : 1);
+      }
+      const mask = tf.tensor(maskValues, [B, 1, Sq, Sk], 'bool');
+      const queryIds = tf.tensor(queryIdValues, [B, Sq], 'int32');
+      const keyIds = tf.tensor(keyIdValues, [B, Sk], 'int32');
+      const plan = makePlan({
+        kind: 'flash', batch: B, seqQ: Sq, seqK: Sk, heads: H, kvHeads: H, headDim: 16, scale: 1, softcap: 0,
+        windowLeft: -1, windowRight: -1, layout: null, hasKeyLengths: false,
+        mask: {shape: [B, 1, Sq, Sk], batchStride: Sq * Sk, headStride: 0, dtype: 'bool'}, hasSegments: true,
+      });
+      const {batches, heads} = summaryShape(plan);
+      expect([batches, heads]).to.deep.equal([B, 1]);
+      const nq = Math.ceil(Sq / blockQ), nk = Math.ceil(Sk / blockK);
+      const backend = env!.backend as WebGPUBackend;
+      const info = createOutput(backend, [batches * heads * nq * nk + 3], 'int32');
+      summarizeTiles(backend, plan, info, 3, blockQ, blockK, {mask, queryIds, keyIds});
+      const out = tf.engine().makeTensorFromTensorInfo(info);
+      const got = Array.from((await out.data()).slice(3));
+      const expected: number[] = [];
+      for (let b = 0; b < B; b++) {
+        for (let qt = 0; qt < nq; qt++) {
+          for (let kt = 0; kt < nk; kt++) {
+            let any = false, all = true;
+            for (let i = qt * blockQ; i < Math.min(Sq, (qt + 1) * blockQ); i++) {
+              for (let j = kt * blockK; j < Math.min(Sk, (kt + 1) * blockK); j++) {
+                const on = maskValues[(b * Sq + i) * Sk + j] !== 0 && queryIdValues[b * Sq + i] === keyIdValues[b * Sk + j];
+                any ||= on;
+                all &&= on;
+              }
+            }
+            expected.push(!any ? 0 : all ? 2 : 1);
+          }
+        }
+      }
+      expect(got).to.deep.equal(expected);
+      for (const state of [0, 1, 2]) expect(expected, `state ${state} occurs`).to.include(state);
+      tf.dispose([mask, queryIds, keyIds, out]);
     });
   });
 });

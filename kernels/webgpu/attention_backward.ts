@@ -57,12 +57,13 @@ export function runAttentionBackward(
   }
   const {batch: B, seqQ: Sq, seqK: Sk, heads: H, kvHeads: Hkv, headDim: D} = plan;
   const limits = getLimits(backend);
+  const dropout = plan.dropout != null;
   const tiles = {
-    dkdv: tilesOverride?.dkdv ?? chooseGradTiles('dkdv', D, limits),
-    dq: tilesOverride?.dq ?? chooseGradTiles('dq', D, limits),
+    dkdv: tilesOverride?.dkdv ?? chooseGradTiles('dkdv', D, limits, dropout),
+    dq: tilesOverride?.dq ?? chooseGradTiles('dq', D, limits, dropout),
   };
   for (const pass of ['dkdv', 'dq'] as const) {
-    if (!gradTilesFit(pass, tiles[pass], limits) || tiles[pass].paddedDim < D) {
+    if (!gradTilesFit(pass, tiles[pass], limits, dropout) || tiles[pass].paddedDim < D) {
       throw new Error(`attention backward (webgpu): tiling ${JSON.stringify(tiles[pass])} does not fit headDim ${D} ` +
           `or this device's limits`);
     }

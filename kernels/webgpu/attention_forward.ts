@@ -98,11 +98,10 @@ export function runAttentionForward(
   if (config == null) {
     return [createOutput(backend, [batch, seqQ, heads, headDim]), createOutput(backend, [batch, heads, seqQ])];
   }
-  // With a mask or segments, tiles are skipped on the device (tile summary), which the prefetch of the next
-  // scheduled tile cannot know about: those plans load each tile when they reach it.
+  // With a mask or segments, tiles are summarized on the device and skipped where nothing is visible.
   const opts0 = optionFlagsOf(plan);
   const summarized = opts0 != null && elementMasked(opts0);
-  const program = getProgram(plan, summarized ? {...config, prefetch: false} : config);
+  const program = getProgram(plan, config);
   const sched = getScheduleBuffer(backend, plan, config.blockQ, config.blockK);
   const layout = plan.layout;
   // Per-call options: the small inputs gathered with the schedule into one side buffer (attention_options.ts).

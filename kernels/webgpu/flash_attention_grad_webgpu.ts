@@ -26,6 +26,13 @@
  * serves every problem size. headDim is padded to a multiple of 16 in workgroup memory (zero-filled, so padding
  * adds nothing to any dot product). When a streamed tile does not fit whole in workgroup memory it is streamed in
  * chunks of headDim columns (reloaded for the accumulation phase).
+ *
+ * Per-call options (attention_options.ts) are compiled in only when the plan has them: the side buffer (schedules,
+ * per-batch keyLengths / query offsets, ALiBi slopes, segment ids, tile summaries, and pass 1's statistics) is bound
+ * as `sched` in place of `stats` and `sched`, and mask / bias follow; optionProbabilities applies bias, ALiBi, masks
+ * and dropout; with both a mask and a bias the dK/dV pass writes one `dkv` output (8 bindings at most) that the
+ * executor splits. dBias has its own pass (dbiasMain, 'dq' tiling) that sums over the bias's broadcast axes in a
+ * fixed order.
  */
 import {
   diagonalOffsetExpr, elementMasked, MASKED_TERM, OPTION_UNIFORMS, optionBindings, optionFunctions, OptionFlags,

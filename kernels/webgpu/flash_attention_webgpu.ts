@@ -15,6 +15,12 @@
  * Sizes live in uniforms, so one pipeline serves every sequence length; the shader key holds only what changes the
  * code: the tile configuration, the padded head size, vec4 vs scalar global access, and the softcap / keyLengths /
  * layout switches.
+ *
+ * Per-call options (attention_options.ts) are compiled in only when the plan has them: the side buffer is bound in
+ * place of the schedule (and keyLengths); bias and ALiBi add scoreTerm after the softcap in every tile; mask and
+ * segment ids are tested per element in partial tiles, and the tile summary skips key tiles they rule out (the
+ * prefetch takes the next live tile) and makes tiles they fully allow take the unmasked path; dropout draws one
+ * Philox call per 4 keys into keepTile and scales P by Z / (1 - rate) for P·V only (the row sum, hence lse, is P's).
  */
 import {
   diagonalOffsetExpr, elementMasked, MASKED_TERM, OPTION_UNIFORMS, optionBindings, optionFunctions, OptionFlags,
@@ -100,12 +106,35 @@ var<workgroup> sharedRun: vec4<i32>;
 ${scalarLoaders}
 
 ${STABLE_TANH_WGSL}${s.opts == null ? '' : optionFunctions(s.opts, 'schedule')}${
-    s.opts != null && elementMasked(s.opts) ? tileStateFunction('schedule', blockQ) : ''}${s.opts?.dropout ? `
+    s.opts != null && elementMasked(s.opts) ? tileStateFunction('schedule', blockQ) + NEXT_LIVE_TILE : ''}${s.opts?.dropout ? `
 // Keep bits of the tile, 4 keys per entry: one Philox call per 4 keys, shared by the threads owning those keys.
 var<workgroup> keepTile: array<u32, ${blockQ * blockK / 4}>;
 ${PHILOX_WGSL}` : ''}
 `;
 }
+
+/**
+ * With a tile summary: the first scheduled key tile at or after `startTile` of run `startRun` (then the following
+ * runs) that the summary does not rule out, or -1.
+ */
+const NEXT_LIVE_TILE = `
+fn nextLiveTile(b: i32, h: i32, queryTile: i32, startRun: i32, startTile: i32, runEnd: i32) -> i32 {
+  var r = startRun;
+  var t = startTile;
+  loop {
+    if (r >= runEnd) { return -1; }
+    let first = schedule[uniforms.rowRunsOffset + 3 * r];
+    let last = first + schedule[uniforms.rowRunsOffset + 3 * r + 1];
+    t = max(t, first);
+    if (t >= last) {
+      r++;
+      continue;
+    }
+    if (tileState(b, h, queryTile, t) != 0) { return t; }
+    t++;
+  }
+}
+`;
 
 /** isVisible(i, j): the per-element mask of partial tiles (keyLengths, window, layout bit). */
 function visibilityFunction(s: ForwardShape): string {
@@ -313,6 +342,8 @@ function forwardMain(s: ForwardShape): string {
   const {TR, rows, dcols} = s;
   const prefetch = s.config.prefetch;
   const kv = keyValueStaging(s);
+  // With a tile summary the prefetch takes the next tile the summary does not rule out (nextLiveTile).
+  const summarized = s.opts != null && elementMasked(s.opts);
   const oDecl = rows.map((r) => dcols.map((k) => `var o${r}_${k} = vec4<f32>(0.0);`).join(' ')).join('\n  ');
   return `
 @compute @workgroup_size(${s.threads})
@@ -353,8 +384,8 @@ ${stageQueryTile(s)}
   ${oDecl}
   ${kv.declare}${prefetch ? `
   {
-    var firstTile = -1;
-    if (rowRange.x < rowRange.y) { firstTile = schedule[uniforms.rowRunsOffset + 3 * rowRange.x]; }
+    ${summarized ? 'let firstTile = nextLiveTile(batch, h, queryTile, rowRange.x, 0, rowRange.y);' : `var firstTile = -1;
+    if (rowRange.x < rowRange.y) { firstTile = schedule[uniforms.rowRunsOffset + 3 * rowRange.x]; }`}
     ${kv.load('firstTile')}
     ${kv.store}
   }` : ''}
@@ -379,11 +410,12 @@ ${prefetch ? `
       // KPs and Vs (stored at the end of the previous iteration) are visible to all.
       workgroupBarrier();
       // Prefetch the next key tile of the schedule into registers; it lands in KPs/Vs after this tile's P·V.
-      var nextTile = keyTile + 1;
+      ${summarized ? 'let nextTile = nextLiveTile(batch, h, queryTile, runIndex, keyTile + 1, rowRange.y);' :
+      `var nextTile = keyTile + 1;
       if (nextTile >= tiles.x + tiles.y) {
         nextTile = -1;
         if (runIndex + 1 < rowRange.y) { nextTile = schedule[uniforms.rowRunsOffset + 3 * (runIndex + 1)]; }
-      }
+      }`}
       ${kv.load('nextTile')}` : `
       // The previous tile's P·V is done with KPs and Vs.
       workgroupBarrier();

@@ -22,13 +22,13 @@ export interface GradTiles {
   accCols?: number;
 }
 
-/** Bytes of workgroup memory a tile pass uses. */
-export function gradTilesStorageBytes(pass: GradPass, t: GradTiles): number {
+/** Bytes of workgroup memory a tile pass uses (with dropout, one u32 of keep bits per 4 entries of the tile). */
+export function gradTilesStorageBytes(pass: GradPass, t: GradTiles, dropout = false): number {
   const residentVec4 = 2 * t.resident * (t.paddedDim / 4 + 1);
   const streamedVec4 = 2 * t.streamed * (t.chunk / 4 + 1);
   const tileFloats = (pass === 'dkdv' ? 2 : 1) * t.resident * t.streamed;
   const statFloats = 2 * (pass === 'dkdv' ? t.streamed : t.resident);
-  return 16 * (residentVec4 + streamedVec4) + 4 * (tileFloats + statFloats);
+  return 16 * (residentVec4 + streamedVec4) + 4 * (tileFloats + statFloats) + (dropout ? t.resident * t.streamed : 0);
 }
 
 /** How the invocations share the score tile (phase A/B) and the accumulators (phase C). Throws if t cannot work. */
@@ -89,11 +89,11 @@ const ROWS = [64, 32, 16, 8, 4];
 const THREADS = [128, 256, 64, 32];
 
 /** Whether `t` is a tiling the tile program can run on a device with `limits`. */
-export function gradTilesFit(pass: GradPass, t: GradTiles, limits: GradTileLimits): boolean {
+export function gradTilesFit(pass: GradPass, t: GradTiles, limits: GradTileLimits, dropout = false): boolean {
   if (t.threads > limits.maxComputeInvocationsPerWorkgroup || t.paddedDim % t.chunk !== 0 || t.chunk % 4 !== 0) {
     return false;
   }
-  if (gradTilesStorageBytes(pass, t) > limits.maxComputeWorkgroupStorageSize) return false;
+  if (gradTilesStorageBytes(pass, t, dropout) > limits.maxComputeWorkgroupStorageSize) return false;
   try {
     gradThreadMap(t);
     return true;
@@ -112,7 +112,8 @@ export function paddedHeadDim(headDim: number): number {
  * most MAX_ACCUMULATOR_FLOATS accumulator floats per invocation. Only when no such tile fits is headDim streamed in
  * chunks (the fallback for large headDim on devices with little workgroup memory).
  */
-export function chooseGradTiles(pass: GradPass, headDim: number, limits: GradTileLimits): GradTiles {
+export function chooseGradTiles(
+    pass: GradPass, headDim: number, limits: GradTileLimits, dropout = false): GradTiles {
   const paddedDim = paddedHeadDim(headDim);
   const accumulators = pass === 'dkdv' ? 2 : 1;
   const candidates: GradTiles[] = [];
@@ -125,7 +126,7 @@ export function chooseGradTiles(pass: GradPass, headDim: number, limits: GradTil
           const chunks = chunked ? [paddedDim / 2, paddedDim / 4, 32, 16] : [paddedDim];
           for (const chunk of chunks) {
             const t = {resident, streamed, paddedDim, chunk, threads};
-            if (!gradTilesFit(pass, t, limits)) continue;
+            if (!gradTilesFit(pass, t, limits, dropout)) continue;
             const {accRows} = gradThreadMap(t);
             if (accumulators * accRows * 4 * (paddedDim / chunk) > MAX_ACCUMULATOR_FLOATS) continue;
             candidates.push(t);
