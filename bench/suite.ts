@@ -92,6 +92,12 @@ export const SECTIONS: Record<string, {load: () => Promise<{main: (argv: string[
       fwd and fwd+bwd, ratios against the issue-16/17 targets (B1 H16 D64 S4096 fp32)
       --quick  --seq N  --heads N  --dim N  --batch N  --backend webgpu|cpu  --out DIR`,
   },
+  'webgpu-decode': {
+    load: () => import('./suite/sections/webgpu_decode.js'),
+    help: `decode: 1 and 16 query rows over 4096 / 32768 cached keys, 32 query heads over 8 kv heads, D128 fp32;
+      split-K decode path vs the tiled kernel vs naive, K/V GB/s, a preallocated cache (queryOffsets + keyLengths)
+      --quick  --out DIR`,
+  },
   'webgl': {
     load: () => import('./suite/sections/webgl.js'),
     help: `our webgl kernels vs naive in headless Chromium (B1, dense/causal/window/sparse, fwd and fwd+bwd)

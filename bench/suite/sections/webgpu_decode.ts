@@ -1,24 +1,21 @@
 /**
- * Decode benchmark (issue 18): one or a few query rows against a long KV cache, GQA 32 query heads over 8 kv heads,
+ * Section `webgpu-decode` of bench/suite.ts (issue 18): one or a few query rows against a long KV cache, GQA 32 query heads over 8 kv heads,
  * headDim 128, fp32, webgpu. Ours on the split-K decode path vs ours forced onto the tiled kernel vs tfjs naive
  * (K/V heads repeated, matMul → softmax → matMul), one process, one device. K/V GB/s = bytes of K and V (read once
  * per kv head) / time.
  *
- *   bash scripts/bundle-bench.sh bench/device/decode.ts && node .bench-dist/decode.mjs [--quick] [--out DIR]
+ *   npx tsx bench/suite.ts --section webgpu-decode [--quick] [--out DIR]
  */
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
+// tfjs's op gradients and the cpu backend, as @tensorflow/tfjs users have them (see webgpu_kernel.ts).
+import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import {mkdirSync, writeFileSync} from 'node:fs';
-import * as lib from '../../src/index.js';
-import '../../kernels/webgpu/register_all_webgpu_kernels.js';
-import {setDecodePathForTests} from '../../kernels/webgpu/attention_decode.js';
-import {setupWebGPU} from '../../test/webgpu_env.js';
-import {timeOnQueue} from '../suite/webgpu_timing.js';
+import * as lib from '../../../src/index.js';
+import '../../../kernels/webgpu/register_all_webgpu_kernels.js';
+import {setDecodePathForTests} from '../../../kernels/webgpu/attention_decode.js';
+import {setupWebGPU} from '../../../test/webgpu_env.js';
+import {timeOnQueue} from '../webgpu_timing.js';
 
-const argv = process.argv.slice(2);
-const QUICK = argv.includes('--quick');
-const outIndex = argv.indexOf('--out');
-const OUT_DIR = outIndex >= 0 ? argv[outIndex + 1] : null;
 const HEADS = 32, KV_HEADS = 8, D = 128;
 
 interface Row {name: string; seqQ: number; seqK: number; ms: number; kvGBps: number; maxRelErr?: number; note?: string}
@@ -50,7 +47,10 @@ function record(r: Row) {
       r.maxRelErr != null ? `  err ${r.maxRelErr.toExponential(1)}` : ''}${r.note ? `  ${r.note}` : ''}`);
 }
 
-async function main() {
+export async function main(argv: string[]): Promise<Row[]> {
+  const QUICK = argv.includes('--quick');
+  const outIndex = argv.indexOf('--out');
+  const OUT_DIR = outIndex >= 0 ? argv[outIndex + 1] : process.env.OUT ?? null;
   const env = await setupWebGPU();
   if (env == null) throw new Error('no WebGPU');
   console.log(`adapter: ${env.adapterDescription}`);
@@ -94,11 +94,7 @@ async function main() {
   }
   if (OUT_DIR != null) {
     mkdirSync(OUT_DIR, {recursive: true});
-    writeFileSync(`${OUT_DIR}/decode.json`, JSON.stringify({adapter: env.adapterDescription, rows}, null, 1));
+    writeFileSync(`${OUT_DIR}/webgpu-decode.json`, JSON.stringify({adapter: env.adapterDescription, rows}, null, 1));
   }
+  return rows;
 }
-
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
