@@ -49,6 +49,33 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 }
 const splitProgram = new SplitProgram();
 
+/** Zeros (dBias where the dQ pass writes it directly: tiles it skips stay 0). */
+class FillZeroProgram implements MultiOutputProgram {
+  outputNames = ['x'];
+  outputTypes = ['f32'];
+  variableNames: string[] = [];
+  variableTypes: string[] = [];
+  uniformFields: MultiOutputProgram['uniformFields'] = [['n', 'i32'], ['width', 'i32']];
+  shaderKey = 'attentionFillZero';
+  getUserCode(): string {
+    return `
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let e = (i32(wg.y) * uniforms.width + i32(wg.x)) * 256 + i32(lid);
+  if (e < uniforms.n) {
+    x[e] = 0.0;
+  }
+}`;
+  }
+}
+const fillZeroProgram = new FillZeroProgram();
+
+/** Dispatch of an element-parallel program over n elements (256 per workgroup, rows of at most 32768). */
+function flatDispatch(n: number): {width: number; dispatch: [number, number, number]} {
+  const groups = Math.ceil(n / 256), width = Math.max(1, Math.min(groups, 32768));
+  return {width, dispatch: [width, Math.ceil(groups / width), 1]};
+}
+
 /** [dq, dk, dv] of `plan` (and dBias with a bias), as backend tensors owned by the caller (the engine). */
 export function runAttentionBackward(
     backend: WebGPUBackend, plan: AttentionPlan, x: AttentionGradInputs): TensorInfo[] {
@@ -87,9 +114,14 @@ export function runAttentionBackward(
           `more than this device's maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize}); ` +
           `use fewer heads or shorter sequences per call`);
     }
+    // dBias: written by the dQ pass when each bias element belongs to one (batch, head) and the mask does not take
+    // the binding it needs; else its own pass sums over the broadcast axes.
+    const bias = plan.bias;
+    const directBias = bias != null && plan.mask == null && (bias.batchStride !== 0 || B === 1) &&
+        (bias.headStride !== 0 || H === 1);
     const statsProgram = new AttentionGradStatsProgram();
     const dkdvProgram = new AttentionGradTileProgram('dkdv', tiles.dkdv, flagsOf(plan), opts);
-    const dqProgram = new AttentionGradTileProgram('dq', tiles.dq, flagsOf(plan), opts);
+    const dqProgram = new AttentionGradTileProgram('dq', tiles.dq, flagsOf(plan), opts, false, directBias);
     const dkdvSchedule = getScheduleBuffer(backend, plan, tiles.dkdv.streamed, tiles.dkdv.resident);
     const dqSchedule = getScheduleBuffer(backend, plan, tiles.dq.resident, tiles.dq.streamed);
     // Tile summaries of the mask / segments at both tilings: dK/dV's (query tiles are its streamed rows), dQ's.
@@ -106,7 +138,11 @@ export function runAttentionBackward(
     const combined = dkdvProgram.outputNames.length === 1;
     const dkv = combined ? createOutput(backend, [2 * B * Sk * Hkv * D]) : null;
     if (dkv != null) scratch.push(dkv);
-    if (dBias != null && batchesPerRun < B) {
+    if (dBias != null && directBias) {
+      const n = dBias.shape.reduce((a, b) => a * b, 1), {width, dispatch} = flatDispatch(n);
+      runProgram(backend, fillZeroProgram, {outputs: [dBias], inputs: [], uniforms: [n, width], dispatch});
+    }
+    if (dBias != null && !directBias && batchesPerRun < B) {
       throw new Error(`attention backward (webgpu): the bias gradient needs every batch in one binding; ` +
           `${B} batches exceed this device's maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize})`);
     }
@@ -165,29 +201,27 @@ export function runAttentionBackward(
                                        [dkdvSchedule.schedule.numKeyTiles, Hkv, nb],
       });
       runProgram(backend, dqProgram, {
-        outputs: [dqb.binding],
+        outputs: directBias ? [dqb.binding, dBias!] : [dqb.binding],
         inputs: tileInputs(dqSchedule.tensor),
         uniforms: common('dq', dqb, {base: 0}),
         dispatch: headsFastest.dq ? [H, dqSchedule.schedule.numQueryTiles, nb] :
                                      [dqSchedule.schedule.numQueryTiles, H, nb],
       });
-      if (dBias != null && side != null) {
+      if (dBias != null && side != null && !directBias) {
         // dBias: its own pass (dq tiling), over every batch at once (checked above: b0 = 0, nb = B).
-        const bias = plan.bias!;
         const dbiasProgram = new AttentionGradTileProgram('dq', tiles.dq, flagsOf(plan), opts, true);
         runProgram(backend, dbiasProgram, {
           outputs: [dBias],
           inputs: tileInputs(dqSchedule.tensor),
           uniforms: common('dq', {base: 0}, {base: 0}),
-          dispatch: [dqSchedule.schedule.numQueryTiles, bias.headStride === 0 ? 1 : H, bias.batchStride === 0 ? 1 : B],
+          dispatch: [dqSchedule.schedule.numQueryTiles, bias!.headStride === 0 ? 1 : H,
+                     bias!.batchStride === 0 ? 1 : B],
         });
       }
     }
     if (dkv != null) {
-      const n = B * Sk * Hkv * D, groups = Math.ceil(n / 256), width = Math.min(groups, 32768);
-      runProgram(backend, splitProgram, {
-        outputs: [dk, dv], inputs: [dkv], uniforms: [n, width], dispatch: [width, Math.ceil(groups / width), 1],
-      });
+      const n = B * Sk * Hkv * D, {width, dispatch} = flatDispatch(n);
+      runProgram(backend, splitProgram, {outputs: [dk, dv], inputs: [dkv], uniforms: [n, width], dispatch});
     }
   } catch (e) {
     for (const t of [dq, dk, dv, ...(dBias == null ? [] : [dBias])]) backend.disposeData(t.dataId, true);

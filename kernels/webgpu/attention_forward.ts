@@ -98,23 +98,22 @@ export function runAttentionForward(
   if (config == null) {
     return [createOutput(backend, [batch, seqQ, heads, headDim]), createOutput(backend, [batch, heads, seqQ])];
   }
-  // With a mask or segments, tiles are summarized on the device and skipped where nothing is visible.
-  const opts0 = optionFlagsOf(plan);
-  const summarized = opts0 != null && elementMasked(opts0);
   const program = getProgram(plan, config);
   const sched = getScheduleBuffer(backend, plan, config.blockQ, config.blockK);
   const layout = plan.layout;
-  // Per-call options: the small inputs gathered with the schedule into one side buffer (attention_options.ts).
+  // Per-call options: mask and bias bound as they are (checked before anything is allocated), the small inputs
+  // gathered with the schedule into one side buffer, with the tile summary of a mask / segment ids at this tiling.
   const opts = program.opts;
-  const side = opts == null ? null :
-      buildSideBuffer(backend, plan, [sched.tensor], inputs, 0, summarized ? [[config.blockQ, config.blockK]] : []);
-  const scheduleBinding = side != null ? {binding: side.tensor} :
-      bindElements(backend, sched.tensor, 0, sched.tensor.shape[0], 'attention schedule');
   const whole = (t: TensorInfo, what: string) =>
       bindElements(backend, t, 0, t.shape.reduce((a, b) => a * b, 1), what).binding;
   const optionInputs: Binding[] = [];
   if (opts?.mask != null) optionInputs.push(whole(inputs.mask, 'attention mask'));
   if (opts?.bias) optionInputs.push(whole(inputs.bias, 'attention bias'));
+  const summarized = opts != null && elementMasked(opts);
+  const side = opts == null ? null :
+      buildSideBuffer(backend, plan, [sched.tensor], inputs, 0, summarized ? [[config.blockQ, config.blockK]] : []);
+  const scheduleBinding = side != null ? {binding: side.tensor} :
+      bindElements(backend, sched.tensor, 0, sched.tensor.shape[0], 'attention schedule');
   const headsFastest = unevenWork(sched.schedule);
   const output = createOutput(backend, [batch, seqQ, heads, headDim]);
   const lse = createOutput(backend, [batch, heads, seqQ]);

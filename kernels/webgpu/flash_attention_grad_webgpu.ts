@@ -128,11 +128,13 @@ interface TileShape {
   combined: boolean;
   /** The dBias pass: a 'dq'-shaped tile program that sums dS over the (batch, head) each bias element covers. */
   dbias: boolean;
+  /** The dQ pass also writes dBias (a bias element covers one (batch, head): nothing to sum). */
+  directBias: boolean;
 }
 
 function tileShape(
     pass: GradPass, t: GradTiles, flags: TileFlags, map: GradThreadMap, opts: OptionFlags | null, combined: boolean,
-    dbias: boolean): TileShape {
+    dbias: boolean, directBias: boolean): TileShape {
   const dkdv = pass === 'dkdv';
   const DP4 = t.paddedDim / 4, C4 = t.chunk / 4;
   const TS = map.colsPerThread;
@@ -141,7 +143,7 @@ function tileShape(
     RS: DP4 + 1, SS: C4 + 1, TR: map.rowsPerThread, TS, NR: map.residentThreads, NS: map.streamedThreads,
     NRG: map.rowGroups, MR: map.accRows, AC: map.accCols, NC: map.colGroups,
     vecT: TS === 1 ? 'f32' : `vec${TS}<f32>`, res: dkdv ? KEYS : QUERIES, str: dkdv ? QUERIES : KEYS,
-    opts, combined, dbias,
+    opts, combined, dbias, directBias,
   };
 }
 
@@ -313,7 +315,15 @@ function optionProbabilities(g: TileShape): string {
           var dsb = p${n} * (dpz - rowDelta[${stat}]);
           if (p${n} == 0.0) { dsb = 0.0; }
           ds${n} = dsb * dtds;${g.dbias ? `
-          db${m}_${n} = db${m}_${n} + dsb;` : ''}
+          db${m}_${n} = db${m}_${n} + dsb;` : ''}${g.directBias ? `
+          {
+            let bi = ${entryQ(g, 'r', 's')};
+            let bj = ${entryK(g, 'r', 's')};
+            if (bi < uniforms.seqQ && bj < uniforms.seqK) {
+              dBias[optBatch * uniforms.biasBatchStride + optHead * uniforms.biasHeadStride + bi * uniforms.seqK + bj] =
+                  dsb;
+            }
+          }` : ''}
         }`).join('')}${dkdv ? `
         tileP[r * ${NS} + sIdx] = ${pack(g, range(g.TS).map((n) => opts.dropout ? `pz${n}` : `p${n}`))};` : ''}${
           g.dbias ? '' : `
@@ -764,10 +774,11 @@ export class AttentionGradTileProgram implements MultiOutputProgram {
    */
   constructor(
       readonly pass: GradPass, readonly tiles: GradTiles, readonly flags: TileFlags,
-      readonly opts: OptionFlags | null = null, dbias = false) {
+      readonly opts: OptionFlags | null = null, dbias = false, directBias = false) {
     const combined = opts != null && pass === 'dkdv' && opts.mask != null && opts.bias;
-    this.shape = tileShape(pass, tiles, flags, gradThreadMap(tiles), opts, combined, dbias);
-    this.outputNames = dbias ? ['dBias'] : pass === 'dkdv' ? (combined ? ['dkv'] : ['dk', 'dv']) : ['dq'];
+    this.shape = tileShape(pass, tiles, flags, gradThreadMap(tiles), opts, combined, dbias, directBias);
+    this.outputNames = dbias ? ['dBias'] : pass === 'dkdv' ? (combined ? ['dkv'] : ['dk', 'dv']) :
+        directBias ? ['dq', 'dBias'] : ['dq'];
     this.outputTypes = this.outputNames.map(() => 'f32');
     if (opts != null) {
       const extra = optionBindings(opts);
@@ -776,7 +787,7 @@ export class AttentionGradTileProgram implements MultiOutputProgram {
       this.uniformFields = [...TILE_UNIFORMS, ...OPTION_UNIFORMS];
     }
     const t = tiles;
-    this.shaderKey = `attentionGrad_${dbias ? 'dbias' : pass}_${t.resident}_${t.streamed}_${t.paddedDim}_${t.chunk}_${
+    this.shaderKey = `attentionGrad_${dbias ? 'dbias' : directBias ? 'dqdbias' : pass}_${t.resident}_${t.streamed}_${t.paddedDim}_${t.chunk}_${
         t.threads}_` +
         `${t.accCols ?? 1}_` +
         `${flags.softcap ? 's' : ''}${flags.layout ? 'l' : ''}${flags.keyLengths ? 'k' : ''}${optionKey(opts)}`;
