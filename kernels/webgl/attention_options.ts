@@ -9,7 +9,7 @@
  * PackFlatProgram for the small int / float vectors: queryOffsets, alibiSlopes, queryIds, keyIds, four values per
  * texel), so that the eight-target programs, which have no tfjs getters, read them as the one-output ones do.
  *
- * GLSL (optionHelpers):
+ * GLSL (scoreOptionHelpers, DROPOUT_HELPERS, tileSkipHelpers):
  *   queryPosition(b, i)        i + queryOffsets[b] clamped to [offsetMin, offsetMax] (or + diagOffset)
  *   maskAllows(b, h, i, j)     mask[b, h, i, j] != 0
  *   sameSegment(b, i, j)       queryIds[b, i] == keyIds[b, j]
