@@ -58,6 +58,9 @@ runSharedCasesInBrowser('webgl', TOLERANCE, selected, {angle: 'swiftshader'}, (p
   it('clamps queryOffsets tensor values to [-seqQ, seqK] on the device', async () => {
     expect(await page().queryOffsetsClampDifference()).to.equal(0);
   });
+  it('a NaN mask entry masks (as the reference), forward and backward', async () => {
+    expect(await page().maskNaNDifference()).to.equal(0);
+  });
   for (const c of LONG_FORWARD) {
     it(c.name, async () => assertCaseResult(await page().runForwardCase(c, 7), TOLERANCE));
   }

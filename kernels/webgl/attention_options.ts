@@ -156,8 +156,11 @@ export function scoreOptionHelpers(o: OptionVariant): string {
       vec4 texel = texelFetch(s, texelXY((p * pairHalfQ + i2) * pairHalfK + j2, width), 0);
       return texelLane(texel, 2 * (i - 2 * i2) + (j - 2 * j2));
     }` : ''}${o.mask ? `
+    // Non-zero attends; a NaN mask entry masks, as in the reference (decided on bits: see texelHelpers).
     bool maskAllows(int b, int h, int i, int j) {
-      return pairValue(maskPairs, maskWidth, b * maskBatchPlanes + h * maskHeadPlanes, i, j) != 0.0;
+      uint bits = floatBitsToUint(pairValue(maskPairs, maskWidth, b * maskBatchPlanes + h * maskHeadPlanes, i, j)) &
+                  0x7fffffffu;
+      return bits != 0u && bits <= 0x7f800000u;
     }` : ''}${o.segments ? `
     bool sameSegment(int b, int i, int j) {
       return flatValue(queryIds, queryIdsWidth, b * seqQ + i) == flatValue(keyIds, keyIdsWidth, b * seqK + j);

@@ -96,7 +96,10 @@ export class MaskTilesProgram extends AttentionProgram {
           for (int jp = 0; jp < ${TILE / 2}; jp++) {
             int j = kt * ${TILE} + 2 * jp;
             if (j >= seqK) break;
-            bvec4 on = notEqual(fetchTexel(maskPairs, (p * halfQ + i / 2) * halfK + j / 2, maskWidth), vec4(0.0));
+            // Attends: non-zero and not NaN (as maskAllows), decided on bits.
+            uvec4 bits = floatBitsToUint(fetchTexel(maskPairs, (p * halfQ + i / 2) * halfK + j / 2, maskWidth)) &
+                         uvec4(0x7fffffffu);
+            bvec4 on = both4(notEqual(bits, uvec4(0u)), lessThanEqual(bits, uvec4(0x7f800000u)));
             bvec4 inside = bvec4(true, j + 1 < seqK, i + 1 < seqQ, i + 1 < seqQ && j + 1 < seqK);
             anyVisible = anyVisible || any(both4(on, inside));
             anyHidden = anyHidden || any(both4(not(on), inside));
