@@ -59,6 +59,9 @@ runSharedCasesInBrowser('webgl', TOLERANCE, selected, {angle: 'swiftshader'}, (p
   it('clamps queryOffsets tensor values to [-seqQ, seqK] on the device', async () => {
     expect(await page().queryOffsetsClampDifference()).to.equal(0);
   });
+  it('a NaN mask entry masks (as the reference), forward and backward', async () => {
+    expect(await page().maskNaNDifference()).to.equal(0);
+  });
   for (const c of LONG_FORWARD) {
     it(c.name, async () => assertCaseResult(await page().runForwardCase(c, 7), TOLERANCE));
   }
@@ -73,11 +76,13 @@ runSharedCasesInBrowser('webgl', TOLERANCE, selected, {angle: 'swiftshader'}, (p
 });
 
 const LLVMPIPE = new Set(['flash causal S77 H3 D64', 'flash keyLengths [77, 0, 30] (empty batch)',
-                          'sliding w16 S130 D64', 'sparse fromBlockMask with empty rows']);
+                          'sliding w16 S130 D64', 'sparse fromBlockMask with empty rows',
+                          'mask float32 [B, H, Sq, Sk] with an empty row, GQA', 'dropout 0.3 dense GQA']);
 runSharedCasesInBrowser('webgl', TOLERANCE, (c) => LLVMPIPE.has(c.name), {angle: 'gl-egl'}, (page) => {
   it('renders with Mesa llvmpipe (else this suite would test SwiftShader again)', () => {
     expect(page().info.renderer).to.match(/llvmpipe/i);
   });
+  dropoutBitIdentical(page);
   it(LONG_KEYS.name, async () => assertCaseResult(await page().runCase(LONG_KEYS, 13), TOLERANCE));
 });
 

@@ -10,7 +10,9 @@
  *                      probability draws shade only the visited slots
  *   forwardWithTiles   elsewhere: one output per fragment, through one tile buffer per chunk (ScoresProgram,
  *                      ProbabilitiesProgram, RowAccumulateProgram)
- * Both share the lse pass (TileStatsProgram) and the row packing.
+ * Both share the lse pass (TileStatsProgram) and the row packing. The plan's options (attention_options.ts) enter
+ * the score programs (offsets, mask, segments, bias, ALiBi, tile skipping) and the probabilities (dropout:
+ * ProbabilityBlocksProgram itself, DropoutTileProgram after ProbabilitiesProgram); lse never sees dropout.
  */
 import type {TensorInfo} from '@tensorflow/tfjs-core';
 import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';

@@ -4,12 +4,12 @@
  * variant's `options`; without them every program's GLSL is what it was before the options existed).
  *
  * The user's tensors are read by the programs with texelFetch, broadcast by strides and never expanded: once per
- * call they are copied, in their own shape, into texel arrays (PackPairsProgram for a mask or bias: one texel per
- * 2 × 2 block of (query, key) of each of its [batch | 1] × [heads | 1] planes; PackFlatProgram for the small int /
- * float vectors: queryOffsets, alibiSlopes, queryIds, keyIds, four values per texel), so that the eight-target
- * programs, which have no tfjs getters, read them as the one-output ones do.
+ * call they are copied, in their own shape, into texel arrays (option_packing_gpu.ts — PackPairsProgram for a mask
+ * or bias: one texel per 2 × 2 block of (query, key) of each of its [batch | 1] × [heads | 1] planes;
+ * PackFlatProgram for the small int / float vectors: queryOffsets, alibiSlopes, queryIds, keyIds, four values per
+ * texel), so that the eight-target programs, which have no tfjs getters, read them as the one-output ones do.
  *
- * GLSL (optionHelpers):
+ * GLSL (scoreOptionHelpers, DROPOUT_HELPERS, tileSkipHelpers):
  *   queryPosition(b, i)        i + queryOffsets[b] clamped to [offsetMin, offsetMax] (or + diagOffset)
  *   maskAllows(b, h, i, j)     mask[b, h, i, j] != 0
  *   sameSegment(b, i, j)       queryIds[b, i] == keyIds[b, j]
@@ -28,7 +28,7 @@ import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
 import type {AttentionInputs} from '../attention_kernel_func.js';
 import {AttentionPlan, PairOperand} from '../../src/plan/plan.js';
 import {AttentionProgram, TILE, UniformValues} from './attention_program.js';
-import {texelHelpers} from './glsl_helpers.js';
+import {IdRangesProgram, MaskTilesProgram, PackFlatProgram, PackPairsProgram} from './option_packing_gpu.js';
 import {PHILOX_GLSL} from './philox_glsl.js';
 import {TexelLayout, texelLayout} from './texel_layout.js';
 
@@ -156,8 +156,11 @@ export function scoreOptionHelpers(o: OptionVariant): string {
       vec4 texel = texelFetch(s, texelXY((p * pairHalfQ + i2) * pairHalfK + j2, width), 0);
       return texelLane(texel, 2 * (i - 2 * i2) + (j - 2 * j2));
     }` : ''}${o.mask ? `
+    // Non-zero attends; a NaN mask entry masks, as in the reference (decided on bits: see texelHelpers).
     bool maskAllows(int b, int h, int i, int j) {
-      return pairValue(maskPairs, maskWidth, b * maskBatchPlanes + h * maskHeadPlanes, i, j) != 0.0;
+      uint bits = floatBitsToUint(pairValue(maskPairs, maskWidth, b * maskBatchPlanes + h * maskHeadPlanes, i, j)) &
+                  0x7fffffffu;
+      return bits != 0u && bits <= 0x7f800000u;
     }` : ''}${o.segments ? `
     bool sameSegment(int b, int i, int j) {
       return flatValue(queryIds, queryIdsWidth, b * seqQ + i) == flatValue(keyIds, keyIdsWidth, b * seqK + j);
@@ -302,137 +305,4 @@ export function packOptionInputs(
     throw e;
   }
   return {inputs: tensors, tileInputs: tileTensors, layouts};
-}
-
-/** GLSL getX(...) of element e of a tensor of `shape` read by tfjs's unpacked getter (row-major). */
-function flatGetter(shape: number[], e: string): string {
-  if (shape.length === 1) return `getX(${e})`;
-  if (shape.length === 2) return `getX(${e} / ${shape[1]}, ${e} - ${shape[1]} * (${e} / ${shape[1]}))`;
-  throw new Error(`webgl attention: no flat getter for rank ${shape.length}`);
-}
-
-/** Copies a small rank-1 or rank-2 tensor (any dtype) into a texel array, four values per texel, row-major. */
-export class PackFlatProgram extends AttentionProgram {
-  variableNames = ['x'];
-  packedInputs = false;
-  enableShapeUniforms = false;  // tfjs's generic getter for x: see AttentionProgram
-
-  constructor(outShape: [number, number], xShape: number[], values: UniformValues) {
-    super(outShape);
-    this.declareUniforms(['outWidth', 'count'], values);
-    this.userCode = `
-      ${texelHelpers()}
-      float element(int e) {
-        return e < count ? ${flatGetter(xShape, 'e')} : 0.0;
-      }
-      void main() {
-        int e = 4 * outputTexel();
-        setOutput(vec4(element(e), element(e + 1), element(e + 2), element(e + 3)));
-      }
-    `;
-  }
-}
-
-/**
- * Copies a mask or bias ([seqQ, seqK], [B | 1, seqQ, seqK] or [B | 1, H | 1, seqQ, seqK]: its own shape, not
- * broadcast) into a texel array: plane p (the leading axes, row-major), 2 × 2 block (i2, j2) at texel
- * (p · halfQ + i2) · halfK + j2 as (r0k0, r0k1, r1k0, r1k1); entries past seqQ / seqK are 0.
- */
-export class PackPairsProgram extends AttentionProgram {
-  variableNames = ['x'];
-  packedInputs = false;
-  enableShapeUniforms = false;  // tfjs's generic getter for x: see AttentionProgram
-
-  constructor(outShape: [number, number], xShape: number[], values: UniformValues) {
-    super(outShape);
-    this.declareUniforms(['outWidth', 'planes', 'seqQ', 'seqK', 'halfQ', 'halfK'], values);
-    const get = xShape.length === 2 ? 'getX(i, j)' : xShape.length === 3 ? 'getX(p, i, j)' :
-        `getX(p / ${xShape[1]}, p - ${xShape[1]} * (p / ${xShape[1]}), i, j)`;
-    this.userCode = `
-      ${texelHelpers()}
-      float element(int p, int i, int j) {
-        return p < planes && i < seqQ && j < seqK ? ${get} : 0.0;
-      }
-      void main() {
-        int t = outputTexel();
-        int p = t / (halfQ * halfK);
-        int rest = t - p * halfQ * halfK;
-        int i = 2 * (rest / halfK), j = 2 * (rest - halfK * (rest / halfK));
-        setOutput(vec4(element(p, i, j), element(p, i, j + 1), element(p, i + 1, j), element(p, i + 1, j + 1)));
-      }
-    `;
-  }
-}
-
-/**
- * Per (mask plane, query tile, key tile), four per texel: 0 when the mask hides every entry of the tile (within
- * seqQ × seqK), 1 when it hides some, 2 when none. Reads the packed mask (PackPairsProgram), one 2 × 2 block per step.
- */
-export class MaskTilesProgram extends AttentionProgram {
-  variableNames = ['maskPairs'];
-
-  constructor(outShape: [number, number], values: UniformValues) {
-    super(outShape);
-    this.declareUniforms(['outWidth', 'count', 'numQueryTiles', 'numKeyTiles', 'seqQ', 'seqK', 'halfQ', 'halfK',
-                          'maskWidth'], values);
-    this.userCode = `
-      ${texelHelpers()}
-      float tileState(int t) {
-        if (t >= count) return 0.0;
-        int perPlane = numQueryTiles * numKeyTiles;
-        int p = t / perPlane;
-        int qt = (t - p * perPlane) / numKeyTiles;
-        int kt = t - p * perPlane - qt * numKeyTiles;
-        bool anyVisible = false, anyHidden = false;
-        for (int ip = 0; ip < ${TILE / 2}; ip++) {
-          int i = qt * ${TILE} + 2 * ip;
-          if (i >= seqQ) break;
-          for (int jp = 0; jp < ${TILE / 2}; jp++) {
-            int j = kt * ${TILE} + 2 * jp;
-            if (j >= seqK) break;
-            bvec4 on = notEqual(fetchTexel(maskPairs, (p * halfQ + i / 2) * halfK + j / 2, maskWidth), vec4(0.0));
-            bvec4 inside = bvec4(true, j + 1 < seqK, i + 1 < seqQ, i + 1 < seqQ && j + 1 < seqK);
-            anyVisible = anyVisible || any(both4(on, inside));
-            anyHidden = anyHidden || any(both4(not(on), inside));
-          }
-        }
-        return anyVisible ? (anyHidden ? 1.0 : 2.0) : 0.0;
-      }
-      void main() {
-        int t = 4 * outputTexel();
-        setOutput(vec4(tileState(t), tileState(t + 1), tileState(t + 2), tileState(t + 3)));
-      }
-    `;
-  }
-}
-
-/** [min, max] of the segment ids of every (batch, tile of TILE positions), two tiles per texel. */
-export class IdRangesProgram extends AttentionProgram {
-  variableNames = ['ids'];
-
-  constructor(outShape: [number, number], values: UniformValues) {
-    super(outShape);
-    this.declareUniforms(['outWidth', 'count', 'tiles', 'seq', 'idsWidth'], values);
-    this.userCode = `
-      ${texelHelpers()}
-      vec2 idRange(int tile) {
-        if (tile >= count) return vec2(0.0);
-        int b = tile / tiles;
-        int first = (tile - b * tiles) * ${TILE};
-        float lo = 3.0e38, hi = -3.0e38;
-        for (int e = 0; e < ${TILE}; e++) {
-          if (first + e >= seq) break;
-          int index = b * seq + first + e;
-          float id = texelLane(fetchTexel(ids, index / 4, idsWidth), index - 4 * (index / 4));
-          lo = min(lo, id);
-          hi = max(hi, id);
-        }
-        return vec2(lo, hi);
-      }
-      void main() {
-        int tile = 2 * outputTexel();
-        setOutput(vec4(idRange(tile), idRange(tile + 1)));
-      }
-    `;
-  }
 }

@@ -12,7 +12,11 @@
  *   key_tables_gpu.ts          the per-batch key limits and per-key-tile NaN/Inf flags of the eight-target path
  *   score_grad_gpu.ts          dS
  *   key_accumulation_gpu.ts    dK = dSᵀ·Q, dV = Pᵀ·dO
- * Their GLSL building blocks: glsl_helpers.ts. Texel layouts: texel_layout.ts.
+ *   bias_grad_gpu.ts           dBias (the gradient of the final scores, summed over the bias's broadcast axes)
+ *   option_packing_gpu.ts      the option inputs (mask, bias, offsets, slopes, segment ids) into texel arrays, and
+ *                              the per-tile summaries (mask states, id ranges) that let the score programs skip tiles
+ * The options of issues 16–18 (offsets, mask, bias, ALiBi, segments, dropout) as a whole: attention_options.ts.
+ * Their GLSL building blocks: glsl_helpers.ts (and philox_glsl.ts for dropout). Texel layouts: texel_layout.ts.
  *
  * Loop bounds: Mesa's llvmpipe silently ends a loop after 65,535 iterations — counted over every entry into the loop
  * within one fragment, so nesting does not help. Loops over channels and over the rows/keys of a tile are therefore

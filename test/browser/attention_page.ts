@@ -32,6 +32,8 @@ export interface AttentionPage {
   dropoutKeptMask(p: DropoutProbe): Promise<number[]>;
   /** page_entry.ts's queryOffsetsClampDifference. */
   queryOffsetsClampDifference(): Promise<number>;
+  /** page_entry.ts's maskNaNDifference. */
+  maskNaNDifference(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -85,6 +87,7 @@ export async function openAttentionPage(backend: string, options: PageOptions = 
       kernelsOfCase: (c) => call<string[]>('kernelsOfCase', c),
       dropoutKeptMask: (p) => call<number[]>('dropoutKeptMask', p),
       queryOffsetsClampDifference: () => call<number>('queryOffsetsClampDifference'),
+      maskNaNDifference: () => call<number>('maskNaNDifference'),
       close: async () => {
         await s.close();
         await server.close();

@@ -160,3 +160,31 @@ export async function queryOffsetsClampDifference(): Promise<number> {
   for (let e = 0; e < a.length; e++) diff = Math.max(diff, Math.abs(a[e] - b[e]));
   return diff;
 }
+
+/**
+ * Max |difference| between a call with a float32 mask holding NaN entries and the same call with those entries 0
+ * (a NaN mask entry masks, as in test/reference.ts: `!NaN`), forward and dq.
+ */
+export async function maskNaNDifference(): Promise<number> {
+  const lib = tfEfficientAttention;
+  const [seqQ, seqK, heads, dim] = [40, 70, 2, 16];
+  const q = tf.tensor(randomArray(seqQ * heads * dim, 4), [1, seqQ, heads, dim]);
+  const k = tf.tensor(randomArray(seqK * heads * dim, 5), [1, seqK, heads, dim]);
+  const v = tf.tensor(randomArray(seqK * heads * dim, 6), [1, seqK, heads, dim]);
+  const noise = randomArray(seqQ * seqK, 7);
+  const withNaN = Float32Array.from(noise, (x) => (x < -0.3 ? NaN : x < 0.2 ? 1 : 0));
+  const withZero = withNaN.map((x) => (Number.isNaN(x) ? 0 : x));
+  const run = (values: Float32Array) => {
+    const mask = tf.tensor(values, [seqQ, seqK], 'float32');
+    const f = (qq: ReturnType<Tf['tensor']>) => lib.flashAttention(qq, k, v, {mask}) as ReturnType<Tf['tensor']>;
+    const out = f(q);
+    const dq = tf.grad((qq: ReturnType<Tf['tensor']>) => tf.sum(f(qq)))(q);
+    return {out, dq, mask};
+  };
+  const a = run(withNaN), b = run(withZero);
+  const [ao, adq, bo, bdq] = await Promise.all([a.out.data(), a.dq.data(), b.out.data(), b.dq.data()]);
+  [q, k, v, a.out, a.dq, a.mask, b.out, b.dq, b.mask].forEach((t) => t.dispose());
+  let diff = 0;
+  for (let e = 0; e < ao.length; e++) diff = Math.max(diff, Math.abs(ao[e] - bo[e]), Math.abs(adq[e] - bdq[e]));
+  return diff;
+}
