@@ -32,8 +32,16 @@ env().registerFlag(DECODE_FLAG, () => -1);
 
 /** Longest query block the decode path takes (issue 18: 1…16 rows). */
 export const DECODE_MAX_QUERIES = 16;
-/** Fewest keys the size rule sends to the decode path (measured on SwiftShader: bench/NOTES.md, issue 18). */
+/**
+ * The size rule, from forward timings on SwiftShader (Chromium 2-core VM, test/_decode_bench.test.ts, median of 5,
+ * causal, tiled → decode): seqQ 1 H 8/2 D64: seqK 64 21 → 11 ms, 128 49 → 9, 1024 157 → 21, 4096 179 → 64;
+ * seqQ 1 H 4/4 seqK 4096: 531 → 109; seqQ 4 H 32/8 D128 seqK 4096 (16 rows per kv head): 2743 → 2387;
+ * seqQ 16 H 8/2 (64 rows per kv head): seqK 128 36 → 28 but seqK 1024 126 → 169. The value pass reads V once per
+ * row group of 4, so past 16 rows per kv head the tiled path's 32-row tiles win: decode takes seqQ ≤ 16 with at most
+ * DECODE_MAX_KV_ROWS query rows per kv head (seqQ · groupSize) and at least DECODE_MIN_KEYS keys.
+ */
 export const DECODE_MIN_KEYS = 128;
+export const DECODE_MAX_KV_ROWS = 16;
 /** Keys per split: at least (short splits cost more in the merge than they gain) and at most (loop bounds). */
 const MIN_SPLIT_KEYS = 64;
 const MAX_SPLIT_KEYS = 4096;
@@ -63,7 +71,8 @@ export function useDecodePath(plan: AttentionPlan): boolean {
   const mode = env().getNumber(DECODE_FLAG);
   if (mode === 0 || !decodeSupports(plan)) return false;
   if (mode === 1) return true;
-  return plan.seqQ <= DECODE_MAX_QUERIES && plan.seqK >= DECODE_MIN_KEYS;
+  return plan.seqQ <= DECODE_MAX_QUERIES && plan.seqQ * plan.groupSize <= DECODE_MAX_KV_ROWS &&
+      plan.seqK >= DECODE_MIN_KEYS;
 }
 
 /** Number of key splits and keys per split for `groups` row groups (of DECODE_GROUP_ROWS rows) over seqK keys. */
