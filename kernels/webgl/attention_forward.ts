@@ -18,6 +18,7 @@ import type {TensorInfo} from '@tensorflow/tfjs-core';
 import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
 import type {AttentionInputs} from '../attention_kernel_func.js';
 import {AttentionPlan} from '../../src/plan/plan.js';
+import {runDecodeForward, useDecodePath} from './attention_decode.js';
 import {
   AttentionGeometry, attentionGeometry, Chunk, disposeAll, packOptions, packRows, runProgram, unpackRows,
 } from './attention_geometry.js';
@@ -37,6 +38,7 @@ type ForwardPipeline = (backend: MathBackendWebGL, g: AttentionGeometry, inputs:
 /** [output [batch, seqQ, heads, headDim], lse [batch, heads, seqQ]] of `plan`. */
 export function runAttentionForward(
     backend: MathBackendWebGL, plan: AttentionPlan, inputs: AttentionInputs): TensorInfo[] {
+  if (useDecodePath(plan)) return runDecodeForward(backend, plan, inputs);  // few query rows: attention_decode.ts
   const g = attentionGeometry(backend, plan);
   return forwardPipeline(backend)(backend, g, inputs);
 }
