@@ -1,6 +1,6 @@
 /**
  * Trains a tiny transformer in the page: the model of the node training example (examples/node-training/model.ts:
- * token + position embedding, one pre-norm TransformerBlock of this package, a classifier) on a small key–value
+ * token embedding + PositionEmbedding, one pre-norm TransformerDecoder of this package, a classifier) on a small key–value
  * recall task (examples/node-training/task.ts): a few "k=v" facts at the start of the sequence, then queries "k?"
  * whose answer is the value stored with k. Only attention can reach the facts, so the loss falls from ln(numValues)
  * once the attention layer learns to look them up (~30–40 steps with full attention).
