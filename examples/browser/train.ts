@@ -22,7 +22,7 @@ export const TRAIN_ATTENTION: Record<TrainAttention, {label: string; spec: Atten
 };
 
 /** Short sequences, so a training step takes well under a second even on a software renderer. */
-export const TASK: RecallTask = {seq: 32, promptLength: 8, numFacts: 4, numKeys: 8, numValues: 8, numFiller: 4};
+export const TASK: RecallTask = {seq: 32, promptLength: 8, numFacts: 4, numKeys: 4, numValues: 8, numFiller: 4};
 
 export interface TrainConfig {
   attention: TrainAttention;
@@ -45,6 +45,7 @@ export async function train(config: TrainConfig, onStep: (s: TrainStep) => Promi
   const model = buildModel({
     vocabSize: vocabularySize(task), numClasses: task.numValues, maxLength: task.seq, modelDim: 32, numHeads: 2,
     numLayers: 1, attention: TRAIN_ATTENTION[config.attention].spec,
+    positionInitializer: tf.initializers.randomUniform({minval: -0.05, maxval: 0.05}),
   });
   const optimizer = tf.train.adam(config.learningRate);
   const nextBatch = makeBatches(task, config.seed);
