@@ -1,6 +1,6 @@
 /**
  * Trains a tiny transformer in the page: the model of the node training example (examples/node-training/model.ts:
- * token + position embedding, one pre-norm TransformerBlock of this package, a classifier) on a small key–value
+ * token embedding + PositionEmbedding, one pre-norm TransformerDecoder of this package, a classifier) on a small key–value
  * recall task (examples/node-training/task.ts): a few "k=v" facts at the start of the sequence, then queries "k?"
  * whose answer is the value stored with k. Only attention can reach the facts, so the loss falls from ln(numValues)
  * once the attention layer learns to look them up (~30–40 steps with full attention).
@@ -22,7 +22,7 @@ export const TRAIN_ATTENTION: Record<TrainAttention, {label: string; spec: Atten
 };
 
 /** Short sequences, so a training step takes well under a second even on a software renderer. */
-export const TASK: RecallTask = {seq: 32, promptLength: 8, numFacts: 4, numKeys: 8, numValues: 8, numFiller: 4};
+export const TASK: RecallTask = {seq: 32, promptLength: 8, numFacts: 4, numKeys: 4, numValues: 8, numFiller: 4};
 
 export interface TrainConfig {
   attention: TrainAttention;
@@ -45,6 +45,7 @@ export async function train(config: TrainConfig, onStep: (s: TrainStep) => Promi
   const model = buildModel({
     vocabSize: vocabularySize(task), numClasses: task.numValues, maxLength: task.seq, modelDim: 32, numHeads: 2,
     numLayers: 1, attention: TRAIN_ATTENTION[config.attention].spec,
+    positionInitializer: tf.initializers.randomUniform({minval: -0.05, maxval: 0.05}),
   });
   const optimizer = tf.train.adam(config.learningRate);
   const nextBatch = makeBatches(task, config.seed);

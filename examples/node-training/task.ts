@@ -23,10 +23,6 @@ export interface RecallTask {
   numFiller: number;
 }
 
-export function defaultTask(seq: number): RecallTask {
-  return {seq, promptLength: 32, numFacts: 8, numKeys: 16, numValues: 16, numFiller: 16};
-}
-
 /** Token ids: filler [0, F), fact (k, v) F + k·V + v, query(k) F + K·V + k. */
 export function vocabularySize(t: RecallTask): number {
   return t.numFiller + t.numKeys * t.numValues + t.numKeys;
