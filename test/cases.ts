@@ -9,9 +9,10 @@ export type LayoutSpec =
 
 /**
  * Shape of a mask or bias case: q = [seqQ, seqK]; bq = [batch, seqQ, seqK]; 1q = [1, seqQ, seqK];
- * b1 / 1h / bh = [batch | 1, heads | 1, seqQ, seqK].
+ * 11 / b1 / 1h / bh = [1 | batch, 1 | heads, seqQ, seqK].
  */
-export type PairShape = 'q' | 'bq' | '1q' | 'b1' | '1h' | 'bh';
+export type PairShape = 'q' | 'bq' | '1q' | '11' | 'b1' | '1h' | 'bh';
+export const PAIR_SHAPES: readonly PairShape[] = ['q', 'bq', '1q', '11', 'b1', '1h', 'bh'];
 
 export interface MaskSpec {
   shape: PairShape;

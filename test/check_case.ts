@@ -58,6 +58,7 @@ export function pairShape(c: AttentionCase, shape: PairShape): {dims: number[]; 
     case 'q': return {dims: [c.seqQ, c.seqK], batchStride: 0, headStride: 0};
     case 'bq': return {dims: [c.batch, c.seqQ, c.seqK], batchStride: pair, headStride: 0};
     case '1q': return {dims: [1, c.seqQ, c.seqK], batchStride: 0, headStride: 0};
+    case '11': return {dims: [1, 1, c.seqQ, c.seqK], batchStride: 0, headStride: 0};
     case 'b1': return {dims: [c.batch, 1, c.seqQ, c.seqK], batchStride: pair, headStride: 0};
     case '1h': return {dims: [1, c.heads, c.seqQ, c.seqK], batchStride: 0, headStride: pair};
     case 'bh': return {dims: [c.batch, c.heads, c.seqQ, c.seqK], batchStride: c.heads * pair, headStride: pair};

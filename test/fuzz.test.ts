@@ -1,32 +1,31 @@
 /**
- * Quick fixed-seed fuzz run in `npm test`: ~40 random small cases per backend against the float64 reference,
- * shrunk to a minimal case on failure. The long, randomly seeded run is `npm run fuzz` (scripts/fuzz.ts).
- * FUZZ_SEED / FUZZ_RUNS override the seed and the number of runs.
+ * The fuzz (test/fuzz.ts) on the node backends of test/reliability_backends.ts (cpu and wasm; RELIABILITY_BACKENDS
+ * picks rows): ~40 random small cases per backend, fixed seed, shrunk to a minimal case on failure
+ * (test/fuzz_runner.ts). FUZZ_SEED / FUZZ_RUNS override the seed and the number of runs. The long, randomly seeded run
+ * is `npm run fuzz` (scripts/fuzz.ts). Also the fuzz's own tolerance logic (the fp32 rounding floor).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {expect} from 'chai';
 import * as lib from '../src/index.js';
-import {checkCase} from './check_case.js';
-import {caseFailures, formatFailure, QUICK_FUZZ, roundingFloor, runFuzz} from './fuzz.js';
 import type {AttentionCase} from './cases.js';
-import type {CaseResult} from './check_case.js';
+import {CaseResult, checkCase} from './check_case.js';
+import {caseFailures, QUICK_FUZZ, roundingFloor, runFuzz} from './fuzz.js';
+import {describeFuzz} from './fuzz_runner.js';
 import {selectedBackends} from './reliability_backends.js';
 import {FUZZ_TOLERANCES} from './tolerances.js';
 
-const SEED = Number(process.env.FUZZ_SEED ?? 20240601);
 const RUNS = Number(process.env.FUZZ_RUNS ?? 40);
 
 for (const backend of selectedBackends()) {
-  describe(`fuzz on ${backend.name} (seed ${SEED}, ${RUNS} runs, tolerance fwd ${backend.tolerance.forward}, grad ${
-               backend.tolerance.gradients})`, () => {
-    before(() => backend.setUp());
-    it('output, lse, dq, dk, dv match the float64 reference', async () => {
-      const guard = backend.guard;
-      const check = guard && ((c: Parameters<typeof checkCase>[2], seed: number) => guard(() => checkCase(tf, lib, c, seed)));
-      const report = await runFuzz(tf, lib, {seed: SEED, numRuns: RUNS, config: QUICK_FUZZ, tolerance: backend.tolerance,
-                                             check});
-      expect(report.failed, formatFailure(report, backend.name)).to.equal(false);
-    });
+  const guard = backend.guard;
+  describeFuzz({
+    label: backend.name, runs: RUNS, config: QUICK_FUZZ, tolerance: backend.tolerance,
+    setUp: () => backend.setUp(),
+    run: (opts) => runFuzz(tf, lib, {
+      ...opts,
+      check: guard && ((c, seed) => guard(() => checkCase(tf, lib, c, seed))),
+      onCase: (c, r, failures) => opts.onCase(c.case.name, r?.errors ?? null, failures),
+    }),
   });
 }
 

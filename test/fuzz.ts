@@ -1,5 +1,8 @@
 /**
- * Property-based fuzzing of the three ops against the float64 reference (test/reference.ts), through the public API.
+ * Property-based fuzzing of the three ops against the float64 reference (test/reference.ts), through the public API:
+ * every op, layout builder, GQA grouping, head size, scale, softcap, keyLengths and dLse, and the options of issues
+ * 16–18 (queryOffsets as numbers or a tensor, masks of every broadcast shape and dtype, biases with -Infinity entries,
+ * ALiBi slopes [heads] / [batch, heads], query/key segment ids, dropout with seeds up to 2^53), alone and together.
  *
  * Environment-agnostic like check_case.ts: takes the tfjs module and the library module, so node (test/fuzz.test.ts,
  * scripts/fuzz.ts) and a browser page can run the same generator and checker on any backend.
@@ -9,7 +12,7 @@
  * which is printed as an AttentionCase ready to paste into test/cases.ts.
  */
 import fc from 'fast-check';
-import type {AttentionCase, LayoutSpec} from './cases.js';
+import {AttentionCase, LayoutSpec, MaskSpec, PAIR_SHAPES, PairShape} from './cases.js';
 import {CaseResult, checkCase, Lib, randomArray, refProblem, Tf} from './check_case.js';
 import {referenceBackward, referenceForward} from './reference.js';
 import {FUZZ_TOLERANCES, Tolerances} from './tolerances.js';
@@ -85,6 +88,15 @@ interface RawCase {
   layout: RawLayout;
   perHeadBigBird: boolean;
   lseGrad: boolean;
+  /** Each option below is drawn in about one case in three (and shrinks to absent). */
+  queryOffsets: {fractions: number[]; perBatch: boolean; tensor: boolean} | undefined;
+  mask: {shape: PairShape; dtype: NonNullable<MaskSpec['dtype']>; pattern: NonNullable<MaskSpec['pattern']>;
+         density: number} | undefined;
+  bias: {shape: PairShape; negInf: number} | undefined;
+  alibi: {perBatch: boolean; asTensor: boolean} | undefined;
+  /** Document cut points per batch row, as fractions of the sequence; separate key cuts when `key` is drawn. */
+  segments: {query: number[][]; key: number[][] | undefined} | undefined;
+  dropout: {rate: number; seed: number} | undefined;
 }
 
 export interface FuzzCase {
@@ -162,6 +174,12 @@ function rawCaseArb(cfg: FuzzConfig): fc.Arbitrary<RawCase> {
       {weight: 4, arbitrary: ratio(0, 1, 1000)});
   // Half the cases leave each option out (fc.option leaves it out 1 time in `freq`; the default is 1 in 5).
   const half = {nil: undefined, freq: 2};
+  // The options of issues 16–18: each in about one case in three, so most cases combine a few of them.
+  const sometimes = <T>(arb: fc.Arbitrary<T>): fc.Arbitrary<T | undefined> =>
+    fc.oneof({weight: 2, arbitrary: fc.constant(undefined)}, {weight: 1, arbitrary: arb});
+  const perRow = (arb: fc.Arbitrary<number[]>) => fc.array(arb, {minLength: 3, maxLength: 3});
+  const cuts = perRow(fc.array(ratio(0, 1, 1000), {maxLength: 3}));
+  const pairShape = fc.constantFrom(...PAIR_SHAPES);
   return fc.record({
     op: fc.constantFrom(...(cfg.ops ?? ['flash', 'sliding', 'sparse'] as const)),
     batch: fc.integer({min: 1, max: 3}),
@@ -180,6 +198,27 @@ function rawCaseArb(cfg: FuzzConfig): fc.Arbitrary<RawCase> {
     layout: layoutArb(),
     perHeadBigBird: fc.boolean(),
     lseGrad: fc.boolean(),
+    queryOffsets: sometimes(fc.record({
+      fractions: fc.array(fraction, {minLength: 3, maxLength: 3}), perBatch: fc.boolean(), tensor: fc.boolean(),
+    })),
+    mask: sometimes(fc.record({
+      shape: pairShape, dtype: fc.constantFrom('bool' as const, 'int32' as const, 'float32' as const),
+      pattern: fc.constantFrom('random' as const, 'causal' as const, 'padding' as const, 'empty-row' as const),
+      density: fraction,
+    })),
+    bias: sometimes(fc.record({
+      shape: pairShape,
+      negInf: fc.oneof({weight: 2, arbitrary: fc.constant(0)}, {weight: 2, arbitrary: ratio(0, 0.5, 100)},
+                       {weight: 1, arbitrary: fc.constant(1)}),
+    })),
+    alibi: sometimes(fc.record({perBatch: fc.boolean(), asTensor: fc.boolean()})),
+    // Separate key cuts in a third of those (else the key documents are the query's, or proportional to them).
+    segments: sometimes(fc.record({query: cuts, key: sometimes(cuts)})),
+    dropout: sometimes(fc.record({
+      rate: ratio(0, 0.9, 100),
+      // Philox keys take the seed's high and low 32 bits: small seeds, and any up to 2^53 - 1.
+      seed: fc.oneof(fc.integer({min: 0, max: 1000}), fc.maxSafeNat()),
+    })),
   });
 }
 
@@ -204,6 +243,12 @@ function materializeLayout(raw: RawLayout, r: RawCase, heads: number, blockSize:
   }
 }
 
+/** Document lengths of a sequence of `length` cut at the given fractions (the rest is one more document). */
+function documentLengths(fractions: number[], length: number): number[] {
+  const points = fractions.map((f) => Math.round(f * length)).sort((a, b) => a - b);
+  return points.map((p, n) => p - (n === 0 ? 0 : points[n - 1]));
+}
+
 /** Maps independent raw draws to a concrete, valid case. */
 function toCase(r: RawCase): AttentionCase {
   const heads = r.kvHeads * r.groupSize;
@@ -224,6 +269,26 @@ function toCase(r: RawCase): AttentionCase {
     c.causal = true;
   }
   if (r.op === 'sparse') c.layout = materializeLayout(r.layout, r, heads, r.blockSize);
+  if (r.queryOffsets) {
+    // Integers in [-seqQ, seqK], the range the ops accept (tensor values outside it would be clamped).
+    const offsets = r.queryOffsets.fractions.slice(0, r.batch)
+        .map((f) => Math.round(-r.seqQ + f * (r.seqQ + r.seqK)));
+    c.queryOffsets = r.queryOffsets.perBatch ? offsets : offsets[0];
+    if (r.queryOffsets.tensor) c.queryOffsetsTensor = true;
+  }
+  if (r.mask) c.mask = {...r.mask};
+  if (r.bias) c.bias = r.bias.negInf > 0 ? {...r.bias} : {shape: r.bias.shape};
+  if (r.alibi) c.alibi = {...r.alibi};
+  if (r.segments) {
+    const rows = r.segments.query.slice(0, r.batch);
+    c.segments = rows.map((f) => documentLengths(f, r.seqQ));
+    // One ids tensor serves query and key only when seqQ == seqK; otherwise the keys get their own (the same cut
+    // fractions unless key cuts were drawn: documents of proportional lengths).
+    if (r.segments.key != null || r.seqQ !== r.seqK) {
+      c.keySegments = (r.segments.key?.slice(0, r.batch) ?? rows).map((f) => documentLengths(f, r.seqK));
+    }
+  }
+  if (r.dropout && r.dropout.rate > 0) c.dropout = {...r.dropout};
   c.name = describeCase(c);
   return c;
 }
@@ -248,6 +313,18 @@ function describeCase(c: AttentionCase): string {
   if (c.scale !== undefined) parts.push(`scale ${c.scale.toPrecision(3)}`);
   if (c.softcap !== undefined) parts.push(`softcap ${c.softcap.toPrecision(3)}`);
   if (c.lseGrad) parts.push('dLse');
+  if (c.queryOffsets !== undefined) {
+    parts.push(`queryOffsets${c.queryOffsetsTensor ? 'T' : ''}${JSON.stringify(c.queryOffsets)}`);
+  }
+  if (c.mask) {
+    parts.push(`mask ${c.mask.shape} ${c.mask.dtype ?? 'bool'} ${c.mask.pattern ?? 'random'} ${c.mask.density ?? 0.6}`);
+  }
+  if (c.bias) parts.push(`bias ${c.bias.shape}${c.bias.negInf ? ` -inf ${c.bias.negInf}` : ''}`);
+  if (c.alibi) parts.push(`alibi${c.alibi.perBatch ? ' [B, H]' : ''}${c.alibi.asTensor ? 'T' : ''}`);
+  if (c.segments) {
+    parts.push(`segments ${JSON.stringify(c.segments)}${c.keySegments ? `/${JSON.stringify(c.keySegments)}` : ''}`);
+  }
+  if (c.dropout) parts.push(`dropout ${c.dropout.rate} seed ${c.dropout.seed}`);
   return parts.join(' ');
 }
 
@@ -411,6 +488,13 @@ export async function runFuzz(tf: Tf, lib: Lib, opts: FuzzOptions): Promise<Fuzz
     maxErrors,
     passedByRoundingFloor,
   };
+}
+
+/** The report's largest errors per quantity, and how many cases passed by the rounding floor, as one line. */
+export function formatMaxErrors(r: FuzzReport): string {
+  const errors = Object.entries(r.maxErrors).map(([k, e]) => `${k} ${e.toExponential(1)}`).join(', ');
+  return errors + (r.passedByRoundingFloor ?
+      `; ${r.passedByRoundingFloor} passed lse/dq/dk by the fp32 rounding floor` : '');
 }
 
 /** A failing report as text: the case (JSON for test/cases.ts), its data seed, and how to replay it. */
