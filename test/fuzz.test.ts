@@ -40,12 +40,21 @@ describe('fuzz tolerance: the fp32 rounding floor', () => {
     name: c.name, seed: 1047126794, problems: [], leakedTensors: 0,
     errors: {output: 0, lse: 0, dq: 0, dk: 0, dv: 0, dBias: 0, ...errors},
   });
-  const maxRef = {lse: 1.185e-3, dq: 0, dk: 0};
+  const maxRef = {lse: 1.185e-3, dq: 0, dk: 0, dBias: 0};
 
   it('passes an lse off by a rounding of its score (absolute 1.27e-8 <= 4·eps32·|scale|·headDim)', () => {
     expect(roundingFloor(c).lse).to.be.closeTo(4 * 2 ** -23 * 0.42 * 2, 1e-15);
     expect(caseFailures(result({lse: 1.07e-5}), tolerance)).to.have.length(1);  // strictly relative: fails
     expect(caseFailures(result({lse: 1.07e-5}), tolerance, {floor: roundingFloor(c), maxRef})).to.deep.equal([]);
+  });
+
+  it('passes a dBias off by the rounding of dP − D on a one-key row (the cpu fuzz, dropout 0.01)', () => {
+    // Seed 1889173293 of `npm run fuzz -- --quick --backend cpu`: exact dBias 0, actual 1.41e-8.
+    const one: AttentionCase = {name: 'one key, bias, dropout', op: 'flash', batch: 1, seqQ: 1, seqK: 1, heads: 1,
+                                kvHeads: 1, headDim: 2, bias: {shape: 'q'}, dropout: {rate: 0.01, seed: 0}};
+    const floored = {floor: roundingFloor(one), maxRef: {lse: 1, dq: 0, dk: 0, dBias: 0}};
+    expect(caseFailures(result({dBias: 1.41e-5}), FUZZ_TOLERANCES.cpu, floored)).to.deep.equal([]);
+    expect(caseFailures(result({dBias: 1e-3}), FUZZ_TOLERANCES.cpu, floored)[0]).to.match(/dBias error .* floor/);
   });
 
   it('still fails a real lse error, and never floors output or dv', () => {

@@ -336,12 +336,12 @@ export function fuzzCaseArb(cfg: FuzzConfig): fc.Arbitrary<FuzzCase> {
 }
 
 /** The quantities that can pass by an absolute fp32 rounding floor (roundingFloor) when the relative check fails. */
-const FLOORED = ['lse', 'dq', 'dk'] as const;
+const FLOORED = ['lse', 'dq', 'dk', 'dBias'] as const;
 type Floored = typeof FLOORED[number];
 export type RoundingFloor = Record<Floored, number>;
 
 /**
- * fp32's floor on the absolute error of lse, dq and dk, for one case (inputs uniform in [-1, 1)): what relative errors
+ * fp32's floor on the absolute error of lse, dq, dk and dBias, for one case (inputs uniform in [-1, 1)): what relative errors
  * cannot express when the exact value is (nearly) zero.
  *
  * lse: a score is an fp32 dot product of headDim products, each |q_i·k_i| < 1; when they cancel (a score near 0) its
@@ -358,16 +358,32 @@ export type RoundingFloor = Record<Floored, number>;
  * 125, sum order); the floor allows 4·eps32·headDim. dq = scale·dS·k carries that times |scale|; dk sums it over the
  * rows that see a key, at most seqQ·groupSize of them, as a random walk. When every row sees one key (seqK = 1, say)
  * the exact dq and dk are all zero and the relative error is this rounding / 1e-3: up to 1e-2 at headDim 125 on webgl,
- * while the kernels are as exact as fp32 allows (cpu accumulates in float64 and never needs this).
+ * while the kernels are as exact as fp32 allows.
+ *
+ * dBias is dS itself (before the scale), summed over the bias's broadcast axes (batch, heads) as a random walk. Dropout
+ * multiplies dP by up to 1 / (1 − rate), and the cancellation's rounding with it. cpu accumulates in float64 but
+ * stores O in fp32, so D = rowsum(dO∘O) carries O's rounding: the fuzz found dBias 1.4e-8 absolute (exact 0) on
+ * `flash B1 Sq1 Sk1 D2 bias q dropout 0.01` on cpu.
  */
 export function roundingFloor(c: AttentionCase): RoundingFloor {
   const eps32 = 2 ** -23;
   const scale = Math.abs(c.scale ?? 1 / Math.sqrt(c.headDim));
+  const keepScale = c.dropout ? 1 / (1 - c.dropout.rate) : 1;
   const perScore = 4 * eps32 * scale * c.headDim;
-  return {lse: perScore, dq: perScore, dk: perScore * Math.sqrt(c.seqQ * (c.heads / c.kvHeads))};
+  const perDS = 4 * eps32 * c.headDim * keepScale;
+  let biasRows = 1;
+  if (c.bias != null) {
+    const shape = c.bias.shape;
+    if (!['bq', 'b1', 'bh'].includes(shape)) biasRows *= c.batch;
+    if (shape !== '1h' && shape !== 'bh') biasRows *= c.heads;
+  }
+  return {
+    lse: perScore, dq: perDS * scale, dk: perDS * scale * Math.sqrt(c.seqQ * (c.heads / c.kvHeads)),
+    dBias: perDS * Math.sqrt(biasRows),
+  };
 }
 
-/** max |reference| of the finite lse entries, dq and dk for the case's inputs (the same seeded inputs as checkCase). */
+/** max |reference| of the finite lse entries, dq, dk and dBias for the case's inputs (the same seeded inputs as checkCase). */
 function referenceMagnitudes(lib: Lib, c: AttentionCase, seed: number): RoundingFloor {
   const p = refProblem(lib, c, seed);
   const qn = c.batch * c.seqQ * c.heads * c.headDim, kn = c.batch * c.seqK * c.kvHeads * c.headDim;
@@ -381,11 +397,12 @@ function referenceMagnitudes(lib: Lib, c: AttentionCase, seed: number): Rounding
     }
     return m;
   };
-  return {lse: maxAbs(referenceForward(p, q, k, v).lse), dq: maxAbs(g.dq), dk: maxAbs(g.dk)};
+  return {lse: maxAbs(referenceForward(p, q, k, v).lse), dq: maxAbs(g.dq), dk: maxAbs(g.dk),
+          dBias: g.dBias == null ? 0 : maxAbs(g.dBias)};
 }
 
 /**
- * Why a result fails the tolerance (empty when it passes). lse, dq and dk over their relative tolerance still pass
+ * Why a result fails the tolerance (empty when it passes). lse, dq, dk, dBias over their relative tolerance still pass
  * when their absolute error is within roundingFloor (`rounding` gives the case's floor and the reference magnitudes;
  * without it they fail as the relative check says).
  */
@@ -394,12 +411,12 @@ export function caseFailures(
   const failures = [...r.problems];
   const check = (key: keyof CaseResult['errors'], tolerance: number) => {
     if (r.errors[key] <= tolerance) return;
-    if (rounding != null && (key === 'lse' || key === 'dq' || key === 'dk') && Number.isFinite(r.errors[key])) {
+    if (rounding != null && (FLOORED as readonly string[]).includes(key) && Number.isFinite(r.errors[key])) {
       // check_case.ts: error = max |actual − expected| / max(max |expected|, 1e-3).
-      const absolute = r.errors[key] * Math.max(rounding.maxRef[key], 1e-3);
-      if (absolute <= rounding.floor[key]) return;
+      const absolute = r.errors[key] * Math.max(rounding.maxRef[key as Floored], 1e-3);
+      if (absolute <= rounding.floor[key as Floored]) return;
       failures.push(`${key} error ${r.errors[key]} > ${tolerance} (absolute ${absolute.toExponential(2)} > fp32 ` +
-                    `rounding floor ${rounding.floor[key].toExponential(2)})`);
+                    `rounding floor ${rounding.floor[key as Floored].toExponential(2)})`);
       return;
     }
     failures.push(`${key} error ${r.errors[key]} > ${tolerance}`);
@@ -494,7 +511,7 @@ export async function runFuzz(tf: Tf, lib: Lib, opts: FuzzOptions): Promise<Fuzz
 export function formatMaxErrors(r: FuzzReport): string {
   const errors = Object.entries(r.maxErrors).map(([k, e]) => `${k} ${e.toExponential(1)}`).join(', ');
   return errors + (r.passedByRoundingFloor ?
-      `; ${r.passedByRoundingFloor} passed lse/dq/dk by the fp32 rounding floor` : '');
+      `; ${r.passedByRoundingFloor} passed lse/dq/dk/dBias by the fp32 rounding floor` : '');
 }
 
 /** A failing report as text: the case (JSON for test/cases.ts), its data seed, and how to replay it. */
