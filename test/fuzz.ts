@@ -44,6 +44,18 @@ export interface FuzzConfig {
    * minutes, so their quick runs draw from a few head sizes that cover both load paths (multiple of 4 or not).
    */
   headDims?: number[];
+  /**
+   * At most this many of the options of issues 16–18 (queryOffsets, mask, bias, alibi, segments, dropout) per case
+   * (default: any number). Each option set is another pipeline to compile for the GPU backends.
+   */
+  maxOptions?: number;
+}
+
+const CASE_OPTIONS = ['queryOffsets', 'mask', 'bias', 'alibi', 'segments', 'dropout'] as const;
+
+/** How many of the options of issues 16–18 the case uses. */
+export function optionCount(c: AttentionCase): number {
+  return CASE_OPTIONS.filter((o) => c[o] != null).length;
 }
 
 /** `npm test`: a few seconds for ~40 runs on cpu. */
@@ -52,9 +64,11 @@ export const QUICK_FUZZ: FuzzConfig = {maxSeq: 48, maxHeadDim: 64, maxWork: 4e5}
 export const LONG_FUZZ: FuzzConfig = {maxSeq: 211, maxHeadDim: 256, maxWork: 2.5e7};
 /**
  * Quick runs on the GPU backends (software renderers in `npm test`): sequences past one 64-row query tile and one
- * 32-key tile of the webgpu kernels, few head sizes (vec4 and scalar loads), small work.
+ * 32-key tile of the webgpu kernels, few head sizes (vec4 and scalar loads), small work, one option at a time (each
+ * option set compiles new pipelines: minutes per case on lavapipe when options combine).
  */
-export const GPU_QUICK_FUZZ: FuzzConfig = {maxSeq: 80, maxHeadDim: 16, maxWork: 1.5e5, headDims: [8, 16, 5]};
+export const GPU_QUICK_FUZZ: FuzzConfig =
+    {maxSeq: 80, maxHeadDim: 16, maxWork: 1.5e5, headDims: [8, 16, 5], maxOptions: 1};
 /**
  * `npm run fuzz` on a GPU backend: LONG_FUZZ's ranges with less work per case (software renderers run the kernels on
  * the CPU, and the float64 reference is O(work) in JS).
@@ -332,7 +346,7 @@ function describeCase(c: AttentionCase): string {
 export function fuzzCaseArb(cfg: FuzzConfig): fc.Arbitrary<FuzzCase> {
   return fc.record({raw: rawCaseArb(cfg), seed: fc.integer({min: 0, max: 0x7fffffff})})
       .map(({raw, seed}) => ({case: toCase(raw), seed}))
-      .filter((f) => caseWork(f.case) <= cfg.maxWork);
+      .filter((f) => caseWork(f.case) <= cfg.maxWork && optionCount(f.case) <= (cfg.maxOptions ?? Infinity));
 }
 
 /** The quantities that can pass by an absolute fp32 rounding floor (roundingFloor) when the relative check fails. */
