@@ -1,6 +1,6 @@
 /**
- * Long fuzz run (`npm run fuzz`): random cases over the full ranges of the spec, on one or more backends, against the
- * float64 reference. Prints the seed first so any run can be replayed; on failure prints the shrunk minimal case as
+ * Long fuzz run (`npm run fuzz`): random cases over the full ranges of the spec (every op and option, test/fuzz.ts), on
+ * one or more backends, against the float64 reference; the mocha runners of `npm test` are test/fuzz_runner.ts's. Prints the seed first so any run can be replayed; on failure prints the shrunk minimal case as
  * JSON for test/cases.ts and exits 1.
  *
  *   npm run fuzz -- --runs 500 --backend cpu,wasm --seed 1234 [--quick] [--ops flash,sparse] [--head-dims 8,16,5]
@@ -18,7 +18,7 @@ import * as lib from '../src/index.js';
 import type {CaseResult} from '../test/check_case.js';
 import {checkCase} from '../test/check_case.js';
 import {
-  formatFailure, FUZZ_TOLERANCES, FuzzConfig, FuzzReport, FuzzTolerance, GPU_LONG_FUZZ, GPU_QUICK_FUZZ, LONG_FUZZ,
+  formatFailure, formatMaxErrors, FUZZ_TOLERANCES, FuzzConfig, FuzzReport, FuzzTolerance, GPU_LONG_FUZZ, GPU_QUICK_FUZZ, LONG_FUZZ,
   QUICK_FUZZ, runFuzz,
 } from '../test/fuzz.js';
 import {NODE_BACKENDS} from '../test/reliability_backends.js';
@@ -144,8 +144,7 @@ async function main(): Promise<boolean> {
     const {report, tolerance}: {report: FuzzReport; tolerance: FuzzTolerance} =
         name in BROWSER_BACKENDS ? await runBrowser(name, config, p) : await runNode(name, config, p);
     const seconds = ((Date.now() - p.start) / 1000).toFixed(1);
-    const maxErrors = Object.entries(report.maxErrors).map(([k, e]) => `${k} ${e.toExponential(1)}`).join(', ') +
-        (report.passedByRoundingFloor ? `; ${report.passedByRoundingFloor} passed lse/dq/dk by the fp32 rounding floor` : '');
+    const maxErrors = formatMaxErrors(report);
     if (report.failed) {
       failed = true;
       console.log(formatFailure(report, name));

@@ -10,10 +10,14 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n=== %s ===\n' "$*"; }
 failed=()
+timings=()
+# Runs one group, recording its wall time (printed in the summary: CI keeps `npm test` well under 90 minutes).
 run() {
   local name=$1; shift
   step "$name"
+  local start=$SECONDS
   "$@" || failed+=("$name")
+  timings+=("$(printf '%5d s  %s' $((SECONDS - start)) "$name")")
 }
 
 step "type-check"
@@ -38,6 +42,8 @@ run "browser setup" bash scripts/setup-chromium.sh
 run "browser: headless Chromium" npx mocha test/browser*.test.ts
 
 step "summary"
+printf '%s\n' "${timings[@]}"
+printf '%5d s  total\n' "$SECONDS"
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'failed groups: %s\n' "${failed[*]}"
   exit 1

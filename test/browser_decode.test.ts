@@ -55,7 +55,7 @@ async function openDecodePage(angle: AngleBackend): Promise<DecodePage> {
 /** Runs `c` in the page and checks that the decode programs ran for it. */
 async function runOnDecodePath(p: DecodePage, c: AttentionCase, seed: number, forwardOnly = false): Promise<void> {
   await p.call('forgetDecodePrograms');
-  const r = forwardOnly ? await p.page.runForwardCase(c, seed) : await p.page.runCase(c, seed);
+  const r = await p.page.runCase(forwardOnly ? {...c, forwardOnly: true} : c, seed);
   expect(await p.call<number>('decodeProgramsCompiled'), 'the decode path ran').to.be.above(0);
   assertCaseResult(r, TOLERANCE);
 }
@@ -84,7 +84,7 @@ for (const angle of ['swiftshader', 'gl-egl'] as const) {
         try {
           const ran = async (c: AttentionCase) => {
             await p!.call('forgetDecodePrograms');
-            await p!.page.runForwardCase(c, 3);
+            await p!.page.runCase({...c, forwardOnly: true}, 3);
             return (await p!.call<number>('decodeProgramsCompiled')) > 0;
           };
           const base: AttentionCase = {name: 'rule', op: 'flash', batch: 1, seqQ: 1, seqK: 512, heads: 2, kvHeads: 1,

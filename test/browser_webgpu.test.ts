@@ -9,16 +9,15 @@
  * rows whose probability sits on one key (measured up to 1.2e-4 against the 1e-3 floor of the error metric).
  */
 import {expect} from 'chai';
+import {hasTag} from './cases.js';
 import {runSharedCasesInBrowser} from './browser/attention_page.js';
 import {TOLERANCES} from './tolerances.js';
 
 const TOLERANCE = TOLERANCES['webgpu-chromium'];
-// Few head sizes: each new one compiles new pipelines, which takes SwiftShader a minute or two.
-const SUBSET = new Set(['flash tiny S7 D16', 'flash keyLengths [77, 0, 30] (empty batch)',
-                        'flash lse output with lse gradient', 'sliding seqQ7 seqK300 [20, 3]',
-                        'sparse fromBlockMask with empty rows']);
 
-runSharedCasesInBrowser('webgpu', TOLERANCE, (c) => SUBSET.has(c.name), {angle: 'swiftshader'}, (page) => {
+// The cases tagged 'chromium-webgpu': few head sizes, since each new one compiles new pipelines, which takes
+// SwiftShader a minute or two.
+runSharedCasesInBrowser('webgpu', TOLERANCE, (c) => hasTag(c, 'chromium-webgpu'), {angle: 'swiftshader'}, (page) => {
   it('runs the dedicated kernels, no BatchMatMul or Softmax (tf.profile)', async () => {
     const kernels = await page().kernelsOfCase({name: 'profile', op: 'flash', batch: 1, seqQ: 64, seqK: 64, heads: 2,
                                                 kvHeads: 1, headDim: 16, causal: true});

@@ -1,5 +1,8 @@
 /**
- * Property-based fuzzing of the three ops against the float64 reference (test/reference.ts), through the public API.
+ * Property-based fuzzing of the three ops against the float64 reference (test/reference.ts), through the public API:
+ * every op, layout builder, GQA grouping, head size, scale, softcap, keyLengths and dLse, and the options of issues
+ * 16–18 (queryOffsets as numbers or a tensor, masks of every broadcast shape and dtype, biases with -Infinity entries,
+ * ALiBi slopes [heads] / [batch, heads], query/key segment ids, dropout with seeds up to 2^53), alone and together.
  *
  * Environment-agnostic like check_case.ts: takes the tfjs module and the library module, so node (test/fuzz.test.ts,
  * scripts/fuzz.ts) and a browser page can run the same generator and checker on any backend.
@@ -9,7 +12,7 @@
  * which is printed as an AttentionCase ready to paste into test/cases.ts.
  */
 import fc from 'fast-check';
-import type {AttentionCase, LayoutSpec} from './cases.js';
+import {AttentionCase, LayoutSpec, MaskSpec, PAIR_SHAPES, PairShape} from './cases.js';
 import {CaseResult, checkCase, Lib, randomArray, refProblem, Tf} from './check_case.js';
 import {referenceBackward, referenceForward} from './reference.js';
 import {FUZZ_TOLERANCES, Tolerances} from './tolerances.js';
@@ -41,6 +44,18 @@ export interface FuzzConfig {
    * minutes, so their quick runs draw from a few head sizes that cover both load paths (multiple of 4 or not).
    */
   headDims?: number[];
+  /**
+   * At most this many of the options of issues 16–18 (queryOffsets, mask, bias, alibi, segments, dropout) per case
+   * (default: any number). Each option set is another pipeline to compile for the GPU backends.
+   */
+  maxOptions?: number;
+}
+
+const CASE_OPTIONS = ['queryOffsets', 'mask', 'bias', 'alibi', 'segments', 'dropout'] as const;
+
+/** How many of the options of issues 16–18 the case uses. */
+export function optionCount(c: AttentionCase): number {
+  return CASE_OPTIONS.filter((o) => c[o] != null).length;
 }
 
 /** `npm test`: a few seconds for ~40 runs on cpu. */
@@ -49,9 +64,11 @@ export const QUICK_FUZZ: FuzzConfig = {maxSeq: 48, maxHeadDim: 64, maxWork: 4e5}
 export const LONG_FUZZ: FuzzConfig = {maxSeq: 211, maxHeadDim: 256, maxWork: 2.5e7};
 /**
  * Quick runs on the GPU backends (software renderers in `npm test`): sequences past one 64-row query tile and one
- * 32-key tile of the webgpu kernels, few head sizes (vec4 and scalar loads), small work.
+ * 32-key tile of the webgpu kernels, few head sizes (vec4 and scalar loads), small work, one option at a time (each
+ * option set compiles new pipelines: minutes per case on lavapipe when options combine).
  */
-export const GPU_QUICK_FUZZ: FuzzConfig = {maxSeq: 80, maxHeadDim: 16, maxWork: 1.5e5, headDims: [8, 16, 5]};
+export const GPU_QUICK_FUZZ: FuzzConfig =
+    {maxSeq: 80, maxHeadDim: 16, maxWork: 1.5e5, headDims: [8, 16, 5], maxOptions: 1};
 /**
  * `npm run fuzz` on a GPU backend: LONG_FUZZ's ranges with less work per case (software renderers run the kernels on
  * the CPU, and the float64 reference is O(work) in JS).
@@ -85,6 +102,15 @@ interface RawCase {
   layout: RawLayout;
   perHeadBigBird: boolean;
   lseGrad: boolean;
+  /** Each option below is drawn in about one case in three (and shrinks to absent). */
+  queryOffsets: {fractions: number[]; perBatch: boolean; tensor: boolean} | undefined;
+  mask: {shape: PairShape; dtype: NonNullable<MaskSpec['dtype']>; pattern: NonNullable<MaskSpec['pattern']>;
+         density: number} | undefined;
+  bias: {shape: PairShape; negInf: number} | undefined;
+  alibi: {perBatch: boolean; asTensor: boolean} | undefined;
+  /** Document cut points per batch row, as fractions of the sequence; separate key cuts when `key` is drawn. */
+  segments: {query: number[][]; key: number[][] | undefined} | undefined;
+  dropout: {rate: number; seed: number} | undefined;
 }
 
 export interface FuzzCase {
@@ -162,6 +188,12 @@ function rawCaseArb(cfg: FuzzConfig): fc.Arbitrary<RawCase> {
       {weight: 4, arbitrary: ratio(0, 1, 1000)});
   // Half the cases leave each option out (fc.option leaves it out 1 time in `freq`; the default is 1 in 5).
   const half = {nil: undefined, freq: 2};
+  // The options of issues 16–18: each in about one case in three, so most cases combine a few of them.
+  const sometimes = <T>(arb: fc.Arbitrary<T>): fc.Arbitrary<T | undefined> =>
+    fc.oneof({weight: 2, arbitrary: fc.constant(undefined)}, {weight: 1, arbitrary: arb});
+  const perRow = (arb: fc.Arbitrary<number[]>) => fc.array(arb, {minLength: 3, maxLength: 3});
+  const cuts = perRow(fc.array(ratio(0, 1, 1000), {maxLength: 3}));
+  const pairShape = fc.constantFrom(...PAIR_SHAPES);
   return fc.record({
     op: fc.constantFrom(...(cfg.ops ?? ['flash', 'sliding', 'sparse'] as const)),
     batch: fc.integer({min: 1, max: 3}),
@@ -180,6 +212,27 @@ function rawCaseArb(cfg: FuzzConfig): fc.Arbitrary<RawCase> {
     layout: layoutArb(),
     perHeadBigBird: fc.boolean(),
     lseGrad: fc.boolean(),
+    queryOffsets: sometimes(fc.record({
+      fractions: fc.array(fraction, {minLength: 3, maxLength: 3}), perBatch: fc.boolean(), tensor: fc.boolean(),
+    })),
+    mask: sometimes(fc.record({
+      shape: pairShape, dtype: fc.constantFrom('bool' as const, 'int32' as const, 'float32' as const),
+      pattern: fc.constantFrom('random' as const, 'causal' as const, 'padding' as const, 'empty-row' as const),
+      density: fraction,
+    })),
+    bias: sometimes(fc.record({
+      shape: pairShape,
+      negInf: fc.oneof({weight: 2, arbitrary: fc.constant(0)}, {weight: 2, arbitrary: ratio(0, 0.5, 100)},
+                       {weight: 1, arbitrary: fc.constant(1)}),
+    })),
+    alibi: sometimes(fc.record({perBatch: fc.boolean(), asTensor: fc.boolean()})),
+    // Separate key cuts in a third of those (else the key documents are the query's, or proportional to them).
+    segments: sometimes(fc.record({query: cuts, key: sometimes(cuts)})),
+    dropout: sometimes(fc.record({
+      rate: ratio(0, 0.9, 100),
+      // Philox keys take the seed's high and low 32 bits: small seeds, and any up to 2^53 - 1.
+      seed: fc.oneof(fc.integer({min: 0, max: 1000}), fc.maxSafeNat()),
+    })),
   });
 }
 
@@ -204,6 +257,12 @@ function materializeLayout(raw: RawLayout, r: RawCase, heads: number, blockSize:
   }
 }
 
+/** Document lengths of a sequence of `length` cut at the given fractions (the rest is one more document). */
+function documentLengths(fractions: number[], length: number): number[] {
+  const points = fractions.map((f) => Math.round(f * length)).sort((a, b) => a - b);
+  return points.map((p, n) => p - (n === 0 ? 0 : points[n - 1]));
+}
+
 /** Maps independent raw draws to a concrete, valid case. */
 function toCase(r: RawCase): AttentionCase {
   const heads = r.kvHeads * r.groupSize;
@@ -224,6 +283,26 @@ function toCase(r: RawCase): AttentionCase {
     c.causal = true;
   }
   if (r.op === 'sparse') c.layout = materializeLayout(r.layout, r, heads, r.blockSize);
+  if (r.queryOffsets) {
+    // Integers in [-seqQ, seqK], the range the ops accept (tensor values outside it would be clamped).
+    const offsets = r.queryOffsets.fractions.slice(0, r.batch)
+        .map((f) => Math.round(-r.seqQ + f * (r.seqQ + r.seqK)));
+    c.queryOffsets = r.queryOffsets.perBatch ? offsets : offsets[0];
+    if (r.queryOffsets.tensor) c.queryOffsetsTensor = true;
+  }
+  if (r.mask) c.mask = {...r.mask};
+  if (r.bias) c.bias = r.bias.negInf > 0 ? {...r.bias} : {shape: r.bias.shape};
+  if (r.alibi) c.alibi = {...r.alibi};
+  if (r.segments) {
+    const rows = r.segments.query.slice(0, r.batch);
+    c.segments = rows.map((f) => documentLengths(f, r.seqQ));
+    // One ids tensor serves query and key only when seqQ == seqK; otherwise the keys get their own (the same cut
+    // fractions unless key cuts were drawn: documents of proportional lengths).
+    if (r.segments.key != null || r.seqQ !== r.seqK) {
+      c.keySegments = (r.segments.key?.slice(0, r.batch) ?? rows).map((f) => documentLengths(f, r.seqK));
+    }
+  }
+  if (r.dropout && r.dropout.rate > 0) c.dropout = {...r.dropout};
   c.name = describeCase(c);
   return c;
 }
@@ -248,6 +327,18 @@ function describeCase(c: AttentionCase): string {
   if (c.scale !== undefined) parts.push(`scale ${c.scale.toPrecision(3)}`);
   if (c.softcap !== undefined) parts.push(`softcap ${c.softcap.toPrecision(3)}`);
   if (c.lseGrad) parts.push('dLse');
+  if (c.queryOffsets !== undefined) {
+    parts.push(`queryOffsets${c.queryOffsetsTensor ? 'T' : ''}${JSON.stringify(c.queryOffsets)}`);
+  }
+  if (c.mask) {
+    parts.push(`mask ${c.mask.shape} ${c.mask.dtype ?? 'bool'} ${c.mask.pattern ?? 'random'} ${c.mask.density ?? 0.6}`);
+  }
+  if (c.bias) parts.push(`bias ${c.bias.shape}${c.bias.negInf ? ` -inf ${c.bias.negInf}` : ''}`);
+  if (c.alibi) parts.push(`alibi${c.alibi.perBatch ? ' [B, H]' : ''}${c.alibi.asTensor ? 'T' : ''}`);
+  if (c.segments) {
+    parts.push(`segments ${JSON.stringify(c.segments)}${c.keySegments ? `/${JSON.stringify(c.keySegments)}` : ''}`);
+  }
+  if (c.dropout) parts.push(`dropout ${c.dropout.rate} seed ${c.dropout.seed}`);
   return parts.join(' ');
 }
 
@@ -255,16 +346,16 @@ function describeCase(c: AttentionCase): string {
 export function fuzzCaseArb(cfg: FuzzConfig): fc.Arbitrary<FuzzCase> {
   return fc.record({raw: rawCaseArb(cfg), seed: fc.integer({min: 0, max: 0x7fffffff})})
       .map(({raw, seed}) => ({case: toCase(raw), seed}))
-      .filter((f) => caseWork(f.case) <= cfg.maxWork);
+      .filter((f) => caseWork(f.case) <= cfg.maxWork && optionCount(f.case) <= (cfg.maxOptions ?? Infinity));
 }
 
 /** The quantities that can pass by an absolute fp32 rounding floor (roundingFloor) when the relative check fails. */
-const FLOORED = ['lse', 'dq', 'dk'] as const;
+const FLOORED = ['lse', 'dq', 'dk', 'dBias'] as const;
 type Floored = typeof FLOORED[number];
 export type RoundingFloor = Record<Floored, number>;
 
 /**
- * fp32's floor on the absolute error of lse, dq and dk, for one case (inputs uniform in [-1, 1)): what relative errors
+ * fp32's floor on the absolute error of lse, dq, dk and dBias, for one case (inputs uniform in [-1, 1)): what relative errors
  * cannot express when the exact value is (nearly) zero.
  *
  * lse: a score is an fp32 dot product of headDim products, each |q_i·k_i| < 1; when they cancel (a score near 0) its
@@ -281,16 +372,32 @@ export type RoundingFloor = Record<Floored, number>;
  * 125, sum order); the floor allows 4·eps32·headDim. dq = scale·dS·k carries that times |scale|; dk sums it over the
  * rows that see a key, at most seqQ·groupSize of them, as a random walk. When every row sees one key (seqK = 1, say)
  * the exact dq and dk are all zero and the relative error is this rounding / 1e-3: up to 1e-2 at headDim 125 on webgl,
- * while the kernels are as exact as fp32 allows (cpu accumulates in float64 and never needs this).
+ * while the kernels are as exact as fp32 allows.
+ *
+ * dBias is dS itself (before the scale), summed over the bias's broadcast axes (batch, heads) as a random walk. Dropout
+ * multiplies dP by up to 1 / (1 − rate), and the cancellation's rounding with it. cpu accumulates in float64 but
+ * stores O in fp32, so D = rowsum(dO∘O) carries O's rounding: the fuzz found dBias 1.4e-8 absolute (exact 0) on
+ * `flash B1 Sq1 Sk1 D2 bias q dropout 0.01` on cpu.
  */
 export function roundingFloor(c: AttentionCase): RoundingFloor {
   const eps32 = 2 ** -23;
   const scale = Math.abs(c.scale ?? 1 / Math.sqrt(c.headDim));
+  const keepScale = c.dropout ? 1 / (1 - c.dropout.rate) : 1;
   const perScore = 4 * eps32 * scale * c.headDim;
-  return {lse: perScore, dq: perScore, dk: perScore * Math.sqrt(c.seqQ * (c.heads / c.kvHeads))};
+  const perDS = 4 * eps32 * c.headDim * keepScale;
+  let biasRows = 1;
+  if (c.bias != null) {
+    const shape = c.bias.shape;
+    if (!['bq', 'b1', 'bh'].includes(shape)) biasRows *= c.batch;
+    if (shape !== '1h' && shape !== 'bh') biasRows *= c.heads;
+  }
+  return {
+    lse: perScore, dq: perDS * scale, dk: perDS * scale * Math.sqrt(c.seqQ * (c.heads / c.kvHeads)),
+    dBias: perDS * Math.sqrt(biasRows),
+  };
 }
 
-/** max |reference| of the finite lse entries, dq and dk for the case's inputs (the same seeded inputs as checkCase). */
+/** max |reference| of the finite lse entries, dq, dk and dBias for the case's inputs (the same seeded inputs as checkCase). */
 function referenceMagnitudes(lib: Lib, c: AttentionCase, seed: number): RoundingFloor {
   const p = refProblem(lib, c, seed);
   const qn = c.batch * c.seqQ * c.heads * c.headDim, kn = c.batch * c.seqK * c.kvHeads * c.headDim;
@@ -304,11 +411,12 @@ function referenceMagnitudes(lib: Lib, c: AttentionCase, seed: number): Rounding
     }
     return m;
   };
-  return {lse: maxAbs(referenceForward(p, q, k, v).lse), dq: maxAbs(g.dq), dk: maxAbs(g.dk)};
+  return {lse: maxAbs(referenceForward(p, q, k, v).lse), dq: maxAbs(g.dq), dk: maxAbs(g.dk),
+          dBias: g.dBias == null ? 0 : maxAbs(g.dBias)};
 }
 
 /**
- * Why a result fails the tolerance (empty when it passes). lse, dq and dk over their relative tolerance still pass
+ * Why a result fails the tolerance (empty when it passes). lse, dq, dk, dBias over their relative tolerance still pass
  * when their absolute error is within roundingFloor (`rounding` gives the case's floor and the reference magnitudes;
  * without it they fail as the relative check says).
  */
@@ -317,12 +425,12 @@ export function caseFailures(
   const failures = [...r.problems];
   const check = (key: keyof CaseResult['errors'], tolerance: number) => {
     if (r.errors[key] <= tolerance) return;
-    if (rounding != null && (key === 'lse' || key === 'dq' || key === 'dk') && Number.isFinite(r.errors[key])) {
+    if (rounding != null && (FLOORED as readonly string[]).includes(key) && Number.isFinite(r.errors[key])) {
       // check_case.ts: error = max |actual − expected| / max(max |expected|, 1e-3).
-      const absolute = r.errors[key] * Math.max(rounding.maxRef[key], 1e-3);
-      if (absolute <= rounding.floor[key]) return;
+      const absolute = r.errors[key] * Math.max(rounding.maxRef[key as Floored], 1e-3);
+      if (absolute <= rounding.floor[key as Floored]) return;
       failures.push(`${key} error ${r.errors[key]} > ${tolerance} (absolute ${absolute.toExponential(2)} > fp32 ` +
-                    `rounding floor ${rounding.floor[key].toExponential(2)})`);
+                    `rounding floor ${rounding.floor[key as Floored].toExponential(2)})`);
       return;
     }
     failures.push(`${key} error ${r.errors[key]} > ${tolerance}`);
@@ -411,6 +519,13 @@ export async function runFuzz(tf: Tf, lib: Lib, opts: FuzzOptions): Promise<Fuzz
     maxErrors,
     passedByRoundingFloor,
   };
+}
+
+/** The report's largest errors per quantity, and how many cases passed by the rounding floor, as one line. */
+export function formatMaxErrors(r: FuzzReport): string {
+  const errors = Object.entries(r.maxErrors).map(([k, e]) => `${k} ${e.toExponential(1)}`).join(', ');
+  return errors + (r.passedByRoundingFloor ?
+      `; ${r.passedByRoundingFloor} passed lse/dq/dk/dBias by the fp32 rounding floor` : '');
 }
 
 /** A failing report as text: the case (JSON for test/cases.ts), its data seed, and how to replay it. */

@@ -3,7 +3,7 @@
  * Inputs are random and fresh every run; the seed is printed so a failure can be replayed with TEST_SEED=<seed>.
  */
 import {expect} from 'chai';
-import {AttentionCase, CASES} from './cases.js';
+import {AttentionCase, CASES, hasTag} from './cases.js';
 import type {CaseResult} from './check_case.js';
 import {BackendName, Tolerances, TOLERANCES} from './tolerances.js';
 
@@ -32,13 +32,16 @@ export function assertCaseResult(r: CaseResult, tol: Tolerances): void {
   expect(r.leakedTensors, `leaked tensors ${context}`).to.equal(0);
 }
 
-/** Registers one mocha test per case; `run` executes a case on the backend under test. */
+/**
+ * Registers one mocha test per case that `filter` selects; `run` executes a case on the backend under test. Node
+ * runners: the cases tagged 'browser' (sized for the Chromium runners' GPU traps) are left out.
+ */
 export function describeSharedCases(
     title: string, tol: Tolerances, run: (c: AttentionCase, seed: number) => Promise<CaseResult>,
     filter: (c: AttentionCase) => boolean = () => true): void {
   describe(`${title}: shared cases (tolerance fwd ${tol.forward}, grad ${tol.gradients})`, () => {
     CASES.forEach((c, index) => {
-      if (!filter(c)) return;
+      if (hasTag(c, 'browser') || !filter(c)) return;
       it(c.name, async () => assertCaseResult(await run(c, caseSeed(index)), tol));
     });
   });

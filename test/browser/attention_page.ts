@@ -26,7 +26,6 @@ export interface AttentionPage {
   readonly info: PageInfo;
   readonly session: BrowserSession;
   runCase(c: AttentionCase, seed: number): Promise<CaseResult>;
-  runForwardCase(c: AttentionCase, seed: number): Promise<CaseResult>;
   kernelsOfCase(c: AttentionCase): Promise<string[]>;
   /** page_entry.ts's dropoutKeptMask: the keep mask the kernels applied, 0/1 in (b, h, i, j) order. */
   dropoutKeptMask(p: DropoutProbe): Promise<number[]>;
@@ -83,7 +82,6 @@ export async function openAttentionPage(backend: string, options: PageOptions = 
     return {
       info, session,
       runCase: (c, seed) => call<CaseResult>('runCase', c, seed),
-      runForwardCase: (c, seed) => call<CaseResult>('runForwardCase', c, seed),
       kernelsOfCase: (c) => call<string[]>('kernelsOfCase', c),
       dropoutKeptMask: (p) => call<number[]>('dropoutKeptMask', p),
       queryOffsetsClampDifference: () => call<number>('queryOffsetsClampDifference'),

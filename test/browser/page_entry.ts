@@ -5,7 +5,6 @@
  */
 import type {AttentionCase} from '../cases.js';
 import {checkCase, CaseResult, Lib, randomArray, refProblem, Tf} from '../check_case.js';
-import {referenceForward} from '../reference.js';
 
 declare const tf: Tf;
 declare const tfEfficientAttention: Lib;
@@ -46,46 +45,9 @@ function definedOnly<T extends object>(options: T): T {
   return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined && v !== null)) as T;
 }
 
-/** One shared case, forward and backward, against the float64 reference (see test/check_case.ts). */
+/** One shared case, forward and (unless forwardOnly) backward, against the float64 reference (test/check_case.ts). */
 export function runCase(c: AttentionCase, seed: number): Promise<CaseResult> {
   return checkCase(tf, tfEfficientAttention, c, seed);
-}
-
-/** Forward only (output and lse), for shapes whose backward would be too slow for a software renderer. */
-export async function runForwardCase(c: AttentionCase, seed: number): Promise<CaseResult> {
-  const lib = tfEfficientAttention;
-  const extras = (['queryOffsets', 'mask', 'bias', 'alibi', 'segments', 'dropout'] as const).filter((o) => c[o] != null);
-  if (extras.length > 0) throw new Error(`runForwardCase: case '${c.name}' uses ${extras.join(', ')}; use runCase`);
-  const p = refProblem(lib, c, seed);
-  const qShape = [c.batch, c.seqQ, c.heads, c.headDim], kShape = [c.batch, c.seqK, c.kvHeads, c.headDim];
-  const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
-  const qa = randomArray(size(qShape), seed), ka = randomArray(size(kShape), seed + 1);
-  const va = randomArray(size(kShape), seed + 2);
-  const before = tf.memory().numTensors;
-  const q = tf.tensor(qa, qShape), k = tf.tensor(ka, kShape), v = tf.tensor(va, kShape);
-  const options = definedOnly({scale: c.scale, softcap: c.softcap, keyLengths: c.keyLengths, returnLse: true as const,
-                               causal: c.causal, windowSize: c.windowSize!, layout: p.layout!});
-  const {output, lse} = c.op === 'flash' ? lib.flashAttention(q, k, v, options) :
-      c.op === 'sliding' ? lib.slidingWindowAttention(q, k, v, options) : lib.sparseAttention(q, k, v, options);
-  const [outA, lseA] = await Promise.all([output.data(), lse.data()]);
-  [q, k, v, output, lse].forEach((t) => t.dispose());
-  const leakedTensors = tf.memory().numTensors - before;
-  const ref = referenceForward(p, qa, ka, va);
-  const problems: string[] = [];
-  const err = (a: ArrayLike<number>, e: ArrayLike<number>, what: string) => {
-    let maxErr = 0, maxRef = 1e-3;
-    for (let i = 0; i < e.length; i++) {
-      if (e[i] === -Infinity || a[i] === -Infinity || !Number.isFinite(a[i])) {
-        if (a[i] !== e[i] && problems.length < 8) problems.push(`${what}[${i}] = ${a[i]}, expected ${e[i]}`);
-        continue;
-      }
-      maxErr = Math.max(maxErr, Math.abs(a[i] - e[i]));
-      maxRef = Math.max(maxRef, Math.abs(e[i]));
-    }
-    return maxErr / maxRef;
-  };
-  return {name: c.name, seed, problems, leakedTensors,
-          errors: {output: err(outA, ref.output, 'output'), lse: err(lseA, ref.lse, 'lse'), dq: 0, dk: 0, dv: 0, dBias: 0}};
 }
 
 /** Names of the tfjs kernels one case's forward + backward runs (tf.profile), to check what the path uses. */
