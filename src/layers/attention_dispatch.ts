@@ -187,8 +187,8 @@ function offsetVisibility(batch: number, seqQ: number, seqK: number, opts: Layer
                           tf.reshape(tf.range(0, seqQ, 1, 'int32'), [1, 1, seqQ, 1]));  // [b, 1, Tq, 1]
   const j = tf.reshape(tf.range(0, seqK, 1, 'int32'), [1, 1, 1, seqK]);
   let visible: tf.Tensor = tf.cast(tf.ones([batch, 1, seqQ, seqK]), 'bool');
-  if (windowRight >= 0) visible = tf.logicalAnd(visible, tf.lessEqual(j, tf.add(position, windowRight)));
-  if (windowLeft >= 0) visible = tf.logicalAnd(visible, tf.greaterEqual(j, tf.sub(position, windowLeft)));
+  if (windowRight >= 0) visible = tf.logicalAnd(visible, tf.lessEqual(j, tf.add(position, tf.scalar(windowRight, 'int32'))));
+  if (windowLeft >= 0) visible = tf.logicalAnd(visible, tf.greaterEqual(j, tf.sub(position, tf.scalar(windowLeft, 'int32'))));
   if (opts.keyLengths != null) {
     visible = tf.logicalAnd(visible, tf.less(j, tf.reshape(opts.keyLengths, [batch, 1, 1, 1])));
   }
