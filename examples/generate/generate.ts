@@ -1,6 +1,7 @@
 /**
- * `npm run generate`: train a tiny decoder-only transformer (rotary q/k, grouped-query attention, see model.ts) on a
- * synthetic grammar (grammar.ts), then generate text with a KV cache (updateKVCache + flashAttention) and compare
+ * `npm run generate`: train a tiny decoder-only transformer (MultiHeadAttention layers with rotary q/k, grouped-query
+ * heads and keras_hub's KV cache, see model.ts) on a synthetic grammar (grammar.ts), then generate text with the
+ * cache (the layer's cache / cacheUpdateIndex call arguments) and compare
  * decoding speed: with the cache, without it (recomputing the whole prefix for every token), and the same two with
  * naive attention (tfjs matMul → softmax → matMul). Every decoder samples the same tokens (same weights, same seeded
  * sampler), which the example checks, and the cached logits are compared with one full causal pass.
@@ -117,8 +118,7 @@ interface Generation {
  * Generates o.tokens tokens after `prompt`: with the cache (the prompt in one cached pass, then one token per step)
  * or without (a full causal pass over everything so far, for every token).
  */
-async function generate(model: TinyDecoder, prompt: number[], o: Options, attention: AttentionImpl,
-                        useCache: boolean): Promise<Generation> {
+async function generate(model: TinyDecoder, prompt: number[], o: Options, useCache: boolean): Promise<Generation> {
   const random = makeRandom(o.seed + 2);
   const tokens = [...prompt];
   let cache: KVCache | null = useCache ? model.emptyCache(1, prompt.length + o.tokens) : null;
@@ -127,13 +127,13 @@ async function generate(model: TinyDecoder, prompt: number[], o: Options, attent
   for (let i = 0; i < o.tokens; i++) {
     const input = useCache ? next : tokens;
     const step = tf.tidy(() => {
-      const {logits, cache: updated} = model.forward(tf.tensor2d(input, [1, input.length], 'int32'), attention, cache);
+      const {logits, cache: updated} = model.forward(tf.tensor2d(input, [1, input.length], 'int32'), cache);
       const last = tf.squeeze(tf.slice(logits, [0, input.length - 1, 0], [1, 1, -1]));
-      return {last, k: updated?.k ?? [], v: updated?.v ?? []};
+      return {last, layers: updated?.layers ?? []};
     });
     if (cache != null) {
-      tf.dispose([...cache.k, ...cache.v]);
-      cache = {k: step.k, v: step.v, length: cache.length + input.length};
+      tf.dispose(cache.layers);
+      cache = {layers: step.layers, length: cache.length + input.length};
     }
     const token = sample(await step.last.data() as Float32Array, o.temperature, random());
     step.last.dispose();
@@ -141,29 +141,29 @@ async function generate(model: TinyDecoder, prompt: number[], o: Options, attent
     next = [token];
   }
   const seconds = (performance.now() - t0) / 1000;
-  if (cache != null) tf.dispose([...cache.k, ...cache.v]);
+  if (cache != null) tf.dispose(cache.layers);
   return {tokens: tokens.slice(prompt.length), seconds};
 }
 
 /** Max |cached logits − full-pass logits| over a sequence fed token by token (the cache's exactness). */
 async function cacheAgreement(model: TinyDecoder, sequence: number[]): Promise<number> {
   const full = await tf.tidy(() =>
-      model.forward(tf.tensor2d(sequence, [1, sequence.length], 'int32'), 'flash').logits).data();
+      model.forward(tf.tensor2d(sequence, [1, sequence.length], 'int32')).logits).data();
   let cache = model.emptyCache(1, sequence.length);
   let maxDiff = 0;
   for (let i = 0; i < sequence.length; i++) {
     const step = tf.tidy(() => {
-      const {logits, cache: updated} = model.forward(tf.tensor2d([sequence[i]], [1, 1], 'int32'), 'flash', cache);
-      return {logits, k: updated!.k, v: updated!.v};
+      const {logits, cache: updated} = model.forward(tf.tensor2d([sequence[i]], [1, 1], 'int32'), cache);
+      return {logits, layers: updated!.layers};
     });
-    tf.dispose([...cache.k, ...cache.v]);
-    cache = {k: step.k, v: step.v, length: i + 1};
+    tf.dispose(cache.layers);
+    cache = {layers: step.layers, length: i + 1};
     const row = await step.logits.data();
     step.logits.dispose();
     const v = VOCABULARY.length;
     for (let j = 0; j < v; j++) maxDiff = Math.max(maxDiff, Math.abs(row[j] - full[i * v + j]));
   }
-  tf.dispose([...cache.k, ...cache.v]);
+  tf.dispose(cache.layers);
   return maxDiff;
 }
 
@@ -195,11 +195,13 @@ async function main(): Promise<void> {
     {name: 'naive, recompute prefix', attention: 'naive', cache: false},
   ];
   const results: Array<{name: string; generation: Generation}> = [];
+  const models = {flash: model, naive: model.withAttention('naive')};  // the naive twin shares every weight
   for (const v of variants) {
-    await generate(model, prompt, {...o, tokens: Math.min(4, o.tokens)}, v.attention, v.cache);
+    const m = models[v.attention];
+    await generate(m, prompt, {...o, tokens: Math.min(4, o.tokens)}, v.cache);
     let best: Generation | null = null;
     for (let r = 0; r < o.repeats; r++) {
-      const g = await generate(model, prompt, o, v.attention, v.cache);
+      const g = await generate(m, prompt, o, v.cache);
       if (best == null || g.seconds < best.seconds) best = g;
     }
     results.push({name: v.name, generation: best!});
@@ -217,6 +219,7 @@ async function main(): Promise<void> {
         (1000 * generation.seconds / o.tokens).toFixed(1).padStart(8)} | ${(same ? 'yes' : 'NO').padEnd(28)} |`);
   }
   console.log(`\ntotal ${((performance.now() - started) / 1000).toFixed(0)}s`);
+  models.naive.dispose(true);
   model.dispose();
   if (!(agreement < 1e-3)) {
     console.error('the cached logits differ from the full pass');
