@@ -4,7 +4,7 @@
  *    against the library bundle users load;
  *  - the Generate panel of examples/browser (a short run: a few training steps, a few tokens, on webgl): it finishes,
  *    the cached logits equal the full pass (< 1e-4), the four decoders report a tokens/s and sample the same tokens,
- *    and no tensor leaks.
+ *    and decoding leaks no tensor.
  * Without /usr/bin/chromium the suites are skipped, or fail under CI=true (as test/browser.test.ts).
  */
 import {expect} from 'chai';

@@ -30,7 +30,7 @@ export interface GenerateResult {
   sentences: number;
   grammatical: number;
   rows: Array<{name: string; tokensPerSecond: number; sameTokens: boolean}>;
-  /** Tensors alive after the run minus before it (set by the panel). */
+  /** Tensors alive after decoding minus before it (every step's cache and intermediates must be freed). */
   tensorsLeaked: number;
 }
 
@@ -54,6 +54,7 @@ export async function runGenerate(c: GenerateConfig, progress: (line: string) =>
                                   async (step, l) => progress(`training on ${tf.getBackend()}: step ${step}/${
                                       c.steps}, loss ${l.toFixed(3)}, ${((performance.now() - t0) / 1000).toFixed(0)} s`));
     const prompt = [0, VOCABULARY.indexOf('the')];
+    const beforeDecoding = tf.memory().numTensors;
     await progress('checking the cache against a full causal pass');
     const agreement = await cacheAgreement(model, [...prompt, 1, 10, 2, 15, 0, 1, 8, 17, 0, 2, 9, 20, 0, 1]);
     const options = {tokens: c.tokens, temperature: 0.7, seed: c.seed};
@@ -70,7 +71,7 @@ export async function runGenerate(c: GenerateConfig, progress: (line: string) =>
     }
     const {sentences, grammatical} = grammaticality([...prompt, ...reference]);
     return {backend: tf.getBackend(), loss, agreement, sample: text([...prompt.slice(1), ...reference]), sentences,
-            grammatical, rows, tensorsLeaked: 0};
+            grammatical, rows, tensorsLeaked: tf.memory().numTensors - beforeDecoding};
   } finally {
     naive.dispose(true);
     model.dispose();
@@ -112,12 +113,10 @@ export function mountGeneratePanel(section: HTMLElement): void {
       const config = {...DEFAULT_GENERATE, steps: Number($<HTMLInputElement>('generate-steps').value),
                       tokens: Number($<HTMLInputElement>('generate-tokens').value), batch: preset('batch'),
                       seq: preset('seq'), dim: preset('dim')};
-      const before = tf.memory().numTensors;
       const result = await runGenerate(config, async (line) => {
         status.textContent = line;
         await nextFrame();
       });
-      result.tensorsLeaked = tf.memory().numTensors - before;
       window.__generateResult = result;
       status.textContent = `${result.backend}: loss ${result.loss.toFixed(3)} after ${config.steps} steps; cached ` +
           `logits vs full pass: max |difference| ${result.agreement.toExponential(1)}. ${result.grammatical} of ` +

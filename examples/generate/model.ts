@@ -80,15 +80,15 @@ export class TinyDecoder {
       this.blocks = shareWith.blocks.map((b) => ({...b, attention: mha(b.attention)}));
       return;
     }
-    this.embedding = tf.variable(tf.randomNormal([vocabSize, dim], 0, 0.1, 'float32', s++));
+    this.embedding = variableOf(tf.randomNormal([vocabSize, dim], 0, 0.1, 'float32', s++));
     this.blocks = Array.from({length: config.layers}, () => ({
-      norm1: tf.variable(tf.ones([dim])),
+      norm1: variableOf(tf.ones([dim])),
       attention: mha(),
-      norm2: tf.variable(tf.ones([dim])),
+      norm2: variableOf(tf.ones([dim])),
       up: dense(dim, 4 * dim, 'relu'),
       down: dense(4 * dim, dim),
     }));
-    this.finalNorm = tf.variable(tf.ones([dim]));
+    this.finalNorm = variableOf(tf.ones([dim]));
     this.head = dense(dim, vocabSize);
   }
 
@@ -149,6 +149,13 @@ export class TinyDecoder {
       for (const w of layer.weights) w.dispose();
     }
   }
+}
+
+/** A variable holding `initial` (which is then disposed: the variable keeps its own reference to the data). */
+function variableOf(initial: tf.Tensor): tf.Variable {
+  const v = tf.variable(initial);
+  initial.dispose();
+  return v;
 }
 
 function apply(layer: tf.layers.Layer, x: tf.Tensor): tf.Tensor {
