@@ -30,7 +30,10 @@ export interface GenerateResult {
   sentences: number;
   grammatical: number;
   rows: Array<{name: string; tokensPerSecond: number; sameTokens: boolean}>;
-  /** Tensors alive after decoding minus before it (every step's cache and intermediates must be freed). */
+  /**
+   * Tensors alive after the timed generations minus before them, summed over the decoders (after their warm-up, which
+   * may create a backend's one-time tensors): every step's cache and intermediates must be freed.
+   */
   tensorsLeaked: number;
 }
 
@@ -54,7 +57,7 @@ export async function runGenerate(c: GenerateConfig, progress: (line: string) =>
                                   async (step, l) => progress(`training on ${tf.getBackend()}: step ${step}/${
                                       c.steps}, loss ${l.toFixed(3)}, ${((performance.now() - t0) / 1000).toFixed(0)} s`));
     const prompt = [0, VOCABULARY.indexOf('the')];
-    const beforeDecoding = tf.memory().numTensors;
+    let tensorsLeaked = 0;
     await progress('checking the cache against a full causal pass');
     const agreement = await cacheAgreement(model, [...prompt, 1, 10, 2, 15, 0, 1, 8, 17, 0, 2, 9, 20, 0, 1]);
     const options = {tokens: c.tokens, temperature: 0.7, seed: c.seed};
@@ -64,14 +67,16 @@ export async function runGenerate(c: GenerateConfig, progress: (line: string) =>
       await progress(`sampling ${c.tokens} tokens: ${d.name}`);
       const m = d.attention === 'flash' ? model : naive;
       await generateTokens(m, prompt, {...options, tokens: 2}, d.cache);  // warm-up (shader compiles)
+      const before = tf.memory().numTensors;
       const g = await generateTokens(m, prompt, options, d.cache);
+      tensorsLeaked += tf.memory().numTensors - before;
       if (rows.length === 0) reference = g.tokens;
       rows.push({name: d.name, tokensPerSecond: c.tokens / g.seconds,
                  sameTokens: g.tokens.every((t, i) => t === reference[i])});
     }
     const {sentences, grammatical} = grammaticality([...prompt, ...reference]);
     return {backend: tf.getBackend(), loss, agreement, sample: text([...prompt.slice(1), ...reference]), sentences,
-            grammatical, rows, tensorsLeaked: tf.memory().numTensors - beforeDecoding};
+            grammatical, rows, tensorsLeaked};
   } finally {
     naive.dispose(true);
     model.dispose();
