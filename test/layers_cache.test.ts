@@ -7,9 +7,7 @@
 import './setup_node.js';
 import {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
-// The port calls chained ops (x.add, cache.gather(...).squeeze()), which the public tfjs-core entry does not install;
-// they live in tfjs-core's dist modules, whose Tensor class also needs dist/base.js's op handler (x.clone()).
-import '@tensorflow/tfjs-core/dist/base.js';
+// The port calls chained ops (x.add, cache.gather(...).squeeze()), which the public tfjs-core entry does not install.
 import '@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops.js';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {expect} from 'chai';
@@ -37,18 +35,36 @@ for (const backend of ['cpu', COMPOSITE]) {
 
 // The port's modules are a second copy of tfjs-layers' classes: importing them registers that copy's classes in
 // tfjs-core's one serialization map, which would then shadow the public bundle's (see test/layers_keras.test.ts).
-// The map is restored after the import; the port gets its own classes back only while it is built and called.
+// The map is restored after the import; the port gets its own classes back only while it is built and called. The
+// import runs in a hook, not at load time: test/layers_keras.test.ts snapshots the classes its own (first) import of
+// the port's modules registers, which a cached import made by this file first would not.
 const registry = tf.serialization.SerializationMap.getMap().classNameMap;
-const bundleClasses = {...registry};
-const {CachedMultiHeadAttention: KerasHubPort} = createRequire(import.meta.url)(
-    '@tensorflow/tfjs-layers/dist/layers/nlp/modeling/cached_multihead_attention.js') as
-    typeof import('@tensorflow/tfjs-layers/dist/layers/nlp/modeling/cached_multihead_attention.js');
-const portClasses = {...registry};
+type PortModule = typeof import('@tensorflow/tfjs-layers/dist/layers/nlp/modeling/cached_multihead_attention.js');
+let portClasses: typeof registry = {};
+let bundleClasses: typeof registry = {};
+function loadPort(): PortModule['CachedMultiHeadAttention'] {
+  bundleClasses = {...registry};
+  const requireDist = createRequire(import.meta.url);
+  const port = requireDist('@tensorflow/tfjs-layers/dist/layers/nlp/modeling/cached_multihead_attention.js') as
+      PortModule;
+  portClasses = {...registry};
+  // When another test file loaded the port's modules first, their classes were registered (and removed) then: the
+  // copy's initializers, regularizers and constraints (what the port deserializes by name) are added from the modules.
+  for (const module of ['initializers', 'regularizers', 'constraints']) {
+    for (const value of Object.values(requireDist(`@tensorflow/tfjs-layers/dist/${module}.js`) as object)) {
+      const cls = value as {className?: unknown; fromConfig?: unknown};
+      if (typeof value === 'function' && typeof cls.className === 'string') {
+        portClasses[cls.className] = [value, cls.fromConfig] as (typeof registry)[string];
+      }
+    }
+  }
+  useClasses(bundleClasses);
+  return port.CachedMultiHeadAttention;
+}
 const useClasses = (classes: typeof registry) => {
   for (const name of Object.keys(registry)) delete registry[name];
   Object.assign(registry, classes);
 };
-useClasses(bundleClasses);
 function withPortClasses<T>(run: () => T): T {
   useClasses(portClasses);
   try {
@@ -73,10 +89,11 @@ function causalMask(batch: number, seq: number, capacity: number, index: number)
 describe('layers: MultiHeadAttention with a cache vs tfjs-layers\' port of keras_hub\'s CachedMultiHeadAttention', () => {
   const [batch, features, heads, keyDim, capacity] = [2, 8, 2, 4, 9];
   let ours: layers.MultiHeadAttention;
-  let port: InstanceType<typeof KerasHubPort>;
+  let port: InstanceType<PortModule['CachedMultiHeadAttention']>;
 
   before(async () => {
     await tf.setBackend('cpu');
+    const KerasHubPort = loadPort();
     ours = layers.multiHeadAttention({numHeads: heads, keyDim});
     port = withPortClasses(() => new KerasHubPort({numHeads: heads, keyDim}));
     const x = tf.randomNormal([batch, 3, features]);
