@@ -13,6 +13,7 @@ import '@tensorflow/tfjs-backend-webgpu';
 // Importing the package registers its kernels for cpu, webgl and webgpu (in an app: 'tfjs-efficient-attention').
 import '../../src/index.js';
 import {LineChart, Series} from './chart.js';
+import {mountGeneratePanel} from './generate.js';
 import {MAX_ABS_DIFF, measure, OpName, OPS, sequenceLengths, SweepConfig, SweepRow} from './sweep.js';
 import {TASK, train, TRAIN_ATTENTION, TrainAttention, TrainStep} from './train.js';
 
@@ -322,6 +323,7 @@ async function start(): Promise<void> {
   });
   drawSweep();
   lossChart.draw();
+  mountGeneratePanel($('generate-panel'));
   // Start the backend now (a real GPU's first start takes a moment); if it fails, grey it out and try the next.
   for (const name of [initial, ...BACKENDS.filter((b) => b !== initial && state.available[b])]) {
     try {

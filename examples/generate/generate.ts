@@ -1,6 +1,7 @@
 /**
- * `npm run generate`: train a tiny decoder-only transformer (rotary q/k, grouped-query attention, see model.ts) on a
- * synthetic grammar (grammar.ts), then generate text with a KV cache (updateKVCache + flashAttention) and compare
+ * `npm run generate`: train a tiny decoder-only transformer (MultiHeadAttention layers with rotary q/k, grouped-query
+ * heads and keras_hub's KV cache, see model.ts) on a synthetic grammar (grammar.ts), then generate text with the
+ * cache (the layer's cache / cacheUpdateIndex call arguments) and compare
  * decoding speed: with the cache, without it (recomputing the whole prefix for every token), and the same two with
  * naive attention (tfjs matMul → softmax → matMul). Every decoder samples the same tokens (same weights, same seeded
  * sampler), which the example checks, and the cached logits are compared with one full causal pass.
@@ -13,8 +14,9 @@
 import {createRequire} from 'node:module';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import {corpus, grammaticality, makeRandom, VOCABULARY} from './grammar.js';
-import {AttentionImpl, KVCache, TinyDecoder} from './model.js';
+import {cacheAgreement, DECODERS, Generation, generateTokens, text, trainModel} from './decode.js';
+import {corpus, grammaticality, VOCABULARY} from './grammar.js';
+import {TinyDecoder} from './model.js';
 
 interface Options {
   backend: string;
@@ -73,102 +75,13 @@ async function setBackend(name: string): Promise<string> {
 }
 
 async function train(model: TinyDecoder, o: Options): Promise<number> {
-  const stream = corpus(200_000, o.seed);
-  const random = makeRandom(o.seed + 1);
-  const optimizer = tf.train.adam(o.lr);
-  let smooth = NaN;
   const t0 = performance.now();
-  for (let step = 1; step <= o.steps; step++) {
-    const windows = new Int32Array(o.batch * (o.seq + 1));
-    for (let b = 0; b < o.batch; b++) {
-      const start = Math.floor(random() * (stream.length - o.seq - 1));
-      windows.set(stream.subarray(start, start + o.seq + 1), b * (o.seq + 1));
-    }
-    const loss = tf.tidy(() => optimizer.minimize(
-        () => model.loss(tf.tensor2d(windows, [o.batch, o.seq + 1], 'int32')), true)!);
-    const value = (await loss.data())[0];
-    loss.dispose();
-    smooth = Number.isNaN(smooth) ? value : 0.9 * smooth + 0.1 * value;
+  return trainModel(model, o, (step, loss) => {
     if (step % Math.max(1, Math.round(o.steps / 6)) === 0 || step === o.steps) {
-      console.log(`  step ${String(step).padStart(4)}  loss ${smooth.toFixed(3)}  ${
+      console.log(`  step ${String(step).padStart(4)}  loss ${loss.toFixed(3)}  ${
           ((performance.now() - t0) / 1000).toFixed(0)}s`);
     }
-  }
-  optimizer.dispose();
-  return smooth;
-}
-
-/** Samples from logits [vocab] at `temperature` with a seeded uniform. */
-function sample(logits: Float32Array, temperature: number, u: number): number {
-  let max = -Infinity;
-  for (const l of logits) max = Math.max(max, l);
-  const p = Array.from(logits, (l) => Math.exp((l - max) / temperature));
-  let r = u * p.reduce((a, b) => a + b, 0);
-  for (let i = 0; i < p.length; i++) if ((r -= p[i]) < 0) return i;
-  return p.length - 1;
-}
-
-interface Generation {
-  tokens: number[];
-  seconds: number;
-}
-
-/**
- * Generates o.tokens tokens after `prompt`: with the cache (the prompt in one cached pass, then one token per step)
- * or without (a full causal pass over everything so far, for every token).
- */
-async function generate(model: TinyDecoder, prompt: number[], o: Options, attention: AttentionImpl,
-                        useCache: boolean): Promise<Generation> {
-  const random = makeRandom(o.seed + 2);
-  const tokens = [...prompt];
-  let cache: KVCache | null = useCache ? model.emptyCache(1, prompt.length + o.tokens) : null;
-  let next = prompt;
-  const t0 = performance.now();
-  for (let i = 0; i < o.tokens; i++) {
-    const input = useCache ? next : tokens;
-    const step = tf.tidy(() => {
-      const {logits, cache: updated} = model.forward(tf.tensor2d(input, [1, input.length], 'int32'), attention, cache);
-      const last = tf.squeeze(tf.slice(logits, [0, input.length - 1, 0], [1, 1, -1]));
-      return {last, k: updated?.k ?? [], v: updated?.v ?? []};
-    });
-    if (cache != null) {
-      tf.dispose([...cache.k, ...cache.v]);
-      cache = {k: step.k, v: step.v, length: cache.length + input.length};
-    }
-    const token = sample(await step.last.data() as Float32Array, o.temperature, random());
-    step.last.dispose();
-    tokens.push(token);
-    next = [token];
-  }
-  const seconds = (performance.now() - t0) / 1000;
-  if (cache != null) tf.dispose([...cache.k, ...cache.v]);
-  return {tokens: tokens.slice(prompt.length), seconds};
-}
-
-/** Max |cached logits − full-pass logits| over a sequence fed token by token (the cache's exactness). */
-async function cacheAgreement(model: TinyDecoder, sequence: number[]): Promise<number> {
-  const full = await tf.tidy(() =>
-      model.forward(tf.tensor2d(sequence, [1, sequence.length], 'int32'), 'flash').logits).data();
-  let cache = model.emptyCache(1, sequence.length);
-  let maxDiff = 0;
-  for (let i = 0; i < sequence.length; i++) {
-    const step = tf.tidy(() => {
-      const {logits, cache: updated} = model.forward(tf.tensor2d([sequence[i]], [1, 1], 'int32'), 'flash', cache);
-      return {logits, k: updated!.k, v: updated!.v};
-    });
-    tf.dispose([...cache.k, ...cache.v]);
-    cache = {k: step.k, v: step.v, length: i + 1};
-    const row = await step.logits.data();
-    step.logits.dispose();
-    const v = VOCABULARY.length;
-    for (let j = 0; j < v; j++) maxDiff = Math.max(maxDiff, Math.abs(row[j] - full[i * v + j]));
-  }
-  tf.dispose([...cache.k, ...cache.v]);
-  return maxDiff;
-}
-
-function text(tokens: number[]): string {
-  return tokens.map((t) => VOCABULARY[t]).join(' ').replace(/ \./g, '.');
+  });
 }
 
 async function main(): Promise<void> {
@@ -187,19 +100,15 @@ async function main(): Promise<void> {
   console.log(`\nKV cache vs one full causal pass (32 tokens fed one at a time): max |logit difference| ${
       agreement.toExponential(1)}`);
 
-  // One warm-up generation per variant (first calls compile / JIT), then the timed ones.
-  const variants: Array<{name: string; attention: AttentionImpl; cache: boolean}> = [
-    {name: 'flash + KV cache', attention: 'flash', cache: true},
-    {name: 'flash, recompute prefix', attention: 'flash', cache: false},
-    {name: 'naive + KV cache', attention: 'naive', cache: true},
-    {name: 'naive, recompute prefix', attention: 'naive', cache: false},
-  ];
+  // One warm-up generation per decoder (first calls compile / JIT), then the timed ones.
   const results: Array<{name: string; generation: Generation}> = [];
-  for (const v of variants) {
-    await generate(model, prompt, {...o, tokens: Math.min(4, o.tokens)}, v.attention, v.cache);
+  const models = {flash: model, naive: model.withAttention('naive')};  // the naive twin shares every weight
+  for (const v of DECODERS) {
+    const m = models[v.attention];
+    await generateTokens(m, prompt, {...o, tokens: Math.min(4, o.tokens)}, v.cache);
     let best: Generation | null = null;
     for (let r = 0; r < o.repeats; r++) {
-      const g = await generate(model, prompt, o, v.attention, v.cache);
+      const g = await generateTokens(m, prompt, o, v.cache);
       if (best == null || g.seconds < best.seconds) best = g;
     }
     results.push({name: v.name, generation: best!});
@@ -217,6 +126,7 @@ async function main(): Promise<void> {
         (1000 * generation.seconds / o.tokens).toFixed(1).padStart(8)} | ${(same ? 'yes' : 'NO').padEnd(28)} |`);
   }
   console.log(`\ntotal ${((performance.now() - started) / 1000).toFixed(0)}s`);
+  models.naive.dispose(true);
   model.dispose();
   if (!(agreement < 1e-3)) {
     console.error('the cached logits differ from the full pass');

@@ -1,19 +1,19 @@
 /**
- * A tiny decoder-only transformer written with tfjs ops and tf.layers.dense weights: token embedding, pre-norm blocks
- * (RMSNorm → attention with rotary q/k and grouped-query heads → RMSNorm → MLP), a final norm and a vocabulary head.
+ * A tiny decoder-only transformer built from the library's layers: token embedding, pre-norm blocks (RMSNorm →
+ * MultiHeadAttention with rotary q/k, grouped-query heads and a causal mask → RMSNorm → MLP), a final norm and a
+ * vocabulary head.
  *
- * The attention runs three ways, all computing the same function:
- *   full pass   causal flashAttention over the whole sequence (training, and "recompute the prefix" decoding);
- *   cached      the new tokens' k and v are written into a fixed-capacity KV cache with updateKVCache, and their
- *               queries attend to the cache: one query (a decoding step) with keyLengths = tokens so far, several
- *               (the prompt) with a causal pass over the cache's valid prefix;
- *   naive       the same, with tfjs matMul → softmax → matMul (src/layers/naive_attention.ts) instead of the kernels.
- * Rotary positions are the tokens' absolute positions (startIndex = tokens already in the cache), so a cached step
- * sees exactly the q and k the full pass computes.
+ * Decoding uses the layer's KV cache, keras_hub's CachedMultiHeadAttention way: per block one cache tensor
+ * [batch, 2, capacity, kvHeads, headDim]; `mha.apply(x, {cache, cacheUpdateIndex, useCausalMask: true})` writes the
+ * new tokens' keys and values at cacheUpdateIndex (updateKVCache) and attends to the cache's valid prefix on the
+ * kernels (queryOffsets + keyLengths, no mask tensor), returning [output, newCache]. Rotary positions are the tokens'
+ * absolute positions (cacheUpdateIndex + i), so a cached step sees exactly the q and k of the full pass.
+ *
+ * `attention: 'naive'` makes the same model with the layers' naive spec (tfjs matMul → softmax → matMul); withAttention
+ * builds such a twin sharing every weight.
  */
 import * as tf from '@tensorflow/tfjs';
-import {flashAttention, rotaryEmbedding, updateKVCache} from '../../src/index.js';
-import {naiveAttention} from '../../src/layers/naive_attention.js';
+import {layers} from '../../src/index.js';
 
 export interface ModelConfig {
   vocabSize: number;
@@ -27,25 +27,19 @@ export interface ModelConfig {
 
 export type AttentionImpl = 'flash' | 'naive';
 
-/** Per layer, k and v [batch, capacity, kvHeads, headDim]; `length` rows are filled. */
+/** Per block, the layer's cache [batch, 2, capacity, kvHeads, headDim]; `length` positions are filled. */
 export interface KVCache {
-  k: tf.Tensor4D[];
-  v: tf.Tensor4D[];
+  layers: tf.Tensor[];
   length: number;
 }
 
 interface Block {
   norm1: tf.Variable;
-  wq: tf.layers.Layer;
-  wk: tf.layers.Layer;
-  wv: tf.layers.Layer;
-  wo: tf.layers.Layer;
+  attention: layers.MultiHeadAttention;
   norm2: tf.Variable;
   up: tf.layers.Layer;
   down: tf.layers.Layer;
 }
-
-const CAUSAL = {windowLeft: -1, windowRight: 0, layout: null};
 
 export class TinyDecoder {
   readonly headDim: number;
@@ -54,8 +48,8 @@ export class TinyDecoder {
   private readonly finalNorm: tf.Variable;
   private readonly head: tf.layers.Layer;
 
-  constructor(readonly config: ModelConfig) {
-    const {vocabSize, dim, layers, heads, kvHeads, seed} = config;
+  constructor(readonly config: ModelConfig, readonly attention: AttentionImpl = 'flash', shareWith?: TinyDecoder) {
+    const {vocabSize, dim, heads, kvHeads, seed} = config;
     if (dim % heads !== 0 || heads % kvHeads !== 0 || (dim / heads) % 2 !== 0) {
       throw new Error(`dim ${dim} / heads ${heads} must be an even head size, and heads a multiple of kvHeads`);
     }
@@ -67,74 +61,101 @@ export class TinyDecoder {
       layer.build([null, null, inputDim]);
       return layer;
     };
-    this.embedding = tf.variable(tf.randomNormal([vocabSize, dim], 0, 0.1, 'float32', s++));
-    this.blocks = Array.from({length: layers}, () => ({
-      norm1: tf.variable(tf.ones([dim])),
-      wq: dense(dim, heads * this.headDim),
-      wk: dense(dim, kvHeads * this.headDim),
-      wv: dense(dim, kvHeads * this.headDim),
-      wo: dense(heads * this.headDim, dim),
-      norm2: tf.variable(tf.ones([dim])),
+    const mha = (shared?: layers.MultiHeadAttention) => {
+      const layer = layers.multiHeadAttention({
+        numHeads: heads, numKeyValueHeads: kvHeads, keyDim: this.headDim, useBias: false, rotary: true, attention,
+        kernelInitializer: tf.initializers.glorotNormal({seed: s++}),
+      });
+      tf.tidy(() => {
+        layer.apply(tf.zeros([1, 1, dim]));  // builds its weights
+      });
+      if (shared != null) layer.setWeights(shared.getWeights());
+      return layer;
+    };
+    if (shareWith != null) {
+      // A twin: the same variables and dense layers, attention layers of another spec with copied weights.
+      this.embedding = shareWith.embedding;
+      this.finalNorm = shareWith.finalNorm;
+      this.head = shareWith.head;
+      this.blocks = shareWith.blocks.map((b) => ({...b, attention: mha(b.attention)}));
+      return;
+    }
+    this.embedding = variableOf(tf.randomNormal([vocabSize, dim], 0, 0.1, 'float32', s++));
+    this.blocks = Array.from({length: config.layers}, () => ({
+      norm1: variableOf(tf.ones([dim])),
+      attention: mha(),
+      norm2: variableOf(tf.ones([dim])),
       up: dense(dim, 4 * dim, 'relu'),
       down: dense(4 * dim, dim),
     }));
-    this.finalNorm = tf.variable(tf.ones([dim]));
+    this.finalNorm = variableOf(tf.ones([dim]));
     this.head = dense(dim, vocabSize);
   }
 
-  /** Logits [batch, n, vocab] of `tokens` [batch, n] placed after the cache's `length` tokens (or at 0 without one). */
-  forward(tokens: tf.Tensor2D, attention: AttentionImpl, cache: KVCache | null = null):
-      {logits: tf.Tensor3D, cache: KVCache | null} {
-    const [batch, n] = tokens.shape;
-    const start = cache?.length ?? 0;
-    const {heads, kvHeads} = this.config;
-    const d = this.headDim;
-    const newK: tf.Tensor4D[] = [], newV: tf.Tensor4D[] = [];
+  /** The same model (shared weights) with another attention implementation. */
+  withAttention(attention: AttentionImpl): TinyDecoder {
+    return new TinyDecoder(this.config, attention, this);
+  }
+
+  /**
+   * Logits [batch, n, vocab] of `tokens` [batch, n]: one causal pass, or, with a cache, the tokens placed after its
+   * `length` positions (and the updated cache).
+   */
+  forward(tokens: tf.Tensor2D, cache: KVCache | null = null): {logits: tf.Tensor3D, cache: KVCache | null} {
+    const n = tokens.shape[1];
+    const updated: tf.Tensor[] = [];
     let x: tf.Tensor = tf.gather(this.embedding, tokens);  // [batch, n, dim]
     this.blocks.forEach((block, l) => {
       const h = rmsNorm(x, block.norm1);
-      const q = rotaryEmbedding(tf.reshape(apply(block.wq, h), [batch, n, heads, d]), {startIndex: start});
-      const k = rotaryEmbedding(tf.reshape(apply(block.wk, h), [batch, n, kvHeads, d]), {startIndex: start});
-      const v = tf.reshape(apply(block.wv, h), [batch, n, kvHeads, d]) as tf.Tensor4D;
-      let attended: tf.Tensor4D;
+      let attended: tf.Tensor;
       if (cache == null) {
-        attended = attention === 'flash' ? flashAttention(q, k, v, {causal: true}) :
-            naiveAttention(q as tf.Tensor4D, k as tf.Tensor4D, v, CAUSAL, 1 / Math.sqrt(d));
+        attended = block.attention.apply(h, {useCausalMask: true}) as tf.Tensor;
       } else {
-        const kCache = updateKVCache(cache.k[l], k, start), vCache = updateKVCache(cache.v[l], v, start);
-        newK.push(kCache);
-        newV.push(vCache);
-        attended = attendToCache(q as tf.Tensor4D, kCache, vCache, start + n, attention);
+        const [out, layerCache] = block.attention.apply(h, {
+          cache: cache.layers[l], cacheUpdateIndex: cache.length, useCausalMask: true,
+        }) as tf.Tensor[];
+        attended = out;
+        updated.push(layerCache);
       }
-      x = tf.add(x, apply(block.wo, tf.reshape(attended, [batch, n, heads * d])));
+      x = tf.add(x, attended);
       x = tf.add(x, apply(block.down, apply(block.up, rmsNorm(x, block.norm2))));
     });
     const logits = apply(this.head, rmsNorm(x, this.finalNorm)) as tf.Tensor3D;
-    return {logits, cache: cache == null ? null : {k: newK, v: newV, length: start + n}};
+    return {logits, cache: cache == null ? null : {layers: updated, length: cache.length + n}};
   }
 
   /** An empty cache of `capacity` positions. */
   emptyCache(batch: number, capacity: number): KVCache {
-    const shape: [number, number, number, number] = [batch, capacity, this.config.kvHeads, this.headDim];
-    return {k: this.blocks.map(() => tf.zeros(shape)), v: this.blocks.map(() => tf.zeros(shape)), length: 0};
+    const shape = [batch, 2, capacity, this.config.kvHeads, this.headDim];
+    return {layers: this.blocks.map(() => tf.zeros(shape)), length: 0};
   }
 
-  /** Mean next-token cross-entropy of `tokens` [batch, seq + 1] (full causal pass on the flash kernels). */
+  /** Mean next-token cross-entropy of `tokens` [batch, seq + 1] (one causal pass). */
   loss(tokens: tf.Tensor2D): tf.Scalar {
     const [batch, seqPlusOne] = tokens.shape;
     const inputs = tf.slice(tokens, [0, 0], [batch, seqPlusOne - 1]);
     const targets = tf.slice(tokens, [0, 1], [batch, seqPlusOne - 1]);
-    const {logits} = this.forward(inputs, 'flash');
+    const {logits} = this.forward(inputs);
     return tf.losses.softmaxCrossEntropy(tf.oneHot(targets, this.config.vocabSize), logits) as tf.Scalar;
   }
 
-  dispose(): void {
+  /** Disposes this model's own weights (a twin's attention layers only: the rest belongs to the original). */
+  dispose(twin = false): void {
+    for (const b of this.blocks) b.attention.dispose();
+    if (twin) return;
     tf.dispose([this.embedding, this.finalNorm, ...this.blocks.flatMap((b) => [b.norm1, b.norm2])]);
     // The dense layers are applied eagerly (never connected into a model), so their weights are disposed directly.
-    for (const layer of [this.head, ...this.blocks.flatMap((b) => [b.wq, b.wk, b.wv, b.wo, b.up, b.down])]) {
+    for (const layer of [this.head, ...this.blocks.flatMap((b) => [b.up, b.down])]) {
       for (const w of layer.weights) w.dispose();
     }
   }
+}
+
+/** A variable holding `initial` (which is then disposed: the variable keeps its own reference to the data). */
+function variableOf(initial: tf.Tensor): tf.Variable {
+  const v = tf.variable(initial);
+  initial.dispose();
+  return v;
 }
 
 function apply(layer: tf.layers.Layer, x: tf.Tensor): tf.Tensor {
@@ -143,24 +164,4 @@ function apply(layer: tf.layers.Layer, x: tf.Tensor): tf.Tensor {
 
 function rmsNorm(x: tf.Tensor, gain: tf.Variable): tf.Tensor {
   return tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), 1e-6))), gain);
-}
-
-/**
- * The new queries [batch, n, heads, d], the last of them at position `length` − 1, attend to the cache's first
- * `length` rows. (With the attention ops' queryOffsets this is one call for any n — queryOffsets = length − n,
- * keyLengths = length, as flash_attn_with_kvcache — once every backend's kernels take queryOffsets.)
- */
-function attendToCache(q: tf.Tensor4D, kCache: tf.Tensor4D, vCache: tf.Tensor4D, length: number,
-                       attention: AttentionImpl): tf.Tensor4D {
-  const [batch, n] = q.shape;
-  const scale = 1 / Math.sqrt(q.shape[3]);
-  if (attention === 'flash' && n === 1) {
-    // One query sees every key written so far: no causal mask, the unwritten rows masked by keyLengths.
-    return flashAttention(q, kCache, vCache, {keyLengths: new Array(batch).fill(length)});
-  }
-  // The valid prefix, causal with bottom-right alignment: query i of n sits at position length − n + i.
-  const [, , kvHeads, d] = kCache.shape;
-  const k = tf.slice(kCache, [0, 0, 0, 0], [batch, length, kvHeads, d]);
-  const v = tf.slice(vCache, [0, 0, 0, 0], [batch, length, kvHeads, d]);
-  return attention === 'flash' ? flashAttention(q, k, v, {causal: true}) : naiveAttention(q, k, v, CAUSAL, scale);
 }

@@ -2,7 +2,8 @@
  * keras.layers.MultiHeadAttention on the library's kernels: Keras's config, weights (names, shapes, order), call
  * arguments and masking, so converted Keras models load and give Keras's answer. Masks, useCausalMask and dropout
  * run on the kernels' mask / queryOffsets / dropout options; only returnAttentionScores materializes the
- * probability matrix (see attention_dispatch.ts).
+ * probability matrix (see attention_dispatch.ts). With `cache` (and `cacheUpdateIndex`) it is keras_hub's
+ * CachedMultiHeadAttention: the call returns [output, cache] (see attention_cache.ts).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {layers, SymbolicTensor} from '@tensorflow/tfjs-layers';
@@ -10,6 +11,7 @@ import type {LayerArgs} from '@tensorflow/tfjs-layers/dist/engine/topology';
 import type {Kwargs} from '@tensorflow/tfjs-layers/dist/types';
 import {addAttentionWeights, AttentionDims, AttentionWeights, attentionForward, toKeyLengths} from
     './attention_core.js';
+import {checkLayerCache, RotarySettings} from './attention_cache.js';
 import {AttentionSpec, checkAttentionSpec, ResolvedAttention} from './attention_spec.js';
 import {TENSOR_ARGS_KEY} from './functional.js';
 import {
@@ -58,6 +60,12 @@ export interface MultiHeadAttentionArgs extends LayerArgs {
    * Keras's per-call `useCausalMask` is top-left aligned (j <= i); the two agree when seqQ == seqK.
    */
   causal?: boolean;
+  /**
+   * Ours: rotary position embedding (keras_hub's RotaryEmbedding) of the projected queries and keys, as in Llama-style
+   * attention: true for the defaults, or {maxWavelength (10000), scalingFactor (1)}. Positions are 0 … seq − 1, or
+   * cacheUpdateIndex + 0 … with a cache. Default off.
+   */
+  rotary?: boolean | {maxWavelength?: number; scalingFactor?: number} | null;
   /** Keras 2 configs record the build shapes; checked against the shapes the layer is built with. */
   queryShape?: Shape | null;
   keyShape?: Shape | null;
@@ -67,7 +75,7 @@ export interface MultiHeadAttentionArgs extends LayerArgs {
 const CONFIG_KEYS = [
   'numHeads', 'keyDim', 'valueDim', 'dropout', 'useBias', 'outputShape', 'attentionAxes', 'kernelInitializer',
   'biasInitializer', 'kernelRegularizer', 'biasRegularizer', 'activityRegularizer', 'kernelConstraint',
-  'biasConstraint', 'seed', 'numKeyValueHeads', 'attention', 'softcap', 'causal', 'queryShape', 'keyShape',
+  'biasConstraint', 'seed', 'numKeyValueHeads', 'attention', 'softcap', 'causal', 'rotary', 'queryShape', 'keyShape',
   'valueShape',
 ] as const;
 
@@ -87,9 +95,20 @@ export interface MultiHeadAttentionCallArgs {
   keyMask?: tf.Tensor;
   /** Ours: right padding, keys at positions >= keyLengths[b] masked (number[] or Tensor [batch]). */
   keyLengths?: number[] | tf.Tensor;
+  /**
+   * keras_hub's CachedMultiHeadAttention cache [batch, 2, capacity, numKeyValueHeads, keyDim] (keys, values; needs
+   * keyDim == valueDim): the call returns [output, newCache]. Eager calls only (decoding).
+   */
+  cache?: tf.Tensor;
+  /**
+   * Where the new tokens' keys and values are written in `cache` (a number, or an integer tensor: scalar or [batch]);
+   * the queries sit at positions cacheUpdateIndex + i and see the keys j < cacheUpdateIndex + seq (j <=
+   * cacheUpdateIndex + i with useCausalMask or a causal layer). Without it the cache is used as is (all its rows).
+   */
+  cacheUpdateIndex?: number | tf.Tensor;
 }
 const CALL_KEYS = ['value', 'key', 'attentionMask', 'useCausalMask', 'returnAttentionScores', 'training', 'queryMask',
-                   'valueMask', 'keyMask', 'keyLengths', 'mask', TENSOR_ARGS_KEY];
+                   'valueMask', 'keyMask', 'keyLengths', 'cache', 'cacheUpdateIndex', 'mask', TENSOR_ARGS_KEY];
 
 /** Which input of the layer's input list is what; the list is [query, value, key?, attentionMask?, keyLengths?]. */
 type Role = 'query' | 'value' | 'key' | 'attentionMask' | 'keyLengths';
@@ -116,6 +135,7 @@ export class MultiHeadAttention extends layers.Layer {
   readonly numKeyValueHeads: number;
   readonly softcap: number;
   readonly causal: boolean;
+  readonly rotary: RotarySettings | null;
   readonly attention: ResolvedAttention;
   private readonly kernelInitializer: Initializer;
   private readonly biasInitializer: Initializer;
@@ -129,6 +149,7 @@ export class MultiHeadAttention extends layers.Layer {
   private graphCall?: GraphCall;
   private pendingRoles?: Role[];
   private pendingReturnScores = false;
+  private pendingReturnCache = false;
   private dropoutCalls = 0;
 
   constructor(args: MultiHeadAttentionArgs) {
@@ -174,6 +195,7 @@ export class MultiHeadAttention extends layers.Layer {
     this.softcap = checkSoftcapValue(name, args.softcap);
     this.causal = checkOptionalBoolean(name, 'causal', args.causal, false);
     this.attention = new ResolvedAttention(checkAttentionSpec(args.attention, this.causal), this.causal);
+    this.rotary = checkRotary(name, args.rotary, this.keyDim);
     this.recordedShapes = {query: args.queryShape, key: args.keyShape, value: args.valueShape};
   }
 
@@ -198,6 +220,10 @@ export class MultiHeadAttention extends layers.Layer {
     const list: AnyTensor[] = Array.isArray(inputs) ? [...inputs] : [inputs];
     let roles: Role[];
     const symbolic = list[0] instanceof SymbolicTensor;
+    if (symbolic && (args.cache != null || args.cacheUpdateIndex != null)) {
+      throw new Error('MultiHeadAttention: cache and cacheUpdateIndex are for eager calls (decoding), not for ' +
+                      'symbolic tensors of a functional model');
+    }
     const tensorArgs = args[TENSOR_ARGS_KEY];
     if (tensorArgs != null) {
       // A graph node whose tensor call arguments were made inputs (functional.ts): [query, ...tensorArgs].
@@ -231,11 +257,13 @@ export class MultiHeadAttention extends layers.Layer {
     this.pendingRoles = roles;
     this.pendingReturnScores = typeof args.returnAttentionScores === 'boolean' ? args.returnAttentionScores :
                                                                                  this.graphCall?.returnAttentionScores === true && !symbolic;
+    this.pendingReturnCache = args.cache != null;
     try {
       return super.apply((list.length === 1 ? list[0] : list) as tf.Tensor[], args as Kwargs);
     } finally {
       this.pendingRoles = undefined;
       this.pendingReturnScores = false;
+      this.pendingReturnCache = false;
     }
   }
 
@@ -309,7 +337,7 @@ export class MultiHeadAttention extends layers.Layer {
     const list = Array.isArray(inputs) ? inputs : [inputs];
     const masks = Array.isArray(mask) ? mask : [mask];
     const queryMask = (masks[0] ?? (list[0] as {kerasMask?: tf.Tensor}).kerasMask ?? null) as tf.Tensor;
-    return this.pendingReturnScores ? [queryMask, null as unknown as tf.Tensor] : queryMask;
+    return this.pendingReturnScores || this.pendingReturnCache ? [queryMask, null as unknown as tf.Tensor] : queryMask;
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor | tf.Tensor[] {
@@ -339,17 +367,36 @@ export class MultiHeadAttention extends layers.Layer {
     const training = args.training === true;
     const dropoutSeed = this.seed == null || !(training && this.dropout > 0) ? undefined :
         this.seed + this.dropoutCalls++;
+    const batch = query.shape[0] as number;
+    const cache = checkLayerCache('MultiHeadAttention', {cache: 'cache', index: 'cacheUpdateIndex'}, args.cache,
+                                  args.cacheUpdateIndex, this.dims!, batch, query.shape[1] as number);
+    if (cache != null) {
+      if (returnScores) throw new Error('MultiHeadAttention: returnAttentionScores is not supported with a cache');
+      if (cache.updateIndex != null && (get('keyLengths') ?? args.keyLengths) != null) {
+        throw new Error('MultiHeadAttention: keyLengths cannot be given with cacheUpdateIndex (the keys are the ' +
+                        'cache rows written so far)');
+      }
+      if (cache.updateIndex != null && key.shape[1] !== query.shape[1]) {
+        throw new Error(`MultiHeadAttention: with cacheUpdateIndex, key and value must have the query's ${
+            query.shape[1]} new tokens, got ${key.shape[1]}`);
+      }
+    }
+    const seqK = cache == null ? key.shape[1] as number : cache.cache.shape[2] as number;
     return tf.tidy(() => {
-      const batch = query.shape[0] as number;
-      const keyLengths = toKeyLengths(get('keyLengths') ?? args.keyLengths, batch, key.shape[1] as number);
-      const keyPadding = valueMask != null && keyMask != null ? tf.logicalAnd(tf.cast(valueMask, 'bool'),
-                                                                           tf.cast(keyMask, 'bool')) :
-                                                                 valueMask ?? keyMask;
+      const keyLengths = toKeyLengths(get('keyLengths') ?? args.keyLengths, batch, seqK);
+      // keras_hub's CachedMultiHeadAttention takes only attentionMask: with a cache the Keras masks of the inputs
+      // (which cover the new tokens, not the cache) are not used.
+      const keyPadding = cache != null ? undefined : valueMask != null && keyMask != null ?
+          tf.logicalAnd(tf.cast(valueMask, 'bool'), tf.cast(keyMask, 'bool')) : valueMask ?? keyMask;
       const attentionMask = get('attentionMask') ?? (args.attentionMask as tf.Tensor | undefined);
-      const {output, scores} = attentionForward(this.attentionWeights!, this.dims!, query, key, value, {
+      const result = attentionForward(this.attentionWeights!, this.dims!, query, key, value, {
         attention: this.attention, softcap: this.softcap, dropout: this.dropout, seed: dropoutSeed, training,
-        keyLengths, attentionMask, queryMask, keyMask: keyPadding, useCausalMask, returnScores,
+        keyLengths, attentionMask, queryMask: cache != null ? undefined : queryMask, keyMask: keyPadding, useCausalMask,
+        returnScores, cache,
+        rotary: this.rotary,
       });
+      const {output, scores} = result;
+      if (cache != null) return [output, result.cache!];
       return returnScores ? [output, scores!] : output;
     });
   }
@@ -377,10 +424,31 @@ export class MultiHeadAttention extends layers.Layer {
     if (this.attention.spec !== 'flash') config.attention = this.attention.spec as tf.serialization.ConfigDictValue;
     if (this.softcap !== 0) config.softcap = this.softcap;
     if (this.causal) config.causal = true;
+    if (this.rotary != null) config.rotary = {...this.rotary};
     return {...super.getConfig(), ...config};
   }
 }
 tf.serialization.registerClass(MultiHeadAttention);
+
+/** The rotary config, checked: null (off), or its settings (keyDim must be even). */
+function checkRotary(layer: string, rotary: MultiHeadAttentionArgs['rotary'], keyDim: number): RotarySettings | null {
+  if (rotary == null || rotary === false) return null;
+  const given = rotary === true ? {} : rotary;
+  if (typeof given !== 'object' || Array.isArray(given)) {
+    throw new Error(`${layer}: rotary must be true, false or {maxWavelength?, scalingFactor?}, got ${
+        JSON.stringify(rotary)}`);
+  }
+  const unknown = Object.keys(given).filter((k) => k !== 'maxWavelength' && k !== 'scalingFactor');
+  if (unknown.length > 0) throw new Error(`${layer}: rotary has unknown keys ${unknown} (maxWavelength, scalingFactor)`);
+  const settings = {maxWavelength: given.maxWavelength ?? 10000, scalingFactor: given.scalingFactor ?? 1};
+  for (const [k, v] of Object.entries(settings)) {
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
+      throw new Error(`${layer}: rotary.${k} must be a finite number > 0, got ${String(v)}`);
+    }
+  }
+  if (keyDim % 2 !== 0) throw new Error(`${layer}: rotary needs an even keyDim, got ${keyDim}`);
+  return settings;
+}
 
 /** Roles of a positional input list: [query], [query, value], [query, value, key], then keyLengths (rank < 3). */
 function positionalRoles(list: Array<{shape: Shape | number[]}>): Role[] {

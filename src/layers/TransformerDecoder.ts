@@ -7,10 +7,14 @@
  *   normalizeFirst:      x = x + Dropout(SelfMHA(LN(x))); x = x + Dropout(CrossMHA(LN(x), enc)); x + FF(LN(x))
  * Weights (Keras order): self_attention/..., self_attention_layer_norm, [cross_attention/...,
  * cross_attention_layer_norm], feedforward_intermediate_dense, feedforward_output_dense, feedforward_layer_norm.
+ * Cached decoding as keras_hub: `selfAttentionCache` [batch, 2, capacity, numHeads, keyDim] and
+ * `selfAttentionCacheUpdateIndex` make the call return [output, newCache] (see attention_cache.ts).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type {LayerArgs} from '@tensorflow/tfjs-layers/dist/engine/topology';
 import type {Kwargs} from '@tensorflow/tfjs-layers/dist/types';
+import {SymbolicTensor} from '@tensorflow/tfjs-layers';
+import {checkLayerCache} from './attention_cache.js';
 import {AttentionDims, AttentionWeights, attentionForward, Projection} from './attention_core.js';
 import {checkConfigKeys, shapeList} from './layer_utils.js';
 import {
@@ -41,6 +45,17 @@ export interface TransformerDecoderCallArgs {
   /** Causal self-attention (default true). */
   useCausalMask?: boolean;
   training?: boolean;
+  /**
+   * keras_hub's self-attention cache [batch, 2, capacity, numHeads, hidden / numHeads] (keys, values): the call then
+   * returns [output, newCache]. Eager calls only (decoding); the padding and attention masks of the decoder sequence
+   * cannot be combined with it (they cover the new tokens, not the cache).
+   */
+  selfAttentionCache?: tf.Tensor;
+  /**
+   * Where the new tokens' keys and values are written (number, or integer tensor: scalar or [batch]); the tokens sit
+   * at positions index + i, and causal self-attention sees keys j <= index + i. Without it the cache is used as is.
+   */
+  selfAttentionCacheUpdateIndex?: number | tf.Tensor;
 }
 
 const NAME = 'TransformerDecoder';
@@ -58,7 +73,7 @@ export class TransformerDecoder extends KerasHubLayer {
   protected readonly tensorArgNames = ['encoderSequence', 'decoderPaddingMask', 'decoderAttentionMask',
                                        'encoderPaddingMask', 'encoderAttentionMask'];
   protected readonly positionalRoles = ['decoderSequence', 'encoderSequence'];
-  protected readonly callKeys = ['useCausalMask'];
+  protected readonly callKeys = ['useCausalMask', 'selfAttentionCache', 'selfAttentionCacheUpdateIndex'];
   readonly config: TransformerConfig;
   private decoderSequenceShape: Shape | null = null;
   private encoderSequenceShape: Shape | null = null;
@@ -78,6 +93,23 @@ export class TransformerDecoder extends KerasHubLayer {
     // Recorded for getConfig; the layer is built (under its name scope) when first applied, from the real shapes.
     this.decoderSequenceShape = args.decoderSequenceShape ?? null;
     this.encoderSequenceShape = args.encoderSequenceShape ?? null;
+  }
+
+  override apply(inputs: tf.Tensor | tf.Tensor[] | SymbolicTensor | SymbolicTensor[], kwargs?: Kwargs):
+      tf.Tensor | tf.Tensor[] | SymbolicTensor | SymbolicTensor[] {
+    const first = Array.isArray(inputs) ? inputs[0] : inputs;
+    if (first instanceof SymbolicTensor &&
+        (kwargs?.selfAttentionCache != null || kwargs?.selfAttentionCacheUpdateIndex != null)) {
+      throw new Error(`${NAME}: selfAttentionCache and selfAttentionCacheUpdateIndex are for eager calls (decoding), ` +
+                      'not for symbolic tensors of a functional model');
+    }
+    return super.apply(inputs, kwargs);
+  }
+
+  override computeMask(inputs: tf.Tensor | tf.Tensor[], mask?: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    const outputMask = super.computeMask(inputs, mask);
+    // With a cache the outputs are [output, cache]: one mask each.
+    return (this.pendingArgs?.selfAttentionCache != null ? [outputMask, null] : outputMask) as tf.Tensor;
   }
 
   override build(inputShape: Shape | Shape[]): void {
@@ -111,7 +143,7 @@ export class TransformerDecoder extends KerasHubLayer {
     return shapeList(inputShape)[0];
   }
 
-  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor {
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor | tf.Tensor[] {
     const list = Array.isArray(inputs) ? inputs : [inputs];
     const byRole = this.byRole(list);
     const x = byRole.decoderSequence!;
@@ -129,6 +161,12 @@ export class TransformerDecoder extends KerasHubLayer {
       throw new Error(`${NAME}: useCausalMask must be a boolean, got ${JSON.stringify(useCausalMask)}`);
     }
     const [batch, seq] = x.shape;
+    const cache = checkLayerCache(NAME, {cache: 'selfAttentionCache', index: 'selfAttentionCacheUpdateIndex'},
+                                  args.selfAttentionCache, args.selfAttentionCacheUpdateIndex, w.self.dims, batch, seq);
+    if (cache != null && (byRole.decoderPaddingMask != null || byRole.decoderAttentionMask != null)) {
+      throw new Error(`${NAME}: decoderPaddingMask and decoderAttentionMask cannot be given with selfAttentionCache ` +
+                      '(they cover the new tokens, not the cache)');
+    }
     const decoderPadding = checkPaddingMask(NAME, 'decoderPaddingMask', byRole.decoderPaddingMask, batch, seq);
     const decoderAttention =
         checkAttentionMask(NAME, 'decoderAttentionMask', byRole.decoderAttentionMask, batch, seq, seq);
@@ -142,24 +180,28 @@ export class TransformerDecoder extends KerasHubLayer {
     const c = this.config;
     const and = (a?: tf.Tensor, b?: tf.Tensor) =>
         a != null && b != null ? tf.logicalAnd(tf.cast(a, 'bool'), tf.cast(b, 'bool')) : a ?? b;
-    return tf.tidy(() => {
+    let newCache: tf.Tensor | undefined;
+    const output = tf.tidy(() => {
       const attentionBlock = (h: tf.Tensor, block: AttentionBlock, kv: tf.Tensor | null, opts: {
-        keyMask?: tf.Tensor; attentionMask?: tf.Tensor; useCausalMask: boolean;
+        keyMask?: tf.Tensor; attentionMask?: tf.Tensor; useCausalMask: boolean; cached?: boolean;
       }) => {
         const residual = h;
         if (c.normalizeFirst) h = applyLayerNorm(h, block.norm, c.layerNormEpsilon);
         const source = kv ?? h;
         const attended = attentionForward(block.weights, block.dims, h, source, source, {
-          attention: c.attention, softcap: 0, dropout: c.dropout, training, queryMask: masks.decoderSequence,
-          keyMask: opts.keyMask, attentionMask: opts.attentionMask, useCausalMask: opts.useCausalMask,
+          attention: c.attention, softcap: 0, dropout: c.dropout, training,
+          queryMask: opts.cached ? undefined : masks.decoderSequence, keyMask: opts.keyMask,
+          attentionMask: opts.attentionMask, useCausalMask: opts.useCausalMask, cache: opts.cached ? cache : null,
         });
+        if (attended.cache != null) newCache = tf.keep(attended.cache);
         h = tf.add(dropoutIf(attended.output, c.dropout, training), residual);
         return c.normalizeFirst ? h : applyLayerNorm(h, block.norm, c.layerNormEpsilon);
       };
       // keras_hub: an explicit padding mask replaces the Keras mask; Keras's MultiHeadAttention adds the masks the
       // query and value still carry.
       let h = attentionBlock(x, w.self, null, {
-        keyMask: and(masks.decoderSequence, decoderPadding), attentionMask: decoderAttention, useCausalMask,
+        keyMask: cache != null ? undefined : and(masks.decoderSequence, decoderPadding), attentionMask: decoderAttention,
+        useCausalMask, cached: cache != null,
       });
       if (w.cross != null) {
         h = attentionBlock(h, w.cross, encoder!, {
@@ -171,6 +213,7 @@ export class TransformerDecoder extends KerasHubLayer {
       h = tf.add(dropoutIf(feedforward(h, c, w.intermediate, w.output), c.dropout, training), residual);
       return c.normalizeFirst ? h : applyLayerNorm(h, w.feedforwardNorm, c.layerNormEpsilon);
     });
+    return cache != null ? [output, newCache!] : output;
   }
 
   override getConfig(): tf.serialization.ConfigDict {

@@ -12,6 +12,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type {LayerVariable} from '@tensorflow/tfjs-layers';
 import {checkKeyLengths} from '../ops/validate.js';
+import {applyLayerCache, CachedKeyValues, LayerCache, rotate, RotarySettings} from './attention_cache.js';
 import {runLayerAttention} from './attention_dispatch.js';
 import {ResolvedAttention} from './attention_spec.js';
 
@@ -69,6 +70,10 @@ export interface AttentionCallOptions {
   keyMask?: tf.Tensor;
   useCausalMask?: boolean;
   returnScores?: boolean;
+  /** keras_hub's cache (attention_cache.ts): the result then has the new cache. */
+  cache?: LayerCache | null;
+  /** Rotary embedding of the projected queries and keys, at positions cacheUpdateIndex (or 0) + i. */
+  rotary?: RotarySettings | null;
 }
 
 /**
@@ -98,7 +103,7 @@ function padLastAxis(x: tf.Tensor4D, size: number): tf.Tensor4D {
  */
 export function attentionForward(
     w: AttentionWeights, d: AttentionDims, query: tf.Tensor, key: tf.Tensor, value: tf.Tensor,
-    opts: AttentionCallOptions): {output: tf.Tensor; scores?: tf.Tensor} {
+    opts: AttentionCallOptions): {output: tf.Tensor; scores?: tf.Tensor; cache?: tf.Tensor} {
   const [batch, seqQ] = query.shape as number[];
   const seqK = key.shape[1] as number;
   if (value.shape[1] !== seqK || value.shape[0] !== batch || key.shape[0] !== batch) {
@@ -106,24 +111,31 @@ export function attentionForward(
         value.shape}] must share batch, and key and value must share the sequence length`);
   }
   let scores: tf.Tensor | undefined;
+  let newCache: tf.Tensor | undefined;
   const output = tf.tidy(() => {
     const headDim = Math.max(d.keyDim, d.valueDim);
-    const q = padLastAxis(project(query, w.query, [batch, seqQ, d.numHeads, d.keyDim]) as tf.Tensor4D, headDim);
-    const k = padLastAxis(project(key, w.key, [batch, seqK, d.numKeyValueHeads, d.keyDim]) as tf.Tensor4D, headDim);
-    const v =
-        padLastAxis(project(value, w.value, [batch, seqK, d.numKeyValueHeads, d.valueDim]) as tf.Tensor4D, headDim);
-    const result = runLayerAttention(q, k, v, {
+    const start = opts.cache?.updateIndex ?? 0;
+    const rotated = (x: tf.Tensor4D) => opts.rotary == null ? x : rotate(x, opts.rotary, start);
+    const q = padLastAxis(rotated(project(query, w.query, [batch, seqQ, d.numHeads, d.keyDim]) as tf.Tensor4D),
+                          headDim);
+    const newKeys = () => rotated(project(key, w.key, [batch, seqK, d.numKeyValueHeads, d.keyDim]) as tf.Tensor4D);
+    const newValues = () => project(value, w.value, [batch, seqK, d.numKeyValueHeads, d.valueDim]) as tf.Tensor4D;
+    // With a cache (keyDim == valueDim: no padding), keys and values come from it (attention_cache.ts).
+    const kv: CachedKeyValues = opts.cache != null ? applyLayerCache(opts.cache, newKeys, newValues, seqQ) :
+        {k: padLastAxis(newKeys(), headDim), v: padLastAxis(newValues(), headDim)};
+    if (kv.cache != null) newCache = tf.keep(kv.cache);
+    const result = runLayerAttention(q, kv.k, kv.v, {
       scale: 1 / Math.sqrt(d.keyDim), softcap: opts.softcap, attention: opts.attention,
       attentionMask: opts.attentionMask, queryMask: opts.queryMask, keyMask: opts.keyMask,
-      causalTopLeft: opts.useCausalMask, keyLengths: opts.keyLengths, dropoutRate: opts.dropout, seed: opts.seed,
-      training: opts.training, returnScores: opts.returnScores === true,
+      causalTopLeft: opts.useCausalMask, keyLengths: kv.keyLengths ?? opts.keyLengths, queryOffsets: kv.queryOffsets,
+      dropoutRate: opts.dropout, seed: opts.seed, training: opts.training, returnScores: opts.returnScores === true,
     });
     if (result.scores != null) scores = tf.keep(result.scores);
     let o: tf.Tensor = result.output;
     if (d.valueDim < headDim) o = tf.slice(o, [0, 0, 0, 0], [batch, seqQ, d.numHeads, d.valueDim]);
     return project(tf.reshape(o, [batch, seqQ, d.numHeads * d.valueDim]), w.output, [batch, seqQ, ...d.outputShape]);
   });
-  return {output, scores};
+  return {output, scores, cache: newCache};
 }
 
 /**

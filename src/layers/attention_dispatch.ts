@@ -12,6 +12,13 @@
  * Only `returnScores` (Keras's return_attention_scores), and the layer's 'naive' spec, materialize the
  * [batch, heads, seqQ, seqK] matrix.
  *
+ * Cached decoding (`queryOffsets`, keras_hub's CachedMultiHeadAttention): the queries are new tokens whose keys sit at
+ * rows queryOffsets[b] … of a KV cache. Query row i is at key position queryOffsets[b] + i, so causal (the layer's or
+ * useCausalMask: with positions known, both alignments mean the same) is j <= queryOffsets[b] + i and windows are
+ * measured from there; the kernels take it as their queryOffsets option (flash_attn_with_kvcache's cache_seqlens with
+ * keyLengths), no mask is materialized. Keras masks still join as the bool mask; a row they leave empty is opened to
+ * the keys the structure (causal, keyLengths) lets it see, not to the unwritten rows of the cache.
+ *
  * Fully masked rows. Keras masks scores by adding -1e9 (keras.layers.Softmax; ops.dot_product_attention uses
  * where(mask, scores, large negative)), so a query row that Keras's masks leave without any key gets a uniform
  * softmax, i.e. the mean of the values — where the kernels give 0. Such rows are found on the device
@@ -43,6 +50,11 @@ export interface LayerAttentionOptions {
   causalTopLeft?: boolean;
   /** Our keyLengths: keys at positions >= keyLengths[b] are masked (structure: empty rows give 0). */
   keyLengths?: tf.Tensor1D;
+  /**
+   * Cached decoding: query row i of batch b sits at key position queryOffsets[b] + i (a number for every batch or
+   * int32 [batch]); causal then means j <= queryOffsets[b] + i. Not with sparse specs (their layouts are per block).
+   */
+  queryOffsets?: number | tf.Tensor1D;
   dropoutRate: number;
   /** Seed of this call's dropout (integer); a random one when absent. */
   seed?: number;
@@ -120,6 +132,18 @@ function runKernelPath(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, opts: Lay
     const hasKerasTensors = opts.attentionMask != null || opts.queryMask != null || opts.keyMask != null;
     const extras: KernelExtras = {};
     let causal = opts.attention.causal;
+    if (opts.queryOffsets != null) {
+      // Cached decoding: positions are known, causal is j <= queryOffsets + i on the kernels (no mask tensor).
+      checkOffsetsSpec(opts);
+      extras.queryOffsets = opts.queryOffsets;
+      causal = causal || opts.causalTopLeft === true;
+      const masking = kerasMasking(q, seqK, opts, false);
+      if (masking.mask != null) extras.mask = masking.mask;
+      if (opts.training && opts.dropoutRate > 0) {
+        extras.dropout = {rate: opts.dropoutRate, seed: dropoutSeed(opts.seed)};
+      }
+      return opts.attention.run(masking.q, k, v, opts.scale, opts.softcap, opts.keyLengths, causal, extras);
+    }
     // Top-left causal as the kernels' causal flag, unless a Keras mask tensor is there (then it joins that tensor:
     // a Keras-empty row is opened to all keys, which the causal flag would cut) or the spec's own window / layout
     // would move with queryOffsets.
@@ -137,6 +161,38 @@ function runKernelPath(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, opts: Lay
     if (opts.training && opts.dropoutRate > 0) extras.dropout = {rate: opts.dropoutRate, seed: dropoutSeed(opts.seed)};
     return opts.attention.run(masking.q, k, v, opts.scale, opts.softcap, opts.keyLengths, causal, extras);
   });
+}
+
+/** Cached decoding runs the dense and sliding specs (a block layout has no meaning for a query offset). */
+function checkOffsetsSpec(opts: LayerAttentionOptions): void {
+  const spec = opts.attention.spec;
+  if (typeof spec === 'object' && spec.type === 'sparse') {
+    throw new Error('a KV cache (cache with cacheUpdateIndex) does not support the sparse attention spec: use ' +
+                    "'flash', 'naive' or {type: 'sliding'}");
+  }
+}
+
+/**
+ * The kernels' structure with query offsets, as a bool tensor [b, 1, seqQ, seqK]: query i of batch b at position
+ * p = queryOffsets[b] + i sees key j iff j < keyLengths[b], and, when causal, j <= p, and within the sliding window
+ * [p − left, p + right].
+ */
+function offsetVisibility(batch: number, seqQ: number, seqK: number, opts: LayerAttentionOptions): tf.Tensor {
+  checkOffsetsSpec(opts);
+  const causal = opts.attention.causal || opts.causalTopLeft === true;
+  const {windowLeft, windowRight} = opts.attention.mask(seqQ, seqK, 1, causal);
+  const offsets = typeof opts.queryOffsets === 'number' ? tf.fill([batch], opts.queryOffsets, 'int32') :
+                                                           opts.queryOffsets!;
+  const position = tf.add(tf.reshape(offsets, [batch, 1, 1, 1]),
+                          tf.reshape(tf.range(0, seqQ, 1, 'int32'), [1, 1, seqQ, 1]));  // [b, 1, Tq, 1]
+  const j = tf.reshape(tf.range(0, seqK, 1, 'int32'), [1, 1, 1, seqK]);
+  let visible: tf.Tensor = tf.cast(tf.ones([batch, 1, seqQ, seqK]), 'bool');
+  if (windowRight >= 0) visible = tf.logicalAnd(visible, tf.lessEqual(j, tf.add(position, tf.scalar(windowRight, 'int32'))));
+  if (windowLeft >= 0) visible = tf.logicalAnd(visible, tf.greaterEqual(j, tf.sub(position, tf.scalar(windowLeft, 'int32'))));
+  if (opts.keyLengths != null) {
+    visible = tf.logicalAnd(visible, tf.less(j, tf.reshape(opts.keyLengths, [batch, 1, 1, 1])));
+  }
+  return visible;
 }
 
 /** [b, s, kvHeads, d] → [b, s, heads, d]: query head h reads kv head floor(h / (heads / kvHeads)). */
@@ -158,12 +214,17 @@ function runMaterializedPath(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, opt
   const output = tf.tidy(() => {
     const [batch, seqQ, heads, headDim] = q.shape;
     const [, seqK, kvHeads] = k.shape;
-    const plan = makePlan({
-      kind: 'flash', batch, seqQ, seqK, heads, kvHeads, headDim, scale: opts.scale, softcap: opts.softcap,
-      ...opts.attention.mask(seqQ, seqK, heads), hasKeyLengths: opts.keyLengths != null,
-    });
-    const structure = tf.notEqual(structuralVisibility(plan, opts.keyLengths), 0);  // [1|b, H|1, Tq, Tk]
-    const masking = kerasMasking(q, seqK, opts, true);                               // mask [1|b, 1, Tq, Tk]
+    let structure: tf.Tensor;  // [1|b, H|1, Tq, Tk]
+    if (opts.queryOffsets != null) {
+      structure = offsetVisibility(batch, seqQ, seqK, opts);
+    } else {
+      const plan = makePlan({
+        kind: 'flash', batch, seqQ, seqK, heads, kvHeads, headDim, scale: opts.scale, softcap: opts.softcap,
+        ...opts.attention.mask(seqQ, seqK, heads), hasKeyLengths: opts.keyLengths != null,
+      });
+      structure = tf.notEqual(structuralVisibility(plan, opts.keyLengths), 0);
+    }
+    const masking = kerasMasking(q, seqK, opts, opts.queryOffsets == null);  // mask [1|b, 1, Tq, Tk]
     const visible = masking.mask == null ? structure : tf.logicalAnd(structure, masking.mask);
     const bias = tf.where(visible, tf.scalar(0), tf.scalar(KERAS_MASKED_SCORE));
     const rowScale = tf.cast(tf.any(visible, -1, true), 'float32');  // rows the structure empties give 0
