@@ -11,9 +11,7 @@
  *        --temperature X (0.7), --repeats N (2 timed generations per decoder, the fastest counts), --seed N (1).
  *        Longer runs: --steps 300 --dim 64 --tokens 256.
  */
-import {createRequire} from 'node:module';
-import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import {setNodeBackend} from '../shared/node_backend.js';
 import {cacheAgreement, DECODERS, Generation, generateTokens, text, trainModel} from './decode.js';
 import {corpus, grammaticality, VOCABULARY} from './grammar.js';
 import {TinyDecoder} from './model.js';
@@ -55,25 +53,6 @@ function parseArgs(argv: string[]): Options {
   return o;
 }
 
-async function setBackend(name: string): Promise<string> {
-  if (name === 'wasm') {
-    const wasm = await import('@tensorflow/tfjs-backend-wasm');
-    const pkg = createRequire(import.meta.url).resolve('@tensorflow/tfjs-backend-wasm/package.json');
-    wasm.setWasmPaths(path.join(path.dirname(pkg), 'dist') + path.sep);
-  } else if (name === 'webgpu') {
-    // Dawn (the `webgpu` package), on a GPU or Mesa's software Vulkan driver; installs navigator.gpu first.
-    const {setupWebGPU} = await import('../../test/webgpu_env.js');
-    const env = await setupWebGPU();
-    if (env == null) throw new Error('--backend webgpu: WebGPU (Dawn) is not available on this machine');
-    return `webgpu (${env.adapterDescription})`;
-  } else if (name !== 'cpu') {
-    throw new Error(`--backend must be cpu, wasm or webgpu, got ${name}`);
-  }
-  if (!(await tf.setBackend(name))) throw new Error(`tf.setBackend('${name}') failed`);
-  await tf.ready();
-  return name;
-}
-
 async function train(model: TinyDecoder, o: Options): Promise<number> {
   const t0 = performance.now();
   return trainModel(model, o, (step, loss) => {
@@ -87,7 +66,7 @@ async function train(model: TinyDecoder, o: Options): Promise<number> {
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   const started = performance.now();
-  const backend = await setBackend(o.backend);
+  const backend = await setNodeBackend(o.backend);
   const model = new TinyDecoder({vocabSize: VOCABULARY.length, dim: o.dim, layers: o.layers, heads: o.heads,
                                  kvHeads: o.kvHeads, seed: o.seed});
   console.log(`backend ${backend}; model: ${o.layers} block(s), dim ${o.dim}, ${o.heads} query heads sharing ${

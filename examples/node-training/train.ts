@@ -21,9 +21,8 @@
  *        --eval N (32 / 64 held-out sequences), --seed N (1); the task: --prompt N (facts in the first 8 / 32 tokens),
  *        --facts N (4 / 8), --keys N (4 / 16 distinct keys), --values N (8 / 16 values: chance is 1 / values)
  */
-import {createRequire} from 'node:module';
-import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import {setNodeBackend} from '../shared/node_backend.js';
 import {layers} from '../../src/index.js';
 import type {AttentionSpec} from '../../src/index.js';
 import {buildModel, logitsFrom} from './model.js';
@@ -115,26 +114,6 @@ function variants(o: Options): Variant[] {
     if (all[name] == null) throw new Error(`--variants: unknown variant ${name} (known: ${Object.keys(all)})`);
     return all[name];
   });
-}
-
-async function setBackend(name: string): Promise<string> {
-  if (name === 'wasm') {
-    const wasm = await import('@tensorflow/tfjs-backend-wasm');
-    // In node the wasm module reads its .wasm binary with fs: a directory path with a trailing slash works.
-    const pkg = createRequire(import.meta.url).resolve('@tensorflow/tfjs-backend-wasm/package.json');
-    wasm.setWasmPaths(path.join(path.dirname(pkg), 'dist') + path.sep);
-  } else if (name === 'webgpu') {
-    // Dawn (the `webgpu` package), on a GPU or Mesa's software Vulkan driver; installs navigator.gpu first.
-    const {setupWebGPU} = await import('../../test/webgpu_env.js');
-    const env = await setupWebGPU();
-    if (env == null) throw new Error('--backend webgpu: WebGPU (Dawn) is not available on this machine');
-    return `webgpu (${env.adapterDescription})`;
-  } else if (name !== 'cpu') {
-    throw new Error(`--backend must be cpu, wasm or webgpu, got ${name}`);
-  }
-  if (!(await tf.setBackend(name))) throw new Error(`tf.setBackend('${name}') failed`);
-  await tf.ready();
-  return name;
 }
 
 interface Result {
@@ -290,7 +269,7 @@ function farQueryStart(o: Options): number {
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
-  const backend = await setBackend(o.backend);
+  const backend = await setNodeBackend(o.backend);
   const task: RecallTask = {seq: o.seq, promptLength: o.prompt, numFacts: o.facts, numKeys: o.keys,
                             numValues: o.values, numFiller: o.keys};
   if (o.seq - task.promptLength <= farQueryStart(o)) {
