@@ -30,6 +30,13 @@ def timed(fn, iters=50, reps=5):
     return statistics.median(per)
 
 
+def attempt(name, fn, **extra):
+    try:
+        record(name, fn(), **extra)
+    except Exception as e:  # e.g. enable_gqa needs torch >= 2.5
+        print(f'{name:60s} skipped: {e}', flush=True)
+
+
 def record(name, ms, **extra):
     rows.append({'name': name, 'ms': ms, **extra})
     print(f'{name:60s} {ms:9.3f} ms ' + ' '.join(f'{k}={v}' for k, v in extra.items()), flush=True)
@@ -78,9 +85,12 @@ record('sdpa fp32 dense S4096 fwd+bwd dropout0.1',
 with torch.no_grad():
     for sk in (4096, 32768):
         q, k, v = qkv(1, 32, 8, 1, sk, 128)
-        ms = timed(lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True))
-        record(f'sdpa fp32 decode 1x{sk} H32/8 D128 (enable_gqa)', ms,
-               kv_GBps=round(2 * 8 * sk * 128 * 4 / (ms * 1e-3) / 1e9, 1))
+        try:
+            ms = timed(lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True))
+            record(f'sdpa fp32 decode 1x{sk} H32/8 D128 (enable_gqa)', ms,
+                   kv_GBps=round(2 * 8 * sk * 128 * 4 / (ms * 1e-3) / 1e9, 1))
+        except TypeError as e:
+            print('enable_gqa unavailable:', e, flush=True)
         kr, vr = k.repeat_interleave(4, 1), v.repeat_interleave(4, 1)
         ms = timed(lambda: F.scaled_dot_product_attention(q, kr, vr))
         record(f'sdpa fp32 decode 1x{sk} H32/32 D128 (K/V repeated)', ms)
