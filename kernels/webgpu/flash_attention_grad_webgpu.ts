@@ -14,6 +14,8 @@
  *                                        of the GQA group), accumulating dV += Pᵀ·dO and dK += dSᵀ·Q in registers;
  *                              (pass 3, 'dq')   one workgroup per (query tile, head, batch) keeps Q and dO resident
  *                                        and streams the key tiles of the row runs, accumulating dQ += dS·K.
+ * (About 800 lines, over our ~500-line guide, on purpose: the phase builders below are shared by the dK/dV, dQ and
+ * dBias passes and by their option variants; one file keeps them private instead of exporting every phase.)
  * Both tile passes are the same program: "resident" rows R (the workgroup's tile) meet "streamed" rows S. Scores
  * are dot(R1[r], S1[s]) = q·k and dot(R2[r], S2[s]) = dO·v either way, and both accumulate dS[r][s]·S1[s] (dK or
  * dQ); 'dkdv' also accumulates P[r][s]·S2[s] (dV). Only which rows are queries and which are keys differs.
