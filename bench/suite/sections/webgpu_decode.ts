@@ -35,6 +35,28 @@ function naive(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D {
   });
 }
 
+/** The device's copy bandwidth (GB/s): a large buffer-to-buffer copy, read + write counted once each way. */
+async function copyBandwidth(device: GPUDevice, bytes: number): Promise<number> {
+  const src = device.createBuffer({size: bytes, usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.STORAGE});
+  const dst = device.createBuffer({size: bytes, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.STORAGE});
+  const copy = async (n: number) => {
+    const t0 = performance.now();
+    const enc = device.createCommandEncoder();
+    for (let i = 0; i < n; i++) enc.copyBufferToBuffer(src, 0, dst, 0, bytes);
+    device.queue.submit([enc.finish()]);
+    await device.queue.onSubmittedWorkDone();
+    return performance.now() - t0;
+  };
+  await copy(2);
+  const times: number[] = [];
+  for (let r = 0; r < 5; r++) times.push(await copy(10) / 10);
+  times.sort((a, b) => a - b);
+  src.destroy();
+  dst.destroy();
+  // A copy reads and writes `bytes`: 2·bytes of traffic, as attention's K/V reads are counted one way.
+  return 2 * bytes / (times[2] * 1e-3) / 1e9;
+}
+
 async function maxRelErr(a: tf.Tensor, b: tf.Tensor): Promise<number> {
   const [diff, ref] = await Promise.all([tf.max(tf.abs(tf.sub(a, b))).data(), tf.max(tf.abs(b)).data()]);
   return diff[0] / Math.max(ref[0], 1e-3);
@@ -54,6 +76,8 @@ export async function main(argv: string[]): Promise<Row[]> {
   const env = await setupWebGPU();
   if (env == null) throw new Error('no WebGPU');
   console.log(`adapter: ${env.adapterDescription}`);
+  const copyGBps = await copyBandwidth(env.device, QUICK ? 64 << 20 : 1 << 30);
+  console.log(`device copy bandwidth (buffer to buffer, read + write): ${copyGBps.toFixed(0)} GB/s`);
   const seqKs = QUICK ? [512] : [4096, 32768];
   for (const seqK of seqKs) {
     for (const seqQ of [1, 16]) {
@@ -94,7 +118,7 @@ export async function main(argv: string[]): Promise<Row[]> {
   }
   if (OUT_DIR != null) {
     mkdirSync(OUT_DIR, {recursive: true});
-    writeFileSync(`${OUT_DIR}/webgpu-decode.json`, JSON.stringify({adapter: env.adapterDescription, rows}, null, 1));
+    writeFileSync(`${OUT_DIR}/webgpu-decode.json`, JSON.stringify({adapter: env.adapterDescription, copyGBps, rows}, null, 1));
   }
   return rows;
 }
