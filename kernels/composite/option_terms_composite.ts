@@ -106,7 +106,11 @@ export function optionVisibility(plan: AttentionPlan, options: OptionTensors, bo
       if (plan.windowLeft >= 0) parts.push(tf.greaterEqual(keys, tf.sub(pos, plan.windowLeft)));
       if (plan.windowRight >= 0) parts.push(tf.lessEqual(keys, tf.add(pos, plan.windowRight)));
     }
-    if (options.mask != null) parts.push(tf.notEqual(tf.cast(pairTile(options.mask, plan, bounds), 'float32'), 0));
+    if (options.mask != null) {
+      // Visible iff truthy: non-zero and not NaN (NaN != 0 is true, so NaN is excluded explicitly).
+      const m = tf.cast(pairTile(options.mask, plan, bounds), 'float32');
+      parts.push(tf.logicalAnd(tf.notEqual(m, 0), tf.logicalNot(tf.isNaN(m))));
+    }
     if (options.bias != null) parts.push(tf.notEqual(pairTile(options.bias, plan, bounds), -Infinity));
     if (options.queryIds != null) {
       const {q0, q1, k0, k1} = bounds, group = plan.groupSize, rows = q1 - q0;

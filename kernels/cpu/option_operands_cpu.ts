@@ -123,7 +123,8 @@ export class OptionOperands {
     const mask = this.mask;
     if (mask != null) {
       const row = b * mask.batchStride + h * mask.headStride + i * seqK + k0;
-      for (let c = lo; c < hi; c++) if (mask.values[row + c] === 0) allowed[base + c] = 0;
+      // Visible iff truthy (non-zero and not NaN), as the reference and the GPU kernels read a float mask.
+      for (let c = lo; c < hi; c++) if (!mask.values[row + c]) allowed[base + c] = 0;
     }
     const bias = this.bias;
     if (bias != null) {

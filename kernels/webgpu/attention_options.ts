@@ -149,7 +149,6 @@ export const MASKED_TERM = -3.0e38;
  */
 export function optionFunctions(f: OptionFlags, side: string): string {
   const offset = (b: string) => f.queryOffsets ? `queryOffsetOf(${b})` : 'uniforms.diagonalOffset';
-  const maskZero = f.mask === 'f32' ? '0.0' : '0';
   return `
 var<private> optBatch: i32;
 var<private> optHead: i32;
@@ -158,9 +157,11 @@ fn queryOffsetOf(b: i32) -> i32 {
   return ${side}[uniforms.sideBatch + 2 * b + 1];
 }` : ''}
 
+${f.mask != null ? maskOnFunction(f.mask) : ''}
 fn optionVisible(i: i32, j: i32) -> bool {${f.mask != null ? `
-  if (mask[optBatch * uniforms.maskBatchStride + optHead * uniforms.maskHeadStride + i * uniforms.seqK + j] ==
-      ${maskZero}) { return false; }` : ''}${f.segments ? `
+  if (!maskOn(mask[optBatch * uniforms.maskBatchStride + optHead * uniforms.maskHeadStride + i * uniforms.seqK + j])) {
+    return false;
+  }` : ''}${f.segments ? `
   if (${side}[uniforms.sideQueryIds + optBatch * uniforms.seqQ + i] !=
       ${side}[uniforms.sideKeyIds + optBatch * uniforms.seqK + j]) { return false; }` : ''}
   return true;
@@ -225,7 +226,7 @@ export class TileSummaryProgram implements MultiOutputProgram {
   }
 
   getUserCode(): string {
-    return `
+    return `${this.mask != null ? maskOnFunction(this.mask) : ''}
 var<workgroup> seen: atomic<u32>;
 
 @compute @workgroup_size(64)
@@ -244,8 +245,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let i = q0 + e / cols;
     let j = k0 + e % cols;
     var on = true;${this.mask != null ? `
-    on = mask[b * uniforms.maskBatchStride + h * uniforms.maskHeadStride + i * uniforms.seqK + j] !=
-        ${this.mask === 'f32' ? '0.0' : '0'};` : ''}${this.segments ? `
+    on = maskOn(mask[b * uniforms.maskBatchStride + h * uniforms.maskHeadStride + i * uniforms.seqK + j]);` : ''}${this.segments ? `
     on = on && queryIds[b * uniforms.seqQ + i] == keyIds[b * uniforms.seqK + j];` : ''}
     bits = bits | select(2u, 1u, on);
   }
@@ -397,4 +397,17 @@ export function buildSideBuffer(
 }
 
 /** The options (src/plan/plan.ts PlanFeature) the webgpu kernels execute: every kernel file declares these. */
+/**
+ * WGSL `maskOn(m)`: whether a mask element lets its pair attend — non-zero and, for float32 masks, not NaN (as the
+ * reference and the other backends read it). Tested on the bits: WGSL does not promise IEEE comparisons with NaN.
+ */
+export function maskOnFunction(type: 'f32' | 'i32'): string {
+  return type === 'f32' ? `
+fn maskOn(m: f32) -> bool {
+  let magnitude = bitcast<u32>(m) & 0x7fffffffu;
+  return magnitude != 0u && magnitude <= 0x7f800000u;
+}` : `
+fn maskOn(m: i32) -> bool { return m != 0; }`;
+}
+
 export const WEBGPU_FEATURES: readonly PlanFeature[] = ['queryOffsets', 'mask', 'bias', 'alibi', 'segments', 'dropout'];
