@@ -15,9 +15,10 @@ import {unevenWork} from '../../src/plan/schedule.js';
 import type {AttentionGradInputs} from '../attention_kernel_func.js';
 import {buildSideBuffer, elementMasked, optionFlagsOf, optionUniformValues} from './attention_options.js';
 import {AttentionGradStatsProgram, AttentionGradTileProgram, statsPerBatch} from './flash_attention_grad_webgpu.js';
+import {FillZeroProgram, SplitProgram} from './elementwise_webgpu.js';
 import {chooseGradTiles, GradPass, GradTiles, gradTilesFit} from './grad_tiles.js';
 import {
-  bindElements, Binding, createOutput, getLimits, MultiOutputProgram, runProgram,
+  bindElements, Binding, createOutput, getLimits, runProgram,
 } from './program_runner.js';
 import {getScheduleBuffer} from './schedule_buffers.js';
 
@@ -27,47 +28,7 @@ export function setGradTilesOverrideForTests(tiles: Partial<Record<GradPass, Gra
   tilesOverride = tiles;
 }
 
-/** Splits [dk | dv] (written as one output when mask and bias take two of the 8 bindings) into dk and dv. */
-class SplitProgram implements MultiOutputProgram {
-  outputNames = ['first', 'second'];
-  outputTypes = ['f32', 'f32'];
-  variableNames = ['both'];
-  variableTypes = ['f32'];
-  uniformFields: MultiOutputProgram['uniformFields'] = [['n', 'i32'], ['width', 'i32']];
-  shaderKey = 'attentionGradSplit';
-  getUserCode(): string {
-    return `
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let e = (i32(wg.y) * uniforms.width + i32(wg.x)) * 256 + i32(lid);
-  if (e < uniforms.n) {
-    first[e] = both[e];
-    second[e] = both[uniforms.n + e];
-  }
-}`;
-  }
-}
 const splitProgram = new SplitProgram();
-
-/** Zeros (dBias where the dQ pass writes it directly: tiles it skips stay 0). */
-class FillZeroProgram implements MultiOutputProgram {
-  outputNames = ['x'];
-  outputTypes = ['f32'];
-  variableNames: string[] = [];
-  variableTypes: string[] = [];
-  uniformFields: MultiOutputProgram['uniformFields'] = [['n', 'i32'], ['width', 'i32']];
-  shaderKey = 'attentionFillZero';
-  getUserCode(): string {
-    return `
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let e = (i32(wg.y) * uniforms.width + i32(wg.x)) * 256 + i32(lid);
-  if (e < uniforms.n) {
-    x[e] = 0.0;
-  }
-}`;
-  }
-}
 const fillZeroProgram = new FillZeroProgram();
 
 /** Dispatch of an element-parallel program over n elements (256 per workgroup, rows of at most 32768). */
