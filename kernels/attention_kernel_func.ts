@@ -9,9 +9,11 @@
  */
 import {getBackend, type KernelBackend, type KernelFunc, type TensorInfo} from '@tensorflow/tfjs-core';
 import {
-  ATTENTION_GRAD_INPUT_NAMES, ATTENTION_INPUT_NAMES, AttentionGradInputNames, AttentionInputNames, planOf,
+  ATTENTION_GRAD_INPUT_NAMES, ATTENTION_INPUT_NAMES, AttentionGradInputNames, AttentionInputNames, FORWARD_KERNEL,
+  GRAD_KERNEL, planOf,
 } from '../src/kernel_names.js';
 import {type AttentionPlan, type PlanFeature, planFeatures} from '../src/plan/plan.js';
+import {recordAttentionPath} from '../src/plan/precision.js';
 
 export type AttentionInputs = Record<AttentionInputNames, TensorInfo>;
 export type AttentionGradInputs = Record<AttentionGradInputNames, TensorInfo>;
@@ -22,7 +24,7 @@ export type RunAttention<Backend, Inputs> = (backend: Backend, plan: AttentionPl
 export type SupportedFeatures = readonly PlanFeature[];
 
 function kernelFuncOf<Backend extends KernelBackend, Inputs>(
-    names: readonly string[], run: RunAttention<Backend, Inputs>, supported: SupportedFeatures): KernelFunc {
+    kernelNames: Record<AttentionPlan['kind'], string>, names: readonly string[], run: RunAttention<Backend, Inputs>, supported: SupportedFeatures): KernelFunc {
   return ({inputs, backend, attrs}) => {
     const plan = planOf(attrs);
     for (const name of names) {
@@ -35,6 +37,8 @@ function kernelFuncOf<Backend extends KernelBackend, Inputs>(
           missing.map((m) => `'${m}'`).join(', ')} ${missing.length > 1 ? 'are' : 'is'} not supported by the ${
           name} kernels of this version`);
     }
+    // fp32 unless the backend's executor records the faster path it took (src/plan/precision.ts).
+    recordAttentionPath({backend: getBackend(), kernel: kernelNames[plan.kind], requested: plan.precision, path: 'fp32'});
     return run(backend as Backend, plan, inputs as unknown as Inputs);
   };
 }
@@ -42,11 +46,11 @@ function kernelFuncOf<Backend extends KernelBackend, Inputs>(
 /** kernelFunc of a forward kernel (FlashAttention, SlidingWindowAttention, SparseAttention). */
 export function forwardKernelFunc<Backend extends KernelBackend>(
     run: RunAttention<Backend, AttentionInputs>, supported: SupportedFeatures = []): KernelFunc {
-  return kernelFuncOf(ATTENTION_INPUT_NAMES, run, supported);
+  return kernelFuncOf(FORWARD_KERNEL, ATTENTION_INPUT_NAMES, run, supported);
 }
 
 /** kernelFunc of a backward kernel (FlashAttentionGrad, …). */
 export function backwardKernelFunc<Backend extends KernelBackend>(
     run: RunAttention<Backend, AttentionGradInputs>, supported: SupportedFeatures = []): KernelFunc {
-  return kernelFuncOf(ATTENTION_GRAD_INPUT_NAMES, run, supported);
+  return kernelFuncOf(GRAD_KERNEL, ATTENTION_GRAD_INPUT_NAMES, run, supported);
 }

@@ -14,6 +14,8 @@ export type {AttentionSpec, MultiHeadAttentionArgs, PositionEmbeddingArgs, Trans
 export type {BlockLayout} from './patterns/block_layout.js';
 export {makePlan, MAX_HEAD_DIM} from './plan/plan.js';
 export type {AttentionPlan} from './plan/plan.js';
+export {ATTENTION_PRECISIONS, lastAttentionPath, PRECISION_FLAG} from './plan/precision.js';
+export type {AttentionPath, AttentionPathReport, AttentionPrecision} from './plan/precision.js';
 export {clearScheduleCache, getSchedule} from './plan/schedule.js';
 export type {BlockSchedule} from './plan/schedule.js';
 export * from './kernel_names.js';

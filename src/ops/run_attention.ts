@@ -5,6 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import {attentionAttrs, AttentionInputNames, FORWARD_KERNEL} from '../kernel_names.js';
 import {BlockLayout} from '../patterns/block_layout.js';
 import {AttentionKind, AttentionShapes, makePlan} from '../plan/plan.js';
+import {AttentionPrecision, checkPrecision} from '../plan/precision.js';
 import {ensureAttentionKernels} from './kernel_fallback.js';
 import {checkBoolean, checkKeyLengths, checkScale, checkSoftcap} from './validate.js';
 import {checkAlibiSlopes, checkDropout, checkPairOperand, checkQueryOffsets, checkSegmentIds} from './validate_masks.js';
@@ -42,6 +43,13 @@ export interface CommonAttentionOptions {
    * README "Dropout"). rate in [0, 1), seed an integer in [0, 2^53).
    */
   dropout?: {rate: number, seed: number};
+  /**
+   * Matrix-product precision, as PyTorch's set_float32_matmul_precision: 'highest' (fp32, the default), 'high'
+   * (3×f16 split products on tensor cores, near fp32) or 'medium' (f16 operands, f32 accumulation). A request: the
+   * backend runs what its device has ('highest' where nothing else is); lastAttentionPath() says what ran. Default:
+   * tf.env().get('ATTENTION_PRECISION').
+   */
+  precision?: AttentionPrecision;
   /** Return {output, lse} instead of the output alone. */
   returnLse?: boolean;
 }
@@ -72,6 +80,7 @@ export function runAttention(
   const biasOperand = options.bias === undefined ? null : checkPairOperand('bias', options.bias, shapes);
   const segments = options.segmentIds === undefined ? null : checkSegmentIds(options.segmentIds, shapes);
   const dropout = checkDropout(options.dropout);
+  const precision = checkPrecision(options.precision);
   const alibi = options.alibiSlopes === undefined ? null : checkAlibiSlopes(options.alibiSlopes, shapes);
 
   const plan = makePlan({
@@ -79,7 +88,7 @@ export function runAttention(
     queryOffset: offsets.kind === 'static' ? offsets.offset : undefined,
     queryOffsetRange: offsets.kind === 'static' ? null : offsets.range,
     mask: maskOperand, bias: biasOperand, alibi: alibi == null ? null : {batchStride: alibi.batchStride},
-    hasSegments: segments != null, dropout,
+    hasSegments: segments != null, dropout, precision,
   });
 
   ensureAttentionKernels(tf.getBackend());

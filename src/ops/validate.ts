@@ -66,7 +66,8 @@ export function checkOptions(opName: string, options: unknown, known: readonly s
 }
 
 export const COMMON_OPTIONS = [
-  'scale', 'softcap', 'keyLengths', 'queryOffsets', 'mask', 'bias', 'alibiSlopes', 'segmentIds', 'dropout', 'returnLse',
+  'scale', 'softcap', 'keyLengths', 'queryOffsets', 'mask', 'bias', 'alibiSlopes', 'segmentIds', 'dropout', 'precision',
+  'returnLse',
 ] as const;
 
 export function checkScale(scale: unknown, headDim: number): number {

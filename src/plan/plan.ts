@@ -22,6 +22,7 @@
  */
 import {BlockLayout} from '../patterns/block_layout.js';
 import {DropoutPlan} from './philox.js';
+import type {AttentionPrecision} from './precision.js';
 
 /**
  * How a mask or bias of shape [seqQ, seqK], [batch, seqQ, seqK] or [batch | 1, heads | 1, seqQ, seqK] is indexed:
@@ -74,6 +75,8 @@ export interface AttentionPlan {
   readonly hasSegments: boolean;
   /** Dropout on the probabilities (Philox keep mask), or null. */
   readonly dropout: DropoutPlan | null;
+  /** Requested matrix-product precision (src/plan/precision.ts); backends record which path they ran. */
+  readonly precision: AttentionPrecision;
   /** Identifies the static mask (window, offsets, layout contents, sizes): equal keys give equal schedules. */
   readonly maskKey: string;
 }
@@ -107,6 +110,7 @@ export interface PlanInput extends AttentionShapes {
   alibi?: {batchStride: number} | null;
   hasSegments?: boolean;
   dropout?: DropoutPlan | null;
+  precision?: AttentionPrecision;
 }
 
 export function makePlan(p: PlanInput): AttentionPlan {
@@ -128,6 +132,7 @@ export function makePlan(p: PlanInput): AttentionPlan {
     alibi: p.alibi ?? null,
     hasSegments: p.hasSegments ?? false,
     dropout: p.dropout ?? null,
+    precision: p.precision ?? 'highest',
     maskKey: `${p.seqQ},${p.seqK},${p.windowLeft},${p.windowRight},${offsetMin},${offsetMax},${layoutKey}`,
   };
 }
