@@ -94,9 +94,10 @@ export const SECTIONS: Record<string, {load: () => Promise<{main: (argv: string[
   },
   'webgpu-decode': {
     load: () => import('./suite/sections/webgpu_decode.js'),
-    help: `decode: 1 and 16 query rows over 4096 / 32768 cached keys, 32 query heads over 8 kv heads, D128 fp32;
-      split-K decode path vs the tiled kernel vs naive, K/V GB/s, a preallocated cache (queryOffsets + keyLengths)
-      --quick  --out DIR`,
+    help: `decode: seqQ 1 and 16 over seqK 1024 … 131072 cached keys, 32/8 heads D128 and 16/16 D64, fp32; split-K
+      decode path vs the tiled kernel vs naive vs ONNX Runtime Web's GroupQueryAttention, K/V GB/s next to the copy
+      bandwidth, a preallocated cache (queryOffsets + keyLengths)
+      --quick  --seqk LIST  --seqq LIST  --heads 32/8x128,16/16x64  --no-ort  --no-tiled  --out DIR (md + json)`,
   },
   'webgl': {
     load: () => import('./suite/sections/webgl.js'),

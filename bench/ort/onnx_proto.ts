@@ -156,3 +156,37 @@ export function multiHeadAttentionModel(
     opsets: {'': 17, 'com.microsoft': 1},
   });
 }
+
+/**
+ * One com.microsoft GroupQueryAttention node for decoding: query [B, Sq, H·D] and the new tokens' key/value
+ * [B, Sq, Hkv·D], a KV cache past_key/past_value [B, Hkv, capacity, D] (BNSH), seqlens_k int32 [B] (total − 1 per
+ * batch) and total_sequence_length int32 scalar → output [B, Sq, H·D] and present_key/present_value shaped like the
+ * cache (bound to the cache's own buffers, the op writes the new tokens in place). Causal, scale 1/sqrt(D) unless given.
+ */
+export function groupQueryAttentionModel(p: {batch: number; seqQ: number; capacity: number; heads: number;
+                                              kvHeads: number; headDim: number; scale?: number}): Uint8Array {
+  const attributes: Record<string, AttributeValue> = {num_heads: p.heads, kv_num_heads: p.kvHeads};
+  if (p.scale != null) attributes.scale = {float: p.scale};
+  const cache = [p.batch, p.kvHeads, p.capacity, p.headDim];
+  const kvHidden = p.kvHeads * p.headDim;
+  return encodeModel({
+    nodes: [{opType: 'GroupQueryAttention', domain: 'com.microsoft',
+             inputs: ['query', 'key', 'value', 'past_key', 'past_value', 'seqlens_k', 'total_sequence_length'],
+             outputs: ['output', 'present_key', 'present_value'], attributes}],
+    inputs: [
+      {name: 'query', elemType: ElemType.FLOAT, dims: [p.batch, p.seqQ, p.heads * p.headDim]},
+      {name: 'key', elemType: ElemType.FLOAT, dims: [p.batch, p.seqQ, kvHidden]},
+      {name: 'value', elemType: ElemType.FLOAT, dims: [p.batch, p.seqQ, kvHidden]},
+      {name: 'past_key', elemType: ElemType.FLOAT, dims: cache},
+      {name: 'past_value', elemType: ElemType.FLOAT, dims: cache},
+      {name: 'seqlens_k', elemType: ElemType.INT32, dims: [p.batch]},
+      {name: 'total_sequence_length', elemType: ElemType.INT32, dims: []},
+    ],
+    outputs: [
+      {name: 'output', elemType: ElemType.FLOAT, dims: [p.batch, p.seqQ, p.heads * p.headDim]},
+      {name: 'present_key', elemType: ElemType.FLOAT, dims: cache},
+      {name: 'present_value', elemType: ElemType.FLOAT, dims: cache},
+    ],
+    opsets: {'': 17, 'com.microsoft': 1},
+  });
+}

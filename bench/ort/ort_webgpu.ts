@@ -22,15 +22,19 @@ export interface OrtTensor {
   getData(releaseData?: boolean): Promise<Float32Array>;
   dispose(): void;
 }
-interface OrtSession {
-  run(feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
+export interface OrtSession {
+  /** fetches: output name → a preallocated tensor to write into, or null (ORT allocates; on the GPU here). */
+  run(feeds: Record<string, OrtTensor>, fetches?: Record<string, OrtTensor | null>):
+      Promise<Record<string, OrtTensor>>;
   release(): Promise<void>;
 }
 export interface OrtModule {
-  env: {wasm: {numThreads: number}; webgpu: {device?: GPUDevice}; logLevel?: string};
-  versions?: Record<string, string>;
+  env: {wasm: {numThreads: number}; webgpu: {device?: GPUDevice}; logLevel?: string; versions?: Record<string, string>};
   InferenceSession: {create(model: Uint8Array, options: Record<string, unknown>): Promise<OrtSession>};
-  Tensor: {fromGpuBuffer(buffer: GPUBuffer, options: {dataType: string; dims: readonly number[]}): OrtTensor};
+  Tensor: {
+    new(type: 'int32', data: Int32Array, dims: readonly number[]): OrtTensor;
+    fromGpuBuffer(buffer: GPUBuffer, options: {dataType: string; dims: readonly number[]}): OrtTensor;
+  };
 }
 
 let ortPromise: Promise<OrtModule> | null = null;
@@ -86,6 +90,34 @@ export function loadOrtWebGPU(): Promise<OrtModule> {
   return ortPromise;
 }
 
+/**
+ * A session on ORT's WebGPU execution provider with outputs left on the GPU. ORT requests its own device from the
+ * same adapter (navigator.gpu) — with the features it wants, e.g. subgroups, which its flash-attention programs
+ * require and tfjs's device does not request — and exposes it as env.webgpu.device once the first session exists.
+ */
+export async function createWebGpuSession(ort: OrtModule, model: Uint8Array):
+    Promise<{session: OrtSession; device: GPUDevice}> {
+  const session = await ort.InferenceSession.create(model, {
+    executionProviders: ['webgpu'], preferredOutputLocation: 'gpu-buffer', graphOptimizationLevel: 'all',
+  });
+  const device = ort.env.webgpu.device;
+  if (device == null) {
+    await session.release();
+    throw new Error('ORT did not expose its WebGPU device (env.webgpu.device)');
+  }
+  return {session, device};
+}
+
+/** A storage buffer on `device` holding `data` (size rounded up to 16 bytes). */
+export function uploadToGpu(device: GPUDevice, data: Float32Array | Int32Array): GPUBuffer {
+  const buffer = device.createBuffer({
+    size: Math.ceil(data.byteLength / 16) * 16,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+  });
+  device.queue.writeBuffer(buffer, 0, data as Float32Array<ArrayBuffer>);
+  return buffer;
+}
+
 export interface MhaShape {
   batch: number;
   seq: number;
@@ -101,22 +133,13 @@ export class OrtMultiHeadAttention {
   /** q, k, v: [B, S, H, D] float32 data (this library's layout). */
   static async create(ort: OrtModule, s: MhaShape, q: Float32Array, k: Float32Array, v: Float32Array):
       Promise<OrtMultiHeadAttention> {
-    const model = multiHeadAttentionModel({batch: s.batch, seqQ: s.seq, seqK: s.seq, heads: s.heads,
-                                           headDim: s.headDim});
-    const session = await ort.InferenceSession.create(model, {
-      executionProviders: ['webgpu'], preferredOutputLocation: 'gpu-buffer', graphOptimizationLevel: 'all',
-    });
-    const device = ort.env.webgpu.device;
-    if (device == null) throw new Error('ORT did not expose its WebGPU device (env.webgpu.device)');
+    const {session, device} = await createWebGpuSession(ort, multiHeadAttentionModel({
+      batch: s.batch, seqQ: s.seq, seqK: s.seq, heads: s.heads, headDim: s.headDim}));
     const dims = [s.batch, s.seq, s.heads * s.headDim];
     const buffers: GPUBuffer[] = [];
     const feeds: Record<string, OrtTensor> = {};
     for (const [name, data] of [['query', q], ['key', k], ['value', v]] as const) {
-      const buffer = device.createBuffer({
-        size: Math.ceil(data.byteLength / 16) * 16,
-        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
-      });
-      device.queue.writeBuffer(buffer, 0, data as Float32Array<ArrayBuffer>);
+      const buffer = uploadToGpu(device, data);
       buffers.push(buffer);
       feeds[name] = ort.Tensor.fromGpuBuffer(buffer, {dataType: 'float32', dims});
     }

@@ -26,21 +26,36 @@ export interface QueueTimingOptions {
 }
 
 /** Median ms per call of fn (which returns the tensors to dispose). */
-export async function timeOnQueue(
-    fn: () => tf.Tensor[], {targetMs = 250, repeats = 5, maxIters = 100}: QueueTimingOptions = {}): Promise<number> {
-  tf.dispose(fn());
-  await syncQueue();
+export function timeOnQueue(fn: () => tf.Tensor[], options: QueueTimingOptions = {}): Promise<number> {
+  return timeBackToBack(() => tf.dispose(fn()), syncQueue, options);
+}
+
+/**
+ * Median ms per call of `call` (awaited when it returns a promise, e.g. an ONNX Runtime session run), calls back to
+ * back and one `sync` per batch, as timeOnQueue does for tfjs.
+ */
+export async function timeBackToBack(call: () => void | Promise<void>, sync: () => Promise<void>,
+                                     {targetMs = 250, repeats = 5, maxIters = 100}: QueueTimingOptions = {}):
+    Promise<number> {
+  // tfjs calls stay synchronous (no await between them); promises are awaited one by one.
+  const first0 = call();
+  if (first0 instanceof Promise) await first0;
+  await sync();
   let t0 = performance.now();
-  tf.dispose(fn());
-  await syncQueue();
-  const once = performance.now() - t0;
-  const iters = Math.max(1, Math.min(maxIters, Math.round(targetMs / Math.max(once, 0.01))));
-  const reps = once > 2000 ? 2 : repeats;
+  const first1 = call();
+  if (first1 instanceof Promise) await first1;
+  await sync();
+  const first = performance.now() - t0;
+  const iters = Math.max(1, Math.min(maxIters, Math.round(targetMs / Math.max(first, 0.01))));
+  const reps = first > 2000 ? 2 : repeats;
   const per: number[] = [];
   for (let r = 0; r < reps; r++) {
     t0 = performance.now();
-    for (let i = 0; i < iters; i++) tf.dispose(fn());
-    await syncQueue();
+    for (let i = 0; i < iters; i++) {
+      const pending = call();
+      if (pending instanceof Promise) await pending;
+    }
+    await sync();
     per.push((performance.now() - t0) / iters);
   }
   return median(per);

@@ -1,38 +1,92 @@
 /**
- * Section `webgpu-decode` of bench/suite.ts (issue 18): one or a few query rows against a long KV cache, GQA 32 query heads over 8 kv heads,
- * headDim 128, fp32, webgpu. Ours on the split-K decode path vs ours forced onto the tiled kernel vs tfjs naive
- * (K/V heads repeated, matMul → softmax → matMul), one process, one device. K/V GB/s = bytes of K and V (read once
- * per kv head) / time.
+ * Section `webgpu-decode` of bench/suite.ts (issue 18): one or a few query rows against a long KV cache, fp32, batch 1,
+ * causal, webgpu. Ours (split-K decode path) vs ours forced onto the tiled kernel vs tfjs naive (the g query heads
+ * of a kv head as g·seqQ rows of matMul → softmax → matMul) vs ONNX Runtime Web's GroupQueryAttention on its WebGPU
+ * EP, one process, one GPU. K/V GB/s = bytes of K and V (read once per kv head) / time, next to the device's copy
+ * bandwidth measured in the same run. Default sweep: seqQ 1 and 16; seqK 1024 … 131072; 32 query heads over 8 kv
+ * heads at D128 and 16/16 at D64. Shapes whose K or V (or naive's scores) exceed the device's
+ * maxStorageBufferBindingSize / maxBufferSize are skipped with the reason.
  *
- *   npx tsx bench/suite.ts --section webgpu-decode [--quick] [--out DIR]
+ * ORT runs on its own device, which it requests from the same adapter with the features its programs want (its
+ * flash-attention decode needs subgroups; tfjs's device does not request them), so it cannot share tfjs's device;
+ * both are timed the same way: calls back to back, one sync on the device's queue (webgpu_timing.ts).
+ *
+ *   npx tsx bench/suite.ts --section webgpu-decode [--quick] [--seqk LIST] [--seqq LIST] [--heads 32/8x128,16/16x64]
+ *       [--no-ort] [--no-tiled] [--out DIR]                         (--out writes webgpu-decode.{md,json})
  */
 // tfjs's op gradients and the cpu backend, as @tensorflow/tfjs users have them (see webgpu_kernel.ts).
 import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import {mkdirSync, writeFileSync} from 'node:fs';
+import * as os from 'node:os';
 import * as lib from '../../../src/index.js';
 import '../../../kernels/webgpu/register_all_webgpu_kernels.js';
 import {setDecodePathForTests} from '../../../kernels/webgpu/attention_decode.js';
+import {additiveMask} from '../../../src/layers/naive_attention.js';
+import {makePlan} from '../../../src/plan/plan.js';
 import {setupWebGPU} from '../../../test/webgpu_env.js';
-import {timeOnQueue} from '../webgpu_timing.js';
+import {maxRelDiff} from '../../ort/ort_hook.js';
+import {OrtGroupQueryAttention} from '../../ort/ort_gqa.js';
+import {loadOrtWebGPU, OrtModule} from '../../ort/ort_webgpu.js';
+import {QueueTimingOptions, timeBackToBack, timeOnQueue} from '../webgpu_timing.js';
+import {decodeMarkdown, DecodeReport, DecodeRow, formatGBps} from './webgpu_decode_report.js';
 
-const HEADS = 32, KV_HEADS = 8, D = 128;
+interface HeadConfig {heads: number; kvHeads: number; headDim: number}
+const label = (c: HeadConfig) => `${c.heads}/${c.kvHeads} D${c.headDim}`;
 
-interface Row {name: string; seqQ: number; seqK: number; ms: number; kvGBps: number; maxRelErr?: number; note?: string}
-const rows: Row[] = [];
+const DEFAULT_SEQK = [1024, 4096, 8192, 16384, 32768, 65536, 131072];
+const DEFAULT_HEADS: HeadConfig[] = [{heads: 32, kvHeads: 8, headDim: 128}, {heads: 16, kvHeads: 16, headDim: 64}];
+/** --quick checks the machinery on a software GPU in a few minutes: small heads, one seqK over the decode path's
+ *  threshold (256 keys) that is no multiple of its 256-key blocks. */
+const QUICK_SEQK = [300];
+const QUICK_HEADS: HeadConfig[] = [{heads: 8, kvHeads: 2, headDim: 64}, {heads: 4, kvHeads: 4, headDim: 32}];
 
-/** Naive GQA attention without a mask (seqQ = 1: causal sees every key): the g query heads of a kv head become
- *  g·seqQ rows of one matMul against that kv head (no K/V repetition). */
-function naive(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D): tf.Tensor4D {
+function parse(argv: string[]) {
+  const arg = (name: string) => {
+    const i = argv.indexOf(`--${name}`);
+    return i < 0 ? undefined : argv[i + 1];
+  };
+  const nums = (s: string) => s.split(',').map((x) => Number(x.trim()));
+  const quick = argv.includes('--quick');
+  const heads = arg('heads')?.split(',').map((s) => {
+    const m = /^(\d+)\/(\d+)x(\d+)$/.exec(s.trim());
+    if (m == null) throw new Error(`--heads: expected entries like 32/8x128 (query heads/kv heads x head dim), got "${s}"`);
+    const c = {heads: Number(m[1]), kvHeads: Number(m[2]), headDim: Number(m[3])};
+    if (c.heads % c.kvHeads !== 0) throw new Error(`--heads ${s}: query heads must be a multiple of kv heads`);
+    return c;
+  }) ?? (quick ? QUICK_HEADS : DEFAULT_HEADS);
+  const seqKs = arg('seqk') != null ? nums(arg('seqk')!) : quick ? QUICK_SEQK : DEFAULT_SEQK;
+  const seqQs = arg('seqq') != null ? nums(arg('seqq')!) : [1, 16];
+  for (const [name, list] of [['--seqk', seqKs], ['--seqq', seqQs]] as const) {
+    if (list.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`${name}: expected positive integers, got ${list}`);
+  }
+  return {quick, heads, seqKs, seqQs, ort: !argv.includes('--no-ort'), tiled: !argv.includes('--no-tiled'),
+          out: arg('out') ?? process.env.OUT ?? null};
+}
+
+/** Naive GQA attention: the g query heads of a kv head become g·seqQ rows of one matMul against that kv head (no
+ *  K/V repetition); `mask` [seqQ·g, seqK] additive (rows in (query row, head in group) order), null when every key
+ *  is visible (seqQ 1). */
+function naive(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D | null): tf.Tensor4D {
   return tf.tidy(() => {
-    const [b, sq] = q.shape;
-    const g = HEADS / KV_HEADS;
-    const qh = tf.reshape(tf.transpose(tf.reshape(q, [b, sq, KV_HEADS, g, D]), [0, 2, 1, 3, 4]), [b, KV_HEADS, sq * g, D]);
+    const [b, sq, h, d] = q.shape;
+    const kvh = k.shape[2], g = h / kvh;
+    const qh = tf.reshape(tf.transpose(tf.reshape(q, [b, sq, kvh, g, d]), [0, 2, 1, 3, 4]), [b, kvh, sq * g, d]);
     const kh = tf.transpose(k, [0, 2, 1, 3]), vh = tf.transpose(v, [0, 2, 1, 3]);
-    const s = tf.mul(tf.matMul(qh, kh, false, true), 1 / Math.sqrt(D));
-    const o = tf.reshape(tf.matMul(tf.softmax(s), vh), [b, KV_HEADS, sq, g, D]);
-    return tf.reshape(tf.transpose(o, [0, 2, 1, 3, 4]), [b, sq, HEADS, D]) as tf.Tensor4D;
+    const scaled = tf.mul(tf.matMul(qh, kh, false, true), 1 / Math.sqrt(d));
+    const s = mask == null ? scaled : tf.add(scaled, mask);
+    const o = tf.reshape(tf.matMul(tf.softmax(s), vh), [b, kvh, sq, g, d]);
+    return tf.reshape(tf.transpose(o, [0, 2, 1, 3, 4]), [b, sq, h, d]) as tf.Tensor4D;
   });
+}
+
+/** The causal mask of naive's rows: the plan's [seqQ, seqK] mask, each row repeated for the g heads of a group. */
+function naiveCausalMask(c: HeadConfig, seqQ: number, seqK: number): tf.Tensor2D | null {
+  if (seqQ === 1) return null;
+  const plan = makePlan({kind: 'flash', batch: 1, seqQ, seqK, ...c, scale: 1 / Math.sqrt(c.headDim), softcap: 0,
+                         windowLeft: -1, windowRight: 0, layout: null, hasKeyLengths: false});
+  const g = c.heads / c.kvHeads;
+  return tf.tidy(() => tf.reshape(tf.tile(tf.expandDims(additiveMask(plan), 1), [1, g, 1]), [seqQ * g, seqK]) as tf.Tensor2D);
 }
 
 /** The device's copy bandwidth (GB/s): a large buffer-to-buffer copy, read + write counted once each way. */
@@ -62,63 +116,151 @@ async function maxRelErr(a: tf.Tensor, b: tf.Tensor): Promise<number> {
   return diff[0] / Math.max(ref[0], 1e-3);
 }
 
-function record(r: Row) {
-  rows.push(r);
-  console.log(`${r.name.padEnd(44)} Sq=${String(r.seqQ).padStart(2)} Sk=${String(r.seqK).padStart(6)} ${
-      r.ms.toFixed(3).padStart(8)} ms ${r.kvGBps.toFixed(0).padStart(6)} GB/s K/V${
-      r.maxRelErr != null ? `  err ${r.maxRelErr.toExponential(1)}` : ''}${r.note ? `  ${r.note}` : ''}`);
+const firstLine = (e: unknown) => ((e as Error).message ?? String(e)).split('\n')[0].slice(0, 240);
+
+function log(r: DecodeRow) {
+  const what = r.ms != null ? `${r.ms.toFixed(3).padStart(9)} ms ${formatGBps(r.kvGBps).padStart(6)} GB/s K/V` :
+                              `not run: ${r.error}`;
+  console.log(`${r.config.padEnd(11)} Sq=${String(r.seqQ).padStart(2)} Sk=${String(r.seqK).padStart(6)} ${
+      r.impl.padEnd(10)} ${what}${r.maxRelErr != null ? `  err ${r.maxRelErr.toExponential(1)}` : ''}${
+      r.note ? `  ${r.note}` : ''}`);
 }
 
-export async function main(argv: string[]): Promise<Row[]> {
-  const QUICK = argv.includes('--quick');
-  const outIndex = argv.indexOf('--out');
-  const OUT_DIR = outIndex >= 0 ? argv[outIndex + 1] : process.env.OUT ?? null;
+/** Why a shape cannot run on this device (K or V, or naive's scores, too large for one binding), or null. */
+function tooLarge(limits: GPUSupportedLimits, bytes: number, what: string): string | null {
+  const limit = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+  return bytes > limit ? `${what} is ${(bytes / 2 ** 20).toFixed(0)} MiB, over the device's ${
+      (limit / 2 ** 20).toFixed(0)} MiB maxStorageBufferBindingSize/maxBufferSize` : null;
+}
+
+export async function main(argv: string[]): Promise<DecodeRow[]> {
+  const o = parse(argv);
   const env = await setupWebGPU();
   if (env == null) throw new Error('no WebGPU');
   console.log(`adapter: ${env.adapterDescription}`);
-  const copyGBps = await copyBandwidth(env.device, QUICK ? 64 << 20 : 1 << 30);
+  const limits = env.device.limits;
+  const copyBytes = Math.min(o.quick ? 64 << 20 : 1 << 30, limits.maxBufferSize);
+  const copyGBps = await copyBandwidth(env.device, copyBytes);
   console.log(`device copy bandwidth (buffer to buffer, read + write): ${copyGBps.toFixed(0)} GB/s`);
-  const seqKs = QUICK ? [512] : [4096, 32768];
-  for (const seqK of seqKs) {
-    for (const seqQ of [1, 16]) {
-      const q = tf.randomUniform([1, seqQ, HEADS, D], -1, 1) as tf.Tensor4D;
-      const k = tf.randomUniform([1, seqK, KV_HEADS, D], -1, 1) as tf.Tensor4D;
-      const v = tf.randomUniform([1, seqK, KV_HEADS, D], -1, 1) as tf.Tensor4D;
-      const kvBytes = 2 * seqK * KV_HEADS * D * 4;
-      const gbps = (ms: number) => kvBytes / (ms * 1e-3) / 1e9;
-      const ours = () => [lib.flashAttention(q, k, v, {causal: true})];
-      const reference = seqQ === 1 ? naive(q, k, v) : null;
-      for (const mode of ['decode', 'tiled'] as const) {
-        setDecodePathForTests(mode === 'decode' ? null : 'never');
-        const out = lib.flashAttention(q, k, v, {causal: true});
-        const err = reference ? await maxRelErr(out, reference) : undefined;
-        out.dispose();
-        const ms = await timeOnQueue(ours);
-        record({name: `ours ${mode === 'decode' ? 'split-K decode' : 'tiled kernel'}`, seqQ, seqK, ms,
-                kvGBps: gbps(ms), maxRelErr: err});
+  const timing: QueueTimingOptions = o.quick ? {targetMs: 20, repeats: 3} : {};
+
+  let ort: OrtModule | null = null;
+  let ortStatus = 'not run (--no-ort)';
+  if (o.ort) {
+    try {
+      ort = await loadOrtWebGPU();
+      ortStatus = `onnxruntime-web ${ort.env.versions?.web ?? '?'}, com.microsoft GroupQueryAttention on its WebGPU EP ` +
+          '(own device, same adapter), KV cache bound as past and present';
+    } catch (e) {
+      ortStatus = `unavailable: ${firstLine(e)}`;
+    }
+    console.log(`ORT-Web: ${ortStatus}`);
+  }
+
+  const rows: DecodeRow[] = [];
+  const record = (r: DecodeRow) => {
+    rows.push(r);
+    log(r);
+  };
+  for (const c of o.heads) {
+    for (const seqK of o.seqKs) {
+      for (const seqQ of o.seqQs) {
+        const base = {config: label(c), seqQ, seqK};
+        const kvBytes = 2 * seqK * c.kvHeads * c.headDim * 4;
+        const gbps = (ms: number) => kvBytes / (ms * 1e-3) / 1e9;
+        const skip = tooLarge(limits, kvBytes / 2, 'K (and V)');
+        if (skip != null) {
+          record({...base, impl: 'ours', ms: null, error: skip});
+          continue;
+        }
+        const q = tf.randomUniform([1, seqQ, c.heads, c.headDim], -1, 1) as tf.Tensor4D;
+        const k = tf.randomUniform([1, seqK, c.kvHeads, c.headDim], -1, 1) as tf.Tensor4D;
+        const v = tf.randomUniform([1, seqK, c.kvHeads, c.headDim], -1, 1) as tf.Tensor4D;
+        const naiveTooLarge = tooLarge(limits, c.heads * seqQ * seqK * 4, 'naive\'s score matrix');
+        const mask = naiveTooLarge == null ? naiveCausalMask(c, seqQ, seqK) : null;
+        const reference = naiveTooLarge == null ? naive(q, k, v, mask) : null;
+        let oursOut: Float32Array | null = null;
+
+        for (const mode of o.tiled ? ['decode', 'tiled'] as const : ['decode'] as const) {
+          const impl = mode === 'decode' ? 'ours' : 'ours-tiled';
+          setDecodePathForTests(mode === 'decode' ? null : 'never');
+          try {
+            const out = lib.flashAttention(q, k, v, {causal: true});
+            const err = reference ? await maxRelErr(out, reference) : undefined;
+            if (mode === 'decode') oursOut = await out.data() as Float32Array;
+            out.dispose();
+            const ms = await timeOnQueue(() => [lib.flashAttention(q, k, v, {causal: true})], timing);
+            record({...base, impl, ms, kvGBps: gbps(ms), maxRelErr: err});
+          } catch (e) {
+            record({...base, impl, ms: null, error: firstLine(e)});
+          } finally {
+            setDecodePathForTests(null);
+          }
+        }
+
+        if (naiveTooLarge != null) {
+          record({...base, impl: 'naive', ms: null, error: naiveTooLarge});
+        } else {
+          try {
+            const ms = await timeOnQueue(() => [naive(q, k, v, mask)], timing);
+            record({...base, impl: 'naive', ms, kvGBps: gbps(ms)});
+          } catch (e) {
+            record({...base, impl: 'naive', ms: null, error: firstLine(e)});
+          }
+        }
+        reference?.dispose();
+        mask?.dispose();
+
+        if (o.ort) record(await ortRow(ort, ortStatus, c, base, q, k, v, oursOut, gbps, timing));
+
+        // A preallocated cache: capacity seqK, `len` valid keys, the new query rows ending at position len - 1.
+        const len = Math.floor(seqK * 0.6);
+        try {
+          const opts = {causal: true, keyLengths: [len], queryOffsets: [len - seqQ]};
+          const ms = await timeOnQueue(() => [lib.flashAttention(q, k, v, opts)], timing);
+          record({...base, impl: 'ours-cache', ms, kvGBps: gbps(ms) * len / seqK, note: `${len} of ${seqK} keys valid`});
+        } catch (e) {
+          record({...base, impl: 'ours-cache', ms: null, error: firstLine(e)});
+        }
+        tf.dispose([q, k, v]);
       }
-      setDecodePathForTests(null);
-      if (seqQ === 1) {
-        const ms = await timeOnQueue(() => [naive(q, k, v)]);
-        record({name: 'naive (GQA as matMul rows)', seqQ, seqK, ms, kvGBps: gbps(ms)});
-      }
-      // A preallocated cache: capacity seqK, `len` valid keys, the new query row at position len - 1.
-      const len = Math.floor(seqK * 0.6);
-      try {
-        const opts = {causal: true, keyLengths: [len], queryOffsets: [len - seqQ]};
-        const ms = await timeOnQueue(() => [lib.flashAttention(q, k, v, opts)]);
-        record({name: `ours decode, cache ${len}/${seqK} (queryOffsets)`, seqQ, seqK, ms,
-                kvGBps: gbps(ms) * len / seqK});
-      } catch (e) {
-        console.log(`cache row skipped: ${(e as Error).message}`);
-      }
-      reference?.dispose();
-      tf.dispose([q, k, v]);
     }
   }
-  if (OUT_DIR != null) {
-    mkdirSync(OUT_DIR, {recursive: true});
-    writeFileSync(`${OUT_DIR}/webgpu-decode.json`, JSON.stringify({adapter: env.adapterDescription, copyGBps, rows}, null, 1));
+
+  const report: DecodeReport = {
+    date: new Date().toISOString(), adapter: env.adapterDescription,
+    host: `${os.type()} ${os.release()}, node ${process.version}`, copyGBps, ort: ortStatus, rows,
+  };
+  const md = decodeMarkdown(report);
+  console.log(`\n${md}`);
+  if (o.out != null) {
+    mkdirSync(o.out, {recursive: true});
+    writeFileSync(`${o.out}/webgpu-decode.json`, JSON.stringify(report, null, 1));
+    writeFileSync(`${o.out}/webgpu-decode.md`, md);
+    console.log(`wrote ${o.out}/webgpu-decode.{json,md}`);
   }
   return rows;
+}
+
+/** ORT-Web's GroupQueryAttention on the same inputs: timed, and its output checked against ours. */
+async function ortRow(ort: OrtModule | null, status: string, c: HeadConfig,
+                      base: {config: string; seqQ: number; seqK: number}, q: tf.Tensor4D, k: tf.Tensor4D,
+                      v: tf.Tensor4D, oursOut: Float32Array | null, gbps: (ms: number) => number,
+                      timing: QueueTimingOptions): Promise<DecodeRow> {
+  if (ort == null) return {...base, impl: 'ort', ms: null, error: `ORT-Web ${status}`};
+  let gqa: OrtGroupQueryAttention | null = null;
+  try {
+    const [qd, kd, vd] = await Promise.all([q.data(), k.data(), v.data()]) as Float32Array[];
+    gqa = await OrtGroupQueryAttention.create(ort, {batch: 1, seqQ: base.seqQ, seqK: base.seqK, ...c}, qd, kd, vd);
+    const first = await gqa.call();
+    const out = await first.getData();
+    first.dispose();
+    const g = gqa;
+    const ms = await timeBackToBack(async () => (await g.call()).dispose(), () => g.sync(), timing);
+    return {...base, impl: 'ort', ms, kvGBps: gbps(ms), maxRelErr: oursOut ? maxRelDiff(out, oursOut) : undefined};
+  } catch (e) {
+    return {...base, impl: 'ort', ms: null, error: `ORT-Web: ${firstLine(e)}`};
+  } finally {
+    await gqa?.release().catch(() => undefined);
+  }
 }
