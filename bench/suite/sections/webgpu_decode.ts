@@ -139,6 +139,8 @@ export async function main(argv: string[]): Promise<DecodeRow[]> {
   if (env == null) throw new Error('no WebGPU');
   console.log(`adapter: ${env.adapterDescription}`);
   const limits = env.device.limits;
+  console.log(`tfjs device: maxStorageBufferBindingSize ${limits.maxStorageBufferBindingSize / 2 ** 20} MiB, ` +
+              `maxBufferSize ${limits.maxBufferSize / 2 ** 20} MiB`);
   const copyBytes = Math.min(o.quick ? 64 << 20 : 1 << 30, limits.maxBufferSize);
   const copyGBps = await copyBandwidth(env.device, copyBytes);
   console.log(`device copy bandwidth (buffer to buffer, read + write): ${copyGBps.toFixed(0)} GB/s`);
