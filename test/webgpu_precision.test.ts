@@ -1,6 +1,6 @@
 /**
- * precision 'medium' on webgpu (Dawn on lavapipe, which has shader-f16): the shared case table against the float64
- * reference at the measured 'medium' tolerance (test/tolerances.ts), the path each op reports, 'high' and 'highest'
+ * precision 'medium' on webgpu (Dawn on lavapipe, which has shader-f16): the shared case table's forward (output, lse)
+ * against the float64 reference at the measured 'medium' tolerance (test/tolerances.ts), the path each op reports, 'high' and 'highest'
  * unchanged, and setupWebGPU's options; then the fuzz that measured the tolerance (WEBGPU_PRECISION_FUZZ_RUNS
  * runs, default 16; GPU_QUICK_FUZZ shapes; WEBGPU_PRECISION_FUZZ_LONG=1 for GPU_LONG_FUZZ's).
  */
