@@ -43,7 +43,7 @@ export const FUZZ_TOLERANCES: Record<string, Tolerances> = {
 
 /**
  * precision 'medium' (f16 operands, f32 accumulation and softmax statistics): the forward's error is f16 rounding of
- * q, k, v and P (2⁻¹¹ relative each). Measured on lavapipe (Dawn, the vec4<f16> path, 2026-12-07), 21 shared cases:
+ * q, k, v and P (2⁻¹¹ relative each). Measured on lavapipe (Dawn, the vec4<f16> path, 2026-12-07), 23 shared cases:
  * output ≤ 4.1e-4, lse ≤ 3.0e-4 (RELIABILITY.md), hence 1e-3. The 'medium' runs check the forward only
  * (gradients: Infinity = not compared): the backward is the fp32 kernel, checked by the fp32 runners; fed the f16
  * forward's output it measured dq/dk ≈ 5e-4, but 0.17 relative (1.7e-4 absolute against the 1e-3 floor) on
