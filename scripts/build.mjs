@@ -25,11 +25,12 @@ await esbuild.build({...common, outdir: join(dist, 'cjs'), format: 'cjs'});
 writeFileSync(join(dist, 'esm', 'package.json'), '{"type": "module"}\n');
 writeFileSync(join(dist, 'cjs', 'package.json'), '{"type": "commonjs"}\n');
 
-// tfjs packages come from the page: the global `tf` (tf.min.js bundles core, layers and the webgl/cpu backends).
+// tfjs packages come from the page: the global `tf` (tf.min.js bundles core, layers and the webgl/cpu backends;
+// tf-backend-webgpu.min.js adds WebGPUBackend to it, which setupWebGPU imports dynamically).
 const tfGlobal = {
   name: 'tf-global',
   setup(build) {
-    build.onResolve({filter: /^@tensorflow\/tfjs(-core|-layers)?$/}, (args) => ({path: args.path, namespace: 'tf-global'}));
+    build.onResolve({filter: /^@tensorflow\/tfjs(-core|-layers|-backend-webgpu)?$/}, (args) => ({path: args.path, namespace: 'tf-global'}));
     build.onLoad({filter: /.*/, namespace: 'tf-global'}, () => ({contents: 'module.exports = globalThis.tf;', loader: 'js'}));
   },
 };

@@ -16,6 +16,11 @@ export {makePlan, MAX_HEAD_DIM} from './plan/plan.js';
 export type {AttentionPlan} from './plan/plan.js';
 export {ATTENTION_PRECISIONS, lastAttentionPath, PRECISION_FLAG} from './plan/precision.js';
 export type {AttentionPath, AttentionPathReport, AttentionPrecision} from './plan/precision.js';
+// The one export from kernels/: it configures the backend the kernels run on (tfjs-backend-webgpu is imported only
+// when it is called).
+export {OPTIONAL_WEBGPU_FEATURES, setupWebGPU} from '../kernels/webgpu/setup_webgpu.js';
+export type {SetupWebGPUOptions} from '../kernels/webgpu/setup_webgpu.js';
+export type {SubgroupMatrixShape, WebGPUCapabilities} from '../kernels/webgpu/device_capabilities.js';
 export {clearScheduleCache, getSchedule} from './plan/schedule.js';
 export type {BlockSchedule} from './plan/schedule.js';
 export * from './kernel_names.js';

@@ -73,6 +73,8 @@ export interface AttentionCase {
   segments?: number[][];
   keySegments?: number[][];
   dropout?: {rate: number; seed: number};
+  /** The ops' precision option (absent: the default, 'highest'); runners set it to run the table in another. */
+  precision?: 'highest' | 'high' | 'medium';
   /** Check output and lse only (shapes whose backward would be too slow for a software renderer). */
   forwardOnly?: boolean;
   tags?: CaseTag[];

@@ -206,7 +206,7 @@ export async function checkCase(tf: Tf, lib: Lib, c: AttentionCase, seed: number
       };
   const common = {
     scale: c.scale, softcap: c.softcap, keyLengths, queryOffsets, mask, alibiSlopes, segmentIds,
-    dropout: c.dropout, returnLse: true as const,
+    dropout: c.dropout, precision: c.precision, returnLse: true as const,
   };
   const run = (qq: tfType.Tensor, kk: tfType.Tensor, vv: tfType.Tensor, bb?: tfType.Tensor) => {
     const o = {...common, bias: bb};

@@ -7,7 +7,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import {expect} from 'chai';
-import {flashAttention} from '../src/index.js';
+import {flashAttention, lastAttentionPath, PRECISION_FLAG} from '../src/index.js';
 import * as layers from '../src/layers/index.js';
 import type {AttentionSpec} from '../src/layers/index.js';
 import type {BlockLayout} from '../src/patterns/block_layout.js';
@@ -551,5 +551,47 @@ describe('layers: dropout and errors', () => {
         .to.throw(/attentionAxes \[2\] is not supported/);
     expect(() => layers.multiHeadAttention({numHeads: 2, keyDim: 4}).apply(tf.zeros([2, 5, 8]), {keyLengths: [5, 6]}))
         .to.throw(/keyLengths\[1\] must be an integer in \[0, seqK=5\]/);
+  });
+});
+
+describe('layers: precision', () => {
+  it('MultiHeadAttention passes precision to the ops, checks it, and saves it only when set', () => {
+    const x = tf.randomNormal([1, 6, 8]);
+    for (const precision of ['medium', 'high', 'highest'] as const) {
+      const layer = layers.multiHeadAttention({numHeads: 2, keyDim: 4, precision});
+      tf.dispose(layer.apply(x) as tf.Tensor);
+      expect(lastAttentionPath()?.requested, precision).to.equal(precision);
+      expect(layer.getConfig().precision).to.equal(precision);
+      const copy = layers.MultiHeadAttention.fromConfig(layers.MultiHeadAttention, layer.getConfig());
+      expect((copy as layers.MultiHeadAttention).precision).to.equal(precision);
+    }
+    // Unset: the ATTENTION_PRECISION flag at call time, and no key in the (Keras) config.
+    const plain = layers.multiHeadAttention({numHeads: 2, keyDim: 4});
+    expect('precision' in plain.getConfig()).to.equal(false);
+    tf.env().set(PRECISION_FLAG, 'medium');
+    try {
+      tf.dispose(plain.apply(x) as tf.Tensor);
+      expect(lastAttentionPath()?.requested).to.equal('medium');
+    } finally {
+      tf.env().set(PRECISION_FLAG, 'highest');
+    }
+    expect(() => layers.multiHeadAttention({numHeads: 2, keyDim: 4, precision: 'fp16' as never}))
+        .to.throw(/MultiHeadAttention: precision must be one of 'highest', 'high', 'medium', got "fp16"/);
+    x.dispose();
+  });
+
+  it('TransformerEncoder and TransformerDecoder pass precision through to their attention', () => {
+    const x = tf.randomNormal([1, 5, 8]);
+    const encoder = layers.transformerEncoder({intermediateDim: 8, numHeads: 2, precision: 'medium'});
+    tf.dispose(encoder.apply(x) as tf.Tensor);
+    expect(lastAttentionPath()?.requested).to.equal('medium');
+    expect(encoder.getConfig().precision).to.equal('medium');
+    const decoder = layers.transformerDecoder({intermediateDim: 8, numHeads: 2, precision: 'high'});
+    tf.dispose(decoder.apply(x) as tf.Tensor);
+    expect(lastAttentionPath()?.requested).to.equal('high');
+    expect('precision' in layers.transformerDecoder({intermediateDim: 8, numHeads: 2}).getConfig()).to.equal(false);
+    expect(() => layers.transformerDecoder({intermediateDim: 8, numHeads: 2, precision: 'low' as never}))
+        .to.throw(/TransformerDecoder: precision must be one of/);
+    x.dispose();
   });
 });

@@ -40,3 +40,15 @@ export const FUZZ_TOLERANCES: Record<string, Tolerances> = {
   webgpu: {forward: 1e-5, gradients: 2e-4},
   webgl: {forward: 2e-5, gradients: 1e-4},
 };
+
+/**
+ * precision 'medium' (f16 operands, f32 accumulation and softmax statistics): the forward's error is f16 rounding of
+ * q, k, v and P (2⁻¹¹ relative each). Measured on lavapipe (Dawn, the vec4<f16> path, 2026-12-07), 23 shared cases:
+ * output ≤ 4.1e-4, lse ≤ 3.0e-4 (RELIABILITY.md), hence 1e-3. The 'medium' runs check the forward only
+ * (gradients: Infinity = not compared): the backward is the fp32 kernel, checked by the fp32 runners; fed the f16
+ * forward's output it measured dq/dk ≈ 5e-4, but 0.17 relative (1.7e-4 absolute against the 1e-3 floor) on
+ * single-key rows, whose exact dq is 0 and whose dP − D cancels only when O is v exactly.
+ */
+export const MEDIUM_TOLERANCES: Record<'webgpu', Tolerances> = {
+  webgpu: {forward: 1e-3, gradients: Infinity},
+};

@@ -4,8 +4,9 @@
  * `await setupWebGPU()` makes sure a Vulkan driver is reachable (running scripts/setup-webgpu.sh, which downloads
  * Mesa's lavapipe into .cache/ the first time), installs `navigator.gpu` BEFORE '@tensorflow/tfjs-backend-webgpu' is
  * imported (the package registers its backend only when navigator.gpu exists at import time), and sets the 'webgpu'
- * backend. It returns null when WebGPU cannot be had, and throws instead when CI=true: in CI a missing WebGPU is a
- * failure, not a skip.
+ * backend through the library's setupWebGPU, so that the device has the optional features lavapipe offers
+ * (shader-f16, subgroups). It returns null when WebGPU cannot be had, and throws instead when CI=true: in CI a
+ * missing WebGPU is a failure, not a skip.
  *
  * `withGPUErrorCheck(fn)` runs fn inside validation and out-of-memory error scopes and fails on any error, so that a
  * bad bind group or shader cannot pass silently (Dawn reports them asynchronously, without throwing).
@@ -18,6 +19,7 @@ import {fileURLToPath} from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
 import {withErrorScopes} from './gpu_error_scopes.js';
+import {setupWebGPU as setupBackend} from '../src/index.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -47,8 +49,8 @@ async function createEnv(): Promise<WebGPUEnv> {
   Object.defineProperty(globalThis, 'navigator', {value: {gpu}, configurable: true, writable: true});
   const adapter = await gpu.requestAdapter();
   if (adapter == null) throw new Error('WebGPU: navigator.gpu.requestAdapter() returned null (no Vulkan device)');
-  await import('@tensorflow/tfjs-backend-webgpu');
-  if (!(await tf.setBackend('webgpu'))) throw new Error('WebGPU: tf.setBackend("webgpu") failed');
+  // The library's setupWebGPU: the device gets every optional feature lavapipe offers (shader-f16, subgroups).
+  await setupBackend({gpu});
   await tf.ready();
   const backend = tf.backend() as unknown as WebGPUBackend;
   const device = backend.device;

@@ -6,15 +6,18 @@
  * Tensors larger than one storage binding (maxStorageBufferBindingSize) are split by batch, then by query tiles,
  * binding sub-ranges of the buffers; dispatches larger than maxComputeWorkgroupsPerDimension are split the same way.
  */
-import type {TensorInfo} from '@tensorflow/tfjs-core';
+import {getBackend, type TensorInfo} from '@tensorflow/tfjs-core';
 import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
+import {FORWARD_KERNEL} from '../../src/kernel_names.js';
 import {AttentionPlan} from '../../src/plan/plan.js';
+import {recordAttentionPath} from '../../src/plan/precision.js';
 import {unevenWork} from '../../src/plan/schedule.js';
 import type {AttentionInputs} from '../attention_kernel_func.js';
 import {runDecodeForward, useDecodePath} from './attention_decode.js';
 import {
   buildSideBuffer, elementMasked, optionFlagsOf, optionKey, optionUniformValues,
 } from './attention_options.js';
+import {deviceCapabilities} from './device_capabilities.js';
 import {AttentionForwardProgram, FORWARD_UNIFORMS} from './flash_attention_webgpu.js';
 import {chooseForwardConfig, ForwardTileConfig} from './forward_tiles.js';
 import {Binding, bindElements, createOutput, getLimits, runProgram} from './program_runner.js';
@@ -22,14 +25,14 @@ import {getScheduleBuffer} from './schedule_buffers.js';
 
 const programCache = new Map<string, AttentionForwardProgram>();
 
-function getProgram(plan: AttentionPlan, config: ForwardTileConfig): AttentionForwardProgram {
+function getProgram(plan: AttentionPlan, config: ForwardTileConfig, f16: boolean): AttentionForwardProgram {
   const opts = optionFlagsOf(plan);
   const key = `${plan.headDim}|${JSON.stringify(config)}|${plan.softcap > 0}|${plan.hasKeyLengths}|${
-      plan.layout != null}${optionKey(opts)}`;
+      plan.layout != null}${optionKey(opts)}${f16 ? '|f16' : ''}`;
   let p = programCache.get(key);
   if (p == null) {
     p = new AttentionForwardProgram(
-        plan.headDim, config, plan.softcap > 0, plan.hasKeyLengths, plan.layout != null, opts);
+        plan.headDim, config, plan.softcap > 0, plan.hasKeyLengths, plan.layout != null, opts, f16);
     programCache.set(key, p);
   }
   return p;
@@ -83,6 +86,14 @@ export function planForwardChunks(
   return chunks;
 }
 
+/**
+ * Whether this call runs the vec4<f16> program: precision 'medium' on a device with shader-f16. ('high' needs f16
+ * subgroup-matrix tiles; without them it, like 'highest', runs fp32.)
+ */
+function useF16(backend: WebGPUBackend, plan: AttentionPlan): boolean {
+  return plan.precision === 'medium' && deviceCapabilities(backend.device).shaderF16;
+}
+
 /** Runs the forward kernel for `plan`: returns [output [B,Sq,H,D], lse [B,H,Sq]] (engine takes ownership). */
 export function runAttentionForward(
     backend: WebGPUBackend, plan: AttentionPlan, inputs: AttentionInputs): TensorInfo[] {
@@ -92,13 +103,16 @@ export function runAttentionForward(
   const empty = batch * seqQ * heads * headDim === 0;
   if (!empty && seqK === 0) throw new Error('attention: seqK must be at least 1');
   if (!empty && useDecodePath(plan)) return runDecodeForward(backend, plan, inputs);
-  const config = empty ? null : chooseForwardConfig(backend, headDim, plan.layout?.blockSize, plan.dropout != null);
+  const f16 = useF16(backend, plan);
+  const config = empty ? null :
+      chooseForwardConfig(backend, headDim, plan.layout?.blockSize, plan.dropout != null, f16);
   const limits = getLimits(backend);
   const chunks = config == null ? [] : planForwardChunks(plan, config.blockQ, limits);
   if (config == null) {
     return [createOutput(backend, [batch, seqQ, heads, headDim]), createOutput(backend, [batch, heads, seqQ])];
   }
-  const program = getProgram(plan, config);
+  const program = getProgram(plan, config, f16);
+  if (f16) recordAttentionPath({backend: getBackend(), kernel: FORWARD_KERNEL[plan.kind], requested: plan.precision, path: 'f16'});
   const sched = getScheduleBuffer(backend, plan, config.blockQ, config.blockK);
   const layout = plan.layout;
   // Per-call options: mask and bias bound as they are (checked before anything is allocated), the small inputs

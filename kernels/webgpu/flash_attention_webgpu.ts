@@ -64,6 +64,26 @@ interface ForwardShape {
   hasLayout: boolean;
   /** Per-call options (attention_options.ts), or null: then the code is exactly the plain kernel's. */
   opts: OptionFlags | null;
+  /**
+   * precision 'medium': the Q, K, V and P tiles are vec4<f16> in workgroup memory (half the bytes), each product of
+   * two f16 operands is exact in f32 and accumulates in f32; softmax statistics stay f32. False: all f32.
+   */
+  f16: boolean;
+}
+
+/** WGSL type of a workgroup tile vec4 (Qs, KPs, Vs) and of the registers that stage K/V. */
+function tileVec4(s: ForwardShape): string {
+  return s.f16 ? 'vec4<f16>' : 'vec4<f32>';
+}
+
+/** An f32 vec4 expression as a tile element (f16 tiles round it there). */
+function toTile(s: ForwardShape, f32Value: string): string {
+  return s.f16 ? `vec4<f16>(${f32Value})` : f32Value;
+}
+
+/** A tile element as f32 operands for the f32 accumulation (exact: an f16·f16 product fits an f32 significand). */
+function fromTile(s: ForwardShape, tileValue: string): string {
+  return s.f16 ? `vec4<f32>(${tileValue})` : tileValue;
 }
 
 /** Reads element row `rowIndex` (a flat [rows, headDim] index into binding `name` from `base`), vec4 column c4. */
@@ -96,10 +116,10 @@ const MASKED = -3.0e38;
 const LOG2E = 1.4426950408889634;
 const LN2 = 0.6931471805599453;
 
-var<workgroup> Qs: array<vec4<f32>, ${blockQ * s.DP4}>;
+var<workgroup> Qs: array<${tileVec4(s)}, ${blockQ * s.DP4}>;
 // The K tile, and once S is computed (the barrier after the row-max exchange), the P tile: P·V needs no K.
-var<workgroup> KPs: array<vec4<f32>, ${keyOrPVec4s(s.DP4, s.config)}>;
-var<workgroup> Vs: array<vec4<f32>, ${blockK * s.DP4}>;
+var<workgroup> KPs: array<${tileVec4(s)}, ${keyOrPVec4s(s.DP4, s.config)}>;
+var<workgroup> Vs: array<${tileVec4(s)}, ${blockK * s.DP4}>;
 var<workgroup> rowPart: array<f32, ${blockQ * s.NCG}>;
 var<workgroup> sharedRange: vec4<i32>;
 var<workgroup> sharedRun: vec4<i32>;
@@ -167,7 +187,7 @@ function stageQueryTile(s: ForwardShape): string {
     if (i < seqQ && c4 * 4 < uniforms.headDim) {
       val = ${loadRow(s, 'q', 'uniforms.qBase', '(localBatch * seqQ + i - uniforms.rowStart) * uniforms.heads + h', 'c4')};
     }
-    Qs[e] = val;
+    Qs[e] = ${toTile(s, 'val')};
   }
 `;
 }
@@ -179,18 +199,18 @@ function stageQueryTile(s: ForwardShape): string {
 function keyValueStaging(s: ForwardShape): {declare: string; load: (tile: string) => string; store: string} {
   const loads = [...Array(Math.ceil(s.config.blockK * s.DP4 / s.threads)).keys()];
   return {
-    declare: loads.map((l) => `var kr${l} = vec4<f32>(0.0); var vr${l} = vec4<f32>(0.0);`).join(' '),
+    declare: loads.map((l) => `var kr${l} = ${tileVec4(s)}(0.0); var vr${l} = ${tileVec4(s)}(0.0);`).join(' '),
     load: (tile: string) => loads.map((l) => `
       {
         let e = tid + ${l} * THREADS;
         let j = ${tile} * BK + e / DP4;
         let c4 = e % DP4;
-        kr${l} = vec4<f32>(0.0);
-        vr${l} = vec4<f32>(0.0);
+        kr${l} = ${tileVec4(s)}(0.0);
+        vr${l} = ${tileVec4(s)}(0.0);
         if (${tile} >= 0 && e < BK * DP4 && j < seqK && c4 * 4 < uniforms.headDim) {
           let kvRow = (localBatch * seqK + j) * uniforms.kvHeads + kvHead;
-          kr${l} = ${loadRow(s, 'k', 'uniforms.kBase', 'kvRow', 'c4')};
-          vr${l} = ${loadRow(s, 'v', 'uniforms.vBase', 'kvRow', 'c4')};
+          kr${l} = ${toTile(s, loadRow(s, 'k', 'uniforms.kBase', 'kvRow', 'c4'))};
+          vr${l} = ${toTile(s, loadRow(s, 'v', 'uniforms.vBase', 'kvRow', 'c4'))};
         }
       }`).join(''),
     store: loads.map((l) => `
@@ -212,8 +232,8 @@ function scoreTile(s: ForwardShape): string {
   const {rows, cols, NCG} = s;
   const sDecl = rows.map((r) => cols.map((c) => `var s${r}_${c} = 0.0;`).join(' ')).join('\n      ');
   const sCompute = `
-        ${rows.map((r) => `let qv${r} = Qs[(rowBase + ${r}) * DP4 + d4];`).join('\n        ')}
-        ${cols.map((c) => `let kv${c} = KPs[(tx + ${c * NCG}) * KSTRIDE + d4];`).join('\n        ')}
+        ${rows.map((r) => `let qv${r} = ${fromTile(s, `Qs[(rowBase + ${r}) * DP4 + d4]`)};`).join('\n        ')}
+        ${cols.map((c) => `let kv${c} = ${fromTile(s, `KPs[(tx + ${c * NCG}) * KSTRIDE + d4]`)};`).join('\n        ')}
         ${rows.map((r) => cols.map((c) => `s${r}_${c} = fma(qv${r}.x, kv${c}.x, fma(qv${r}.y, kv${c}.y, fma(qv${
         r}.z, kv${c}.z, fma(qv${r}.w, kv${c}.w, s${r}_${c}))));`).join('\n        ')).join('\n        ')}`;
   const hasTerm = s.opts != null && (s.opts.bias || s.opts.alibi);
@@ -264,7 +284,7 @@ function onlineSoftmax(s: ForwardShape): string {
           ${s.opts?.dropout ? `// Dropout: P·V takes P ∘ Z / (1 - rate); the row sum (hence lse) takes P.
           let keepAt = (rowBase + ${r}) * BK4 + (tx + ${c * NCG}) / 4;
           let kept = ((keepTile[keepAt] >> u32((tx + ${c * NCG}) % 4)) & 1u) == 1u;
-          KPs[pAt / 4][pAt % 4] = select(0.0, p * uniforms.keepScale, kept);` : 'KPs[pAt / 4][pAt % 4] = p;'}
+          ${storeP(s, 'select(0.0, p * uniforms.keepScale, kept)', 'select(0.0, p, kept)')}` : storeP(s, 'p', 'p')}
           sum += p;
         }`).join('')}
         rowSum${r} = rowSum${r} * alpha + sum;
@@ -272,6 +292,14 @@ function onlineSoftmax(s: ForwardShape): string {
       }`).join('')}
       workgroupBarrier();
 `;
+}
+
+/**
+ * P into the P tile. f16 tiles take P (≤ 1) unscaled, with dropout's 1 / (1 - rate) applied to O at the end instead
+ * (writeOutputs): P / (1 - rate) overflows f16 once rate > 1 - 2⁻¹⁶.
+ */
+function storeP(s: ForwardShape, f32P: string, f16P: string): string {
+  return s.f16 ? `KPs[pAt / 4][pAt % 4] = f16(${f16P});` : `KPs[pAt / 4][pAt % 4] = ${f32P};`;
 }
 
 /**
@@ -285,10 +313,11 @@ function accumulatePV(s: ForwardShape): string {
       `${o} = select(fma(vec4<f32>(${p}), ${v}, ${o}), ${o}, ${p} == 0.0);` : `${o} = fma(vec4<f32>(${p}), ${v}, ${o});`;
   const pv = (guarded: boolean) => `
       for (var c4 = 0; c4 < BK4; c4++) {
-        ${rows.map((r) => `let p${r} = KPs[(rowBase + ${r}) * BK4 + c4];`).join('\n        ')}
+        ${rows.map((r) => `let p${r} = ${fromTile(s, `KPs[(rowBase + ${r}) * BK4 + c4]`)};`).join('\n        ')}
         ${[0, 1, 2, 3].map((comp) => `
         {
-          ${dcols.map((k) => `let vv${k} = Vs[(c4 * 4 + ${comp}) * DP4 + tx + ${k * NCG}];`).join('\n          ')}
+          ${dcols.map((k) => `let vv${k} = ${fromTile(s, `Vs[(c4 * 4 + ${comp}) * DP4 + tx + ${k * NCG}]`)};`)
+        .join('\n          ')}
           ${rows.map((r) => dcols.map((k) => accumulate(`o${r}_${k}`, `p${r}[${comp}]`, `vv${k}`, guarded))
         .join('\n          ')).join('\n          ')}
         }`).join('')}
@@ -314,7 +343,7 @@ function writeOutputs(s: ForwardShape): string {
     var l = 0.0;
     for (var g = 0; g < NCG; g++) { l += rowPart[(rowBase + ${r}) * NCG + g]; }
     // A row that saw no key has l == 0: output exactly 0 and lse = -Infinity (a NaN l stays NaN in both).
-    let inv = select(1.0 / l, 0.0, l == 0.0);
+    let inv = select(${s.f16 && s.opts?.dropout ? 'uniforms.keepScale' : '1.0'} / l, 0.0, l == 0.0);
     if (i < seqQ) {
       let outRow = (localBatch * seqQ + i - uniforms.rowStart) * uniforms.heads + h;
       ${dcols.map((k) => `
@@ -444,12 +473,15 @@ export class AttentionForwardProgram implements MultiOutputProgram {
   variableTypes: string[];
   uniformFields = FORWARD_UNIFORMS;
   shaderKey: string;
+  enables?: string[];
   readonly workgroupSize: number;
   private readonly shape: ForwardShape;
 
+  /** f16: precision 'medium' on a device with shader-f16 (ForwardShape.f16). */
   constructor(
       readonly headDim: number, readonly config: ForwardTileConfig, readonly hasSoftcap: boolean,
-      readonly hasKeyLengths: boolean, readonly hasLayout: boolean, readonly opts: OptionFlags | null = null) {
+      readonly hasKeyLengths: boolean, readonly hasLayout: boolean, readonly opts: OptionFlags | null = null,
+      readonly f16 = false) {
     const c = config;
     const vec4Access = headDim % 4 === 0;
     const dp4 = paddedHeadDim(headDim, c) / 4;
@@ -467,13 +499,14 @@ export class AttentionForwardProgram implements MultiOutputProgram {
     this.shaderKey = `AttentionForward:${c.blockQ}x${c.blockK}:${c.rowsPerThread}x${c.colsPerThread}${
         c.prefetch ? 'p' : ''}:d${
         dp4 * 4}:${vec4Access ? 'v4' : 's'}:${headDim % 4 === 0 ? '' : headDim}:${
-        hasSoftcap ? 'cap' : ''}:${hasKeyLengths ? 'len' : ''}:${hasLayout ? 'lay' : ''}${optionKey(opts)}`;
+        hasSoftcap ? 'cap' : ''}:${hasKeyLengths ? 'len' : ''}:${hasLayout ? 'lay' : ''}${optionKey(opts)}${f16 ? ':f16' : ''}`;
+    if (f16) this.enables = ['f16'];
     const NCG = c.blockK / c.colsPerThread;
     const range = (n: number) => [...Array(n).keys()];
     this.shape = {
       config: c, TR: c.rowsPerThread, TC: c.colsPerThread, NCG, DP4: dp4, TD4: dp4 / NCG,
       threads: this.workgroupSize, rows: range(c.rowsPerThread), cols: range(c.colsPerThread),
-      dcols: range(dp4 / NCG), v4: vec4Access, hasSoftcap, hasKeyLengths, hasLayout, opts,
+      dcols: range(dp4 / NCG), v4: vec4Access, hasSoftcap, hasKeyLengths, hasLayout, opts, f16,
     };
   }
 

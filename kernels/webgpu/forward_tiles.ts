@@ -54,19 +54,22 @@ export function keyOrPVec4s(dp4: number, c: ForwardTileConfig): number {
   return Math.max(c.blockK * (dp4 + 1), c.blockQ * c.blockK / 4);
 }
 
-function workgroupBytes(headDim: number, c: ForwardTileConfig, dropout: boolean): number {
+function workgroupBytes(headDim: number, c: ForwardTileConfig, dropout: boolean, f16: boolean): number {
   const dp4 = paddedHeadDim(headDim, c) / 4;
   const groups = c.blockK / c.colsPerThread;
+  // Q, K/P and V tiles: vec4<f32> (16 bytes), or vec4<f16> (8) in precision 'medium'.
   // With dropout, one u32 of keep bits per 4 keys of the tile (keepTile).
-  return 16 * (c.blockQ * dp4 + keyOrPVec4s(dp4, c) + c.blockK * dp4) + 4 * c.blockQ * groups + 32 +
+  return (f16 ? 8 : 16) * (c.blockQ * dp4 + keyOrPVec4s(dp4, c) + c.blockK * dp4) + 4 * c.blockQ * groups + 32 +
       (dropout ? c.blockQ * c.blockK : 0);
 }
 
+/** f16: the tiles are vec4<f16> (precision 'medium'): half the workgroup memory, so larger tiles may fit. */
 export function chooseForwardConfig(
-    backend: WebGPUBackend, headDim: number, layoutBlockSize?: number, dropout = false): ForwardTileConfig {
+    backend: WebGPUBackend, headDim: number, layoutBlockSize?: number, dropout = false, f16 = false):
+    ForwardTileConfig {
   const limits = getLimits(backend);
   const fits = (c: ForwardTileConfig) =>
-      workgroupBytes(headDim, c, dropout) <= limits.maxComputeWorkgroupStorageSize &&
+      workgroupBytes(headDim, c, dropout, f16) <= limits.maxComputeWorkgroupStorageSize &&
       (c.blockQ / c.rowsPerThread) * (c.blockK / c.colsPerThread) <= limits.maxComputeInvocationsPerWorkgroup;
   if (configOverride != null) {
     if (!fits(configOverride)) throw new Error(`forward tile config ${JSON.stringify(configOverride)} does not fit`);

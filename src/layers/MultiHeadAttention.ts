@@ -11,6 +11,7 @@ import type {LayerArgs} from '@tensorflow/tfjs-layers/dist/engine/topology';
 import type {Kwargs} from '@tensorflow/tfjs-layers/dist/types';
 import {addAttentionWeights, AttentionDims, AttentionWeights, attentionForward, toKeyLengths} from
     './attention_core.js';
+import {AttentionPrecision, checkPrecision} from '../plan/precision.js';
 import {checkLayerCache, RotarySettings} from './attention_cache.js';
 import {AttentionSpec, checkAttentionSpec, ResolvedAttention} from './attention_spec.js';
 import {TENSOR_ARGS_KEY} from './functional.js';
@@ -66,6 +67,11 @@ export interface MultiHeadAttentionArgs extends LayerArgs {
    * cacheUpdateIndex + 0 … with a cache. Default off.
    */
   rotary?: boolean | {maxWavelength?: number; scalingFactor?: number} | null;
+  /**
+   * Ours: the attention ops' precision option ('highest' | 'high' | 'medium', see flashAttention); null / absent
+   * (default): the tf.env() flag ATTENTION_PRECISION at call time.
+   */
+  precision?: AttentionPrecision | null;
   /** Keras 2 configs record the build shapes; checked against the shapes the layer is built with. */
   queryShape?: Shape | null;
   keyShape?: Shape | null;
@@ -76,7 +82,7 @@ const CONFIG_KEYS = [
   'numHeads', 'keyDim', 'valueDim', 'dropout', 'useBias', 'outputShape', 'attentionAxes', 'kernelInitializer',
   'biasInitializer', 'kernelRegularizer', 'biasRegularizer', 'activityRegularizer', 'kernelConstraint',
   'biasConstraint', 'seed', 'numKeyValueHeads', 'attention', 'softcap', 'causal', 'rotary', 'queryShape', 'keyShape',
-  'valueShape',
+  'valueShape', 'precision',
 ] as const;
 
 /** Call arguments (kwargs of apply). `mask` is how tf.layers passes input Keras masks. */
@@ -134,6 +140,7 @@ export class MultiHeadAttention extends layers.Layer {
   readonly seed: number | null;
   readonly numKeyValueHeads: number;
   readonly softcap: number;
+  readonly precision: AttentionPrecision | null;
   readonly causal: boolean;
   readonly rotary: RotarySettings | null;
   readonly attention: ResolvedAttention;
@@ -196,6 +203,7 @@ export class MultiHeadAttention extends layers.Layer {
     this.causal = checkOptionalBoolean(name, 'causal', args.causal, false);
     this.attention = new ResolvedAttention(checkAttentionSpec(args.attention, this.causal), this.causal);
     this.rotary = checkRotary(name, args.rotary, this.keyDim);
+    this.precision = args.precision == null ? null : checkPrecision(args.precision, `${name}: precision`);
     this.recordedShapes = {query: args.queryShape, key: args.keyShape, value: args.valueShape};
   }
 
@@ -393,7 +401,7 @@ export class MultiHeadAttention extends layers.Layer {
         attention: this.attention, softcap: this.softcap, dropout: this.dropout, seed: dropoutSeed, training,
         keyLengths, attentionMask, queryMask: cache != null ? undefined : queryMask, keyMask: keyPadding, useCausalMask,
         returnScores, cache,
-        rotary: this.rotary,
+        rotary: this.rotary, precision: this.precision,
       });
       const {output, scores} = result;
       if (cache != null) return [output, result.cache!];
@@ -425,6 +433,7 @@ export class MultiHeadAttention extends layers.Layer {
     if (this.softcap !== 0) config.softcap = this.softcap;
     if (this.causal) config.causal = true;
     if (this.rotary != null) config.rotary = {...this.rotary};
+    if (this.precision != null) config.precision = this.precision;
     return {...super.getConfig(), ...config};
   }
 }

@@ -189,7 +189,7 @@ export class TransformerDecoder extends KerasHubLayer {
         if (c.normalizeFirst) h = applyLayerNorm(h, block.norm, c.layerNormEpsilon);
         const source = kv ?? h;
         const attended = attentionForward(block.weights, block.dims, h, source, source, {
-          attention: c.attention, softcap: 0, dropout: c.dropout, training,
+          attention: c.attention, softcap: 0, precision: c.precision, dropout: c.dropout, training,
           queryMask: opts.cached ? undefined : masks.decoderSequence, keyMask: opts.keyMask,
           attentionMask: opts.attentionMask, useCausalMask: opts.useCausalMask, cache: opts.cached ? cache : null,
         });

@@ -110,7 +110,8 @@ export class TransformerEncoder extends KerasHubLayer {
       const keyMask = kerasMask != null && paddingMask != null ?
           tf.logicalAnd(tf.cast(kerasMask, 'bool'), tf.cast(paddingMask, 'bool')) : padding;
       const attended = attentionForward(w.attention, w.dims, h, h, h, {
-        attention: c.attention, softcap: 0, dropout: c.dropout, training, attentionMask, queryMask: kerasMask,
+        attention: c.attention, softcap: 0, precision: c.precision, dropout: c.dropout, training, attentionMask,
+        queryMask: kerasMask,
         keyMask, returnScores,
       });
       if (attended.scores != null) scores = tf.keep(attended.scores);

@@ -12,6 +12,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type {LayerVariable} from '@tensorflow/tfjs-layers';
 import {checkKeyLengths} from '../ops/validate.js';
+import type {AttentionPrecision} from '../plan/precision.js';
 import {applyLayerCache, CachedKeyValues, LayerCache, rotate, RotarySettings} from './attention_cache.js';
 import {runLayerAttention} from './attention_dispatch.js';
 import {ResolvedAttention} from './attention_spec.js';
@@ -74,6 +75,8 @@ export interface AttentionCallOptions {
   cache?: LayerCache | null;
   /** Rotary embedding of the projected queries and keys, at positions cacheUpdateIndex (or 0) + i. */
   rotary?: RotarySettings | null;
+  /** The ops' precision option; null / absent: the ATTENTION_PRECISION flag. */
+  precision?: AttentionPrecision | null;
 }
 
 /**
@@ -129,6 +132,7 @@ export function attentionForward(
       attentionMask: opts.attentionMask, queryMask: opts.queryMask, keyMask: opts.keyMask,
       causalTopLeft: opts.useCausalMask, keyLengths: kv.keyLengths ?? opts.keyLengths, queryOffsets: kv.queryOffsets,
       dropoutRate: opts.dropout, seed: opts.seed, training: opts.training, returnScores: opts.returnScores === true,
+      precision: opts.precision ?? undefined,
     });
     if (result.scores != null) scores = tf.keep(result.scores);
     let o: tf.Tensor = result.output;

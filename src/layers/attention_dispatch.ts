@@ -29,6 +29,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {makePlan} from '../plan/plan.js';
+import type {AttentionPrecision} from '../plan/precision.js';
 import {KernelExtras, ResolvedAttention} from './attention_spec.js';
 import {structuralVisibility} from './naive_attention.js';
 
@@ -60,6 +61,8 @@ export interface LayerAttentionOptions {
   seed?: number;
   training: boolean;
   returnScores: boolean;
+  /** The ops' precision option (absent: the ATTENTION_PRECISION flag); the materialized path runs fp32. */
+  precision?: AttentionPrecision;
 }
 
 export interface LayerAttentionResult {
@@ -130,7 +133,7 @@ function runKernelPath(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, opts: Lay
     const [, seqQ] = q.shape;
     const seqK = k.shape[1];
     const hasKerasTensors = opts.attentionMask != null || opts.queryMask != null || opts.keyMask != null;
-    const extras: KernelExtras = {};
+    const extras: KernelExtras = opts.precision == null ? {} : {precision: opts.precision};
     let causal = opts.attention.causal;
     if (opts.queryOffsets != null) {
       // Cached decoding: positions are known, causal is j <= queryOffsets + i on the kernels (no mask tensor).

@@ -37,7 +37,7 @@ export type AttentionSpec = 'flash' | 'naive' | {type: 'sliding'; windowSize: nu
     {type: 'sparse'; pattern: SparsePatternSpec};
 
 /** The ops' options a layer call may add to the spec's own mask. */
-export type KernelExtras = Pick<CommonAttentionOptions, 'mask' | 'queryOffsets' | 'dropout'>;
+export type KernelExtras = Pick<CommonAttentionOptions, 'mask' | 'queryOffsets' | 'dropout' | 'precision'>;
 
 /** A checked spec with its layout cache. */
 export class ResolvedAttention {
@@ -74,7 +74,9 @@ export class ResolvedAttention {
     const spec = this.spec;
     const common = {scale, softcap, keyLengths, ...extra};
     if (spec === 'naive') {
-      if (Object.keys(extra).length > 0) throw new Error(`attention 'naive' takes no ${Object.keys(extra)} option`);
+      // A precision is a request (src/plan/precision.ts): the naive ops run fp32, which satisfies any.
+      const options = Object.keys(extra).filter((key) => key !== 'precision');
+      if (options.length > 0) throw new Error(`attention 'naive' takes no ${options} option`);
       return naiveAttention(q, k, v, mask, scale, keyLengths, softcap);
     }
     if (spec === 'flash') return flashAttention(q, k, v, {...common, causal});

@@ -8,6 +8,7 @@ import {initializers, layers, LayerVariable, SymbolicTensor} from '@tensorflow/t
 import type {Kwargs} from '@tensorflow/tfjs-layers/dist/types';
 import {AddWeight, addAttentionWeights, AttentionDims, AttentionWeights, Projection, project} from
     './attention_core.js';
+import {AttentionPrecision, checkPrecision} from '../plan/precision.js';
 import {AttentionSpec, checkAttentionSpec, ResolvedAttention} from './attention_spec.js';
 import {gatherTensorArgs, TENSOR_ARGS_KEY} from './functional.js';
 import {
@@ -33,10 +34,13 @@ export interface TransformerArgsBase {
   normalizeFirst?: boolean;
   /** Ours: which attention runs in the attention sublayers (default 'flash'); see AttentionSpec. */
   attention?: AttentionSpec;
+  /** Ours: the attention ops' precision option (see MultiHeadAttention); null / absent: the ATTENTION_PRECISION flag. */
+  precision?: AttentionPrecision | null;
 }
 
 export const TRANSFORMER_KEYS = ['intermediateDim', 'numHeads', 'dropout', 'activation', 'layerNormEpsilon',
-                                 'kernelInitializer', 'biasInitializer', 'normalizeFirst', 'attention'];
+                                 'kernelInitializer', 'biasInitializer', 'normalizeFirst', 'attention',
+                                 'precision'];
 
 const ACTIVATIONS: Record<string, (x: tf.Tensor) => tf.Tensor> = {
   relu: tf.relu,
@@ -62,6 +66,7 @@ export class TransformerConfig {
   readonly biasInitializer: Initializer;
   readonly normalizeFirst: boolean;
   readonly attention: ResolvedAttention;
+  readonly precision: AttentionPrecision | null;
 
   constructor(layer: string, args: TransformerArgsBase) {
     if (args == null) throw new Error(`${layer}: config {intermediateDim, numHeads, ...} must be given`);
@@ -85,6 +90,7 @@ export class TransformerConfig {
         kerasObject<Initializer>(layer, 'biasInitializer', 'initializer', args.biasInitializer ?? 'zeros')!;
     this.normalizeFirst = checkOptionalBoolean(layer, 'normalizeFirst', args.normalizeFirst ?? undefined, false);
     this.attention = new ResolvedAttention(checkAttentionSpec(args.attention, false), false);
+    this.precision = args.precision == null ? null : checkPrecision(args.precision, `${layer}: precision`);
   }
 
   activate(x: tf.Tensor): tf.Tensor {
@@ -103,6 +109,7 @@ export class TransformerConfig {
       normalizeFirst: this.normalizeFirst,
     };
     if (this.attention.spec !== 'flash') config.attention = this.attention.spec as tf.serialization.ConfigDictValue;
+    if (this.precision != null) config.precision = this.precision;
     return config;
   }
 }
