@@ -40,3 +40,11 @@ export const FUZZ_TOLERANCES: Record<string, Tolerances> = {
   webgpu: {forward: 1e-5, gradients: 2e-4},
   webgl: {forward: 2e-5, gradients: 1e-4},
 };
+
+/**
+ * The tensor-core forward (kernels/webgpu/attention_forward_tc.ts), forward only, per precision: 'medium' rounds q,
+ * k, v and P to f16 (2^-11 relative); 'high' splits each into hi + lo f16 parts (~22 bits kept). Measured on the
+ * shared table with emulated MMAs on lavapipe (test/webgpu_tc.test.ts); bench/device/tc_check.ts measures the real
+ * ones.
+ */
+export const TENSOR_CORE_TOLERANCES = {medium: 1e-2, high: 5e-5};

@@ -5,8 +5,7 @@
  * MMA statements differ (bench/device/tc_check.ts runs the real ones). Every shared case, forward, in 'medium' and
  * 'high', against the float64 reference.
  *
- * Tolerances (max |error| / max |reference|, check_case.ts): 'medium' rounds q, k, v and P to f16 (2^-11 relative):
- * 1e-2; 'high' keeps ~22 bits of each operand: 5e-5 (the fp32 kernel's table value is 1e-5).
+ * Tolerances: TENSOR_CORE_TOLERANCES (test/tolerances.ts; max |error| / max |reference|, check_case.ts).
  */
 import './setup_node.js';
 import {expect} from 'chai';
@@ -16,10 +15,10 @@ import '../kernels/webgpu/register_all_webgpu_kernels.js';
 import {setTensorCoreEmulationForTests} from '../kernels/webgpu/attention_forward_tc.js';
 import {CASES, hasTag} from './cases.js';
 import {checkCase} from './check_case.js';
+import {TENSOR_CORE_TOLERANCES} from './tolerances.js';
 import {registerTensorCoreBackend} from './tc_kernels.js';
 import {setupWebGPU, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
 
-export const TC_TOLERANCES = {medium: 1e-2, high: 5e-5};
 
 let env: WebGPUEnv | null = null;
 let device: GPUDevice;
@@ -50,8 +49,8 @@ describe('webgpu tensor-core forward (emulated MMAs)', function() {
         expect(path?.path, 'path').to.equal(precision === 'high' ? 'subgroup-matrix-f16x3' : 'subgroup-matrix-f16');
         expect(r.problems, 'problems').to.deep.equal([]);
         expect(r.leakedTensors, 'leaked tensors').to.equal(0);
-        expect(r.errors.output, 'output').to.be.at.most(TC_TOLERANCES[precision]);
-        expect(r.errors.lse, 'lse').to.be.at.most(TC_TOLERANCES[precision]);
+        expect(r.errors.output, 'output').to.be.at.most(TENSOR_CORE_TOLERANCES[precision]);
+        expect(r.errors.lse, 'lse').to.be.at.most(TENSOR_CORE_TOLERANCES[precision]);
       });
     }
   }
