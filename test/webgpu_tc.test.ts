@@ -12,6 +12,7 @@ import {expect} from 'chai';
 import * as tf from '@tensorflow/tfjs-core';
 import * as lib from '../src/index.js';
 import '../kernels/webgpu/register_all_webgpu_kernels.js';
+import {setDecodePathForTests} from '../kernels/webgpu/attention_decode.js';
 import {setTensorCoreEmulationForTests} from '../kernels/webgpu/attention_forward_tc.js';
 import {CASES, hasTag} from './cases.js';
 import {checkCase} from './check_case.js';
@@ -33,9 +34,13 @@ describe('webgpu tensor-core forward (emulated MMAs)', function() {
     device = await registerTensorCoreBackend('webgpu-tc', adapter);
     await tf.setBackend('webgpu-tc');
     setTensorCoreEmulationForTests(true);
+    // Decode-shaped plans (few queries, many keys) take the decode path, not the tensor cores; off here so that every
+    // case runs the tensor-core program.
+    setDecodePathForTests('never');
   });
   after(() => {
     setTensorCoreEmulationForTests(false);
+    setDecodePathForTests(null);
     tf.env().set(lib.PRECISION_FLAG, 'highest');
   });
 

@@ -1,10 +1,10 @@
 /**
  * The tensor-core (subgroup-matrix) FlashAttention-2 forward on WebGPU, for precision 'medium' (f16 operands, f32
- * accumulation) and 'high' (each fp32 operand split into hi = f16(x) and lo = f16(x − hi); products hi·hi + hi·lo +
+ * accumulation) and 'high' (each fp32 operand split into an f16 hi part and an f16 lo part; products hi·hi + hi·lo +
  * lo·hi accumulated in f32: cuBLAS/CUTLASS's 3×f16 emulation of fp32). attention_forward_tc.ts runs it.
  *
- * 'high' keeps every lo part a normal f16 number (no subnormals, which some drivers flush to zero): lo parts are
- * stored times LO_SCALE = 2^11, so
+ * 'high' keeps every lo part a normal f16 number (no subnormals, which some drivers flush to zero): hi is x
+ * truncated to f16's 11 significant bits (splitHi), lo parts are stored times LO_SCALE = 2^11, so
  *   S = Qhi·Khi + (Qhi·Klo' + Qlo'·Khi) / LO_SCALE        two accumulators, both stored (Sw, Sx)
  *   PSCALE·P·V = P'hi·Vhi + P'lo·Vhi + (P'hi / LO_SCALE)·Vlo'   one accumulator, with P' = PSCALE·P
  * (PSCALE = LO_SCALE, so P'hi / LO_SCALE is P's own f16 rounding and P'lo is P's lo part times PSCALE).
@@ -62,6 +62,18 @@ export const EMULATED_SUBGROUP = 32;
 /** P is multiplied by this before rounding to f16, and 'high' stores lo parts times LO_SCALE (see the header). */
 const PSCALE = 2048;
 const LO_SCALE = 2048;
+
+/**
+ * The 'high' split: hi = x with its 13 lowest mantissa bits cleared (exactly an f16 number for f16-normal
+ * magnitudes), lo = x − hi exactly in f32 (|lo| < 2^-10·|x|), stored as f16(lo · LO_SCALE). Done on the bits
+ * because compilers may fold x − f32(f16(x)) to 0 (Mesa's lavapipe does, and unpack2x16float(pack2x16float(x))
+ * likewise).
+ */
+const SPLIT_HI_WGSL = `
+fn splitHi(x: f32) -> f32 {
+  return bitcast<f32>(bitcast<u32>(x) & 0xffffe000u);
+}
+`;
 
 /** Head size padded to whole MMA tiles. */
 export function paddedTcHeadDim(headDim: number): number {
@@ -240,7 +252,7 @@ var<workgroup> Ow: array<f32, ${blockQ * OST}>;
 var<workgroup> rowPart: array<f32, ${blockQ * s.TPR}>;
 var<workgroup> sharedRange: vec4<i32>;
 var<workgroup> sharedRun: vec4<i32>;
-${STABLE_TANH_WGSL}${s.opts == null ? '' : optionFunctions(s.opts, 'schedule')}${
+${STABLE_TANH_WGSL}${s.precision === 'high' ? SPLIT_HI_WGSL : ''}${s.opts == null ? '' : optionFunctions(s.opts, 'schedule')}${
     summarized ? tileStateFunction('schedule', blockQ) : ''}${s.opts?.dropout ? PHILOX_WGSL : ''}
 ${visibilityFunction(s)}`;
 }
@@ -331,10 +343,12 @@ function onlineSoftmax(s: TcShape): string {
           let scaled = p * PSCALE;`}
           for (var e = 0; e < 4; e++) {
             let at = u32(row) * PST + u32(c0 + e);
-            let hi = f16(scaled[e]);
-            Pw[at] = hi;${split ? `
-            Pw[PLO + at] = f16(scaled[e] - f32(hi));
-            Pw[PHI + at] = f16(f32(hi) * INV_LO_SCALE);` : ''}
+${split ? `
+            let hi = splitHi(scaled[e]);
+            Pw[at] = f16(hi);
+            Pw[PLO + at] = f16(scaled[e] - hi);
+            Pw[PHI + at] = f16(hi * INV_LO_SCALE);` : `
+            Pw[at] = f16(scaled[e]);`}
           }
         }`).join('')}
         rowSum = rowSum * alpha + sum;
@@ -524,7 +538,7 @@ export class TcPackProgram implements MultiOutputProgram {
   }
 
   getUserCode(): string {
-    return `
+    return `${this.split ? SPLIT_HI_WGSL : ''}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let e = (wg.y * uniforms.width + wg.x) * 256u + lid;
@@ -538,10 +552,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   if (s < uniforms.seq && d < uniforms.headDim) {
     value = x[((b * uniforms.seq + s) * uniforms.heads + h) * uniforms.headDim + d];
   }
-  let hi = f16(value);
-  packed[uniforms.at + e] = hi;${this.split ? `
-  // The lo part times LO_SCALE: a normal f16 number unless |value| < ~2^-14 (see flash_attention_tc_webgpu.ts).
-  packed[uniforms.at + uniforms.loAt + e] = f16((value - f32(hi)) * ${LO_SCALE}.0);` : ''}
+${this.split ? `
+  let hi = splitHi(value);
+  packed[uniforms.at + e] = f16(hi);
+  // The lo part times LO_SCALE: a normal f16 number unless |value| < ~2^-14.
+  packed[uniforms.at + uniforms.loAt + e] = f16((value - hi) * ${LO_SCALE}.0);` : `
+  packed[uniforms.at + e] = f16(value);`}
 }
 `;
   }
