@@ -53,8 +53,7 @@ describe('tensor-core forward WGSL (generated, no device)', () => {
       });
       for (const opts of OPTION_SETS) {
         for (const [softcap, keyLengths, layout] of [[false, false, false], [true, true, true]]) {
-          const name = `${precision} d${headDim} ${JSON.stringify(opts)} cap=${softcap} len=${keyLengths} lay=${layout}`;
-          it(name, () => {
+          it(`${precision} d${headDim} ${JSON.stringify(opts)} cap=${softcap} len=${keyLengths} lay=${layout}`, () => {
             const program = new TcForwardProgram(headDim, tile!, precision, softcap, keyLengths, layout, opts);
             const code = programSource(program);
             expect(code).to.match(/^diagnostic\(off, subgroup_uniformity\);/);

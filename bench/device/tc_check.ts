@@ -103,7 +103,8 @@ async function main(): Promise<number> {
   }
 
   console.log('\n== 2. forward program: WGSL compilation and pipeline creation');
-  const allOptions = {queryOffsets: true, mask: 'f32' as const, bias: true, alibi: true, segments: false, dropout: true};
+  const allOptions =
+      {queryOffsets: true, mask: 'f32' as const, bias: true, alibi: true, segments: false, dropout: true};
   for (const precision of precisions) {
     for (const headDim of [64, 128]) {
       const tile = chooseTcTile(headDim, precision, getLimits(backend), emulate ? 1 : caps.subgroupMaxSize);
@@ -151,9 +152,13 @@ async function main(): Promise<number> {
       if (!ok) failures++;
       if (precision === 'highest') fp32 = err;
       const ratio = precision === 'high' ? ` (${(err / Math.max(fp32, 1e-9)).toFixed(1)}× fp32)` : '';
-      if (precision === 'high' && path === 'subgroup-matrix-f16x3') worstHighRatio = Math.max(worstHighRatio, err / Math.max(fp32, 1e-9));
-      row.push(`${precision} [${path}] out ${fmt(r.errors.output)} lse ${fmt(r.errors.lse)}${ratio} ${ok ? 'PASS' : 'FAIL'}${
-          r.problems.length ? ' problems: ' + r.problems.join('; ') : ''}${r.leakedTensors ? ` leaked ${r.leakedTensors}` : ''}`);
+      if (precision === 'high' && path === 'subgroup-matrix-f16x3') {
+        worstHighRatio = Math.max(worstHighRatio, err / Math.max(fp32, 1e-9));
+      }
+      const problems = r.problems.length ? ' problems: ' + r.problems.join('; ') : '';
+      const leaks = r.leakedTensors ? ` leaked ${r.leakedTensors}` : '';
+      row.push(`${precision} [${path}] out ${fmt(r.errors.output)} lse ${fmt(r.errors.lse)}${ratio} ${
+          ok ? 'PASS' : 'FAIL'}${problems}${leaks}`);
     }
     console.log(`${c.name}\n  ${row.join('\n  ')}`);
   }
@@ -178,7 +183,8 @@ async function main(): Promise<number> {
             failures++;
             continue;
           }
-          console.log(`D${headDim} ${causal ? 'causal' : 'dense '} ${precision.padEnd(7)} [${path}]: ${ms.toFixed(3)} ms, ${
+          console.log(`D${headDim} ${causal ? 'causal' : 'dense '} ${precision.padEnd(7)} [${path}]: ${
+              ms.toFixed(3)} ms, ${
               (flops / ms / 1e9).toFixed(1)} TFLOP/s`);
         }
       }

@@ -144,7 +144,8 @@ const realDialect: MatrixDialect = {
   builtins: ', @builtin(subgroup_size) sgSize: u32',
   zero: (acc) => `var ${acc} = subgroup_matrix_result<f32, 16, 16>();`,
   load: (acc, m) =>
-      `var ${acc} = subgroupMatrixLoad<subgroup_matrix_result<f32, 16, 16>>(&${m.array}, ${m.offset}, false, ${m.stride});`,
+      `var ${acc} = subgroupMatrixLoad<subgroup_matrix_result<f32, 16, 16>>(&${m.array}, ${m.offset}, false, ${
+          m.stride});`,
   multiplyAccumulate: (acc, terms) => terms.map(([l, r], t) => `
         {
           let left${t} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&${l.array}, ${l.offset}, ${
@@ -252,7 +253,8 @@ var<workgroup> Ow: array<f32, ${blockQ * OST}>;
 var<workgroup> rowPart: array<f32, ${blockQ * s.TPR}>;
 var<workgroup> sharedRange: vec4<i32>;
 var<workgroup> sharedRun: vec4<i32>;
-${STABLE_TANH_WGSL}${s.precision === 'high' ? SPLIT_HI_WGSL : ''}${s.opts == null ? '' : optionFunctions(s.opts, 'schedule')}${
+${STABLE_TANH_WGSL}${s.precision === 'high' ? SPLIT_HI_WGSL : ''}${
+    s.opts == null ? '' : optionFunctions(s.opts, 'schedule')}${
     summarized ? tileStateFunction('schedule', blockQ) : ''}${s.opts?.dropout ? PHILOX_WGSL : ''}
 ${visibilityFunction(s)}`;
 }
@@ -306,8 +308,8 @@ function scoreFinish(s: TcShape): string {
         let c0 = ${g * s.TPR * 4} + part * 4;
         for (var e = 0; e < 4; e++) {
           let j = k0 + c0 + e;
-          let raw = ${s.precision === 'high' ? 'Sw[u32(row) * SST + u32(c0 + e)] + Sx[u32(row) * SST + u32(c0 + e)] * INV_LO_SCALE' :
-      'Sw[u32(row) * SST + u32(c0 + e)]'};${score}
+          let at = u32(row) * SST + u32(c0 + e);
+          let raw = ${s.precision === 'high' ? 'Sw[at] + Sx[at] * INV_LO_SCALE' : 'Sw[at]'};${score}
           if (!full && !isVisible(i, j, keyLength, maskHead)) { x = MASKED; }
           x${g}[e] = x;
           rowMax = max(rowMax, x);
@@ -320,7 +322,8 @@ function scoreFinish(s: TcShape): string {
 
 /**
  * Phase 3: the new row max over the TPR threads of the row, P = exp2(x − m) (0 where masked) to Pw as f16 —
- * dropout's keep mask applied and scaled by 1 / (1 − rate) for P·V only, the row sum (hence lse) taking P — and this
+ * dropout's keep mask applied and scaled by 1 / (1 − rate) for P·V only, the row sum (hence lse) taking P — and
+ * this
  * thread's columns of the O row rescaled by exp2(mOld − m).
  */
 function onlineSoftmax(s: TcShape): string {

@@ -139,7 +139,8 @@ function bindingTensor(b: Binding): tf.TensorInfo {
 /** The WGSL declarations the runner puts before program.getUserCode(). */
 export function makeBindingHeader(program: MultiOutputProgram): string {
   const lines: string[] = [
-    ...(program.diagnostics ?? []).map((d) => `diagnostic(${d});`), ...(program.enables ?? []).map((e) => `enable ${e};`),
+    ...(program.diagnostics ?? []).map((d) => `diagnostic(${d});`),
+    ...(program.enables ?? []).map((e) => `enable ${e};`),
   ];
   let binding = 0;
   program.outputNames.forEach((name, i) => {
