@@ -156,8 +156,11 @@ fn nextLiveTile(b: i32, h: i32, queryTile: i32, startRun: i32, startTile: i32, r
 }
 `;
 
-/** isVisible(i, j): the per-element mask of partial tiles (keyLengths, window, layout bit). */
-function visibilityFunction(s: ForwardShape): string {
+/**
+ * isVisible(i, j): the per-element mask of partial tiles (keyLengths, window, layout bit). Also the tensor-core
+ * forward's (flash_attention_tc_webgpu.ts), which declares the same uniforms and `schedule` binding.
+ */
+export function visibilityFunction(s: Pick<ForwardShape, 'opts' | 'hasLayout'>): string {
   return `
 fn isVisible(i: i32, j: i32, keyLength: i32, maskHead: i32) -> bool {
   if (i >= uniforms.seqQ || j >= keyLength) { return false; }

@@ -31,6 +31,8 @@ export interface MultiOutputProgram {
   uniformFields: Array<[string, UniformType]>;
   /** WGSL `enable` extensions the code needs (e.g. 'subgroups'); the device must have the features. */
   enables?: string[];
+  /** WGSL global diagnostic filters, e.g. 'off, subgroup_uniformity' (written as `diagnostic(...)`). */
+  diagnostics?: string[];
   /** Everything that changes the generated code (and nothing that doesn't): the pipeline cache key. */
   shaderKey: string;
   /** The shader after the generated binding declarations; defines `@compute @workgroup_size(...) fn main`. */
@@ -136,7 +138,10 @@ function bindingTensor(b: Binding): tf.TensorInfo {
 
 /** The WGSL declarations the runner puts before program.getUserCode(). */
 export function makeBindingHeader(program: MultiOutputProgram): string {
-  const lines: string[] = (program.enables ?? []).map((e) => `enable ${e};`);
+  const lines: string[] = [
+    ...(program.diagnostics ?? []).map((d) => `diagnostic(${d});`),
+    ...(program.enables ?? []).map((e) => `enable ${e};`),
+  ];
   let binding = 0;
   program.outputNames.forEach((name, i) => {
     lines.push(`@group(0) @binding(${binding++}) var<storage, read_write> ${name}: array<${program.outputTypes[i]}>;`);

@@ -1,0 +1,202 @@
+/**
+ * The tensor-core forward (issue 19 §2: precision 'medium' and 'high', kernels/webgpu/attention_forward_tc.ts) on a
+ * real device, in one self-explanatory run:
+ *   1. the adapter (Dawn toggles allow_unsafe_apis + vulkan_enable_f16_on_nvidia), its features and f16
+ *      subgroup-matrix configurations; exits 0 here when there are none;
+ *   2. WGSL compile messages and pipeline validation errors of the forward program for 'medium' / 'high' × headDim
+ *      64 / 128 × no options / every option;
+ *   3. every shared case (test/cases.ts) forward in 'highest', 'medium' and 'high' against the float64 reference
+ *      (test/reference.ts): max |error| / max |reference| of output and lse, the path that ran, PASS / FAIL against
+ *      TENSOR_CORE_TOLERANCES (test/tolerances.ts), and 'high' / fp32 error ratios (issue 19's target: ≤ 2);
+ *   4. timing (bench/suite/webgpu_timing.ts timeOnQueue), B1 H16 S4096, headDim 64 and 128, dense and causal, in
+ *      every precision: ms and TFLOP/s (4·S²·D·H per forward, half under causal).
+ * Exit code 1 when a compile, validation or case failed.
+ *
+ *   npm run bench:tc-bundle && node .bench-dist/tc_check.mjs [--emulate] [--quick]
+ * (the bundle needs only the `webgpu` package beside it). --emulate runs the MMAs as SIMT code (any device with
+ * shader-f16, e.g. lavapipe: a check of this script and of everything but the MMAs); --quick: the 'quick' cases, no
+ * timing.
+ */
+import {create, globals} from 'webgpu';
+
+const args = new Set(process.argv.slice(2));
+const emulate = args.has('--emulate');
+const quick = args.has('--quick');
+const TOGGLES = 'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia';
+
+type WebGPUBackend = import('@tensorflow/tfjs-backend-webgpu').WebGPUBackend;
+type Tensor = import('@tensorflow/tfjs-core').Tensor;
+type Tensor4D = import('@tensorflow/tfjs-core').Tensor4D;
+
+async function main(): Promise<number> {
+  Object.assign(globalThis, globals);
+  const gpu = create([TOGGLES]);
+  Object.defineProperty(globalThis, 'navigator', {value: {gpu}, configurable: true, writable: true});
+
+  const adapter = await gpu.requestAdapter({powerPreference: 'high-performance'});
+  if (adapter == null) {
+    console.log('no WebGPU adapter: nothing to check');
+    return 0;
+  }
+  const info = adapter.info as GPUAdapterInfo & {subgroupMinSize?: number; subgroupMaxSize?: number;
+                                                subgroupMatrixConfigs?: unknown[]};
+  console.log(`== adapter (Dawn toggles ${TOGGLES})`);
+  console.log(`${[info.vendor, info.architecture, info.device, info.description].filter((s) => s).join(' / ')}`);
+  console.log(`subgroup size ${info.subgroupMinSize}..${info.subgroupMaxSize}; maxComputeWorkgroupStorageSize ${
+      adapter.limits.maxComputeWorkgroupStorageSize}`);
+  console.log(`features: ${[...adapter.features].sort().join(' ')}`);
+  console.log(`subgroupMatrixConfigs: ${JSON.stringify(info.subgroupMatrixConfigs ?? null)}`);
+
+  const tf = await import('@tensorflow/tfjs-core');
+  const lib = await import('../../src/index.js');
+  await import('../../kernels/webgpu/register_all_webgpu_kernels.js');
+  const {registerTensorCoreBackend} = await import('../../test/tc_kernels.js');
+  const {setTensorCoreEmulationForTests, chooseTcTile} = await import('../../kernels/webgpu/attention_forward_tc.js');
+  const {webgpuCapabilities, hasSubgroupMatrixF16} = await import('../../kernels/webgpu/device_capabilities.js');
+  const {TcForwardProgram} = await import('../../kernels/webgpu/flash_attention_tc_webgpu.js');
+  const {programSource, getLimits} = await import('../../kernels/webgpu/program_runner.js');
+  const {CASES, hasTag} = await import('../../test/cases.js');
+  const {checkCase} = await import('../../test/check_case.js');
+  const {TENSOR_CORE_TOLERANCES} = await import('../../test/tolerances.js');
+  const {timeOnQueue} = await import('../suite/webgpu_timing.js');
+
+  const device = await registerTensorCoreBackend('webgpu-tc', adapter);
+  const uncaptured: string[] = [];
+  device.onuncapturederror = (e: GPUUncapturedErrorEvent) => uncaptured.push(e.error.message);
+  await tf.setBackend('webgpu-tc');
+  const backend = tf.backend() as unknown as WebGPUBackend;
+  const caps = webgpuCapabilities(backend);
+  console.log(`device: shader-f16 ${caps.shaderF16}, subgroups ${caps.subgroups}, f16 subgroup-matrix configs ${
+      JSON.stringify(caps.subgroupMatrixF16)}`);
+  if (emulate) {
+    if (!caps.shaderF16) {
+      console.log('--emulate needs shader-f16, absent: nothing to check');
+      return 0;
+    }
+    setTensorCoreEmulationForTests(true);
+    console.log('EMULATED subgroup-matrix operations (SIMT code): this checks everything but the MMAs');
+  } else if (!hasSubgroupMatrixF16(caps, {M: 16, N: 16, K: 16})) {
+    console.log('subgroup matrices absent (no f16 16x16x16 configuration on this device): nothing to check');
+    return 0;
+  }
+
+  let failures = 0;
+  const precisions = ['medium', 'high'] as const;
+
+  /** Runs fn inside validation and out-of-memory error scopes; returns the error messages. */
+  async function scoped<T>(fn: () => Promise<T>): Promise<{value?: T; errors: string[]}> {
+    device.pushErrorScope('validation');
+    device.pushErrorScope('out-of-memory');
+    let value: T | undefined;
+    const errors: string[] = [];
+    try {
+      value = await fn();
+    } catch (e) {
+      errors.push(`threw: ${(e as Error).message}`);
+    }
+    for (const scope of ['out-of-memory', 'validation']) {
+      const err = await device.popErrorScope();
+      if (err != null) errors.push(`${scope}: ${err.message}`);
+    }
+    errors.push(...uncaptured.splice(0));
+    return {value, errors};
+  }
+
+  console.log('\n== 2. forward program: WGSL compilation and pipeline creation');
+  const allOptions =
+      {queryOffsets: true, mask: 'f32' as const, bias: true, alibi: true, segments: false, dropout: true};
+  for (const precision of precisions) {
+    for (const headDim of [64, 128]) {
+      const tile = chooseTcTile(headDim, precision, getLimits(backend), emulate ? 1 : caps.subgroupMaxSize);
+      if (tile == null) {
+        console.log(`${precision} d${headDim}: no tile fits this device — FAIL`);
+        failures++;
+        continue;
+      }
+      for (const opts of [null, allOptions]) {
+        const program = new TcForwardProgram(headDim, tile, precision, false, false, false, opts, emulate);
+        const label = `${precision} d${headDim} tile ${tile.blockQ}x${tile.blockK}x${tile.threads}${
+            opts ? ' +options' : ''}`;
+        const {errors} = await scoped(async () => {
+          const module = device.createShaderModule({code: programSource(program), label});
+          const messages = (await module.getCompilationInfo()).messages;
+          for (const m of messages) console.log(`  wgsl ${m.type} ${m.lineNum}:${m.linePos}: ${m.message}`);
+          await device.createComputePipelineAsync({layout: 'auto', compute: {module, entryPoint: 'main'}, label});
+        });
+        console.log(`${label}: ${errors.length === 0 ? 'compiled' : 'FAIL\n  ' + errors.join('\n  ')}`);
+        if (errors.length > 0) failures++;
+      }
+    }
+  }
+
+  console.log('\n== 3. shared cases, forward, vs the float64 reference (max |err| / max |ref|)');
+  console.log(`tolerances: medium ${TENSOR_CORE_TOLERANCES.medium}, high ${TENSOR_CORE_TOLERANCES.high}`);
+  const fmt = (x: number) => x.toExponential(1);
+  const cases = CASES.filter((c) => !hasTag(c, 'browser') && (!quick || hasTag(c, 'quick')));
+  let worstHighRatio = 0;
+  for (const c of cases) {
+    const row: string[] = [];
+    let fp32 = 0;
+    for (const precision of ['highest', ...precisions] as const) {
+      tf.env().set(lib.PRECISION_FLAG, precision);
+      const {value: r, errors} = await scoped(() => checkCase(tf, lib, {...c, forwardOnly: true}, 1));
+      const path = lib.lastAttentionPath()?.path ?? '?';
+      if (r == null || errors.length > 0) {
+        row.push(`${precision} FAIL ${errors.join('; ')}`);
+        failures++;
+        continue;
+      }
+      const err = Math.max(r.errors.output, r.errors.lse);
+      const tolerance = precision === 'highest' ? 1e-5 : TENSOR_CORE_TOLERANCES[precision];
+      const ok = err <= tolerance && r.problems.length === 0 && r.leakedTensors === 0;
+      if (!ok) failures++;
+      if (precision === 'highest') fp32 = err;
+      const ratio = precision === 'high' ? ` (${(err / Math.max(fp32, 1e-9)).toFixed(1)}× fp32)` : '';
+      if (precision === 'high' && path === 'subgroup-matrix-f16x3') {
+        worstHighRatio = Math.max(worstHighRatio, err / Math.max(fp32, 1e-9));
+      }
+      const problems = r.problems.length ? ' problems: ' + r.problems.join('; ') : '';
+      const leaks = r.leakedTensors ? ` leaked ${r.leakedTensors}` : '';
+      row.push(`${precision} [${path}] out ${fmt(r.errors.output)} lse ${fmt(r.errors.lse)}${ratio} ${
+          ok ? 'PASS' : 'FAIL'}${problems}${leaks}`);
+    }
+    console.log(`${c.name}\n  ${row.join('\n  ')}`);
+  }
+  console.log(`worst 'high' error / fp32 error: ${worstHighRatio.toFixed(2)} (issue 19 target: <= 2)`);
+  tf.env().set(lib.PRECISION_FLAG, 'highest');
+
+  if (!quick) {
+    console.log('\n== 4. timing: B1 H16 S4096 (median ms per call on the queue)');
+    const [B, H, S] = [1, 16, 4096];
+    for (const headDim of [64, 128]) {
+      const q = tf.randomNormal([B, S, H, headDim]) as Tensor4D;
+      const k = tf.randomNormal([B, S, H, headDim]) as Tensor4D;
+      const v = tf.randomNormal([B, S, H, headDim]) as Tensor4D;
+      for (const causal of [false, true]) {
+        for (const precision of ['highest', ...precisions] as const) {
+          const run = () => [lib.flashAttention(q, k, v, {causal, precision}) as Tensor];
+          const {value: ms, errors} = await scoped(() => timeOnQueue(run));
+          const flops = 4 * S * S * headDim * H * B * (causal ? 0.5 : 1);
+          const path = lib.lastAttentionPath()?.path ?? '?';
+          if (ms == null || errors.length > 0) {
+            console.log(`D${headDim} ${causal ? 'causal' : 'dense '} ${precision}: FAIL ${errors.join('; ')}`);
+            failures++;
+            continue;
+          }
+          console.log(`D${headDim} ${causal ? 'causal' : 'dense '} ${precision.padEnd(7)} [${path}]: ${
+              ms.toFixed(3)} ms, ${
+              (flops / ms / 1e9).toFixed(1)} TFLOP/s`);
+        }
+      }
+      tf.dispose([q, k, v]);
+    }
+  }
+
+  console.log(`\n${failures === 0 ? 'ALL PASS' : `${failures} FAILURE(S)`}`);
+  return failures === 0 ? 0 : 1;
+}
+
+main().then((code) => process.exit(code), (e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,221 @@
+/**
+ * The webgpu tensor-core forward executor (issue 19 §2): precision 'medium' and 'high' on f16 subgroup-matrix tiles
+ * (flash_attention_tc_webgpu.ts). Same contract as runAttentionForward (attention_forward.ts): [output [B,Sq,H,D],
+ * lse [B,H,Sq]], every option the fp32 forward executes, the same block schedule (schedule_buffers.ts) and side buffer
+ * (attention_options.ts).
+ *
+ * tensorCoreForwardApplies decides once, up front: the device has the 16×16×16 f16→f32 configuration, a tile fits,
+ * and every tensor fits one binding and one dispatch (no chunking here: plans beyond that, and decode-shaped plans,
+ * which are memory-bound, run the fp32 path). Per call: one pack dispatch per operand (q, k, v → one f16 buffer,
+ * released after the forward dispatch is submitted), the side-buffer prep where the plan has options, the forward.
+ */
+import {getBackend, type TensorInfo} from '@tensorflow/tfjs-core';
+import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
+import {AttentionPlan} from '../../src/plan/plan.js';
+import {recordAttentionPath} from '../../src/plan/precision.js';
+import {unevenWork} from '../../src/plan/schedule.js';
+import {FORWARD_KERNEL} from '../../src/kernel_names.js';
+import type {AttentionInputs} from '../attention_kernel_func.js';
+import {useDecodePath} from './attention_decode.js';
+import {buildSideBuffer, elementMasked, optionFlagsOf, optionKey, optionUniformValues} from './attention_options.js';
+import {hasSubgroupMatrixF16, webgpuCapabilities} from './device_capabilities.js';
+import {
+  paddedTcHeadDim, TC_FORWARD_UNIFORMS, TcForwardProgram, TcPackProgram, tcConfigValid, TcTileConfig,
+  tcWorkgroupBytes, TensorCorePrecision,
+} from './flash_attention_tc_webgpu.js';
+import {Binding, createOutput, getLimits, ProgramLimits, runProgram} from './program_runner.js';
+import {getScheduleBuffer} from './schedule_buffers.js';
+
+/**
+ * Tile candidates, most work per workgroup first; the first that fits the device's workgroup memory (and divides
+ * evenly, tcConfigValid) is used. 256 invocations (8 subgroups of 32 on NVIDIA): 64×64 tiles at headDim ≤ 64 in
+ * 'medium' (44 KiB), 64×32 in 'high', 32×64 at headDim 128. Not yet tuned on hardware.
+ */
+const TC_TILES: TcTileConfig[] = [
+  {blockQ: 64, blockK: 64, threads: 256},
+  {blockQ: 64, blockK: 32, threads: 256},
+  {blockQ: 32, blockK: 64, threads: 256},
+  {blockQ: 32, blockK: 32, threads: 128},
+  {blockQ: 16, blockK: 64, threads: 256},
+  {blockQ: 16, blockK: 32, threads: 128},
+];
+
+let emulation = false;
+
+/**
+ * Test hook: run the tensor-core program with its subgroup-matrix operations emulated by SIMT code
+ * (flash_attention_tc_webgpu.ts), on any device with shader-f16. Off: the real path, only where the device has f16
+ * subgroup matrices.
+ */
+export function setTensorCoreEmulationForTests(on: boolean): void {
+  emulation = on;
+}
+
+function precisionOf(plan: AttentionPlan): TensorCorePrecision | null {
+  return plan.precision === 'medium' || plan.precision === 'high' ? plan.precision : null;
+}
+
+/** The tile for this plan on this device, or null when none fits. */
+export function chooseTcTile(
+    headDim: number, precision: TensorCorePrecision, limits: Pick<ProgramLimits,
+        'maxComputeWorkgroupStorageSize' | 'maxComputeInvocationsPerWorkgroup'>, subgroupMaxSize: number):
+    TcTileConfig | null {
+  for (const c of TC_TILES) {
+    // Subgroup-matrix shaders need a workgroup size that is a multiple of the largest subgroup size.
+    const threads = Math.max(c.threads, subgroupMaxSize);
+    const tile = {...c, threads};
+    if (threads > limits.maxComputeInvocationsPerWorkgroup || !tcConfigValid(tile, headDim)) continue;
+    if (tcWorkgroupBytes(tile, headDim, precision) <= limits.maxComputeWorkgroupStorageSize) return tile;
+  }
+  return null;
+}
+
+/** f16 elements of one packed operand: [batch, heads, seqPad, DP]. */
+function packedElements(batch: number, heads: number, seqPad: number, dp: number): number {
+  return batch * heads * seqPad * dp;
+}
+
+interface TcLaunch {
+  precision: TensorCorePrecision;
+  tile: TcTileConfig;
+  seqQPad: number;
+  seqKPad: number;
+  qElements: number;
+  kvElements: number;
+  /** f16 elements of the packed buffer (hi, and lo for 'high'). */
+  packedTotal: number;
+}
+
+function planLaunch(backend: WebGPUBackend, plan: AttentionPlan): TcLaunch | null {
+  const precision = precisionOf(plan);
+  if (precision == null) return null;
+  const {batch, seqQ, seqK, heads, kvHeads, headDim} = plan;
+  if (batch * seqQ * heads * headDim === 0 || seqK === 0 || useDecodePath(plan)) return null;
+  const caps = webgpuCapabilities(backend);
+  const hasMatrices = hasSubgroupMatrixF16(caps, {M: 16, N: 16, K: 16});
+  if (emulation ? !caps.shaderF16 : !hasMatrices) return null;
+  const limits = getLimits(backend);
+  const tile = chooseTcTile(headDim, precision, limits, emulation ? 1 : caps.subgroupMaxSize);
+  if (tile == null) return null;
+  const dp = paddedTcHeadDim(headDim);
+  const seqQPad = Math.ceil(seqQ / tile.blockQ) * tile.blockQ;
+  const seqKPad = Math.ceil(seqK / tile.blockK) * tile.blockK;
+  const qElements = packedElements(batch, heads, seqQPad, dp);
+  const kvElements = packedElements(batch, kvHeads, seqKPad, dp);
+  const hiElements = qElements + 2 * kvElements;
+  const packedTotal = hiElements * (precision === 'high' ? 2 : 1);
+  const maxBytes = limits.maxStorageBufferBindingSize;
+  const maxDim = limits.maxComputeWorkgroupsPerDimension;
+  const numTiles = seqQPad / tile.blockQ;
+  const fits = 2 * packedTotal <= maxBytes && packedTotal < 2 ** 31 &&
+      4 * batch * seqQ * heads * headDim <= maxBytes && 4 * batch * seqK * kvHeads * headDim <= maxBytes &&
+      numTiles <= maxDim && heads <= maxDim && batch <= maxDim;
+  return fits ? {precision, tile, seqQPad, seqKPad, qElements, kvElements, packedTotal} : null;
+}
+
+/** Whether runTensorCoreForward executes this plan (precision 'medium' / 'high' on a device that can). */
+export function tensorCoreForwardApplies(backend: WebGPUBackend, plan: AttentionPlan): boolean {
+  return planLaunch(backend, plan) != null;
+}
+
+const forwardPrograms = new Map<string, TcForwardProgram>();
+const packPrograms = new Map<string, TcPackProgram>();
+
+function getForwardProgram(plan: AttentionPlan, launch: TcLaunch): TcForwardProgram {
+  const opts = optionFlagsOf(plan);
+  const key = `${plan.headDim}|${launch.precision}|${JSON.stringify(launch.tile)}|${plan.softcap > 0}|${
+      plan.hasKeyLengths}|${plan.layout != null}${optionKey(opts)}|${emulation}`;
+  let p = forwardPrograms.get(key);
+  if (p == null) {
+    p = new TcForwardProgram(plan.headDim, launch.tile, launch.precision, plan.softcap > 0, plan.hasKeyLengths,
+                             plan.layout != null, opts, emulation);
+    forwardPrograms.set(key, p);
+  }
+  return p;
+}
+
+function getPackProgram(dp: number, split: boolean): TcPackProgram {
+  const key = `${dp}|${split}`;
+  let p = packPrograms.get(key);
+  if (p == null) {
+    p = new TcPackProgram(dp, split);
+    packPrograms.set(key, p);
+  }
+  return p;
+}
+
+/** Records the pack of one operand x [batch, seq, heads, headDim] into packed at `at` (lo parts at at + loAt). */
+function pack(
+    backend: WebGPUBackend, packed: TensorInfo, x: TensorInfo, plan: AttentionPlan, seq: number, heads: number,
+    seqPad: number, at: number, loAt: number, split: boolean): void {
+  const dp = paddedTcHeadDim(plan.headDim);
+  const total = packedElements(plan.batch, heads, seqPad, dp);
+  const groups = Math.ceil(total / 256);
+  const width = Math.min(groups, getLimits(backend).maxComputeWorkgroupsPerDimension);
+  runProgram(backend, getPackProgram(dp, split), {
+    outputs: [packed], inputs: [x],
+    uniforms: [total, width, seq, heads, plan.headDim, seqPad, at, loAt],
+    dispatch: [width, Math.ceil(groups / width), 1],
+  });
+}
+
+/** Runs the tensor-core forward for `plan` (tensorCoreForwardApplies must hold): [output, lse]. */
+export function runTensorCoreForward(backend: WebGPUBackend, plan: AttentionPlan, inputs: AttentionInputs):
+    TensorInfo[] {
+  const launch = planLaunch(backend, plan);
+  if (launch == null) throw new Error('attention: the tensor-core forward does not apply to this plan on this device');
+  const {batch, seqQ, seqK, heads, kvHeads, headDim} = plan;
+  const {tile, precision, seqQPad, seqKPad, qElements, kvElements} = launch;
+  const split = precision === 'high';
+  const program = getForwardProgram(plan, launch);
+  const sched = getScheduleBuffer(backend, plan, tile.blockQ, tile.blockK);
+  const layout = plan.layout;
+  const opts = program.opts;
+  const optionInputs: Binding[] = [];
+  if (opts?.mask != null) optionInputs.push(inputs.mask);
+  if (opts?.bias) optionInputs.push(inputs.bias);
+  const summarized = opts != null && elementMasked(opts);
+  const side = opts == null ? null :
+      buildSideBuffer(backend, plan, [sched.tensor], inputs, 0, summarized ? [[tile.blockQ, tile.blockK]] : []);
+
+  // The packed operands: f16 pairs in an int32 tensor (tfjs has no f16 dtype; WGSL reads it as array<f16>).
+  const packed = createOutput(backend, [Math.ceil(launch.packedTotal / 2)], 'int32');
+  const qAt = 0, kAt = qElements, vAt = qElements + kvElements, loAt = split ? qElements + 2 * kvElements : 0;
+  pack(backend, packed, inputs.q, plan, seqQ, heads, seqQPad, qAt, loAt, split);
+  pack(backend, packed, inputs.k, plan, seqK, kvHeads, seqKPad, kAt, loAt, split);
+  pack(backend, packed, inputs.v, plan, seqK, kvHeads, seqKPad, vAt, loAt, split);
+
+  const headsFastest = unevenWork(sched.schedule);
+  const numTiles = seqQPad / tile.blockQ;
+  const output = createOutput(backend, [batch, seqQ, heads, headDim]);
+  const lse = createOutput(backend, [batch, heads, seqQ]);
+  const values: Record<string, number> = {
+    seqQ, seqK, heads, kvHeads, groupSize: plan.groupSize, headDim, scale: plan.scale, softcap: plan.softcap,
+    windowLeft: plan.windowLeft, windowRight: plan.windowRight, diagonalOffset: plan.diagonalOffset,
+    numQueryTiles: sched.schedule.numQueryTiles, scheduleHeads: sched.schedule.numHeads,
+    rowRunStartOffset: sched.offsets.rowRunStart, rowRunsOffset: sched.offsets.rowRuns,
+    layoutBitsOffset: sched.offsets.layoutBits, layoutBlockSize: layout?.blockSize ?? 1,
+    layoutQueryBlocks: layout?.numQueryBlocks ?? 1, layoutKeyBlocks: layout?.numKeyBlocks ?? 1,
+    // Whole tensors are bound (no chunks): every base is 0.
+    qBase: 0, kBase: 0, vBase: 0, oBase: 0, lseBase: 0, batchStart: 0, queryTileStart: 0,
+    queryTileCount: numTiles, rowStart: 0, negInf: -Infinity, headsFastest: headsFastest ? 1 : 0,
+    qAt, kAt, vAt, loAt, seqQPad, seqKPad,
+  };
+  const uniforms = TC_FORWARD_UNIFORMS.map(([name]) => values[name]);
+  if (side != null) uniforms.push(...optionUniformValues(plan, side.layout, 0, summarized ? 0 : -1));
+  // Without keyLengths the shader never reads that binding: the cached schedule stands in (no per-call upload).
+  const bindings: Binding[] = side != null ? [packed, side.tensor, ...optionInputs] :
+      [packed, plan.hasKeyLengths ? inputs.keyLengths : sched.tensor, sched.tensor];
+  runProgram(backend, program, {
+    outputs: [output, lse], inputs: bindings, uniforms,
+    dispatch: headsFastest ? [heads, numTiles, batch] : [numTiles, heads, batch],
+  });
+  // Released once the queued dispatches that read them have been submitted (commandQueueOwnedIds).
+  backend.disposeData(packed.dataId, true);
+  if (side != null) backend.disposeData(side.tensor.dataId, true);
+  recordAttentionPath({
+    backend: getBackend(), kernel: FORWARD_KERNEL[plan.kind],
+    requested: plan.precision, path: split ? 'subgroup-matrix-f16x3' : 'subgroup-matrix-f16',
+  });
+  return [output, lse];
+}

@@ -1,0 +1,567 @@
+/**
+ * The tensor-core (subgroup-matrix) FlashAttention-2 forward on WebGPU, for precision 'medium' (f16 operands, f32
+ * accumulation) and 'high' (each fp32 operand split into an f16 hi part and an f16 lo part; products hi·hi + hi·lo +
+ * lo·hi accumulated in f32: cuBLAS/CUTLASS's 3×f16 emulation of fp32). attention_forward_tc.ts runs it.
+ *
+ * 'high' keeps every lo part a normal f16 number (no subnormals, which some drivers flush to zero): hi is x
+ * truncated to f16's 11 significant bits (splitHi), lo parts are stored times LO_SCALE = 2^11, so
+ *   S = Qhi·Khi + (Qhi·Klo' + Qlo'·Khi) / LO_SCALE        two accumulators, both stored (Sw, Sx)
+ *   PSCALE·P·V = P'hi·Vhi + P'lo·Vhi + (P'hi / LO_SCALE)·Vlo'   one accumulator, with P' = PSCALE·P
+ * (PSCALE = LO_SCALE, so P'hi / LO_SCALE is P's own f16 rounding and P'lo is P's lo part times PSCALE).
+ *
+ * Two programs:
+ *   TcPackProgram    q, k, v (f32, [batch, seq, heads, headDim]) → ONE f16 buffer, head-major and zero-padded:
+ *                    [batch, heads, seqPad, DP] per tensor (seqPad a multiple of the tile, DP = headDim rounded up to
+ *                    16), hi parts first and, for 'high', the lo parts `loAt` elements later. Padding with zeros is
+ *                    what lets the matrix loads read whole 16×16 tiles with no bounds checks (a zero key row scores
+ *                    0 and is masked; a zero value row adds 0).
+ *   TcForwardProgram one workgroup per (query tile, head, batch), walking the plan's block schedule like the fp32
+ *                    forward (flash_attention_webgpu.ts). Per key tile:
+ *                      1. S = Q·Kᵀ on 16×16×16 MMAs, straight from the packed buffer (K loaded column-major), to
+ *                         workgroup memory as f32;
+ *                      2. SIMT: scale, softcap, bias/ALiBi, masks (the fp32 forward's isVisible and the option
+ *                         helpers of attention_options.ts), the row max over the threads sharing a row;
+ *                      3. SIMT: online softmax in f32, P (dropout applied, scaled by PSCALE) to workgroup memory as
+ *                         f16 (hi and lo for 'high'), O rows rescaled in place;
+ *                      4. O += P·V on MMAs, O living in workgroup memory as f32 (loaded into a result matrix,
+ *                         accumulated, stored back).
+ *                    Then O / l and lse are written by SIMT code. Every MMA phase hands tiles to subgroups
+ *                    round-robin (subgroup s takes tiles s, s + numSubgroups, …), so the code holds for any subgroup
+ *                    size; subgroup-matrix calls sit only in loops whose bounds are the same for a whole subgroup.
+ *
+ * P is scaled by PSCALE = 2^11 before its f16 rounding: probabilities down to 2^-25 stay normal f16 numbers (and in
+ * 'high' their lo parts down to 2^-14), and the scale comes out exactly in the final 1 / (l·PSCALE).
+ *
+ * Emulation (tests): with `emulate`, every subgroup-matrix operation is replaced by SIMT code over the same memory
+ * (lanes of EMULATED_SUBGROUP invocations, each owning 256 / EMULATED_SUBGROUP elements of a 16×16 tile), so that
+ * the whole kernel — packing, indexing, masks, softmax, P·V, outputs — runs on devices with only shader-f16
+ * (lavapipe) and is checked against the float64 reference there. Only the MMA statements differ.
+ */
+import {
+  elementMasked, MASKED_TERM, OPTION_UNIFORMS, optionBindings, optionFunctions, OptionFlags, optionKey,
+  tileStateFunction,
+} from './attention_options.js';
+import {FORWARD_UNIFORMS, visibilityFunction} from './flash_attention_webgpu.js';
+import {PHILOX_WGSL} from './philox_wgsl.js';
+import type {MultiOutputProgram, UniformType} from './program_runner.js';
+import {STABLE_TANH_WGSL} from './wgsl_math.js';
+
+export type TensorCorePrecision = 'medium' | 'high';
+
+/** Tile of the tensor-core forward: blockQ query rows × blockK keys, `threads` invocations. */
+export interface TcTileConfig {
+  blockQ: number;
+  blockK: number;
+  threads: number;
+}
+
+/** The MMA tile edge (f16 16×16×16 → f32 configuration). */
+export const MMA = 16;
+/** Subgroup size the emulated MMAs assume (any value dividing `threads` would do). */
+export const EMULATED_SUBGROUP = 32;
+/** P is multiplied by this before rounding to f16, and 'high' stores lo parts times LO_SCALE (see the header). */
+const PSCALE = 2048;
+const LO_SCALE = 2048;
+
+/**
+ * The 'high' split: hi = x with its 13 lowest mantissa bits cleared (exactly an f16 number for f16-normal
+ * magnitudes), lo = x − hi exactly in f32 (|lo| < 2^-10·|x|), stored as f16(lo · LO_SCALE). Done on the bits
+ * because compilers may fold x − f32(f16(x)) to 0 (Mesa's lavapipe does, and unpack2x16float(pack2x16float(x))
+ * likewise).
+ */
+const SPLIT_HI_WGSL = `
+fn splitHi(x: f32) -> f32 {
+  return bitcast<f32>(bitcast<u32>(x) & 0xffffe000u);
+}
+`;
+
+/** Head size padded to whole MMA tiles. */
+export function paddedTcHeadDim(headDim: number): number {
+  return Math.ceil(headDim / MMA) * MMA;
+}
+
+/** Row strides of the workgroup tiles: padded by 16 bytes (bank spread), keeping rows 16-byte aligned. */
+function strides(c: TcTileConfig, dp: number) {
+  return {SST: c.blockK + 4, PST: c.blockK + 8, OST: dp + 4};
+}
+
+/**
+ * Workgroup memory of the forward program (bytes): S (f32; 'high' also its cross terms), P (f16; 'high': P'hi,
+ * P'lo and P'hi / LO_SCALE), O (f32), row parts.
+ */
+export function tcWorkgroupBytes(c: TcTileConfig, headDim: number, precision: TensorCorePrecision): number {
+  const {SST, PST, OST} = strides(c, paddedTcHeadDim(headDim));
+  const tpr = c.threads / c.blockQ;
+  const high = precision === 'high';
+  return 4 * c.blockQ * SST * (high ? 2 : 1) + 2 * c.blockQ * PST * (high ? 3 : 1) + 4 * c.blockQ * OST +
+      4 * c.blockQ * tpr + 32;
+}
+
+/**
+ * Whether the SIMT phases divide evenly: every row has threads / blockQ threads, each owning whole groups of 4 keys
+ * (one Philox call per group under dropout) and whole head-dim columns of O.
+ */
+export function tcConfigValid(c: TcTileConfig, headDim: number): boolean {
+  const tpr = c.threads / c.blockQ;
+  return Number.isInteger(tpr) && c.blockQ % MMA === 0 && c.blockK % MMA === 0 &&
+      c.blockK % (4 * tpr) === 0 && paddedTcHeadDim(headDim) % tpr === 0;
+}
+
+/** Uniforms: the fp32 forward's (the shared WGSL helpers read them by name) and where the packed operands are. */
+export const TC_FORWARD_UNIFORMS: Array<[string, UniformType]> = [
+  ...FORWARD_UNIFORMS,
+  ['qAt', 'u32'], ['kAt', 'u32'], ['vAt', 'u32'], ['loAt', 'u32'], ['seqQPad', 'i32'], ['seqKPad', 'i32'],
+];
+
+/** One side of an MMA: `array` (a WGSL array name), element offset and row stride (u32 WGSL expressions). */
+interface MatrixRef {
+  array: string;
+  offset: string;
+  stride: string;
+  colMajor?: boolean;
+}
+
+/**
+ * The subgroup-matrix statements, real or emulated. Accumulators are named; `sg` / `numSg` (u32) are the
+ * invocation's subgroup and the workgroup's subgroup count.
+ */
+interface MatrixDialect {
+  /** Statements at the top of main defining sg and numSg. */
+  subgroupIds: string;
+  /** Extra builtins of main's signature. */
+  builtins: string;
+  zero(acc: string): string;
+  load(acc: string, m: MatrixRef): string;
+  /** acc += Σ over `terms` of left·right (the terms of one 16×16×16 step). */
+  multiplyAccumulate(acc: string, terms: Array<[MatrixRef, MatrixRef]>): string;
+  store(acc: string, m: MatrixRef): string;
+}
+
+const realDialect: MatrixDialect = {
+  subgroupIds: `
+  let sg = lid / sgSize;
+  let numSg = THREADS_U / sgSize;`,
+  builtins: ', @builtin(subgroup_size) sgSize: u32',
+  zero: (acc) => `var ${acc} = subgroup_matrix_result<f32, 16, 16>();`,
+  load: (acc, m) =>
+      `var ${acc} = subgroupMatrixLoad<subgroup_matrix_result<f32, 16, 16>>(&${m.array}, ${m.offset}, false, ${
+          m.stride});`,
+  multiplyAccumulate: (acc, terms) => terms.map(([l, r], t) => `
+        {
+          let left${t} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&${l.array}, ${l.offset}, ${
+      !!l.colMajor}, ${l.stride});
+          let right${t} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&${r.array}, ${r.offset}, ${
+      !!r.colMajor}, ${r.stride});
+          ${acc} = subgroupMatrixMultiplyAccumulate(left${t}, right${t}, ${acc});
+        }`).join(''),
+  store: (acc, m) => `subgroupMatrixStore(&${m.array}, ${m.offset}, ${acc}, false, ${m.stride});`,
+};
+
+/** Element (r, c) of a matrix reference, as WGSL (f32). */
+function elementAt(m: MatrixRef, r: string, c: string): string {
+  const index = m.colMajor ? `${m.offset} + (${c}) * ${m.stride} + ${r}` : `${m.offset} + (${r}) * ${m.stride} + ${c}`;
+  return `f32(${m.array}[${index}])`;
+}
+
+const EMULATED_PER_LANE = (MMA * MMA) / EMULATED_SUBGROUP;
+
+/** Lane `lane` of an emulated subgroup owns elements lane + EMULATED_SUBGROUP·e of the tile (row-major). */
+const emulatedDialect: MatrixDialect = {
+  subgroupIds: `
+  let sg = lid / ${EMULATED_SUBGROUP}u;
+  let numSg = THREADS_U / ${EMULATED_SUBGROUP}u;
+  let lane = lid % ${EMULATED_SUBGROUP}u;
+  // Loop bounds the shader compiler cannot see as constants: fully unrolled emulation loops took lavapipe's LLVM
+  // over a minute to compile. (seqQ is never negative.)
+  let emuK = select(16u, 0u, uniforms.seqQ < 0);
+  let emuPerLane = select(${EMULATED_PER_LANE}u, 0u, uniforms.seqQ < 0);`,
+  builtins: '',
+  zero: (acc) => `var ${acc} = array<f32, ${EMULATED_PER_LANE}>();`,
+  load: (acc, m) => `var ${acc} = array<f32, ${EMULATED_PER_LANE}>();
+        for (var e = 0u; e < emuPerLane; e++) {
+          let at = lane + ${EMULATED_SUBGROUP}u * e;
+          ${acc}[e] = ${elementAt(m, 'at / 16u', 'at % 16u')};
+        }`,
+  multiplyAccumulate: (acc, terms) => `
+        for (var e = 0u; e < emuPerLane; e++) {
+          let at = lane + ${EMULATED_SUBGROUP}u * e;
+          var sum = ${acc}[e];
+          for (var kk = 0u; kk < emuK; kk++) {
+            ${terms.map(([l, r]) => `sum += ${elementAt(l, 'at / 16u', 'kk')} * ${elementAt(r, 'kk', 'at % 16u')};`)
+      .join('\n            ')}
+          }
+          ${acc}[e] = sum;
+        }`,
+  store: (acc, m) => `
+        for (var e = 0u; e < emuPerLane; e++) {
+          let at = lane + ${EMULATED_SUBGROUP}u * e;
+          ${m.array}[${m.offset} + (at / 16u) * ${m.stride} + at % 16u] = ${acc}[e];
+        }`,
+};
+
+/** What every phase builder needs. */
+interface TcShape {
+  config: TcTileConfig;
+  headDim: number;
+  DP: number;
+  precision: TensorCorePrecision;
+  hasSoftcap: boolean;
+  hasKeyLengths: boolean;
+  hasLayout: boolean;
+  opts: OptionFlags | null;
+  dialect: MatrixDialect;
+  /** Threads per query row in the SIMT phases, 4-key groups and O columns each owns. */
+  TPR: number;
+  groups: number[];
+  ocols: number[];
+}
+
+/** The same matrix `at` elements further (where the lo parts, or another P array, sit). */
+function shifted(m: MatrixRef, at: string): MatrixRef {
+  return {...m, offset: `${at} + ${m.offset}`};
+}
+
+function declarations(s: TcShape): string {
+  const {blockQ, blockK, threads} = s.config;
+  const {SST, PST, OST} = strides(s.config, s.DP);
+  const summarized = s.opts != null && elementMasked(s.opts);
+  return `
+const BQ = ${blockQ};
+const BK = ${blockK};
+const DP = ${s.DP}u;
+const THREADS = ${threads};
+const THREADS_U = ${threads}u;
+const TPR = ${s.TPR};
+const SST = ${SST}u;
+const PST = ${PST}u;
+const OST = ${OST}u;
+// Offsets in Pw ('high'): P'lo, then P'hi / LO_SCALE.
+const PLO = ${blockQ * PST}u;
+const PHI = ${2 * blockQ * PST}u;
+const PSCALE = ${PSCALE}.0;
+const INV_LO_SCALE = ${1 / LO_SCALE};
+// Masked scores: finite (no inf arithmetic anywhere), far below any real score; their p is forced to 0.
+const MASKED = -3.0e38;
+const LOG2E = 1.4426950408889634;
+const LN2 = 0.6931471805599453;
+
+var<workgroup> Sw: array<f32, ${blockQ * SST}>;${s.precision === 'high' ? `
+// The cross terms (Qhi·Klo' + Qlo'·Khi) of S, times LO_SCALE.
+var<workgroup> Sx: array<f32, ${blockQ * SST}>;` : ''}
+var<workgroup> Pw: array<f16, ${blockQ * PST * (s.precision === 'high' ? 3 : 1)}>;
+var<workgroup> Ow: array<f32, ${blockQ * OST}>;
+var<workgroup> rowPart: array<f32, ${blockQ * s.TPR}>;
+var<workgroup> sharedRange: vec4<i32>;
+var<workgroup> sharedRun: vec4<i32>;
+${STABLE_TANH_WGSL}${s.precision === 'high' ? SPLIT_HI_WGSL : ''}${
+    s.opts == null ? '' : optionFunctions(s.opts, 'schedule')}${
+    summarized ? tileStateFunction('schedule', blockQ) : ''}${s.opts?.dropout ? PHILOX_WGSL : ''}
+${visibilityFunction(s)}`;
+}
+
+/** Phase 1: Sw = Q·Kᵀ, 16×16 output tiles handed to subgroups round-robin. */
+function scoreProduct(s: TcShape): string {
+  const {blockQ, blockK} = s.config;
+  const colTiles = blockK / MMA;
+  const q: MatrixRef = {array: 'packed', offset: 'qOff + d', stride: 'DP'};
+  const k: MatrixRef = {array: 'packed', offset: 'kOff + d', stride: 'DP', colMajor: true};
+  const high = s.precision === 'high';
+  const sAt = (array: string): MatrixRef =>
+      ({array, offset: `(t / ${colTiles}u) * 16u * SST + (t % ${colTiles}u) * 16u`, stride: 'SST'});
+  return `
+      // S = Q·Kᵀ on MMAs (K read column-major: element (d, j) of Kᵀ is k[j, d]).
+      for (var t = sg; t < ${(blockQ / MMA) * colTiles}u; t += numSg) {
+        let qOff = qTile + (t / ${colTiles}u) * 16u * DP;
+        let kOff = kHead + (u32(k0) + (t % ${colTiles}u) * 16u) * DP;
+        ${s.dialect.zero('acc')}${high ? `
+        ${s.dialect.zero('cross')}` : ''}
+        for (var d = 0u; d < DP; d += 16u) {${s.dialect.multiplyAccumulate('acc', [[q, k]])}${high ?
+      s.dialect.multiplyAccumulate('cross', [[q, shifted(k, 'uniforms.loAt')], [shifted(q, 'uniforms.loAt'), k]]) :
+      ''}
+        }
+        ${s.dialect.store('acc', sAt('Sw'))}${high ? `
+        ${s.dialect.store('cross', sAt('Sx'))}` : ''}
+      }
+      workgroupBarrier();
+`;
+}
+
+/**
+ * Phase 2: this thread's scores (row `row`, 4-key groups g·TPR + part) scaled into base 2, softcapped, biased and
+ * masked as the fp32 forward does, and the row max over them published to rowPart.
+ */
+function scoreFinish(s: TcShape): string {
+  const hasTerm = s.opts != null && (s.opts.bias || s.opts.alibi);
+  const capped = 'uniforms.softcap * stableTanh(raw * uniforms.scale / uniforms.softcap)';
+  const base = s.hasSoftcap ? capped : 'raw * uniforms.scale';
+  const score = hasTerm ? `
+            let term = scoreTerm(i, j);
+            var x = (${base} + term) * LOG2E;
+            if (term <= ${MASKED_TERM}) { x = MASKED; }` : s.hasSoftcap ? `
+            var x = ${capped} * LOG2E;` : `
+            var x = raw * scaleLog2;`;
+  return `
+      var rowMax = MASKED;
+      ${s.groups.map((g) => `var x${g} = vec4<f32>(MASKED);`).join(' ')}
+      ${s.groups.map((g) => `
+      {
+        let c0 = ${g * s.TPR * 4} + part * 4;
+        for (var e = 0; e < 4; e++) {
+          let j = k0 + c0 + e;
+          let at = u32(row) * SST + u32(c0 + e);
+          let raw = ${s.precision === 'high' ? 'Sw[at] + Sx[at] * INV_LO_SCALE' : 'Sw[at]'};${score}
+          if (!full && !isVisible(i, j, keyLength, maskHead)) { x = MASKED; }
+          x${g}[e] = x;
+          rowMax = max(rowMax, x);
+        }
+      }`).join('')}
+      rowPart[row * TPR + part] = rowMax;
+      workgroupBarrier();
+`;
+}
+
+/**
+ * Phase 3: the new row max over the TPR threads of the row, P = exp2(x − m) (0 where masked) to Pw as f16 —
+ * dropout's keep mask applied and scaled by 1 / (1 − rate) for P·V only, the row sum (hence lse) taking P — and
+ * this
+ * thread's columns of the O row rescaled by exp2(mOld − m).
+ */
+function onlineSoftmax(s: TcShape): string {
+  const split = s.precision === 'high';
+  return `
+      {
+        var m = runMax;
+        for (var t = 0; t < TPR; t++) { m = max(m, rowPart[row * TPR + t]); }
+        let alpha = exp2(runMax - m);
+        runMax = m;
+        var sum = 0.0;
+        ${s.groups.map((g) => `
+        {
+          let c0 = ${g * s.TPR * 4} + part * 4;
+          let p = select(exp2(x${g} - vec4<f32>(m)), vec4<f32>(0.0), x${g} == vec4<f32>(MASKED));
+          sum += p.x + p.y + p.z + p.w;${s.opts?.dropout ? `
+          let keep = dropoutKeepBits((k0 + c0) / 4, i, h, batch);
+          let kept = vec4<bool>((keep & 1u) != 0u, (keep & 2u) != 0u, (keep & 4u) != 0u, (keep & 8u) != 0u);
+          let scaled = select(vec4<f32>(0.0), p * (uniforms.keepScale * PSCALE), kept);` : `
+          let scaled = p * PSCALE;`}
+          for (var e = 0; e < 4; e++) {
+            let at = u32(row) * PST + u32(c0 + e);
+${split ? `
+            let hi = splitHi(scaled[e]);
+            Pw[at] = f16(hi);
+            Pw[PLO + at] = f16(scaled[e] - hi);
+            Pw[PHI + at] = f16(hi * INV_LO_SCALE);` : `
+            Pw[at] = f16(scaled[e]);`}
+          }
+        }`).join('')}
+        rowSum = rowSum * alpha + sum;
+        if (alpha != 1.0) {
+          ${s.ocols.map((k) => `Ow[u32(row) * OST + u32(part + ${k * s.TPR})] *= alpha;`).join('\n          ')}
+        }
+      }
+      workgroupBarrier();
+`;
+}
+
+/** Phase 4: O += P·V on MMAs, O tiles loaded from and stored back to Ow. */
+function valueProduct(s: TcShape): string {
+  const {blockQ, blockK} = s.config;
+  const dTiles = s.DP / MMA;
+  const p: MatrixRef = {array: 'Pw', offset: 'pOff + c', stride: 'PST'};
+  const v: MatrixRef = {array: 'packed', offset: 'vOff + c * DP', stride: 'DP'};
+  const o: MatrixRef = {array: 'Ow', offset: 'oOff', stride: 'OST'};
+  return `
+      // O += P·V on MMAs.
+      for (var t = sg; t < ${(blockQ / MMA) * dTiles}u; t += numSg) {
+        let oOff = (t / ${dTiles}u) * 16u * OST + (t % ${dTiles}u) * 16u;
+        let pOff = (t / ${dTiles}u) * 16u * PST;
+        let vOff = vHead + u32(k0) * DP + (t % ${dTiles}u) * 16u;
+        ${s.dialect.load('acc', o)}
+        for (var c = 0u; c < ${blockK}u; c += 16u) {${s.dialect.multiplyAccumulate('acc', s.precision === 'medium' ?
+      [[p, v]] : [[shifted(p, 'PHI'), shifted(v, 'uniforms.loAt')], [shifted(p, 'PLO'), v], [p, v]])}
+        }
+        ${s.dialect.store('acc', o)}
+      }`;
+}
+
+/** O / (l·PSCALE) and lse = m + log(l) per row (empty rows: 0 and -Infinity), from the TPR threads of each row. */
+function writeOutputs(s: TcShape): string {
+  return `
+  workgroupBarrier();
+  rowPart[row * TPR + part] = rowSum;
+  workgroupBarrier();
+  {
+    var l = 0.0;
+    for (var t = 0; t < TPR; t++) { l += rowPart[row * TPR + t]; }
+    let inv = select(1.0 / (l * PSCALE), 0.0, l == 0.0);
+    if (i < seqQ) {
+      let outRow = (batch * seqQ + i) * uniforms.heads + h;
+      ${s.ocols.map((k) => `
+      {
+        let d = part + ${k * s.TPR};
+        if (d < uniforms.headDim) { result[outRow * uniforms.headDim + d] = Ow[u32(row) * OST + u32(d)] * inv; }
+      }`).join('')}
+      if (part == 0) {
+        lse[(batch * uniforms.heads + h) * seqQ + i] = select((runMax + log2(l)) * LN2, uniforms.negInf, l == 0.0);
+      }
+    }
+  }
+`;
+}
+
+function forwardMain(s: TcShape): string {
+  const summarized = s.opts != null && elementMasked(s.opts);
+  return `
+@compute @workgroup_size(${s.config.threads})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32${s.dialect.builtins}) {
+  let tid = i32(lid);${s.dialect.subgroupIds}
+  // SIMT phases: TPR threads per query row.
+  let row = tid / TPR;
+  let part = tid % TPR;
+  // Longest (last) query tiles first, as in the fp32 forward (headsFastest under uneven work).
+  let headsFastest = uniforms.headsFastest == 1;
+  let queryTile = uniforms.queryTileCount - 1 - i32(select(wg.x, wg.y, headsFastest));
+  let h = i32(select(wg.y, wg.x, headsFastest));
+  let batch = i32(wg.z);
+  let kvHead = h / uniforms.groupSize;
+  let maskHead = h % uniforms.scheduleHeads;
+  let q0 = queryTile * BQ;
+  let i = q0 + row;
+  let seqQ = uniforms.seqQ;
+  let seqK = uniforms.seqK;
+  let scaleLog2 = uniforms.scale * LOG2E;${s.opts != null ? `
+  optBatch = batch;
+  optHead = h;` : ''}
+  // Packed operands (f16 elements): this tile's query rows, and this (batch, kv head)'s keys and values.
+  let qTile = uniforms.qAt + u32((batch * uniforms.heads + h) * uniforms.seqQPad + q0) * DP;
+  let kHead = uniforms.kAt + u32((batch * uniforms.kvHeads + kvHead) * uniforms.seqKPad) * DP;
+  let vHead = uniforms.vAt + u32((batch * uniforms.kvHeads + kvHead) * uniforms.seqKPad) * DP;
+  for (var e = lid; e < ${s.config.blockQ}u * OST; e += THREADS_U) { Ow[e] = 0.0; }
+  if (tid == 0) {
+    let scheduleRow = maskHead * uniforms.numQueryTiles + queryTile;
+    ${s.opts != null ? 'let kl = schedule[uniforms.sideBatch + 2 * batch];' :
+        s.hasKeyLengths ? 'let kl = min(keyLengths[batch], seqK);' : 'let kl = seqK;'}
+    sharedRange = vec4<i32>(schedule[uniforms.rowRunStartOffset + scheduleRow],
+                            schedule[uniforms.rowRunStartOffset + scheduleRow + 1], kl, 0);
+  }
+  let rowRange = workgroupUniformLoad(&sharedRange);
+  let keyLength = rowRange.z;
+  var runMax = MASKED;
+  var rowSum = 0.0;
+
+  for (var runIndex = rowRange.x; runIndex < rowRange.y; runIndex++) {
+    if (tid == 0) {
+      let at = uniforms.rowRunsOffset + 3 * runIndex;
+      sharedRun = vec4<i32>(schedule[at], schedule[at + 1], schedule[at + 2], 0);
+    }
+    let tiles = workgroupUniformLoad(&sharedRun);
+    for (var keyTile = tiles.x; keyTile < tiles.x + tiles.y; keyTile++) {
+      let k0 = keyTile * BK;
+      if (k0 >= keyLength) { break; }${summarized ? `
+      // The tile summary: skip tiles the mask and segment ids rule out, unmasked path where they hide nothing.
+      let state = tileState(batch, h, queryTile, keyTile);
+      if (state == 0) { continue; }
+      let full = tiles.z == 1 && k0 + BK <= keyLength && state == 2;` : `
+      let full = tiles.z == 1 && k0 + BK <= keyLength;`}
+      // The previous tile's P·V is done with Pw and Ow, its softmax with Sw.
+      workgroupBarrier();
+${scoreProduct(s)}${scoreFinish(s)}${onlineSoftmax(s)}${valueProduct(s)}
+    }
+  }
+${writeOutputs(s)}}
+`;
+}
+
+export class TcForwardProgram implements MultiOutputProgram {
+  outputNames = ['result', 'lse'];
+  outputTypes = ['f32', 'f32'];
+  variableNames = ['packed', 'keyLengths', 'schedule'];
+  variableTypes = ['f16', 'i32', 'i32'];
+  uniformFields = TC_FORWARD_UNIFORMS;
+  enables: string[];
+  diagnostics: string[];
+  shaderKey: string;
+  private readonly shape: TcShape;
+
+  constructor(
+      readonly headDim: number, readonly config: TcTileConfig, readonly precision: TensorCorePrecision,
+      hasSoftcap: boolean, hasKeyLengths: boolean, hasLayout: boolean, readonly opts: OptionFlags | null,
+      readonly emulate = false) {
+    if (!tcConfigValid(config, headDim)) throw new Error(`tensor-core tile ${JSON.stringify(config)} is not valid`);
+    if (opts != null) {
+      // keyLengths and every small input come in the side buffer, bound as `schedule`.
+      const extra = optionBindings(opts);
+      this.variableNames = ['packed', 'schedule', ...extra.map(([n]) => n)];
+      this.variableTypes = ['f16', 'i32', ...extra.map(([, t]) => t)];
+      this.uniformFields = [...TC_FORWARD_UNIFORMS, ...OPTION_UNIFORMS];
+    }
+    this.enables = emulate ? ['f16'] : ['f16', 'subgroups', 'chromium_experimental_subgroup_matrix'];
+    // Subgroup-matrix calls run in loops over `sg`, uniform within a subgroup but not provably so to WGSL's
+    // workgroup-level uniformity analysis.
+    this.diagnostics = emulate ? [] : ['off, subgroup_uniformity', 'off, chromium.subgroup_matrix_uniformity'];
+    const dp = paddedTcHeadDim(headDim);
+    const tpr = config.threads / config.blockQ;
+    const range = (n: number) => [...Array(n).keys()];
+    this.shape = {
+      config, headDim, DP: dp, precision, hasSoftcap, hasKeyLengths, hasLayout, opts,
+      dialect: emulate ? emulatedDialect : realDialect, TPR: tpr,
+      groups: range(config.blockK / (4 * tpr)), ocols: range(dp / tpr),
+    };
+    this.shaderKey = `AttentionForwardTC:${precision}:${config.blockQ}x${config.blockK}x${config.threads}:d${dp}:${
+        hasSoftcap ? 'cap' : ''}:${hasKeyLengths ? 'len' : ''}:${hasLayout ? 'lay' : ''}${optionKey(opts)}${
+        emulate ? ':emulated' : ''}`;
+  }
+
+  getUserCode(): string {
+    return declarations(this.shape) + forwardMain(this.shape);
+  }
+}
+
+export const TC_PACK_UNIFORMS: Array<[string, UniformType]> = [
+  ['total', 'u32'], ['width', 'u32'], ['seq', 'u32'], ['heads', 'u32'], ['headDim', 'u32'], ['seqPad', 'u32'],
+  ['at', 'u32'], ['loAt', 'u32'],
+];
+
+/**
+ * x (f32 [batch, seq, heads, headDim]) → packed[at + e] (f16 [batch, heads, seqPad, DP], zeros past seq and
+ * headDim); with `split`, also the lo part f16(x − hi) at packed[at + loAt + e]. One invocation per element;
+ * dispatch [width, ceil(groups / width), 1] of 256-invocation groups.
+ */
+export class TcPackProgram implements MultiOutputProgram {
+  outputNames = ['packed'];
+  outputTypes = ['f16'];
+  variableNames = ['x'];
+  variableTypes = ['f32'];
+  uniformFields = TC_PACK_UNIFORMS;
+  enables = ['f16'];
+  shaderKey: string;
+
+  constructor(readonly dp: number, readonly split: boolean) {
+    this.shaderKey = `attentionTcPack:d${dp}:${split ? 'split' : ''}`;
+  }
+
+  getUserCode(): string {
+    return `${this.split ? SPLIT_HI_WGSL : ''}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let e = (wg.y * uniforms.width + wg.x) * 256u + lid;
+  if (e >= uniforms.total) { return; }
+  let d = e % ${this.dp}u;
+  let s = (e / ${this.dp}u) % uniforms.seqPad;
+  let bh = e / (${this.dp}u * uniforms.seqPad);
+  let h = bh % uniforms.heads;
+  let b = bh / uniforms.heads;
+  var value = 0.0;
+  if (s < uniforms.seq && d < uniforms.headDim) {
+    value = x[((b * uniforms.seq + s) * uniforms.heads + h) * uniforms.headDim + d];
+  }
+${this.split ? `
+  let hi = splitHi(value);
+  packed[uniforms.at + e] = f16(hi);
+  // The lo part times LO_SCALE: a normal f16 number unless |value| < ~2^-14.
+  packed[uniforms.at + uniforms.loAt + e] = f16((value - hi) * ${LO_SCALE}.0);` : `
+  packed[uniforms.at + e] = f16(value);`}
+}
+`;
+  }
+}

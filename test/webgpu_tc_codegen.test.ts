@@ -1,0 +1,87 @@
+/**
+ * The tensor-core forward's WGSL (kernels/webgpu/flash_attention_tc_webgpu.ts, real subgroup-matrix form), generated
+ * without a device for a grid of plans — lavapipe cannot compile it (no subgroup matrices), so its structure is
+ * checked here: the enables and diagnostics, a workgroup size that is a multiple of the subgroup size, every `var`
+ * initialised, no subgroup-matrix call under a branch (only under loops whose bounds are the same for a whole
+ * subgroup), tiles within the workgroup-memory limit.
+ */
+import {expect} from 'chai';
+import {chooseTcTile} from '../kernels/webgpu/attention_forward_tc.js';
+import type {OptionFlags} from '../kernels/webgpu/attention_options.js';
+import {TcForwardProgram, TcPackProgram, tcWorkgroupBytes} from '../kernels/webgpu/flash_attention_tc_webgpu.js';
+import {programSource} from '../kernels/webgpu/program_runner.js';
+
+const H100 = {maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024};
+const SUBGROUP = 32;
+
+const NO_OPTIONS: OptionFlags = {queryOffsets: false, mask: null, bias: false, alibi: false, segments: false,
+                                 dropout: false};
+const OPTION_SETS: Array<OptionFlags | null> = [
+  null,
+  {...NO_OPTIONS, queryOffsets: true},
+  {...NO_OPTIONS, mask: 'i32', segments: true},
+  {...NO_OPTIONS, mask: 'f32', bias: true, alibi: true, dropout: true},
+];
+
+/** Loop headers, innermost last, enclosing each subgroup-matrix call; throws on a branch around one. */
+function checkMatrixCallsUnbranched(code: string): string[] {
+  const stack: string[] = [];
+  const loops: string[] = [];
+  for (const line of code.split('\n')) {
+    const trimmed = line.trim();
+    if (/subgroupMatrix\w+\(/.test(trimmed)) {
+      const branch = stack.find((h) => /^(\}\s*else|if\b|else\b|switch\b|while\b|loop\b)/.test(h));
+      if (branch != null) throw new Error(`subgroup-matrix call under '${branch}': ${trimmed}`);
+      loops.push(stack.filter((h) => h.startsWith('for')).join(' / '));
+    }
+    for (const ch of trimmed) {
+      if (ch === '{') stack.push(trimmed);
+      if (ch === '}') stack.pop();
+    }
+  }
+  return loops;
+}
+
+describe('tensor-core forward WGSL (generated, no device)', () => {
+  for (const precision of ['medium', 'high'] as const) {
+    for (const headDim of [16, 40, 64, 80, 128, 256]) {
+      const tile = chooseTcTile(headDim, precision, H100, SUBGROUP);
+      it(`${precision} headDim ${headDim}: a tile fits 48 KiB`, () => {
+        expect(tile, 'tile').to.not.equal(null);
+        expect(tcWorkgroupBytes(tile!, headDim, precision)).to.be.at.most(H100.maxComputeWorkgroupStorageSize);
+        expect(tile!.threads % SUBGROUP).to.equal(0);
+      });
+      for (const opts of OPTION_SETS) {
+        for (const [softcap, keyLengths, layout] of [[false, false, false], [true, true, true]]) {
+          it(`${precision} d${headDim} ${JSON.stringify(opts)} cap=${softcap} len=${keyLengths} lay=${layout}`, () => {
+            const program = new TcForwardProgram(headDim, tile!, precision, softcap, keyLengths, layout, opts);
+            const code = programSource(program);
+            expect(code).to.match(/^diagnostic\(off, subgroup_uniformity\);/);
+            for (const e of ['f16', 'subgroups', 'chromium_experimental_subgroup_matrix']) {
+              expect(code).to.include(`enable ${e};`);
+            }
+            const size = Number(/@workgroup_size\((\d+)\)/.exec(code)![1]);
+            expect(size % SUBGROUP).to.equal(0);
+            // Every var is initialised (module-scope var<workgroup> / var<private> / bindings excepted).
+            const bare = code.split('\n').filter((l) => /^\s*var\s+\w+\s*(:[^=]*)?;/.test(l));
+            expect(bare, 'uninitialised vars').to.deep.equal([]);
+            // Matrix calls only under loops, never under a branch; the MMA loops stride by subgroup.
+            const loops = checkMatrixCallsUnbranched(code);
+            expect(loops.length).to.be.greaterThan(0);
+            for (const l of loops) expect(l).to.match(/for \(var t = sg; .* t \+= numSg\)/);
+            // 'high' runs three products per step (hi·lo, lo·hi, hi·hi) in both matrix phases.
+            const mma = (code.match(/subgroupMatrixMultiplyAccumulate\(/g) ?? []).length;
+            expect(mma).to.equal(precision === 'high' ? 6 : 2);
+            // No stray JS values in the generated code (comments aside).
+            expect(code.replace(/\/\/.*$/gm, '')).to.not.match(/undefined|NaN|\[object/);
+          });
+        }
+      }
+    }
+  }
+
+  it('the pack program writes lo parts only when splitting', () => {
+    expect(programSource(new TcPackProgram(64, true))).to.include('packed[uniforms.at + uniforms.loAt + e]');
+    expect(programSource(new TcPackProgram(64, false))).to.not.include('loAt + e');
+  });
+});
