@@ -1,23 +1,10 @@
 /**
  * A tfjs WebGPU backend on a device that has what the tensor-core forward needs (shader-f16, subgroups and
  * chromium-experimental-subgroup-matrix where the adapter offers them: tfjs's own 'webgpu' backend requests none),
- * with the library's kernels and forward kernels that take the tensor-core path (kernels/webgpu/
- * attention_forward_tc.ts) where it applies and the fp32 forward elsewhere. Used by test/webgpu_tc.test.ts and
- * bench/device/tc_check.ts until attention_forward.ts chooses the path itself.
+ * with the library's kernels (attention_forward.ts takes the tensor-core path, attention_forward_tc.ts, where it
+ * applies). Used by test/webgpu_tc.test.ts and bench/device/tc_check.ts.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
-import {FORWARD_KERNEL} from '../src/kernel_names.js';
-import type {AttentionPlan} from '../src/plan/plan.js';
-import {type AttentionInputs, forwardKernelFunc} from '../kernels/attention_kernel_func.js';
-import {runAttentionForward} from '../kernels/webgpu/attention_forward.js';
-import {runTensorCoreForward, tensorCoreForwardApplies} from '../kernels/webgpu/attention_forward_tc.js';
-import {WEBGPU_FEATURES} from '../kernels/webgpu/attention_options.js';
-
-function runForward(backend: WebGPUBackend, plan: AttentionPlan, inputs: AttentionInputs) {
-  return tensorCoreForwardApplies(backend, plan) ? runTensorCoreForward(backend, plan, inputs) :
-                                                   runAttentionForward(backend, plan, inputs);
-}
 
 /** Features the tensor-core path may use, in the order Dawn wants them enabled. */
 export const TENSOR_CORE_FEATURES = ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'];
@@ -25,7 +12,7 @@ export const TENSOR_CORE_FEATURES = ['shader-f16', 'subgroups', 'chromium-experi
 /**
  * Registers backend `name` on a device of `adapter` requested with the tensor-core features it offers (plus
  * timestamp-query) and tfjs's limits, copies the 'webgpu' kernels to it (tfjs's and this library's: the library's
- * webgpu kernels must be registered first) and replaces the forward kernels. Returns the device.
+ * webgpu kernels must be registered first). Returns the device.
  */
 export async function registerTensorCoreBackend(name: string, adapter: GPUAdapter): Promise<GPUDevice> {
   const {WebGPUBackend} = await import('@tensorflow/tfjs-backend-webgpu');
@@ -45,9 +32,5 @@ export async function registerTensorCoreBackend(name: string, adapter: GPUAdapte
   });
   tf.registerBackend(name, async () => new WebGPUBackend(device, adapter.info));
   tf.copyRegisteredKernels('webgpu', name);
-  for (const kernelName of Object.values(FORWARD_KERNEL)) {
-    tf.unregisterKernel(kernelName, name);
-    tf.registerKernel({kernelName, backendName: name, kernelFunc: forwardKernelFunc(runForward, WEBGPU_FEATURES)});
-  }
   return device;
 }

@@ -14,6 +14,7 @@ import {recordAttentionPath} from '../../src/plan/precision.js';
 import {unevenWork} from '../../src/plan/schedule.js';
 import type {AttentionInputs} from '../attention_kernel_func.js';
 import {runDecodeForward, useDecodePath} from './attention_decode.js';
+import {runTensorCoreForward, tensorCoreForwardApplies} from './attention_forward_tc.js';
 import {
   buildSideBuffer, elementMasked, optionFlagsOf, optionKey, optionUniformValues,
 } from './attention_options.js';
@@ -103,6 +104,8 @@ export function runAttentionForward(
   const empty = batch * seqQ * heads * headDim === 0;
   if (!empty && seqK === 0) throw new Error('attention: seqK must be at least 1');
   if (!empty && useDecodePath(plan)) return runDecodeForward(backend, plan, inputs);
+  // 'medium' / 'high' on f16 subgroup-matrix (tensor-core) tiles where the device has them and the plan fits.
+  if (!empty && tensorCoreForwardApplies(backend, plan)) return runTensorCoreForward(backend, plan, inputs);
   const f16 = useF16(backend, plan);
   const config = empty ? null :
       chooseForwardConfig(backend, headDim, plan.layout?.blockSize, plan.dropout != null, f16);

@@ -167,16 +167,20 @@ fn optionVisible(i: i32, j: i32) -> bool {${f.mask != null ? `
   return true;
 }
 
+// Branch-free (select, clamped index): the kernels inline it into unrolled tile loops, where every branch is a
+// basic block per element (SwiftShader's shader compiler slows down sharply with their number).
 fn scoreTerm(i: i32, j: i32) -> f32 {
-  if (i >= uniforms.seqQ || j >= uniforms.seqK) { return 0.0; }
-  var t = 0.0;${f.bias ? `
-  let bv = bias[optBatch * uniforms.biasBatchStride + optHead * uniforms.biasHeadStride + i * uniforms.seqK + j];
+  let inside = i < uniforms.seqQ && j < uniforms.seqK;
+  var t = 0.0;
+  var masked = false;${f.bias ? `
+  let bv = bias[select(0, optBatch * uniforms.biasBatchStride + optHead * uniforms.biasHeadStride + i * uniforms.seqK + j,
+                       inside)];
   // -Infinity masks (recognised by its bits: compilers may assume arithmetic never meets infinities).
-  if (bitcast<u32>(bv) == 0xff800000u) { return ${MASKED_TERM}; }
-  t = bv;` : ''}${f.alibi ? `
+  masked = bitcast<u32>(bv) == 0xff800000u;
+  t = select(bv, 0.0, masked);` : ''}${f.alibi ? `
   let slope = bitcast<f32>(${side}[uniforms.sideAlibi + optBatch * uniforms.heads + optHead]);
   t = t - slope * f32(abs(i + ${offset('optBatch')} - j));` : ''}
-  return t;
+  return select(0.0, select(t, ${MASKED_TERM}, masked), inside);
 }
 `;
 }
