@@ -289,7 +289,19 @@ function optionProbabilities(g: TileShape): string {
   const opts = g.opts!;
   const stat = dkdv ? 's' : 'r';
   const hasTerm = opts.bias || opts.alibi;
-  return range(g.TR).map((m) => `
+  // dBias written by the dQ pass: the values are gathered here and stored by one loop after the unrolled blocks
+  // (a conditional store per unrolled element made SwiftShader's shader compiler take tens of minutes).
+  const directStores = !g.directBias ? '' : `
+      for (var e = 0; e < ${g.TR * g.TS}; e++) {
+        let bi = ${entryQ(g, `(rIdx + (e / ${g.TS}) * ${g.NR})`, `(sIdx + (e % ${g.TS}) * ${g.NS})`)};
+        let bj = ${entryK(g, `(rIdx + (e / ${g.TS}) * ${g.NR})`, `(sIdx + (e % ${g.TS}) * ${g.NS})`)};
+        if (bi < uniforms.seqQ && bj < uniforms.seqK) {
+          dBias[optBatch * uniforms.biasBatchStride + optHead * uniforms.biasHeadStride + bi * uniforms.seqK + bj] =
+              directDb[e];
+        }
+      }`;
+  return (g.directBias ? `
+      var directDb = array<f32, ${g.TR * g.TS}>();` : '') + range(g.TR).map((m) => `
       {
         let r = ${resRow(g, m)};${range(g.TS).map((n) => `
         var p${n} = 0.0;
@@ -318,19 +330,12 @@ function optionProbabilities(g: TileShape): string {
           if (p${n} == 0.0) { dsb = 0.0; }
           ds${n} = dsb * dtds;${g.dbias ? `
           db${m}_${n} = db${m}_${n} + dsb;` : ''}${g.directBias ? `
-          {
-            let bi = ${entryQ(g, 'r', 's')};
-            let bj = ${entryK(g, 'r', 's')};
-            if (bi < uniforms.seqQ && bj < uniforms.seqK) {
-              dBias[optBatch * uniforms.biasBatchStride + optHead * uniforms.biasHeadStride + bi * uniforms.seqK + bj] =
-                  dsb;
-            }
-          }` : ''}
+          directDb[${m * g.TS + n}] = dsb;` : ''}
         }`).join('')}${dkdv ? `
         tileP[r * ${NS} + sIdx] = ${pack(g, range(g.TS).map((n) => opts.dropout ? `pz${n}` : `p${n}`))};` : ''}${
           g.dbias ? '' : `
         tileDS[r * ${NS} + sIdx] = ${pack(g, range(g.TS).map((n) => `ds${n}`))};`}
-      }`).join('');
+      }`).join('') + directStores;
 }
 
 /** Dropout: the keep bits of the (query, key) tile, one Philox call per 4 keys, shared through keepTile. */
