@@ -631,20 +631,26 @@ function accumulatorDeclarations(g: TileShape): string {
 }
 
 /**
- * Split-dQ: the workgroup's key tiles split, split + nsplits, … in ascending order, each as the two-pass design's
+ * Split-dQ: the workgroup's key tiles, one per round of nsplits tiles in snake order (round r takes tile
+ * r·nsplits + split, or r·nsplits + nsplits − 1 − split in odd rounds: under a causal mask, where a key tile's work
+ * falls with its index, every split then gets about the same work), each as the two-pass design's
  * dK/dV workgroup does it (stage K, V; stream the query tiles; write dK, dV) with phase D (dqPartial) adding dS·K
  * into the dQ accumulator this workgroup alone owns. The accumulator rows are zeroed first by the invocations that
  * later add to them (the same element → invocation map), so no barrier orders those stores.
  */
 function splitDqKeyTiles(g: TileShape): string {
   return `${dqZero(g)}
-      for (var kt = split; kt < uniforms.numKeyTiles; kt += uniforms.nsplits) {
+      let rounds = (uniforms.numKeyTiles + uniforms.nsplits - 1) / uniforms.nsplits;
+      for (var visit = 0; visit < rounds; visit++) {
+        let kt = visit * uniforms.nsplits + select(split, uniforms.nsplits - 1 - split, visit % 2 == 1);
+        if (kt < uniforms.numKeyTiles) {
         let k0 = kt * ${g.BR};
         // The previous key tile's phase D reads of resA are done.
         workgroupBarrier();
         ${accumulatorDeclarations(g)}
 ${stageRows(g, g.res, 'resA', 'resB', g.BR, 'k0', g.DP4, '0', g.RS)}${tileLoop(g)}
 ${writeResults(g)}
+        }
       }`;
 }
 
