@@ -1,8 +1,10 @@
 /**
  * The webgpu attention backward executor shared by FlashAttentionGrad, SlidingWindowAttentionGrad and
- * SparseAttentionGrad: pass 1 (row stats), pass 2 (dK, dV) and pass 3 (dQ) of flash_attention_grad_webgpu.ts, recorded
- * into tfjs's command stream through the multi-output runner. Nothing is read back; the only intermediate is the
- * [batch, 2 + 2·heads·seqQ] stats buffer.
+ * SparseAttentionGrad: pass 1 (row stats), then either split-dQ (default: pass 2 with dQ accumulators, and their
+ * reduce) or two-pass (pass 2 (dK, dV), pass 3 (dQ)) of flash_attention_grad_webgpu.ts, recorded into tfjs's command
+ * stream through the multi-output runner. Nothing is read back; the intermediates are the [batch, 2 + 2·heads·seqQ]
+ * stats buffer and, split-dQ, the `work` buffer ([nsplits dQ accumulators | dK | dV] per batch; nsplits from
+ * dq_splits.ts).
  *
  * Work whose tensors exceed maxStorageBufferBindingSize is split by batch (each binding then covers a range of
  * batches, whose element offset the shaders get as `*Base` uniforms); a single batch that does not fit one binding

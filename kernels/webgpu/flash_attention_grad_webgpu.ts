@@ -14,6 +14,11 @@
  *                                        of the GQA group), accumulating dV += Pᵀ·dO and dK += dSᵀ·Q in registers;
  *                              (pass 3, 'dq')   one workgroup per (query tile, head, batch) keeps Q and dO resident
  *                                        and streams the key tiles of the row runs, accumulating dQ += dS·K.
+ *                              (split-dQ, the default design: 'dkdv' with splitDq, no pass 3) one workgroup per
+ *                                        (split, kv head, batch) runs pass 2 for each of its key tiles and adds
+ *                                        dS·K (phase D, dqPartial) into dQ accumulator `split`, which only it writes;
+ *                                        elementwise_webgpu.ts's DqReduceProgram sums the accumulators. 5
+ *                                        matmul-equivalents instead of 7 (S and dP are computed once).
  * (About 800 lines, over our ~500-line guide, on purpose: the phase builders below are shared by the dK/dV, dQ and
  * dBias passes and by their option variants; one file keeps them private instead of exporting every phase.)
  * Both tile passes are the same program: "resident" rows R (the workgroup's tile) meet "streamed" rows S. Scores
