@@ -73,17 +73,18 @@ describe('webgpu backward, split-dQ design', function() {
   it('chooses nsplits: fills the GPU, equal key tiles per split, capped by tiles, binding and memory', () => {
     const base = {batch: 1, kvHeads: 16, numKeyTiles: 64, queryFloats: 4096 * 16 * 64, keyFloats: 4096 * 16 * 64,
                   bindingRoom: 2 ** 31};
-    // 264 / 16 → 17 wanted → 4 tiles per split → 16 splits (all equal), 256 workgroups.
-    expect(chooseDqSplits(base)).to.equal(16);
-    expect(TARGET_WORKGROUPS).to.equal(264);
+    // 528 / 16 → 33 wanted, capped at 32 by memory (32 · 16 MiB) → 2 tiles per split → 32 splits, 512 workgroups.
+    expect(TARGET_WORKGROUPS).to.equal(528);
+    expect(chooseDqSplits(base)).to.equal(32);
+    expect(chooseDqSplits({...base, kvHeads: 32})).to.equal(16);  // wanted 17 → 4 tiles per split
     expect(chooseDqSplits({...base, kvHeads: 1, numKeyTiles: 5})).to.equal(5);
     expect(chooseDqSplits({...base, batch: 64, numKeyTiles: 64})).to.equal(1);
-    expect(chooseDqSplits({...base, numKeyTiles: 7, kvHeads: 100})).to.equal(3);  // wanted 3: 3 splits of 3, 2, 2 tiles
+    expect(chooseDqSplits({...base, numKeyTiles: 7, kvHeads: 100})).to.equal(4);  // wanted 6: 2 tiles per split
     // One binding holds the work buffer of a batch: [nsplits accumulators | dK | dV].
     expect(chooseDqSplits({...base, bindingRoom: 4 * (2 * base.keyFloats + 3 * base.queryFloats)})).to.equal(3);
     expect(chooseDqSplits({...base, bindingRoom: 4 * 2 * base.keyFloats})).to.equal(0);
-    const budgetSplits = Math.floor(MAX_ACCUMULATOR_BYTES / (4 * base.queryFloats));
-    expect(chooseDqSplits({...base, queryFloats: base.queryFloats * 4})).to.equal(Math.min(16, budgetSplits / 4));
+    expect(chooseDqSplits({...base, queryFloats: base.queryFloats * 4}))
+        .to.equal(MAX_ACCUMULATOR_BYTES / (4 * 4 * base.queryFloats));  // 8: the memory cap
     expect(chooseDqSplits(base, 5)).to.equal(5);
     expect(chooseDqSplits({...base, numKeyTiles: 3}, 5)).to.equal(3);
   });

@@ -3,14 +3,18 @@
  * workgroup per (split, kv head, batch), each over numKeyTiles / nsplits key tiles, so nsplits sets the pass's
  * parallelism and its extra memory (nsplits · batch · seqQ · heads · headDim floats).
  *
- * The rule: enough workgroups to fill a large GPU — TARGET_WORKGROUPS, two per SM of a 132-SM H100/H200 (a dK/dV
- * workgroup of the default 64×64 tiling at headDim 64 takes ~100 KiB of workgroup memory: two fit an SM) — with every
+ * The rule: enough workgroups to fill a large GPU — TARGET_WORKGROUPS, four per SM of a 132-SM H100/H200 (the dK/dV
+ * tile chosen under Dawn's 48 KiB workgroup-memory limit, 32×32 at headDim 64, takes ~43 KiB: an SM's 228 KiB holds
+ * five; every split's workgroup runs to the end of the pass, so one wave with no tail is the aim) — with every
  * split owning the same number of key tiles (nsplits = ceil(tiles / ceil(tiles / wanted))), at most one split per
  * key tile, and capped so that the accumulators stay within MAX_ACCUMULATOR_BYTES and one batch of the `work`
- * buffer fits one storage binding. WebGPU does not report the SM count; a smaller GPU just runs more waves.
+ * buffer fits one storage binding. WebGPU does not report the SM count; a smaller GPU just runs more waves. Not
+ * measured yet: the bench's --nsplits flag sweeps it (bench/suite/sections/webgpu_backward.ts).
+ * Extra memory traffic of the design: zeroing and reducing nsplits accumulators (2 · nsplits · |dQ|), and one
+ * read-add-write of a query tile's dQ rows per visited (key tile, query tile) pair (2 · numKeyTiles · |dQ| dense).
  */
 
-export const TARGET_WORKGROUPS = 264;
+export const TARGET_WORKGROUPS = 528;
 export const MAX_ACCUMULATOR_BYTES = 512 * 1024 * 1024;
 
 export interface DqSplitProblem {
