@@ -136,11 +136,12 @@ describe('webgpu backward, split-dQ design', function() {
   it('splits by batch when one binding cannot hold every batch, still split-dQ', async () => {
     const c: AttentionCase = {name: 'split', op: 'flash', batch: 3, seqQ: 40, seqK: 50, heads: 2, kvHeads: 1,
                               headDim: 16, causal: true, keyLengths: [50, 20, 33], lseGrad: true};
-    // A batch of `work` is nsplits · 1280 + 1600 floats: 24 KiB holds nsplits 3, one batch per binding.
+    // A batch of `work` is nsplits · 1280 + 1600 floats: 24 KiB holds nsplits ≤ 3; 4 key tiles of 16 → 2 splits of
+    // 2 tiles (16.6 KB): one batch per binding.
     setLimitsOverrideForTests({maxStorageBufferBindingSize: 24576});
     try {
       const r = await withDesign('split-dq', null, 16, () => checkCase(tf, lib, c, 77));
-      expect(lastBackwardRun()).to.deep.equal({design: 'split-dq', nsplits: 3});
+      expect(lastBackwardRun()).to.deep.equal({design: 'split-dq', nsplits: 2});
       assertCaseResult(r, TOLERANCES);
     } finally {
       setLimitsOverrideForTests(null);
