@@ -84,7 +84,8 @@ export const SECTIONS: Record<string, {load: () => Promise<{main: (argv: string[
   'webgpu-backward': {
     load: () => import('./suite/sections/webgpu_backward.js'),
     help: `WebGPU forward, backward kernel alone (runKernel) and fwd+bwd (tf.grads), B1 H16 fp32; the backward
-      under other tile configurations; run-to-run bit-identity          --quick  --out DIR`,
+      under other tile configurations; run-to-run bit-identity          --quick  --out DIR
+      --designs split-dq,two-pass (time both backward designs side by side)  --nsplits 4,8,16 (split-dq forced)`,
   },
   'webgpu-options': {
     load: () => import('./suite/sections/webgpu_options.js'),

@@ -1,8 +1,10 @@
 /**
  * The webgpu attention backward executor shared by FlashAttentionGrad, SlidingWindowAttentionGrad and
- * SparseAttentionGrad: pass 1 (row stats), pass 2 (dK, dV) and pass 3 (dQ) of flash_attention_grad_webgpu.ts, recorded
- * into tfjs's command stream through the multi-output runner. Nothing is read back; the only intermediate is the
- * [batch, 2 + 2·heads·seqQ] stats buffer.
+ * SparseAttentionGrad: pass 1 (row stats), then either split-dQ (default: pass 2 with dQ accumulators, and their
+ * reduce) or two-pass (pass 2 (dK, dV), pass 3 (dQ)) of flash_attention_grad_webgpu.ts, recorded into tfjs's command
+ * stream through the multi-output runner. Nothing is read back; the intermediates are the [batch, 2 + 2·heads·seqQ]
+ * stats buffer and, split-dQ, the `work` buffer ([nsplits dQ accumulators | dK | dV] per batch; nsplits from
+ * dq_splits.ts).
  *
  * Work whose tensors exceed maxStorageBufferBindingSize is split by batch (each binding then covers a range of
  * batches, whose element offset the shaders get as `*Base` uniforms); a single batch that does not fit one binding
@@ -15,12 +17,35 @@ import {unevenWork} from '../../src/plan/schedule.js';
 import type {AttentionGradInputs} from '../attention_kernel_func.js';
 import {buildSideBuffer, elementMasked, optionFlagsOf, optionUniformValues} from './attention_options.js';
 import {AttentionGradStatsProgram, AttentionGradTileProgram, statsPerBatch} from './flash_attention_grad_webgpu.js';
-import {FillZeroProgram, SplitProgram} from './elementwise_webgpu.js';
+import {chooseDqSplits} from './dq_splits.js';
+import {DqReduceProgram, FillZeroProgram, SplitProgram} from './elementwise_webgpu.js';
 import {chooseGradTiles, GradPass, GradTiles, gradTilesFit} from './grad_tiles.js';
 import {
   bindElements, Binding, createOutput, getLimits, runProgram,
 } from './program_runner.js';
 import {getScheduleBuffer} from './schedule_buffers.js';
+
+/**
+ * The backward's design. 'split-dq' (default): one pass over key tiles computes dK, dV and nsplits partial dQs
+ * (5 matmul-equivalents; dq_splits.ts chooses nsplits), a reduce pass sums them. 'two-pass': a dK/dV pass over key
+ * tiles and a dQ pass over query tiles, each recomputing the scores (7). Both are deterministic without atomics.
+ * split-dq falls back to two-pass only when one dQ accumulator does not fit one storage binding.
+ */
+export type BackwardDesign = 'two-pass' | 'split-dq';
+let design: BackwardDesign = 'split-dq';
+let splitsOverride: number | null = null;
+let lastRun: {design: BackwardDesign; nsplits: number} | null = null;
+
+/** Test / bench hook: which design runs, and (split-dq) a forced nsplits (null: dq_splits.ts's rule). */
+export function setBackwardDesignForTests(d: BackwardDesign, nsplits: number | null = null): void {
+  design = d;
+  splitsOverride = nsplits;
+}
+
+/** What the last backward ran (tests, bench). */
+export function lastBackwardRun(): {design: BackwardDesign; nsplits: number} | null {
+  return lastRun;
+}
 
 /** Test hook: force the tilings (null: chosen from the device limits). */
 let tilesOverride: Partial<Record<GradPass, GradTiles>> | null = null;
@@ -30,6 +55,7 @@ export function setGradTilesOverrideForTests(tiles: Partial<Record<GradPass, Gra
 
 const splitProgram = new SplitProgram();
 const fillZeroProgram = new FillZeroProgram();
+const dqReduceProgram = new DqReduceProgram();
 
 /** Dispatch of an element-parallel program over n elements (256 per workgroup, rows of at most 32768). */
 function flatDispatch(n: number): {width: number; dispatch: [number, number, number]} {
@@ -65,10 +91,20 @@ export function runAttentionBackward(
   const stats = createOutput(backend, [opts == null ? B * statsPerBatch(H, Sq) : 1]);
   const scratch: TensorInfo[] = [stats];
   try {
-    // Elements per batch of each tensor family; a dispatch covers as many whole batches as one binding holds.
-    const perBatch = {query: Sq * H * D, key: Sk * Hkv * D, row: H * Sq, stats: statsPerBatch(H, Sq)};
-    const largest = 4 * Math.max(perBatch.query, perBatch.key, perBatch.row, perBatch.stats);
     const room = limits.maxStorageBufferBindingSize - limits.minStorageBufferOffsetAlignment;
+    const dkdvSchedule = getScheduleBuffer(backend, plan, tiles.dkdv.streamed, tiles.dkdv.resident);
+    const dqSchedule = getScheduleBuffer(backend, plan, tiles.dq.resident, tiles.dq.streamed);
+    const nsplits = design !== 'split-dq' ? 0 : chooseDqSplits({
+      batch: B, kvHeads: Hkv, numKeyTiles: dkdvSchedule.schedule.numKeyTiles, queryFloats: Sq * H * D,
+      keyFloats: Sk * Hkv * D, bindingRoom: room,
+    }, splitsOverride);
+    const split = nsplits > 0;
+    lastRun = {design: split ? 'split-dq' : 'two-pass', nsplits};
+    // Elements per batch of each tensor family; a dispatch covers as many whole batches as one binding holds.
+    // split-dq's `work` holds, per batch, [nsplits dQ accumulators | dK | dV].
+    const perBatch = {query: Sq * H * D, key: Sk * Hkv * D, row: H * Sq, stats: statsPerBatch(H, Sq),
+                      work: split ? nsplits * Sq * H * D + 2 * Sk * Hkv * D : 0};
+    const largest = 4 * Math.max(perBatch.query, perBatch.key, perBatch.row, perBatch.stats, perBatch.work);
     const batchesPerRun = Math.min(B, Math.floor(room / largest), limits.maxComputeWorkgroupsPerDimension);
     if (batchesPerRun < 1) {
       throw new Error(`attention backward (webgpu): one batch of the inputs needs ${largest} bytes in one binding, ` +
@@ -81,10 +117,9 @@ export function runAttentionBackward(
     const directBias = bias != null && plan.mask == null && (bias.batchStride !== 0 || B === 1) &&
         (bias.headStride !== 0 || H === 1);
     const statsProgram = new AttentionGradStatsProgram();
-    const dkdvProgram = new AttentionGradTileProgram('dkdv', tiles.dkdv, flagsOf(plan), opts);
+    const dkdvProgram =
+        new AttentionGradTileProgram('dkdv', tiles.dkdv, flagsOf(plan), opts, false, split && directBias, split);
     const dqProgram = new AttentionGradTileProgram('dq', tiles.dq, flagsOf(plan), opts, false, directBias);
-    const dkdvSchedule = getScheduleBuffer(backend, plan, tiles.dkdv.streamed, tiles.dkdv.resident);
-    const dqSchedule = getScheduleBuffer(backend, plan, tiles.dq.resident, tiles.dq.streamed);
     // Tile summaries of the mask / segments at both tilings: dK/dV's (query tiles are its streamed rows), dQ's.
     const summarized = opts != null && elementMasked(opts);
     const side = opts == null ? null : buildSideBuffer(
@@ -96,9 +131,11 @@ export function runAttentionBackward(
     const optionInputs: Binding[] = [];
     if (opts?.mask != null) optionInputs.push(whole(x.mask, 'attention mask'));
     if (opts?.bias) optionInputs.push(whole(x.bias, 'attention bias'));
-    const combined = dkdvProgram.outputNames.length === 1;
+    const combined = dkdvProgram.outputNames[0] === 'dkv';
     const dkv = combined ? createOutput(backend, [2 * B * Sk * Hkv * D]) : null;
     if (dkv != null) scratch.push(dkv);
+    const work = split ? createOutput(backend, [B * perBatch.work]) : null;
+    if (work != null) scratch.push(work);
     if (dBias != null && directBias) {
       const n = dBias.shape.reduce((a, b) => a * b, 1), {width, dispatch} = flatDispatch(n);
       runProgram(backend, fillZeroProgram, {outputs: [dBias], inputs: [], uniforms: [n, width], dispatch});
@@ -133,7 +170,8 @@ export function runAttentionBackward(
       const dkb = dkv != null ? {binding: dkv, base: b0 * perBatch.key} : bind(dk, 'key', 'dk');
       const dvb = dkv != null ? {binding: dkv, base: dkdvElements + b0 * perBatch.key} : bind(dv, 'key', 'dv');
       const dqb = bind(dq, 'query', 'dq');
-      const common = (pass: GradPass, out0: {base: number}, out1: {base: number}) => {
+      const wb = work == null ? null : bind(work, 'work', 'dQ accumulators');
+      const common = (pass: GradPass, out0: {base: number}, out1: {base: number}, splitWork = false) => {
         const sb = pass === 'dkdv' ? dkdvSchedule : dqSchedule;
         const s = sb.schedule, off = sb.offsets, layout = plan.layout;
         // With options the schedules are copies inside the side buffer.
@@ -145,6 +183,7 @@ export function runAttentionBackward(
           at + off.layoutBits, layout?.blockSize ?? 1, layout?.numQueryBlocks ?? 0, layout?.numKeyBlocks ?? 0,
           qb.base, kb.base, vb.base, dy.base, st.base, out0.base, out1.base, plan.scale, plan.softcap,
           headsFastest[pass] ? 1 : 0,
+          ...(splitWork ? [nsplits, perBatch.work, wb!.base] : [0, 0, 0]),
         ];
         if (side != null) {
           values.push(...optionUniformValues(plan, side.layout, b0, summarized ? (pass === 'dkdv' ? 0 : 1) : -1));
@@ -154,14 +193,34 @@ export function runAttentionBackward(
       const tileInputs = (sched: TensorInfo): Binding[] => side != null ?
           [qb.binding, kb.binding, vb.binding, dy.binding, side.tensor, ...optionInputs] :
           [qb.binding, kb.binding, vb.binding, dy.binding, st.binding, sched];
-      runProgram(backend, dkdvProgram, {
-        outputs: dkv != null ? [dkv] : [dkb.binding, dvb.binding],
-        inputs: tileInputs(dkdvSchedule.tensor),
-        uniforms: common('dkdv', dkb, dvb),
-        dispatch: headsFastest.dkdv ? [Hkv, dkdvSchedule.schedule.numKeyTiles, nb] :
-                                       [dkdvSchedule.schedule.numKeyTiles, Hkv, nb],
-      });
-      runProgram(backend, dqProgram, {
+      if (wb != null) {
+        // split-dq: one workgroup per (split, kv head, batch); then dq = scale · Σ accumulators, dk / dv copied out.
+        const dkAt = {base: wb.base + nsplits * perBatch.query};
+        runProgram(backend, dkdvProgram, {
+          outputs: directBias ? [wb.binding, dBias!] : [wb.binding],
+          inputs: tileInputs(dkdvSchedule.tensor),
+          uniforms: common('dkdv', dkAt, {base: dkAt.base + perBatch.key}, true),
+          dispatch: headsFastest.dkdv ? [Hkv, nsplits, nb] : [nsplits, Hkv, nb],
+        });
+        const dkr = bind(dk, 'key', 'dk'), dvr = bind(dv, 'key', 'dv');
+        const n = nb * Math.max(perBatch.query, perBatch.key), {width, dispatch} = flatDispatch(n);
+        runProgram(backend, dqReduceProgram, {
+          outputs: [dqb.binding, dkr.binding, dvr.binding],
+          inputs: [wb.binding],
+          uniforms: [n, width, nsplits, perBatch.query, perBatch.key, perBatch.work, wb.base, dqb.base, dkr.base,
+                     dvr.base, plan.scale],
+          dispatch,
+        });
+      } else {
+        runProgram(backend, dkdvProgram, {
+          outputs: dkv != null ? [dkv] : [dkb.binding, dvb.binding],
+          inputs: tileInputs(dkdvSchedule.tensor),
+          uniforms: common('dkdv', dkb, dvb),
+          dispatch: headsFastest.dkdv ? [Hkv, dkdvSchedule.schedule.numKeyTiles, nb] :
+                                         [dkdvSchedule.schedule.numKeyTiles, Hkv, nb],
+        });
+      }
+      if (wb == null) runProgram(backend, dqProgram, {
         outputs: directBias ? [dqb.binding, dBias!] : [dqb.binding],
         inputs: tileInputs(dqSchedule.tensor),
         uniforms: common('dq', dqb, {base: 0}),

@@ -14,6 +14,11 @@
  *                                        of the GQA group), accumulating dV += Pᵀ·dO and dK += dSᵀ·Q in registers;
  *                              (pass 3, 'dq')   one workgroup per (query tile, head, batch) keeps Q and dO resident
  *                                        and streams the key tiles of the row runs, accumulating dQ += dS·K.
+ *                              (split-dQ, the default design: 'dkdv' with splitDq, no pass 3) one workgroup per
+ *                                        (split, kv head, batch) runs pass 2 for each of its key tiles and adds
+ *                                        dS·K (phase D, dqPartial) into dQ accumulator `split`, which only it writes;
+ *                                        elementwise_webgpu.ts's DqReduceProgram sums the accumulators. 5
+ *                                        matmul-equivalents instead of 7 (S and dP are computed once).
  * (About 800 lines, over our ~500-line guide, on purpose: the phase builders below are shared by the dK/dV, dQ and
  * dBias passes and by their option variants; one file keeps them private instead of exporting every phase.)
  * Both tile passes are the same program: "resident" rows R (the workgroup's tile) meet "streamed" rows S. Scores
@@ -58,6 +63,8 @@ export const TILE_UNIFORMS: Array<[string, UniformType]> = [
   ['layoutOffset', 'i32'], ['layoutBlockSize', 'i32'], ['layoutQueryBlocks', 'i32'], ['layoutKeyBlocks', 'i32'],
   ['qBase', 'i32'], ['kBase', 'i32'], ['vBase', 'i32'], ['dyBase', 'i32'], ['statsBase', 'i32'],
   ['out0Base', 'i32'], ['out1Base', 'i32'], ['scale', 'f32'], ['softcap', 'f32'], ['headsFastest', 'i32'],
+  // The split-dQ dK/dV pass only (0 elsewhere): dQ accumulators, batch stride of its `work` output, where they start.
+  ['nsplits', 'i32'], ['workStride', 'i32'], ['dqAccBase', 'i32'],
 ];
 
 export interface TileFlags {
@@ -130,13 +137,18 @@ interface TileShape {
   combined: boolean;
   /** The dBias pass: a 'dq'-shaped tile program that sums dS over the (batch, head) each bias element covers. */
   dbias: boolean;
-  /** The dQ pass also writes dBias (a bias element covers one (batch, head): nothing to sum). */
+  /** The dQ pass (or, split-dQ, the dK/dV pass) also writes dBias (a bias element covers one (batch, head)). */
   directBias: boolean;
+  /**
+   * The split-dQ design (dkdv only): each workgroup owns the key tiles split, split + nsplits, … of one kv head and
+   * also adds dS·K into dQ accumulator `split` (see dqPartial); dK, dV and the accumulators share one `work` output.
+   */
+  splitDq: boolean;
 }
 
 function tileShape(
     pass: GradPass, t: GradTiles, flags: TileFlags, map: GradThreadMap, opts: OptionFlags | null, combined: boolean,
-    dbias: boolean, directBias: boolean): TileShape {
+    dbias: boolean, directBias: boolean, splitDq: boolean): TileShape {
   const dkdv = pass === 'dkdv';
   const DP4 = t.paddedDim / 4, C4 = t.chunk / 4;
   const TS = map.colsPerThread;
@@ -145,7 +157,7 @@ function tileShape(
     RS: DP4 + 1, SS: C4 + 1, TR: map.rowsPerThread, TS, NR: map.residentThreads, NS: map.streamedThreads,
     NRG: map.rowGroups, MR: map.accRows, AC: map.accCols, NC: map.colGroups,
     vecT: TS === 1 ? 'f32' : `vec${TS}<f32>`, res: dkdv ? KEYS : QUERIES, str: dkdv ? QUERIES : KEYS,
-    opts, combined, dbias, directBias,
+    opts, combined, dbias, directBias, splitDq,
   };
 }
 
@@ -419,7 +431,7 @@ function streamedTile(g: TileShape): string {
       let streamedRows = min(${BS}, ${g.str.seq} - s0);
       workgroupBarrier();${stats}${scoreDeclarations(g)}${streamedChunk('0')}
       workgroupBarrier();${scores(g, '0')}${probabilities(g)}
-      workgroupBarrier();${accumulate(g, '0')}` : `
+      workgroupBarrier();${accumulate(g, '0')}${dqPartial(g)}` : `
       let streamedRows = min(${BS}, ${g.str.seq} - s0);
       workgroupBarrier();${stats}${scoreDeclarations(g)}
       for (var c = 0; c < ${NCH}; c++) {
@@ -435,7 +447,7 @@ function streamedTile(g: TileShape): string {
           workgroupBarrier();${streamedChunk('c')}
           workgroupBarrier();
         }${accumulate(g, 'c')}
-      }`;
+      }${dqPartial(g)}`;
 }
 
 /** The streamed tiles a workgroup visits: the column runs of every query head of its GQA group ('dkdv') or the row
@@ -510,10 +522,12 @@ function writeResults(g: TileShape): string {
           let row = ${dkdv ? 'k0' : 'q0'} + r;
           let d = (${c} * ${C4} + accCol + ${a * NC}) * 4;
           if (accActive && r < ${BR} && row < ${res.seq} && d < uniforms.headDim) {
-            let o = ((b * ${res.seq} + row) * ${res.heads} + ${res.head}) * uniforms.headDim + d;
+            let o = ${g.splitDq ? `b * uniforms.workStride + (row * ${res.heads} + ${res.head}) * uniforms.headDim + d` :
+                `((b * ${res.seq} + row) * ${res.heads} + ${res.head}) * uniforms.headDim + d`};
             let scaled = acc[${accIndex(g, c, m, a)}] * uniforms.scale;${
-              stores(dkdv ? (g.combined ? 'dkv' : 'dk') : 'dq', 'out0Base', 'scaled')}${
-              dkdv ? stores(g.combined ? 'dkv' : 'dv', 'out1Base', `accP[${accIndex(g, c, m, a)}]`) : ''}
+              stores(dkdv ? (g.splitDq ? 'work' : g.combined ? 'dkv' : 'dk') : 'dq', 'out0Base', 'scaled')}${
+              dkdv ? stores(g.splitDq ? 'work' : g.combined ? 'dkv' : 'dv', 'out1Base',
+                            `accP[${accIndex(g, c, m, a)}]`) : ''}
           }
         }`)).join('');
   return g.NCH === 1 ? writeChunk('0') : `
@@ -571,7 +585,7 @@ function visibilityFunction(g: TileShape): string {
 /** The entry point: workgroup coordinates, stage the resident rows (and, for dq, their statistics), the tile loop,
  *  the writes. */
 function tileMain(g: TileShape): string {
-  const {dkdv, BR, T, NR, NS, NC, NRG, NCH, MR, AC} = g;
+  const {dkdv, BR, T, NR, NS, NC, NRG} = g;
   if (g.dbias) return dbiasMain(g);
   return `
     @compute @workgroup_size(${T})
@@ -585,7 +599,11 @@ function tileMain(g: TileShape): string {
       let headsFastest = uniforms.headsFastest == 1;
       let tileIndex = i32(select(workgroupId.x, workgroupId.y, headsFastest));
       let headIndex = i32(select(workgroupId.y, workgroupId.x, headsFastest));${
-          dkdv ? `
+          g.splitDq ? `
+      let split = tileIndex;
+      let hk = headIndex;
+      let dqSplitBase = uniforms.dqAccBase + b * uniforms.workStride +
+          split * uniforms.seqQ * uniforms.heads * uniforms.headDim;` : dkdv ? `
       let kt = tileIndex;
       let hk = headIndex;
       let k0 = kt * ${BR};` : `
@@ -607,12 +625,149 @@ function tileMain(g: TileShape): string {
       let accCol = tid % ${NC};
       let rowGroup = tid / ${NC};
       let accActive = rowGroup < ${NRG};
-      var acc = array<vec4<f32>, ${NCH * MR * AC}>();${dkdv ? `
-      var accP = array<vec4<f32>, ${NCH * MR * AC}>();` : ''}
-${stageRows(g, g.res, 'resA', 'resB', BR, dkdv ? 'k0' : 'q0', g.DP4, '0', g.RS)}${
+      ${g.splitDq ? '' : accumulatorDeclarations(g)}
+${g.splitDq ? splitDqKeyTiles(g) : `${
+    stageRows(g, g.res, 'resA', 'resB', BR, dkdv ? 'k0' : 'q0', g.DP4, '0', g.RS)}${
     dkdv ? '' : stageStats(g, BR, 'q0')}${tileLoop(g)}
-${writeResults(g)}
+${writeResults(g)}`}
     }`;
+}
+
+/** The accumulators of a workgroup's resident rows (dK or dQ, and dV), zero. */
+function accumulatorDeclarations(g: TileShape): string {
+  const n = g.NCH * g.MR * g.AC;
+  return `var acc = array<vec4<f32>, ${n}>();${g.dkdv ? `
+      var accP = array<vec4<f32>, ${n}>();` : ''}`;
+}
+
+/**
+ * Split-dQ: the workgroup's key tiles, one per round of nsplits tiles in snake order (round r takes tile
+ * r·nsplits + split, or r·nsplits + nsplits − 1 − split in odd rounds: under a causal mask, where a key tile's work
+ * falls with its index, every split then gets about the same work), each as the two-pass design's
+ * dK/dV workgroup does it (stage K, V; stream the query tiles; write dK, dV) with phase D (dqPartial) adding dS·K
+ * into the dQ accumulator this workgroup alone owns. The accumulator rows are zeroed first by the invocations that
+ * later add to them (the same element → invocation map), so no barrier orders those stores.
+ */
+function splitDqKeyTiles(g: TileShape): string {
+  return `${dqZero(g)}
+      let rounds = (uniforms.numKeyTiles + uniforms.nsplits - 1) / uniforms.nsplits;
+      for (var visit = 0; visit < rounds; visit++) {
+        let kt = visit * uniforms.nsplits + select(split, uniforms.nsplits - 1 - split, visit % 2 == 1);
+        if (kt < uniforms.numKeyTiles) {
+        let k0 = kt * ${g.BR};
+        // The previous key tile's phase D reads of resA are done.
+        workgroupBarrier();
+        ${accumulatorDeclarations(g)}
+${stageRows(g, g.res, 'resA', 'resB', g.BR, 'k0', g.DP4, '0', g.RS)}${tileLoop(g)}
+${writeResults(g)}
+        }
+      }`;
+}
+
+/**
+ * How phase D shares a streamed (query) tile's dQ rows: invocation (dqRow, dqCol), dqCol = tid % DQ_COLS, owns vec4
+ * columns dqCol + a·DQ_COLS (a < 4) of rows dqRow + m·DQ_ROWS (m < DQ_M) of each sweep of DQ_ROWS·DQ_M rows:
+ * 4·DQ_M vec4 registers, 4 + DQ_M shared loads per 4·DQ_M vec4 FMAs.
+ */
+function dqMap(g: TileShape): {cols: number; rows: number; m: number; sweeps: number} {
+  const cols = g.DP4 / 4, rows = Math.floor(g.T / cols);
+  const m = Math.max(1, Math.min(2, Math.ceil(g.BS / rows)));
+  return {cols, rows, m, sweeps: Math.ceil(g.BS / (rows * m))};
+}
+
+/** The dQ accumulator index of query row i, vec4 column starting at element d, head h (split-dQ). */
+const dqAccIndex = (i: string, d: string) => `dqSplitBase + (${i} * uniforms.heads + h) * uniforms.headDim + ${d}`;
+
+/** For each (sweep, m, a) of this invocation's share of a query tile (dqMap): body(s, m, a), s the tile row. */
+function dqSweeps(g: TileShape, body: (m: number, a: number) => string): string {
+  const {cols, rows, m: M, sweeps} = dqMap(g);
+  return `
+        if (dqActive) {
+          for (var sw = 0; sw < ${sweeps}; sw++) {${range(M).flatMap((m) => range(4).map((a) => `
+            {
+              let s = sw * ${rows * M} + dqRow + ${m * rows};
+              let d = (dqCol + ${a * cols}) * 4;${body(m, a)}
+            }`)).join('')}
+          }
+        }`;
+}
+
+/** Split-dQ: zero the accumulator rows of every query head of the group (this split's accumulator). */
+function dqZero(g: TileShape): string {
+  const {cols, rows} = dqMap(g);
+  return `
+      let dqCol = tid % ${cols};
+      let dqRow = tid / ${cols};
+      let dqActive = dqRow < ${rows};
+      for (var g = 0; g < uniforms.groupSize; g++) {
+        let h = hk * uniforms.groupSize + g;
+        for (var qt = 0; qt < uniforms.numQueryTiles; qt++) {
+          let q0 = qt * ${g.BS};${dqSweeps(g, () => `
+              let i = q0 + s;
+              if (s < ${g.BS} && i < uniforms.seqQ && d < uniforms.headDim) {
+                let o = ${dqAccIndex('i', 'd')};
+                ${dqStores(() => 'work[o + k] = 0.0;')}
+              }`)}
+        }
+      }`;
+}
+
+/** The stores of one vec4 column at accumulator index o (`store` with k the component; only those below
+ *  headDim). */
+function dqStores(store: () => string): string {
+  return `{ let k = 0; ${store()} }${range(3).map((k) => `
+                if (d + ${k + 1} < uniforms.headDim) { let k = ${k + 1}; ${store()} }`).join('')}`;
+}
+
+/**
+ * Phase D (split-dQ): dQ_partial = dS·K of this (query tile, key tile), from tileDS and the resident K (resA), added
+ * to the workgroup's own dQ accumulator (read, add, write: the element → invocation map is the same for every tile,
+ * so each element is only ever touched by one invocation, in the order the workgroup visits its tiles). Rows past
+ * the sequence end add nothing; in partial tiles masked entries are skipped exactly as phase C skips them.
+ * For an f16-operand variant, only the loads of ds and K here (and of tileDS/resA elsewhere) change type.
+ */
+function dqPartial(g: TileShape): string {
+  if (!g.splitDq) return '';
+  const {M, NS, RS, TS} = {M: dqMap(g).m, NS: g.NS, RS: g.RS, TS: g.TS};
+  const dsAt = (s: string) => TS === 1 ? `tileDS[r * ${NS} + ${s}]` : `tileDS[r * ${NS} + ${s} % ${NS}][${s} / ${NS}]`;
+  const loop = (guarded: boolean) => `
+            for (var r = 0; r < keyRows; r++) {${range(M).map((m) => `
+              let dsv${m} = ${dsAt(`sr${m}`)};${guarded ? `
+              let keep${m} = (bitcast<u32>(dsv${m}) & 0x7fffffffu) != 0u ||
+                  (bitcast<u32>(rowLse[sr${m}]) != ${LSE_EMPTY_BITS}u && isVisible(q0 + sr${m}, k0 + r, lh, keyLen));` : ''}`)
+      .join('')}${range(4).map((a) => `
+              {
+                let kv = resA[r * ${RS} + dqCol + ${a * dqMap(g).cols}];${range(M).map((m) => guarded ? `
+                dq${m}_${a} = select(dq${m}_${a}, dq${m}_${a} + dsv${m} * kv, keep${m});` : `
+                dq${m}_${a} = dq${m}_${a} + dsv${m} * kv;`).join('')}
+              }`).join('')}
+            }`;
+  const {rows, sweeps} = dqMap(g);
+  return `
+      // Phase D: dS·K into this split's dQ accumulator.
+      {
+        let keyRows = min(${g.BR}, uniforms.seqK - k0);
+        if (dqActive) {
+          for (var sw = 0; sw < ${sweeps}; sw++) {${range(M).map((m) => `
+            let sr${m} = min(sw * ${rows * M} + dqRow + ${m * rows}, ${g.BS - 1});`).join('')}${
+              range(M).flatMap((m) => range(4).map((a) => `
+            var dq${m}_${a} = vec4<f32>(0.0);`)).join('')}
+            if (partial) {${loop(true)}
+            } else {${loop(false)}
+            }${range(M).flatMap((m) => range(4).map((a) => `
+            {
+              let s = sw * ${rows * M} + dqRow + ${m * rows};
+              let d = (dqCol + ${a * dqMap(g).cols}) * 4;
+              let i = q0 + s;
+              if (s < ${g.BS} && i < uniforms.seqQ && d < uniforms.headDim) {
+                let o = ${dqAccIndex('i', 'd')};
+                let add = dq${m}_${a};
+                ${dqStores(() => 'work[o + k] = work[o + k] + add[k];')}
+              }
+            }`)).join('')}
+          }
+        }
+      }`;
 }
 
 /** keyLengths[b] (clamped to seqK, from the side buffer with options), or seqK. */
@@ -781,11 +936,12 @@ export class AttentionGradTileProgram implements MultiOutputProgram {
    */
   constructor(
       readonly pass: GradPass, readonly tiles: GradTiles, readonly flags: TileFlags,
-      readonly opts: OptionFlags | null = null, dbias = false, directBias = false) {
-    const combined = opts != null && pass === 'dkdv' && opts.mask != null && opts.bias;
-    this.shape = tileShape(pass, tiles, flags, gradThreadMap(tiles), opts, combined, dbias, directBias);
-    this.outputNames = dbias ? ['dBias'] : pass === 'dkdv' ? (combined ? ['dkv'] : ['dk', 'dv']) :
-        directBias ? ['dq', 'dBias'] : ['dq'];
+      readonly opts: OptionFlags | null = null, dbias = false, directBias = false, splitDq = false) {
+    const combined = opts != null && pass === 'dkdv' && opts.mask != null && opts.bias && !splitDq;
+    this.shape = tileShape(pass, tiles, flags, gradThreadMap(tiles), opts, combined, dbias, directBias,
+                           splitDq && pass === 'dkdv');
+    const first = pass === 'dkdv' ? (splitDq ? ['work'] : combined ? ['dkv'] : ['dk', 'dv']) : ['dq'];
+    this.outputNames = dbias ? ['dBias'] : directBias ? [...first, 'dBias'] : first;
     this.outputTypes = this.outputNames.map(() => 'f32');
     if (opts != null) {
       const extra = optionBindings(opts);
@@ -794,7 +950,7 @@ export class AttentionGradTileProgram implements MultiOutputProgram {
       this.uniformFields = [...TILE_UNIFORMS, ...OPTION_UNIFORMS];
     }
     const t = tiles;
-    this.shaderKey = `attentionGrad_${dbias ? 'dbias' : directBias ? 'dqdbias' : pass}_${t.resident}_${t.streamed}_${t.paddedDim}_${t.chunk}_${
+    this.shaderKey = `attentionGrad_${dbias ? 'dbias' : directBias ? 'dqdbias' : pass}${splitDq ? 'split' : ''}_${t.resident}_${t.streamed}_${t.paddedDim}_${t.chunk}_${
         t.threads}_` +
         `${t.accCols ?? 1}_` +
         `${flags.softcap ? 's' : ''}${flags.layout ? 'l' : ''}${flags.keyLengths ? 'k' : ''}${optionKey(opts)}`;

@@ -1,9 +1,14 @@
 /**
  * Section `webgpu-backward` of bench/suite.ts: forward alone, the backward kernel alone (FlashAttentionGrad through runKernel on saved
  * forward outputs), and forward+backward through tf.grads, at B1 H16 fp32; plus the backward under other tilings of
- * its two tile passes (setGradTilesOverrideForTests) to pick defaults.
+ * its tile passes (setGradTilesOverrideForTests) to pick defaults.
  *
- *   npx tsx bench/suite.ts --section webgpu-backward [--quick] [--out DIR]
+ *   npx tsx bench/suite.ts --section webgpu-backward [--quick] [--out DIR] [--designs split-dq,two-pass]
+ *                                                    [--nsplits 4,8,16,32]
+ *
+ * --designs: the backward designs to time side by side in this run, each problem under each (attention_backward.ts
+ * setBackwardDesignForTests; default: only the default design, split-dq). --nsplits: also time split-dq with these
+ * forced accumulator counts (default: dq_splits.ts's rule). The tiling variants run under the default design.
  *   node node_modules/tsx/dist/cli.mjs bench/suite.ts --section webgpu-backward --out $OUT   # where there is no npx
  *
  * Timing as in the webgpu-kernel section: `iters` calls back to back, one sync (submit + onSubmittedWorkDone), median per-call
@@ -17,7 +22,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import {mkdirSync, writeFileSync} from 'node:fs';
 import * as lib from '../../../src/index.js';
 import '../../../kernels/webgpu/register_all_webgpu_kernels.js';
-import {setGradTilesOverrideForTests} from '../../../kernels/webgpu/attention_backward.js';
+import {
+  BackwardDesign, lastBackwardRun, setBackwardDesignForTests, setGradTilesOverrideForTests,
+} from '../../../kernels/webgpu/attention_backward.js';
 import {chooseGradTiles, GradTiles} from '../../../kernels/webgpu/grad_tiles.js';
 import {attentionAttrs, FlashAttentionGrad} from '../../../src/kernel_names.js';
 import {makePlan} from '../../../src/plan/plan.js';
@@ -33,6 +40,9 @@ const log = (s: string) => {
 };
 
 const time = (fn: () => tf.Tensor[]) => timeOnQueue(fn, {targetMs: 200, maxIters: 50});
+
+/** Designs (and forced nsplits, null: the rule) each problem is timed under; set by main from the flags. */
+let designRuns: Array<[BackwardDesign, number | null]> = [['split-dq', null]];
 
 async function problem(seq: number, d: number, causal: boolean, variants: Array<[string, Partial<Record<'dkdv' | 'dq',
                        GradTiles>>]>) {
@@ -54,17 +64,26 @@ async function problem(seq: number, d: number, causal: boolean, variants: Array<
   const both = () => tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
       lib.flashAttention(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, {causal}) as tf.Tensor)([q, k, v], dy);
   const tag = `S${seq} D${d} ${causal ? 'causal' : 'dense'}`;
-  const first = await Promise.all(bwd().map((t) => t.data()));
-  const second = await Promise.all(bwd().map((t) => t.data()));
-  const identical = first.every((a, i) => Buffer.from((a as Float32Array).buffer).equals(
-      Buffer.from((second[i] as Float32Array).buffer)));
-  const bwdMs = await time(bwd);
-  const bothMs = await time(both);
   const limits = (tf.backend() as unknown as {device: GPUDevice}).device.limits;
   const dflt = {dkdv: chooseGradTiles('dkdv', d, limits), dq: chooseGradTiles('dq', d, limits)};
   const fmt = (t: GradTiles) => `${t.resident}x${t.streamed}/T${t.threads}${t.chunk < t.paddedDim ? `/c${t.chunk}` : ''}`;
-  log(`${tag}: fwd ${fwdMs.toFixed(2)} ms | bwd ${bwdMs.toFixed(2)} ms | fwd+bwd (tf.grads, GPU dy) ${bothMs.toFixed(2)} ms` +
-      ` = ${(bothMs / fwdMs).toFixed(2)}x fwd | dkdv ${fmt(dflt.dkdv)} dq ${fmt(dflt.dq)} | bit-identical ${identical}`);
+  for (const [design, nsplits] of designRuns) {
+    setBackwardDesignForTests(design, nsplits);
+    try {
+      const first = await Promise.all(bwd().map((t) => t.data()));
+      const ran = lastBackwardRun()!;
+      const second = await Promise.all(bwd().map((t) => t.data()));
+      const identical = first.every((a, i) => Buffer.from((a as Float32Array).buffer).equals(
+          Buffer.from((second[i] as Float32Array).buffer)));
+      const bwdMs = await time(bwd);
+      const bothMs = await time(both);
+      log(`${tag} ${ran.design}${ran.design === 'split-dq' ? ` nsplits ${ran.nsplits}` : ''}: fwd ${fwdMs.toFixed(2)} ms` +
+          ` | bwd ${bwdMs.toFixed(2)} ms | fwd+bwd (tf.grads, GPU dy) ${bothMs.toFixed(2)} ms` +
+          ` = ${(bothMs / fwdMs).toFixed(2)}x fwd | dkdv ${fmt(dflt.dkdv)} dq ${fmt(dflt.dq)} | bit-identical ${identical}`);
+    } finally {
+      setBackwardDesignForTests('split-dq');
+    }
+  }
   for (const [name, o] of variants) {
     setGradTilesOverrideForTests(o);
     try {
@@ -82,6 +101,18 @@ async function problem(seq: number, d: number, causal: boolean, variants: Array<
 export async function main(argv: string[]): Promise<void> {
   const QUICK = argv.includes('--quick');
   const outIndex = argv.indexOf('--out');
+  const listFlag = (flag: string) => argv.indexOf(flag) >= 0 ? argv[argv.indexOf(flag) + 1].split(',') : null;
+  const designs = (listFlag('--designs') ?? ['split-dq']).map((name) => {
+    if (name !== 'split-dq' && name !== 'two-pass') {
+      throw new Error(`--designs: expected split-dq and/or two-pass, got ${name}`);
+    }
+    return name as BackwardDesign;
+  });
+  designRuns = [...designs.map((x): [BackwardDesign, null] => [x, null]),
+                ...(listFlag('--nsplits') ?? []).map((n): [BackwardDesign, number] => {
+                  if (!(Number(n) >= 1)) throw new Error(`--nsplits: expected positive integers, got ${n}`);
+                  return ['split-dq', Number(n)];
+                })];
   const env = await setupWebGPU();
   if (env == null) throw new Error('no WebGPU');
   const OUT_DIR = outIndex >= 0 ? argv[outIndex + 1] :
