@@ -164,7 +164,7 @@ export const CASES: AttentionCase[] = [
   {name: 'mask [B, 1, Sq, Sk] padding + sliding [8, 8]', op: 'sliding', batch: 2, seqQ: 65, seqK: 65, heads: 2,
    kvHeads: 2, headDim: 16, windowSize: [8, 8], mask: {shape: 'b1', pattern: 'padding', density: 0.3}},
   {name: 'bias [seqQ, seqK] seqQ1 seqK1 D8 (fuzz minimal case)', op: 'flash', batch: 1, seqQ: 1, seqK: 1, heads: 1,
-   kvHeads: 1, headDim: 8, bias: {shape: 'q'}},
+   kvHeads: 1, headDim: 8, bias: {shape: 'q'}, tags: ['chromium-webgpu']},
   {...base, name: 'bias [seqQ, seqK] + softcap', op: 'flash', seqQ: 77, seqK: 77, headDim: 32, softcap: 4,
    bias: {shape: 'q'}, tags: ['quick']},
   {name: 'bias [1, H, Sq, Sk] with -Infinity entries + causal', op: 'flash', batch: 2, seqQ: 50, seqK: 50, heads: 3,

@@ -5,6 +5,7 @@
  * applies). Used by test/webgpu_tc.test.ts and bench/device/tc_check.ts.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import {rememberAdapterInfo} from '../kernels/webgpu/device_capabilities.js';
 
 /** Features the tensor-core path may use, in the order Dawn wants them enabled. */
 export const TENSOR_CORE_FEATURES = ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'];
@@ -30,6 +31,7 @@ export async function registerTensorCoreBackend(name: string, adapter: GPUAdapte
       maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
     },
   });
+  rememberAdapterInfo(device, adapter.info);
   tf.registerBackend(name, async () => new WebGPUBackend(device, adapter.info));
   tf.copyRegisteredKernels('webgpu', name);
   return device;

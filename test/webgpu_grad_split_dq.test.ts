@@ -2,7 +2,7 @@
  * The split-dQ backward design (kernels/webgpu/attention_backward.ts, dq_splits.ts): the nsplits rule, bit-identical
  * gradients run to run with several key tiles per split, agreement with the two-pass design, the shared cases with
  * forced small tiles and nsplits (every split then owns several key tiles) and batch splitting under a small binding
- * limit with the split design still in use. The shared case table itself runs with the default (split-dq) design in
+ * limit with the split design still in use. The shared case table itself runs with the default (two-pass) design in
  * webgpu_grad.test.ts.
  */
 import './setup_node.js';
@@ -39,7 +39,7 @@ async function withDesign<T>(
   try {
     return await withGPUErrorCheck(env!.device, f);
   } finally {
-    setBackwardDesignForTests('split-dq');
+    setBackwardDesignForTests('two-pass');
     setGradTilesOverrideForTests(null);
   }
 }

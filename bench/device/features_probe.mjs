@@ -15,13 +15,15 @@ for (const toggles of [[], [TOGGLES]]) {
   console.log(`\n== toggles: ${toggles.join(' ') || '(none)'}\nadapter: ${[i.vendor, i.architecture, i.device, i.description].join(' / ')}`);
   console.log(`subgroup size ${i.subgroupMinSize}..${i.subgroupMaxSize}; maxComputeWorkgroupStorageSize ${adapter.limits.maxComputeWorkgroupStorageSize}; maxStorageBufferBindingSize ${adapter.limits.maxStorageBufferBindingSize}`);
   console.log('features: ' + [...adapter.features].sort().join(' '));
-  console.log('subgroupMatrixConfigs: ' + JSON.stringify(i.subgroupMatrixConfigs ?? null));
+  console.log('subgroupMatrixConfigs: ' + JSON.stringify((i.subgroupMatrixConfigs ?? []).map((c) =>
+    ({M: c.M, N: c.N, K: c.K, componentType: c.componentType, resultComponentType: c.resultComponentType}))));
   if (toggles.length) adapterUsed = adapter;
 }
 const a = adapterUsed;
 const want = ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix', 'timestamp-query'].filter((f) => a.features.has(f));
 dev = await a.requestDevice({requiredFeatures: want, requiredLimits: {maxComputeWorkgroupStorageSize: a.limits.maxComputeWorkgroupStorageSize}});
 console.log('device features: ' + [...dev.features].sort().join(' '));
+console.log('device.adapterInfo configs: ' + JSON.stringify((dev.adapterInfo?.subgroupMatrixConfigs ?? null)?.map?.((c) => [c.M, c.N, c.K, c.componentType, c.resultComponentType]) ?? null));
 if (!dev.features.has('chromium-experimental-subgroup-matrix') || !dev.features.has('shader-f16')) process.exit(0);
 const errs = [];
 dev.onuncapturederror = (e) => errs.push(e.error.message);

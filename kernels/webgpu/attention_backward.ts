@@ -26,13 +26,16 @@ import {
 import {getScheduleBuffer} from './schedule_buffers.js';
 
 /**
- * The backward's design. 'split-dq' (default): one pass over key tiles computes dK, dV and nsplits partial dQs
- * (5 matmul-equivalents; dq_splits.ts chooses nsplits), a reduce pass sums them. 'two-pass': a dK/dV pass over key
- * tiles and a dQ pass over query tiles, each recomputing the scores (7). Both are deterministic without atomics.
- * split-dq falls back to two-pass only when one dQ accumulator does not fit one storage binding.
+ * The backward's design. 'two-pass' (default): a dK/dV pass over key tiles and a dQ pass over query tiles, each
+ * recomputing the scores (7 matmul-equivalents). 'split-dq': one pass over key tiles computes dK, dV and nsplits
+ * partial dQs (5; dq_splits.ts chooses nsplits), a reduce pass sums them. Both are deterministic without atomics.
+ * split-dq is not the default because it measured slower on an H100 (2026-12-07, bench/results/
+ * 2026-12-07-h100-issues-16-19: S4096 D64 backward 26.0 vs 18.7 ms, causal 12.2 vs 10.2, D128 80 vs 61): its
+ * read-add-write of the dQ rows per (key tile, query tile) costs more than the two matmuls it saves. It falls back
+ * to two-pass when one dQ accumulator does not fit one storage binding.
  */
 export type BackwardDesign = 'two-pass' | 'split-dq';
-let design: BackwardDesign = 'split-dq';
+let design: BackwardDesign = 'two-pass';
 let splitsOverride: number | null = null;
 let lastRun: {design: BackwardDesign; nsplits: number} | null = null;
 

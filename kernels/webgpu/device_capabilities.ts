@@ -40,12 +40,23 @@ interface AdapterInfoWithSubgroups {
 }
 
 const cache = new WeakMap<GPUDevice, WebGPUCapabilities>();
+const adapterInfos = new WeakMap<GPUDevice, AdapterInfoWithSubgroups>();
+
+/**
+ * Records the adapter info of a device (setupWebGPU does): Dawn's GPUDevice.adapterInfo may lack the
+ * subgroup-matrix configurations that GPUAdapter.info has (seen on the H100 through Dawn/Vulkan).
+ */
+export function rememberAdapterInfo(device: GPUDevice, info: GPUAdapterInfo): void {
+  adapterInfos.set(device, info as unknown as AdapterInfoWithSubgroups);
+  cache.delete(device);
+}
 
 export function deviceCapabilities(device: GPUDevice): WebGPUCapabilities {
   let caps = cache.get(device);
   if (caps == null) {
     const has = (f: string) => device.features.has(f);
-    const info = ((device as unknown as {adapterInfo?: AdapterInfoWithSubgroups}).adapterInfo ?? {});
+    const info = adapterInfos.get(device) ??
+        (device as unknown as {adapterInfo?: AdapterInfoWithSubgroups}).adapterInfo ?? {};
     const shaderF16 = has('shader-f16'), subgroups = has('subgroups');
     const matrices = shaderF16 && subgroups && has('chromium-experimental-subgroup-matrix');
     caps = {
@@ -56,7 +67,7 @@ export function deviceCapabilities(device: GPUDevice): WebGPUCapabilities {
       subgroupMatrixF16: !matrices ? [] :
           (info.subgroupMatrixConfigs ?? [])
               .filter((c) => c.componentType === 'f16' && c.resultComponentType === 'f32')
-              .map(({M, N, K}) => ({M, N, K})),
+              .map((c) => ({M: c.M, N: c.N, K: c.K})),
     };
     cache.set(device, caps);
   }

@@ -11,7 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
-import {WebGPUCapabilities, webgpuCapabilities} from './device_capabilities.js';
+import {rememberAdapterInfo, WebGPUCapabilities, webgpuCapabilities} from './device_capabilities.js';
 
 /** Features the kernels can use, requested when the adapter offers them ('available'). */
 export const OPTIONAL_WEBGPU_FEATURES = ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'] as const;
@@ -114,6 +114,7 @@ export async function setupWebGPU(options: SetupWebGPUOptions = {}): Promise<Web
     maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
   };
   const device = await adapter.requestDevice({requiredFeatures, requiredLimits});
+  rememberAdapterInfo(device, adapter.info);
   const backend = new WebGPUBackend(device, adapter.info) as WebGPUBackend;
   if (tf.findBackendFactory('webgpu') != null) tf.removeBackend('webgpu');
   tf.registerBackend('webgpu', () => backend, 3 /* tfjs's priority for webgpu */);

@@ -7,7 +7,7 @@
  *                                                    [--nsplits 4,8,16,32]
  *
  * --designs: the backward designs to time side by side in this run, each problem under each (attention_backward.ts
- * setBackwardDesignForTests; default: only the default design, split-dq). --nsplits: also time split-dq with these
+ * setBackwardDesignForTests; default: only the default design, two-pass). --nsplits: also time split-dq with these
  * forced accumulator counts (default: dq_splits.ts's rule). The tiling variants run under the default design.
  *   node node_modules/tsx/dist/cli.mjs bench/suite.ts --section webgpu-backward --out $OUT   # where there is no npx
  *
@@ -42,7 +42,7 @@ const log = (s: string) => {
 const time = (fn: () => tf.Tensor[]) => timeOnQueue(fn, {targetMs: 200, maxIters: 50});
 
 /** Designs (and forced nsplits, null: the rule) each problem is timed under; set by main from the flags. */
-let designRuns: Array<[BackwardDesign, number | null]> = [['split-dq', null]];
+let designRuns: Array<[BackwardDesign, number | null]> = [['two-pass', null]];
 
 async function problem(seq: number, d: number, causal: boolean, variants: Array<[string, Partial<Record<'dkdv' | 'dq',
                        GradTiles>>]>) {
@@ -81,7 +81,7 @@ async function problem(seq: number, d: number, causal: boolean, variants: Array<
           ` | bwd ${bwdMs.toFixed(2)} ms | fwd+bwd (tf.grads, GPU dy) ${bothMs.toFixed(2)} ms` +
           ` = ${(bothMs / fwdMs).toFixed(2)}x fwd | dkdv ${fmt(dflt.dkdv)} dq ${fmt(dflt.dq)} | bit-identical ${identical}`);
     } finally {
-      setBackwardDesignForTests('split-dq');
+      setBackwardDesignForTests('two-pass');
     }
   }
   for (const [name, o] of variants) {
@@ -102,7 +102,7 @@ export async function main(argv: string[]): Promise<void> {
   const QUICK = argv.includes('--quick');
   const outIndex = argv.indexOf('--out');
   const listFlag = (flag: string) => argv.indexOf(flag) >= 0 ? argv[argv.indexOf(flag) + 1].split(',') : null;
-  const designs = (listFlag('--designs') ?? ['split-dq']).map((name) => {
+  const designs = (listFlag('--designs') ?? ['two-pass']).map((name) => {
     if (name !== 'split-dq' && name !== 'two-pass') {
       throw new Error(`--designs: expected split-dq and/or two-pass, got ${name}`);
     }
