@@ -30,15 +30,26 @@ export interface WebGPUEnv {
   adapterDescription: string;
 }
 
-let envPromise: Promise<WebGPUEnv | null> | null = null;
+/**
+ * One environment per process, kept on globalThis: mocha may load this module twice (a static import in one test file,
+ * a dynamic one in reliability_backends.ts), and a second setupWebGPU would replace — and dispose — the 'webgpu'
+ * backend the first one made, under the other test files' feet.
+ */
+interface SharedState {
+  envPromise: Promise<WebGPUEnv | null> | null;
+  /** Errors Dawn reported outside an error scope (device.onuncapturederror), drained by withGPUErrorCheck. */
+  uncaptured: string[];
+}
+const shared: SharedState = ((globalThis as Record<symbol, SharedState>)[
+    Symbol.for('tfjs-efficient-attention/test/webgpu_env')] ??= {envPromise: null, uncaptured: []});
 
 export function setupWebGPU(): Promise<WebGPUEnv | null> {
-  envPromise ??= createEnv().catch((e) => {
+  shared.envPromise ??= createEnv().catch((e) => {
     if (process.env.CI === 'true') throw e;
     console.warn(`    WebGPU unavailable, skipping: ${(e as Error).message}`);
     return null;
   });
-  return envPromise;
+  return shared.envPromise;
 }
 
 async function createEnv(): Promise<WebGPUEnv> {
@@ -54,21 +65,17 @@ async function createEnv(): Promise<WebGPUEnv> {
   await tf.ready();
   const backend = tf.backend() as unknown as WebGPUBackend;
   const device = backend.device;
-  const errors: string[] = [];
-  device.onuncapturederror = (e: GPUUncapturedErrorEvent) => errors.push(e.error.message);
-  uncaptured = errors;
+  device.onuncapturederror = (e: GPUUncapturedErrorEvent) => shared.uncaptured.push(e.error.message);
   const info = adapter.info;
   const adapterDescription = [info.vendor, info.architecture, info.device, info.description].filter((s) => s)
       .join(' / ');
   return {backend, device, adapterDescription};
 }
 
-let uncaptured: string[] = [];
-
 /** Runs fn inside 'validation' and 'out-of-memory' error scopes; rejects if Dawn reported any error. */
 export function withGPUErrorCheck<T>(device: GPUDevice, fn: () => Promise<T>): Promise<T> {
-  uncaptured.length = 0;
-  return withErrorScopes(device, fn, () => uncaptured.splice(0));
+  shared.uncaptured.length = 0;
+  return withErrorScopes(device, fn, () => shared.uncaptured.splice(0));
 }
 
 /**

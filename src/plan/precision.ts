@@ -60,15 +60,20 @@ export interface AttentionPathReport {
   path: AttentionPath;
 }
 
-let last: AttentionPathReport | null = null;
+/**
+ * The last report, on globalThis: the kernels that ran may belong to another copy of this module than the caller's
+ * (two bundles of the library, or ESM and CommonJS copies in one process; the first copy's kernels stay registered).
+ */
+const lastReport: {report: AttentionPathReport | null} = ((globalThis as Record<symbol, {report: AttentionPathReport | null}>)[
+    Symbol.for('tfjs-efficient-attention/lastAttentionPath')] ??= {report: null});
 
 /** Which path the most recent attention kernel call (forward or backward) ran; null before the first call. */
 export function lastAttentionPath(): AttentionPathReport | null {
-  return last == null ? null : {...last};
+  return lastReport.report == null ? null : {...lastReport.report};
 }
 
 /** Kernels: record the path of the call in progress (the kernel wrapper records 'fp32' first; a backend that takes
  *  another path records it again). */
 export function recordAttentionPath(report: AttentionPathReport): void {
-  last = report;
+  lastReport.report = report;
 }
