@@ -1,11 +1,23 @@
 /**
  * A tfjs WebGPU backend on a device that has what the tensor-core forward needs (shader-f16, subgroups and
  * chromium-experimental-subgroup-matrix where the adapter offers them: tfjs's own 'webgpu' backend requests none),
- * with the library's kernels (attention_forward.ts takes the tensor-core path, attention_forward_tc.ts, where it
- * applies). Used by test/webgpu_tc.test.ts and bench/device/tc_check.ts.
+ * with the library's kernels; its forward kernels are re-registered from THIS copy of the modules, so that test hooks
+ * set through this copy (setTensorCoreEmulationForTests, setDecodePathForTests) reach them even when another copy
+ * registered the 'webgpu' kernels first. attention_forward.ts takes the tensor-core path where it applies. Used by
+ * test/webgpu_tc.test.ts and bench/device/tc_check.ts.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {rememberAdapterInfo} from '../kernels/webgpu/device_capabilities.js';
+import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
+import {FORWARD_KERNEL} from '../src/kernel_names.js';
+import type {AttentionPlan} from '../src/plan/plan.js';
+import {type AttentionInputs, forwardKernelFunc} from '../kernels/attention_kernel_func.js';
+import {runAttentionForward} from '../kernels/webgpu/attention_forward.js';
+import {WEBGPU_FEATURES} from '../kernels/webgpu/attention_options.js';
+
+function runForward(backend: WebGPUBackend, plan: AttentionPlan, inputs: AttentionInputs) {
+  return runAttentionForward(backend, plan, inputs);
+}
 
 /** Features the tensor-core path may use, in the order Dawn wants them enabled. */
 export const TENSOR_CORE_FEATURES = ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'];
@@ -13,7 +25,7 @@ export const TENSOR_CORE_FEATURES = ['shader-f16', 'subgroups', 'chromium-experi
 /**
  * Registers backend `name` on a device of `adapter` requested with the tensor-core features it offers (plus
  * timestamp-query) and tfjs's limits, copies the 'webgpu' kernels to it (tfjs's and this library's: the library's
- * webgpu kernels must be registered first). Returns the device.
+ * webgpu kernels must be registered first) and replaces the forward kernels. Returns the device.
  */
 export async function registerTensorCoreBackend(name: string, adapter: GPUAdapter): Promise<GPUDevice> {
   const {WebGPUBackend} = await import('@tensorflow/tfjs-backend-webgpu');
@@ -34,5 +46,9 @@ export async function registerTensorCoreBackend(name: string, adapter: GPUAdapte
   rememberAdapterInfo(device, adapter.info);
   tf.registerBackend(name, async () => new WebGPUBackend(device, adapter.info));
   tf.copyRegisteredKernels('webgpu', name);
+  for (const kernelName of Object.values(FORWARD_KERNEL)) {
+    tf.unregisterKernel(kernelName, name);
+    tf.registerKernel({kernelName, backendName: name, kernelFunc: forwardKernelFunc(runForward, WEBGPU_FEATURES)});
+  }
   return device;
 }

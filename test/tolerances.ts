@@ -50,7 +50,9 @@ export const FUZZ_TOLERANCES: Record<string, Tolerances> = {
  * single-key rows, whose exact dq is 0 and whose dP − D cancels only when O is v exactly.
  */
 export const MEDIUM_TOLERANCES: Record<'webgpu', Tolerances> = {
-  webgpu: {forward: 1e-3, gradients: Infinity},
+  // 2e-3 (as the tensor-core 'medium' below): 'flash single token S1 D40' measured lse 1.2e-3, the lse of one score
+  // whose q·k terms cancel, which amplifies the f16 rounding of q and k.
+  webgpu: {forward: 2e-3, gradients: Infinity},
 };
 
 /**
