@@ -8,6 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {rememberAdapterInfo} from '../kernels/webgpu/device_capabilities.js';
+import {tfjsRequiredLimits} from '../kernels/webgpu/setup_webgpu.js';
 import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
 import {FORWARD_KERNEL} from '../src/kernel_names.js';
 import type {AttentionPlan} from '../src/plan/plan.js';
@@ -31,18 +32,7 @@ export async function registerTensorCoreBackend(name: string, adapter: GPUAdapte
   const {WebGPUBackend} = await import('@tensorflow/tfjs-backend-webgpu');
   const requiredFeatures = [...TENSOR_CORE_FEATURES, 'timestamp-query']
       .filter((f) => adapter.features.has(f)) as GPUFeatureName[];
-  const l = adapter.limits;
-  const device = await adapter.requestDevice({
-    requiredFeatures,
-    requiredLimits: {
-      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
-      maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
-      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
-      maxBufferSize: l.maxBufferSize,
-      maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
-      maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
-    },
-  });
+  const device = await adapter.requestDevice({requiredFeatures, requiredLimits: tfjsRequiredLimits(adapter)});
   rememberAdapterInfo(device, adapter.info);
   tf.registerBackend(name, async () => new WebGPUBackend(device, adapter.info));
   tf.copyRegisteredKernels('webgpu', name);

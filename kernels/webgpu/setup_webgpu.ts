@@ -103,9 +103,19 @@ export async function setupWebGPU(options: SetupWebGPUOptions = {}): Promise<Web
   const adapter = await gpu.requestAdapter({powerPreference});
   if (adapter == null) throw new Error('setupWebGPU: requestAdapter() returned null (no WebGPU adapter)');
   const requiredFeatures = featuresToRequest(adapter, options.features ?? 'available');
+  const device = await adapter.requestDevice({requiredFeatures, requiredLimits: tfjsRequiredLimits(adapter)});
+  rememberAdapterInfo(device, adapter.info);
+  const backend = new WebGPUBackend(device, adapter.info) as WebGPUBackend;
+  if (tf.findBackendFactory('webgpu') != null) tf.removeBackend('webgpu');
+  tf.registerBackend('webgpu', () => backend, 3 /* tfjs's priority for webgpu */);
+  if (!(await tf.setBackend('webgpu'))) throw new Error('setupWebGPU: tf.setBackend(\'webgpu\') failed');
+  return webgpuCapabilities(backend);
+}
+
+/** The limits tfjs-backend-webgpu's base.ts requires of a device: the adapter's maxima. */
+export function tfjsRequiredLimits(adapter: GPUAdapter): Record<string, number> {
   const l = adapter.limits;
-  // The limits tfjs-backend-webgpu's base.ts requires (the adapter's maxima).
-  const requiredLimits: Record<string, number> = {
+  return {
     maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
     maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
     maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
@@ -113,11 +123,4 @@ export async function setupWebGPU(options: SetupWebGPUOptions = {}): Promise<Web
     maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
     maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
   };
-  const device = await adapter.requestDevice({requiredFeatures, requiredLimits});
-  rememberAdapterInfo(device, adapter.info);
-  const backend = new WebGPUBackend(device, adapter.info) as WebGPUBackend;
-  if (tf.findBackendFactory('webgpu') != null) tf.removeBackend('webgpu');
-  tf.registerBackend('webgpu', () => backend, 3 /* tfjs's priority for webgpu */);
-  if (!(await tf.setBackend('webgpu'))) throw new Error('setupWebGPU: tf.setBackend(\'webgpu\') failed');
-  return webgpuCapabilities(backend);
 }
