@@ -12,8 +12,9 @@
  *
  * Timing: bench/suite/webgpu_timing.ts timeOnQueue (calls back to back, one queue sync per batch, median ms per call
  * over 5 batches after a warm-up call).
- *   npm run bench:options-bundle && node .bench-dist/options_sweep.mjs [--quick]
- * (the bundle needs only the `webgpu` package beside it; Dawn toggles as tc_check.ts).
+ *   npm run bench:options-bundle && node .bench-dist/options_sweep.mjs [--quick] [--fwd-only]
+ * (the bundle needs only the `webgpu` package beside it; Dawn toggles as tc_check.ts). --quick: B1 H2 D32 S256 (a check
+ * of the script, e.g. on lavapipe); --fwd-only: no fwd+bwd rows.
  */
 import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
@@ -81,7 +82,8 @@ async function main(): Promise<void> {
   }
 
   const table: Array<{pass: string; option: string; code: string; ms: number}> = [];
-  for (const [pass, make] of [['fwd', fwd], ['fwd+bwd', fwdBwd]] as const) {
+  const passes = [['fwd', fwd], ['fwd+bwd', fwdBwd]] as const;
+  for (const [pass, make] of argv.includes('--fwd-only') ? passes.slice(0, 1) : passes) {
     for (const [name, o] of options) {
       for (const [codeName, code] of name === 'dense' ? [CODES[1]] : CODES) {
         setForwardOptionCodeForBench(code);

@@ -5,11 +5,13 @@
  * and must never be baked into the shader).
  *
  * Two ways to build the high word, the same bits (every partial sum below < 2^32, so both are exact):
- *   'halves'  mulhi32 of the reference, step for step: four 16×16 products, a middle column, four shifts (~17 ops);
+ *   'halves'  mulhi32 of the reference, step for step: four 16×16 products, then a middle column and a sum of four
+ *             shifted terms (17 operations; ~15 instructions with 3-input adds);
  *   'hd'      Hacker's Delight's mulhu (2nd ed., fig. 8-2) with the multiplier's halves folded in as constants: the
- *             carries ride in two 32-bit partial sums, t = aHi·x0 + (aLo·x0 >> 16) and w = aLo·x1 + (t & 0xffff)
- *             (~11 ops). The default: dropout's cost in the forward is mostly these (20 per Philox call, one call
- *             per 4 keys).
+ *             same four products, but the carries ride in two 32-bit partial sums, t = aHi·x0 + (aLo·x0 >> 16) and
+ *             w = aLo·x1 + (t & 0xffff), so three of them are multiply-adds (14 operations, ~11 instructions with
+ *             integer mad). The default: dropout's cost in the forward is mostly these (20 per Philox call, one call
+ *             per 4 keys). Whether it is faster is for the device to say (bench/device/options_sweep.ts).
  */
 import {PHILOX_M0, PHILOX_M1, PHILOX_ROUNDS, PHILOX_W0, PHILOX_W1} from '../../src/plan/philox.js';
 
