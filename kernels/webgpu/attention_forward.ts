@@ -19,7 +19,7 @@ import {
   buildSideBuffer, elementMasked, optionFlagsOf, optionKey, optionUniformValues,
 } from './attention_options.js';
 import {deviceCapabilities} from './device_capabilities.js';
-import {AttentionForwardProgram, FORWARD_UNIFORMS} from './flash_attention_webgpu.js';
+import {AttentionForwardProgram, FORWARD_UNIFORMS, forwardOptionCodeKey} from './flash_attention_webgpu.js';
 import {chooseForwardConfig, ForwardTileConfig} from './forward_tiles.js';
 import {Binding, bindElements, createOutput, getLimits, runProgram} from './program_runner.js';
 import {getScheduleBuffer} from './schedule_buffers.js';
@@ -29,7 +29,7 @@ const programCache = new Map<string, AttentionForwardProgram>();
 function getProgram(plan: AttentionPlan, config: ForwardTileConfig, f16: boolean): AttentionForwardProgram {
   const opts = optionFlagsOf(plan);
   const key = `${plan.headDim}|${JSON.stringify(config)}|${plan.softcap > 0}|${plan.hasKeyLengths}|${
-      plan.layout != null}${optionKey(opts)}${f16 ? '|f16' : ''}`;
+      plan.layout != null}${optionKey(opts)}${opts != null ? forwardOptionCodeKey() : ''}${f16 ? '|f16' : ''}`;
   let p = programCache.get(key);
   if (p == null) {
     p = new AttentionForwardProgram(

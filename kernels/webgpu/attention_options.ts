@@ -146,6 +146,8 @@ export const MASKED_TERM = -3.0e38;
  *   queryOffsetOf(b)     the query offset of batch b
  *   optionVisible(i, j)  mask and segments (i < seqQ, j < seqK)
  *   scoreTerm(i, j)      bias + ALiBi of (i, j), MASKED_TERM where the bias is -Infinity (0 outside the sequences)
+ *   biasRowStart(i), termWithBias(bv, alibi), alibiSlope()   its pieces, for kernels that load the bias and
+ *                        compute the ALiBi term themselves (the forward prefetches the bias into registers)
  */
 export function optionFunctions(f: OptionFlags, side: string): string {
   const offset = (b: string) => f.queryOffsets ? `queryOffsetOf(${b})` : 'uniforms.diagonalOffset';
@@ -167,20 +169,30 @@ fn optionVisible(i: i32, j: i32) -> bool {${f.mask != null ? `
   return true;
 }
 
+${f.bias ? `
+// Start of bias row i of the invocation's batch and head (the bias's broadcast strides): element (i, j) is at + j.
+fn biasRowStart(i: i32) -> i32 {
+  return optBatch * uniforms.biasBatchStride + optHead * uniforms.biasHeadStride + i * uniforms.seqK;
+}
+
+// A score's additive term from its bias element bv and ALiBi term: MASKED_TERM where bv is -Infinity (recognised by
+// its bits: compilers may assume arithmetic never meets infinities).
+fn termWithBias(bv: f32, alibi: f32) -> f32 {
+  let masked = bitcast<u32>(bv) == 0xff800000u;
+  return select(select(bv, 0.0, masked) + alibi, ${MASKED_TERM}, masked);
+}` : ''}${f.alibi ? `
+// The invocation's ALiBi slope (its term is -slope · |i + queryOffset - j|).
+fn alibiSlope() -> f32 {
+  return bitcast<f32>(${side}[uniforms.sideAlibi + optBatch * uniforms.heads + optHead]);
+}` : ''}
+
 // Branch-free (select, clamped index): the kernels inline it into unrolled tile loops, where every branch is a
 // basic block per element (SwiftShader's shader compiler slows down sharply with their number).
 fn scoreTerm(i: i32, j: i32) -> f32 {
   let inside = i < uniforms.seqQ && j < uniforms.seqK;
-  var t = 0.0;
-  var masked = false;${f.bias ? `
-  let bv = bias[select(0, optBatch * uniforms.biasBatchStride + optHead * uniforms.biasHeadStride + i * uniforms.seqK + j,
-                       inside)];
-  // -Infinity masks (recognised by its bits: compilers may assume arithmetic never meets infinities).
-  masked = bitcast<u32>(bv) == 0xff800000u;
-  t = select(bv, 0.0, masked);` : ''}${f.alibi ? `
-  let slope = bitcast<f32>(${side}[uniforms.sideAlibi + optBatch * uniforms.heads + optHead]);
-  t = t - slope * f32(abs(i + ${offset('optBatch')} - j));` : ''}
-  return select(0.0, select(t, ${MASKED_TERM}, masked), inside);
+  var alibi = 0.0;${f.alibi ? `
+  alibi = -alibiSlope() * f32(abs(i + ${offset('optBatch')} - j));` : ''}
+  return select(0.0, ${f.bias ? 'termWithBias(bias[select(0, biasRowStart(i) + j, inside)], alibi)' : 'alibi'}, inside);
 }
 `;
 }

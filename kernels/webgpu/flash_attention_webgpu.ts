@@ -27,7 +27,7 @@ import {
   optionKey, tileStateFunction,
 } from './attention_options.js';
 import {ForwardTileConfig, keyOrPVec4s, paddedHeadDim} from './forward_tiles.js';
-import {PHILOX_WGSL} from './philox_wgsl.js';
+import {PhiloxMulhi, philoxWgsl} from './philox_wgsl.js';
 import type {MultiOutputProgram, UniformType} from './program_runner.js';
 import {STABLE_TANH_WGSL} from './wgsl_math.js';
 
@@ -41,6 +41,36 @@ export const FORWARD_UNIFORMS: Array<[string, UniformType]> = [
   ['batchStart', 'i32'], ['queryTileStart', 'i32'], ['queryTileCount', 'i32'], ['rowStart', 'i32'], ['negInf', 'f32'],
   ['headsFastest', 'i32'],
 ];
+
+/**
+ * How the forward computes its per-element options. 'prefetch' / 'hoisted' / 'hd' are the defaults; the others are
+ * the first session's code, kept selectable so that one benchmark process times both (bench/device/options_sweep.ts).
+ *   bias   'inline': each score loads its bias element in the score loop (scoreTerm), the load's latency exposed;
+ *          'prefetch': each thread loads the bias elements it owns in the next key tile into registers right after
+ *          its scores, so the loads overlap softmax, P·V and the next Q·Kᵀ (a warp reads rows of 16 contiguous
+ *          floats: whole 32-byte sectors). No workgroup memory (the 64×48 D64 tiles leave 3 KiB of 48 KiB).
+ *   alibi  'inline': scoreTerm per element (integer abs, convert, slope load); 'hoisted': the slope (· log2 e) once,
+ *          f32 row positions i + offset once, column positions once per tile: per element a subtract and an fma.
+ *   philox the mulhi of philox_wgsl.ts.
+ */
+export interface ForwardOptionCode {
+  bias: 'inline' | 'prefetch';
+  alibi: 'inline' | 'hoisted';
+  philox: PhiloxMulhi;
+}
+
+export const DEFAULT_OPTION_CODE: ForwardOptionCode = {bias: 'prefetch', alibi: 'hoisted', philox: 'hd'};
+let optionCode: ForwardOptionCode = DEFAULT_OPTION_CODE;
+
+/** Benchmark hook: the option code programs built from now on compile (null: the defaults). */
+export function setForwardOptionCodeForBench(code: ForwardOptionCode | null): void {
+  optionCode = code ?? DEFAULT_OPTION_CODE;
+}
+
+/** Part of the program key: '' for the defaults. */
+export function forwardOptionCodeKey(): string {
+  return optionCode === DEFAULT_OPTION_CODE ? '' : `:${optionCode.bias}-${optionCode.alibi}-${optionCode.philox}`;
+}
 
 /** What every phase builder needs: the tile configuration and the sizes and switches derived from it. */
 interface ForwardShape {
@@ -69,6 +99,7 @@ interface ForwardShape {
    * two f16 operands is exact in f32 and accumulates in f32; softmax statistics stay f32. False: all f32.
    */
   f16: boolean;
+  code: ForwardOptionCode;
 }
 
 /** WGSL type of a workgroup tile vec4 (Qs, KPs, Vs) and of the registers that stage K/V. */
@@ -129,7 +160,7 @@ ${STABLE_TANH_WGSL}${s.opts == null ? '' : optionFunctions(s.opts, 'schedule')}$
     s.opts != null && elementMasked(s.opts) ? tileStateFunction('schedule', blockQ) + NEXT_LIVE_TILE : ''}${s.opts?.dropout ? `
 // Keep bits of the tile, 4 keys per entry: one Philox call per 4 keys, shared by the threads owning those keys.
 var<workgroup> keepTile: array<u32, ${blockQ * blockK / 4}>;
-${PHILOX_WGSL}` : ''}
+${philoxWgsl(s.code.philox)}` : ''}
 `;
 }
 
@@ -239,18 +270,36 @@ function scoreTile(s: ForwardShape): string {
         ${cols.map((c) => `let kv${c} = ${fromTile(s, `KPs[(tx + ${c * NCG}) * KSTRIDE + d4]`)};`).join('\n        ')}
         ${rows.map((r) => cols.map((c) => `s${r}_${c} = fma(qv${r}.x, kv${c}.x, fma(qv${r}.y, kv${c}.y, fma(qv${
         r}.z, kv${c}.z, fma(qv${r}.w, kv${c}.w, s${r}_${c}))));`).join('\n        ')).join('\n        ')}`;
-  const hasTerm = s.opts != null && (s.opts.bias || s.opts.alibi);
+  const bias = s.opts?.bias === true, alibi = s.opts?.alibi === true;
+  // The bias decides: 'inline' takes both terms from scoreTerm; 'prefetch' takes ALiBi as s.code.alibi says.
+  const inlineTerm = bias ? s.code.bias === 'inline' : alibi && s.code.alibi === 'inline';
   const capped = (r: number, c: number) =>
       `uniforms.softcap * stableTanh(s${r}_${c} * uniforms.scale / uniforms.softcap)`;
+  // The score in base 2 before any term.
+  const plain = (r: number, c: number) => s.hasSoftcap ? `${capped(r, c)} * LOG2E` : `s${r}_${c} * scaleLog2`;
   // With a bias or ALiBi the term is added after the softcap, in natural units; -Infinity bias masks.
   const withTerm = (r: number, c: number) => `
           let term = scoreTerm(queryRow0 + ${r}, keyCol0 + ${c * NCG});
           var x = (${s.hasSoftcap ? capped(r, c) : `s${r}_${c} * uniforms.scale`} + term) * LOG2E;
           if (term <= ${MASKED_TERM}) { x = MASKED; }`;
+  // Hoisted ALiBi: -slope · |i + offset - j| from f32 positions (exact integers below 2^24).
+  const alibiNat = (r: number, c: number) => `negSlope * abs(alibiRow${r} - alibiCol${c})`;
+  // The term from prefetched bias registers (bias{r}_{c}: 0 outside the sequences, where scores are masked or their
+  // rows never written) and the hoisted or inline ALiBi term; masking exactly as scoreTerm's.
+  const withBiasRegister = (r: number, c: number) => `
+          let term = termWithBias(bias${r}_${c}, ${!alibi ? '0.0' : s.code.alibi === 'hoisted' ? alibiNat(r, c) :
+              `-alibiSlope() * f32(abs(queryRow0 + ${r} + ${diagonalOffsetExpr(s.opts)} - keyCol0 - ${c * NCG}))`});
+          var x = fma(term, LOG2E, ${plain(r, c)});
+          if (term <= ${MASKED_TERM}) { x = MASKED; }`;
+  // Hoisted ALiBi alone: one subtract and one fma. Below MASKED (a huge slope's -Infinity) is MASKED, as the inline
+  // term's compare with MASKED_TERM made it; a NaN score stays NaN (max() may drop it).
+  const withAlibi = (r: number, c: number) => `
+          var x = fma(negSlopeLog2, abs(alibiRow${r} - alibiCol${c}), ${plain(r, c)});
+          if (x < MASKED) { x = MASKED; }`;
   const finishScore = (r: number, c: number) => `
         {
-          ${hasTerm ? withTerm(r, c) : s.hasSoftcap ? `var x = ${capped(r, c)} * LOG2E;` :
-              `var x = s${r}_${c} * scaleLog2;`}
+          ${inlineTerm ? withTerm(r, c) : bias ? withBiasRegister(r, c) : alibi ? withAlibi(r, c) :
+              `var x = ${plain(r, c)};`}
           if (!full && !isVisible(queryRow0 + ${r}, keyCol0 + ${c * NCG}, keyLength, maskHead)) { x = MASKED; }
           s${r}_${c} = x;
           rowMax${r} = max(rowMax${r}, x);
@@ -260,19 +309,42 @@ function scoreTile(s: ForwardShape): string {
       ${sDecl}
       for (var d4 = 0; d4 < DP4; d4++) {${sCompute}
       }
-      let keyCol0 = k0 + tx;
+      let keyCol0 = k0 + tx;${alibi && s.code.alibi === 'hoisted' && !inlineTerm ? `
+      ${s.cols.map((c) => `let alibiCol${c} = f32(keyCol0 + ${c * NCG});`).join(' ')}` : ''}
       ${rows.map((r) => `var rowMax${r} = MASKED;`).join(' ')}
       ${rows.map((r) => cols.map((c) => finishScore(r, c).replace(/keyCol0 \+ 0\b/g, 'keyCol0')).join('')).join('')}
-      ${rows.map((r) => `rowPart[(rowBase + ${r}) * NCG + tx] = rowMax${r};`).join('\n      ')}
+      ${rows.map((r) => `rowPart[(rowBase + ${r}) * NCG + tx] = rowMax${r};`).join('\n      ')}${
+      bias && !inlineTerm && s.config.prefetch ? `
+      // This tile's bias registers are used: load the next tile's (tile -1: none).${loadBias(s, 'nextTile')}` : ''}
       workgroupBarrier();
 `;
+}
+
+/**
+ * The bias elements this thread owns in key tile `tile` (rows queryRow0 + r, columns tile·BK + tx + NCG·c) into
+ * registers bias{r}_{c}; 0 outside the sequences. Branch-free per element (clamped index), one branch per tile.
+ */
+function loadBias(s: ForwardShape, tile: string): string {
+  return `
+      if (${tile} >= 0) {
+        let biasCol0 = ${tile} * BK + tx;
+        ${s.rows.map((r) => s.cols.map((c) => `
+        {
+          let inside = queryRow0 + ${r} < seqQ && biasCol0 + ${c * s.NCG} < seqK;
+          bias${r}_${c} = select(0.0, bias[select(0, biasRow${r} + biasCol0 + ${c * s.NCG}, inside)], inside);
+        }`).join('')).join('')}
+      }`;
 }
 
 /** Online softmax: the new row max over the NCG threads sharing each row, rescale, and P to KPs (over the K tile). */
 function onlineSoftmax(s: ForwardShape): string {
   const {rows, cols, dcols, NCG} = s;
   return `
-      // Online softmax: the new row max over the NCG threads sharing each row, rescale, and P to KPs (over the K tile).
+      // Online softmax: the new row max over the NCG threads sharing each row, rescale, and P to KPs (over the K tile).${
+      s.opts?.dropout && NCG % 4 === 0 ? `
+      // Keys tx + NCG·c all sit at bit tx % 4 of their keep word (NCG % 4 == 0): one mask for all of them.
+      let keepCol = tx / 4;
+      let keepBit = 1u << u32(tx % 4);` : ''}
       ${rows.map((r) => `
       {
         var m = runMax${r};
@@ -285,8 +357,9 @@ function onlineSoftmax(s: ForwardShape): string {
           let p = select(exp2(s${r}_${c} - m), 0.0, s${r}_${c} == MASKED);
           let pAt = (rowBase + ${r}) * BK + tx + ${c * NCG};
           ${s.opts?.dropout ? `// Dropout: P·V takes P ∘ Z / (1 - rate); the row sum (hence lse) takes P.
-          let keepAt = (rowBase + ${r}) * BK4 + (tx + ${c * NCG}) / 4;
-          let kept = ((keepTile[keepAt] >> u32((tx + ${c * NCG}) % 4)) & 1u) == 1u;
+          ${NCG % 4 === 0 ? `let kept = (keepTile[(rowBase + ${r}) * BK4 + keepCol + ${c * NCG / 4}] & keepBit) != 0u;` :
+          `let kept = ((keepTile[(rowBase + ${r}) * BK4 + (tx + ${c * NCG}) / 4] >> u32((tx + ${
+              c * NCG}) % 4)) & 1u) == 1u;`}
           ${storeP(s, 'select(0.0, p * uniforms.keepScale, kept)', 'select(0.0, p, kept)')}` : storeP(s, 'p', 'p')}
           sum += p;
         }`).join('')}
@@ -369,6 +442,22 @@ function writeOutputs(s: ForwardShape): string {
 `;
 }
 
+/** Whether the bias comes from per-thread registers (loadBias) rather than scoreTerm. */
+function biasPrefetched(s: ForwardShape): boolean {
+  return s.opts?.bias === true && s.code.bias === 'prefetch';
+}
+
+/** Per-thread option state set once per workgroup: bias registers and row starts, the hoisted ALiBi constants. */
+function optionRegisters(s: ForwardShape): string {
+  const hoistAlibi = s.opts?.alibi === true && s.code.alibi === 'hoisted' && !(s.opts.bias && s.code.bias === 'inline');
+  return `${biasPrefetched(s) ? `
+  ${s.rows.map((r) => `let biasRow${r} = biasRowStart(queryRow0 + ${r});`).join(' ')}
+  ${s.rows.map((r) => s.cols.map((c) => `var bias${r}_${c} = 0.0;`).join(' ')).join('\n  ')}` : ''}${hoistAlibi ? `
+  let negSlope = -alibiSlope();
+  let negSlopeLog2 = negSlope * LOG2E;
+  ${s.rows.map((r) => `let alibiRow${r} = f32(queryRow0 + ${r} + ${diagonalOffsetExpr(s.opts)});`).join(' ')}` : ''}`;
+}
+
 /** The entry point: workgroup coordinates, stage Q, then per scheduled key tile stage K/V, scores, softmax, P·V. */
 function forwardMain(s: ForwardShape): string {
   const {TR, rows, dcols} = s;
@@ -400,7 +489,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let seqK = uniforms.seqK;
   let scaleLog2 = uniforms.scale * LOG2E;${s.opts != null ? `
   optBatch = batch;
-  optHead = h;` : ''}
+  optHead = h;` : ''}${optionRegisters(s)}
 ${stageQueryTile(s)}
   if (tid == 0) {
     let row = maskHead * uniforms.numQueryTiles + queryTile;
@@ -419,7 +508,7 @@ ${stageQueryTile(s)}
     ${summarized ? 'let firstTile = nextLiveTile(batch, h, queryTile, rowRange.x, 0, rowRange.y);' : `var firstTile = -1;
     if (rowRange.x < rowRange.y) { firstTile = schedule[uniforms.rowRunsOffset + 3 * rowRange.x]; }`}
     ${kv.load('firstTile')}
-    ${kv.store}
+    ${kv.store}${biasPrefetched(s) ? loadBias(s, 'firstTile') : ''}
   }` : ''}
 
   for (var runIndex = rowRange.x; runIndex < rowRange.y; runIndex++) {
@@ -452,7 +541,7 @@ ${prefetch ? `
       // The previous tile's P·V is done with KPs and Vs.
       workgroupBarrier();
       ${kv.load('keyTile')}
-      ${kv.store}
+      ${kv.store}${biasPrefetched(s) ? loadBias(s, 'keyTile') : ''}
       workgroupBarrier();`}
 ${s.opts?.dropout ? `
       // Keep bits of this tile (read after the barrier that ends the scores; the previous tile's reads ended at the
@@ -502,14 +591,15 @@ export class AttentionForwardProgram implements MultiOutputProgram {
     this.shaderKey = `AttentionForward:${c.blockQ}x${c.blockK}:${c.rowsPerThread}x${c.colsPerThread}${
         c.prefetch ? 'p' : ''}:d${
         dp4 * 4}:${vec4Access ? 'v4' : 's'}:${headDim % 4 === 0 ? '' : headDim}:${
-        hasSoftcap ? 'cap' : ''}:${hasKeyLengths ? 'len' : ''}:${hasLayout ? 'lay' : ''}${optionKey(opts)}${f16 ? ':f16' : ''}`;
+        hasSoftcap ? 'cap' : ''}:${hasKeyLengths ? 'len' : ''}:${hasLayout ? 'lay' : ''}${optionKey(opts)}${
+        opts != null ? forwardOptionCodeKey() : ''}${f16 ? ':f16' : ''}`;
     if (f16) this.enables = ['f16'];
     const NCG = c.blockK / c.colsPerThread;
     const range = (n: number) => [...Array(n).keys()];
     this.shape = {
       config: c, TR: c.rowsPerThread, TC: c.colsPerThread, NCG, DP4: dp4, TD4: dp4 / NCG,
       threads: this.workgroupSize, rows: range(c.rowsPerThread), cols: range(c.colsPerThread),
-      dcols: range(dp4 / NCG), v4: vec4Access, hasSoftcap, hasKeyLengths, hasLayout, opts, f16,
+      dcols: range(dp4 / NCG), v4: vec4Access, hasSoftcap, hasKeyLengths, hasLayout, opts, f16, code: optionCode,
     };
   }
 

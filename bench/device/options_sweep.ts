@@ -1,0 +1,115 @@
+/**
+ * What the per-element options cost in the webgpu fp32 forward (issues 16, 17), old and new code side by side in one
+ * process: B1 H16 D64 S4096 (override: --seq N --heads N --dim N), dense vs `bias` [1, H, S, S] (target ≤ 1.5×),
+ * `alibiSlopes` (≤ 1.1×) and `dropout: {rate: 0.1}` (≤ 1.25×), forward and forward+backward (tf.grads over q, k, v).
+ *
+ * 'legacy' compiles the forward's option code as the first session wrote it (bias loaded per score in the score loop,
+ * ALiBi via scoreTerm per element, Philox's mulhi from four 16×16 products); 'new' is the default
+ * (flash_attention_webgpu.ts ForwardOptionCode: bias prefetched into registers one key tile ahead, ALiBi hoisted, the
+ * Hacker's Delight mulhi). The backward always runs the current code (its Philox is the new one in both).
+ * Before timing, each option's output under both codes is compared (max |new − legacy|; dropout keeps the same
+ * elements, so it is a rounding difference too).
+ *
+ * Timing: bench/suite/webgpu_timing.ts timeOnQueue (calls back to back, one queue sync per batch, median ms per call
+ * over 5 batches after a warm-up call).
+ *   npm run bench:options-bundle && node .bench-dist/options_sweep.mjs [--quick] [--fwd-only]
+ * (the bundle needs only the `webgpu` package beside it; Dawn toggles as tc_check.ts). --quick: B1 H2 D32 S256 (a check
+ * of the script, e.g. on lavapipe); --fwd-only: no fwd+bwd rows.
+ */
+import '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
+import {create, globals} from 'webgpu';
+import * as lib from '../../src/index.js';
+import '../../kernels/webgpu/register_all_webgpu_kernels.js';
+import {
+  DEFAULT_OPTION_CODE, ForwardOptionCode, setForwardOptionCodeForBench,
+} from '../../kernels/webgpu/flash_attention_webgpu.js';
+import {timeOnQueue} from '../suite/webgpu_timing.js';
+
+Object.assign(globalThis, globals);
+const TOGGLES = 'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia';
+const gpu = create([TOGGLES]);
+const argv = process.argv.slice(2);
+const quick = argv.includes('--quick');
+const arg = (name: string, fallback: number) => {
+  const at = argv.indexOf(name);
+  return at >= 0 ? Number(argv[at + 1]) : fallback;
+};
+const B = 1, H = arg('--heads', quick ? 2 : 16), D = arg('--dim', quick ? 32 : 64), S = arg('--seq', quick ? 256 : 4096);
+
+const LEGACY: ForwardOptionCode = {bias: 'inline', alibi: 'inline', philox: 'halves'};
+const CODES: Array<[string, ForwardOptionCode]> = [['legacy', LEGACY], ['new', DEFAULT_OPTION_CODE]];
+
+async function main(): Promise<void> {
+  const adapter = await gpu.requestAdapter({powerPreference: 'high-performance'});
+  const info = adapter?.info;
+  console.log(`adapter: ${[info?.vendor, info?.architecture, info?.device, info?.description].filter((s) => s)
+      .join(' / ')}`);
+  const caps = await lib.setupWebGPU({gpu});
+  console.log(`backend ${tf.getBackend()}; ${JSON.stringify(caps)}`);
+  console.log(`B${B} H${H} D${D} S${S} fp32; node ${process.version}`);
+
+  const [q, k, v, dy] = [0, 1, 2, 3].map(() => tf.randomNormal([B, S, H, D]) as tf.Tensor4D);
+  const bias = tf.randomUniform([1, H, S, S], -1, 1);
+  const alibiSlopes = Array.from({length: H}, (_, h) => 2 ** (-8 * (h + 1) / H));
+  const options: Array<[string, lib.FlashAttentionOptions]> = [
+    ['dense', {}],
+    ['bias', {bias}],
+    ['alibi', {alibiSlopes}],
+    ['dropout 0.1', {dropout: {rate: 0.1, seed: 7}}],
+  ];
+  const fwd = (o: lib.FlashAttentionOptions) => () => [lib.flashAttention(q, k, v, o) as tf.Tensor];
+  const fwdBwd = (o: lib.FlashAttentionOptions) => () => tf.grads(
+      (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+          lib.flashAttention(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, o) as tf.Tensor)([q, k, v], dy);
+
+  console.log('\n== new vs legacy outputs (forward)');
+  for (const [name, o] of options.slice(1)) {
+    const outs: Float32Array[] = [];
+    for (const [, code] of CODES) {
+      setForwardOptionCodeForBench(code);
+      const y = lib.flashAttention(q, k, v, o) as tf.Tensor;
+      outs.push(await y.data() as Float32Array);
+      y.dispose();
+    }
+    let diff = 0, scale = 0;
+    for (let e = 0; e < outs[0].length; e++) {
+      diff = Math.max(diff, Math.abs(outs[0][e] - outs[1][e]));
+      scale = Math.max(scale, Math.abs(outs[0][e]));
+    }
+    console.log(`${name.padEnd(12)} max |new - legacy| ${diff.toExponential(2)} (max |out| ${scale.toFixed(3)})${
+        Number.isFinite(diff) ? '' : '  NOT FINITE'}`);
+  }
+
+  const table: Array<{pass: string; option: string; code: string; ms: number}> = [];
+  const passes = [['fwd', fwd], ['fwd+bwd', fwdBwd]] as const;
+  for (const [pass, make] of argv.includes('--fwd-only') ? passes.slice(0, 1) : passes) {
+    for (const [name, o] of options) {
+      for (const [codeName, code] of name === 'dense' ? [CODES[1]] : CODES) {
+        setForwardOptionCodeForBench(code);
+        const ms = await timeOnQueue(make(o));
+        table.push({pass, option: name, code: name === 'dense' ? '-' : codeName, ms});
+        console.log(`${pass.padEnd(8)} ${name.padEnd(12)} ${(name === 'dense' ? '-' : codeName).padEnd(7)} ${
+            ms.toFixed(3).padStart(9)} ms`);
+      }
+    }
+  }
+  setForwardOptionCodeForBench(null);
+
+  const targets: Record<string, number> = {'bias': 1.5, 'alibi': 1.1, 'dropout 0.1': 1.25};
+  console.log(`\n| pass | option | code | ms | / dense | target |`);
+  console.log(`|---|---|---|---:|---:|---|`);
+  for (const r of table) {
+    const dense = table.find((t) => t.pass === r.pass && t.option === 'dense')!.ms;
+    const ratio = r.ms / dense;
+    const target = targets[r.option];
+    console.log(`| ${r.pass} | ${r.option} | ${r.code} | ${r.ms.toFixed(3)} | ${ratio.toFixed(2)} | ${
+        target == null ? '' : `≤ ${target} ${ratio <= target ? 'met' : 'not met'}`} |`);
+  }
+  tf.dispose([q, k, v, dy, bias]);
+}
+
+main().then(() => process.exit(0), (e) => {
+  console.error(e);
+  process.exit(1);
+});
