@@ -26,7 +26,20 @@ export interface DecodeConfig {
   softcap: boolean;
   hasKeyLengths: boolean;
   hasQueryOffsets: boolean;
+  /**
+   * keyLengths / queryOffsets read from the uniforms (keyLength0…, queryOffset0…: batch ≤ DECODE_UNIFORM_BATCH)
+   * instead of their buffers: for values the caller gave as numbers, still on the CPU, whose upload would add a
+   * staging buffer and a copy that ends the compute pass to every call.
+   */
+  keyLengthsUniform: boolean;
+  queryOffsetsUniform: boolean;
   alibi: boolean;
+  /**
+   * P·V on every thread: thread (slot, vec4 lane) accumulates EVERY row over the keys slot, slot + SLOTS, … of each
+   * block, and the slots are summed in slot order once per split. Without it, a thread owns rows and walks all keys
+   * of the block, so only min(rows, SLOTS)·D4 threads work (16 of 256 at one row, D64).
+   */
+  pvAllThreads: boolean;
 }
 
 export const DECODE_SPLIT_UNIFORMS: Array<[string, UniformType]> = [
@@ -34,11 +47,23 @@ export const DECODE_SPLIT_UNIFORMS: Array<[string, UniformType]> = [
   ['scale', 'f32'], ['softcap', 'f32'], ['windowLeft', 'i32'], ['windowRight', 'i32'],
   ['diagonalOffset', 'i32'], ['offsetMin', 'i32'], ['offsetMax', 'i32'], ['alibiBatchStride', 'i32'],
   ['splits', 'i32'], ['splitLength', 'i32'], ['rowGroups', 'i32'], ['negInf', 'f32'],
+  ['keyLength0', 'i32'], ['keyLength1', 'i32'], ['keyLength2', 'i32'], ['keyLength3', 'i32'],
+  ['queryOffset0', 'i32'], ['queryOffset1', 'i32'], ['queryOffset2', 'i32'], ['queryOffset3', 'i32'],
 ];
 
+/** Largest batch whose keyLengths / queryOffsets fit the split program's uniforms. */
+export const DECODE_UNIFORM_BATCH = 4;
+
 /** Workgroup memory of a split program, in bytes (q rows + the block's scores + per-row statistics + reduction). */
-export function decodeWorkgroupBytes(c: Pick<DecodeConfig, 'headDim' | 'rows' | 'block'>): number {
-  return 4 * (c.rows * c.headDim + c.rows * c.block + 3 * c.rows + c.block);
+export function decodeWorkgroupBytes(c: Pick<DecodeConfig, 'headDim' | 'rows' | 'block' | 'pvAllThreads'>): number {
+  // pvAllThreads: one vec4 per thread for the slot reduction.
+  return 4 * (c.rows * c.headDim + c.rows * c.block + 3 * c.rows + c.block) + (c.pvAllThreads ? 16 * c.block : 0);
+}
+
+/** Everything that changes the split program's code: its pipeline key and the executor's program cache key. */
+export function decodeSplitKey(c: DecodeConfig): string {
+  return `attention-decode-split:${c.headDim}:${c.rows}:${c.block}:${c.softcap}:${c.hasKeyLengths}:${
+      c.hasQueryOffsets}:${c.alibi}:${c.pvAllThreads}:${c.keyLengthsUniform}:${c.queryOffsetsUniform}`;
 }
 
 function visibilityCode(c: DecodeConfig): string {
@@ -52,11 +77,17 @@ function visibilityCode(c: DecodeConfig): string {
     return vec2<i32>(lo, hi);
   }
   fn queryOffsetOf(b: i32) -> i32 {
-    ${c.hasQueryOffsets ? 'return clamp(queryOffsets[b], uniforms.offsetMin, uniforms.offsetMax);' :
-                          'return uniforms.diagonalOffset;'}
+    ${!c.hasQueryOffsets ? 'return uniforms.diagonalOffset;' : c.queryOffsetsUniform ?
+        `var offsets = array<i32, 4>(uniforms.queryOffset0, uniforms.queryOffset1, uniforms.queryOffset2,
+                                    uniforms.queryOffset3);
+    return clamp(offsets[b], uniforms.offsetMin, uniforms.offsetMax);` :
+        'return clamp(queryOffsets[b], uniforms.offsetMin, uniforms.offsetMax);'}
   }
   fn keyEndOf(b: i32) -> i32 {
-    ${c.hasKeyLengths ? 'return clamp(keyLengths[b], 0, uniforms.seqK);' : 'return uniforms.seqK;'}
+    ${!c.hasKeyLengths ? 'return uniforms.seqK;' : c.keyLengthsUniform ?
+        `var lengths = array<i32, 4>(uniforms.keyLength0, uniforms.keyLength1, uniforms.keyLength2, uniforms.keyLength3);
+    return clamp(lengths[b], 0, uniforms.seqK);` :
+        'return clamp(keyLengths[b], 0, uniforms.seqK);'}
   }`;
 }
 
@@ -127,7 +158,8 @@ const SOFTMAX_CODE = `
         rowSum[t] = rowSum[t] * rowScale[t] + blockSum;
       }`;
 
-const PV_CODE = `
+/** P·V, rows owned by threads: thread (slot, lane4) owns rows slot, slot + SLOTS, … and walks every key. */
+const PV_ROWS_CODE = `
       // 3. P·V: thread (slot, lane4) owns rows slot, slot + SLOTS, … and vec4 lane4 of the value rows
       if (slot < SLOTS) {
         for (var n = 0; n < PER_THREAD; n++) {
@@ -145,6 +177,19 @@ const PV_CODE = `
       }
       workgroupBarrier();`;
 
+/** P·V on every thread: thread (slot, lane4) takes keys slot, slot + SLOTS, … of the block for every row. */
+const PV_ALL_CODE = `
+      // 3. P·V: thread (slot, lane4) takes keys slot, slot + SLOTS, … of the block, every row, vec4 lane4
+      if (slot < SLOTS) {
+        for (var r = 0; r < ROWS; r++) { acc[r] = acc[r] * rowScale[r]; }
+        let keys = min(BLOCK, blockEnd - j0);
+        for (var x = slot; x < keys; x += SLOTS) {
+          let vv = v[((b * uniforms.seqK + j0 + x) * uniforms.kvHeads + hk) * D4 + lane4];
+          for (var r = 0; r < ROWS; r++) { acc[r] += scores[r * BLOCK + x] * vv; }
+        }
+      }
+      workgroupBarrier();`;
+
 export class DecodeSplitProgram implements MultiOutputProgram {
   outputNames = ['partialOut', 'partialStats'];
   outputTypes = ['vec4<f32>', 'vec2<f32>'];
@@ -158,8 +203,7 @@ export class DecodeSplitProgram implements MultiOutputProgram {
     const c = config;
     if (c.headDim % 4 !== 0) throw new Error(`decode program: headDim ${c.headDim} is not a multiple of 4`);
     this.workgroupSize = [c.block, 1, 1];
-    this.shaderKey = `attention-decode-split:${c.headDim}:${c.rows}:${c.block}:${c.softcap}:${c.hasKeyLengths}:${
-        c.hasQueryOffsets}:${c.alibi}`;
+    this.shaderKey = decodeSplitKey(c);
   }
 
   getUserCode(): string {
@@ -173,13 +217,14 @@ export class DecodeSplitProgram implements MultiOutputProgram {
   const BLOCK = ${c.block};
   const LANES = ${lanes};
   const SLOTS = ${slots};
-  const PER_THREAD = ${Math.ceil(c.rows / slots)};
+  const PER_THREAD = ${c.pvAllThreads ? c.rows : Math.ceil(c.rows / slots)};
   var<workgroup> qs: array<vec4<f32>, ${c.rows * d4}>;
   var<workgroup> scores: array<f32, ${c.rows * c.block}>;
   var<workgroup> rowMax: array<f32, ROWS>;
   var<workgroup> rowSum: array<f32, ROWS>;
   var<workgroup> rowScale: array<f32, ROWS>;
   var<workgroup> partials: array<f32, BLOCK>;
+  ${c.pvAllThreads ? 'var<workgroup> slotSums: array<vec4<f32>, BLOCK>;' : ''}
   ${visibilityCode(c)}
 
   @compute @workgroup_size(${c.block}, 1, 1)
@@ -236,9 +281,15 @@ export class DecodeSplitProgram implements MultiOutputProgram {
     for (var j0 = splitStart; j0 < blockEnd; j0 += BLOCK) {
       ${scoreCode(c)}
       ${SOFTMAX_CODE}
-      ${PV_CODE}
+      ${c.pvAllThreads ? PV_ALL_CODE : PV_ROWS_CODE}
     }
+    ${c.pvAllThreads ? WRITE_ALL_CODE : WRITE_ROWS_CODE}
+  }`;
+  }
+}
 
+/** Partial results of PV_ROWS_CODE: unnormalized output rows and (max, sum), indexed (b, hk, row, split). */
+const WRITE_ROWS_CODE = `
     // Partial results: unnormalized output rows and (max, sum), indexed (b, hk, row, split).
     if (slot < SLOTS) {
       for (var n = 0; n < PER_THREAD; n++) {
@@ -250,10 +301,24 @@ export class DecodeSplitProgram implements MultiOutputProgram {
           if (lane4 == 0) { partialStats[at] = vec2<f32>(rowMax[r], rowSum[r]); }
         }
       }
-    }
-  }`;
-  }
-}
+    }`;
+
+/** Partial results of PV_ALL_CODE: per row, the slots' sums added in slot order (deterministic), then written. */
+const WRITE_ALL_CODE = `
+    // Partial results: per row the SLOTS partial sums, added in slot order; indexed (b, hk, row, split).
+    for (var r = 0; r < ROWS; r++) {
+      if (slot < SLOTS) { slotSums[t] = acc[r]; }
+      workgroupBarrier();
+      let rr = rowGroup * ROWS + r;
+      if (slot == 0 && rr < rowsTotal) {
+        var sum = slotSums[lane4];
+        for (var s = 1; s < SLOTS; s++) { sum += slotSums[s * D4 + lane4]; }
+        let at = ((b * uniforms.kvHeads + hk) * rowsTotal + rr) * uniforms.splits + split;
+        partialOut[at * D4 + lane4] = sum;
+        if (lane4 == 0) { partialStats[at] = vec2<f32>(rowMax[r], rowSum[r]); }
+      }
+      workgroupBarrier();
+    }`;
 
 export const DECODE_COMBINE_UNIFORMS: Array<[string, UniformType]> = [
   ['seqQ', 'i32'], ['heads', 'i32'], ['kvHeads', 'i32'], ['groupSize', 'i32'], ['splits', 'i32'],
