@@ -9,8 +9,11 @@
  * to record the calls alone, no sync: if it is close to ms, the call is CPU-bound), err (max |ours − naive| / max
  * |naive|).
  *
- * Variants: base = the first session's kernel (P·V on row-owning threads, 256-key blocks); new = P·V on every
- * thread, block chosen to fill the GPU (the default now); b256 / b128 / b64 = new with a fixed block.
+ * Variants (DecodeVariant): base = the first session's kernel (P·V on row-owning threads, 256-key blocks); new = the
+ * default now (P·V on every thread, ≤ 4 rows per thread, the rest on key parts; the block chosen to fill the GPU);
+ * rows1 = new with every row in every thread's registers; b256 / b128 / b64 = new with a fixed block. cache[] =
+ * keyLengths as number[] (read from the uniforms now), cache[]up = the same uploaded per call (as before), cacheT = an
+ * int32 tensor already on the GPU (a generation loop's positions).
  *
  *   npm run bench:decode-bundle && node .bench-dist/decode_sweep.mjs [--quick] [--variants base,new] [--seqk 1024,8192]
  * (the bundle needs only the `webgpu` package beside it). --quick: small shapes (a software GPU check).
@@ -26,11 +29,12 @@ import {syncQueue, timeOnQueue} from '../suite/webgpu_timing.js';
 Object.assign(globalThis, globals);
 
 const VARIANTS: Record<string, DecodeVariant> = {
-  base: {pvAllThreads: false, block: 256},
+  base: {pvRowParts: 'rows', block: 256},
   new: {},
-  b256: {pvAllThreads: true, block: 256},
-  b128: {pvAllThreads: true, block: 128},
-  b64: {pvAllThreads: true, block: 64},
+  rows1: {pvRowParts: 1},
+  b256: {block: 256},
+  b128: {block: 128},
+  b64: {block: 64},
 };
 
 const argv = process.argv.slice(2);
@@ -170,6 +174,14 @@ async function main(): Promise<number> {
         await lenTensor.data();  // uploaded once, as a generation loop's positions tensor is
         const cases: Array<[string, () => tf.Tensor]> = [
           ['cache[]', () => lib.flashAttention(q, k, v, {causal: true, keyLengths: [len], queryOffsets: [len - seqQ]}) as tf.Tensor],
+          ['cache[]up', () => {
+            setDecodeVariantForTests({smallInputsInUniforms: false});
+            try {
+              return lib.flashAttention(q, k, v, {causal: true, keyLengths: [len], queryOffsets: [len - seqQ]}) as tf.Tensor;
+            } finally {
+              setDecodeVariantForTests({});
+            }
+          }],
           ['cacheT', () => lib.flashAttention(q, k, v, {causal: true, keyLengths: lenTensor, queryOffsets: len - seqQ}) as tf.Tensor],
         ];
         for (const [impl, call] of cases) {

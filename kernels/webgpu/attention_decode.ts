@@ -32,8 +32,8 @@ let runs = 0;
 export interface DecodeVariant {
   /** Keys per block = threads per workgroup (256, 128 or 64). */
   block?: number | null;
-  /** P·V on every thread (DecodeConfig.pvAllThreads). */
-  pvAllThreads?: boolean | null;
+  /** DecodeConfig.pvRowParts; 'rows' = one row part per slot (the first session's kernel). */
+  pvRowParts?: number | 'rows' | null;
   /** false: keyLengths / queryOffsets always through their buffers (DecodeConfig.keyLengthsUniform). */
   smallInputsInUniforms?: boolean | null;
 }
@@ -74,14 +74,14 @@ export function useDecodePath(plan: AttentionPlan): boolean {
  * 256 workgroups for 132 SMs), else 64.
  */
 export function chooseDecodeShape(
-    plan: AttentionPlan, limits: {maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number},
-    pvAllThreads = variant.pvAllThreads ?? true): {rows: number; block: number} {
+    plan: AttentionPlan, limits: {maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number}):
+    {rows: number; block: number} {
   const rowsNeeded = plan.seqQ * plan.groupSize;
   const candidates: Array<{rows: number; block: number}> = [];
   for (const block of variant.block != null ? [variant.block] : [256, 128, 64]) {
     if (block > limits.maxComputeInvocationsPerWorkgroup) continue;
     const rows = [16, 8, 4, 2, 1].find((rows) => (rows === 1 || rows / 2 < rowsNeeded) &&  // no bigger than needed
-        decodeWorkgroupBytes({headDim: plan.headDim, rows, block, pvAllThreads}) <= limits.maxComputeWorkgroupStorageSize);
+        decodeWorkgroupBytes({headDim: plan.headDim, rows, block}) <= limits.maxComputeWorkgroupStorageSize);
     if (rows != null) candidates.push({rows, block});
   }
   if (candidates.length === 0) {
@@ -114,8 +114,10 @@ function cached<P extends DecodeSplitProgram | DecodeCombineProgram>(key: string
 export function runDecodeForward(backend: WebGPUBackend, plan: AttentionPlan, inputs: AttentionInputs): TensorInfo[] {
   const {batch, seqQ, heads, kvHeads, headDim, groupSize} = plan;
   const limits = getLimits(backend);
-  const pvAllThreads = variant.pvAllThreads ?? true;
-  const {rows, block} = chooseDecodeShape(plan, limits, pvAllThreads);
+  const {rows, block} = chooseDecodeShape(plan, limits);
+  // P·V: at most 4 rows per thread (registers), the other slots on keys; the slots are BLOCK / D4.
+  const slots = Math.max(1, Math.floor(block / (headDim / 4)));
+  const pvRowParts = variant.pvRowParts === 'rows' ? slots : variant.pvRowParts ?? Math.ceil(rows / 4);
   runs++;
   const {splits, splitLength} = chooseSplits(plan, rows, block);
   const rowsTotal = seqQ * groupSize;
@@ -135,7 +137,7 @@ export function runDecodeForward(backend: WebGPUBackend, plan: AttentionPlan, in
   const queryOffsetValues = small(plan.hasQueryOffsets, inputs.queryOffsets);
   const config: DecodeConfig = {
     headDim, rows, block, softcap: plan.softcap > 0, hasKeyLengths: plan.hasKeyLengths,
-    hasQueryOffsets: plan.hasQueryOffsets, alibi: plan.alibi != null, pvAllThreads,
+    hasQueryOffsets: plan.hasQueryOffsets, alibi: plan.alibi != null, pvRowParts,
     keyLengthsUniform: keyLengthValues != null, queryOffsetsUniform: queryOffsetValues != null,
   };
   const split = cached(decodeSplitKey(config), () => new DecodeSplitProgram(config));

@@ -7,8 +7,10 @@
  *   1. scores: thread t takes key j0 + t and dots it with every row's q (q rows staged in workgroup memory),
  *      applying scale, softcap, ALiBi and the window/causal/keyLengths visibility;
  *   2. online softmax: per-row block max, rescale factor exp(mOld − mNew), probabilities in place, running sum;
- *   3. P·V: thread (row slot, vec4 lane) accumulates its rows' outputs from coalesced V rows.
- * It writes the unnormalized partial output of each row with its running max m and sum l.
+ *   3. P·V: thread (slot, vec4 lane) accumulates its rows (a row part) over its keys (a key part) of the block from
+ *      coalesced V rows, so every thread works even for one row (DecodeConfig.pvRowParts).
+ * It adds the key parts in a fixed order and writes the unnormalized partial output of each row with its running max
+ * m and sum l.
  *
  * DecodeCombineProgram: one thread per (row, vec4 lane) merges the splits in a fixed order (deterministic):
  *   M = max m_s, L = Σ l_s·e^(m_s − M), output = Σ acc_s·e^(m_s − M) / L, lse = M + log L (−∞ and 0 output when no
@@ -35,11 +37,13 @@ export interface DecodeConfig {
   queryOffsetsUniform: boolean;
   alibi: boolean;
   /**
-   * P·V on every thread: thread (slot, vec4 lane) accumulates EVERY row over the keys slot, slot + SLOTS, … of each
-   * block, and the slots are summed in slot order once per split. Without it, a thread owns rows and walks all keys
-   * of the block, so only min(rows, SLOTS)·D4 threads work (16 of 256 at one row, D64).
+   * P·V work split: the SLOTS = BLOCK / D4 thread slots (D4 vec4 lanes each) form pvRowParts row parts × KEY_PARTS =
+   * ⌊SLOTS / pvRowParts⌋ key parts; a thread accumulates rows rowPart, rowPart + pvRowParts, … over the keys keyPart,
+   * keyPart + KEY_PARTS, … of each block, and the key parts are summed in order once per split. pvRowParts = SLOTS is
+   * the first session's kernel (a thread owns rows and walks every key: min(rows, SLOTS)·D4 threads work, 16 of 256
+   * at one row, D64); 1 puts every thread on keys, every row in registers.
    */
-  pvAllThreads: boolean;
+  pvRowParts: number;
 }
 
 export const DECODE_SPLIT_UNIFORMS: Array<[string, UniformType]> = [
@@ -55,15 +59,15 @@ export const DECODE_SPLIT_UNIFORMS: Array<[string, UniformType]> = [
 export const DECODE_UNIFORM_BATCH = 4;
 
 /** Workgroup memory of a split program, in bytes (q rows + the block's scores + per-row statistics + reduction). */
-export function decodeWorkgroupBytes(c: Pick<DecodeConfig, 'headDim' | 'rows' | 'block' | 'pvAllThreads'>): number {
-  // pvAllThreads: one vec4 per thread for the slot reduction.
-  return 4 * (c.rows * c.headDim + c.rows * c.block + 3 * c.rows + c.block) + (c.pvAllThreads ? 16 * c.block : 0);
+export function decodeWorkgroupBytes(c: Pick<DecodeConfig, 'headDim' | 'rows' | 'block'>): number {
+  // + one vec4 per thread for the key parts' reduction.
+  return 4 * (c.rows * c.headDim + c.rows * c.block + 3 * c.rows + c.block) + 16 * c.block;
 }
 
 /** Everything that changes the split program's code: its pipeline key and the executor's program cache key. */
 export function decodeSplitKey(c: DecodeConfig): string {
   return `attention-decode-split:${c.headDim}:${c.rows}:${c.block}:${c.softcap}:${c.hasKeyLengths}:${
-      c.hasQueryOffsets}:${c.alibi}:${c.pvAllThreads}:${c.keyLengthsUniform}:${c.queryOffsetsUniform}`;
+      c.hasQueryOffsets}:${c.alibi}:${c.pvRowParts}:${c.keyLengthsUniform}:${c.queryOffsetsUniform}`;
 }
 
 function visibilityCode(c: DecodeConfig): string {
@@ -158,37 +162,42 @@ const SOFTMAX_CODE = `
         rowSum[t] = rowSum[t] * rowScale[t] + blockSum;
       }`;
 
-/** P·V, rows owned by threads: thread (slot, lane4) owns rows slot, slot + SLOTS, … and walks every key. */
-const PV_ROWS_CODE = `
-      // 3. P·V: thread (slot, lane4) owns rows slot, slot + SLOTS, … and vec4 lane4 of the value rows
-      if (slot < SLOTS) {
+/** P·V: thread (slot, lane4), slot = keyPart·ROW_PARTS + rowPart, takes its rows × its keys of the block. */
+const PV_CODE = `
+      // 3. P·V: rows rowPart, rowPart + ROW_PARTS, … over keys keyPart, keyPart + KEY_PARTS, …; vec4 lane4
+      if (slot < ROW_PARTS * KEY_PARTS) {
         for (var n = 0; n < PER_THREAD; n++) {
-          let r = slot + n * SLOTS;
+          let r = rowPart + n * ROW_PARTS;
           if (r < ROWS) { acc[n] = acc[n] * rowScale[r]; }
         }
         let keys = min(BLOCK, blockEnd - j0);
-        for (var x = 0; x < keys; x++) {
+        for (var x = keyPart; x < keys; x += KEY_PARTS) {
           let vv = v[((b * uniforms.seqK + j0 + x) * uniforms.kvHeads + hk) * D4 + lane4];
           for (var n = 0; n < PER_THREAD; n++) {
-            let r = slot + n * SLOTS;
+            let r = rowPart + n * ROW_PARTS;
             if (r < ROWS) { acc[n] += scores[r * BLOCK + x] * vv; }
           }
         }
       }
       workgroupBarrier();`;
 
-/** P·V on every thread: thread (slot, lane4) takes keys slot, slot + SLOTS, … of the block for every row. */
-const PV_ALL_CODE = `
-      // 3. P·V: thread (slot, lane4) takes keys slot, slot + SLOTS, … of the block, every row, vec4 lane4
-      if (slot < SLOTS) {
-        for (var r = 0; r < ROWS; r++) { acc[r] = acc[r] * rowScale[r]; }
-        let keys = min(BLOCK, blockEnd - j0);
-        for (var x = slot; x < keys; x += SLOTS) {
-          let vv = v[((b * uniforms.seqK + j0 + x) * uniforms.kvHeads + hk) * D4 + lane4];
-          for (var r = 0; r < ROWS; r++) { acc[r] += scores[r * BLOCK + x] * vv; }
-        }
+/** Partial results: per row, the key parts' sums added in key-part order (deterministic), then written. */
+const WRITE_CODE = `
+    // Partial results: unnormalized output rows and (max, sum), indexed (b, hk, row, split).
+    for (var n = 0; n < PER_THREAD; n++) {
+      if (slot < ROW_PARTS * KEY_PARTS) { partSums[t] = acc[n]; }
+      workgroupBarrier();
+      let r = slot + n * ROW_PARTS;  // threads of key part 0 (slot = rowPart) write
+      let rr = rowGroup * ROWS + r;
+      if (slot < ROW_PARTS && r < ROWS && rr < rowsTotal) {
+        var sum = partSums[slot * D4 + lane4];
+        for (var kp = 1; kp < KEY_PARTS; kp++) { sum += partSums[(kp * ROW_PARTS + slot) * D4 + lane4]; }
+        let at = ((b * uniforms.kvHeads + hk) * rowsTotal + rr) * uniforms.splits + split;
+        partialOut[at * D4 + lane4] = sum;
+        if (lane4 == 0) { partialStats[at] = vec2<f32>(rowMax[r], rowSum[r]); }
       }
-      workgroupBarrier();`;
+      workgroupBarrier();
+    }`;
 
 export class DecodeSplitProgram implements MultiOutputProgram {
   outputNames = ['partialOut', 'partialStats'];
@@ -211,20 +220,23 @@ export class DecodeSplitProgram implements MultiOutputProgram {
     const d4 = c.headDim / 4;
     const slots = Math.max(1, Math.floor(c.block / d4));
     const lanes = Math.max(1, Math.floor(c.block / c.rows));
+    const rowParts = Math.max(1, Math.min(c.pvRowParts, slots));
     return `
   const D4 = ${d4};
   const ROWS = ${c.rows};
   const BLOCK = ${c.block};
   const LANES = ${lanes};
   const SLOTS = ${slots};
-  const PER_THREAD = ${c.pvAllThreads ? c.rows : Math.ceil(c.rows / slots)};
+  const ROW_PARTS = ${rowParts};
+  const KEY_PARTS = ${Math.floor(slots / rowParts)};
+  const PER_THREAD = ${Math.ceil(c.rows / rowParts)};
   var<workgroup> qs: array<vec4<f32>, ${c.rows * d4}>;
   var<workgroup> scores: array<f32, ${c.rows * c.block}>;
   var<workgroup> rowMax: array<f32, ROWS>;
   var<workgroup> rowSum: array<f32, ROWS>;
   var<workgroup> rowScale: array<f32, ROWS>;
   var<workgroup> partials: array<f32, BLOCK>;
-  ${c.pvAllThreads ? 'var<workgroup> slotSums: array<vec4<f32>, BLOCK>;' : ''}
+  var<workgroup> partSums: array<vec4<f32>, BLOCK>;
   ${visibilityCode(c)}
 
   @compute @workgroup_size(${c.block}, 1, 1)
@@ -272,6 +284,8 @@ export class DecodeSplitProgram implements MultiOutputProgram {
     }
     let lane4 = i32(t) % D4;
     let slot = i32(t) / D4;
+    let rowPart = slot % ROW_PARTS;
+    let keyPart = slot / ROW_PARTS;
     var acc = array<vec4<f32>, PER_THREAD>();
     workgroupBarrier();
 
@@ -281,44 +295,12 @@ export class DecodeSplitProgram implements MultiOutputProgram {
     for (var j0 = splitStart; j0 < blockEnd; j0 += BLOCK) {
       ${scoreCode(c)}
       ${SOFTMAX_CODE}
-      ${c.pvAllThreads ? PV_ALL_CODE : PV_ROWS_CODE}
+      ${PV_CODE}
     }
-    ${c.pvAllThreads ? WRITE_ALL_CODE : WRITE_ROWS_CODE}
+    ${WRITE_CODE}
   }`;
   }
 }
-
-/** Partial results of PV_ROWS_CODE: unnormalized output rows and (max, sum), indexed (b, hk, row, split). */
-const WRITE_ROWS_CODE = `
-    // Partial results: unnormalized output rows and (max, sum), indexed (b, hk, row, split).
-    if (slot < SLOTS) {
-      for (var n = 0; n < PER_THREAD; n++) {
-        let r = slot + n * SLOTS;
-        let rr = rowGroup * ROWS + r;
-        if (r < ROWS && rr < rowsTotal) {
-          let at = ((b * uniforms.kvHeads + hk) * rowsTotal + rr) * uniforms.splits + split;
-          partialOut[at * D4 + lane4] = acc[n];
-          if (lane4 == 0) { partialStats[at] = vec2<f32>(rowMax[r], rowSum[r]); }
-        }
-      }
-    }`;
-
-/** Partial results of PV_ALL_CODE: per row, the slots' sums added in slot order (deterministic), then written. */
-const WRITE_ALL_CODE = `
-    // Partial results: per row the SLOTS partial sums, added in slot order; indexed (b, hk, row, split).
-    for (var r = 0; r < ROWS; r++) {
-      if (slot < SLOTS) { slotSums[t] = acc[r]; }
-      workgroupBarrier();
-      let rr = rowGroup * ROWS + r;
-      if (slot == 0 && rr < rowsTotal) {
-        var sum = slotSums[lane4];
-        for (var s = 1; s < SLOTS; s++) { sum += slotSums[s * D4 + lane4]; }
-        let at = ((b * uniforms.kvHeads + hk) * rowsTotal + rr) * uniforms.splits + split;
-        partialOut[at * D4 + lane4] = sum;
-        if (lane4 == 0) { partialStats[at] = vec2<f32>(rowMax[r], rowSum[r]); }
-      }
-      workgroupBarrier();
-    }`;
 
 export const DECODE_COMBINE_UNIFORMS: Array<[string, UniformType]> = [
   ['seqQ', 'i32'], ['heads', 'i32'], ['kvHeads', 'i32'], ['groupSize', 'i32'], ['splits', 'i32'],
