@@ -40,6 +40,7 @@ const VARIANT_CASES: Array<[string, DecodeVariant, AttentionCase]> = [
   ['first-session kernel (P·V on row threads, 256-key blocks)', {pvRowParts: 'rows', block: 256}, DECODE_CASES[1]],
   ['P·V in 4 row parts × 8 key parts, 256-key blocks', {pvRowParts: 4, block: 256}, DECODE_CASES[2]],
   ['P·V on every thread, every row in registers, 256-key blocks', {pvRowParts: 1, block: 256}, DECODE_CASES[0]],
+  ['up to 32 rows per workgroup', {maxRows: 32}, DECODE_CASES[1]],
   ['keyLengths / queryOffsets through their buffers', {smallInputsInUniforms: false}, DECODE_CASES[5]],
 ];
 

@@ -11,7 +11,7 @@
  *
  * Variants (DecodeVariant): base = the first session's kernel (P·V on row-owning threads, 256-key blocks); new = the
  * default now (P·V on every thread, ≤ 4 rows per thread, the rest on key parts; the block chosen to fill the GPU);
- * rows1 = new with every row in every thread's registers; b256 / b128 / b64 = new with a fixed block. cache[] =
+ * rows1 = new with every row in every thread's registers; rows32 = new with up to 32 rows per workgroup (seqQ 16); b256 / b128 / b64 = new with a fixed block. cache[] =
  * keyLengths as number[] (read from the uniforms now), cache[]up = the same uploaded per call (as before), cacheT = an
  * int32 tensor already on the GPU (a generation loop's positions).
  *
@@ -32,6 +32,7 @@ const VARIANTS: Record<string, DecodeVariant> = {
   base: {pvRowParts: 'rows', block: 256},
   new: {},
   rows1: {pvRowParts: 1},
+  rows32: {maxRows: 32},
   b256: {block: 256},
   b128: {block: 128},
   b64: {block: 64},

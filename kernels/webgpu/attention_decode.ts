@@ -34,6 +34,8 @@ export interface DecodeVariant {
   block?: number | null;
   /** DecodeConfig.pvRowParts; 'rows' = one row part per slot (the first session's kernel). */
   pvRowParts?: number | 'rows' | null;
+  /** Most rows per workgroup (default 16; 32 reads K/V half as often at 64 rows, with more registers per thread). */
+  maxRows?: number | null;
   /** false: keyLengths / queryOffsets always through their buffers (DecodeConfig.keyLengthsUniform). */
   smallInputsInUniforms?: boolean | null;
 }
@@ -69,9 +71,9 @@ export function useDecodePath(plan: AttentionPlan): boolean {
 
 /**
  * Rows per workgroup and threads per block that fit the device's workgroup memory. Rows: as many of the g·seqQ rows
- * of a kv head as fit (up to 16), so K/V are read once per row group. Block: the largest of 256 / 128 / 64 keys that
- * still gives TARGET_WORKGROUPS workgroups of one key block each (at 8k keys, 32/8 heads, 256-key blocks give only
- * 256 workgroups for 132 SMs), else 64.
+ * of a kv head as fit at some block (up to 16, or variant.maxRows): K/V are read once per row group. Block: the
+ * largest of 256 / 128 / 64 keys that still gives TARGET_WORKGROUPS workgroups of one key block each (at 8k keys,
+ * 32/8 heads, 256-key blocks give only 256 workgroups for 132 SMs), else the smallest.
  */
 export function chooseDecodeShape(
     plan: AttentionPlan, limits: {maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number}):
@@ -80,7 +82,8 @@ export function chooseDecodeShape(
   const candidates: Array<{rows: number; block: number}> = [];
   for (const block of variant.block != null ? [variant.block] : [256, 128, 64]) {
     if (block > limits.maxComputeInvocationsPerWorkgroup) continue;
-    const rows = [16, 8, 4, 2, 1].find((rows) => (rows === 1 || rows / 2 < rowsNeeded) &&  // no bigger than needed
+    const rows = [32, 16, 8, 4, 2, 1].find((rows) => rows <= (variant.maxRows ?? 16) &&
+        (rows === 1 || rows / 2 < rowsNeeded) &&  // no bigger than needed
         decodeWorkgroupBytes({headDim: plan.headDim, rows, block}) <= limits.maxComputeWorkgroupStorageSize);
     if (rows != null) candidates.push({rows, block});
   }
@@ -89,7 +92,10 @@ export function chooseDecodeShape(
   }
   const workgroups = (c: {rows: number; block: number}) =>
       plan.batch * plan.kvHeads * Math.ceil(rowsNeeded / c.rows) * Math.ceil(plan.seqK / c.block);
-  return candidates.find((c) => workgroups(c) >= TARGET_WORKGROUPS) ?? candidates[candidates.length - 1];
+  // Most rows first (each row group re-reads K/V), then the largest block that fills the GPU.
+  const mostRows = Math.max(...candidates.map((c) => c.rows));
+  const best = candidates.filter((c) => c.rows === mostRows);
+  return best.find((c) => workgroups(c) >= TARGET_WORKGROUPS) ?? best[best.length - 1];
 }
 
 /** Number of key splits and keys per split (a multiple of the block) for this plan and workgroup shape. */
