@@ -136,9 +136,8 @@ export function runDecodeForward(backend: WebGPUBackend, plan: AttentionPlan, in
     throw new Error('attention decode: partial outputs exceed maxStorageBufferBindingSize');
   }
   // keyLengths / queryOffsets given as numbers are still on the CPU: passed as uniforms where the batch fits them.
-  const small = (flag: boolean, t: TensorInfo) =>
-      flag && batch <= DECODE_UNIFORM_BATCH && variant.smallInputsInUniforms !== false ? cpuResidentValues(backend, t) :
-                                                                                         null;
+  const uniformsFit = batch <= DECODE_UNIFORM_BATCH && variant.smallInputsInUniforms !== false;
+  const small = (flag: boolean, t: TensorInfo) => flag && uniformsFit ? cpuResidentValues(backend, t) : null;
   const keyLengthValues = small(plan.hasKeyLengths, inputs.keyLengths);
   const queryOffsetValues = small(plan.hasQueryOffsets, inputs.queryOffsets);
   const config: DecodeConfig = {
