@@ -9,7 +9,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as lib from '../src/index.js';
 import '../kernels/webgpu/register_all_webgpu_kernels.js';
 import {
-  chooseSplits, decodeRunsForTests, setDecodePathForTests, useDecodePath,
+  chooseDecodeShape, chooseSplits, DecodeVariant, decodeRunsForTests, setDecodePathForTests, setDecodeVariantForTests,
+  useDecodePath,
 } from '../kernels/webgpu/attention_decode.js';
 import {makePlan} from '../src/plan/plan.js';
 import type {AttentionCase} from './cases.js';
@@ -30,6 +31,17 @@ const DECODE_CASES: AttentionCase[] = [
    keyLengthsTensor: true},
   {name: 'decode S1 K257 D40 (4-aligned, odd tiles)', op: 'flash', batch: 1, seqQ: 1, seqK: 257, heads: 1, kvHeads: 1,
    headDim: 40},
+  {name: 'decode S3 K400 queryOffsets per batch + keyLengths D32', op: 'flash', batch: 2, seqQ: 3, seqK: 400,
+   heads: 4, kvHeads: 2, headDim: 32, causal: true, queryOffsets: [297, 390], keyLengths: [300, 400]},
+];
+
+/** The variants the device sweep compares (bench/device/decode_sweep.ts), each on a case that reaches its code. */
+const VARIANT_CASES: Array<[string, DecodeVariant, AttentionCase]> = [
+  ['first-session kernel (P·V on row threads, 256-key blocks)', {pvRowParts: 'rows', block: 256}, DECODE_CASES[1]],
+  ['P·V in 4 row parts × 8 key parts, 256-key blocks', {pvRowParts: 4, block: 256}, DECODE_CASES[2]],
+  ['P·V on every thread, every row in registers, 256-key blocks', {pvRowParts: 1, block: 256}, DECODE_CASES[0]],
+  ['up to 32 rows per workgroup', {maxRows: 32}, DECODE_CASES[1]],
+  ['keyLengths / queryOffsets through their buffers', {smallInputsInUniforms: false}, DECODE_CASES[5]],
 ];
 
 let env: WebGPUEnv | null = null;
@@ -53,6 +65,21 @@ describe('webgpu decode path (split-K)', function() {
     });
   });
 
+  VARIANT_CASES.forEach(([what, variant, c], index) => {
+    it(`variant: ${what}: ${c.name}`, async () => {
+      await tf.setBackend('webgpu');
+      setDecodeVariantForTests(variant);
+      try {
+        const before = decodeRunsForTests();
+        const r = await withGPUErrorCheck(env!.device, () => checkCase(tf, lib, c, caseSeed(950 + index)));
+        expect(decodeRunsForTests(), 'the decode path ran').to.be.above(before);
+        assertCaseResult(r, TOLERANCES.webgpu);
+      } finally {
+        setDecodeVariantForTests({});
+      }
+    });
+  });
+
   it('chooses decode for few query rows over many keys, and enough splits to fill the GPU', () => {
     setDecodePathForTests(null);
     try {
@@ -68,6 +95,12 @@ describe('webgpu decode path (split-K)', function() {
       expect(splits * 8).to.be.at.least(512);
       expect(splitLength % 256).to.equal(0);
       expect(splits * splitLength).to.be.at.least(32768);
+      // Blocks: the largest that still fills the GPU (≥ 1024 workgroups), else the smallest.
+      const limits = {maxComputeWorkgroupStorageSize: 32768, maxComputeInvocationsPerWorkgroup: 256};
+      expect(chooseDecodeShape(plan(1, 32768), limits)).to.deep.equal({rows: 4, block: 256});
+      expect(chooseDecodeShape(plan(1, 8192), limits)).to.deep.equal({rows: 4, block: 64});
+      expect(chooseDecodeShape(plan(1, 1024), limits)).to.deep.equal({rows: 4, block: 64});
+      expect(chooseDecodeShape(plan(16, 8192), limits)).to.deep.equal({rows: 16, block: 256});
     } finally {
       setDecodePathForTests('always');
     }

@@ -14,9 +14,9 @@ import {AttentionPlan} from '../../src/plan/plan.js';
 import type {AttentionInputs} from '../attention_kernel_func.js';
 import {
   DECODE_COMBINE_UNIFORMS, DECODE_COMBINE_WORKGROUP, DECODE_SPLIT_UNIFORMS, DecodeCombineProgram, DecodeConfig,
-  DecodeSplitProgram, decodeWorkgroupBytes,
+  DECODE_UNIFORM_BATCH, DecodeSplitProgram, decodeSplitKey, decodeWorkgroupBytes,
 } from './decode_attention_webgpu.js';
-import {createOutput, getLimits, runProgram} from './program_runner.js';
+import {cpuResidentValues, createOutput, getLimits, runProgram} from './program_runner.js';
 
 /** Longest query block the decode path takes (issue 18: 1…16 rows). */
 export const DECODE_MAX_QUERIES = 16;
@@ -27,6 +27,24 @@ const TARGET_WORKGROUPS = 1024;
 
 let pathOverride: 'always' | 'never' | null = null;
 let runs = 0;
+
+/** Variants the device sweep (bench/device/decode_sweep.ts) compares; null fields take the default rule. */
+export interface DecodeVariant {
+  /** Keys per block = threads per workgroup (256, 128 or 64). */
+  block?: number | null;
+  /** DecodeConfig.pvRowParts; 'rows' = one row part per slot (the first session's kernel). */
+  pvRowParts?: number | 'rows' | null;
+  /** Most rows per workgroup (default 16; 32 reads K/V half as often at 64 rows, with more registers per thread). */
+  maxRows?: number | null;
+  /** false: keyLengths / queryOffsets always through their buffers (DecodeConfig.keyLengthsUniform). */
+  smallInputsInUniforms?: boolean | null;
+}
+let variant: DecodeVariant = {};
+
+/** Test/bench hook: pick a decode variant ({} restores the defaults). */
+export function setDecodeVariantForTests(v: DecodeVariant): void {
+  variant = {...v};
+}
 
 /** How many forwards took the decode path so far (tests check that a case really ran it). */
 export function decodeRunsForTests(): number {
@@ -51,21 +69,33 @@ export function useDecodePath(plan: AttentionPlan): boolean {
   return plan.seqQ <= DECODE_MAX_QUERIES && plan.seqK >= DECODE_MIN_KEYS;
 }
 
-/** Rows per workgroup and threads per block that fit the device's workgroup memory. */
+/**
+ * Rows per workgroup and threads per block that fit the device's workgroup memory. Rows: as many of the g·seqQ rows
+ * of a kv head as fit at some block (up to 16, or variant.maxRows): K/V are read once per row group. Block: the
+ * largest of 256 / 128 / 64 keys that still gives TARGET_WORKGROUPS workgroups of one key block each (at 8k keys,
+ * 32/8 heads, 256-key blocks give only 256 workgroups for 132 SMs), else the smallest.
+ */
 export function chooseDecodeShape(
     plan: AttentionPlan, limits: {maxComputeWorkgroupStorageSize: number; maxComputeInvocationsPerWorkgroup: number}):
     {rows: number; block: number} {
   const rowsNeeded = plan.seqQ * plan.groupSize;
-  for (const block of [256, 128, 64]) {
+  const candidates: Array<{rows: number; block: number}> = [];
+  for (const block of variant.block != null ? [variant.block] : [256, 128, 64]) {
     if (block > limits.maxComputeInvocationsPerWorkgroup) continue;
-    for (const rows of [16, 8, 4, 2, 1]) {
-      if (rows > 1 && rows / 2 >= rowsNeeded) continue;  // no bigger than needed
-      if (decodeWorkgroupBytes({headDim: plan.headDim, rows, block}) <= limits.maxComputeWorkgroupStorageSize) {
-        return {rows, block};
-      }
-    }
+    const rows = [32, 16, 8, 4, 2, 1].find((rows) => rows <= (variant.maxRows ?? 16) &&
+        (rows === 1 || rows / 2 < rowsNeeded) &&  // no bigger than needed
+        decodeWorkgroupBytes({headDim: plan.headDim, rows, block}) <= limits.maxComputeWorkgroupStorageSize);
+    if (rows != null) candidates.push({rows, block});
   }
-  throw new Error(`attention decode: headDim ${plan.headDim} does not fit this device's workgroup memory`);
+  if (candidates.length === 0) {
+    throw new Error(`attention decode: headDim ${plan.headDim} does not fit this device's workgroup memory`);
+  }
+  const workgroups = (c: {rows: number; block: number}) =>
+      plan.batch * plan.kvHeads * Math.ceil(rowsNeeded / c.rows) * Math.ceil(plan.seqK / c.block);
+  // Most rows first (each row group re-reads K/V), then the largest block that fills the GPU.
+  const mostRows = Math.max(...candidates.map((c) => c.rows));
+  const best = candidates.filter((c) => c.rows === mostRows);
+  return best.find((c) => workgroups(c) >= TARGET_WORKGROUPS) ?? best[best.length - 1];
 }
 
 /** Number of key splits and keys per split (a multiple of the block) for this plan and workgroup shape. */
@@ -91,6 +121,9 @@ export function runDecodeForward(backend: WebGPUBackend, plan: AttentionPlan, in
   const {batch, seqQ, heads, kvHeads, headDim, groupSize} = plan;
   const limits = getLimits(backend);
   const {rows, block} = chooseDecodeShape(plan, limits);
+  // P·V: at most 4 rows per thread (registers), the other slots on keys; the slots are BLOCK / D4.
+  const slots = Math.max(1, Math.floor(block / (headDim / 4)));
+  const pvRowParts = variant.pvRowParts === 'rows' ? slots : variant.pvRowParts ?? Math.ceil(rows / 4);
   runs++;
   const {splits, splitLength} = chooseSplits(plan, rows, block);
   const rowsTotal = seqQ * groupSize;
@@ -102,11 +135,17 @@ export function runDecodeForward(backend: WebGPUBackend, plan: AttentionPlan, in
   if (partialRows * headDim * 4 > limits.maxStorageBufferBindingSize) {
     throw new Error('attention decode: partial outputs exceed maxStorageBufferBindingSize');
   }
+  // keyLengths / queryOffsets given as numbers are still on the CPU: passed as uniforms where the batch fits them.
+  const uniformsFit = batch <= DECODE_UNIFORM_BATCH && variant.smallInputsInUniforms !== false;
+  const small = (flag: boolean, t: TensorInfo) => flag && uniformsFit ? cpuResidentValues(backend, t) : null;
+  const keyLengthValues = small(plan.hasKeyLengths, inputs.keyLengths);
+  const queryOffsetValues = small(plan.hasQueryOffsets, inputs.queryOffsets);
   const config: DecodeConfig = {
     headDim, rows, block, softcap: plan.softcap > 0, hasKeyLengths: plan.hasKeyLengths,
-    hasQueryOffsets: plan.hasQueryOffsets, alibi: plan.alibi != null,
+    hasQueryOffsets: plan.hasQueryOffsets, alibi: plan.alibi != null, pvRowParts,
+    keyLengthsUniform: keyLengthValues != null, queryOffsetsUniform: queryOffsetValues != null,
   };
-  const split = cached(`split:${JSON.stringify(config)}`, () => new DecodeSplitProgram(config));
+  const split = cached(decodeSplitKey(config), () => new DecodeSplitProgram(config));
   const combine = cached(`combine:${headDim}`, () => new DecodeCombineProgram(headDim));
 
   const partialOut = createOutput(backend, [partialRows, headDim]);
@@ -117,6 +156,10 @@ export function runDecodeForward(backend: WebGPUBackend, plan: AttentionPlan, in
     offsetMin: plan.offsetMin, offsetMax: plan.offsetMax, alibiBatchStride: plan.alibi?.batchStride ?? 0,
     splits, splitLength, rowGroups, negInf: -Infinity,
   };
+  for (let i = 0; i < DECODE_UNIFORM_BATCH; i++) {
+    splitValues[`keyLength${i}`] = keyLengthValues?.[i] ?? 0;
+    splitValues[`queryOffset${i}`] = queryOffsetValues?.[i] ?? 0;
+  }
   // Inputs the plan does not use are never read (the program is specialised); bind q there, which is on the GPU
   // already: the op's per-call keyLengths tensor would need an upload that ends the compute pass (see
   // attention_forward.ts).
@@ -124,8 +167,9 @@ export function runDecodeForward(backend: WebGPUBackend, plan: AttentionPlan, in
   runProgram(backend, split, {
     outputs: [partialOut, partialStats],
     inputs: [
-      inputs.q, inputs.k, inputs.v, used(plan.hasKeyLengths, inputs.keyLengths),
-      used(plan.hasQueryOffsets, inputs.queryOffsets), used(plan.alibi != null, inputs.alibiSlopes),
+      inputs.q, inputs.k, inputs.v, used(config.hasKeyLengths && !config.keyLengthsUniform, inputs.keyLengths),
+      used(config.hasQueryOffsets && !config.queryOffsetsUniform, inputs.queryOffsets),
+      used(plan.alibi != null, inputs.alibiSlopes),
     ],
     uniforms: DECODE_SPLIT_UNIFORMS.map(([name]) => splitValues[name]),
     dispatch: [splits, rowGroups * kvHeads, batch],

@@ -7,8 +7,10 @@
  *   1. scores: thread t takes key j0 + t and dots it with every row's q (q rows staged in workgroup memory),
  *      applying scale, softcap, ALiBi and the window/causal/keyLengths visibility;
  *   2. online softmax: per-row block max, rescale factor exp(mOld − mNew), probabilities in place, running sum;
- *   3. P·V: thread (row slot, vec4 lane) accumulates its rows' outputs from coalesced V rows.
- * It writes the unnormalized partial output of each row with its running max m and sum l.
+ *   3. P·V: thread (slot, vec4 lane) accumulates its rows (a row part) over its keys (a key part) of the block from
+ *      coalesced V rows, so every thread works even for one row (DecodeConfig.pvRowParts).
+ * It adds the key parts in a fixed order and writes the unnormalized partial output of each row with its running max
+ * m and sum l.
  *
  * DecodeCombineProgram: one thread per (row, vec4 lane) merges the splits in a fixed order (deterministic):
  *   M = max m_s, L = Σ l_s·e^(m_s − M), output = Σ acc_s·e^(m_s − M) / L, lse = M + log L (−∞ and 0 output when no
@@ -26,7 +28,22 @@ export interface DecodeConfig {
   softcap: boolean;
   hasKeyLengths: boolean;
   hasQueryOffsets: boolean;
+  /**
+   * keyLengths / queryOffsets read from the uniforms (keyLength0…, queryOffset0…: batch ≤ DECODE_UNIFORM_BATCH)
+   * instead of their buffers: for values the caller gave as numbers, still on the CPU, whose upload would add a
+   * staging buffer and a copy that ends the compute pass to every call.
+   */
+  keyLengthsUniform: boolean;
+  queryOffsetsUniform: boolean;
   alibi: boolean;
+  /**
+   * P·V work split: the SLOTS = BLOCK / D4 thread slots (D4 vec4 lanes each) form pvRowParts row parts × KEY_PARTS =
+   * ⌊SLOTS / pvRowParts⌋ key parts; a thread accumulates rows rowPart, rowPart + pvRowParts, … over the keys keyPart,
+   * keyPart + KEY_PARTS, … of each block, and the key parts are summed in order once per split. pvRowParts = SLOTS is
+   * the first session's kernel (a thread owns rows and walks every key: min(rows, SLOTS)·D4 threads work, 16 of 256
+   * at one row, D64); 1 puts every thread on keys, every row in registers.
+   */
+  pvRowParts: number;
 }
 
 export const DECODE_SPLIT_UNIFORMS: Array<[string, UniformType]> = [
@@ -34,11 +51,23 @@ export const DECODE_SPLIT_UNIFORMS: Array<[string, UniformType]> = [
   ['scale', 'f32'], ['softcap', 'f32'], ['windowLeft', 'i32'], ['windowRight', 'i32'],
   ['diagonalOffset', 'i32'], ['offsetMin', 'i32'], ['offsetMax', 'i32'], ['alibiBatchStride', 'i32'],
   ['splits', 'i32'], ['splitLength', 'i32'], ['rowGroups', 'i32'], ['negInf', 'f32'],
+  ['keyLength0', 'i32'], ['keyLength1', 'i32'], ['keyLength2', 'i32'], ['keyLength3', 'i32'],
+  ['queryOffset0', 'i32'], ['queryOffset1', 'i32'], ['queryOffset2', 'i32'], ['queryOffset3', 'i32'],
 ];
+
+/** Largest batch whose keyLengths / queryOffsets fit the split program's uniforms. */
+export const DECODE_UNIFORM_BATCH = 4;
 
 /** Workgroup memory of a split program, in bytes (q rows + the block's scores + per-row statistics + reduction). */
 export function decodeWorkgroupBytes(c: Pick<DecodeConfig, 'headDim' | 'rows' | 'block'>): number {
-  return 4 * (c.rows * c.headDim + c.rows * c.block + 3 * c.rows + c.block);
+  // + one vec4 per thread for the key parts' reduction.
+  return 4 * (c.rows * c.headDim + c.rows * c.block + 3 * c.rows + c.block) + 16 * c.block;
+}
+
+/** Everything that changes the split program's code: its pipeline key and the executor's program cache key. */
+export function decodeSplitKey(c: DecodeConfig): string {
+  return `attention-decode-split:${c.headDim}:${c.rows}:${c.block}:${c.softcap}:${c.hasKeyLengths}:${
+      c.hasQueryOffsets}:${c.alibi}:${c.pvRowParts}:${c.keyLengthsUniform}:${c.queryOffsetsUniform}`;
 }
 
 function visibilityCode(c: DecodeConfig): string {
@@ -52,11 +81,17 @@ function visibilityCode(c: DecodeConfig): string {
     return vec2<i32>(lo, hi);
   }
   fn queryOffsetOf(b: i32) -> i32 {
-    ${c.hasQueryOffsets ? 'return clamp(queryOffsets[b], uniforms.offsetMin, uniforms.offsetMax);' :
-                          'return uniforms.diagonalOffset;'}
+    ${!c.hasQueryOffsets ? 'return uniforms.diagonalOffset;' : c.queryOffsetsUniform ?
+        `var offsets = array<i32, 4>(uniforms.queryOffset0, uniforms.queryOffset1, uniforms.queryOffset2,
+                                    uniforms.queryOffset3);
+    return clamp(offsets[b], uniforms.offsetMin, uniforms.offsetMax);` :
+        'return clamp(queryOffsets[b], uniforms.offsetMin, uniforms.offsetMax);'}
   }
   fn keyEndOf(b: i32) -> i32 {
-    ${c.hasKeyLengths ? 'return clamp(keyLengths[b], 0, uniforms.seqK);' : 'return uniforms.seqK;'}
+    ${!c.hasKeyLengths ? 'return uniforms.seqK;' : c.keyLengthsUniform ?
+        `var lengths = array<i32, 4>(uniforms.keyLength0, uniforms.keyLength1, uniforms.keyLength2, uniforms.keyLength3);
+    return clamp(lengths[b], 0, uniforms.seqK);` :
+        'return clamp(keyLengths[b], 0, uniforms.seqK);'}
   }`;
 }
 
@@ -127,23 +162,42 @@ const SOFTMAX_CODE = `
         rowSum[t] = rowSum[t] * rowScale[t] + blockSum;
       }`;
 
+/** P·V: thread (slot, lane4), slot = keyPart·ROW_PARTS + rowPart, takes its rows × its keys of the block. */
 const PV_CODE = `
-      // 3. P·V: thread (slot, lane4) owns rows slot, slot + SLOTS, … and vec4 lane4 of the value rows
-      if (slot < SLOTS) {
+      // 3. P·V: rows rowPart, rowPart + ROW_PARTS, … over keys keyPart, keyPart + KEY_PARTS, …; vec4 lane4
+      if (slot < ROW_PARTS * KEY_PARTS) {
         for (var n = 0; n < PER_THREAD; n++) {
-          let r = slot + n * SLOTS;
+          let r = rowPart + n * ROW_PARTS;
           if (r < ROWS) { acc[n] = acc[n] * rowScale[r]; }
         }
         let keys = min(BLOCK, blockEnd - j0);
-        for (var x = 0; x < keys; x++) {
+        for (var x = keyPart; x < keys; x += KEY_PARTS) {
           let vv = v[((b * uniforms.seqK + j0 + x) * uniforms.kvHeads + hk) * D4 + lane4];
           for (var n = 0; n < PER_THREAD; n++) {
-            let r = slot + n * SLOTS;
+            let r = rowPart + n * ROW_PARTS;
             if (r < ROWS) { acc[n] += scores[r * BLOCK + x] * vv; }
           }
         }
       }
       workgroupBarrier();`;
+
+/** Partial results: per row, the key parts' sums added in key-part order (deterministic), then written. */
+const WRITE_CODE = `
+    // Partial results: unnormalized output rows and (max, sum), indexed (b, hk, row, split).
+    for (var n = 0; n < PER_THREAD; n++) {
+      if (slot < ROW_PARTS * KEY_PARTS) { partSums[t] = acc[n]; }
+      workgroupBarrier();
+      let r = slot + n * ROW_PARTS;  // threads of key part 0 (slot = rowPart) write
+      let rr = rowGroup * ROWS + r;
+      if (slot < ROW_PARTS && r < ROWS && rr < rowsTotal) {
+        var sum = partSums[slot * D4 + lane4];
+        for (var kp = 1; kp < KEY_PARTS; kp++) { sum += partSums[(kp * ROW_PARTS + slot) * D4 + lane4]; }
+        let at = ((b * uniforms.kvHeads + hk) * rowsTotal + rr) * uniforms.splits + split;
+        partialOut[at * D4 + lane4] = sum;
+        if (lane4 == 0) { partialStats[at] = vec2<f32>(rowMax[r], rowSum[r]); }
+      }
+      workgroupBarrier();
+    }`;
 
 export class DecodeSplitProgram implements MultiOutputProgram {
   outputNames = ['partialOut', 'partialStats'];
@@ -158,8 +212,7 @@ export class DecodeSplitProgram implements MultiOutputProgram {
     const c = config;
     if (c.headDim % 4 !== 0) throw new Error(`decode program: headDim ${c.headDim} is not a multiple of 4`);
     this.workgroupSize = [c.block, 1, 1];
-    this.shaderKey = `attention-decode-split:${c.headDim}:${c.rows}:${c.block}:${c.softcap}:${c.hasKeyLengths}:${
-        c.hasQueryOffsets}:${c.alibi}`;
+    this.shaderKey = decodeSplitKey(c);
   }
 
   getUserCode(): string {
@@ -167,19 +220,23 @@ export class DecodeSplitProgram implements MultiOutputProgram {
     const d4 = c.headDim / 4;
     const slots = Math.max(1, Math.floor(c.block / d4));
     const lanes = Math.max(1, Math.floor(c.block / c.rows));
+    const rowParts = Math.max(1, Math.min(c.pvRowParts, slots));
     return `
   const D4 = ${d4};
   const ROWS = ${c.rows};
   const BLOCK = ${c.block};
   const LANES = ${lanes};
   const SLOTS = ${slots};
-  const PER_THREAD = ${Math.ceil(c.rows / slots)};
+  const ROW_PARTS = ${rowParts};
+  const KEY_PARTS = ${Math.floor(slots / rowParts)};
+  const PER_THREAD = ${Math.ceil(c.rows / rowParts)};
   var<workgroup> qs: array<vec4<f32>, ${c.rows * d4}>;
   var<workgroup> scores: array<f32, ${c.rows * c.block}>;
   var<workgroup> rowMax: array<f32, ROWS>;
   var<workgroup> rowSum: array<f32, ROWS>;
   var<workgroup> rowScale: array<f32, ROWS>;
   var<workgroup> partials: array<f32, BLOCK>;
+  var<workgroup> partSums: array<vec4<f32>, BLOCK>;
   ${visibilityCode(c)}
 
   @compute @workgroup_size(${c.block}, 1, 1)
@@ -227,6 +284,8 @@ export class DecodeSplitProgram implements MultiOutputProgram {
     }
     let lane4 = i32(t) % D4;
     let slot = i32(t) / D4;
+    let rowPart = slot % ROW_PARTS;
+    let keyPart = slot / ROW_PARTS;
     var acc = array<vec4<f32>, PER_THREAD>();
     workgroupBarrier();
 
@@ -238,19 +297,7 @@ export class DecodeSplitProgram implements MultiOutputProgram {
       ${SOFTMAX_CODE}
       ${PV_CODE}
     }
-
-    // Partial results: unnormalized output rows and (max, sum), indexed (b, hk, row, split).
-    if (slot < SLOTS) {
-      for (var n = 0; n < PER_THREAD; n++) {
-        let r = slot + n * SLOTS;
-        let rr = rowGroup * ROWS + r;
-        if (r < ROWS && rr < rowsTotal) {
-          let at = ((b * uniforms.kvHeads + hk) * rowsTotal + rr) * uniforms.splits + split;
-          partialOut[at * D4 + lane4] = acc[n];
-          if (lane4 == 0) { partialStats[at] = vec2<f32>(rowMax[r], rowSum[r]); }
-        }
-      }
-    }
+    ${WRITE_CODE}
   }`;
   }
 }

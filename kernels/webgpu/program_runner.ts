@@ -128,6 +128,15 @@ export function gpuBufferOf(backend: WebGPUBackend, tensor: tf.TensorInfo): GPUB
   return resource;
 }
 
+/**
+ * The values of a tensor whose data is still on the CPU (made from numbers, never uploaded), else null. Reading them
+ * costs nothing: no upload, no readback.
+ */
+export function cpuResidentValues(backend: WebGPUBackend, tensor: tf.TensorInfo): ArrayLike<number> | null {
+  const data = internals(backend).tensorMap.get(tensor.dataId);
+  return data.resource == null && data.values != null ? data.values as ArrayLike<number> : null;
+}
+
 function isRange(b: Binding): b is BufferRange {
   return (b as BufferRange).tensor !== undefined;
 }
