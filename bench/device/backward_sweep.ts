@@ -6,7 +6,7 @@
  *      runKernel on saved forward outputs), under the default kernel, plus the backward alone under
  *      'old' (no prefetch, scalar global loads: the kernel before this branch) and the other variants below;
  *      every variant's dq, dk, dv are compared bit for bit with the default's (same arithmetic, only the staging
- *      differs, so they must be identical);
+ *      differs, so they must be identical; other tilings and split-dq sum in another order: 'false' is expected);
  *   3. naive tfjs attention (matMul → softmax → matMul, tf.grads) fwd+bwd at S1024 and S4096, dense and causal
  *      (additive mask), with its max |difference| to ours relative to max |naive| per gradient at S1024;
  *   4. causal given as a boolean [S, S] mask: ours fwd+bwd vs naive with the same mask.
@@ -14,7 +14,8 @@
  * warm-up call). Ratios: fwd+bwd / fwd (target ≤ 4.5), naive / ours (target > 1; with the mask ≥ 3).
  *
  *   npm run bench:backward-bundle && node .bench-dist/backward_sweep.mjs [--quick]
- * (the bundle needs only the `webgpu` package beside it; --quick: S256 only, a check of the script on lavapipe).
+ * (the bundle needs only the `webgpu` package beside it; --quick: S128, default and 'old' only: checks the script
+ * on lavapipe).
  */
 import {create, globals} from 'webgpu';
 
@@ -46,7 +47,7 @@ async function main(): Promise<void> {
   const tf = await import('@tensorflow/tfjs-core');
   const lib = await import('../../src/index.js');
   await import('../../kernels/webgpu/register_all_webgpu_kernels.js');
-  const {setGradTilesOverrideForTests, setGradVec4LoadsForTests} =
+  const {setBackwardDesignForTests, setGradTilesOverrideForTests, setGradVec4LoadsForTests} =
       await import('../../kernels/webgpu/attention_backward.js');
   const {chooseGradTiles} = await import('../../kernels/webgpu/grad_tiles.js');
   const {attentionAttrs, FlashAttentionGrad} = await import('../../src/kernel_names.js');
@@ -64,11 +65,15 @@ async function main(): Promise<void> {
     const paddedDim = Math.ceil(d / 16) * 16;
     return {resident, streamed, threads, paddedDim, chunk: paddedDim, prefetch};
   };
-  type Variant = {name: string; tiles: Partial<Record<'dkdv' | 'dq', GradTiles>> | 'noPrefetch' | null; vec4: boolean};
+  type Variant = {name: string; tiles: Partial<Record<'dkdv' | 'dq', GradTiles>> | 'noPrefetch' | null; vec4: boolean;
+                  splitDq?: number | null};
   const variantsFor = (d: number): Variant[] => [
     {name: 'old: no prefetch, scalar loads', tiles: 'noPrefetch', vec4: false},
     {name: 'no prefetch, vec4 loads', tiles: 'noPrefetch', vec4: true},
+    // The split-dQ design (5 matmul-equivalents instead of 7; dq_splits.ts's nsplits, or forced), now prefetched.
+    {name: 'split-dq (default tiles, prefetch)', tiles: null, vec4: true, splitDq: null},
     ...(d === 64 ? [
+      {name: 'split-dq nsplits 64', tiles: null, vec4: true, splitDq: 64},
       {name: 'pf dkdv 32x32/T256 dq 64x16/T256', tiles: {dkdv: tile(d, 32, 32, 256, true), dq: tile(d, 64, 16, 256, true)},
        vec4: true},
       {name: 'pf dq 32x32/T128', tiles: {dq: tile(d, 32, 32, 128, true)}, vec4: true},
@@ -122,6 +127,7 @@ async function main(): Promise<void> {
           {dkdv: {...dflt.dkdv, prefetch: false}, dq: {...dflt.dq, prefetch: false}} : variant.tiles;
       setGradTilesOverrideForTests(tiles);
       setGradVec4LoadsForTests(variant.vec4);
+      if (variant.splitDq !== undefined) setBackwardDesignForTests('split-dq', variant.splitDq);
       try {
         const same = bitsEqual(await grads(), reference);
         const ms = await time(bwd);
@@ -132,6 +138,7 @@ async function main(): Promise<void> {
       } finally {
         setGradTilesOverrideForTests(null);
         setGradVec4LoadsForTests(true);
+        setBackwardDesignForTests('two-pass');
       }
     }
     if (naive) {
@@ -173,8 +180,8 @@ async function main(): Promise<void> {
 
   console.log('B1 H16 fp32; ms per call (median of 5 batches after warm-up, synchronised on the queue)');
   if (quick) {
-    await problem(256, 64, false, true, true);
-    await problem(256, 64, true, false, true);
+    await problem(128, 64, false, false, true);
+    await problem(128, 64, true, false, true);
   } else {
     await problem(4096, 64, false, true, true);
     await problem(4096, 64, true, true, true);

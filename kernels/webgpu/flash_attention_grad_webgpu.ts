@@ -29,6 +29,11 @@
  * (q·k and dO·v), probabilities (P and dS), accumulate (dS·S1, P·S2), write results — put together per streamed tile
  * by streamedTile and per workgroup by tileLoop and tileMain; the program classes come last.
  *
+ * Streamed tiles are prefetched (tiles.prefetch, whole streamed rows): the schedule's next tile is loaded into
+ * registers while this one computes and stored to workgroup memory after its phase C, as the forward does with K/V;
+ * with headDim % 4 == 0, q, k, v, dy (and split-dQ's `work`) are bound as vec4s. Neither changes the arithmetic:
+ * results are bit-identical to the plain staging.
+ *
  * Sequence lengths, heads, window and offsets are uniforms: one pipeline per (pass, padded headDim, tiles, flags)
  * serves every problem size. headDim is padded to a multiple of 16 in workgroup memory (zero-filled, so padding
  * adds nothing to any dot product). When a streamed tile does not fit whole in workgroup memory it is streamed in
@@ -647,7 +652,8 @@ function summarized(g: TileShape): boolean {
 /** Write results: the accumulators of this invocation's resident rows (dq, or dk and dv), dS·S1 times scale. */
 function writeResults(g: TileShape): string {
   const {dkdv, BR, C4, NRG, NC, res} = g;
-  const stores = (target: string, base: string, value: string) => `
+  const stores = (target: string, base: string, value: string) => target === 'work' && g.flags.vec4 ? `
+          ${target}[(uniforms.${base} + o) / 4] = ${value};` : `
           ${target}[uniforms.${base} + o] = ${value}.x;
           if (d + 1 < uniforms.headDim) { ${target}[uniforms.${base} + o + 1] = ${value}.y; }
           if (d + 2 < uniforms.headDim) { ${target}[uniforms.${base} + o + 2] = ${value}.z; }
@@ -842,7 +848,7 @@ function dqZero(g: TileShape): string {
               let i = q0 + s;
               if (s < ${g.BS} && i < uniforms.seqQ && d < uniforms.headDim) {
                 let o = ${dqAccIndex('i', 'd')};
-                ${dqStores(() => 'work[o + k] = 0.0;')}
+                ${g.flags.vec4 ? 'work[o / 4] = vec4<f32>(0.0);' : dqStores(() => 'work[o + k] = 0.0;')}
               }`)}
         }
       }`;
@@ -898,7 +904,8 @@ function dqPartial(g: TileShape): string {
               if (s < ${g.BS} && i < uniforms.seqQ && d < uniforms.headDim) {
                 let o = ${dqAccIndex('i', 'd')};
                 let add = dq${m}_${a};
-                ${dqStores(() => 'work[o + k] = work[o + k] + add[k];')}
+                ${g.flags.vec4 ? 'work[o / 4] = work[o / 4] + add;' :
+                    dqStores(() => 'work[o + k] = work[o + k] + add[k];')}
               }
             }`)).join('')}
           }
@@ -1078,8 +1085,9 @@ export class AttentionGradTileProgram implements MultiOutputProgram {
                            splitDq && pass === 'dkdv');
     const first = pass === 'dkdv' ? (splitDq ? ['work'] : combined ? ['dkv'] : ['dk', 'dv']) : ['dq'];
     this.outputNames = dbias ? ['dBias'] : directBias ? [...first, 'dBias'] : first;
-    this.outputTypes = this.outputNames.map(() => 'f32');
     const elem = flags.vec4 ? 'vec4<f32>' : 'f32';
+    // split-dQ's `work` (dQ accumulators, dK, dV) as vec4s too: every row and *Base of it is a multiple of headDim.
+    this.outputTypes = this.outputNames.map((n) => n === 'work' ? elem : 'f32');
     this.variableTypes = [elem, elem, elem, elem, 'f32', 'i32'];
     if (opts != null) {
       const extra = optionBindings(opts);
