@@ -9,7 +9,7 @@ import {expect} from 'chai';
 import * as tf from '@tensorflow/tfjs-core';
 import * as lib from '../src/index.js';
 import '../kernels/webgpu/register_all_webgpu_kernels.js';
-import {setGradTilesOverrideForTests} from '../kernels/webgpu/attention_backward.js';
+import {setGradTilesOverrideForTests, setGradVec4LoadsForTests} from '../kernels/webgpu/attention_backward.js';
 import {chooseGradTiles, GradTiles} from '../kernels/webgpu/grad_tiles.js';
 import {setLimitsOverrideForTests} from '../kernels/webgpu/program_runner.js';
 import {CASES, AttentionCase} from './cases.js';
@@ -107,6 +107,50 @@ describe('webgpu backward kernels', function() {
             setGradTilesOverrideForTests(null);
           }
         });
+      }
+    }
+  });
+
+  it('prefetched staging and vec4 loads give the same bits as plain staging (GQA, causal, mask summaries)', async () => {
+    // Only how streamed tiles reach workgroup memory differs, not the arithmetic: results must be bit-identical.
+    // The mask makes the summary skip tiles the prefetch predicted (then the tile is loaded where it is used); GQA
+    // makes the dK/dV prefetch cross heads; headDim 24 pads (vec4 loads, zero columns), headDim 18 takes scalar loads.
+    for (const d of [24, 18]) {
+      const seq = 70;
+      const maskData = new Uint8Array(seq * seq).map((_, e) => Number((e % seq) <= Math.floor(e / seq) &&
+                                                                         (e % seq) % 11 !== 3));
+      const grads = async (prefetch: boolean, vec4: boolean) => {
+        const paddedDim = Math.ceil(d / 16) * 16;
+        const t = (resident: number, streamed: number) =>
+            ({resident, streamed, threads: 64, chunk: paddedDim, paddedDim, prefetch});
+        setGradTilesOverrideForTests({dkdv: t(16, 16), dq: t(16, 8)});
+        setGradVec4LoadsForTests(vec4);
+        try {
+          return await withGPUErrorCheck(env!.device, async () => {
+            const q = tf.tensor(randomArray(seq * 4 * d, 1), [1, seq, 4, d]);
+            const k = tf.tensor(randomArray(seq * 2 * d, 2), [1, seq, 2, d]);
+            const v = tf.tensor(randomArray(seq * 2 * d, 3), [1, seq, 2, d]);
+            const mask = tf.tensor(maskData, [seq, seq], 'bool');
+            const gs = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+                tf.sum(tf.square(lib.flashAttention(a, b, c, {mask}) as tf.Tensor)))([q, k, v]);
+            const gsPlain = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+                tf.sum(tf.square(lib.flashAttention(a, b, c, {causal: true}) as tf.Tensor)))([q, k, v]);
+            const data = await Promise.all([...gs, ...gsPlain].map((g) => g.data()));
+            tf.dispose([q, k, v, mask, ...gs, ...gsPlain]);
+            return data;
+          });
+        } finally {
+          setGradTilesOverrideForTests(null);
+          setGradVec4LoadsForTests(true);
+        }
+      };
+      const plain = await grads(false, false);
+      for (const [prefetch, vec4] of [[true, true], [true, false]]) {
+        const other = await grads(prefetch, vec4);
+        for (let i = 0; i < plain.length; i++) {
+          expect(Buffer.from((other[i] as Float32Array).buffer).equals(Buffer.from((plain[i] as Float32Array).buffer)),
+                 `headDim ${d} prefetch ${prefetch} vec4 ${vec4} gradient ${i}`).to.equal(true);
+        }
       }
     }
   });

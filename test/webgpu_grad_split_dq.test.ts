@@ -24,8 +24,9 @@ import {setupWebGPU, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
 const TOLERANCES = TABLE.webgpu;
 let env: WebGPUEnv | null = null;
 
-/** Small tiles (16 keys × 8 queries): a 77-key case has 5 key tiles, so nsplits 2 gives splits of 3 and 2 tiles. */
-const SMALL = {resident: 16, streamed: 8, threads: 64, accCols: 1};
+/** Small tiles (16 keys × 8 queries): a 77-key case has 5 key tiles, so nsplits 2 gives splits of 3 and 2 tiles.
+ *  Prefetched, as the default tiles are (the prefetch then restarts at every key tile of a split). */
+const SMALL = {resident: 16, streamed: 8, threads: 64, accCols: 1, prefetch: true};
 function smallTiles(headDim: number) {
   const paddedDim = Math.ceil(headDim / 16) * 16;
   return {...SMALL, paddedDim, chunk: paddedDim};

@@ -56,6 +56,12 @@ export function setGradTilesOverrideForTests(tiles: Partial<Record<GradPass, Gra
   tilesOverride = tiles;
 }
 
+/** Bench hook: vec4 loads of q, k, v, dy in the tile passes where headDim allows (default) or scalar loads. */
+let vec4Loads = true;
+export function setGradVec4LoadsForTests(on: boolean): void {
+  vec4Loads = on;
+}
+
 const splitProgram = new SplitProgram();
 const fillZeroProgram = new FillZeroProgram();
 const dqReduceProgram = new DqReduceProgram();
@@ -256,7 +262,10 @@ export function runAttentionBackward(
 }
 
 function flagsOf(plan: AttentionPlan) {
-  return {softcap: plan.softcap > 0, layout: plan.layout != null, keyLengths: plan.hasKeyLengths};
+  // vec4 bindings need every row and every *Base on a vec4: headDim % 4 == 0 (bases are whole batches, bindElements
+  // offsets are multiples of minStorageBufferOffsetAlignment).
+  return {softcap: plan.softcap > 0, layout: plan.layout != null, keyLengths: plan.hasKeyLengths,
+          vec4: vec4Loads && plan.headDim % 4 === 0};
 }
 
 /** Exposed for tests: which tilings a plan gets on this backend. */

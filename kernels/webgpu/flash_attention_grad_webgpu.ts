@@ -29,6 +29,11 @@
  * (q·k and dO·v), probabilities (P and dS), accumulate (dS·S1, P·S2), write results — put together per streamed tile
  * by streamedTile and per workgroup by tileLoop and tileMain; the program classes come last.
  *
+ * Streamed tiles are prefetched (tiles.prefetch, whole streamed rows): the schedule's next tile is loaded into
+ * registers while this one computes and stored to workgroup memory after its phase C, as the forward does with K/V;
+ * with headDim % 4 == 0, q, k, v, dy (and split-dQ's `work`) are bound as vec4s. Neither changes the arithmetic:
+ * results are bit-identical to the plain staging.
+ *
  * Sequence lengths, heads, window and offsets are uniforms: one pipeline per (pass, padded headDim, tiles, flags)
  * serves every problem size. headDim is padded to a multiple of 16 in workgroup memory (zero-filled, so padding
  * adds nothing to any dot product). When a streamed tile does not fit whole in workgroup memory it is streamed in
@@ -71,6 +76,8 @@ export interface TileFlags {
   softcap: boolean;
   layout: boolean;
   keyLengths: boolean;
+  /** q, k, v, dy bound as vec4<f32> (headDim a multiple of 4): one load per vec4 instead of four. */
+  vec4: boolean;
 }
 
 /** Floats of pass 1's output per batch: keyLengths[b] (bit-cast) and a pad, then (lseEff, delta) per (head, row). */
@@ -144,6 +151,8 @@ interface TileShape {
    * also adds dS·K into dQ accumulator `split` (see dqPartial); dK, dV and the accumulators share one `work` output.
    */
   splitDq: boolean;
+  /** The next streamed tile is loaded into registers while this one computes (prefetchStaging). */
+  prefetch: boolean;
 }
 
 function tileShape(
@@ -157,7 +166,7 @@ function tileShape(
     RS: DP4 + 1, SS: C4 + 1, TR: map.rowsPerThread, TS, NR: map.residentThreads, NS: map.streamedThreads,
     NRG: map.rowGroups, MR: map.accRows, AC: map.accCols, NC: map.colGroups,
     vecT: TS === 1 ? 'f32' : `vec${TS}<f32>`, res: dkdv ? KEYS : QUERIES, str: dkdv ? QUERIES : KEYS,
-    opts, combined, dbias, directBias, splitDq,
+    opts, combined, dbias, directBias, splitDq, prefetch: t.prefetch === true && t.chunk === t.paddedDim && !dbias,
   };
 }
 
@@ -172,6 +181,32 @@ const strRow = (g: TileShape, n: number) => `(sIdx + ${n * g.NS})`;
 const entryQ = (g: TileShape, r: string, s: string) => g.dkdv ? `q0 + ${s}` : `q0 + ${r}`;
 const entryK = (g: TileShape, r: string, s: string) => g.dkdv ? `k0 + ${r}` : `k0 + ${s}`;
 
+/**
+ * Stage rows, one element: vec4 column d/4 of row `row` of head `head` of src.a and src.b into the registers va, vb
+ * (declared and zeroed by the caller: zeros past the sequence end and past headDim). With vec4 bindings (headDim a
+ * multiple of 4, so every row and *Base starts on a vec4) one load each, else four scalar loads.
+ */
+function loadPair(g: TileShape, src: RowSource, row: string, d: string, head: string): string {
+  const body = g.flags.vec4 ? `
+            va = ${src.a}[ia / 4];
+            vb = ${src.b}[ib / 4];` : `
+          if (${d} + 4 <= uniforms.headDim) {
+            va = vec4<f32>(${src.a}[ia], ${src.a}[ia + 1], ${src.a}[ia + 2], ${src.a}[ia + 3]);
+            vb = vec4<f32>(${src.b}[ib], ${src.b}[ib + 1], ${src.b}[ib + 2], ${src.b}[ib + 3]);
+          } else {
+            for (var e = 0; e < uniforms.headDim - ${d}; e++) {
+              va[e] = ${src.a}[ia + e];
+              vb[e] = ${src.b}[ib + e];
+            }
+          }`;
+  return `
+        if (${row} < ${src.seq} && ${d} < uniforms.headDim) {
+          let base = ((b * ${src.seq} + ${row}) * ${src.heads} + ${head}) * uniforms.headDim + ${d};
+          let ia = uniforms.${src.aBase} + base;
+          let ib = uniforms.${src.bBase} + base;${body}
+        }`;
+}
+
 /** Stage rows: rows row0 .. row0+rows-1, vec4 columns col0 .. col0+cols-1 of src.a and src.b into two shared
  *  arrays (zeros past the sequence end and past headDim). */
 function stageRows(
@@ -184,21 +219,7 @@ function stageRows(
         let row = ${row0} + r;
         var va = vec4<f32>(0.0);
         var vb = vec4<f32>(0.0);
-        let d = (${col0} + col) * 4;
-        if (row < ${src.seq} && d < uniforms.headDim) {
-          let base = ((b * ${src.seq} + row) * ${src.heads} + ${src.head}) * uniforms.headDim + d;
-          let ia = uniforms.${src.aBase} + base;
-          let ib = uniforms.${src.bBase} + base;
-          if (d + 4 <= uniforms.headDim) {
-            va = vec4<f32>(${src.a}[ia], ${src.a}[ia + 1], ${src.a}[ia + 2], ${src.a}[ia + 3]);
-            vb = vec4<f32>(${src.b}[ib], ${src.b}[ib + 1], ${src.b}[ib + 2], ${src.b}[ib + 3]);
-          } else {
-            for (var e = 0; e < uniforms.headDim - d; e++) {
-              va[e] = ${src.a}[ia + e];
-              vb[e] = ${src.b}[ib + e];
-            }
-          }
-        }
+        let d = (${col0} + col) * 4;${loadPair(g, src, 'row', 'd', src.head)}
         ${dstA}[r * ${stride} + col] = va;
         ${dstB}[r * ${stride} + col] = vb;
       }`;
@@ -209,6 +230,17 @@ function statAt(g: TileShape, index: string): string {
   return g.opts == null ? `stats[${index}]` : `bitcast<f32>(sched[${index}])`;
 }
 
+/** Stage rows, statistics of one query row: (lseEff, delta) of row i of head `head` into l, dl (declared by the
+ *  caller as LSE_EMPTY, 0: padding rows get P = 0). */
+function loadStat(g: TileShape, i: string, head: string): string {
+  return `
+        if (${i} < uniforms.seqQ) {
+          let si = statsRow + 2 + 2 * (${head} * uniforms.seqQ + ${i});
+          l = ${statAt(g, 'si')};
+          dl = ${statAt(g, 'si + 1')};
+        }`;
+}
+
 /** Stage rows, statistics: (lseEff, delta) of query rows q0 .. q0+n-1 of head h into rowLse / rowDelta (padding
  *  rows: P = 0). */
 function stageStats(g: TileShape, n: number, q0: string): string {
@@ -216,15 +248,63 @@ function stageStats(g: TileShape, n: number, q0: string): string {
       for (var s = tid; s < ${n}; s += ${g.T}) {
         let i = ${q0} + s;
         var l = ${LSE_EMPTY};
-        var dl = 0.0;
-        if (i < uniforms.seqQ) {
-          let si = statsRow + 2 + 2 * (h * uniforms.seqQ + i);
-          l = ${statAt(g, 'si')};
-          dl = ${statAt(g, 'si + 1')};
-        }
+        var dl = 0.0;${loadStat(g, 'i', 'h')}
         rowLse[s] = l;
         rowDelta[s] = dl;
       }`;
+}
+
+/**
+ * Stage rows, prefetched (tiles.prefetch, whole streamed rows only): each invocation holds its elements
+ * tid + l·T of a streamed tile (and, for dK/dV, of its query statistics) in registers pa_l, pb_l (pl_l, pd_l).
+ * `load` fills them with the tile at rows row0 of head `head` while the current tile computes (the forward's K/V
+ * prefetch); `store` moves them to strA / strB (rowLse / rowDelta) once the previous tile's phase C is done.
+ */
+function prefetchStaging(g: TileShape): {declare: string; load: (row0: string, head: string) => string;
+                                         store: string} {
+  const n = g.BS * g.DP4;
+  const loads = range(Math.ceil(n / g.T));
+  const statLoads = g.dkdv ? range(Math.ceil(g.BS / g.T)) : [];
+  return {
+    declare: loads.map((l) => `
+      var pa${l} = vec4<f32>(0.0);
+      var pb${l} = vec4<f32>(0.0);`).join('') + statLoads.map((l) => `
+      var pl${l} = ${LSE_EMPTY};
+      var pd${l} = 0.0;`).join(''),
+    load: (row0, head) => loads.map((l) => `
+      {
+        let idx = tid + ${l * g.T};
+        let row = ${row0} + idx / ${g.DP4};
+        let d = (idx % ${g.DP4}) * 4;
+        var va = vec4<f32>(0.0);
+        var vb = vec4<f32>(0.0);
+        if (idx < ${n}) {${loadPair(g, g.str, 'row', 'd', head)}
+        }
+        pa${l} = va;
+        pb${l} = vb;
+      }`).join('') + statLoads.map((l) => `
+      {
+        let s = tid + ${l * g.T};
+        var l = ${LSE_EMPTY};
+        var dl = 0.0;
+        if (s < ${g.BS}) {${loadStat(g, `${row0} + s`, head)}
+        }
+        pl${l} = l;
+        pd${l} = dl;
+      }`).join(''),
+    store: loads.map((l) => `
+      {
+        let idx = tid + ${l * g.T};
+        if (idx < ${n}) {
+          strA[(idx / ${g.DP4}) * ${g.SS} + idx % ${g.DP4}] = pa${l};
+          strB[(idx / ${g.DP4}) * ${g.SS} + idx % ${g.DP4}] = pb${l};
+        }
+      }`).join('') + statLoads.map((l) => `
+      if (tid + ${l * g.T} < ${g.BS}) {
+        rowLse[tid + ${l * g.T}] = pl${l};
+        rowDelta[tid + ${l * g.T}] = pd${l};
+      }`).join(''),
+  };
 }
 
 /** The (resident, streamed) entries of this invocation's share of the score tile. */
@@ -411,8 +491,23 @@ function accumulateLoop(g: TileShape, c: string, guarded: boolean): string {
  * are WGSL loops, not unrolled copies: every barrier appears once in the code (software drivers lower barriers
  * to coroutines, at a compile cost that grows quickly with their number).
  */
-function streamedTile(g: TileShape): string {
+function streamedTile(g: TileShape, pf: Prefetch | null = null): string {
   const {dkdv, BS, NCH} = g;
+  if (g.prefetch && pf != null) {
+    const ps = prefetchStaging(g);
+    return `
+      let streamedRows = min(${BS}, ${g.str.seq} - s0);
+      // Not prefetched (the workgroup's first tile, or one after a tile the summary skipped): load it now.
+      if (pfTile != ${pf.id}) {${ps.load('s0', g.str.head)}
+      }
+      // The previous tile's phase C is done with strA / strB.
+      workgroupBarrier();${ps.store}${keepStage(g)}${pf.next}
+      if (nextId >= 0) {${ps.load('nextRow0', 'nextHead')}
+      }
+      pfTile = nextId;${scoreDeclarations(g)}
+      workgroupBarrier();${scores(g, '0')}${probabilities(g)}
+      workgroupBarrier();${accumulate(g, '0')}${dqPartial(g)}`;
+  }
   const streamedChunk = (c: string) => stageRows(g, g.str, 'strA', 'strB', BS, 's0', g.C4, `${c} * ${g.C4}`, g.SS);
   const stats = (dkdv ? stageStats(g, BS, 'q0') : '') + keepStage(g);
   if (g.dbias) {
@@ -450,13 +545,59 @@ function streamedTile(g: TileShape): string {
       }${dqPartial(g)}`;
 }
 
-/** The streamed tiles a workgroup visits: the column runs of every query head of its GQA group ('dkdv') or the row
- *  runs of its query tile ('dq'), each through streamedTile. */
+/** What a prefetching streamedTile needs from the loop: the current tile's id (pfTile's value once it is loaded),
+ *  and statements that set nextId (-1: none), nextRow0 and nextHead to the schedule's next tile. */
+interface Prefetch {
+  id: string;
+  next: string;
+}
+
+/**
+ * The streamed tiles a workgroup visits: the column runs of every query head of its GQA group ('dkdv') or the row
+ * runs of its query tile ('dq'), each through streamedTile. With prefetch, the next tile is predicted from the
+ * schedule alone (tile summaries may skip it); a tile is used from the registers only when pfTile names it, so a
+ * wrong prediction costs a load, never a result.
+ */
 function tileLoop(g: TileShape): string {
   const {BR, BS} = g;
-  const processTile = streamedTile(g);
+  const dkdvNext = `
+              var nextId = -1;
+              var nextHead = h;
+              var nextQt = 0;
+              if (qt + 1 < last) {
+                nextQt = qt + 1;
+                nextId = h * uniforms.numQueryTiles + nextQt;
+              } else if (run + 1 < runEnd) {
+                nextQt = sched[uniforms.runsOffset + 3 * (run + 1)];
+                nextId = h * uniforms.numQueryTiles + nextQt;
+              } else if (g + 1 < uniforms.groupSize) {
+                let col2 = ((h + 1) % uniforms.numMaskHeads) * uniforms.numKeyTiles + kt;
+                let run2 = sched[uniforms.runStartOffset + col2];
+                if (run2 < sched[uniforms.runStartOffset + col2 + 1]) {
+                  nextHead = h + 1;
+                  nextQt = sched[uniforms.runsOffset + 3 * run2];
+                  nextId = nextHead * uniforms.numQueryTiles + nextQt;
+                }
+              }
+              let nextRow0 = nextQt * ${BS};`;
+  const dqNext = `
+          var nextId = -1;
+          if (kt + 1 < last) {
+            nextId = kt + 1;
+          } else if (run + 1 < runEnd) {
+            let f = sched[uniforms.runsOffset + 3 * (run + 1)];
+            if (f < keyTileEnd) {
+              nextId = f;
+            }
+          }
+          let nextRow0 = nextId * ${BS};
+          let nextHead = hk;`;
+  const processTile = streamedTile(g, g.dkdv ? {id: 'h * uniforms.numQueryTiles + qt', next: dkdvNext} :
+                                               {id: 'kt', next: dqNext});
+  const pfDeclare = g.prefetch ? `
+      var pfTile = -1;${prefetchStaging(g).declare}` : '';
   return g.dkdv ? `
-      if (k0 < keyLen) {
+      if (k0 < keyLen) {${pfDeclare}
         let keyPartial = k0 + ${BR} > keyLen;
         for (var g = 0; g < uniforms.groupSize; g++) {
           let h = hk * uniforms.groupSize + g;${g.opts != null ? `
@@ -485,7 +626,7 @@ function tileLoop(g: TileShape): string {
       let rowIndex = lh * uniforms.numQueryTiles + qt;
       let runEnd = sched[uniforms.runStartOffset + rowIndex + 1];
       // Key tiles at or past keyLengths[b] are skipped (runs ascend, so clipping last is enough).
-      let keyTileEnd = (keyLen + ${BS - 1}) / ${BS};
+      let keyTileEnd = (keyLen + ${BS - 1}) / ${BS};${pfDeclare}
       for (var run = sched[uniforms.runStartOffset + rowIndex]; run < runEnd; run++) {
         let first = sched[uniforms.runsOffset + 3 * run];
         let last = min(first + sched[uniforms.runsOffset + 3 * run + 1], keyTileEnd);
@@ -511,7 +652,8 @@ function summarized(g: TileShape): boolean {
 /** Write results: the accumulators of this invocation's resident rows (dq, or dk and dv), dS·S1 times scale. */
 function writeResults(g: TileShape): string {
   const {dkdv, BR, C4, NRG, NC, res} = g;
-  const stores = (target: string, base: string, value: string) => `
+  const stores = (target: string, base: string, value: string) => target === 'work' && g.flags.vec4 ? `
+          ${target}[(uniforms.${base} + o) / 4] = ${value};` : `
           ${target}[uniforms.${base} + o] = ${value}.x;
           if (d + 1 < uniforms.headDim) { ${target}[uniforms.${base} + o + 1] = ${value}.y; }
           if (d + 2 < uniforms.headDim) { ${target}[uniforms.${base} + o + 2] = ${value}.z; }
@@ -706,7 +848,7 @@ function dqZero(g: TileShape): string {
               let i = q0 + s;
               if (s < ${g.BS} && i < uniforms.seqQ && d < uniforms.headDim) {
                 let o = ${dqAccIndex('i', 'd')};
-                ${dqStores(() => 'work[o + k] = 0.0;')}
+                ${g.flags.vec4 ? 'work[o / 4] = vec4<f32>(0.0);' : dqStores(() => 'work[o + k] = 0.0;')}
               }`)}
         }
       }`;
@@ -762,7 +904,8 @@ function dqPartial(g: TileShape): string {
               if (s < ${g.BS} && i < uniforms.seqQ && d < uniforms.headDim) {
                 let o = ${dqAccIndex('i', 'd')};
                 let add = dq${m}_${a};
-                ${dqStores(() => 'work[o + k] = work[o + k] + add[k];')}
+                ${g.flags.vec4 ? 'work[o / 4] = work[o / 4] + add;' :
+                    dqStores(() => 'work[o + k] = work[o + k] + add[k];')}
               }
             }`)).join('')}
           }
@@ -942,17 +1085,20 @@ export class AttentionGradTileProgram implements MultiOutputProgram {
                            splitDq && pass === 'dkdv');
     const first = pass === 'dkdv' ? (splitDq ? ['work'] : combined ? ['dkv'] : ['dk', 'dv']) : ['dq'];
     this.outputNames = dbias ? ['dBias'] : directBias ? [...first, 'dBias'] : first;
-    this.outputTypes = this.outputNames.map(() => 'f32');
+    const elem = flags.vec4 ? 'vec4<f32>' : 'f32';
+    // split-dQ's `work` (dQ accumulators, dK, dV) as vec4s too: every row and *Base of it is a multiple of headDim.
+    this.outputTypes = this.outputNames.map((n) => n === 'work' ? elem : 'f32');
+    this.variableTypes = [elem, elem, elem, elem, 'f32', 'i32'];
     if (opts != null) {
       const extra = optionBindings(opts);
       this.variableNames = ['q', 'k', 'v', 'dy', 'sched', ...extra.map(([n]) => n)];
-      this.variableTypes = ['f32', 'f32', 'f32', 'f32', 'i32', ...extra.map(([, t]) => t)];
+      this.variableTypes = [elem, elem, elem, elem, 'i32', ...extra.map(([, t]) => t)];
       this.uniformFields = [...TILE_UNIFORMS, ...OPTION_UNIFORMS];
     }
     const t = tiles;
     this.shaderKey = `attentionGrad_${dbias ? 'dbias' : directBias ? 'dqdbias' : pass}${splitDq ? 'split' : ''}_${t.resident}_${t.streamed}_${t.paddedDim}_${t.chunk}_${
         t.threads}_` +
-        `${t.accCols ?? 1}_` +
+        `${t.accCols ?? 1}_${this.shape.prefetch ? 'p' : ''}${flags.vec4 ? 'v4' : ''}_` +
         `${flags.softcap ? 's' : ''}${flags.layout ? 'l' : ''}${flags.keyLengths ? 'k' : ''}${optionKey(opts)}`;
   }
 

@@ -20,6 +20,12 @@ export interface GradTiles {
   threads: number;
   /** vec4 columns of the accumulators each invocation owns per chunk (default 1; must divide chunk / 4). */
   accCols?: number;
+  /**
+   * Load the next streamed tile into registers while this one computes, as the forward prefetches K/V (whole
+   * streamed rows only: ignored when chunk < paddedDim, and by the dBias pass). Costs ceil(streamed · paddedDim/4 /
+   * threads) × 2 vec4 registers per invocation.
+   */
+  prefetch?: boolean;
 }
 
 /** Bytes of workgroup memory a tile pass uses (with dropout, one u32 of keep bits per 4 entries of the tile). */
@@ -147,5 +153,6 @@ export function chooseGradTiles(
     for (let i = 0; i < ra.length; i++) if (ra[i] !== rb[i]) return ra[i] - rb[i];
     return 0;
   });
-  return candidates[0];
+  // Prefetch wherever whole streamed rows fit (the chunked fallback reloads chunks and cannot).
+  return {...candidates[0], prefetch: candidates[0].chunk === paddedDim};
 }
