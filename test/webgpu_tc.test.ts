@@ -13,9 +13,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as lib from '../src/index.js';
 import '../kernels/webgpu/register_all_webgpu_kernels.js';
 import {setDecodePathForTests} from '../kernels/webgpu/attention_decode.js';
-import {setTensorCoreEmulationForTests} from '../kernels/webgpu/attention_forward_tc.js';
+import {setTensorCoreEmulationForTests, setTensorCoreKernelForTests} from '../kernels/webgpu/attention_forward_tc.js';
 import {CASES, hasTag} from './cases.js';
-import {checkCase} from './check_case.js';
+import {checkCase, randomArray} from './check_case.js';
+import {referenceForward} from './reference.js';
 import {TENSOR_CORE_TOLERANCES} from './tolerances.js';
 import {registerTensorCoreBackend} from './tc_kernels.js';
 import {setupWebGPU, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
@@ -43,6 +44,52 @@ describe('webgpu tensor-core forward (emulated MMAs)', function() {
     setDecodePathForTests(null);
     tf.env().set(lib.PRECISION_FLAG, 'highest');
   });
+
+  // The register kernel's lazy rescale (TAU = 8 log2 units): head 0's keys ramp up, so its row maxima grow by ~4.6
+  // log2 units per 32-key tile (O rescaled every other tile); head 1's ramp down (never after its first tile). Also
+  // the memory kernel, and small tiles so that several subgroups and query tiles take part.
+  for (const [kernel, tile] of [['registers', null], ['registers', {blockQ: 32, blockK: 32}], ['memory', null]] as const) {
+    for (const causal of [false, true]) {
+      it(`medium ${kernel} ${JSON.stringify(tile)}${causal ? ' causal' : ''}: growing scores (lazy rescale)`, async () => {
+        const [S, H, D] = [200, 2, 16];
+        const noise = randomArray(2 * S * H * D, 5), va = randomArray(S * H * D, 6);
+        const qa = new Float32Array(S * H * D), ka = new Float32Array(S * H * D);
+        for (let j = 0; j < S; j++) {
+          for (let h = 0; h < H; h++) {
+            for (let d = 0; d < D; d++) {
+              const at = (j * H + h) * D + d;
+              qa[at] = 0.5 + 0.3 * noise[at];
+              ka[at] = 0.05 * (h === 0 ? j : S - j) + 0.1 * noise[S * H * D + at];
+            }
+          }
+        }
+        setTensorCoreKernelForTests(kernel, tile);
+        tf.env().set(lib.PRECISION_FLAG, 'medium');
+        try {
+          const [q, k, v] = [qa, ka, va].map((a) => tf.tensor4d(a, [1, S, H, D]));
+          const r = lib.flashAttention(q, k, v, {causal, returnLse: true});
+          const [out, lse] = await Promise.all([r.output.data(), r.lse.data()]);
+          tf.dispose([q, k, v, r.output, r.lse]);
+          const ref = referenceForward({batch: 1, seqQ: S, seqK: S, heads: H, kvHeads: H, headDim: D, scale: 1 / 4,
+                                        softcap: 0, causal, window: null, layout: null,
+                                        keyLengths: null}, qa, ka, va);
+          const rel = (a: ArrayLike<number>, b: Float64Array) => {
+            let err = 0, max = 1e-3;
+            for (let e = 0; e < b.length; e++) {
+              err = Math.max(err, Math.abs(a[e] - b[e]));
+              max = Math.max(max, Math.abs(b[e]));
+            }
+            return err / max;
+          };
+          expect(lib.lastAttentionPath()?.path).to.equal('subgroup-matrix-f16');
+          expect(rel(out, ref.output), 'output').to.be.at.most(TENSOR_CORE_TOLERANCES.medium);
+          expect(rel(lse, ref.lse), 'lse').to.be.at.most(TENSOR_CORE_TOLERANCES.medium);
+        } finally {
+          setTensorCoreKernelForTests(null);
+        }
+      });
+    }
+  }
 
   const cases = CASES.filter((c) => !hasTag(c, 'browser') && (process.env.WEBGPU_LONG === '1' || !hasTag(c, 'long')));
   for (const precision of ['medium', 'high'] as const) {

@@ -6,7 +6,7 @@
  * subgroup), tiles within the workgroup-memory limit.
  */
 import {expect} from 'chai';
-import {chooseTcTile} from '../kernels/webgpu/attention_forward_tc.js';
+import {chooseFastTcTile, chooseTcTile} from '../kernels/webgpu/attention_forward_tc.js';
 import type {OptionFlags} from '../kernels/webgpu/attention_options.js';
 import {TcForwardProgram, TcPackProgram, tcWorkgroupBytes} from '../kernels/webgpu/flash_attention_tc_webgpu.js';
 import {programSource} from '../kernels/webgpu/program_runner.js';
@@ -23,14 +23,18 @@ const OPTION_SETS: Array<OptionFlags | null> = [
   {...NO_OPTIONS, mask: 'f32', bias: true, alibi: true, dropout: true},
 ];
 
-/** Loop headers, innermost last, enclosing each subgroup-matrix call; throws on a branch around one. */
-function checkMatrixCallsUnbranched(code: string): string[] {
+/**
+ * Loop headers, innermost last, enclosing each subgroup-matrix call; throws on a branch around one (except
+ * `uniformBranch`, a branch on a workgroupUniformLoad value).
+ */
+function checkMatrixCallsUnbranched(code: string, uniformBranch?: string): string[] {
   const stack: string[] = [];
   const loops: string[] = [];
   for (const line of code.split('\n')) {
     const trimmed = line.trim();
     if (/subgroupMatrix\w+\(/.test(trimmed)) {
-      const branch = stack.find((h) => /^(\}\s*else|if\b|else\b|switch\b|while\b|loop\b)/.test(h));
+      const branch = stack.find((h) => /^(\}\s*else|if\b|else\b|switch\b|while\b|loop\b)/.test(h) &&
+                                 !(uniformBranch != null && h.startsWith(uniformBranch)));
       if (branch != null) throw new Error(`subgroup-matrix call under '${branch}': ${trimmed}`);
       loops.push(stack.filter((h) => h.startsWith('for')).join(' / '));
     }
@@ -76,6 +80,43 @@ describe('tensor-core forward WGSL (generated, no device)', () => {
             expect(code.replace(/\/\/.*$/gm, '')).to.not.match(/undefined|NaN|\[object/);
           });
         }
+      }
+    }
+  }
+
+  // The register kernel ('medium'): Q and O matrices held in variables across the key loop.
+  for (const headDim of [16, 40, 64, 80, 128, 256]) {
+    for (const subgroup of [SUBGROUP, 64]) {
+      const tile = chooseFastTcTile(headDim, H100, subgroup);
+      for (const opts of OPTION_SETS) {
+        it(`register kernel d${headDim} subgroups ≤ ${subgroup} ${JSON.stringify(opts)}`, () => {
+          expect(tile, 'tile').to.not.equal(null);
+          // At least one subgroup per 16-row block at any subgroup size up to the maximum.
+          expect(tile!.threads / subgroup).to.be.at.least(tile!.blockQ / 16);
+          if (headDim <= 128 && subgroup === SUBGROUP) expect(tile!.blockQ).to.equal(128);
+          const program = new TcForwardProgram(headDim, tile!, 'medium', true, true, true, opts, false, true);
+          const code = programSource(program);
+          const size = Number(/@workgroup_size\((\d+)\)/.exec(code)![1]);
+          expect(size % subgroup).to.equal(0);
+          const bare = code.split('\n').filter((l) => /^\s*var\s+\w+\s*(:[^=]*)?;/.test(l));
+          expect(bare, 'uninitialised vars').to.deep.equal([]);
+          // Matrix calls only in the per-row-block loop (once per subgroup), under no branch but the
+          // workgroup-uniform lazy rescale.
+          const loops = checkMatrixCallsUnbranched(code, 'if (rescale != 0u)');
+          for (const l of loops) expect(l).to.match(/for \(var rb = sg; rb < RBU; rb \+= numSg\) \{$/);
+          // Q loaded once, before the key loop; no O in workgroup memory.
+          const dTiles = Math.ceil(headDim / 16);
+          const mainLoop = code.indexOf('for (var runIndex');
+          for (let d = 0; d < dTiles; d++) {
+            expect(code.indexOf(`qm${d} = subgroupMatrixLoad`)).to.be.within(0, mainLoop);
+            expect(code.lastIndexOf(`qm${d} = subgroupMatrixLoad`)).to.be.below(mainLoop);
+          }
+          expect(code).to.not.include('var<workgroup> Ow');
+          // Per key tile: S (DP/16 per key column tile) and P·V (DP/16 per key row tile), BK/16 key tiles.
+          const mma = (code.match(/subgroupMatrixMultiplyAccumulate\(/g) ?? []).length;
+          expect(mma).to.equal(2 * dTiles * (tile!.blockK / 16));
+          expect(code.replace(/\/\/.*$/gm, '')).to.not.match(/undefined|NaN|\[object/);
+        });
       }
     }
   }

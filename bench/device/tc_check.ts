@@ -3,13 +3,16 @@
  * real device, in one self-explanatory run:
  *   1. the adapter (Dawn toggles allow_unsafe_apis + vulkan_enable_f16_on_nvidia), its features and f16
  *      subgroup-matrix configurations; exits 0 here when there are none;
- *   2. WGSL compile messages and pipeline validation errors of the forward program for 'medium' / 'high' × headDim
+ *   2. WGSL compile messages and pipeline validation errors of the forward program for 'medium' (both kernels:
+ *      `registers`, O and Q in subgroup-matrix registers, and `memory`, O in workgroup memory) / 'high' × headDim
  *      64 / 128 × no options / every option;
- *   3. every shared case (test/cases.ts) forward in 'highest', 'medium' and 'high' against the float64 reference
- *      (test/reference.ts): max |error| / max |reference| of output and lse, the path that ran, PASS / FAIL against
- *      TENSOR_CORE_TOLERANCES (test/tolerances.ts), and 'high' / fp32 error ratios (issue 19's target: ≤ 2);
- *   4. timing (bench/suite/webgpu_timing.ts timeOnQueue), B1 H16 S4096, headDim 64 and 128, dense and causal, in
- *      every precision: ms and TFLOP/s (4·S²·D·H per forward, half under causal).
+ *   3. every shared case (test/cases.ts) forward in 'highest', 'medium' (registers and memory kernels) and 'high'
+ *      against the float64 reference (test/reference.ts): max |error| / max |reference| of output and lse, the path
+ *      that ran, PASS / FAIL against TENSOR_CORE_TOLERANCES (test/tolerances.ts), and 'high' / fp32 error ratios
+ *      (issue 19's target: ≤ 2); a failing row names its kernel (e.g. 'medium/registers');
+ *   4. timing (bench/suite/webgpu_timing.ts timeOnQueue), B1 H16 S4096, headDim 64 and 128, dense and causal:
+ *      fp32, 'medium' registers (default tile 128×32 and 64×64), 'medium' memory, 'high': ms and TFLOP/s
+ *      (4·S²·D·H per forward, half under causal).
  * Exit code 1 when a compile, validation or case failed.
  *
  *   npm run bench:tc-bundle && node .bench-dist/tc_check.mjs [--emulate] [--quick]
@@ -51,7 +54,8 @@ async function main(): Promise<number> {
   const lib = await import('../../src/index.js');
   await import('../../kernels/webgpu/register_all_webgpu_kernels.js');
   const {registerTensorCoreBackend} = await import('../../test/tc_kernels.js');
-  const {setTensorCoreEmulationForTests, chooseTcTile} = await import('../../kernels/webgpu/attention_forward_tc.js');
+  const {setTensorCoreEmulationForTests, setTensorCoreKernelForTests, chooseTcTile, chooseFastTcTile} =
+      await import('../../kernels/webgpu/attention_forward_tc.js');
   const {webgpuCapabilities, hasSubgroupMatrixF16} = await import('../../kernels/webgpu/device_capabilities.js');
   const {TcForwardProgram} = await import('../../kernels/webgpu/flash_attention_tc_webgpu.js');
   const {programSource, getLimits} = await import('../../kernels/webgpu/program_runner.js');
@@ -105,6 +109,32 @@ async function main(): Promise<number> {
   console.log('\n== 2. forward program: WGSL compilation and pipeline creation');
   const allOptions =
       {queryOffsets: true, mask: 'f32' as const, bias: true, alibi: true, segments: false, dropout: true};
+  const sgMax = emulate ? 32 : caps.subgroupMaxSize;
+  for (const headDim of [64, 128]) {
+    for (const tileShape of [null, {blockQ: 64, blockK: 64}]) {
+      setTensorCoreKernelForTests('registers', tileShape);
+      const tile = chooseFastTcTile(headDim, getLimits(backend), sgMax);
+      setTensorCoreKernelForTests(null);
+      if (tile == null) {
+        console.log(`medium/registers d${headDim} ${JSON.stringify(tileShape)}: no tile fits this device — FAIL`);
+        failures++;
+        continue;
+      }
+      for (const opts of [null, allOptions]) {
+        const program = new TcForwardProgram(headDim, tile, 'medium', false, false, false, opts, emulate, true);
+        const label = `medium/registers d${headDim} tile ${tile.blockQ}x${tile.blockK}x${tile.threads}${
+            opts ? ' +options' : ''}`;
+        const {errors} = await scoped(async () => {
+          const module = device.createShaderModule({code: programSource(program), label});
+          const messages = (await module.getCompilationInfo()).messages;
+          for (const m of messages) console.log(`  wgsl ${m.type} ${m.lineNum}:${m.linePos}: ${m.message}`);
+          await device.createComputePipelineAsync({layout: 'auto', compute: {module, entryPoint: 'main'}, label});
+        });
+        console.log(`${label}: ${errors.length === 0 ? 'compiled' : 'FAIL\n  ' + errors.join('\n  ')}`);
+        if (errors.length > 0) failures++;
+      }
+    }
+  }
   for (const precision of precisions) {
     for (const headDim of [64, 128]) {
       const tile = chooseTcTile(headDim, precision, getLimits(backend), emulate ? 1 : caps.subgroupMaxSize);
@@ -115,7 +145,7 @@ async function main(): Promise<number> {
       }
       for (const opts of [null, allOptions]) {
         const program = new TcForwardProgram(headDim, tile, precision, false, false, false, opts, emulate);
-        const label = `${precision} d${headDim} tile ${tile.blockQ}x${tile.blockK}x${tile.threads}${
+        const label = `${precision}${precision === 'medium' ? '/memory' : ''} d${headDim} tile ${tile.blockQ}x${tile.blockK}x${tile.threads}${
             opts ? ' +options' : ''}`;
         const {errors} = await scoped(async () => {
           const module = device.createShaderModule({code: programSource(program), label});
@@ -134,22 +164,29 @@ async function main(): Promise<number> {
   const fmt = (x: number) => x.toExponential(1);
   const cases = CASES.filter((c) => !hasTag(c, 'browser') && (!quick || hasTag(c, 'quick')));
   let worstHighRatio = 0;
+  const failed: string[] = [];
   for (const c of cases) {
     const row: string[] = [];
     let fp32 = 0;
-    for (const precision of ['highest', ...precisions] as const) {
+    for (const variant of ['highest', 'medium/registers', 'medium/memory', 'high'] as const) {
+      const [precision, kernel] = variant.split('/') as ['highest' | 'medium' | 'high', ('registers' | 'memory')?];
       tf.env().set(lib.PRECISION_FLAG, precision);
+      setTensorCoreKernelForTests(kernel ?? null);
       const {value: r, errors} = await scoped(() => checkCase(tf, lib, {...c, forwardOnly: true}, 1));
+      setTensorCoreKernelForTests(null);
       const path = lib.lastAttentionPath()?.path ?? '?';
       if (r == null || errors.length > 0) {
-        row.push(`${precision} FAIL ${errors.join('; ')}`);
+        row.push(`${variant} FAIL ${errors.join('; ')}`);
         failures++;
         continue;
       }
       const err = Math.max(r.errors.output, r.errors.lse);
       const tolerance = precision === 'highest' ? 1e-5 : TENSOR_CORE_TOLERANCES[precision];
       const ok = err <= tolerance && r.problems.length === 0 && r.leakedTensors === 0;
-      if (!ok) failures++;
+      if (!ok) {
+        failures++;
+        failed.push(`${variant}: ${c.name}`);
+      }
       if (precision === 'highest') fp32 = err;
       const ratio = precision === 'high' ? ` (${(err / Math.max(fp32, 1e-9)).toFixed(1)}× fp32)` : '';
       if (precision === 'high' && path === 'subgroup-matrix-f16x3') {
@@ -157,11 +194,12 @@ async function main(): Promise<number> {
       }
       const problems = r.problems.length ? ' problems: ' + r.problems.join('; ') : '';
       const leaks = r.leakedTensors ? ` leaked ${r.leakedTensors}` : '';
-      row.push(`${precision} [${path}] out ${fmt(r.errors.output)} lse ${fmt(r.errors.lse)}${ratio} ${
+      row.push(`${variant} [${path}] out ${fmt(r.errors.output)} lse ${fmt(r.errors.lse)}${ratio} ${
           ok ? 'PASS' : 'FAIL'}${problems}${leaks}`);
     }
     console.log(`${c.name}\n  ${row.join('\n  ')}`);
   }
+  if (failed.length > 0) console.log(`FAILED (kernel: case):\n  ${failed.join('\n  ')}`);
   console.log(`worst 'high' error / fp32 error: ${worstHighRatio.toFixed(2)} (issue 19 target: <= 2)`);
   tf.env().set(lib.PRECISION_FLAG, 'highest');
 
@@ -173,17 +211,25 @@ async function main(): Promise<number> {
       const k = tf.randomNormal([B, S, H, headDim]) as Tensor4D;
       const v = tf.randomNormal([B, S, H, headDim]) as Tensor4D;
       for (const causal of [false, true]) {
-        for (const precision of ['highest', ...precisions] as const) {
+        const variants = [
+          ['highest', 'fp32', null, null], ['medium', 'registers', 'registers', null],
+          ['medium', 'registers 64x64', 'registers', {blockQ: 64, blockK: 64}], ['medium', 'memory', 'memory', null],
+          ['high', '', null, null],
+        ] as const;
+        for (const [precision, name, kernel, tileShape] of variants) {
           const run = () => [lib.flashAttention(q, k, v, {causal, precision}) as Tensor];
+          setTensorCoreKernelForTests(kernel, tileShape);
           const {value: ms, errors} = await scoped(() => timeOnQueue(run));
+          setTensorCoreKernelForTests(null);
+          const label = `${precision} ${name}`.padEnd(24);
           const flops = 4 * S * S * headDim * H * B * (causal ? 0.5 : 1);
           const path = lib.lastAttentionPath()?.path ?? '?';
           if (ms == null || errors.length > 0) {
-            console.log(`D${headDim} ${causal ? 'causal' : 'dense '} ${precision}: FAIL ${errors.join('; ')}`);
+            console.log(`D${headDim} ${causal ? 'causal' : 'dense '} ${label}: FAIL ${errors.join('; ')}`);
             failures++;
             continue;
           }
-          console.log(`D${headDim} ${causal ? 'causal' : 'dense '} ${precision.padEnd(7)} [${path}]: ${
+          console.log(`D${headDim} ${causal ? 'causal' : 'dense '} ${label} [${path}]: ${
               ms.toFixed(3)} ms, ${
               (flops / ms / 1e9).toFixed(1)} TFLOP/s`);
         }

@@ -20,7 +20,7 @@ import {useDecodePath} from './attention_decode.js';
 import {buildSideBuffer, elementMasked, optionFlagsOf, optionKey, optionUniformValues} from './attention_options.js';
 import {hasSubgroupMatrixF16, webgpuCapabilities} from './device_capabilities.js';
 import {
-  paddedTcHeadDim, TC_FORWARD_UNIFORMS, TcForwardProgram, TcPackProgram, tcConfigValid, TcTileConfig,
+  EMULATED_SUBGROUP, MMA, paddedTcHeadDim, TC_FORWARD_UNIFORMS, TcForwardProgram, TcPackProgram, tcConfigValid, TcTileConfig,
   tcWorkgroupBytes, TensorCorePrecision,
 } from './flash_attention_tc_webgpu.js';
 import {Binding, createOutput, getLimits, ProgramLimits, runProgram} from './program_runner.js';
@@ -39,6 +39,33 @@ const TC_TILES: TcTileConfig[] = [
   {blockQ: 16, blockK: 64, threads: 256},
   {blockQ: 16, blockK: 32, threads: 128},
 ];
+
+/**
+ * Tiles of the register kernel ('medium', TcForwardProgram with `fast`): blockQ / 16 row blocks, one per subgroup,
+ * most rows first. 128×32 at headDim ≤ 128 fits 48 KiB (Sw + Pw ≈ 29 KiB); 64×64 is the alternative shape.
+ */
+const FAST_TILES: Array<Pick<TcTileConfig, 'blockQ' | 'blockK'>> = [
+  {blockQ: 128, blockK: 32},
+  {blockQ: 64, blockK: 64},
+  {blockQ: 64, blockK: 32},
+  {blockQ: 32, blockK: 32},
+  {blockQ: 16, blockK: 32},
+];
+
+/** 'registers': O and Q in subgroup-matrix registers (the 'medium' default); 'memory': O in workgroup memory. */
+export type TcKernel = 'registers' | 'memory';
+let kernelOverride: TcKernel | null = null;
+let fastTileOverride: Pick<TcTileConfig, 'blockQ' | 'blockK'> | null = null;
+
+/**
+ * Bench / test hook, until the device has measured both 'medium' kernels: which one runs (null: the default,
+ * 'registers'), and optionally the register kernel's tile (blockQ, blockK).
+ */
+export function setTensorCoreKernelForTests(
+    kernel: TcKernel | null, tile: Pick<TcTileConfig, 'blockQ' | 'blockK'> | null = null): void {
+  kernelOverride = kernel;
+  fastTileOverride = tile;
+}
 
 let emulation = false;
 
@@ -70,6 +97,22 @@ export function chooseTcTile(
   return null;
 }
 
+/**
+ * The register kernel's tile, or null: threads = max(blockQ / 16 · subgroupMaxSize, blockQ), so that there are at
+ * least blockQ / 16 subgroups (one per row block) whatever size the subgroups come in.
+ */
+export function chooseFastTcTile(
+    headDim: number, limits: Pick<ProgramLimits, 'maxComputeWorkgroupStorageSize' |
+        'maxComputeInvocationsPerWorkgroup'>, subgroupMaxSize: number): TcTileConfig | null {
+  for (const c of fastTileOverride != null ? [fastTileOverride] : FAST_TILES) {
+    const threads = Math.max((c.blockQ / MMA) * subgroupMaxSize, c.blockQ);
+    const tile = {...c, threads};
+    if (threads > limits.maxComputeInvocationsPerWorkgroup || !tcConfigValid(tile, headDim, true)) continue;
+    if (tcWorkgroupBytes(tile, headDim, 'medium', true) <= limits.maxComputeWorkgroupStorageSize) return tile;
+  }
+  return null;
+}
+
 /** f16 elements of one packed operand: [batch, heads, seqPad, DP]. */
 function packedElements(batch: number, heads: number, seqPad: number, dp: number): number {
   return batch * heads * seqPad * dp;
@@ -77,6 +120,8 @@ function packedElements(batch: number, heads: number, seqPad: number, dp: number
 
 interface TcLaunch {
   precision: TensorCorePrecision;
+  /** The register kernel (TcForwardProgram `fast`). */
+  fast: boolean;
   tile: TcTileConfig;
   seqQPad: number;
   seqKPad: number;
@@ -95,7 +140,10 @@ function planLaunch(backend: WebGPUBackend, plan: AttentionPlan): TcLaunch | nul
   const hasMatrices = hasSubgroupMatrixF16(caps, {M: 16, N: 16, K: 16});
   if (emulation ? !caps.shaderF16 : !hasMatrices) return null;
   const limits = getLimits(backend);
-  const tile = chooseTcTile(headDim, precision, limits, emulation ? 1 : caps.subgroupMaxSize);
+  const fastTile = precision === 'medium' && (kernelOverride ?? 'registers') === 'registers' ?
+      chooseFastTcTile(headDim, limits, emulation ? EMULATED_SUBGROUP : caps.subgroupMaxSize) : null;
+  const fast = fastTile != null;
+  const tile = fastTile ?? chooseTcTile(headDim, precision, limits, emulation ? 1 : caps.subgroupMaxSize);
   if (tile == null) return null;
   const dp = paddedTcHeadDim(headDim);
   const seqQPad = Math.ceil(seqQ / tile.blockQ) * tile.blockQ;
@@ -110,7 +158,7 @@ function planLaunch(backend: WebGPUBackend, plan: AttentionPlan): TcLaunch | nul
   const fits = 2 * packedTotal <= maxBytes && packedTotal < 2 ** 31 &&
       4 * batch * seqQ * heads * headDim <= maxBytes && 4 * batch * seqK * kvHeads * headDim <= maxBytes &&
       numTiles <= maxDim && heads <= maxDim && batch <= maxDim;
-  return fits ? {precision, tile, seqQPad, seqKPad, qElements, kvElements, packedTotal} : null;
+  return fits ? {precision, fast, tile, seqQPad, seqKPad, qElements, kvElements, packedTotal} : null;
 }
 
 /** Whether runTensorCoreForward executes this plan (precision 'medium' / 'high' on a device that can). */
@@ -124,11 +172,11 @@ const packPrograms = new Map<string, TcPackProgram>();
 function getForwardProgram(plan: AttentionPlan, launch: TcLaunch): TcForwardProgram {
   const opts = optionFlagsOf(plan);
   const key = `${plan.headDim}|${launch.precision}|${JSON.stringify(launch.tile)}|${plan.softcap > 0}|${
-      plan.hasKeyLengths}|${plan.layout != null}${optionKey(opts)}|${emulation}`;
+      plan.hasKeyLengths}|${plan.layout != null}${optionKey(opts)}|${emulation}|${launch.fast}`;
   let p = forwardPrograms.get(key);
   if (p == null) {
     p = new TcForwardProgram(plan.headDim, launch.tile, launch.precision, plan.softcap > 0, plan.hasKeyLengths,
-                             plan.layout != null, opts, emulation);
+                             plan.layout != null, opts, emulation, launch.fast);
     forwardPrograms.set(key, p);
   }
   return p;

@@ -62,6 +62,15 @@ export const EMULATED_SUBGROUP = 32;
 /** P is multiplied by this before rounding to f16, and 'high' stores lo parts times LO_SCALE (see the header). */
 const PSCALE = 2048;
 const LO_SCALE = 2048;
+/**
+ * The register-resident kernel's lazy rescale (FlashAttention-4): a row's O and l stay relative to a stale max
+ * m_used until the row max exceeds it by more than TAU (log2 units), so P = exp2(x − m_used) ≤ 2^TAU, and
+ * P·FAST_PSCALE ≤ 2^(TAU+7) = 32768 < 65504 (f16's largest). Below: P·FAST_PSCALE is a normal f16 number for
+ * P ≥ 2^-21; smaller ones round to f16 subnormals with absolute error ≤ 2^-25 / FAST_PSCALE = 2^-32 in P, while
+ * l ≥ 1 (it holds exp2(m − m_used) ≥ 1 for the row's true max m ≥ m_used): the relative error stays f16's 2^-11.
+ */
+const TAU = 8;
+const FAST_PSCALE = 128;
 
 /**
  * The 'high' split: hi = x with its 13 lowest mantissa bits cleared (exactly an f16 number for f16-normal
@@ -89,22 +98,26 @@ function strides(c: TcTileConfig, dp: number) {
  * Workgroup memory of the forward program (bytes): S (f32; 'high' also its cross terms), P (f16; 'high': P'hi,
  * P'lo and P'hi / LO_SCALE), O (f32), row parts.
  */
-export function tcWorkgroupBytes(c: TcTileConfig, headDim: number, precision: TensorCorePrecision): number {
+export function tcWorkgroupBytes(
+    c: TcTileConfig, headDim: number, precision: TensorCorePrecision, fast = false): number {
   const {SST, PST, OST} = strides(c, paddedTcHeadDim(headDim));
   const tpr = c.threads / c.blockQ;
   const high = precision === 'high';
-  return 4 * c.blockQ * SST * (high ? 2 : 1) + 2 * c.blockQ * PST * (high ? 3 : 1) + 4 * c.blockQ * OST +
-      4 * c.blockQ * tpr + 32;
+  // The register kernel has no Ow (O in result matrices) and one flag.
+  return 4 * c.blockQ * SST * (high ? 2 : 1) + 2 * c.blockQ * PST * (high ? 3 : 1) +
+      (fast ? 4 : 4 * c.blockQ * OST) + 4 * c.blockQ * tpr + 32;
 }
 
 /**
  * Whether the SIMT phases divide evenly: every row has threads / blockQ threads, each owning whole groups of 4 keys
  * (one Philox call per group under dropout) and whole head-dim columns of O.
  */
-export function tcConfigValid(c: TcTileConfig, headDim: number): boolean {
+export function tcConfigValid(c: TcTileConfig, headDim: number, fast = false): boolean {
   const tpr = c.threads / c.blockQ;
   return Number.isInteger(tpr) && c.blockQ % MMA === 0 && c.blockK % MMA === 0 &&
-      c.blockK % (4 * tpr) === 0 && paddedTcHeadDim(headDim) % tpr === 0;
+      c.blockK % (4 * tpr) === 0 && paddedTcHeadDim(headDim) % tpr === 0 &&
+      // The register kernel's O passes through Sw in 16-column tiles, split evenly over a row's threads.
+      (!fast || MMA % tpr === 0);
 }
 
 /** Uniforms: the fp32 forward's (the shared WGSL helpers read them by name) and where the packed operands are. */
@@ -119,6 +132,11 @@ interface MatrixRef {
   offset: string;
   stride: string;
   colMajor?: boolean;
+  /**
+   * A left matrix already loaded into a variable of this name (holdLeft / assignLeft): the real dialect multiplies
+   * the variable; the emulated one reads array/offset, `offset` being that variable (it holds the source offset).
+   */
+  held?: string;
 }
 
 /**
@@ -135,6 +153,13 @@ interface MatrixDialect {
   /** acc += Σ over `terms` of left·right (the terms of one 16×16×16 step). */
   multiplyAccumulate(acc: string, terms: Array<[MatrixRef, MatrixRef]>): string;
   store(acc: string, m: MatrixRef): string;
+  /** `acc` (declared) = a result matrix loaded from m / zero. */
+  assign(acc: string, m: MatrixRef): string;
+  zeroAssign(acc: string): string;
+  /** A left matrix variable: declared (function scope), assigned from m, or declared and loaded at once (let). */
+  declareLeft(name: string): string;
+  assignLeft(name: string, m: MatrixRef): string;
+  holdLeft(name: string, m: MatrixRef): string;
 }
 
 const realDialect: MatrixDialect = {
@@ -148,13 +173,22 @@ const realDialect: MatrixDialect = {
           m.stride});`,
   multiplyAccumulate: (acc, terms) => terms.map(([l, r], t) => `
         {
-          let left${t} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&${l.array}, ${l.offset}, ${
-      !!l.colMajor}, ${l.stride});
+          let left${t} = ${l.held ?? `subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&${l.array}, ${
+      l.offset}, ${!!l.colMajor}, ${l.stride})`};
           let right${t} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&${r.array}, ${r.offset}, ${
       !!r.colMajor}, ${r.stride});
           ${acc} = subgroupMatrixMultiplyAccumulate(left${t}, right${t}, ${acc});
         }`).join(''),
   store: (acc, m) => `subgroupMatrixStore(&${m.array}, ${m.offset}, ${acc}, false, ${m.stride});`,
+  assign: (acc, m) =>
+      `${acc} = subgroupMatrixLoad<subgroup_matrix_result<f32, 16, 16>>(&${m.array}, ${m.offset}, false, ${m.stride});`,
+  zeroAssign: (acc) => `${acc} = subgroup_matrix_result<f32, 16, 16>();`,
+  declareLeft: (name) => `var ${name} = subgroup_matrix_left<f16, 16, 16>();`,
+  assignLeft: (name, m) =>
+      `${name} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&${m.array}, ${m.offset}, false, ${m.stride});`,
+  holdLeft: (name, m) =>
+      `let ${name} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&${m.array}, ${m.offset}, false, ${
+          m.stride});`,
 };
 
 /** Element (r, c) of a matrix reference, as WGSL (f32). */
@@ -197,6 +231,17 @@ const emulatedDialect: MatrixDialect = {
           let at = lane + ${EMULATED_SUBGROUP}u * e;
           ${m.array}[${m.offset} + (at / 16u) * ${m.stride} + at % 16u] = ${acc}[e];
         }`,
+  assign: (acc, m) => `
+        for (var e = 0u; e < emuPerLane; e++) {
+          let at = lane + ${EMULATED_SUBGROUP}u * e;
+          ${acc}[e] = ${elementAt(m, 'at / 16u', 'at % 16u')};
+        }`,
+  zeroAssign: (acc) => `${acc} = array<f32, ${EMULATED_PER_LANE}>();`,
+  // An emulated left matrix is the offset of its source, which no one writes while the matrix is live (Q in the
+  // packed buffer; P in Pw until the next barrier): reading the source at multiply time gives the loaded values.
+  declareLeft: (name) => `var ${name} = 0u;`,
+  assignLeft: (name, m) => `${name} = ${m.offset};`,
+  holdLeft: (name, m) => `let ${name} = ${m.offset};`,
 };
 
 /** What every phase builder needs. */
@@ -214,6 +259,8 @@ interface TcShape {
   TPR: number;
   groups: number[];
   ocols: number[];
+  /** The register-resident kernel (TcRegisterForwardProgram) rather than the workgroup-memory-O one. */
+  fast: boolean;
 }
 
 /** The same matrix `at` elements further (where the lo parts, or another P array, sit). */
@@ -238,7 +285,9 @@ const OST = ${OST}u;
 // Offsets in Pw ('high'): P'lo, then P'hi / LO_SCALE.
 const PLO = ${blockQ * PST}u;
 const PHI = ${2 * blockQ * PST}u;
-const PSCALE = ${PSCALE}.0;
+const PSCALE = ${s.fast ? FAST_PSCALE : PSCALE}.0;${s.fast ? `
+const TAU = ${TAU}.0;
+const RBU = ${blockQ / MMA}u;` : ''}
 const INV_LO_SCALE = ${1 / LO_SCALE};
 // Masked scores: finite (no inf arithmetic anywhere), far below any real score; their p is forced to 0.
 const MASKED = -3.0e38;
@@ -249,7 +298,8 @@ var<workgroup> Sw: array<f32, ${blockQ * SST}>;${s.precision === 'high' ? `
 // The cross terms (Qhi·Klo' + Qlo'·Khi) of S, times LO_SCALE.
 var<workgroup> Sx: array<f32, ${blockQ * SST}>;` : ''}
 var<workgroup> Pw: array<f16, ${blockQ * PST * (s.precision === 'high' ? 3 : 1)}>;
-var<workgroup> Ow: array<f32, ${blockQ * OST}>;
+${s.fast ? `// Set when some row's max outgrew its stale max by more than TAU (scoreFinish): O is rescaled this tile.
+var<workgroup> rescaleFlag: u32;` : `var<workgroup> Ow: array<f32, ${blockQ * OST}>;`}
 var<workgroup> rowPart: array<f32, ${blockQ * s.TPR}>;
 var<workgroup> sharedRange: vec4<i32>;
 var<workgroup> sharedRun: vec4<i32>;
@@ -315,8 +365,12 @@ function scoreFinish(s: TcShape): string {
           rowMax = max(rowMax, x);
         }
       }`).join('')}
-      rowPart[row * TPR + part] = rowMax;
-      workgroupBarrier();
+      rowPart[row * TPR + part] = rowMax;${s.fast ? `
+      // A row with something accumulated whose max outgrew its stale max by more than TAU makes the whole workgroup
+      // rescale O this tile (several invocations may store the same 1u; it is read after the barrier below).
+      if (rowMax > runMax + TAU && runMax != MASKED) { rescaleFlag = 1u; }
+      let rescale = workgroupUniformLoad(&rescaleFlag);` : `
+      workgroupBarrier();`}
 `;
 }
 
@@ -409,6 +463,155 @@ function writeOutputs(s: TcShape): string {
 `;
 }
 
+
+// ---- The register-resident 'medium' kernel (TcForwardProgram with `fast`), FlashAttention-2 on tensor cores ----
+// One 16-row block per subgroup (rb = sg; the workgroup has at least blockQ / 16 subgroups whatever the subgroup
+// size, extra subgroups only share the SIMT phases): Q's left matrices qm* are loaded once, O lives in result
+// matrices o* across the whole key loop. Per key tile: S = Q·Kᵀ to Sw; the SIMT score and softmax phases of the
+// memory kernel (rows spread over all invocations) with the lazy rescale (TAU); O rescaled through Sw only on tiles
+// where some row's max outgrew its stale max by more than TAU (workgroup-uniform `rescale`); O += P·V, each P left
+// matrix loaded once and used for every head-dim tile.
+
+/** Statements over the subgroup's row block: `for (rb = sg; rb < RBU; rb += numSg)`, at most once per subgroup. */
+function perRowBlock(body: string): string {
+  return `
+      for (var rb = sg; rb < RBU; rb += numSg) {${body}
+      }`;
+}
+
+/** Before the key loop: Q's left matrices (loaded once) and O's accumulators (zero). */
+function holdQuery(s: TcShape): string {
+  const dTiles = s.DP / MMA;
+  const tiles = [...Array(dTiles).keys()];
+  return `
+  // Q's left matrices, loaded once; O's result matrices, accumulated across every key tile.
+  ${tiles.map((d) => `${s.dialect.declareLeft(`qm${d}`)}
+  ${s.dialect.zero(`o${d}`)}`).join('\n  ')}${perRowBlock(tiles.map((d) => `
+        ${s.dialect.assignLeft(`qm${d}`, {array: 'packed', offset: `qTile + rb * 16u * DP + ${d * MMA}u`, stride: 'DP'})}`)
+      .join(''))}`;
+}
+
+/** Sw = Q·Kᵀ for the subgroup's row block, from the held Q matrices (K read column-major from the packed buffer). */
+function heldScoreProduct(s: TcShape): string {
+  const dTiles = s.DP / MMA;
+  const colTiles = s.config.blockK / MMA;
+  return `
+      // S = Q·Kᵀ on MMAs (element (d, j) of Kᵀ is k[j, d]: K loaded column-major).${perRowBlock(
+      [...Array(colTiles).keys()].map((c) => `
+        {
+          ${s.dialect.zero('acc')}${[...Array(dTiles).keys()].map((d) => s.dialect.multiplyAccumulate('acc', [[
+        {array: 'packed', offset: `qm${d}`, stride: 'DP', held: `qm${d}`},
+        {array: 'packed', offset: `kHead + (u32(k0) + ${c * MMA}u) * DP + ${d * MMA}u`, stride: 'DP', colMajor: true},
+      ]])).join('')}
+          ${s.dialect.store('acc', {array: 'Sw', offset: `rb * 16u * SST + ${c * MMA}u`, stride: 'SST'})}
+        }`).join(''))}
+      workgroupBarrier();
+`;
+}
+
+/**
+ * The online softmax with a stale row max: runMax moves (and alpha ≠ 1) only when the tile's row max exceeds it by
+ * more than TAU, exactly where scoreFinish raised rescaleFlag (or on a row's first visible scores, whose O is 0).
+ * P = exp2(x − runMax) · FAST_PSCALE to Pw as f16; dropout zeroes P for P·V (keepScale comes in at the end), the row
+ * sum takes every P.
+ */
+function lazySoftmax(s: TcShape): string {
+  return `
+      {
+        var m = MASKED;
+        for (var t = 0; t < TPR; t++) { m = max(m, rowPart[row * TPR + t]); }
+        alpha = 1.0;
+        if (m > runMax + TAU) {
+          alpha = exp2(runMax - m);
+          runMax = m;
+        }
+        var sum = 0.0;
+        ${s.groups.map((g) => `
+        {
+          let c0 = ${g * s.TPR * 4} + part * 4;
+          let p = select(exp2(x${g} - vec4<f32>(runMax)), vec4<f32>(0.0), x${g} == vec4<f32>(MASKED));
+          sum += p.x + p.y + p.z + p.w;${s.opts?.dropout ? `
+          let keep = dropoutKeepBits((k0 + c0) / 4, i, h, batch);
+          let kept = vec4<bool>((keep & 1u) != 0u, (keep & 2u) != 0u, (keep & 4u) != 0u, (keep & 8u) != 0u);
+          let scaled = select(vec4<f32>(0.0), p * PSCALE, kept);` : `
+          let scaled = p * PSCALE;`}
+          for (var e = 0; e < 4; e++) { Pw[u32(row) * PST + u32(c0 + e)] = f16(scaled[e]); }
+        }`).join('')}
+        rowSum = rowSum * alpha + sum;
+      }
+      workgroupBarrier();
+      // Everyone has read the flag (workgroupUniformLoad, before the barrier above).
+      if (tid == 0) { rescaleFlag = 0u; }
+`;
+}
+
+/**
+ * O's result matrices through Sw, BK / 16 head-dim tiles at a time: stored, `body` run by the SIMT threads on
+ * this row's columns (`at` indexes Sw, `d` is the head-dim column), reloaded when `reload`. Top-level barriers only:
+ * call it where control flow is workgroup-uniform.
+ */
+function oThroughSw(s: TcShape, body: string, reload: boolean): string {
+  const dTiles = s.DP / MMA;
+  const chunk = s.config.blockK / MMA;
+  const parts: string[] = [];
+  for (let t0 = 0; t0 < dTiles; t0 += chunk) {
+    const tiles = [...Array(Math.min(chunk, dTiles - t0)).keys()];
+    const ref = (j: number): MatrixRef => ({array: 'Sw', offset: `rb * 16u * SST + ${j * MMA}u`, stride: 'SST'});
+    parts.push(`${t0 > 0 ? `
+        workgroupBarrier();` : ''}${perRowBlock(tiles.map((j) => `
+        ${s.dialect.store(`o${t0 + j}`, ref(j))}`).join(''))}
+        workgroupBarrier();
+        for (var c = part; c < ${tiles.length * MMA}; c += TPR) {
+          let at = u32(row) * SST + u32(c);
+          let d = ${t0 * MMA} + c;
+          ${body}
+        }${reload ? `
+        workgroupBarrier();${perRowBlock(tiles.map((j) => `
+        ${s.dialect.assign(`o${t0 + j}`, ref(j))}`).join(''))}` : ''}`);
+  }
+  return parts.join('');
+}
+
+/** O += P·V into the held O matrices; each P left matrix loaded once for every head-dim tile. */
+function heldValueProduct(s: TcShape): string {
+  const dTiles = s.DP / MMA;
+  const keyTiles = s.config.blockK / MMA;
+  return `
+      // O += P·V on MMAs, O in registers.${perRowBlock([...Array(keyTiles).keys()].map((c) => `
+        {
+          ${s.dialect.holdLeft('pl', {array: 'Pw', offset: `rb * 16u * PST + ${c * MMA}u`, stride: 'PST'})}${
+      [...Array(dTiles).keys()].map((j) => s.dialect.multiplyAccumulate(`o${j}`, [[
+        {array: 'Pw', offset: 'pl', stride: 'PST', held: 'pl'},
+        {array: 'packed', offset: `vHead + (u32(k0) + ${c * MMA}u) * DP + ${j * MMA}u`, stride: 'DP'},
+      ]])).join('')}
+        }`).join(''))}`;
+}
+
+/** The lazy rescale of this tile (workgroup-uniform): O rows times alpha, through Sw (free once P is written). */
+function lazyRescale(s: TcShape): string {
+  return `
+      if (rescale != 0u) {${oThroughSw(s, 'Sw[at] *= alpha;', true)}
+      }`;
+}
+
+/** O · keepScale / (l·PSCALE) and lse = m + log(l) per row (empty rows: 0 and -Infinity). */
+function writeHeldOutputs(s: TcShape): string {
+  return `
+  workgroupBarrier();
+  rowPart[row * TPR + part] = rowSum;
+  workgroupBarrier();
+  var l = 0.0;
+  for (var t = 0; t < TPR; t++) { l += rowPart[row * TPR + t]; }
+  let inv = select(${s.opts?.dropout ? 'uniforms.keepScale' : '1.0'} / (l * PSCALE), 0.0, l == 0.0);
+  let outRow = (batch * seqQ + i) * uniforms.heads + h;${oThroughSw(s, `if (i < seqQ && d < uniforms.headDim) {
+            result[outRow * uniforms.headDim + d] = Sw[at] * inv;
+          }`, false)}
+  if (part == 0 && i < seqQ) {
+    lse[(batch * uniforms.heads + h) * seqQ + i] = select((runMax + log2(l)) * LN2, uniforms.negInf, l == 0.0);
+  }
+`;
+}
+
 function forwardMain(s: TcShape): string {
   const summarized = s.opts != null && elementMasked(s.opts);
   return `
@@ -436,7 +639,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let qTile = uniforms.qAt + u32((batch * uniforms.heads + h) * uniforms.seqQPad + q0) * DP;
   let kHead = uniforms.kAt + u32((batch * uniforms.kvHeads + kvHead) * uniforms.seqKPad) * DP;
   let vHead = uniforms.vAt + u32((batch * uniforms.kvHeads + kvHead) * uniforms.seqKPad) * DP;
-  for (var e = lid; e < ${s.config.blockQ}u * OST; e += THREADS_U) { Ow[e] = 0.0; }
+${s.fast ? holdQuery(s) : `
+  for (var e = lid; e < ${s.config.blockQ}u * OST; e += THREADS_U) { Ow[e] = 0.0; }`}
   if (tid == 0) {
     let scheduleRow = maskHead * uniforms.numQueryTiles + queryTile;
     ${s.opts != null ? 'let kl = schedule[uniforms.sideBatch + 2 * batch];' :
@@ -447,7 +651,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let rowRange = workgroupUniformLoad(&sharedRange);
   let keyLength = rowRange.z;
   var runMax = MASKED;
-  var rowSum = 0.0;
+  var rowSum = 0.0;${s.fast ? `
+  var alpha = 1.0;` : ''}
 
   for (var runIndex = rowRange.x; runIndex < rowRange.y; runIndex++) {
     if (tid == 0) {
@@ -465,10 +670,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       let full = tiles.z == 1 && k0 + BK <= keyLength;`}
       // The previous tile's P·V is done with Pw and Ow, its softmax with Sw.
       workgroupBarrier();
-${scoreProduct(s)}${scoreFinish(s)}${onlineSoftmax(s)}${valueProduct(s)}
+${s.fast ? heldScoreProduct(s) + scoreFinish(s) + lazySoftmax(s) + lazyRescale(s) + heldValueProduct(s) :
+        scoreProduct(s) + scoreFinish(s) + onlineSoftmax(s) + valueProduct(s)}
     }
   }
-${writeOutputs(s)}}
+${s.fast ? writeHeldOutputs(s) : writeOutputs(s)}}
 `;
 }
 
@@ -486,8 +692,11 @@ export class TcForwardProgram implements MultiOutputProgram {
   constructor(
       readonly headDim: number, readonly config: TcTileConfig, readonly precision: TensorCorePrecision,
       hasSoftcap: boolean, hasKeyLengths: boolean, hasLayout: boolean, readonly opts: OptionFlags | null,
-      readonly emulate = false) {
-    if (!tcConfigValid(config, headDim)) throw new Error(`tensor-core tile ${JSON.stringify(config)} is not valid`);
+      readonly emulate = false, readonly fast = false) {
+    if (!tcConfigValid(config, headDim, fast)) {
+      throw new Error(`tensor-core tile ${JSON.stringify(config)} is not valid`);
+    }
+    if (fast && precision !== 'medium') throw new Error('the register tensor-core kernel runs precision medium only');
     if (opts != null) {
       // keyLengths and every small input come in the side buffer, bound as `schedule`.
       const extra = optionBindings(opts);
@@ -505,11 +714,11 @@ export class TcForwardProgram implements MultiOutputProgram {
     this.shape = {
       config, headDim, DP: dp, precision, hasSoftcap, hasKeyLengths, hasLayout, opts,
       dialect: emulate ? emulatedDialect : realDialect, TPR: tpr,
-      groups: range(config.blockK / (4 * tpr)), ocols: range(dp / tpr),
+      groups: range(config.blockK / (4 * tpr)), ocols: range(dp / tpr), fast,
     };
     this.shaderKey = `AttentionForwardTC:${precision}:${config.blockQ}x${config.blockK}x${config.threads}:d${dp}:${
         hasSoftcap ? 'cap' : ''}:${hasKeyLengths ? 'len' : ''}:${hasLayout ? 'lay' : ''}${optionKey(opts)}${
-        emulate ? ':emulated' : ''}`;
+        emulate ? ':emulated' : ''}${fast ? ':registers' : ''}`;
   }
 
   getUserCode(): string {
