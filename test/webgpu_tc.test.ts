@@ -92,11 +92,15 @@ describe('webgpu tensor-core forward (emulated MMAs)', function() {
   }
 
   const cases = CASES.filter((c) => !hasTag(c, 'browser') && (process.env.WEBGPU_LONG === '1' || !hasTag(c, 'long')));
-  for (const precision of ['medium', 'high'] as const) {
+  // 'medium' on both kernels (the register kernel is opt-in until checked on real matrices), 'high' on its one.
+  const runs = [['medium', 'memory'], ['medium', 'registers'], ['high', null]] as const;
+  for (const [precision, kernel] of runs) {
     for (const c of cases) {
-      it(`${precision}: ${c.name}`, async () => {
+      it(`${precision}${kernel == null ? '' : ` ${kernel}`}: ${c.name}`, async () => {
         tf.env().set(lib.PRECISION_FLAG, precision);
-        const r = await withGPUErrorCheck(device, () => checkCase(tf, lib, {...c, forwardOnly: true}, 1));
+        setTensorCoreKernelForTests(kernel);
+        const r = await withGPUErrorCheck(device, () => checkCase(tf, lib, {...c, forwardOnly: true}, 1))
+            .finally(() => setTensorCoreKernelForTests(null));
         const path = lib.lastAttentionPath();
         expect(path?.path, 'path').to.equal(precision === 'high' ? 'subgroup-matrix-f16x3' : 'subgroup-matrix-f16');
         expect(r.problems, 'problems').to.deep.equal([]);
