@@ -50,8 +50,7 @@ async function main(): Promise<void> {
   const {setBackwardDesignForTests, setGradTilesOverrideForTests, setGradVec4LoadsForTests} =
       await import('../../kernels/webgpu/attention_backward.js');
   const {chooseGradTiles} = await import('../../kernels/webgpu/grad_tiles.js');
-  const {attentionAttrs, FlashAttentionGrad} = await import('../../src/kernel_names.js');
-  const {makePlan} = await import('../../src/plan/plan.js');
+  const {backwardKernelCall} = await import('../suite/backward_kernel_call.js');
   const {additiveMask, naiveAttentionWithBias} = await import('../../src/layers/naive_attention.js');
   const {timeOnQueue} = await import('../suite/webgpu_timing.js');
   await lib.setupWebGPU({gpu});
@@ -101,16 +100,9 @@ async function main(): Promise<void> {
     const both = () => tf.grads((a: Tensor, b: Tensor, c: Tensor) =>
         lib.flashAttention(a as Tensor4D, b as Tensor4D, c as Tensor4D, {causal}) as Tensor)([q, k, v], dy);
     const bothMs = await time(both);
-    const {output, lse} = lib.flashAttention(q, k, v, {causal, returnLse: true}) as {output: Tensor; lse: Tensor};
-    const dLse = tf.zerosLike(lse);
-    const keyLengths = tf.tensor1d([seq], 'int32');
-    const plan = makePlan({kind: 'flash', batch: 1, seqQ: seq, seqK: seq, heads: H, kvHeads: H, headDim: d,
-                           scale: 1 / Math.sqrt(d), softcap: 0, windowLeft: -1, windowRight: causal ? 0 : -1,
-                           layout: null, hasKeyLengths: false});
-    const absent = keyLengths;
-    const inputs = {q, k, v, keyLengths, queryOffsets: absent, mask: absent, bias: absent, alibiSlopes: absent,
-                    queryIds: absent, keyIds: absent, output, lse, dOutput: dy, dLse};
-    const bwd = () => tf.engine().runKernel(FlashAttentionGrad, inputs, attentionAttrs(plan)) as Tensor[];
+    const call = backwardKernelCall(q, k, v, dy, causal);
+    const bwd = call.run;
+    const plan = call.plan;
     const grads = async () => {
       const gs = bwd();
       const data = await Promise.all(gs.map((g) => g.data()));
@@ -175,7 +167,8 @@ async function main(): Promise<void> {
       }
       mask?.dispose();
     }
-    tf.dispose([q, k, v, dy, output, lse, dLse, keyLengths]);
+    call.dispose();
+    tf.dispose([q, k, v, dy]);
   }
 
   console.log('B1 H16 fp32; ms per call (median of 5 batches after warm-up, synchronised on the queue)');

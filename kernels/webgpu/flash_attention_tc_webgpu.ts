@@ -440,14 +440,8 @@ function valueProduct(s: TcShape): string {
 
 /** O / (l·PSCALE) and lse = m + log(l) per row (empty rows: 0 and -Infinity), from the TPR threads of each row. */
 function writeOutputs(s: TcShape): string {
-  return `
-  workgroupBarrier();
-  rowPart[row * TPR + part] = rowSum;
-  workgroupBarrier();
+  return `${rowTotal('1.0')}
   {
-    var l = 0.0;
-    for (var t = 0; t < TPR; t++) { l += rowPart[row * TPR + t]; }
-    let inv = select(1.0 / (l * PSCALE), 0.0, l == 0.0);
     if (i < seqQ) {
       let outRow = (batch * seqQ + i) * uniforms.heads + h;
       ${s.ocols.map((k) => `
@@ -455,13 +449,27 @@ function writeOutputs(s: TcShape): string {
         let d = part + ${k * s.TPR};
         if (d < uniforms.headDim) { result[outRow * uniforms.headDim + d] = Ow[u32(row) * OST + u32(d)] * inv; }
       }`).join('')}
-      if (part == 0) {
-        lse[(batch * uniforms.heads + h) * seqQ + i] = select((runMax + log2(l)) * LN2, uniforms.negInf, l == 0.0);
-      }
+      if (part == 0) { ${STORE_LSE} }
     }
   }
 `;
 }
+
+/**
+ * The end of both kernels: the row sums of the TPR threads of each row added up into l, and inv = numerator /
+ * (l·PSCALE) (0 for a row that saw no key); STORE_LSE then writes lse = m + log(l) (-Infinity for an empty row).
+ */
+function rowTotal(numerator: string): string {
+  return `
+  workgroupBarrier();
+  rowPart[row * TPR + part] = rowSum;
+  workgroupBarrier();
+  var l = 0.0;
+  for (var t = 0; t < TPR; t++) { l += rowPart[row * TPR + t]; }
+  let inv = select(${numerator} / (l * PSCALE), 0.0, l == 0.0);`;
+}
+const STORE_LSE =
+    'lse[(batch * uniforms.heads + h) * seqQ + i] = select((runMax + log2(l)) * LN2, uniforms.negInf, l == 0.0);';
 
 
 // ---- The register-resident 'medium' kernel (TcForwardProgram with `fast`), FlashAttention-2 on tensor cores ----
@@ -596,19 +604,11 @@ function lazyRescale(s: TcShape): string {
 
 /** O · keepScale / (l·PSCALE) and lse = m + log(l) per row (empty rows: 0 and -Infinity). */
 function writeHeldOutputs(s: TcShape): string {
-  return `
-  workgroupBarrier();
-  rowPart[row * TPR + part] = rowSum;
-  workgroupBarrier();
-  var l = 0.0;
-  for (var t = 0; t < TPR; t++) { l += rowPart[row * TPR + t]; }
-  let inv = select(${s.opts?.dropout ? 'uniforms.keepScale' : '1.0'} / (l * PSCALE), 0.0, l == 0.0);
+  return `${rowTotal(s.opts?.dropout ? 'uniforms.keepScale' : '1.0')}
   let outRow = (batch * seqQ + i) * uniforms.heads + h;${oThroughSw(s, `if (i < seqQ && d < uniforms.headDim) {
             result[outRow * uniforms.headDim + d] = Sw[at] * inv;
           }`, false)}
-  if (part == 0 && i < seqQ) {
-    lse[(batch * uniforms.heads + h) * seqQ + i] = select((runMax + log2(l)) * LN2, uniforms.negInf, l == 0.0);
-  }
+  if (part == 0 && i < seqQ) { ${STORE_LSE} }
 `;
 }
 

@@ -26,9 +26,8 @@ import {
   BackwardDesign, lastBackwardRun, setBackwardDesignForTests, setGradTilesOverrideForTests,
 } from '../../../kernels/webgpu/attention_backward.js';
 import {chooseGradTiles, GradTiles} from '../../../kernels/webgpu/grad_tiles.js';
-import {attentionAttrs, FlashAttentionGrad} from '../../../src/kernel_names.js';
-import {makePlan} from '../../../src/plan/plan.js';
 import {setupWebGPU} from '../../../test/webgpu_env.js';
+import {backwardKernelCall} from '../backward_kernel_call.js';
 import {runFolder} from '../machine.js';
 import {timeOnQueue} from '../webgpu_timing.js';
 
@@ -48,17 +47,8 @@ async function problem(seq: number, d: number, causal: boolean, variants: Array<
                        GradTiles>>]>) {
   const [q, k, v, dy] = [0, 1, 2, 3].map(() => tf.randomUniform([1, seq, H, d], -1, 1)) as tf.Tensor4D[];
   const fwdMs = await time(() => [lib.flashAttention(q, k, v, {causal}) as tf.Tensor]);
-  const {output, lse} = lib.flashAttention(q, k, v, {causal, returnLse: true}) as {output: tf.Tensor; lse: tf.Tensor};
-  const dLse = tf.zerosLike(lse);
-  const keyLengths = tf.tensor1d([seq], 'int32');
-  const plan = makePlan({kind: 'flash', batch: 1, seqQ: seq, seqK: seq, heads: H, kvHeads: H, headDim: d,
-                         scale: 1 / Math.sqrt(d), softcap: 0, windowLeft: -1, windowRight: causal ? 0 : -1,
-                         layout: null, hasKeyLengths: false});
-  // Every input the kernel contract names; the absent optional ones are bound to keyLengths (as the ops do).
-  const absent = keyLengths;
-  const inputs = {q, k, v, keyLengths, queryOffsets: absent, mask: absent, bias: absent, alibiSlopes: absent,
-                  queryIds: absent, keyIds: absent, output, lse, dOutput: dy, dLse};
-  const bwd = () => tf.engine().runKernel(FlashAttentionGrad, inputs, attentionAttrs(plan)) as tf.Tensor[];
+  const call = backwardKernelCall(q, k, v, dy, causal);
+  const bwd = call.run;
   // dy passed explicitly: without it tf.grads builds ones(output.shape) as a CPU array and uploads it on every call
   // (measured on the H200: +7.7 ms at seq 1024, +22-30 ms at 4096, +75 ms at d 128 — not attention work).
   const both = () => tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
@@ -95,7 +85,8 @@ async function problem(seq: number, d: number, causal: boolean, variants: Array<
       setGradTilesOverrideForTests(null);
     }
   }
-  tf.dispose([q, k, v, dy, output, lse, dLse, keyLengths]);
+  call.dispose();
+  tf.dispose([q, k, v, dy]);
 }
 
 export async function main(argv: string[]): Promise<void> {
