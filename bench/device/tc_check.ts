@@ -106,6 +106,18 @@ async function main(): Promise<number> {
     return {value, errors};
   }
 
+  /** Compiles `program` and creates its pipeline: prints WGSL messages and the verdict, counts a failure. */
+  async function compileCheck(program: InstanceType<typeof TcForwardProgram>, label: string): Promise<void> {
+    const {errors} = await scoped(async () => {
+      const module = device.createShaderModule({code: programSource(program), label});
+      const messages = (await module.getCompilationInfo()).messages;
+      for (const m of messages) console.log(`  wgsl ${m.type} ${m.lineNum}:${m.linePos}: ${m.message}`);
+      await device.createComputePipelineAsync({layout: 'auto', compute: {module, entryPoint: 'main'}, label});
+    });
+    console.log(`${label}: ${errors.length === 0 ? 'compiled' : 'FAIL\n  ' + errors.join('\n  ')}`);
+    if (errors.length > 0) failures++;
+  }
+
   console.log('\n== 2. forward program: WGSL compilation and pipeline creation');
   const allOptions =
       {queryOffsets: true, mask: 'f32' as const, bias: true, alibi: true, segments: false, dropout: true};
@@ -124,14 +136,7 @@ async function main(): Promise<number> {
         const program = new TcForwardProgram(headDim, tile, 'medium', false, false, false, opts, emulate, true);
         const label = `medium/registers d${headDim} tile ${tile.blockQ}x${tile.blockK}x${tile.threads}${
             opts ? ' +options' : ''}`;
-        const {errors} = await scoped(async () => {
-          const module = device.createShaderModule({code: programSource(program), label});
-          const messages = (await module.getCompilationInfo()).messages;
-          for (const m of messages) console.log(`  wgsl ${m.type} ${m.lineNum}:${m.linePos}: ${m.message}`);
-          await device.createComputePipelineAsync({layout: 'auto', compute: {module, entryPoint: 'main'}, label});
-        });
-        console.log(`${label}: ${errors.length === 0 ? 'compiled' : 'FAIL\n  ' + errors.join('\n  ')}`);
-        if (errors.length > 0) failures++;
+        await compileCheck(program, label);
       }
     }
   }
@@ -147,14 +152,7 @@ async function main(): Promise<number> {
         const program = new TcForwardProgram(headDim, tile, precision, false, false, false, opts, emulate);
         const label = `${precision}${precision === 'medium' ? '/memory' : ''} d${headDim} tile ${tile.blockQ}x${tile.blockK}x${tile.threads}${
             opts ? ' +options' : ''}`;
-        const {errors} = await scoped(async () => {
-          const module = device.createShaderModule({code: programSource(program), label});
-          const messages = (await module.getCompilationInfo()).messages;
-          for (const m of messages) console.log(`  wgsl ${m.type} ${m.lineNum}:${m.linePos}: ${m.message}`);
-          await device.createComputePipelineAsync({layout: 'auto', compute: {module, entryPoint: 'main'}, label});
-        });
-        console.log(`${label}: ${errors.length === 0 ? 'compiled' : 'FAIL\n  ' + errors.join('\n  ')}`);
-        if (errors.length > 0) failures++;
+        await compileCheck(program, label);
       }
     }
   }
