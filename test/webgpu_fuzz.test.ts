@@ -15,25 +15,11 @@ import './setup_node.js';
 import * as tf from '@tensorflow/tfjs-core';
 import * as lib from '../src/index.js';
 import {checkCase} from './check_case.js';
-import {FUZZ_TOLERANCES, GPU_QUICK_FUZZ, runFuzz} from './fuzz.js';
-import {describeFuzz} from './fuzz_runner.js';
-import {setupWebGPU, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
+import {FUZZ_TOLERANCES, GPU_QUICK_FUZZ} from './fuzz.js';
+import {describeWebGPUFuzz} from './webgpu_fuzz_suite.js';
 
-let env: WebGPUEnv | null = null;
-
-describeFuzz({
+describeWebGPUFuzz({
   label: 'webgpu in node', runs: Number(process.env.WEBGPU_FUZZ_RUNS ?? 16), config: GPU_QUICK_FUZZ,
   tolerance: FUZZ_TOLERANCES.webgpu,
-  // First-time pipeline compiles on software Vulkan, on a shared machine.
-  timeout: 1_800_000,
-  setUp: async (ctx) => {
-    env = await setupWebGPU();
-    if (env == null) ctx.skip();
-    await tf.setBackend('webgpu');
-  },
-  run: (opts) => runFuzz(tf, lib, {
-    ...opts,
-    check: (c, seed) => withGPUErrorCheck(env!.device, () => checkCase(tf, lib, c, seed)),
-    onCase: (c, r, failures) => opts.onCase(c.case.name, r?.errors ?? null, failures),
-  }),
+  check: (c, seed) => checkCase(tf, lib, c, seed),
 });

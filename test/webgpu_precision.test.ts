@@ -13,11 +13,11 @@ import {DECODE_MAX_QUERIES, DECODE_MIN_KEYS} from '../kernels/webgpu/attention_d
 import {webgpuCapabilities} from '../kernels/webgpu/device_capabilities.js';
 import {AttentionCase, hasTag} from './cases.js';
 import {checkCase, randomArray} from './check_case.js';
-import {GPU_LONG_FUZZ, GPU_QUICK_FUZZ, runFuzz} from './fuzz.js';
-import {describeFuzz} from './fuzz_runner.js';
+import {GPU_LONG_FUZZ, GPU_QUICK_FUZZ} from './fuzz.js';
 import {describeSharedCases} from './shared_runner.js';
 import {MEDIUM_TOLERANCES} from './tolerances.js';
 import {setupWebGPU, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
+import {describeWebGPUFuzz} from './webgpu_fuzz_suite.js';
 
 let env: WebGPUEnv | null = null;
 
@@ -125,19 +125,9 @@ describe('webgpu precision', function() {
   });
 });
 
-describeFuzz({
+describeWebGPUFuzz({
   label: "webgpu 'medium' in node", runs: Number(process.env.WEBGPU_PRECISION_FUZZ_RUNS ?? 16),
   config: process.env.WEBGPU_PRECISION_FUZZ_LONG ? GPU_LONG_FUZZ : GPU_QUICK_FUZZ,
   tolerance: MEDIUM_TOLERANCES.webgpu,
-  timeout: 1_800_000,
-  setUp: async (ctx) => {
-    env = await setupWebGPU();
-    if (env == null) ctx.skip();
-    await tf.setBackend('webgpu');
-  },
-  run: (opts) => runFuzz(tf, lib, {
-    ...opts,
-    check: (c, seed) => withGPUErrorCheck(env!.device, () => checkMedium(c, seed)),
-    onCase: (c, r, failures) => opts.onCase(c.case.name, r?.errors ?? null, failures),
-  }),
+  check: checkMedium,
 });

@@ -23,7 +23,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import {create, globals} from 'webgpu';
 import * as lib from '../../src/index.js';
 import {DecodeVariant, decodeRunsForTests, setDecodeVariantForTests} from '../../kernels/webgpu/attention_decode.js';
-import {copyBandwidth, HeadConfig, naive, naiveCausalMask} from '../suite/sections/webgpu_decode_naive.js';
+import {copyBandwidth, HeadConfig, medianMsPerRepetition, naive, naiveCausalMask} from '../suite/sections/webgpu_decode_naive.js';
 import {syncQueue, timeOnQueue} from '../suite/webgpu_timing.js';
 
 Object.assign(globalThis, globals);
@@ -68,25 +68,16 @@ async function readBandwidth(device: GPUDevice, bytes: number): Promise<number> 
   const pipeline = device.createComputePipeline({layout: 'auto', compute: {module, entryPoint: 'main'}});
   const bindGroup = device.createBindGroup({layout: pipeline.getBindGroupLayout(0), entries: [
     {binding: 0, resource: {buffer: src}}, {binding: 1, resource: {buffer: dst}}]});
-  const run = async (reps: number) => {
-    const t0 = performance.now();
-    const enc = device.createCommandEncoder();
+  const ms = await medianMsPerRepetition((n, enc) => {
     const pass = enc.beginComputePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
-    for (let i = 0; i < reps; i++) pass.dispatchWorkgroups(threads / 256);
+    for (let i = 0; i < n; i++) pass.dispatchWorkgroups(threads / 256);
     pass.end();
-    device.queue.submit([enc.finish()]);
-    await device.queue.onSubmittedWorkDone();
-    return performance.now() - t0;
-  };
-  await run(2);
-  const times: number[] = [];
-  for (let r = 0; r < 5; r++) times.push(await run(10) / 10);
-  times.sort((a, b) => a - b);
+  }, device);
   src.destroy();
   dst.destroy();
-  return bytes / (times[2] * 1e-3) / 1e9;
+  return bytes / (ms * 1e-3) / 1e9;
 }
 
 /** CPU µs per call: recording `n` calls without waiting for the GPU (then one sync, not counted). */

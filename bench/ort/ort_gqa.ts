@@ -6,17 +6,12 @@
  * calls can repeat), seqlens_k = total − 1, total_sequence_length = seqK. Same attention as this library's
  * flashAttention(q, k, v, {causal: true}) with k/v the whole cache.
  */
+import type {AttentionShapes} from '../../src/plan/plan.js';
 import {groupQueryAttentionModel} from './onnx_proto.js';
 import {createWebGpuSession, OrtModule, OrtSession, OrtTensor, uploadToGpu} from './ort_webgpu.js';
 
-export interface GqaShape {
-  batch: number;
-  seqQ: number;
-  seqK: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-}
+/** The decode call's sizes, as this library's plans name them. */
+export type GqaShape = AttentionShapes;
 
 /** [B, S, H, D] → [B, H, S, D] (ORT's cache layout is BNSH, this library's BSNH). */
 export function toHeadMajor(x: Float32Array, b: number, s: number, h: number, d: number): Float32Array {

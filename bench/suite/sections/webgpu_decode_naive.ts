@@ -38,20 +38,32 @@ export function naiveCausalMask(c: HeadConfig, seqQ: number, seqK: number): tf.T
 export async function copyBandwidth(device: GPUDevice, bytes: number): Promise<number> {
   const src = device.createBuffer({size: bytes, usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.STORAGE});
   const dst = device.createBuffer({size: bytes, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.STORAGE});
-  const copy = async (n: number) => {
+  const ms = await medianMsPerRepetition((n, enc) => {
+    for (let i = 0; i < n; i++) enc.copyBufferToBuffer(src, 0, dst, 0, bytes);
+  }, device);
+  src.destroy();
+  dst.destroy();
+  // A copy reads and writes `bytes`: 2·bytes of traffic, as attention's K/V reads are counted one way.
+  return 2 * bytes / (ms * 1e-3) / 1e9;
+}
+
+/**
+ * Median ms of one repetition of what `record(n, encoder)` records n times: one warm-up submit of 2, then 5 submits
+ * of 10, each waited for (the bandwidth references of the decode benchmarks).
+ */
+export async function medianMsPerRepetition(
+    record: (n: number, encoder: GPUCommandEncoder) => void, device: GPUDevice): Promise<number> {
+  const submit = async (n: number) => {
     const t0 = performance.now();
     const enc = device.createCommandEncoder();
-    for (let i = 0; i < n; i++) enc.copyBufferToBuffer(src, 0, dst, 0, bytes);
+    record(n, enc);
     device.queue.submit([enc.finish()]);
     await device.queue.onSubmittedWorkDone();
     return performance.now() - t0;
   };
-  await copy(2);
+  await submit(2);
   const times: number[] = [];
-  for (let r = 0; r < 5; r++) times.push(await copy(10) / 10);
+  for (let r = 0; r < 5; r++) times.push(await submit(10) / 10);
   times.sort((a, b) => a - b);
-  src.destroy();
-  dst.destroy();
-  // A copy reads and writes `bytes`: 2·bytes of traffic, as attention's K/V reads are counted one way.
-  return 2 * bytes / (times[2] * 1e-3) / 1e9;
+  return times[2];
 }
