@@ -73,6 +73,35 @@ runSharedCasesInBrowser('webgl', TOLERANCE, (c) => hasTag(c, 'llvmpipe'), {angle
 runSharedCasesInBrowser('webgl', TOLERANCE, (c) => hasTag(c, 'single-target'),
                         {angle: 'swiftshader', flags: {ATTENTION_WEBGL_MULTI_TARGET: false}}, dropoutBitIdentical);
 
+// Skipping hidden tiles in every pass (kernels/webgl/attention_options.ts, hiddenTileSkip). The test hook
+// ATTENTION_WEBGL_POISON_HIDDEN_TILES makes the score programs write NaN into the tiles tileHidden rules out, instead
+// of masked entries: a pass that still read them would turn O, lse, dQ, dK or dV into NaN (the lse / P·V passes read
+// the poisoned scores, the dQ and dK passes the dS that the poisoned P makes NaN, the dV pass P itself). So these runs
+// pass the float64 reference (same tolerance) only if every pass skips exactly the hidden tiles, and a visible tile
+// wrongly taken for hidden would be missing from the sums. The control run (skipping only in the score programs, as
+// before) shows that the poison is seen when a later pass walks the hidden tiles.
+const POISON = {ATTENTION_WEBGL_POISON_HIDDEN_TILES: true};
+/** Cases whose data can hide tiles: a mask, segment ids or per-batch query offsets (tileHidden's inputs). */
+const hidesTiles = (c: AttentionCase) => c.mask != null || c.segments != null || Array.isArray(c.queryOffsets);
+runSharedCasesInBrowser('webgl', TOLERANCE, hidesTiles, {angle: 'swiftshader', flags: POISON}, (page) => {
+  it('control: with the later passes walking hidden tiles (ATTENTION_WEBGL_SKIP_HIDDEN_TILES false) the poison shows',
+     async () => {
+       // Not this page's flags: a page of its own.
+       const control = await openAttentionPage(
+           'webgl', {angle: 'swiftshader', flags: {...POISON, ATTENTION_WEBGL_SKIP_HIDDEN_TILES: false}});
+       try {
+         const index = CASES.findIndex((c) => c.name === 'mask [1, H, Sq, Sk] causal pattern (as a mask)');
+         const r = await control.runCase(CASES[index], caseSeed(index));
+         expect(r.problems.length > 0 || !(r.errors.output <= TOLERANCE.forward), JSON.stringify(r)).to.equal(true);
+       } finally {
+         await control.close();
+       }
+       expect(page().info.backend).to.equal('webgl');
+     });
+});
+runSharedCasesInBrowser('webgl', TOLERANCE, hidesTiles,
+                        {angle: 'swiftshader', flags: {...POISON, ATTENTION_WEBGL_MULTI_TARGET: false}});
+
 describe('webgl in Chromium on a WebGL1 context', function() {
   this.timeout(600_000);
   let page: AttentionPage | null = null;

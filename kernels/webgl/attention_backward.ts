@@ -3,7 +3,9 @@
  * D = rowsum(dO∘O) − dLse, per chunk of query tiles recompute P (ScoresProgram), form dS (ScoreGradProgram), then
  * dQ += dS·K (rows), dK += dSᵀ·Q and dV += Pᵀ·dO (keys, summing a GQA group's query heads). With dropout, dV takes
  * P∘Z/(1 − rate) (DropoutTileProgram) and dS uses dP∘Z/(1 − rate); with a bias, dBias (BiasGradProgram) is the
- * gradient of the final scores summed over the bias's broadcast axes.
+ * gradient of the final scores summed over the bias's broadcast axes. Tiles the data hide (a mask, segment ids, per-batch
+ * offsets: attention_options.ts's tileHidden) are skipped by the scores and by the dQ, dK and dV accumulations; dS
+ * is not computed there either (its P is all masked).
  */
 import type {TensorInfo} from '@tensorflow/tfjs-core';
 import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
@@ -59,12 +61,14 @@ export function runAttentionBackward(
         backend,
         new RowAccumulateProgram(g.queryRows.shape, g.variant, dq != null,
                                  {...c, outWidth: g.queryRows.width, valuesWidth: g.keyRows.width}),
-        [dScores, kRows, g.table.tensor, keyLengths, ...(dq != null ? [dq] : [])], g.queryRows);
+        [dScores, kRows, g.table.tensor, keyLengths, ...(dq != null ? [dq] : []), ...options.tileSkipInputs],
+        g.queryRows);
     const keySide = (tiles: TensorInfo, rows: TensorInfo, previous: TensorInfo|null) => runProgram(
         backend,
         new KeyAccumulateProgram(g.keyRows.shape, g.variant, previous != null,
                                  {...c, outWidth: g.keyRows.width, rowsWidth: g.queryRows.width}),
-        [tiles, rows, g.table.tensor, keyLengths, ...(previous != null ? [previous] : [])], g.keyRows);
+        [tiles, rows, g.table.tensor, keyLengths, ...(previous != null ? [previous] : []), ...options.tileSkipInputs],
+        g.keyRows);
     const newDk = keySide(dScores, qRows, dk);
     const newDv = keySide(keptProbs, dORows, dv);
     disposeAll(backend, [probs, dScores, dq, dk, dv, ...(keptProbs !== probs ? [keptProbs] : [])]);

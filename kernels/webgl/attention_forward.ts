@@ -12,7 +12,9 @@
  *                      ProbabilitiesProgram, RowAccumulateProgram)
  * Both share the lse pass (TileStatsProgram) and the row packing. The plan's options (attention_options.ts) enter
  * the score programs (offsets, mask, segments, bias, ALiBi, tile skipping) and the probabilities (dropout:
- * ProbabilityBlocksProgram itself, DropoutTileProgram after ProbabilitiesProgram); lse never sees dropout.
+ * ProbabilityBlocksProgram itself, DropoutTileProgram after ProbabilitiesProgram); lse never sees dropout. The passes
+ * that walk key tiles after the scores (TileStats, RowAccumulate, ValueBlocks) skip the tiles the data hide too
+ * (options.tileSkipInputs: attention_options.ts's hiddenTileSkip).
  */
 import type {TensorInfo} from '@tensorflow/tfjs-core';
 import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
@@ -81,12 +83,12 @@ function packQueryKeyValue(backend: MathBackendWebGL, g: AttentionGeometry, {q, 
  */
 function chunkRowStats(
     backend: MathBackendWebGL, g: AttentionGeometry, c: UniformValues, index: number, scores: TensorInfo[],
-    stats: TensorInfo|null, keyLengths: TensorInfo, blocks: boolean): TensorInfo {
+    stats: TensorInfo|null, keyLengths: TensorInfo, blocks: boolean, tileSkipInputs: TensorInfo[]): TensorInfo {
   return runProgram(
       backend,
       new TileStatsProgram(g.rowStats.shape, g.variant, stats != null,
                            {...c, outWidth: g.rowStats.width, mergePrevious: index > 0 ? 1 : 0}, blocks),
-      [...scores, g.table.tensor, keyLengths, ...(stats != null ? [stats] : [])], g.rowStats);
+      [...scores, g.table.tensor, keyLengths, ...(stats != null ? [stats] : []), ...tileSkipInputs], g.rowStats);
 }
 
 /** lse [batch, heads, seqQ] from the quad buffer. */
@@ -109,7 +111,7 @@ function forwardWithTiles(backend: MathBackendWebGL, g: AttentionGeometry, input
     // The scores t, once per visible (query, key).
     const scores = runProgram(backend, new ScoresProgram(chunk.tiles.shape, g.variant, c, 'scores'),
                               [qRows, kRows, table.tensor, keyLengths, ...options.scoreInputs], chunk.tiles);
-    const newStats = chunkRowStats(backend, g, c, index, [scores], stats, keyLengths, false);
+    const newStats = chunkRowStats(backend, g, c, index, [scores], stats, keyLengths, false, options.tileSkipInputs);
     let probs = runProgram(backend,
                            new ProbabilitiesProgram(chunk.tiles.shape, {...c, tileTexels: chunk.tiles.texels}),
                            [scores, newStats], chunk.tiles);
@@ -126,7 +128,7 @@ function forwardWithTiles(backend: MathBackendWebGL, g: AttentionGeometry, input
         {...c, outWidth: g.queryRows.width, valuesWidth: g.keyRows.width}, rescale);
     const newOut = runProgram(backend, accumulate,
                               [probs, vRows, table.tensor, keyLengths, ...(out != null ? [out] : []),
-                               ...(rescale ? [previousStats, newStats] : [])],
+                               ...(rescale ? [previousStats, newStats] : []), ...options.tileSkipInputs],
                               g.queryRows);
     disposeAll(backend, [probs, out, stats]);
     out = newOut;
@@ -173,7 +175,7 @@ function forwardWithBlocks(backend: MathBackendWebGL, g: AttentionGeometry, inpu
                                                                               keyEndsWidth: keyEndsLayout.width}),
                                   [qRows, kRows, table.tensor, ...keyEndsInput, ...options.scoreInputs],
                                   chunk.blocks);
-    const newStats = chunkRowStats(backend, g, c, index, scores, stats, keyLengths, true);
+    const newStats = chunkRowStats(backend, g, c, index, scores, stats, keyLengths, true, options.tileSkipInputs);
     const probs = runMultiTarget(backend, new ProbabilityBlocksProgram(blockUniforms, g.variant),
                                  [...scores, newStats, table.tensor], chunk.blocks);
     disposeAll(backend, scores);
@@ -182,9 +184,11 @@ function forwardWithBlocks(backend: MathBackendWebGL, g: AttentionGeometry, inpu
     const pv = {...c, outWidth: outBlocks.width, valuesWidth: g.keyRows.width, keyEndsWidth: keyEndsLayout.width,
                 nonFiniteWidth: nonFiniteLayout.width, outLines: outBlocks.lines};
     const chunkOut = runMultiTarget(backend, new ValueBlocksProgram(g.variant, pv, 'unguarded'),
-                                    [...probs, vRows, table.tensor, ...keyEndsInput], outBlocks);
+                                    [...probs, vRows, table.tensor, ...keyEndsInput, ...options.tileSkipInputs],
+                                    outBlocks);
     runMultiTarget(backend, new ValueBlocksProgram(g.variant, pv, 'nonFiniteFixup'),
-                   [...probs, vRows, nonFiniteTiles, table.tensor, ...keyEndsInput], outBlocks, chunkOut);
+                   [...probs, vRows, nonFiniteTiles, table.tensor, ...keyEndsInput, ...options.tileSkipInputs],
+                   outBlocks, chunkOut);
     let newOut: TensorInfo[];
     if (out.length === 0) {
       newOut = chunkOut;  // the first chunk: nothing to add it to

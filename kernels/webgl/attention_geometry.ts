@@ -13,7 +13,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
 import {AttentionPlan} from '../../src/plan/plan.js';
 import type {AttentionInputs} from '../attention_kernel_func.js';
-import {optionUniformValues, optionVariant, packOptionInputs} from './attention_options.js';
+import {
+  optionUniformValues, optionVariant, packOptionInputs, skipsHiddenTiles, tileSkipFlags,
+} from './attention_options.js';
 import {AttentionProgram, AttentionVariant, MAX_SLOTS_PER_DRAW, TILE, UniformValues} from './attention_program.js';
 import {PackRowsProgram, UnpackRowsProgram} from './row_packing_gpu.js';
 import {getScheduleTable, ScheduleTable} from './schedule_table.js';
@@ -130,6 +132,7 @@ export function attentionGeometry(backend: MathBackendWebGL, plan: AttentionPlan
   };
   const options = optionVariant(plan);
   if (options != null) {
+    tileSkipFlags(options);
     variant.options = options;
     Object.assign(uniforms, optionUniformValues(plan, null));
   }
@@ -153,6 +156,8 @@ export interface PackedOptions {
   inputs: TensorInfo[];
   /** inputs, then the tile summaries (tileSkipInputs order): the inputs of the score programs. */
   scoreInputs: TensorInfo[];
+  /** What tileHidden reads in the passes after the scores (hiddenTileSkip's inputs; none when they do not skip). */
+  tileSkipInputs: TensorInfo[];
   /** Every tensor made (the caller disposes them). */
   all: TensorInfo[];
 }
@@ -160,10 +165,12 @@ export interface PackedOptions {
 /** Packs the plan's option inputs (mask, bias, offsets, slopes, segment ids) and sets their widths in g.uniforms. */
 export function packOptions(backend: MathBackendWebGL, g: AttentionGeometry, inputs: AttentionInputs): PackedOptions {
   const packed = packOptionInputs(backend, g.plan, g.variant.options, inputs, g.maxTextureSize);
-  if (packed == null) return {inputs: [], scoreInputs: [], all: []};
+  if (packed == null) return {inputs: [], scoreInputs: [], tileSkipInputs: [], all: []};
   Object.assign(g.uniforms, optionUniformValues(g.plan, packed));
   const scoreInputs = [...packed.inputs, ...packed.tileInputs];
-  return {inputs: packed.inputs, scoreInputs, all: scoreInputs};
+  const o = g.variant.options;
+  const tileSkipInputs = !skipsHiddenTiles(o) ? [] : [...(o.queryOffsets ? [packed.inputs[0]] : []), ...packed.tileInputs];
+  return {inputs: packed.inputs, scoreInputs, tileSkipInputs, all: scoreInputs};
 }
 
 /** Runs one attention program; checks that a texel-array output got the texture shape the kernels address. */

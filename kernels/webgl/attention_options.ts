@@ -19,10 +19,15 @@
  *
  * Tile skipping, on the device and without readback: the host's schedule knows only the static masks, so per call
  * small pre-passes summarize the data per tile — MaskTilesProgram: per (mask plane, query tile, key tile) whether
- * the mask hides all, some or none of it; IdRangesProgram: the [min, max] segment id of every (batch, tile) — and the
- * score programs skip (no dot products: the tile's entries come out masked) a tile that the mask hides entirely,
- * whose query and key id ranges are disjoint, or that a batch's own query offset puts outside the window.
+ * the mask hides all, some or none of it; IdRangesProgram: the [min, max] segment id of every (batch, tile) — and
+ * tileHidden says a tile is hidden when the mask hides it entirely, its query and key id ranges are disjoint, or a
+ * batch's own query offset puts it outside the window. The score programs skip a hidden tile (no dot products: its
+ * entries come out masked), and so does every later pass that walks key tiles (hiddenTileSkip: the lse pass, P·V
+ * and the backward's dQ / dK / dV accumulations), so a hidden tile costs a few texel fetches per pass instead of a
+ * tile's work. A skipped tile contributed exactly nothing before (masked scores add 0 to the lse sums, masked P and
+ * dS add +0 to the accumulations), so the results are unchanged, bit for bit.
  */
+import {env} from '@tensorflow/tfjs-core';
 import type {TensorInfo} from '@tensorflow/tfjs-core';
 import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
 import type {AttentionInputs} from '../attention_kernel_func.js';
@@ -31,6 +36,19 @@ import {AttentionProgram, TILE, UniformValues} from './attention_program.js';
 import {IdRangesProgram, MaskTilesProgram, PackFlatProgram, PackPairsProgram} from './option_packing_gpu.js';
 import {PHILOX_GLSL} from './philox_glsl.js';
 import {TexelLayout, texelLayout} from './texel_layout.js';
+
+/**
+ * tfjs flag (default true): false lets only the score programs skip the tiles that tileHidden rules out, as before
+ * 2026-12-07 (the later passes then walk them and add their zeros): for A/B measurements and the tests.
+ */
+export const SKIP_HIDDEN_TILES_FLAG = 'ATTENTION_WEBGL_SKIP_HIDDEN_TILES';
+env().registerFlag(SKIP_HIDDEN_TILES_FLAG, () => true);
+/**
+ * tfjs flag (default false), a test hook: the score programs write NaN instead of masked entries into the tiles that
+ * tileHidden rules out, so any later pass that still reads them turns the results into NaN (test/browser.test.ts).
+ */
+export const POISON_HIDDEN_TILES_FLAG = 'ATTENTION_WEBGL_POISON_HIDDEN_TILES';
+env().registerFlag(POISON_HIDDEN_TILES_FLAG, () => false);
 
 /** Which options a plan uses (compile-time: part of every program's source). */
 export interface OptionVariant {
@@ -41,6 +59,10 @@ export interface OptionVariant {
   alibi: boolean;
   segments: boolean;
   dropout: boolean;
+  /** Whether the passes after the scores skip hidden tiles too (SKIP_HIDDEN_TILES_FLAG; set by tileSkipFlags). */
+  skipInEveryPass?: boolean;
+  /** POISON_HIDDEN_TILES_FLAG (set by tileSkipFlags). */
+  poisonHiddenTiles?: boolean;
 }
 
 /** The plan's options, or undefined when it uses none (the programs are then exactly the plain ones). */
@@ -89,6 +111,45 @@ export function hasTileSkip(o: OptionVariant | undefined): o is OptionVariant {
   return o != null && (o.queryOffsets || o.mask || o.segments);
 }
 
+/** Sets the tfjs flags' choices (SKIP_HIDDEN_TILES_FLAG, POISON_HIDDEN_TILES_FLAG) on a plan's options. */
+export function tileSkipFlags(o: OptionVariant): void {
+  if (!hasTileSkip(o)) return;
+  o.skipInEveryPass = env().getBool(SKIP_HIDDEN_TILES_FLAG);
+  o.poisonHiddenTiles = env().getBool(POISON_HIDDEN_TILES_FLAG);
+}
+
+/** Whether the passes after the scores skip the tiles tileHidden rules out (hiddenTileSkip). */
+export function skipsHiddenTiles(o: OptionVariant | undefined): o is OptionVariant {
+  return hasTileSkip(o) && o.skipInEveryPass === true;
+}
+
+/**
+ * What a pass that walks key tiles after the scores (lse, P·V, dQ, dK / dV) adds to skip hidden tiles: its extra
+ * samplers (after its own; PackedOptions.tileSkipInputs), uniforms and GLSL helpers (tileHidden and what it reads),
+ * and `skip(queryTile, keyTile)`, a GLSL statement (b and h in scope) that continues the loop over tiles past a
+ * hidden one. All empty where the plan cannot hide tiles, or SKIP_HIDDEN_TILES_FLAG is off.
+ */
+export interface HiddenTileSkip {
+  active: boolean;
+  inputs: string[];
+  uniforms: string[];
+  helpers: string;
+  skip: (queryTile: string, keyTile: string) => string;
+}
+
+export function hiddenTileSkip(o: OptionVariant | undefined): HiddenTileSkip {
+  if (!skipsHiddenTiles(o)) return {active: false, inputs: [], uniforms: [], helpers: '', skip: () => ''};
+  return {
+    active: true,
+    inputs: [...(o.queryOffsets ? ['batchOffsets'] : []), ...tileSkipInputs(o)],
+    uniforms: [...(o.queryOffsets ? ['offsetMin', 'offsetMax', 'offsetsWidth'] : []),
+               ...(o.mask ? ['maskBatchPlanes', 'maskHeadPlanes'] : []), ...tileSkipUniforms(o)],
+    helpers: positionHelpers(o) + tileSkipHelpers(o),
+    skip: (queryTile, keyTile) => `
+            if (tileHidden(b, h, ${queryTile}, ${keyTile})) continue;  // the data hide the whole tile`,
+  };
+}
+
 /** Sampler names of the tile summaries (after scoreOptionInputs in the score programs; OptionTensors.tileInputs). */
 export function tileSkipInputs(o: OptionVariant | undefined): string[] {
   if (!hasTileSkip(o)) return [];
@@ -101,8 +162,9 @@ export function tileSkipUniforms(o: OptionVariant | undefined): string[] {
 }
 
 /**
- * GLSL tileHidden(b, h, queryTile, keyTile) (after scoreOptionHelpers; needs tileSkipInputs / tileSkipUniforms):
- * true when the data rule out every entry of the tile, so the score programs skip it.
+ * GLSL tileHidden(b, h, queryTile, keyTile) (after scoreOptionHelpers or positionHelpers; needs tileSkipInputs /
+ * tileSkipUniforms): true when the data rule out every entry of the tile, so the score programs skip it (and the
+ * later passes, hiddenTileSkip). The one place that decides it.
  */
 export function tileSkipHelpers(o: OptionVariant): string {
   return `${o.segments ? `
@@ -135,11 +197,8 @@ export function visibilityArgs(o: OptionVariant | undefined): string {
   return hasScoreOptions(o) ? ', b, h' : '';
 }
 
-/**
- * GLSL of the score options (needs their samplers and uniforms, scoreOptionInputs / scoreOptionUniforms, and the
- * plan uniforms). Declares queryPosition, and the helpers of the options the plan uses.
- */
-export function scoreOptionHelpers(o: OptionVariant): string {
+/** GLSL flatValue (a texel array's element e) and queryPosition (needs batchOffsets with per-batch offsets). */
+function positionHelpers(o: OptionVariant): string {
   return `
     float flatValue(sampler2D s, int width, int e) {
       int t = e / 4;
@@ -149,7 +208,15 @@ export function scoreOptionHelpers(o: OptionVariant): string {
     int queryPosition(int b, int i) {
       return i + ${o.queryOffsets ? 'clamp(int(flatValue(batchOffsets, offsetsWidth, b)), offsetMin, offsetMax)' :
                                     'diagOffset'};
-    }${o.mask || o.bias ? `
+    }`;
+}
+
+/**
+ * GLSL of the score options (needs their samplers and uniforms, scoreOptionInputs / scoreOptionUniforms, and the
+ * plan uniforms). Declares queryPosition, and the helpers of the options the plan uses.
+ */
+export function scoreOptionHelpers(o: OptionVariant): string {
+  return `${positionHelpers(o)}${o.mask || o.bias ? `
     // Element (i, j) of plane p of a mask or bias (PackPairsProgram: one texel per 2 × 2 block of a plane).
     float pairValue(sampler2D s, int width, int p, int i, int j) {
       int i2 = i / 2, j2 = j / 2;

@@ -14,7 +14,7 @@
  *   key_accumulation_gpu.ts    dK = dSᵀ·Q, dV = Pᵀ·dO
  *   bias_grad_gpu.ts           dBias (the gradient of the final scores, summed over the bias's broadcast axes)
  *   option_packing_gpu.ts      the option inputs (mask, bias, offsets, slopes, segment ids) into texel arrays, and
- *                              the per-tile summaries (mask states, id ranges) that let the score programs skip tiles
+ *                              the per-tile summaries (mask states, id ranges) that let the passes skip tiles
  * The options of issues 16–18 (offsets, mask, bias, ALiBi, segments, dropout) as a whole: attention_options.ts.
  * Their GLSL building blocks: glsl_helpers.ts (and philox_glsl.ts for dropout). Texel layouts: texel_layout.ts.
  *

@@ -3,9 +3,9 @@
  * declares: texel addressing and the NaN/Inf bit tests (texelHelpers), the plan's masks and softcap (planHelpers),
  * the row-decode prologue (locateQueryRow, headOfRow), tile-buffer texels (tileTexelHelpers), P from t and lse
  * (PROBABILITY_HELPER), the block layout (BLOCK_XY_HELPER, blockCoverVertices) and the fix-up test of the P·V pass
- * (NON_FINITE_FIXUP_HELPER). Not a program file: it holds GLSL sources only.
+ * (nonFiniteFixupHelper). Not a program file: it holds GLSL sources only.
  */
-import {elementMaskTests, hasScoreOptions, scoreOptionHelpers} from './attention_options.js';
+import {elementMaskTests, hasScoreOptions, HiddenTileSkip, scoreOptionHelpers} from './attention_options.js';
 import {AttentionVariant, TILE} from './attention_program.js';
 
 /** GLSL statements body(0) … body(count - 1): loops over channels and tile rows are unrolled (see above). */
@@ -279,21 +279,25 @@ export function blockCoverVertices(rowTiles: number): {vertices: number, body: s
  * GLSL needsFixup(firstSlot, slots, keyRowBase, keyEnd): whether a query tile's visited slots in [slotStart, slots)
  * include a partial tile whose values hold a NaN or an infinity (NonFiniteKeyTilesProgram's flags): the rows that
  * ValueBlocksProgram's fix-up pass must redo. Shared by its vertex stage (which draws only such query tiles) and its
- * fragments.
+ * fragments. When the passes skip hidden tiles (`hidden`, attention_options.ts's hiddenTileSkip), so does this scan,
+ * and it takes (…, b, h, queryTile) too.
  */
-export const NON_FINITE_FIXUP_HELPER = `
+export function nonFiniteFixupHelper(hidden: HiddenTileSkip): string {
+  return `
       bool nonFiniteTile(int keyTile) {
         vec4 flags = texelFetch(nonFiniteTiles, texelXY(keyTile / 4, nonFiniteWidth), 0);
         int lane = keyTile - 4 * (keyTile / 4);
         return texelLane(flags, lane) != 0.0;
       }
-      bool needsFixup(int firstSlot, int slots, int keyRowBase, int keyEnd) {
+      bool needsFixup(int firstSlot, int slots, int keyRowBase, int keyEnd${hidden.active ? ', int b, int h, int queryTile' :
+                                                                          ''}) {
         for (int s = slotStart; s < slots; s++) {
           vec4 slot = tableTexel(rowSlotBase + firstSlot + s);
           int k0 = int(slot.x) * ${TILE};
-          if (k0 >= keyEnd) break;
+          if (k0 >= keyEnd) break;${hidden.skip('queryTile', 'int(slot.x)')}
           if ((slot.y == 0.0 || k0 + ${TILE} > keyEnd) && nonFiniteTile((keyRowBase + k0) / ${TILE})) return true;
         }
         return false;
       }
 `;
+}

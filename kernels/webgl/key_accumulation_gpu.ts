@@ -3,12 +3,14 @@
  *   KeyAccumulateProgram  dK = dSᵀ·Q and dV = Pᵀ·dO: two keys × two channels per fragment, walking the query tiles
  *                         that visit the key tile (the schedule's columns; GQA sums the group's query heads)
  */
+import {hiddenTileSkip} from './attention_options.js';
 import {AttentionProgram, AttentionVariant, PLAN_UNIFORMS, TILE, UniformValues} from './attention_program.js';
 import {planHelpers, texelHelpers, unroll} from './glsl_helpers.js';
 
 /**
  * Key-side accumulation over a chunk's tile buffer: out[key, c] = Σ_rows tiles[row, key] · rows[row, c] (dK from dS
- * and Q, dV from P and dO), for every key row; `previous` holds the sums of earlier chunks.
+ * and Q, dV from P and dO), for every key row; `previous` holds the sums of earlier chunks. Tiles the data hide
+ * (hiddenTileSkip: every entry masked, adding +0) are skipped.
  */
 export class KeyAccumulateProgram extends AttentionProgram {
   variableNames = ['tiles', 'rows', 'table', 'keyLengths'];
@@ -16,14 +18,16 @@ export class KeyAccumulateProgram extends AttentionProgram {
   constructor(outShape: [number, number], v: AttentionVariant, accumulate: boolean, values: UniformValues) {
     super(outShape);
     if (accumulate) this.variableNames.push('previous');
+    const hidden = hiddenTileSkip(v.options);
+    this.variableNames.push(...hidden.inputs);
     this.declareUniforms(
         [...PLAN_UNIFORMS, 'outWidth', 'rowsWidth', 'tilesWidth', 'chunkTileStart', 'chunkTileEnd', 'slotStart',
-         'slotEnd', 'slotTexels', 'keyRowCount'],
+         'slotEnd', 'slotTexels', 'keyRowCount', ...hidden.uniforms],
         values);
     const D = v.headTexels;
     this.userCode = `
       ${texelHelpers()}
-      ${planHelpers(v)}
+      ${planHelpers(v)}${hidden.helpers}
       vec4 colEntry(int e) {
         return tableTexel(colEntryBase + e);
       }
@@ -66,7 +70,7 @@ export class KeyAccumulateProgram extends AttentionProgram {
             vec4 entry = colEntry(first + e);
             int queryTile = int(entry.x), slot = int(entry.y);
             if (queryTile >= tileHi) break;
-            if (slot < slotStart || slot >= slotEnd) continue;
+            if (slot < slotStart || slot >= slotEnd) continue;${hidden.skip('queryTile', 'keyTile')}
             int localPair = (bh * numQueryTiles + queryTile - chunkTileStart) * ${TILE / 2};
             ivec2 gxy = texelXY(localPair * slotTexels + (slot - slotStart) * ${TILE / 2} + jp, tilesWidth);
             ivec2 rxy = texelXY(((bh * seqQPad + queryTile * ${TILE}) / 2) * ${D} + c, rowsWidth);

@@ -7,13 +7,15 @@
 import {
   AttentionProgram, AttentionVariant, BLOCK_LAYOUT_UNIFORMS, blockNames, PLAN_UNIFORMS, TILE, UniformValues,
 } from './attention_program.js';
+import {hiddenTileSkip} from './attention_options.js';
 import {BLOCK_XY_HELPER, headOfRow, locateQueryRow, planHelpers, texelHelpers, unroll} from './glsl_helpers.js';
 
 /**
  * lse of four consecutive query rows per fragment (a quad buffer) from a chunk's tile buffer of scores (MASKED where
  * invisible): rows of the chunk's query tiles [chunkTileStart, chunkTileEnd) over its slot range. With `previous`,
  * other rows are copied from it and, when mergePrevious is 1, the chunk's rows merge it in (logaddexp over slot
- * ranges); without it other rows are -Infinity. Reads one texel per two rows and two keys: no dot products.
+ * ranges); without it other rows are -Infinity. Reads one texel per two rows and two keys: no dot products. Tiles
+ * the data hide (hiddenTileSkip: their scores are all MASKED, which add nothing) are skipped.
  */
 export class TileStatsProgram extends AttentionProgram {
   variableNames = ['tiles', 'table', 'keyLengths'];
@@ -24,13 +26,16 @@ export class TileStatsProgram extends AttentionProgram {
     // blocks: the scores come as ScoreBlocksProgram's eight targets (block layout) instead of one tile buffer.
     if (blocks) this.variableNames = [...blockNames(), 'table', 'keyLengths'];
     if (accumulate) this.variableNames.push('previous');
+    const hidden = hiddenTileSkip(v.options);
+    this.variableNames.push(...hidden.inputs);
     this.declareUniforms(
         [...PLAN_UNIFORMS, 'outWidth', 'chunkTileStart', 'chunkTileEnd', 'slotStart', 'slotEnd', 'rowCount',
-         ...(blocks ? BLOCK_LAYOUT_UNIFORMS : ['tilesWidth', 'slotTexels']), ...(accumulate ? ['mergePrevious'] : [])],
+         ...(blocks ? BLOCK_LAYOUT_UNIFORMS : ['tilesWidth', 'slotTexels']), ...(accumulate ? ['mergePrevious'] : []),
+         ...hidden.uniforms],
         values);
     this.userCode = `
       ${texelHelpers()}
-      ${planHelpers(v)}
+      ${planHelpers(v)}${hidden.helpers}
       ${blocks ? BLOCK_XY_HELPER : ''}
       void main() {
         int t = outputTexel();
@@ -50,7 +55,10 @@ export class TileStatsProgram extends AttentionProgram {
         vec4 header = tableTexel(maskHead * numQueryTiles + queryTile);
         int firstSlot = int(header.x), slots = min(int(header.y), slotEnd);
         for (int s = slotStart; s < slots; s++) {
-          if (int(tableTexel(rowSlotBase + firstSlot + s).x) * ${TILE} >= keyEnd) break;  // the rest is padding
+          ${!hidden.active ?
+              `if (int(tableTexel(rowSlotBase + firstSlot + s).x) * ${TILE} >= keyEnd) break;  // the rest is padding` : `
+          int keyTile = int(tableTexel(rowSlotBase + firstSlot + s).x);
+          if (keyTile * ${TILE} >= keyEnd) break;  // the rest is padding${hidden.skip('queryTile', 'keyTile')}`}
           ${blocks ? `
           ivec2 xy = blockXY(localPair / 2, s - slotStart);` : `
           ivec2 axy = texelXY(localPair * slotTexels + (s - slotStart) * ${TILE / 2}, tilesWidth);

@@ -25,10 +25,22 @@ function scoreProgramUniforms(v: AttentionVariant): string[] {
   return [...scoreOptionUniforms(v.options), ...tileSkipUniforms(v.options)];
 }
 
-/** GLSL: `used` becomes false for a tile the data rule out (tileHidden; nothing without offsets, mask, segments). */
+/**
+ * GLSL: `used` becomes false for a tile the data rule out (tileHidden; nothing without offsets, mask, segments).
+ * With the POISON_HIDDEN_TILES_FLAG test hook, `hidden` says so too (poisonHiddenTile then writes NaN there).
+ */
 function skipHiddenTile(v: AttentionVariant, queryTile: string, keyTile: string, indent: string): string {
-  return hasTileSkip(v.options) ? `
-${indent}if (used) used = !tileHidden(b, h, ${queryTile}, ${keyTile});  // no score work for a tile the data hide` : '';
+  if (!hasTileSkip(v.options)) return '';
+  return v.options.poisonHiddenTiles ? `
+${indent}bool hidden = used && tileHidden(b, h, ${queryTile}, ${keyTile});
+${indent}used = used && !hidden;` : `
+${indent}if (used) used = !tileHidden(b, h, ${queryTile}, ${keyTile});  // no score work for a tile the data hide`;
+}
+
+/** GLSL (test hook POISON_HIDDEN_TILES_FLAG): the vec4s `names` become NaN in a hidden tile. */
+function poisonHiddenTile(v: AttentionVariant, names: string[], indent: string): string {
+  return hasTileSkip(v.options) && v.options.poisonHiddenTiles ? `
+${indent}if (hidden) { ${names.map((n) => `${n} = vec4(nanValue());`).join(' ')} }` : '';
 }
 
 /**
@@ -101,7 +113,7 @@ export class ScoresProgram extends AttentionProgram {
           result = mix(result, vec4(nanValue()), both4(keep, isPoisoned(rowLse.xxyy)));` : `
           // Selects (mix with bvec4), never blends: MASKED + (s - MASKED) would cancel to 0.
           result = mix(vec4(MASKED), scores, keep);`}
-        }
+        }${poisonHiddenTile(v, ['result'], '        ')}
         setOutput(result);
       }
     `;
@@ -181,7 +193,7 @@ export class ScoreBlocksProgram extends BlockProgram {
             s${o} = mix(vec4(MASKED), capScores(scale * acc${o}), keep);`}
           }`;
           }).join('\n')}
-        }
+        }${poisonHiddenTile(v, pairs.map((o) => `s${o}`), '        ')}
         ${pairs.map((o) => `out${o} = s${o};`).join(' ')}
       }
     `;

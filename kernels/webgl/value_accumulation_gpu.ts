@@ -10,16 +10,17 @@ import {
   AttentionProgram, AttentionVariant, BLOCK_LAYOUT_UNIFORMS, blockNames, BlockProgram, channelGroups, PLAN_UNIFORMS,
   TILE, UniformValues,
 } from './attention_program.js';
+import {hiddenTileSkip} from './attention_options.js';
 import {
-  BLOCK_XY_HELPER, headOfRow, KEY_ROW_BASE, locateQueryRow, NON_FINITE_FIXUP_HELPER, planHelpers, texelHelpers,
-  unroll,
+  BLOCK_XY_HELPER, headOfRow, KEY_ROW_BASE, locateQueryRow, nonFiniteFixupHelper, planHelpers, texelHelpers, unroll,
 } from './glsl_helpers.js';
 
 /**
  * Row-side accumulation over a chunk's tile buffer: out[r, c] = previous[r, c] + Σ_keys tiles[r, key] · values[key, c]
  * for the rows of the chunk (O = P·V, or dQ = dS·K) over its slot range; other rows are copied from `previous` (0
  * without it). With `rescale` (the forward's rows that span several slot ranges, whose tiles are exp(t − lse) with
- * lse over the ranges so far), previous[r, ·] is first multiplied by exp(previousLse[r] − lse[r]).
+ * lse over the ranges so far), previous[r, ·] is first multiplied by exp(previousLse[r] − lse[r]). Tiles the data
+ * hide (hiddenTileSkip: every entry masked, adding +0) are skipped.
  */
 export class RowAccumulateProgram extends AttentionProgram {
   variableNames = ['tiles', 'values', 'table', 'keyLengths'];
@@ -29,14 +30,16 @@ export class RowAccumulateProgram extends AttentionProgram {
     super(outShape);
     if (accumulate) this.variableNames.push('previous');
     if (rescale) this.variableNames.push('previousLse', 'lse');
+    const hidden = hiddenTileSkip(v.options);
+    this.variableNames.push(...hidden.inputs);
     this.declareUniforms(
         [...PLAN_UNIFORMS, 'outWidth', 'valuesWidth', 'tilesWidth', 'chunkTileStart', 'chunkTileEnd', 'slotStart',
-         'slotEnd', 'slotTexels', 'rowCount', ...(rescale ? ['statsWidth'] : [])],
+         'slotEnd', 'slotTexels', 'rowCount', ...(rescale ? ['statsWidth'] : []), ...hidden.uniforms],
         values);
     const D = v.headTexels;
     this.userCode = `
       ${texelHelpers()}
-      ${planHelpers(v)}
+      ${planHelpers(v)}${hidden.helpers}
       void main() {
         int t = outputTexel();
         int pair = t / ${D};
@@ -65,7 +68,7 @@ export class RowAccumulateProgram extends AttentionProgram {
         for (int s = slotStart; s < slots; s++) {
           vec4 slot = tableTexel(rowSlotBase + firstSlot + s);
           int k0 = int(slot.x) * ${TILE};
-          if (k0 >= keyEnd) break;
+          if (k0 >= keyEnd) break;${hidden.skip('queryTile', 'int(slot.x)')}
           ivec2 pxy = texelXY(localPair * slotTexels + (s - slotStart) * ${TILE / 2}, tilesWidth);
           ivec2 vxy = texelXY(((keyRowBase + k0) / 2) * ${D} + c, valuesWidth);
           // Partial tiles skip masked entries (maskedZero): see valueBlocksProgram.
@@ -99,12 +102,13 @@ export class RowAccumulateProgram extends AttentionProgram {
  */
 function nonFiniteFixupCover(v: AttentionVariant, rowTiles: number): {vertices: number, body: string} {
   const fragmentsPerTile = (TILE / 4) * channelGroups(v.headTexels);
+  const hidden = hiddenTileSkip(v.options);
   return {
     vertices: 6 * rowTiles,
     body: `
       ${texelHelpers(false)}
-      ${planHelpers(v, true)}
-      ${NON_FINITE_FIXUP_HELPER}
+      ${planHelpers(v, true)}${hidden.helpers}
+      ${nonFiniteFixupHelper(hidden)}
       void main() {
         int rowTile = chunkTileStart + gl_VertexID / 6, corner = gl_VertexID - 6 * (gl_VertexID / 6);
         ${locateQueryRow('rowTile')}
@@ -112,7 +116,7 @@ function nonFiniteFixupCover(v: AttentionVariant, rowTiles: number): {vertices: 
         vec4 header = tableTexel(maskHead * numQueryTiles + queryTile);
         int slots = min(int(header.y), slotEnd);
         int keyRowBase = ${KEY_ROW_BASE};
-        if (!needsFixup(int(header.x), slots, keyRowBase, keyLimit(b))) {
+        if (!needsFixup(int(header.x), slots, keyRowBase, keyLimit(b)${hidden.active ? ', b, h, queryTile' : ''})) {
           gl_Position = vec4(0.0, 0.0, 0.0, 1.0);  // every corner at one point: nothing drawn
           return;
         }
@@ -154,12 +158,14 @@ export class ValueBlocksProgram extends BlockProgram {
   constructor(v: AttentionVariant, values: UniformValues, pass: 'unguarded' | 'nonFiniteFixup') {
     super();
     const fixup = pass === 'nonFiniteFixup';
+    // (With every option that hides tiles and keyLengths, the fix-up pass reads 16 textures: WebGL2's minimum.)
+    const hidden = hiddenTileSkip(v.options);
     this.variableNames = [...blockNames('probs'), 'values', ...(fixup ? ['nonFiniteTiles'] : []), 'table',
-                          ...(v.hasKeyLengths ? ['keyEnds'] : [])];
+                          ...(v.hasKeyLengths ? ['keyEnds'] : []), ...hidden.inputs];
     this.declareUniforms(
         [...PLAN_UNIFORMS, ...BLOCK_LAYOUT_UNIFORMS, 'outWidth', 'valuesWidth', 'chunkTileStart', 'chunkTileEnd',
          'slotStart', 'slotEnd', 'rowCount', ...(fixup ? ['nonFiniteWidth', 'outLines'] : []),
-         ...(v.hasKeyLengths ? ['keyEndsWidth'] : [])],
+         ...(v.hasKeyLengths ? ['keyEndsWidth'] : []), ...hidden.uniforms],
         values);
     if (fixup) this.cover = nonFiniteFixupCover(v, values.chunkTileEnd - values.chunkTileStart);
     const D = v.headTexels;
@@ -168,11 +174,11 @@ export class ValueBlocksProgram extends BlockProgram {
     const slotHead = `
             vec4 slot = tableTexel(rowSlotBase + firstSlot + s);
             int k0 = int(slot.x) * ${TILE};
-            if (k0 >= keyEnd) break;`;
+            if (k0 >= keyEnd) break;${hidden.skip('queryTile', 'int(slot.x)')}`;
     this.userCode = `
       ${texelHelpers(false)}
-      ${planHelpers(v, true)}
-      ${BLOCK_XY_HELPER}${fixup ? NON_FINITE_FIXUP_HELPER : ''}
+      ${planHelpers(v, true)}${hidden.helpers}
+      ${BLOCK_XY_HELPER}${fixup ? nonFiniteFixupHelper(hidden) : ''}
       void main() {
         int f = int(gl_FragCoord.y) * outWidth + int(gl_FragCoord.x);
         int rowGroup = f / ${channelGroups(D)};
@@ -188,7 +194,8 @@ export class ValueBlocksProgram extends BlockProgram {
           int localGroup = rowGroup - chunkTileStart * ${TILE / 4};
           vec4 header = tableTexel(maskHead * numQueryTiles + queryTile);
           int firstSlot = int(header.x), slots = min(int(header.y), slotEnd);${fixup ? `
-          if (!needsFixup(firstSlot, slots, keyRowBase, keyEnd)) discard;` : ''}
+          if (!needsFixup(firstSlot, slots, keyRowBase, keyEnd${hidden.active ? ', b, h, queryTile' : ''})) discard;` :
+              ''}
           vec4 p0, p1, x0, x1, x2, x3;${fixup ? `
           bvec4 live0, live1;` : ''}
           for (int s = slotStart; s < slots; s++) {${slotHead}

@@ -1,10 +1,14 @@
 /**
  * Section `webgl` of bench/suite.ts: our webgl kernels vs tfjs's naive composition (matMul → additive mask → softmax → matMul) on the
  * same WebGL2 context in headless Chromium (test/browser's harness), for dense / causal / sliding-window (256) /
- * block-sparse (BigBird, blocks of 64) attention, forward and forward+backward, seq 256 … 16384.
+ * block-sparse (BigBird, blocks of 64) attention, forward and forward+backward, seq 256 … 16384; on request
+ * (--masks) the causal pattern as a bool mask tensor ('causal-mask') and 8 packed documents as segment ids
+ * ('documents'), whose hidden tiles only the device knows. --flags sets tfjs flags in the page before the backend
+ * starts (A/B runs of one build).
  *
  *   npx tsx bench/suite.ts --section webgl [--seqs 256,1024,4096,16384] [--angle swiftshader|gl-egl] [--heads 2]
  *       [--dim 64] [--paired 1] [--name suffix] [--masks dense,causal] [--modes forward] [--reps 5] [--out DIR]
+ *       [--flags ATTENTION_WEBGL_SKIP_HIDDEN_TILES=false,…]
  *   npx tsx bench/suite.ts --section webgl --probe mrt [--seqs 1024] [--reps 9]
  *
  * --probe mrt times webgl_page.ts's multiple-render-target probe (one score matmul, 1 vs 8 outputs per fragment)
@@ -26,12 +30,14 @@ import {bundleForPage, libraryBundle, REPO_ROOT} from '../../../test/browser/bun
 import {AngleBackend, browserMissingReason, BrowserSession, launchChromium} from '../../../test/browser/chromium.js';
 import {startStaticServer, StaticServer} from '../../../test/browser/server.js';
 import {runFolder} from '../machine.js';
+import {DOCUMENTS} from './webgl_page.js';
 import type {BenchJob, BenchResult, MaskKind, Mode} from './webgl_page.js';
 
 const args = new Map<string, string>();
 let SEQS: number[] = [], ANGLE: AngleBackend = 'swiftshader', HEADS = 2, DIM = 64, JOB_TIMEOUT_MS = 300_000;
 let PAIRED = false, NAME_SUFFIX = '', REPS: number | null = null;
 let MASKS: MaskKind[] = [], MODES: Mode[] = [];
+let FLAGS: Record<string, boolean | number> = {};
 
 function parse(argv: string[]): void {
   for (let i = 0; i < argv.length; i += 2) args.set(argv[i].replace(/^--/, ''), argv[i + 1]);
@@ -45,6 +51,10 @@ function parse(argv: string[]): void {
   MASKS = (args.get('masks') ?? 'dense,causal,window,sparse').split(',') as MaskKind[];
   MODES = (args.get('modes') ?? 'forward,forward+backward').split(',') as Mode[];
   REPS = args.has('reps') ? Number(args.get('reps')) : null;
+  FLAGS = Object.fromEntries((args.get('flags') ?? '').split(',').filter((f) => f !== '').map((f) => {
+    const [name, value] = f.split('=');
+    return [name, value === 'true' ? true : value === 'false' ? false : Number(value)];
+  }));
 }
 
 /** --out DIR, else bench/results/<date>-<machine>-webgl-<renderer>. */
@@ -80,7 +90,7 @@ async function openPage(server: StaticServer, scripts: string[]): Promise<Page> 
   await session.page.addInitScript('globalThis.__name = (f) => f;');
   await session.page.goto(`${server.url}/test/browser/blank.html`);
   for (const s of ['/node_modules/@tensorflow/tfjs/dist/tf.min.js', ...scripts]) await session.page.addScriptTag({url: s});
-  const renderer = await session.page.evaluate('webglBench.setup()') as string;
+  const renderer = await session.page.evaluate((f) => (globalThis as any).webglBench.setup(f), FLAGS) as string;  // eslint-disable-line
   return {session, renderer};
 }
 
@@ -275,7 +285,7 @@ export async function main(argv: string[]): Promise<void> {
                 method: PAIRED ? 'paired: alternating single ours / naive runs after one warm-up each' :
                                  'series: warm-up, then all ours runs, then warm-up and all naive runs',
                 sparse: 'bigBird blocks of 64 (window 3, global 1, random 2)', machine: 'Debian 12, 2 CPU cores',
-                chromium: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+                chromium: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', flags: FLAGS,
                 loadAverage: `${loadBefore} at the start, ${loadavg().map((x) => x.toFixed(1)).join(' ')} at the end ` +
                              '(1, 5, 15 minutes)'};
   writeFileSync(`${base}.json`, JSON.stringify({meta, rows}, null, 1) + '\n');
@@ -294,7 +304,8 @@ function markdown(meta: Record<string, unknown>, rows: Row[]): string {
   const lines = [
     `# WebGL benchmark — ${meta.renderer}`, '',
     `${meta.date}; ${meta.machine}; load average ${meta.loadAverage}; batch ${meta.batch}, heads ${meta.heads}, ` +
-    `headDim ${meta.headDim}; window ${meta.window}; sparse: ${meta.sparse}. Method: ${meta.method}. Median ms of ` +
+    `headDim ${meta.headDim}; window ${meta.window}; sparse: ${meta.sparse}; documents: ${DOCUMENTS} packed (segmentIds); ` +
+    `tfjs flags: ${JSON.stringify(meta.flags ?? {})}. Method: ${meta.method}. Median ms of ` +
     'the timed runs (warm-up runs compile the shaders and are not timed); ratio = naive / ours (> 1: ours is ' +
     `faster).${cpu ? ' cpu: median CPU time of Chromium\'s GPU process per run (all threads; the rendering work ' +
     'on a CPU renderer), less disturbed by the load of other processes than wall time.' : ''}`, '',

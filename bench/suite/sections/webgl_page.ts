@@ -11,7 +11,13 @@ import {makePlan} from '../../../src/plan/plan.js';
 declare const tf: typeof tfType;
 declare const tfEfficientAttention: typeof libType;
 
-export type MaskKind = 'dense' | 'causal' | 'window' | 'sparse';
+/**
+ * 'causal-mask': the causal pattern given as a boolean [seq, seq] mask tensor (the kernels find its hidden tiles on
+ * the device); 'documents': 8 packed documents of seq / 8 tokens (segmentIds), dense within each.
+ */
+export type MaskKind = 'dense' | 'causal' | 'window' | 'sparse' | 'causal-mask' | 'documents';
+/** Documents of the 'documents' rows. */
+export const DOCUMENTS = 8;
 export type Mode = 'forward' | 'forward+backward';
 
 export interface BenchJob {
@@ -38,7 +44,9 @@ export interface BenchResult {
 export const WINDOW = 256;
 export const SPARSE_BLOCK = 64;
 
-async function setup(): Promise<string> {
+/** tfjs flags set before the backend starts (bench --flags NAME=value,…), e.g. ATTENTION_WEBGL_SKIP_HIDDEN_TILES. */
+async function setup(flags: Record<string, boolean | number> = {}): Promise<string> {
+  for (const [name, value] of Object.entries(flags)) tf.env().set(name, value);
   await tf.setBackend('webgl');
   await tf.ready();
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -61,9 +69,25 @@ export async function runJob(job: BenchJob): Promise<BenchResult> {
   const v = tf.randomNormal([batch, seq, heads, headDim]) as tfType.Tensor4D;
   const dOut = tf.randomNormal([batch, seq, heads, headDim]);
   let mask: tfType.Tensor2D | null = null;
+  // Ours: the causal pattern as a bool mask, or the documents' segment ids (naive gets both as its additive mask).
+  let boolMask: tfType.Tensor2D | null = null, segmentIds: tfType.Tensor2D | null = null;
   const runsMs: number[] = [];
   try {
-    if (job.impl === 'naive' && job.mask !== 'dense') {
+    if (job.mask === 'causal-mask' || job.mask === 'documents') {
+      const docLength = seq / DOCUMENTS;
+      const allowed = (i: number, j: number) => job.mask === 'causal-mask' ? j <= i :
+          Math.floor(i / docLength) === Math.floor(j / docLength);
+      const values = new Float32Array(seq * seq);
+      for (let i = 0; i < seq; i++) for (let j = 0; j < seq; j++) values[i * seq + j] = allowed(i, j) ? 1 : 0;
+      if (job.impl === 'naive') {
+        mask = tf.tensor2d(values.map((x) => (x ? 0 : -1e9)), [seq, seq]);
+      } else if (job.mask === 'causal-mask') {
+        boolMask = tf.tensor2d(values, [seq, seq], 'bool');
+      } else {
+        segmentIds = tf.tensor2d(Int32Array.from({length: batch * seq}, (_, e) => Math.floor((e % seq) / docLength)),
+                                 [batch, seq], 'int32');
+      }
+    } else if (job.impl === 'naive' && job.mask !== 'dense') {
       const window = job.mask === 'causal' ? [-1, 0] : job.mask === 'window' ? [WINDOW, 0] : [-1, -1];
       mask = additiveMask(makePlan({kind: job.mask === 'sparse' ? 'sparse' : 'sliding', batch, seqQ: seq, seqK: seq,
                                     heads, kvHeads: heads, headDim, scale, softcap: 0, windowLeft: window[0],
@@ -76,6 +100,8 @@ export async function runJob(job: BenchJob): Promise<BenchResult> {
         case 'causal': return lib.flashAttention(qq, kk, vv, {causal: true}) as tfType.Tensor4D;
         case 'window': return lib.slidingWindowAttention(qq, kk, vv, {windowSize: WINDOW}) as tfType.Tensor4D;
         case 'sparse': return lib.sparseAttention(qq, kk, vv, {layout: layout!}) as tfType.Tensor4D;
+        case 'causal-mask': return lib.flashAttention(qq, kk, vv, {mask: boolMask!}) as tfType.Tensor4D;
+        case 'documents': return lib.flashAttention(qq, kk, vv, {segmentIds: segmentIds!}) as tfType.Tensor4D;
       }
     };
     const once = async () => {
@@ -100,7 +126,7 @@ export async function runJob(job: BenchJob): Promise<BenchResult> {
     return {medianMs: null, runsMs, error: String((e as Error).message ?? e).slice(0, 300)};
   } finally {
     [q, k, v, dOut].forEach((t) => t.dispose());
-    mask?.dispose();
+    [mask, boolMask, segmentIds].forEach((t) => t?.dispose());
   }
 }
 
