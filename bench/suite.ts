@@ -91,7 +91,7 @@ export const SECTIONS: Record<string, {load: () => Promise<{main: (argv: string[
     load: () => import('./suite/sections/webgpu_options.js'),
     help: `what masks, padding, bias, ALiBi, packed documents (segmentIds) and dropout cost vs causal / dense / naive,
       fwd and fwd+bwd, ratios against the issue-16/17 targets (B1 H16 D64 S4096 fp32)
-      --quick  --seq N  --heads N  --dim N  --batch N  --backend webgpu|cpu  --out DIR`,
+      --quick  --rounds N (ours: median of N rounds of every variant, default 3)  --seq N  --heads N  --dim N  --batch N  --backend webgpu|cpu  --out DIR`,
   },
   'webgpu-decode': {
     load: () => import('./suite/sections/webgpu_decode.js'),

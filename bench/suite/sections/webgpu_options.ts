@@ -68,6 +68,9 @@ function parse(argv: string[]) {
     dim: Number(arg('dim') ?? (quick ? 32 : 64)),
     batch: Number(arg('batch') ?? 1),
     backend: arg('backend') ?? 'webgpu',
+    // Our rows are timed in rounds (every variant once per round, the median over rounds): GPU clocks and
+    // neighbours drift over a run, and a ratio of two rows timed minutes apart inherits that drift.
+    rounds: Number(arg('rounds') ?? (quick ? 1 : 3)),
     out: arg('out'),
   };
 }
@@ -145,19 +148,29 @@ export async function main(argv: string[]): Promise<OptionRatio[]> {
 
   const rows: OptionRow[] = [];
   for (const pass of ['fwd', 'fwd+bwd'] as Pass[]) {
-    for (const [name, impl, f] of variants) {
+    const passRows = variants.map(([name, impl, f]) => {
       const fn = pass === 'fwd' ? () => [f(q, k, v)] :
           () => tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
               f(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D))([q, k, v], dy);
-      const row: OptionRow = {name, impl, pass, ms: null};
-      try {
-        row.ms = await timeCall(fn, o.quick);
-      } catch (e) {
-        row.error = (e as Error).message.split('\n')[0].slice(0, 200);
+      return {row: {name, impl, pass, ms: null} as OptionRow, fn, samples: [] as number[]};
+    });
+    // Naive rows once (the naive dropout takes seconds per call); ours in o.rounds rounds.
+    for (let round = 0; round < o.rounds; round++) {
+      for (const r of passRows) {
+        if (r.row.error != null || (round > 0 && r.row.impl === 'naive')) continue;
+        try {
+          r.samples.push(await timeCall(r.fn, o.quick));
+        } catch (e) {
+          r.row.error = (e as Error).message.split('\n')[0].slice(0, 200);
+        }
       }
+    }
+    for (const {row, samples} of passRows) {
+      if (row.error == null && samples.length > 0) row.ms = median(samples);
       rows.push(row);
-      log(`${pass.padEnd(7)} ${name.padEnd(15)} ${impl.padEnd(5)} ${
-          row.ms != null ? `${row.ms.toFixed(3).padStart(10)} ms` : `not run: ${row.error}`}`);
+      log(`${pass.padEnd(7)} ${row.name.padEnd(15)} ${row.impl.padEnd(5)} ${
+          row.ms != null ? `${row.ms.toFixed(3).padStart(10)} ms${samples.length > 1 ? `  (rounds: ${
+              samples.map((x) => x.toFixed(3)).join(', ')})` : ''}` : `not run: ${row.error}`}`);
     }
   }
 
