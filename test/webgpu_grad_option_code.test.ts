@@ -1,7 +1,9 @@
 /**
  * The backward's option code (kernels/webgpu/flash_attention_grad_webgpu.ts GradOptionCode): the default code (bias
- * staged per tile, ALiBi hoisted) gives bit-identical gradients to the first session's code (scoreTerm per element:
- * 'inline' / 'inline') — bias in every broadcast shape, ALiBi [heads] and [batch, heads], odd sizes, GQA, causal,
+ * staged per tile, ALiBi hoisted) gives the first session's gradients (scoreTerm per element: 'inline' / 'inline'):
+ * bit-identical with a bias alone; with ALiBi within 1e-6 of max |gradient| (the terms are the same f32 values, but
+ * the shader compiler may contract `tt + negSlope·x` into an fma differently: lavapipe gives 1-ulp differences, as the
+ * forward's hoisted ALiBi does) — bias in every broadcast shape, ALiBi [heads] and [batch, heads], odd sizes, GQA, causal,
  * masks, dropout, dBias from both its passes — and the shared cases with a bias or ALiBi match the float64 reference
  * under the legacy code too (webgpu_grad.test.ts runs the table under the default code).
  */
@@ -103,7 +105,7 @@ describe('webgpu backward option code (bias staged, ALiBi hoisted vs the legacy 
     await tf.setBackend('webgpu');
   });
 
-  describe('default code = legacy code, bit for bit (dq, dk, dv, dBias)', () => {
+  describe('default code = legacy code (dq, dk, dv, dBias; bitwise without ALiBi, 1e-6 relative with)', () => {
     for (const c of CODE_CASES) {
       it(c.name, async () => {
         const legacy = await grads(c, LEGACY);
@@ -111,7 +113,16 @@ describe('webgpu backward option code (bias staged, ALiBi hoisted vs the legacy 
         expect(current.length).to.equal(c.bias != null ? 4 : 3);
         current.forEach((g, i) => {
           expect(g.some((x) => x !== 0), `gradient ${i} is not all zeros`).to.equal(true);
-          expect(bits(g).equals(bits(legacy[i])), `gradient ${i} bit-identical`).to.equal(true);
+          if (c.alibi == null) {
+            expect(bits(g).equals(bits(legacy[i])), `gradient ${i} bit-identical`).to.equal(true);
+            return;
+          }
+          let diff = 0, scale = 0;
+          for (let e = 0; e < g.length; e++) {
+            diff = Math.max(diff, Math.abs(g[e] - legacy[i][e]));
+            scale = Math.max(scale, Math.abs(legacy[i][e]));
+          }
+          expect(Number.isFinite(diff) && diff <= 1e-6 * scale, `gradient ${i}: ${diff} of ${scale}`).to.equal(true);
         });
       });
     }
