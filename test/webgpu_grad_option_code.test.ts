@@ -112,7 +112,8 @@ describe('webgpu backward option code (bias staged, ALiBi hoisted vs the legacy 
         const current = await grads(c, null);
         expect(current.length).to.equal(c.bias != null ? 4 : 3);
         current.forEach((g, i) => {
-          expect(g.some((x) => x !== 0), `gradient ${i} is not all zeros`).to.equal(true);
+          // (With one key, dq, dk and dBias are exactly 0: softmax over one key has no gradient.)
+          if (i === 2) expect(g.some((x) => x !== 0), 'dv is not all zeros').to.equal(true);
           if (c.alibi == null) {
             expect(bits(g).equals(bits(legacy[i])), `gradient ${i} bit-identical`).to.equal(true);
             return;
