@@ -146,8 +146,9 @@ export const MASKED_TERM = -3.0e38;
  *   queryOffsetOf(b)     the query offset of batch b
  *   optionVisible(i, j)  mask and segments (i < seqQ, j < seqK)
  *   scoreTerm(i, j)      bias + ALiBi of (i, j), MASKED_TERM where the bias is -Infinity (0 outside the sequences)
- *   biasRowStart(i), termWithBias(bv, alibi), alibiSlope()   its pieces, for kernels that load the bias and
- *                        compute the ALiBi term themselves (the forward prefetches the bias into registers)
+ *   biasRowStart(i), biasRowStartOf(b, h, i), biasElement(b, h, i, j), termWithBias(bv, alibi), alibiSlope()
+ *                        its pieces, for kernels that load the bias and compute the ALiBi term themselves (the
+ *                        forward prefetches the bias into registers, the backward stages it per tile)
  */
 export function optionFunctions(f: OptionFlags, side: string): string {
   const offset = (b: string) => f.queryOffsets ? `queryOffsetOf(${b})` : 'uniforms.diagonalOffset';
@@ -170,9 +171,20 @@ fn optionVisible(i: i32, j: i32) -> bool {${f.mask != null ? `
 }
 
 ${f.bias ? `
-// Start of bias row i of the invocation's batch and head (the bias's broadcast strides): element (i, j) is at + j.
+// Start of bias row i of batch b and head h (the bias's broadcast strides): element (i, j) is at + j.
+fn biasRowStartOf(b: i32, h: i32, i: i32) -> i32 {
+  return b * uniforms.biasBatchStride + h * uniforms.biasHeadStride + i * uniforms.seqK;
+}
+
+// biasRowStartOf the invocation's batch and head.
 fn biasRowStart(i: i32) -> i32 {
-  return optBatch * uniforms.biasBatchStride + optHead * uniforms.biasHeadStride + i * uniforms.seqK;
+  return biasRowStartOf(optBatch, optHead, i);
+}
+
+// Bias element (i, j) of batch b and head h; 0 outside the sequences (branch-free: clamped index).
+fn biasElement(b: i32, h: i32, i: i32, j: i32) -> f32 {
+  let inside = i < uniforms.seqQ && j < uniforms.seqK;
+  return select(0.0, bias[select(0, biasRowStartOf(b, h, i) + j, inside)], inside);
 }
 
 // A score's additive term from its bias element bv and ALiBi term: MASKED_TERM where bv is -Infinity (recognised by
@@ -191,10 +203,32 @@ fn alibiSlope() -> f32 {
 fn scoreTerm(i: i32, j: i32) -> f32 {
   let inside = i < uniforms.seqQ && j < uniforms.seqK;
   var alibi = 0.0;${f.alibi ? `
-  alibi = -alibiSlope() * f32(abs(i + ${offset('optBatch')} - j));` : ''}
+  alibi = ${alibiInlineTerm('i', 'j', offset('optBatch'))};` : ''}
   return select(0.0, ${f.bias ? 'termWithBias(bias[select(0, biasRowStart(i) + j, inside)], alibi)' : 'alibi'}, inside);
 }
 `;
+}
+
+/**
+ * ALiBi's term -slope · |i + offset - j| as WGSL, computed per element (scoreTerm's form; the 'inline' code of the
+ * forward and backward).
+ */
+export function alibiInlineTerm(i: string, j: string, offset: string): string {
+  return `-alibiSlope() * f32(abs(${i} + ${offset} - (${j})))`;
+}
+
+/**
+ * ALiBi hoisted (the forward's and the backward's default code): the slope negated once per workgroup or head
+ * (`let negSlope = -alibiSlope();`), each query position i + offset and key position j converted to f32 once per
+ * row or tile (alibiPosition), then per element a subtract, an abs and a multiply (alibiHoistedTerm). Positions are
+ * exact integers in f32 below 2^24, so the term is bit-identical to alibiInlineTerm's.
+ */
+export function alibiPosition(position: string): string {
+  return `f32(${position})`;
+}
+
+export function alibiHoistedTerm(negSlope: string, queryPosition: string, keyPosition: string): string {
+  return `${negSlope} * abs(${queryPosition} - ${keyPosition})`;
 }
 
 /** The query offset of the invocation's batch, as WGSL (per-batch from the side buffer, else the uniform). */

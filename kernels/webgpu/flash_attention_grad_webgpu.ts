@@ -47,7 +47,7 @@
  * fixed order.
  */
 import {
-  diagonalOffsetExpr, elementMasked, MASKED_TERM, OPTION_UNIFORMS, optionBindings, optionFunctions, OptionFlags,
+  alibiHoistedTerm, alibiInlineTerm, alibiPosition, diagonalOffsetExpr, elementMasked, MASKED_TERM, OPTION_UNIFORMS, optionBindings, optionFunctions, OptionFlags,
   optionKey, tileStateFunction,
 } from './attention_options.js';
 import {GradPass, GradThreadMap, gradThreadMap, GradTiles} from './grad_tiles.js';
@@ -71,6 +71,39 @@ export const TILE_UNIFORMS: Array<[string, UniformType]> = [
   // The split-dQ dK/dV pass only (0 elsewhere): dQ accumulators, batch stride of its `work` output, where they start.
   ['nsplits', 'i32'], ['workStride', 'i32'], ['dqAccBase', 'i32'],
 ];
+
+/**
+ * How the tile passes compute the per-element bias and ALiBi terms. 'staged' / 'hoisted' are the defaults; 'inline'
+ * is the first session's code (scoreTerm per score element), kept selectable so that one benchmark process times
+ * both (bench/device/options_sweep.ts), as the forward's ForwardOptionCode.
+ *   bias   'inline': each score element loads its bias element inside phase B's math (in the dK/dV pass neighbouring
+ *          invocations own neighbouring query rows, so a warp's loads are strided by seqK); 'staged': the
+ *          workgroup loads the (query tile, key tile) of the bias cooperatively, consecutive invocations reading
+ *          consecutive keys of one query row ('dkdv'; 'dq' reads runs of NS keys), with the streamed tile's
+ *          prefetch one tile ahead where the pass prefetches, into the slots of the tile array phase B writes
+ *          (tileP for dK/dV, tileDS for dQ and dBias) in phase B's ownership layout: each invocation reads its
+ *          terms from the very slots it then overwrites with P (dS), so no workgroup memory is added and no barrier.
+ *   alibi  'inline': scoreTerm per element; 'hoisted': the slope once per tile, positions once per row and column
+ *          (attention_options.ts alibiPosition / alibiHoistedTerm, shared with the forward): bit-identical terms.
+ */
+export interface GradOptionCode {
+  bias: 'inline' | 'staged';
+  alibi: 'inline' | 'hoisted';
+}
+
+export const DEFAULT_GRAD_OPTION_CODE: GradOptionCode = {bias: 'staged', alibi: 'hoisted'};
+let gradOptionCode: GradOptionCode = DEFAULT_GRAD_OPTION_CODE;
+
+/** Benchmark / test hook: the option code tile programs built from now on compile (null: the defaults). */
+export function setGradOptionCodeForBench(code: GradOptionCode | null): void {
+  gradOptionCode = code ?? DEFAULT_GRAD_OPTION_CODE;
+}
+
+/** Part of the program key: '' for the defaults. */
+function gradOptionCodeKey(code: GradOptionCode): string {
+  return code.bias === DEFAULT_GRAD_OPTION_CODE.bias && code.alibi === DEFAULT_GRAD_OPTION_CODE.alibi ? '' :
+      `:${code.bias}-${code.alibi}`;
+}
 
 export interface TileFlags {
   softcap: boolean;
@@ -153,6 +186,8 @@ interface TileShape {
   splitDq: boolean;
   /** The next streamed tile is loaded into registers while this one computes (prefetchStaging). */
   prefetch: boolean;
+  /** How bias and ALiBi terms are computed (GradOptionCode). */
+  code: GradOptionCode;
 }
 
 function tileShape(
@@ -167,6 +202,7 @@ function tileShape(
     NRG: map.rowGroups, MR: map.accRows, AC: map.accCols, NC: map.colGroups,
     vecT: TS === 1 ? 'f32' : `vec${TS}<f32>`, res: dkdv ? KEYS : QUERIES, str: dkdv ? QUERIES : KEYS,
     opts, combined, dbias, directBias, splitDq, prefetch: t.prefetch === true && t.chunk === t.paddedDim && !dbias,
+    code: gradOptionCode,
   };
 }
 
@@ -307,6 +343,61 @@ function prefetchStaging(g: TileShape): {declare: string; load: (row0: string, h
   };
 }
 
+/** Whether phase B reads the bias from a staged tile (GradOptionCode 'staged'). */
+function biasStaged(g: TileShape): boolean {
+  return g.opts?.bias === true && g.code.bias === 'staged';
+}
+
+/** The tile array the bias is staged in: the one phase B writes, free from the barrier that ends phase C. */
+function biasSlots(g: TileShape): string {
+  return g.dkdv ? 'tileP' : 'tileDS';
+}
+
+/**
+ * Stage the bias (GradOptionCode 'staged'): the bias of the (query tile, key tile) into the slots of biasSlots in
+ * phase B's layout — slot r·NS + sg holds entries (resident r, streamed sg + n·NS), n < TS, as one vecTS, which the
+ * invocation owning those entries reads in phase B and then overwrites with its P (dS). Each invocation fills TR
+ * whole slots (whole vectors: stores to different components of one vector may race). dK/dV: slot index
+ * tid + j·T → key r = index % BR (consecutive invocations read consecutive keys of one query row: coalesced), query
+ * sg = index / BR; dQ: key sg = index % NS, query r = index / NS. 0 outside the sequences.
+ * `load(row0, head)` fills registers bst_j with the tile whose streamed rows start at row0, `store` puts them in the
+ * slots (after the barrier that ends the previous tile's phase C), `direct` does both at once.
+ */
+function biasStaging(g: TileShape): {declare: string; load: (row0: string, head: string) => string; store: string;
+                                     direct: (row0: string, head: string) => string} {
+  if (!biasStaged(g)) return {declare: '', load: () => '', store: '', direct: () => ''};
+  const {BR, NS, T} = g;
+  const slots = range(g.TR);
+  const where = (j: number) => g.dkdv ? `
+        let slot = tid + ${j * T};
+        let br = slot % ${BR};
+        let bs = slot / ${BR};` : `
+        let slot = tid + ${j * T};
+        let bs = slot % ${NS};
+        let br = slot / ${NS};`;
+  const value = (row0: string, head: string) => pack(g, range(g.TS).map((n) => g.dkdv ?
+      `biasElement(optBatch, ${head}, ${row0} + bs + ${n * NS}, k0 + br)` :
+      `biasElement(optBatch, ${head}, q0 + br, ${row0} + bs + ${n * NS})`));
+  const at = `${biasSlots(g)}[br * ${NS} + bs]`;
+  return {
+    declare: slots.map((j) => `
+      var bst${j} = ${g.vecT}(0.0);`).join(''),
+    load: (row0, head) => slots.map((j) => `
+      {${where(j)}
+        bst${j} = ${value(row0, head)};
+      }`).join(''),
+    store: slots.map((j) => `
+      {${where(j)}
+        ${at} = bst${j};
+      }`).join(''),
+    direct: (row0, head) => `
+      // Stage the bias tile (phase B reads its entries from the slots it then overwrites).` + slots.map((j) => `
+      {${where(j)}
+        ${at} = ${value(row0, head)};
+      }`).join(''),
+  };
+}
+
 /** The (resident, streamed) entries of this invocation's share of the score tile. */
 function scoreIds(g: TileShape): number[][] {
   return range(g.TR).flatMap((m) => range(g.TS).map((n) => [m, n]));
@@ -381,6 +472,27 @@ function optionProbabilities(g: TileShape): string {
   const opts = g.opts!;
   const stat = dkdv ? 's' : 'r';
   const hasTerm = opts.bias || opts.alibi;
+  const staged = biasStaged(g);
+  const hoisted = opts.alibi && g.code.alibi === 'hoisted';
+  // Both terms inline: scoreTerm exactly as the first session's code. Else the bias from the staged slots (or loaded
+  // inline) and the hoisted (or inline) ALiBi term, masked exactly as scoreTerm's.
+  const termOf = (m: number, n: number) => {
+    const i = entryQ(g, 'r', 's'), j = entryK(g, 'r', 's');
+    if (!staged && !hoisted) return `scoreTerm(${i}, ${j})`;
+    const [qPos, kPos] = dkdv ? [`alibiS${n}`, `alibiR${m}`] : [`alibiR${m}`, `alibiS${n}`];
+    const alibi = !opts.alibi ? '0.0' : hoisted ? alibiHoistedTerm('negSlope', qPos, kPos) :
+        alibiInlineTerm(i, j, diagonalOffsetExpr(opts));
+    if (!opts.bias) return alibi;
+    return `termWithBias(${staged ? comp(g, 'biasSlot', n) : `biasElement(optBatch, optHead, ${i}, ${j})`}, ${alibi})`;
+  };
+  // Hoisted ALiBi: the slope once per tile, f32 positions of this invocation's resident and streamed rows.
+  const alibiHoist = !hoisted ? '' : `
+      let negSlope = -alibiSlope();
+      let alibiOffset = ${diagonalOffsetExpr(opts)};${range(g.TR).map((m) => `
+      let alibiR${m} = ${alibiPosition(dkdv ? `k0 + ${resRow(g, m)}` : `q0 + ${resRow(g, m)} + alibiOffset`)};`).join('')}${
+      range(g.TS).map((n) => `
+      let alibiS${n} = ${alibiPosition(dkdv ? `q0 + ${strRow(g, n)} + alibiOffset` : `k0 + ${strRow(g, n)}`)};`)
+      .join('')}`;
   // dBias written by the dQ pass: the values are gathered here and stored by one loop after the unrolled blocks
   // (a conditional store per unrolled element made SwiftShader's shader compiler take tens of minutes).
   const directStores = !g.directBias ? '' : `
@@ -392,10 +504,12 @@ function optionProbabilities(g: TileShape): string {
               directDb[e];
         }
       }`;
-  return (g.directBias ? `
+  return alibiHoist + (g.directBias ? `
       var directDb = array<f32, ${g.TR * g.TS}>();` : '') + range(g.TR).map((m) => `
       {
-        let r = ${resRow(g, m)};${range(g.TS).map((n) => `
+        let r = ${resRow(g, m)};${staged ? `
+        // This row's staged bias terms (the slot is overwritten with P / dS below).
+        let biasSlot = ${biasSlots(g)}[r * ${NS} + sIdx];` : ''}${range(g.TS).map((n) => `
         var p${n} = 0.0;
         var ds${n} = 0.0;${dkdv && opts.dropout ? `
         var pz${n} = 0.0;` : ''}
@@ -406,7 +520,7 @@ function optionProbabilities(g: TileShape): string {
           let th = stableTanh(tt / uniforms.softcap);
           tt = uniforms.softcap * th;
           dtds = 1.0 - th * th;` : ''}${hasTerm ? `
-          let term = scoreTerm(${entryQ(g, 'r', 's')}, ${entryK(g, 'r', 's')});
+          let term = ${termOf(m, n)};
           tt = tt + term;` : ''}
           p${n} = exp(tt - rowLse[${stat}]);${hasTerm ? `
           if (term <= ${MASKED_TERM}) { p${n} = 0.0; }` : ''}
@@ -495,21 +609,22 @@ function streamedTile(g: TileShape, pf: Prefetch | null = null): string {
   const {dkdv, BS, NCH} = g;
   if (g.prefetch && pf != null) {
     const ps = prefetchStaging(g);
+    const bs = biasStaging(g);
     return `
       let streamedRows = min(${BS}, ${g.str.seq} - s0);
       // Not prefetched (the workgroup's first tile, or one after a tile the summary skipped): load it now.
-      if (pfTile != ${pf.id}) {${ps.load('s0', g.str.head)}
+      if (pfTile != ${pf.id}) {${ps.load('s0', g.str.head)}${bs.load('s0', 'h')}
       }
-      // The previous tile's phase C is done with strA / strB.
-      workgroupBarrier();${ps.store}${keepStage(g)}${pf.next}
-      if (nextId >= 0) {${ps.load('nextRow0', 'nextHead')}
+      // The previous tile's phase C is done with strA / strB (and tileP / tileDS).
+      workgroupBarrier();${ps.store}${bs.store}${keepStage(g)}${pf.next}
+      if (nextId >= 0) {${ps.load('nextRow0', 'nextHead')}${bs.load('nextRow0', pf.biasHead)}
       }
       pfTile = nextId;${scoreDeclarations(g)}
       workgroupBarrier();${scores(g, '0')}${probabilities(g)}
       workgroupBarrier();${accumulate(g, '0')}${dqPartial(g)}`;
   }
   const streamedChunk = (c: string) => stageRows(g, g.str, 'strA', 'strB', BS, 's0', g.C4, `${c} * ${g.C4}`, g.SS);
-  const stats = (dkdv ? stageStats(g, BS, 'q0') : '') + keepStage(g);
+  const stats = (dkdv ? stageStats(g, BS, 'q0') : '') + keepStage(g) + biasStaging(g).direct('s0', 'h');
   if (g.dbias) {
     return NCH === 1 ? `
       workgroupBarrier();${stats}${scoreDeclarations(g)}${streamedChunk('0')}
@@ -550,6 +665,8 @@ function streamedTile(g: TileShape, pf: Prefetch | null = null): string {
 interface Prefetch {
   id: string;
   next: string;
+  /** The head of the next tile's bias (its query head). */
+  biasHead: string;
 }
 
 /**
@@ -592,10 +709,10 @@ function tileLoop(g: TileShape): string {
           }
           let nextRow0 = nextId * ${BS};
           let nextHead = hk;`;
-  const processTile = streamedTile(g, g.dkdv ? {id: 'h * uniforms.numQueryTiles + qt', next: dkdvNext} :
-                                               {id: 'kt', next: dqNext});
+  const processTile = streamedTile(g, g.dkdv ? {id: 'h * uniforms.numQueryTiles + qt', next: dkdvNext, biasHead: 'nextHead'} :
+                                               {id: 'kt', next: dqNext, biasHead: 'h'});
   const pfDeclare = g.prefetch ? `
-      var pfTile = -1;${prefetchStaging(g).declare}` : '';
+      var pfTile = -1;${prefetchStaging(g).declare}${biasStaging(g).declare}` : '';
   return g.dkdv ? `
       if (k0 < keyLen) {${pfDeclare}
         let keyPartial = k0 + ${BR} > keyLen;
@@ -1099,7 +1216,8 @@ export class AttentionGradTileProgram implements MultiOutputProgram {
     this.shaderKey = `attentionGrad_${dbias ? 'dbias' : directBias ? 'dqdbias' : pass}${splitDq ? 'split' : ''}_${t.resident}_${t.streamed}_${t.paddedDim}_${t.chunk}_${
         t.threads}_` +
         `${t.accCols ?? 1}_${this.shape.prefetch ? 'p' : ''}${flags.vec4 ? 'v4' : ''}_` +
-        `${flags.softcap ? 's' : ''}${flags.layout ? 'l' : ''}${flags.keyLengths ? 'k' : ''}${optionKey(opts)}`;
+        `${flags.softcap ? 's' : ''}${flags.layout ? 'l' : ''}${flags.keyLengths ? 'k' : ''}${optionKey(opts)}${
+        opts != null ? gradOptionCodeKey(this.shape.code) : ''}`;
   }
 
   getUserCode(): string {

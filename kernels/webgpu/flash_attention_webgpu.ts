@@ -23,7 +23,7 @@
  * Philox call per 4 keys into keepTile and scales P by Z / (1 - rate) for P·V only (the row sum, hence lse, is P's).
  */
 import {
-  diagonalOffsetExpr, elementMasked, MASKED_TERM, OPTION_UNIFORMS, optionBindings, optionFunctions, OptionFlags,
+  alibiHoistedTerm, alibiInlineTerm, alibiPosition, diagonalOffsetExpr, elementMasked, MASKED_TERM, OPTION_UNIFORMS, optionBindings, optionFunctions, OptionFlags,
   optionKey, tileStateFunction,
 } from './attention_options.js';
 import {ForwardTileConfig, keyOrPVec4s, paddedHeadDim} from './forward_tiles.js';
@@ -283,12 +283,12 @@ function scoreTile(s: ForwardShape): string {
           var x = (${s.hasSoftcap ? capped(r, c) : `s${r}_${c} * uniforms.scale`} + term) * LOG2E;
           if (term <= ${MASKED_TERM}) { x = MASKED; }`;
   // Hoisted ALiBi: -slope · |i + offset - j| from f32 positions (exact integers below 2^24).
-  const alibiNat = (r: number, c: number) => `negSlope * abs(alibiRow${r} - alibiCol${c})`;
+  const alibiNat = (r: number, c: number) => alibiHoistedTerm('negSlope', `alibiRow${r}`, `alibiCol${c}`);
   // The term from prefetched bias registers (bias{r}_{c}: 0 outside the sequences, where scores are masked or their
   // rows never written) and the hoisted or inline ALiBi term; masking exactly as scoreTerm's.
   const withBiasRegister = (r: number, c: number) => `
           let term = termWithBias(bias${r}_${c}, ${!alibi ? '0.0' : s.code.alibi === 'hoisted' ? alibiNat(r, c) :
-              `-alibiSlope() * f32(abs(queryRow0 + ${r} + ${diagonalOffsetExpr(s.opts)} - keyCol0 - ${c * NCG}))`});
+              alibiInlineTerm(`queryRow0 + ${r}`, `keyCol0 + ${c * NCG}`, diagonalOffsetExpr(s.opts))});
           var x = fma(term, LOG2E, ${plain(r, c)});
           if (term <= ${MASKED_TERM}) { x = MASKED; }`;
   // Hoisted ALiBi alone: one subtract and one fma. Below MASKED (a huge slope's -Infinity) is MASKED, as the inline
@@ -310,7 +310,7 @@ function scoreTile(s: ForwardShape): string {
       for (var d4 = 0; d4 < DP4; d4++) {${sCompute}
       }
       let keyCol0 = k0 + tx;${alibi && s.code.alibi === 'hoisted' && !inlineTerm ? `
-      ${s.cols.map((c) => `let alibiCol${c} = f32(keyCol0 + ${c * NCG});`).join(' ')}` : ''}
+      ${s.cols.map((c) => `let alibiCol${c} = ${alibiPosition(`keyCol0 + ${c * NCG}`)};`).join(' ')}` : ''}
       ${rows.map((r) => `var rowMax${r} = MASKED;`).join(' ')}
       ${rows.map((r) => cols.map((c) => finishScore(r, c).replace(/keyCol0 \+ 0\b/g, 'keyCol0')).join('')).join('')}
       ${rows.map((r) => `rowPart[(rowBase + ${r}) * NCG + tx] = rowMax${r};`).join('\n      ')}${
@@ -455,7 +455,8 @@ function optionRegisters(s: ForwardShape): string {
   ${s.rows.map((r) => s.cols.map((c) => `var bias${r}_${c} = 0.0;`).join(' ')).join('\n  ')}` : ''}${hoistAlibi ? `
   let negSlope = -alibiSlope();
   let negSlopeLog2 = negSlope * LOG2E;
-  ${s.rows.map((r) => `let alibiRow${r} = f32(queryRow0 + ${r} + ${diagonalOffsetExpr(s.opts)});`).join(' ')}` : ''}`;
+  ${s.rows.map((r) => `let alibiRow${r} = ${alibiPosition(`queryRow0 + ${r} + ${diagonalOffsetExpr(s.opts)}`)};`)
+      .join(' ')}` : ''}`;
 }
 
 /** The entry point: workgroup coordinates, stage Q, then per scheduled key tile stage K/V, scores, softmax, P·V. */
