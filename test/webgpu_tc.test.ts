@@ -19,6 +19,7 @@ import {checkCase, randomArray} from './check_case.js';
 import {referenceForward} from './reference.js';
 import {TENSOR_CORE_TOLERANCES} from './tolerances.js';
 import {registerTensorCoreBackend} from './tc_kernels.js';
+import {LOAD_SOURCES, loadProbeSource} from '../bench/device/tc_load_probe.js';
 import {setupWebGPU, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
 
 
@@ -47,8 +48,12 @@ describe('webgpu tensor-core forward (emulated MMAs)', function() {
 
   // The register kernel's lazy rescale (TAU = 8 log2 units): head 0's keys ramp up, so its row maxima grow by ~4.6
   // log2 units per 32-key tile (O rescaled every other tile); head 1's ramp down (never after its first tile). Also
-  // the memory kernel, and small tiles so that several subgroups and query tiles take part.
-  for (const [kernel, tile] of [['registers', null], ['registers', {blockQ: 32, blockK: 32}], ['memory', null]] as const) {
+  // the memory kernel, and small tiles so that several subgroups and query tiles take part. The staged variant (K / V
+  // through workgroup memory, prefetched a tile ahead) at its default tile, 64×64 and 32×32.
+  for (const [kernel, tile] of [
+    ['registers', null], ['registers', {blockQ: 32, blockK: 32}], ['memory', null], ['staged', null],
+    ['staged', {blockQ: 64, blockK: 64}], ['staged', {blockQ: 32, blockK: 32}],
+  ] as const) {
     for (const causal of [false, true]) {
       it(`medium ${kernel} ${JSON.stringify(tile)}${causal ? ' causal' : ''}: growing scores (lazy rescale)`, async () => {
         const [S, H, D] = [200, 2, 16];
@@ -91,9 +96,43 @@ describe('webgpu tensor-core forward (emulated MMAs)', function() {
     }
   }
 
+  // bench/device/tc_load_probe.ts cannot compile here (no subgroup matrices): its WGSL with every subgroup-matrix call
+  // replaced by a scalar stand-in of the same argument types, so that everything else (bindings, builtins, offsets,
+  // strides, colMajor flags) is validated by Dawn.
+  it('the LOAD probe WGSL validates with its subgroup-matrix calls stubbed', async () => {
+    const stubs = `
+fn stubLoadS(offset: u32, colMajor: bool, stride: u32) -> f32 { return f32(src[offset + select(0u, stride, colMajor)]); }
+fn stubLoadW(offset: u32, colMajor: bool, stride: u32) -> f32 {
+  return f32(tileW[offset + select(0u, stride, colMajor)]);
+}
+fn stubMma(left: f32, right: f32, acc: f32) -> f32 { return left * right + acc; }
+fn stubStore(offset: u32, value: f32, colMajor: bool, stride: u32) { result[offset + select(0u, stride, colMajor)] = value; }
+`;
+    for (const source of LOAD_SOURCES) {
+      const code = loadProbeSource(source, 8)
+          .replace(/^diagnostic\(off, chromium.*\n/m, '').replace(/^enable chromium_experimental_subgroup_matrix;\n/m, '')
+          .replace(/subgroupMatrixLoad<subgroup_matrix_(left|right)<f16, 16, 16>>\(&src, /g, 'stubLoadS(')
+          .replace(/subgroupMatrixLoad<subgroup_matrix_(left|right)<f16, 16, 16>>\(&tileW, /g, 'stubLoadW(')
+          .replace(/subgroup_matrix_result<f32, 16, 16>\(\)/g, '0.0')
+          .replace(/subgroupMatrixMultiplyAccumulate\(/g, 'stubMma(')
+          .replace(/subgroupMatrixStore\(&result, /g, 'stubStore(') + stubs;
+      expect(code, source).to.not.match(/subgroup_?[mM]atrix/);
+      device.pushErrorScope('validation');
+      const module = device.createShaderModule({code});
+      const errors = (await module.getCompilationInfo()).messages.filter((m) => m.type === 'error')
+          .map((m) => `${m.lineNum}:${m.linePos} ${m.message}`);
+      await device.createComputePipelineAsync({layout: 'auto', compute: {module, entryPoint: 'main'}}).catch(
+          (e: Error) => errors.push(e.message));
+      const err = await device.popErrorScope();
+      if (err != null) errors.push(err.message);
+      expect(errors, source).to.deep.equal([]);
+    }
+  });
+
   const cases = CASES.filter((c) => !hasTag(c, 'browser') && (process.env.WEBGPU_LONG === '1' || !hasTag(c, 'long')));
-  // 'medium' on both kernels (the register kernel is opt-in until checked on real matrices), 'high' on its one.
-  const runs = [['medium', 'memory'], ['medium', 'registers'], ['high', null]] as const;
+  // 'medium' on every kernel (registers: the default; staged: K / V through workgroup memory; memory: the fallback),
+  // 'high' on its one.
+  const runs = [['medium', 'memory'], ['medium', 'registers'], ['medium', 'staged'], ['high', null]] as const;
   for (const [precision, kernel] of runs) {
     for (const c of cases) {
       it(`${precision}${kernel == null ? '' : ` ${kernel}`}: ${c.name}`, async () => {

@@ -121,6 +121,32 @@ describe('tensor-core forward WGSL (generated, no device)', () => {
     }
   }
 
+  // The staged variant: K and V matrices loaded from workgroup memory only, the tiles within 48 KiB.
+  for (const headDim of [16, 40, 64, 80, 128, 256]) {
+    for (const subgroup of [SUBGROUP, 64]) {
+      const tile = chooseFastTcTile(headDim, H100, subgroup, true);
+      for (const opts of [null, OPTION_SETS[3]]) {
+        it(`staged register kernel d${headDim} subgroups ≤ ${subgroup} ${JSON.stringify(opts)}`, () => {
+          expect(tile, 'tile').to.not.equal(null);
+          expect(tcWorkgroupBytes(tile!, headDim, 'medium', true, true)).to.be.at.most(H100.maxComputeWorkgroupStorageSize);
+          if (headDim <= 128 && subgroup === SUBGROUP) expect(tile!.blockQ).to.equal(128);
+          const program = new TcForwardProgram(headDim, tile!, 'medium', true, true, true, opts, false, true, true);
+          const code = programSource(program);
+          expect(code).to.include('var<storage, read> packedWide: array<vec4<u32>>;');
+          const bare = code.split('\n').filter((l) => /^\s*var\s+\w+\s*(:[^=]*)?;/.test(l));
+          expect(bare, 'uninitialised vars').to.deep.equal([]);
+          const loops = checkMatrixCallsUnbranched(code, 'if (rescale != 0u)');
+          for (const l of loops) expect(l).to.match(/for \(var rb = sg; rb < RBU; rb \+= numSg\) \{$/);
+          // Only Q comes from the packed buffer; K (column-major) and V from Ks / Vs.
+          const loads = code.match(/subgroupMatrixLoad<subgroup_matrix_right[^;]*;/g) ?? [];
+          expect(loads.length).to.equal(2 * Math.ceil(headDim / 16) * (tile!.blockK / 16));
+          for (const l of loads) expect(l).to.match(/\(&(Ks, .*, true, KST|Vs, .*, false, KST)\)/);
+          expect(code.replace(/\/\/.*$/gm, '')).to.not.match(/undefined|NaN|\[object/);
+        });
+      }
+    }
+  }
+
   it('the pack program writes lo parts only when splitting', () => {
     expect(programSource(new TcPackProgram(64, true))).to.include('packed[uniforms.at + uniforms.loAt + e]');
     expect(programSource(new TcPackProgram(64, false))).to.not.include('loAt + e');

@@ -3,16 +3,20 @@
  * real device, in one self-explanatory run:
  *   1. the adapter (Dawn toggles allow_unsafe_apis + vulkan_enable_f16_on_nvidia), its features and f16
  *      subgroup-matrix configurations; exits 0 here when there are none;
- *   2. WGSL compile messages and pipeline validation errors of the forward program for 'medium' (both kernels:
- *      `registers`, O and Q in subgroup-matrix registers, and `memory`, O in workgroup memory) / 'high' × headDim
- *      64 / 128 × no options / every option;
- *   3. every shared case (test/cases.ts) forward in 'highest', 'medium' (registers and memory kernels) and 'high'
- *      against the float64 reference (test/reference.ts): max |error| / max |reference| of output and lse, the path
+ *   2. WGSL compile messages and pipeline validation errors of the forward program for 'medium' (every kernel:
+ *      `registers`, O and Q in subgroup-matrix registers; `staged`, the same with K / V staged in workgroup memory;
+ *      `memory`, O in workgroup memory) / 'high' × headDim 64 / 128 × no options / every option;
+ *   3. every shared case (test/cases.ts) forward in 'highest', 'medium' (registers, staged and memory kernels) and
+ *      'high' against the float64 reference (test/reference.ts): max |error| / max |reference| of output and lse, the path
  *      that ran, PASS / FAIL against TENSOR_CORE_TOLERANCES (test/tolerances.ts), and 'high' / fp32 error ratios
  *      (issue 19's target: ≤ 2); a failing row names its kernel (e.g. 'medium/registers');
  *   4. timing (bench/suite/webgpu_timing.ts timeOnQueue), B1 H16 S4096, headDim 64 and 128, dense and causal:
- *      fp32, 'medium' registers (default tile 128×32 and 64×64), 'medium' memory, 'high': ms and TFLOP/s
- *      (4·S²·D·H per forward, half under causal).
+ *      fp32, 'medium' registers (default tile 128×32 and 64×64), 'medium' staged (same two tiles), 'medium'
+ *      memory, 'high': ms and TFLOP/s (4·S²·D·H per forward, half under causal). 'medium staged' vs
+ *      'medium registers' decides whether staging K / V in workgroup memory becomes the 'medium' default
+ *      (DEFAULT_TC_KERNEL in kernels/webgpu/attention_forward_tc.ts);
+ *   5. the LOAD probe (tc_load_probe.ts): what one 16×16 f16 subgroupMatrixLoad feeding an MMA costs from a storage
+ *      buffer / workgroup memory, row- / column-major (skipped without f16 subgroup matrices, i.e. under --emulate).
  * Exit code 1 when a compile, validation or case failed.
  *
  *   npm run bench:tc-bundle && node .bench-dist/tc_check.mjs [--emulate] [--quick]
@@ -57,7 +61,7 @@ async function main(): Promise<number> {
   const {setTensorCoreEmulationForTests, setTensorCoreKernelForTests, chooseTcTile, chooseFastTcTile} =
       await import('../../kernels/webgpu/attention_forward_tc.js');
   const {webgpuCapabilities, hasSubgroupMatrixF16} = await import('../../kernels/webgpu/device_capabilities.js');
-  const {TcForwardProgram} = await import('../../kernels/webgpu/flash_attention_tc_webgpu.js');
+  const {TcForwardProgram, tcWorkgroupBytes} = await import('../../kernels/webgpu/flash_attention_tc_webgpu.js');
   const {programSource, getLimits} = await import('../../kernels/webgpu/program_runner.js');
   const {CASES, hasTag} = await import('../../test/cases.js');
   const {checkCase} = await import('../../test/check_case.js');
@@ -122,21 +126,32 @@ async function main(): Promise<number> {
   const allOptions =
       {queryOffsets: true, mask: 'f32' as const, bias: true, alibi: true, segments: false, dropout: true};
   const sgMax = emulate ? 32 : caps.subgroupMaxSize;
-  for (const headDim of [64, 128]) {
-    for (const tileShape of [null, {blockQ: 64, blockK: 64}]) {
-      setTensorCoreKernelForTests('registers', tileShape);
-      const tile = chooseFastTcTile(headDim, getLimits(backend), sgMax);
-      setTensorCoreKernelForTests(null);
-      if (tile == null) {
-        console.log(`medium/registers d${headDim} ${JSON.stringify(tileShape)}: no tile fits this device — FAIL`);
-        failures++;
-        continue;
-      }
-      for (const opts of [null, allOptions]) {
-        const program = new TcForwardProgram(headDim, tile, 'medium', false, false, false, opts, emulate, true);
-        const label = `medium/registers d${headDim} tile ${tile.blockQ}x${tile.blockK}x${tile.threads}${
-            opts ? ' +options' : ''}`;
-        await compileCheck(program, label);
+  for (const kernel of ['registers', 'staged'] as const) {
+    const staged = kernel === 'staged';
+    for (const headDim of [64, 128]) {
+      for (const tileShape of [null, {blockQ: 64, blockK: 64}]) {
+        setTensorCoreKernelForTests(kernel, tileShape);
+        const tile = chooseFastTcTile(headDim, getLimits(backend), sgMax, staged);
+        setTensorCoreKernelForTests(null);
+        if (tile == null) {
+          // A forced staged tile may need more workgroup memory than the device has (64×64 staged: 45 KiB at
+          // headDim 64, 64 KiB at 128); the default shapes must fit.
+          const bytes = tileShape == null ? 0 : tcWorkgroupBytes(
+              {...tileShape, threads: Math.max((tileShape.blockQ / 16) * sgMax, tileShape.blockQ)}, headDim, 'medium',
+              true, staged);
+          const expected = staged && bytes > getLimits(backend).maxComputeWorkgroupStorageSize;
+          console.log(`medium/${kernel} d${headDim} ${JSON.stringify(tileShape)}: no tile fits this device${
+              expected ? ` (expected: ${bytes} bytes of workgroup memory)` : ' — FAIL'}`);
+          if (!expected) failures++;
+          continue;
+        }
+        for (const opts of [null, allOptions]) {
+          const program =
+              new TcForwardProgram(headDim, tile, 'medium', false, false, false, opts, emulate, true, staged);
+          const label = `medium/${kernel} d${headDim} tile ${tile.blockQ}x${tile.blockK}x${tile.threads}${
+              opts ? ' +options' : ''}`;
+          await compileCheck(program, label);
+        }
       }
     }
   }
@@ -166,8 +181,9 @@ async function main(): Promise<number> {
   for (const c of cases) {
     const row: string[] = [];
     let fp32 = 0;
-    for (const variant of ['highest', 'medium/registers', 'medium/memory', 'high'] as const) {
-      const [precision, kernel] = variant.split('/') as ['highest' | 'medium' | 'high', ('registers' | 'memory')?];
+    for (const variant of ['highest', 'medium/registers', 'medium/staged', 'medium/memory', 'high'] as const) {
+      const [precision, kernel] =
+          variant.split('/') as ['highest' | 'medium' | 'high', ('registers' | 'staged' | 'memory')?];
       tf.env().set(lib.PRECISION_FLAG, precision);
       setTensorCoreKernelForTests(kernel ?? null);
       const {value: r, errors} = await scoped(() => checkCase(tf, lib, {...c, forwardOnly: true}, 1));
@@ -211,15 +227,26 @@ async function main(): Promise<number> {
       for (const causal of [false, true]) {
         const variants = [
           ['highest', 'fp32', null, null], ['medium', 'registers', 'registers', null],
-          ['medium', 'registers 64x64', 'registers', {blockQ: 64, blockK: 64}], ['medium', 'memory', 'memory', null],
+          ['medium', 'registers 64x64', 'registers', {blockQ: 64, blockK: 64}], ['medium', 'staged', 'staged', null],
+          ['medium', 'staged 64x64', 'staged', {blockQ: 64, blockK: 64}], ['medium', 'memory', 'memory', null],
           ['high', '', null, null],
         ] as const;
         for (const [precision, name, kernel, tileShape] of variants) {
+          const label = `${precision} ${name}`.padEnd(24);
+          if (kernel != null && kernel !== 'memory') {
+            // A register tile that does not fit would silently run the memory kernel: say so instead.
+            setTensorCoreKernelForTests(kernel, tileShape);
+            const tile = chooseFastTcTile(headDim, getLimits(backend), sgMax, kernel === 'staged');
+            setTensorCoreKernelForTests(null);
+            if (tile == null) {
+              console.log(`D${headDim} ${causal ? 'causal' : 'dense '} ${label}: tile does not fit this device`);
+              continue;
+            }
+          }
           const run = () => [lib.flashAttention(q, k, v, {causal, precision}) as Tensor];
           setTensorCoreKernelForTests(kernel, tileShape);
           const {value: ms, errors} = await scoped(() => timeOnQueue(run));
           setTensorCoreKernelForTests(null);
-          const label = `${precision} ${name}`.padEnd(24);
           const flops = 4 * S * S * headDim * H * B * (causal ? 0.5 : 1);
           const path = lib.lastAttentionPath()?.path ?? '?';
           if (ms == null || errors.length > 0) {
@@ -234,6 +261,14 @@ async function main(): Promise<number> {
       }
       tf.dispose([q, k, v]);
     }
+  }
+
+  console.log('\n== 5. LOAD probe: 16x16 f16 subgroupMatrixLoad feeding subgroupMatrixMultiplyAccumulate');
+  if (emulate || !hasSubgroupMatrixF16(caps, {M: 16, N: 16, K: 16})) {
+    console.log('skipped: needs the f16 16x16x16 subgroup-matrix configuration (not emulated)');
+  } else {
+    const {runLoadProbe} = await import('./tc_load_probe.js');
+    failures += await runLoadProbe(device, caps.subgroupMaxSize, quick);
   }
 
   console.log(`\n${failures === 0 ? 'ALL PASS' : `${failures} FAILURE(S)`}`);

@@ -52,12 +52,19 @@ const FAST_TILES: Array<Pick<TcTileConfig, 'blockQ' | 'blockK'>> = [
   {blockQ: 16, blockK: 32},
 ];
 
-/** 'registers': O and Q in subgroup-matrix registers (the 'medium' default); 'memory': O in workgroup memory. */
-export type TcKernel = 'registers' | 'memory';
+/**
+ * 'registers': O and Q in subgroup-matrix registers, K and V matrices loaded from the packed buffer (the 'medium'
+ * default); 'staged': the same with each key tile's K and V staged in workgroup memory (cooperative 16-byte loads,
+ * the next tile prefetched into registers); 'memory': O in workgroup memory.
+ */
+export type TcKernel = 'registers' | 'staged' | 'memory';
 /**
  * The 'medium' kernel that runs by default: the register kernel, checked on real subgroup matrices on an H100
  * (bench/results/2026-12-07-h100-session4/tc_check.log: every shared case passes; B1 H16 S4096 D64 2.99 vs 4.21 ms,
  * D128 5.41 vs 8.78 ms). The memory kernel runs 'high', and 'medium' where no register tile fits the device.
+ * 'staged' is not the default yet: it passes every case with emulated MMAs but has never run on a GPU. The device
+ * decides: `npm run bench:tc-bundle && node .bench-dist/tc_check.mjs` (its correctness rows 'medium/staged' and the
+ * timing rows 'medium staged' next to 'medium registers'; its LOAD probe shows what the staging saves per load).
  */
 const DEFAULT_TC_KERNEL: TcKernel = 'registers';
 let kernelOverride: TcKernel | null = null;
@@ -65,7 +72,8 @@ let fastTileOverride: Pick<TcTileConfig, 'blockQ' | 'blockK'> | null = null;
 
 /**
  * Bench / test hook: which 'medium' kernel runs (null: the default, DEFAULT_TC_KERNEL; 'memory' is the fallback
- * where no register tile fits, so tests and tc_check keep running it), and optionally the register kernel's tile.
+ * where no register tile fits, so tests and tc_check keep running it), and optionally the register (or staged)
+ * kernel's tile.
  */
 export function setTensorCoreKernelForTests(
     kernel: TcKernel | null, tile: Pick<TcTileConfig, 'blockQ' | 'blockK'> | null = null): void {
@@ -105,16 +113,17 @@ export function chooseTcTile(
 
 /**
  * The register kernel's tile, or null: threads = max(blockQ / 16 · subgroupMaxSize, blockQ), so that there are at
- * least blockQ / 16 subgroups (one per row block) whatever size the subgroups come in.
+ * least blockQ / 16 subgroups (one per row block) whatever size the subgroups come in. `staged`: the staged variant,
+ * whose Ks / Vs tiles count too (128×32 still fits 48 KiB up to headDim 128: 39 KiB at 64, 46 KiB at 128).
  */
 export function chooseFastTcTile(
     headDim: number, limits: Pick<ProgramLimits, 'maxComputeWorkgroupStorageSize' |
-        'maxComputeInvocationsPerWorkgroup'>, subgroupMaxSize: number): TcTileConfig | null {
+        'maxComputeInvocationsPerWorkgroup'>, subgroupMaxSize: number, staged = false): TcTileConfig | null {
   for (const c of fastTileOverride != null ? [fastTileOverride] : FAST_TILES) {
     const threads = Math.max((c.blockQ / MMA) * subgroupMaxSize, c.blockQ);
     const tile = {...c, threads};
     if (threads > limits.maxComputeInvocationsPerWorkgroup || !tcConfigValid(tile, headDim, true)) continue;
-    if (tcWorkgroupBytes(tile, headDim, 'medium', true) <= limits.maxComputeWorkgroupStorageSize) return tile;
+    if (tcWorkgroupBytes(tile, headDim, 'medium', true, staged) <= limits.maxComputeWorkgroupStorageSize) return tile;
   }
   return null;
 }
@@ -128,6 +137,8 @@ interface TcLaunch {
   precision: TensorCorePrecision;
   /** The register kernel (TcForwardProgram `fast`). */
   fast: boolean;
+  /** Its staged variant (K and V through workgroup memory; the packed buffer bound twice). */
+  staged: boolean;
   tile: TcTileConfig;
   seqQPad: number;
   seqKPad: number;
@@ -146,9 +157,12 @@ function planLaunch(backend: WebGPUBackend, plan: AttentionPlan): TcLaunch | nul
   const hasMatrices = hasSubgroupMatrixF16(caps, {M: 16, N: 16, K: 16});
   if (emulation ? !caps.shaderF16 : !hasMatrices) return null;
   const limits = getLimits(backend);
-  const fastTile = precision === 'medium' && (kernelOverride ?? DEFAULT_TC_KERNEL) === 'registers' ?
-      chooseFastTcTile(headDim, limits, emulation ? EMULATED_SUBGROUP : caps.subgroupMaxSize) : null;
+  const kernel = kernelOverride ?? DEFAULT_TC_KERNEL;
+  const fastTile = precision === 'medium' && kernel !== 'memory' ?
+      chooseFastTcTile(headDim, limits, emulation ? EMULATED_SUBGROUP : caps.subgroupMaxSize, kernel === 'staged') :
+      null;
   const fast = fastTile != null;
+  const staged = fast && kernel === 'staged';
   const tile = fastTile ?? chooseTcTile(headDim, precision, limits, emulation ? 1 : caps.subgroupMaxSize);
   if (tile == null) return null;
   const dp = paddedTcHeadDim(headDim);
@@ -164,7 +178,7 @@ function planLaunch(backend: WebGPUBackend, plan: AttentionPlan): TcLaunch | nul
   const fits = 2 * packedTotal <= maxBytes && packedTotal < 2 ** 31 &&
       4 * batch * seqQ * heads * headDim <= maxBytes && 4 * batch * seqK * kvHeads * headDim <= maxBytes &&
       numTiles <= maxDim && heads <= maxDim && batch <= maxDim;
-  return fits ? {precision, fast, tile, seqQPad, seqKPad, qElements, kvElements, packedTotal} : null;
+  return fits ? {precision, fast, staged, tile, seqQPad, seqKPad, qElements, kvElements, packedTotal} : null;
 }
 
 /** Whether runTensorCoreForward executes this plan (precision 'medium' / 'high' on a device that can). */
@@ -178,11 +192,11 @@ const packPrograms = new Map<string, TcPackProgram>();
 function getForwardProgram(plan: AttentionPlan, launch: TcLaunch): TcForwardProgram {
   const opts = optionFlagsOf(plan);
   const key = `${plan.headDim}|${launch.precision}|${JSON.stringify(launch.tile)}|${plan.softcap > 0}|${
-      plan.hasKeyLengths}|${plan.layout != null}${optionKey(opts)}|${emulation}|${launch.fast}`;
+      plan.hasKeyLengths}|${plan.layout != null}${optionKey(opts)}|${emulation}|${launch.fast}|${launch.staged}`;
   let p = forwardPrograms.get(key);
   if (p == null) {
     p = new TcForwardProgram(plan.headDim, launch.tile, launch.precision, plan.softcap > 0, plan.hasKeyLengths,
-                             plan.layout != null, opts, emulation, launch.fast);
+                             plan.layout != null, opts, emulation, launch.fast, launch.staged);
     forwardPrograms.set(key, p);
   }
   return p;
@@ -260,6 +274,8 @@ export function runTensorCoreForward(backend: WebGPUBackend, plan: AttentionPlan
   // Without keyLengths the shader never reads that binding: the cached schedule stands in (no per-call upload).
   const bindings: Binding[] = side != null ? [packed, side.tensor, ...optionInputs] :
       [packed, plan.hasKeyLengths ? inputs.keyLengths : sched.tensor, sched.tensor];
+  // The staged kernel reads the packed buffer a second time as 16-byte pieces (`packedWide`, right after it).
+  if (launch.staged) bindings.splice(1, 0, packed);
   runProgram(backend, program, {
     outputs: [output, lse], inputs: bindings, uniforms,
     dispatch: headsFastest ? [heads, numTiles, batch] : [numTiles, heads, batch],

@@ -29,6 +29,10 @@
  *                    round-robin (subgroup s takes tiles s, s + numSubgroups, …), so the code holds for any subgroup
  *                    size; subgroup-matrix calls sit only in loops whose bounds are the same for a whole subgroup.
  *
+ * The register kernel (`fast`, 'medium' only; the 'medium' default) keeps Q and O in subgroup-matrix variables
+ * across the key loop; its `staged` variant also copies each key tile's K and V into workgroup memory (Ks, Vs) with
+ * cooperative 16-byte loads, one tile ahead, and loads the K / V matrices from there (see "The staged variant").
+ *
  * P is scaled by PSCALE = 2^11 before its f16 rounding: probabilities down to 2^-25 stay normal f16 numbers (and in
  * 'high' their lo parts down to 2^-14), and the scale comes out exactly in the final 1 / (l·PSCALE).
  *
@@ -89,9 +93,20 @@ export function paddedTcHeadDim(headDim: number): number {
   return Math.ceil(headDim / MMA) * MMA;
 }
 
-/** Row strides of the workgroup tiles: padded by 16 bytes (bank spread), keeping rows 16-byte aligned. */
+/**
+ * Row strides of the workgroup tiles: padded by 16 bytes (bank spread), keeping rows 16-byte aligned. KST: the staged
+ * K and V tiles' rows (f16; DP + 8 halves: a 16×16 matrix load reads 16-byte row pieces that land 4 banks apart).
+ */
 function strides(c: TcTileConfig, dp: number) {
-  return {SST: c.blockK + 4, PST: c.blockK + 8, OST: dp + 4};
+  return {SST: c.blockK + 4, PST: c.blockK + 8, OST: dp + 4, KST: dp + 8};
+}
+
+/** The register kernel's variants: `fast` (K and V matrices loaded from the packed buffer) and `staged`. */
+export interface TcKernelFlags {
+  /** The register kernel (O and Q in subgroup-matrix variables). */
+  fast?: boolean;
+  /** With `fast`: each key tile's K and V staged in workgroup memory (cooperative 16-byte loads, one tile ahead). */
+  staged?: boolean;
 }
 
 /**
@@ -99,13 +114,13 @@ function strides(c: TcTileConfig, dp: number) {
  * P'lo and P'hi / LO_SCALE), O (f32), row parts.
  */
 export function tcWorkgroupBytes(
-    c: TcTileConfig, headDim: number, precision: TensorCorePrecision, fast = false): number {
-  const {SST, PST, OST} = strides(c, paddedTcHeadDim(headDim));
+    c: TcTileConfig, headDim: number, precision: TensorCorePrecision, fast = false, staged = false): number {
+  const {SST, PST, OST, KST} = strides(c, paddedTcHeadDim(headDim));
   const tpr = c.threads / c.blockQ;
   const high = precision === 'high';
-  // The register kernel has no Ow (O in result matrices) and one flag.
+  // The register kernel has no Ow (O in result matrices) and one flag; the staged one adds Ks and Vs (f16).
   return 4 * c.blockQ * SST * (high ? 2 : 1) + 2 * c.blockQ * PST * (high ? 3 : 1) +
-      (fast ? 4 : 4 * c.blockQ * OST) + 4 * c.blockQ * tpr + 32;
+      (fast ? 4 : 4 * c.blockQ * OST) + 4 * c.blockQ * tpr + 32 + (fast && staged ? 2 * 2 * c.blockK * KST : 0);
 }
 
 /**
@@ -261,6 +276,8 @@ interface TcShape {
   ocols: number[];
   /** The register-resident kernel (TcRegisterForwardProgram) rather than the workgroup-memory-O one. */
   fast: boolean;
+  /** The register kernel with K and V staged in workgroup memory (Ks, Vs; stageKeyValues). */
+  staged: boolean;
 }
 
 /** The same matrix `at` elements further (where the lo parts, or another P array, sit). */
@@ -270,7 +287,7 @@ function shifted(m: MatrixRef, at: string): MatrixRef {
 
 function declarations(s: TcShape): string {
   const {blockQ, blockK, threads} = s.config;
-  const {SST, PST, OST} = strides(s.config, s.DP);
+  const {SST, PST, OST, KST} = strides(s.config, s.DP);
   const summarized = s.opts != null && elementMasked(s.opts);
   return `
 const BQ = ${blockQ};
@@ -287,7 +304,12 @@ const PLO = ${blockQ * PST}u;
 const PHI = ${2 * blockQ * PST}u;
 const PSCALE = ${s.fast ? FAST_PSCALE : PSCALE}.0;${s.fast ? `
 const TAU = ${TAU}.0;
-const RBU = ${blockQ / MMA}u;` : ''}
+const RBU = ${blockQ / MMA}u;` : ''}${s.staged ? `
+const KST = ${KST}u;
+// The staged K / V tile in 16-byte pieces (8 halves): DP8 per key row, KV_VEC4 per tile, KVN per invocation.
+const DP8 = ${s.DP / 8}u;
+const KV_VEC4 = ${blockK * s.DP / 8}u;
+const KVN = ${Math.ceil(blockK * s.DP / 8 / threads)}u;` : ''}
 const INV_LO_SCALE = ${1 / LO_SCALE};
 // Masked scores: finite (no inf arithmetic anywhere), far below any real score; their p is forced to 0.
 const MASKED = -3.0e38;
@@ -299,7 +321,10 @@ var<workgroup> Sw: array<f32, ${blockQ * SST}>;${s.precision === 'high' ? `
 var<workgroup> Sx: array<f32, ${blockQ * SST}>;` : ''}
 var<workgroup> Pw: array<f16, ${blockQ * PST * (s.precision === 'high' ? 3 : 1)}>;
 ${s.fast ? `// Set when some row's max outgrew its stale max by more than TAU (scoreFinish): O is rescaled this tile.
-var<workgroup> rescaleFlag: u32;` : `var<workgroup> Ow: array<f32, ${blockQ * OST}>;`}
+var<workgroup> rescaleFlag: u32;` : `var<workgroup> Ow: array<f32, ${blockQ * OST}>;`}${s.staged ? `
+// This key tile's K and V rows (f16, row stride KST), staged by stageKeyValues.
+var<workgroup> Ks: array<f16, ${blockK * KST}>;
+var<workgroup> Vs: array<f16, ${blockK * KST}>;` : ''}
 var<workgroup> rowPart: array<f32, ${blockQ * s.TPR}>;
 var<workgroup> sharedRange: vec4<i32>;
 var<workgroup> sharedRun: vec4<i32>;
@@ -503,13 +528,17 @@ function holdQuery(s: TcShape): string {
 function heldScoreProduct(s: TcShape): string {
   const dTiles = s.DP / MMA;
   const colTiles = s.config.blockK / MMA;
+  // K column-major: from the packed buffer, or (staged) from Ks.
+  const key = (c: number, d: number): MatrixRef => s.staged ?
+      {array: 'Ks', offset: `${c * MMA}u * KST + ${d * MMA}u`, stride: 'KST', colMajor: true} :
+      {array: 'packed', offset: `kHead + (u32(k0) + ${c * MMA}u) * DP + ${d * MMA}u`, stride: 'DP', colMajor: true};
   return `
       // S = Q·Kᵀ on MMAs (element (d, j) of Kᵀ is k[j, d]: K loaded column-major).${perRowBlock(
       [...Array(colTiles).keys()].map((c) => `
         {
           ${s.dialect.zero('acc')}${[...Array(dTiles).keys()].map((d) => s.dialect.multiplyAccumulate('acc', [[
         {array: 'packed', offset: `qm${d}`, stride: 'DP', held: `qm${d}`},
-        {array: 'packed', offset: `kHead + (u32(k0) + ${c * MMA}u) * DP + ${d * MMA}u`, stride: 'DP', colMajor: true},
+        key(c, d),
       ]])).join('')}
           ${s.dialect.store('acc', {array: 'Sw', offset: `rb * 16u * SST + ${c * MMA}u`, stride: 'SST'})}
         }`).join(''))}
@@ -590,9 +619,86 @@ function heldValueProduct(s: TcShape): string {
           ${s.dialect.holdLeft('pl', {array: 'Pw', offset: `rb * 16u * PST + ${c * MMA}u`, stride: 'PST'})}${
       [...Array(dTiles).keys()].map((j) => s.dialect.multiplyAccumulate(`o${j}`, [[
         {array: 'Pw', offset: 'pl', stride: 'PST', held: 'pl'},
-        {array: 'packed', offset: `vHead + (u32(k0) + ${c * MMA}u) * DP + ${j * MMA}u`, stride: 'DP'},
+        s.staged ? {array: 'Vs', offset: `${c * MMA}u * KST + ${j * MMA}u`, stride: 'KST'} :
+            {array: 'packed', offset: `vHead + (u32(k0) + ${c * MMA}u) * DP + ${j * MMA}u`, stride: 'DP'},
       ]])).join('')}
         }`).join(''))}`;
+}
+
+// ---- The staged variant (`staged`): K and V of each key tile through workgroup memory ----
+// The register kernel as above, but the K and V matrices are loaded from Ks / Vs rather than from the packed buffer:
+// every invocation copies KVN 16-byte pieces of the tile (consecutive invocations, consecutive pieces: coalesced),
+// read through `packedWide` (the packed buffer bound a second time as array<vec4<u32>>; every K / V row starts at a
+// multiple of DP ≥ 16 halves, so the pieces are 16-byte aligned). The next scheduled tile is read into registers
+// (kNext, vNext) while this one computes, and stored to Ks / Vs after this tile's P·V (one extra barrier per tile).
+// `stagedTile` names the tile Ks / Vs will hold; a tile that was not prefetched (the first one, or after a skipped
+// tile) is loaded synchronously. Without staging every subgroup (8 at 128×32) reads the whole K and V tile from
+// global memory / L2 itself, with its full latency exposed on every tile.
+
+/** kNext / vNext = the 16-byte pieces of key tile `tile` this invocation stages. */
+function loadKeyValues(tile: string): string {
+  return `
+      for (var n = 0u; n < KVN; n++) {
+        let e = lid + n * THREADS_U;
+        if (e < KV_VEC4) {
+          // f16 element of the piece inside this head's K (or V): row (key) u32(tile)·BK + e / DP8.
+          let at = (u32(${tile}) * u32(BK) + e / DP8) * DP + (e % DP8) * 8u;
+          kNext[n] = packedWide[(kHead + at) / 8u];
+          vNext[n] = packedWide[(vHead + at) / 8u];
+        }
+      }`;
+}
+
+/** Ks / Vs = kNext / vNext (as f16 pairs; rows KST apart). */
+const STORE_KEY_VALUES = `
+      for (var n = 0u; n < KVN; n++) {
+        let e = lid + n * THREADS_U;
+        if (e < KV_VEC4) {
+          let at = (e / DP8) * KST + (e % DP8) * 8u;
+          for (var w = 0u; w < 4u; w++) {
+            let kw = bitcast<vec2<f16>>(kNext[n][w]);
+            let vw = bitcast<vec2<f16>>(vNext[n][w]);
+            Ks[at + 2u * w] = kw.x;
+            Ks[at + 2u * w + 1u] = kw.y;
+            Vs[at + 2u * w] = vw.x;
+            Vs[at + 2u * w + 1u] = vw.y;
+          }
+        }
+      }`;
+
+/**
+ * At the top of a key tile (after the loop's first barrier): Ks / Vs hold this tile — loaded now unless it was
+ * prefetched — then the next scheduled tile (if any, and under keyLength) goes to registers. Workgroup-uniform
+ * control flow (stagedTile and the schedule are the same for every invocation).
+ */
+function stageKeyValues(): string {
+  return `
+      if (stagedTile != keyTile) {
+        // Not prefetched (the first tile, or the tile after one the summary skipped): load it now.${
+      loadKeyValues('keyTile')}${STORE_KEY_VALUES}
+        workgroupBarrier();
+      }
+      {
+        // Prefetch the next tile of the schedule; it goes to Ks / Vs after this tile's P·V.
+        var nextTile = keyTile + 1;
+        if (nextTile >= tiles.x + tiles.y) {
+          nextTile = -1;
+          if (runIndex + 1 < rowRange.y) { nextTile = schedule[uniforms.rowRunsOffset + 3 * (runIndex + 1)]; }
+        }
+        if (nextTile * BK >= keyLength) { nextTile = -1; }
+        stagedTile = nextTile;
+        if (nextTile >= 0) {${loadKeyValues('nextTile')}
+        }
+      }
+`;
+}
+
+/** After this tile's P·V: everyone is done with Ks / Vs, the prefetched tile goes there. */
+function storePrefetched(): string {
+  return `
+      workgroupBarrier();
+      if (stagedTile >= 0) {${STORE_KEY_VALUES}
+      }`;
 }
 
 /** The lazy rescale of this tile (workgroup-uniform): O rows times alpha, through Sw (free once P is written). */
@@ -652,7 +758,11 @@ ${s.fast ? holdQuery(s) : `
   let keyLength = rowRange.z;
   var runMax = MASKED;
   var rowSum = 0.0;${s.fast ? `
-  var alpha = 1.0;` : ''}
+  var alpha = 1.0;` : ''}${s.staged ? `
+  // The key tile Ks / Vs hold (or will, once kNext / vNext are stored); -1: none.
+  var stagedTile = -1;
+  var kNext = array<vec4<u32>, KVN>();
+  var vNext = array<vec4<u32>, KVN>();` : ''}
 
   for (var runIndex = rowRange.x; runIndex < rowRange.y; runIndex++) {
     if (tid == 0) {
@@ -668,9 +778,11 @@ ${s.fast ? holdQuery(s) : `
       if (state == 0) { continue; }
       let full = tiles.z == 1 && k0 + BK <= keyLength && state == 2;` : `
       let full = tiles.z == 1 && k0 + BK <= keyLength;`}
-      // The previous tile's P·V is done with Pw and Ow, its softmax with Sw.
-      workgroupBarrier();
-${s.fast ? heldScoreProduct(s) + scoreFinish(s) + lazySoftmax(s) + lazyRescale(s) + heldValueProduct(s) :
+      // The previous tile's P·V is done with Pw and Ow, its softmax with Sw.${
+      s.staged ? ' The prefetched Ks / Vs stores are visible.' : ''}
+      workgroupBarrier();${s.staged ? stageKeyValues() : ''}
+${s.fast ? heldScoreProduct(s) + scoreFinish(s) + lazySoftmax(s) + lazyRescale(s) + heldValueProduct(s) +
+      (s.staged ? storePrefetched() : '') :
         scoreProduct(s) + scoreFinish(s) + onlineSoftmax(s) + valueProduct(s)}
     }
   }
@@ -692,7 +804,8 @@ export class TcForwardProgram implements MultiOutputProgram {
   constructor(
       readonly headDim: number, readonly config: TcTileConfig, readonly precision: TensorCorePrecision,
       hasSoftcap: boolean, hasKeyLengths: boolean, hasLayout: boolean, readonly opts: OptionFlags | null,
-      readonly emulate = false, readonly fast = false) {
+      readonly emulate = false, readonly fast = false, readonly staged = false) {
+    if (staged && !fast) throw new Error('staged K / V is a variant of the register tensor-core kernel (fast)');
     if (!tcConfigValid(config, headDim, fast)) {
       throw new Error(`tensor-core tile ${JSON.stringify(config)} is not valid`);
     }
@@ -704,6 +817,11 @@ export class TcForwardProgram implements MultiOutputProgram {
       this.variableTypes = ['f16', 'i32', ...extra.map(([, t]) => t)];
       this.uniformFields = [...TC_FORWARD_UNIFORMS, ...OPTION_UNIFORMS];
     }
+    if (staged) {
+      // The packed buffer again, as 16-byte pieces for the cooperative K / V copies (bound right after `packed`).
+      this.variableNames = [this.variableNames[0], 'packedWide', ...this.variableNames.slice(1)];
+      this.variableTypes = [this.variableTypes[0], 'vec4<u32>', ...this.variableTypes.slice(1)];
+    }
     this.enables = emulate ? ['f16'] : ['f16', 'subgroups', 'chromium_experimental_subgroup_matrix'];
     // Subgroup-matrix calls run in loops over `sg`, uniform within a subgroup but not provably so to WGSL's
     // workgroup-level uniformity analysis.
@@ -714,11 +832,11 @@ export class TcForwardProgram implements MultiOutputProgram {
     this.shape = {
       config, headDim, DP: dp, precision, hasSoftcap, hasKeyLengths, hasLayout, opts,
       dialect: emulate ? emulatedDialect : realDialect, TPR: tpr,
-      groups: range(config.blockK / (4 * tpr)), ocols: range(dp / tpr), fast,
+      groups: range(config.blockK / (4 * tpr)), ocols: range(dp / tpr), fast, staged,
     };
     this.shaderKey = `AttentionForwardTC:${precision}:${config.blockQ}x${config.blockK}x${config.threads}:d${dp}:${
         hasSoftcap ? 'cap' : ''}:${hasKeyLengths ? 'len' : ''}:${hasLayout ? 'lay' : ''}${optionKey(opts)}${
-        emulate ? ':emulated' : ''}${fast ? ':registers' : ''}`;
+        emulate ? ':emulated' : ''}${fast ? ':registers' : ''}${staged ? ':staged' : ''}`;
   }
 
   getUserCode(): string {
