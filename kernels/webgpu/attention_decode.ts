@@ -218,7 +218,6 @@ export function runDecodeForward(backend: WebGPUBackend, plan: AttentionPlan, in
   const keyLengthValues = small(plan.hasKeyLengths, inputs.keyLengths);
   const queryOffsetValues = small(plan.hasQueryOffsets, inputs.queryOffsets);
   const split = splitProgram(setup, keyLengthValues != null, queryOffsetValues != null);
-  const config = split.config;
 
   const partialOut = createOutput(backend, [setup.partialRows, headDim]);
   const partialStats = createOutput(backend, [setup.partialRows, 2]);
@@ -230,17 +229,12 @@ export function runDecodeForward(backend: WebGPUBackend, plan: AttentionPlan, in
       splitUniforms[setup.firstQueryOffset + i] = queryOffsetValues?.[i] ?? 0;
     }
   }
-  // Inputs the plan does not use are never read (the program is specialised); bind q there, which is on the GPU
-  // already: the op's per-call keyLengths tensor would need an upload that ends the compute pass (see
-  // attention_forward.ts).
-  const used = (flag: boolean, t: TensorInfo) => flag ? t : inputs.q;
+  // Only the inputs the specialised program reads are bound (the op's per-call keyLengths tensor, unused without
+  // padding, would otherwise need an upload that ends the compute pass: see attention_forward.ts).
+  const bound: Record<string, TensorInfo> = inputs;
   runProgram(backend, split, {
     outputs: [partialOut, partialStats],
-    inputs: [
-      inputs.q, inputs.k, inputs.v, used(config.hasKeyLengths && !config.keyLengthsUniform, inputs.keyLengths),
-      used(config.hasQueryOffsets && !config.queryOffsetsUniform, inputs.queryOffsets),
-      used(config.alibi, inputs.alibiSlopes),
-    ],
+    inputs: split.variableNames.map((name) => bound[name]),
     uniforms: splitUniforms,
     dispatch: setup.splitDispatch,
   });
