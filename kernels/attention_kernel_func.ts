@@ -23,6 +23,15 @@ export type RunAttention<Backend, Inputs> = (backend: Backend, plan: AttentionPl
 /** Options (src/plan/plan.ts PlanFeature) a backend's kernels execute. */
 export type SupportedFeatures = readonly PlanFeature[];
 
+/** planFeatures of each plan (the ops reuse plan objects across calls: src/ops/run_attention.ts). */
+const featuresOfPlan = new WeakMap<AttentionPlan, readonly PlanFeature[]>();
+
+function featuresOf(plan: AttentionPlan): readonly PlanFeature[] {
+  let f = featuresOfPlan.get(plan);
+  if (f === undefined) featuresOfPlan.set(plan, f = planFeatures(plan));
+  return f;
+}
+
 function kernelFuncOf<Backend extends KernelBackend, Inputs>(
     kernelNames: Record<AttentionPlan['kind'], string>, names: readonly string[], run: RunAttention<Backend, Inputs>, supported: SupportedFeatures): KernelFunc {
   return ({inputs, backend, attrs}) => {
@@ -30,7 +39,8 @@ function kernelFuncOf<Backend extends KernelBackend, Inputs>(
     for (const name of names) {
       if (inputs[name] == null) throw new Error(`attention kernel (${plan.kind}): missing input '${name}'`);
     }
-    const missing = planFeatures(plan).filter((f) => !supported.includes(f));
+    const features = featuresOf(plan);
+    const missing = features.length === 0 ? features : features.filter((f) => !supported.includes(f));
     if (missing.length > 0) {
       const name = getBackend();
       throw new Error(`attention (${plan.kind}): option${missing.length > 1 ? 's' : ''} ${

@@ -5,6 +5,7 @@
  */
 import {expect} from 'chai';
 import './setup_node.js';
+import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import * as lib from '../src/index.js';
 import '../kernels/webgpu/register_all_webgpu_kernels.js';
@@ -12,9 +13,10 @@ import {
   chooseDecodeShape, chooseSplits, DecodeVariant, decodeRunsForTests, setDecodePathForTests, setDecodeVariantForTests,
   useDecodePath,
 } from '../kernels/webgpu/attention_decode.js';
+import {planCacheSizeForTests} from '../src/ops/run_attention.js';
 import {makePlan} from '../src/plan/plan.js';
 import type {AttentionCase} from './cases.js';
-import {checkCase} from './check_case.js';
+import {checkCase, randomArray} from './check_case.js';
 import {assertCaseResult, caseSeed} from './shared_runner.js';
 import {TOLERANCES} from './tolerances.js';
 import {setupWebGPU, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
@@ -78,6 +80,79 @@ describe('webgpu decode path (split-K)', function() {
         setDecodeVariantForTests({});
       }
     });
+  });
+
+  it('per-call caches (plans, decode setups, program state) give the same answers call after call', async () => {
+    // Calls with different shapes, options and values in a row, on the decode path and on the tiled forward: every
+    // result equals the cpu backend's, a call repeated after others is bit-identical to its first run (which built
+    // the caches), and nothing leaks. Then bad input still fails with the argument's name.
+    await tf.setBackend('webgpu');
+    setDecodePathForTests(null);
+    // Inputs made on the active backend (tensors do not move from webgpu to cpu in node: no synchronous readback).
+    const rand = (shape: number[], seed: number) => tf.tensor(randomArray(shape.reduce((a, b) => a * b), seed), shape);
+    const shapes = {a: [2, 1, 8, 32, 600], b: [1, 3, 4, 64, 300], f: [1, 20, 4, 32, 40]};  // b, sq, h, d, sk
+    const makeInputs = () => Object.fromEntries(Object.entries(shapes).map(([name, [b, sq, h, d, sk]], i) => [name, {
+      q: rand([b, sq, h, d], 10 * i), k: rand([b, sk, h / 2, d], 10 * i + 1), v: rand([b, sk, h / 2, d], 10 * i + 2),
+    }]));
+    let inputs = makeInputs();
+    const disposeInputs = () => tf.dispose(Object.values(inputs).flatMap((x) => [x.q, x.k, x.v]));
+    type Call = [keyof typeof shapes, lib.FlashAttentionOptions];
+    const calls: Call[] = [
+      ['a', {causal: true}], ['b', {causal: true}], ['a', {causal: true, scale: 0.1}], ['a', {causal: false}],
+      ['a', {causal: true, keyLengths: [300, 600], queryOffsets: [299, 599]}],
+      ['a', {causal: true, keyLengths: [600, 17], queryOffsets: [599, 16]}], ['a', {causal: true, softcap: 2}],
+      ['f', {causal: true}], ['f', {causal: true, scale: 0.3}], ['b', {causal: true}], ['a', {causal: true}],
+      ['a', {causal: true, keyLengths: [300, 600], queryOffsets: [299, 599]}], ['f', {causal: true}],
+    ];
+    const run = async (name: keyof typeof shapes, options: lib.FlashAttentionOptions) => {
+      const {q, k, v} = inputs[name];
+      const out = lib.flashAttention(q, k, v, {...options, returnLse: true});
+      const values = [await out.output.data(), await out.lse.data()] as Float32Array[];
+      tf.dispose([out.output, out.lse]);
+      return values;
+    };
+    const tensors = tf.memory().numTensors;
+    const decodeBefore = decodeRunsForTests();
+    const first = new Map<string, Float32Array[]>();
+    const results: Float32Array[][] = [];
+    for (const [name, options] of calls) {
+      const key = `${name}:${JSON.stringify(options)}`;
+      const r = await withGPUErrorCheck(env!.device, () => run(name, options));
+      if (first.has(key)) {
+        first.get(key)!.forEach((x, i) => expect(Array.from(r[i]), `${key} repeated`).to.deep.equal(Array.from(x)));
+      } else {
+        first.set(key, r);
+      }
+      results.push(r);
+    }
+    expect(decodeRunsForTests() - decodeBefore, 'calls on the decode path').to.equal(10);
+    expect(tf.memory().numTensors, 'tensors after the calls').to.equal(tensors);
+    expect(planCacheSizeForTests()).to.be.at.least(9);
+    const {q, k, v} = inputs.a;
+    expect(() => lib.flashAttention(q, k, v, {causal: 'yes' as unknown as boolean})).to.throw(/causal/);
+    expect(() => lib.flashAttention(q, k, v, {causal: true, scale: NaN})).to.throw(/scale/);
+    expect(() => lib.flashAttention(q, k, v, {causal: true, keyLengths: [601, 1]})).to.throw(/keyLengths\[0\]/);
+    const narrowK = tf.slice(k, [0, 0, 0, 0], [2, 600, 4, 16]);
+    expect(() => lib.flashAttention(q, narrowK, v, {causal: true})).to.throw(/k must/);
+    narrowK.dispose();
+    expect(tf.memory().numTensors, 'tensors after the rejected calls').to.equal(tensors);
+    disposeInputs();
+    await tf.setBackend('cpu');
+    inputs = makeInputs();
+    try {
+      for (let i = 0; i < calls.length; i++) {
+        const expected = await run(...calls[i]);
+        expected.forEach((x, j) => x.forEach((e, n) => {
+          const got = results[i][j][n];
+          if (e === -Infinity) expect(got, `${calls[i][0]} ${JSON.stringify(calls[i][1])}`).to.equal(-Infinity);
+          else expect(Math.abs(got - e), `${calls[i][0]} ${JSON.stringify(calls[i][1])} [${j}][${n}]`).to.be.below(2e-4);
+        }));
+      }
+    } finally {
+      disposeInputs();
+      await tf.setBackend('webgpu');
+      setDecodePathForTests('always');
+    }
   });
 
   it('chooses decode for few query rows over many keys, and enough splits to fill the GPU', () => {

@@ -16,7 +16,7 @@ import {
   DECODE_COMBINE_UNIFORMS, DECODE_COMBINE_WORKGROUP, DECODE_SPLIT_UNIFORMS, DecodeCombineProgram, DecodeConfig,
   DECODE_UNIFORM_BATCH, DecodeSplitProgram, decodeSplitKey, decodeWorkgroupBytes,
 } from './decode_attention_webgpu.js';
-import {cpuResidentValues, createOutput, getLimits, runProgram} from './program_runner.js';
+import {cpuResidentValues, createOutput, getLimits, ProgramLimits, runProgram} from './program_runner.js';
 
 /** Longest query block the decode path takes (issue 18: 1…16 rows). */
 export const DECODE_MAX_QUERIES = 16;
@@ -116,15 +116,38 @@ function cached<P extends DecodeSplitProgram | DecodeCombineProgram>(key: string
   return p as P;
 }
 
-/** The decode forward: returns [output [B,Sq,H,D], lse [B,H,Sq]]. */
-export function runDecodeForward(backend: WebGPUBackend, plan: AttentionPlan, inputs: AttentionInputs): TensorInfo[] {
+/**
+ * Everything a decode call derives from its plan, the device's limits and the variant: made once per plan (the ops
+ * reuse plan objects: src/ops/run_attention.ts) and reused while the limits and the variant are the same objects.
+ */
+interface DecodeSetup {
+  limits: ProgramLimits;
+  variant: DecodeVariant;
+  config: DecodeConfig;
+  /** Split programs by (keyLengthsUniform, queryOffsetsUniform): whether those values were numbers is per call. */
+  splitPrograms: Array<DecodeSplitProgram | undefined>;
+  combine: DecodeCombineProgram;
+  uniformsFit: boolean;
+  partialRows: number;
+  /** DECODE_SPLIT_UNIFORMS values, keyLength0… / queryOffset0… at 0 (filled per call). */
+  splitUniforms: number[];
+  firstKeyLength: number;
+  firstQueryOffset: number;
+  splitDispatch: [number, number, number];
+  combineUniforms: number[];
+  combineDispatch: [number, number, number];
+}
+
+const setups = new WeakMap<AttentionPlan, DecodeSetup>();
+
+function decodeSetup(plan: AttentionPlan, limits: ProgramLimits): DecodeSetup {
+  const cachedSetup = setups.get(plan);
+  if (cachedSetup !== undefined && cachedSetup.limits === limits && cachedSetup.variant === variant) return cachedSetup;
   const {batch, seqQ, heads, kvHeads, headDim, groupSize} = plan;
-  const limits = getLimits(backend);
   const {rows, block} = chooseDecodeShape(plan, limits);
   // P·V: at most 4 rows per thread (registers), the other slots on keys; the slots are BLOCK / D4.
   const slots = Math.max(1, Math.floor(block / (headDim / 4)));
   const pvRowParts = variant.pvRowParts === 'rows' ? slots : variant.pvRowParts ?? Math.ceil(rows / 4);
-  runs++;
   const {splits, splitLength} = chooseSplits(plan, rows, block);
   const rowsTotal = seqQ * groupSize;
   const rowGroups = Math.ceil(rowsTotal / rows);
@@ -135,21 +158,6 @@ export function runDecodeForward(backend: WebGPUBackend, plan: AttentionPlan, in
   if (partialRows * headDim * 4 > limits.maxStorageBufferBindingSize) {
     throw new Error('attention decode: partial outputs exceed maxStorageBufferBindingSize');
   }
-  // keyLengths / queryOffsets given as numbers are still on the CPU: passed as uniforms where the batch fits them.
-  const uniformsFit = batch <= DECODE_UNIFORM_BATCH && variant.smallInputsInUniforms !== false;
-  const small = (flag: boolean, t: TensorInfo) => flag && uniformsFit ? cpuResidentValues(backend, t) : null;
-  const keyLengthValues = small(plan.hasKeyLengths, inputs.keyLengths);
-  const queryOffsetValues = small(plan.hasQueryOffsets, inputs.queryOffsets);
-  const config: DecodeConfig = {
-    headDim, rows, block, softcap: plan.softcap > 0, hasKeyLengths: plan.hasKeyLengths,
-    hasQueryOffsets: plan.hasQueryOffsets, alibi: plan.alibi != null, pvRowParts,
-    keyLengthsUniform: keyLengthValues != null, queryOffsetsUniform: queryOffsetValues != null,
-  };
-  const split = cached(decodeSplitKey(config), () => new DecodeSplitProgram(config));
-  const combine = cached(`combine:${headDim}`, () => new DecodeCombineProgram(headDim));
-
-  const partialOut = createOutput(backend, [partialRows, headDim]);
-  const partialStats = createOutput(backend, [partialRows, 2]);
   const splitValues: Record<string, number> = {
     seqQ, seqK: plan.seqK, heads, kvHeads, groupSize, scale: plan.scale, softcap: plan.softcap,
     windowLeft: plan.windowLeft, windowRight: plan.windowRight, diagonalOffset: plan.diagonalOffset,
@@ -157,36 +165,86 @@ export function runDecodeForward(backend: WebGPUBackend, plan: AttentionPlan, in
     splits, splitLength, rowGroups, negInf: -Infinity,
   };
   for (let i = 0; i < DECODE_UNIFORM_BATCH; i++) {
-    splitValues[`keyLength${i}`] = keyLengthValues?.[i] ?? 0;
-    splitValues[`queryOffset${i}`] = queryOffsetValues?.[i] ?? 0;
+    splitValues[`keyLength${i}`] = 0;
+    splitValues[`queryOffset${i}`] = 0;
   }
-  // Inputs the plan does not use are never read (the program is specialised); bind q there, which is on the GPU
-  // already: the op's per-call keyLengths tensor would need an upload that ends the compute pass (see
-  // attention_forward.ts).
-  const used = (flag: boolean, t: TensorInfo) => flag ? t : inputs.q;
-  runProgram(backend, split, {
-    outputs: [partialOut, partialStats],
-    inputs: [
-      inputs.q, inputs.k, inputs.v, used(config.hasKeyLengths && !config.keyLengthsUniform, inputs.keyLengths),
-      used(config.hasQueryOffsets && !config.queryOffsetsUniform, inputs.queryOffsets),
-      used(plan.alibi != null, inputs.alibiSlopes),
-    ],
-    uniforms: DECODE_SPLIT_UNIFORMS.map(([name]) => splitValues[name]),
-    dispatch: [splits, rowGroups * kvHeads, batch],
-  });
-
-  const output = createOutput(backend, [batch, seqQ, heads, headDim]);
-  const lse = createOutput(backend, [batch, heads, seqQ]);
+  const names = DECODE_SPLIT_UNIFORMS.map(([name]) => name);
   const total = batch * kvHeads * rowsTotal * (headDim / 4);
   const workgroups = Math.ceil(total / DECODE_COMBINE_WORKGROUP);
   const dispatchX = Math.min(workgroups, limits.maxComputeWorkgroupsPerDimension);
   const combineValues: Record<string, number> = {
     seqQ, heads, kvHeads, groupSize, splits, total, dispatchX, negInf: -Infinity,
   };
-  runProgram(backend, combine, {
+  const setup: DecodeSetup = {
+    limits, variant,
+    config: {
+      headDim, rows, block, softcap: plan.softcap > 0, hasKeyLengths: plan.hasKeyLengths,
+      hasQueryOffsets: plan.hasQueryOffsets, alibi: plan.alibi != null, pvRowParts,
+      keyLengthsUniform: false, queryOffsetsUniform: false,
+    },
+    splitPrograms: [],
+    combine: cached(`combine:${headDim}`, () => new DecodeCombineProgram(headDim)),
+    // keyLengths / queryOffsets given as numbers are still on the CPU: passed as uniforms where the batch fits them.
+    uniformsFit: batch <= DECODE_UNIFORM_BATCH && variant.smallInputsInUniforms !== false,
+    partialRows,
+    splitUniforms: names.map((name) => splitValues[name]),
+    firstKeyLength: names.indexOf('keyLength0'),
+    firstQueryOffset: names.indexOf('queryOffset0'),
+    splitDispatch: [splits, rowGroups * kvHeads, batch],
+    combineUniforms: DECODE_COMBINE_UNIFORMS.map(([name]) => combineValues[name]),
+    combineDispatch: [dispatchX, Math.ceil(workgroups / dispatchX), 1],
+  };
+  setups.set(plan, setup);
+  return setup;
+}
+
+/** The split program of `setup` with keyLengths / queryOffsets in uniforms or not. */
+function splitProgram(setup: DecodeSetup, keyLengthsUniform: boolean, queryOffsetsUniform: boolean): DecodeSplitProgram {
+  const index = (keyLengthsUniform ? 1 : 0) + (queryOffsetsUniform ? 2 : 0);
+  let program = setup.splitPrograms[index];
+  if (program === undefined) {
+    const config: DecodeConfig = {...setup.config, keyLengthsUniform, queryOffsetsUniform};
+    program = setup.splitPrograms[index] = cached(decodeSplitKey(config), () => new DecodeSplitProgram(config));
+  }
+  return program;
+}
+
+/** The decode forward: returns [output [B,Sq,H,D], lse [B,H,Sq]]. */
+export function runDecodeForward(backend: WebGPUBackend, plan: AttentionPlan, inputs: AttentionInputs): TensorInfo[] {
+  const {batch, seqQ, heads, headDim} = plan;
+  const setup = decodeSetup(plan, getLimits(backend));
+  runs++;
+  const small = (flag: boolean, t: TensorInfo) => flag && setup.uniformsFit ? cpuResidentValues(backend, t) : null;
+  const keyLengthValues = small(plan.hasKeyLengths, inputs.keyLengths);
+  const queryOffsetValues = small(plan.hasQueryOffsets, inputs.queryOffsets);
+  const split = splitProgram(setup, keyLengthValues != null, queryOffsetValues != null);
+
+  const partialOut = createOutput(backend, [setup.partialRows, headDim]);
+  const partialStats = createOutput(backend, [setup.partialRows, 2]);
+  let splitUniforms = setup.splitUniforms;
+  if (keyLengthValues != null || queryOffsetValues != null) {
+    splitUniforms = splitUniforms.slice();
+    for (let i = 0; i < DECODE_UNIFORM_BATCH; i++) {
+      splitUniforms[setup.firstKeyLength + i] = keyLengthValues?.[i] ?? 0;
+      splitUniforms[setup.firstQueryOffset + i] = queryOffsetValues?.[i] ?? 0;
+    }
+  }
+  // Only the inputs the specialised program reads are bound (the op's per-call keyLengths tensor, unused without
+  // padding, would otherwise need an upload that ends the compute pass: see attention_forward.ts).
+  const bound: Record<string, TensorInfo> = inputs;
+  runProgram(backend, split, {
+    outputs: [partialOut, partialStats],
+    inputs: split.variableNames.map((name) => bound[name]),
+    uniforms: splitUniforms,
+    dispatch: setup.splitDispatch,
+  });
+
+  const output = createOutput(backend, [batch, seqQ, heads, headDim]);
+  const lse = createOutput(backend, [batch, heads, seqQ]);
+  runProgram(backend, setup.combine, {
     outputs: [output, lse], inputs: [partialOut, partialStats],
-    uniforms: DECODE_COMBINE_UNIFORMS.map(([name]) => combineValues[name]),
-    dispatch: [dispatchX, Math.ceil(workgroups / dispatchX), 1],
+    uniforms: setup.combineUniforms,
+    dispatch: setup.combineDispatch,
   });
   backend.disposeData(partialOut.dataId);
   backend.disposeData(partialStats.dataId);

@@ -26,16 +26,26 @@ import {getScheduleBuffer} from './schedule_buffers.js';
 
 const programCache = new Map<string, AttentionForwardProgram>();
 
+/** The program each plan ran last (the ops reuse plan objects: src/ops/run_attention.ts), with what chose it. */
+const programOfPlan = new WeakMap<AttentionPlan,
+    {config: ForwardTileConfig; f16: boolean; codeKey: string; program: AttentionForwardProgram}>();
+
 function getProgram(plan: AttentionPlan, config: ForwardTileConfig, f16: boolean): AttentionForwardProgram {
+  const codeKey = forwardOptionCodeKey();
+  const last = programOfPlan.get(plan);
+  if (last !== undefined && last.config === config && last.f16 === f16 && last.codeKey === codeKey) {
+    return last.program;
+  }
   const opts = optionFlagsOf(plan);
   const key = `${plan.headDim}|${JSON.stringify(config)}|${plan.softcap > 0}|${plan.hasKeyLengths}|${
-      plan.layout != null}${optionKey(opts)}${opts != null ? forwardOptionCodeKey() : ''}${f16 ? '|f16' : ''}`;
+      plan.layout != null}${optionKey(opts)}${opts != null ? codeKey : ''}${f16 ? '|f16' : ''}`;
   let p = programCache.get(key);
   if (p == null) {
     p = new AttentionForwardProgram(
         plan.headDim, config, plan.softcap > 0, plan.hasKeyLengths, plan.layout != null, opts, f16);
     programCache.set(key, p);
   }
+  programOfPlan.set(plan, {config, f16, codeKey, program: p});
   return p;
 }
 

@@ -64,6 +64,16 @@ export function decodeWorkgroupBytes(c: Pick<DecodeConfig, 'headDim' | 'rows' | 
   return 4 * (c.rows * c.headDim + c.rows * c.block + 3 * c.rows + c.block) + 16 * c.block;
 }
 
+/** The split program's input bindings, [name, WGSL element type], in order: a small input is bound only where the
+ *  code reads it from its buffer (not absent, not in the uniforms). */
+export function decodeSplitInputs(c: DecodeConfig): Array<[string, string]> {
+  const inputs: Array<[string, string]> = [['q', 'vec4<f32>'], ['k', 'vec4<f32>'], ['v', 'vec4<f32>']];
+  if (c.hasKeyLengths && !c.keyLengthsUniform) inputs.push(['keyLengths', 'i32']);
+  if (c.hasQueryOffsets && !c.queryOffsetsUniform) inputs.push(['queryOffsets', 'i32']);
+  if (c.alibi) inputs.push(['alibiSlopes', 'f32']);
+  return inputs;
+}
+
 /** Everything that changes the split program's code: its pipeline key and the executor's program cache key. */
 export function decodeSplitKey(c: DecodeConfig): string {
   return `attention-decode-split:${c.headDim}:${c.rows}:${c.block}:${c.softcap}:${c.hasKeyLengths}:${
@@ -202,8 +212,10 @@ const WRITE_CODE = `
 export class DecodeSplitProgram implements MultiOutputProgram {
   outputNames = ['partialOut', 'partialStats'];
   outputTypes = ['vec4<f32>', 'vec2<f32>'];
-  variableNames = ['q', 'k', 'v', 'keyLengths', 'queryOffsets', 'alibiSlopes'];
-  variableTypes = ['vec4<f32>', 'vec4<f32>', 'vec4<f32>', 'i32', 'i32', 'f32'];
+  /** q, k, v, then only the small inputs the code reads from buffers (decodeSplitInputs): each binding is work for
+   *  every call's createBindGroup. */
+  variableNames: string[];
+  variableTypes: string[];
   uniformFields = DECODE_SPLIT_UNIFORMS;
   shaderKey: string;
   readonly workgroupSize: [number, number, number];
@@ -213,6 +225,9 @@ export class DecodeSplitProgram implements MultiOutputProgram {
     if (c.headDim % 4 !== 0) throw new Error(`decode program: headDim ${c.headDim} is not a multiple of 4`);
     this.workgroupSize = [c.block, 1, 1];
     this.shaderKey = decodeSplitKey(c);
+    const inputs = decodeSplitInputs(c);
+    this.variableNames = inputs.map(([name]) => name);
+    this.variableTypes = inputs.map(([, type]) => type);
   }
 
   getUserCode(): string {

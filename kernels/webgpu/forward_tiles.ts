@@ -24,7 +24,8 @@ export interface ForwardTileConfig {
  * headDim 128; 32 KiB devices (lavapipe), headDims that 16 column groups would pad a lot (16, 80, 96) and headDim 256
  * fall through to the smaller tiles.
  */
-const FORWARD_CONFIGS: ForwardTileConfig[] = [
+// Frozen, as the override below: a config object stands for its contents (attention_forward.ts keys on it).
+const FORWARD_CONFIGS: readonly ForwardTileConfig[] = [
   {blockQ: 64, blockK: 48, rowsPerThread: 4, colsPerThread: 3, prefetch: true},
   {blockQ: 48, blockK: 16, rowsPerThread: 3, colsPerThread: 1, prefetch: true},
   {blockQ: 64, blockK: 32, rowsPerThread: 4, colsPerThread: 2, prefetch: true},
@@ -34,13 +35,13 @@ const FORWARD_CONFIGS: ForwardTileConfig[] = [
   {blockQ: 16, blockK: 16, rowsPerThread: 2, colsPerThread: 2, prefetch: true},
   {blockQ: 16, blockK: 8, rowsPerThread: 2, colsPerThread: 1, prefetch: true},
   {blockQ: 8, blockK: 8, rowsPerThread: 1, colsPerThread: 1, prefetch: true},
-];
+].map((c) => Object.freeze(c));
 
 let configOverride: ForwardTileConfig | null = null;
 
 /** Benchmark/test hook: force a tile configuration (null restores automatic choice). */
 export function setForwardConfigOverride(config: ForwardTileConfig | null): void {
-  configOverride = config;
+  configOverride = config == null ? null : Object.freeze({...config});
 }
 
 /** Head size padded so that every thread owns whole vec4s of it. */

@@ -69,19 +69,33 @@ let limitsOverride: Partial<ProgramLimits> | null = null;
 
 /** Test hook: pretend the device has smaller limits (null restores the real ones). */
 export function setLimitsOverrideForTests(limits: Partial<ProgramLimits> | null): void {
-  limitsOverride = limits;
+  limitsOverride = limits == null ? null : {...limits};
 }
 
+/** The device's limits, read once per device (each read of device.limits crosses into the WebGPU implementation). */
+const deviceLimits = new WeakMap<GPUDevice, ProgramLimits>();
+/** The last override merged with the device's limits (one object while neither changes: callers may key on it). */
+let overridden: {device: GPUDevice; override: Partial<ProgramLimits>; limits: ProgramLimits} | null = null;
+
 export function getLimits(backend: WebGPUBackend): ProgramLimits {
-  const l = backend.device.limits;
-  const real: ProgramLimits = {
-    maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
-    maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
-    maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
-    maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
-    minStorageBufferOffsetAlignment: l.minStorageBufferOffsetAlignment,
-  };
-  return limitsOverride == null ? real : {...real, ...limitsOverride};
+  const device = backend.device;
+  let real = deviceLimits.get(device);
+  if (real === undefined) {
+    const l = device.limits;
+    real = Object.freeze({
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+      minStorageBufferOffsetAlignment: l.minStorageBufferOffsetAlignment,
+    });
+    deviceLimits.set(device, real);
+  }
+  if (limitsOverride == null) return real;
+  if (overridden?.device !== device || overridden.override !== limitsOverride) {
+    overridden = {device, override: limitsOverride, limits: Object.freeze({...real, ...limitsOverride})};
+  }
+  return overridden.limits;
 }
 
 // The backend's private members this module mirrors recordAndSubmit with (present in tfjs-backend-webgpu 4.x).
@@ -100,7 +114,8 @@ interface BackendInternals {
   querySetCount: number;
   makeTensorInfo(shape: number[], dtype: tf.DataType, values?: tf.backend_util.BackendValues): tf.TensorInfo;
   uploadToGPU(dataId: object): void;
-  makeUniforms(uniforms: Array<{type: string; data: number[]}>): GPUBufferBinding;
+  bufferManager: {acquireBuffer(size: number, usage: number): GPUBuffer};
+  uniformPendingDisposal: GPUBuffer[];
   ensureCommandEncoderReady(): void;
   endComputePassEncoder(): void;
   submitQueue(): void;
@@ -164,12 +179,52 @@ export function makeBindingHeader(program: MultiOutputProgram): string {
   return lines.join('\n') + '\n';
 }
 
-function getPipeline(backend: WebGPUBackend, program: MultiOutputProgram): GPUComputePipeline {
+/**
+ * What runProgram needs of a program on one backend, found once: its pipeline (in tfjs's pipeline cache, under
+ * `key`), that pipeline's bind group layout, and a scratch buffer for its uniform values.
+ */
+interface ProgramState {
+  pipelineCache: object;
+  shaderKey: string;
+  key: string;
+  pipeline: GPUComputePipeline;
+  layout: GPUBindGroupLayout;
+  uniformBytes: number;
+  uniforms: {i32: Int32Array; u32: Uint32Array; f32: Float32Array};
+}
+
+const programStates = new WeakMap<MultiOutputProgram, ProgramState>();
+
+function getProgramState(backend: WebGPUBackend, program: MultiOutputProgram): ProgramState {
   const b = internals(backend);
-  // Prefixed so that tfjs's own keys (made from program class names and shapes) can never collide with ours.
-  const key = `tfjs-attention:${program.shaderKey}`;
+  const state = programStates.get(program);
+  // Valid while tfjs's cache still holds that pipeline (a new backend has a new cache) and the program's key is the
+  // same (programs are not changed once made; checked anyway, the same string object compares at once).
+  if (state !== undefined && state.pipelineCache === b.pipelineCache && b.pipelineCache[state.key] === state.pipeline &&
+      state.shaderKey === program.shaderKey) {
+    return state;
+  }
+  const key = PIPELINE_KEY_PREFIX + program.shaderKey;
+  const {pipeline, layout} = getPipeline(backend, program, key);
+  // The uniform struct: scalar fields at 4-byte offsets (as tfjs's makeUniforms lays them out); one unused i32 when
+  // the program has none.
+  const buffer = new ArrayBuffer(4 * Math.max(1, program.uniformFields.length));
+  const fresh: ProgramState = {
+    pipelineCache: b.pipelineCache, shaderKey: program.shaderKey, key, pipeline, layout, uniformBytes: buffer.byteLength,
+    uniforms: {i32: new Int32Array(buffer), u32: new Uint32Array(buffer), f32: new Float32Array(buffer)},
+  };
+  programStates.set(program, fresh);
+  return fresh;
+}
+
+// Prefixed so that tfjs's own keys (made from program class names and shapes) can never collide with ours.
+const PIPELINE_KEY_PREFIX = 'tfjs-attention:';
+
+function getPipeline(backend: WebGPUBackend, program: MultiOutputProgram, key: string):
+    {pipeline: GPUComputePipeline; layout: GPUBindGroupLayout} {
+  const b = internals(backend);
   const cached = b.pipelineCache[key];
-  if (cached != null && !(cached instanceof Promise)) return cached;
+  if (cached != null && !(cached instanceof Promise)) return {pipeline: cached, layout: cached.getBindGroupLayout(0)};
   const device = b.device;
   // An explicit layout: with layout 'auto' a binding the code happens not to read (say keyLengths without padding)
   // would vanish from the layout and the bind group would fail validation.
@@ -191,7 +246,7 @@ function getPipeline(backend: WebGPUBackend, program: MultiOutputProgram): GPUCo
     label: program.shaderKey,
   });
   b.pipelineCache[key] = pipeline;
-  return pipeline;
+  return {pipeline, layout: bindGroupLayout};
 }
 
 /** The source a program compiles to (for tests and debugging). */
@@ -214,24 +269,38 @@ export function runProgram(backend: WebGPUBackend, program: MultiOutputProgram, 
     throw new Error(`${program.shaderKey}: dispatch ${run.dispatch} exceeds maxComputeWorkgroupsPerDimension ${limit}`);
   }
   if (run.dispatch.some((d) => d === 0)) return;
-  const pipeline = getPipeline(backend, program);
+  const state = getProgramState(backend, program);
 
-  const toResource = (binding: Binding): GPUBufferBinding => {
-    const buffer = gpuBufferOf(backend, bindingTensor(binding));
-    return isRange(binding) ? {buffer, offset: binding.byteOffset, size: binding.byteSize} : {buffer};
+  // The uniform buffer, as tfjs's makeUniforms makes it (a pooled buffer written now, released after the submit),
+  // from the program's scratch values (writeBuffer copies them at once).
+  const {i32, u32, f32} = state.uniforms;
+  const fields = program.uniformFields;
+  if (fields.length === 0) i32[0] = 0;
+  for (let i = 0; i < fields.length; i++) {
+    const type = fields[i][1];
+    if (type === 'f32') f32[i] = run.uniforms[i];
+    else if (type === 'u32') u32[i] = run.uniforms[i];
+    else i32[i] = run.uniforms[i];
+  }
+  const uniformBuffer = b.bufferManager.acquireBuffer(state.uniformBytes, GPUBufferUsage.COPY_DST | GPUBufferUsage.UNIFORM);
+  b.queue.writeBuffer(uniformBuffer, 0, i32.buffer, 0, state.uniformBytes);
+  b.uniformPendingDisposal.push(uniformBuffer);
+
+  const entries: GPUBindGroupEntry[] = [];
+  const bind = (binding: Binding) => {
+    const tensor = bindingTensor(binding);
+    b.commandQueueOwnedIds.add(tensor.dataId);
+    const buffer = gpuBufferOf(backend, tensor);
+    entries.push({
+      binding: entries.length,
+      resource: isRange(binding) ? {buffer, offset: binding.byteOffset, size: binding.byteSize} : {buffer},
+    });
   };
-  const uniformData = program.uniformFields.length > 0 ?
-      program.uniformFields.map(([, type], i) => ({
-        type: type === 'f32' ? 'float32' : type === 'u32' ? 'uint32' : 'int32', data: [run.uniforms[i]]})) :
-      [{type: 'int32', data: [0]}];
-  const resources = [
-    ...run.outputs.map(toResource), ...run.inputs.map(toResource), b.makeUniforms(uniformData),
-  ];
-  for (const t of [...run.inputs, ...run.outputs]) b.commandQueueOwnedIds.add(bindingTensor(t).dataId);
-  const bindGroup = b.device.createBindGroup({
-    layout: pipeline.getBindGroupLayout(0),
-    entries: resources.map((resource, binding) => ({binding, resource})),
-  });
+  for (const output of run.outputs) bind(output);
+  for (const input of run.inputs) bind(input);
+  entries.push({binding: entries.length, resource: {buffer: uniformBuffer, offset: 0, size: state.uniformBytes}});
+  const bindGroup = b.device.createBindGroup({layout: state.layout, entries});
+  const pipeline = state.pipeline;
 
   const shouldTimeProgram = b.activeTimers != null;
   b.ensureCommandEncoderReady();

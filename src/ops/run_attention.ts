@@ -4,7 +4,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {attentionAttrs, AttentionInputNames, FORWARD_KERNEL} from '../kernel_names.js';
 import {BlockLayout} from '../patterns/block_layout.js';
-import {AttentionKind, AttentionShapes, makePlan} from '../plan/plan.js';
+import {LruCache} from '../plan/lru_cache.js';
+import {AttentionKind, AttentionPlan, AttentionShapes, makePlan, PlanInput} from '../plan/plan.js';
 import {AttentionPrecision, checkPrecision} from '../plan/precision.js';
 import {ensureAttentionKernels} from './kernel_fallback.js';
 import {checkBoolean, checkKeyLengths, checkScale, checkSoftcap} from './validate.js';
@@ -67,6 +68,30 @@ export interface MaskOptions {
   layout: BlockLayout | null;
 }
 
+/** Plans of the calls whose plan inputs are all numbers and flags, by scalarPlanKey (plans are immutable). */
+const planCache = new LruCache<string, AttentionPlan>(64);
+
+/** Test hook: how many plans the op-level cache holds. */
+export function planCacheSizeForTests(): number {
+  return planCache.size;
+}
+
+/** A number as a key: exact (JS prints the shortest string that reads back to the same double), -0 kept apart. */
+function num(x: number): string {
+  return Object.is(x, -0) ? '-0' : String(x);
+}
+
+/** Every input of a plan without layout / mask / bias / segments / dropout, as one string. */
+function scalarPlanKey(
+    kind: AttentionKind, s: AttentionShapes, mask: MaskOptions, scale: number, softcap: number,
+    hasKeyLengths: boolean, offsets: ReturnType<typeof checkQueryOffsets>, alibiBatchStride: number | undefined,
+    precision: AttentionPrecision): string {
+  const offsetKey = offsets.kind === 'static' ? `s${num(offsets.offset)}` : `r${offsets.range[0]},${offsets.range[1]}`;
+  return `${kind}|${s.batch},${s.seqQ},${s.seqK},${s.heads},${s.kvHeads},${s.headDim}|${mask.windowLeft},${
+      mask.windowRight}|${num(scale)}|${num(softcap)}|${hasKeyLengths ? 1 : 0}|${offsetKey}|${
+      alibiBatchStride ?? 'n'}|${precision}`;
+}
+
 export function runAttention(
     kind: AttentionKind, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, shapes: AttentionShapes,
     options: CommonAttentionOptions, mask: MaskOptions): tf.Tensor4D | AttentionWithLse {
@@ -83,13 +108,22 @@ export function runAttention(
   const precision = checkPrecision(options.precision);
   const alibi = options.alibiSlopes === undefined ? null : checkAlibiSlopes(options.alibiSlopes, shapes);
 
-  const plan = makePlan({
+  const planInput = (): PlanInput => ({
     ...shapes, ...mask, kind, scale, softcap, hasKeyLengths: keyLengths != null,
     queryOffset: offsets.kind === 'static' ? offsets.offset : undefined,
     queryOffsetRange: offsets.kind === 'static' ? null : offsets.range,
     mask: maskOperand, bias: biasOperand, alibi: alibi == null ? null : {batchStride: alibi.batchStride},
     hasSegments: segments != null, dropout, precision,
   });
+  // A decode loop makes the same plan every step: reuse it when every plan input is a number or flag (no layout,
+  // mask, bias, segments or dropout, whose inputs are objects), keyed by all of them.
+  const cacheable = mask.layout == null && maskOperand == null && biasOperand == null && segments == null &&
+      dropout == null;
+  const plan = cacheable ?
+      planCache.getOrCreate(scalarPlanKey(kind, shapes, mask, scale, softcap, keyLengths != null, offsets,
+                                          alibi?.batchStride, precision),
+                            () => Object.freeze(makePlan(planInput()))) :
+      makePlan(planInput());
 
   ensureAttentionKernels(tf.getBackend());
   // Kernels always receive every input the contract names (the gradient config saves them by name). keyLengths
@@ -98,7 +132,7 @@ export function runAttention(
   const owned: tf.Tensor[] = [];
   const own = <T extends tf.Tensor>(t: T): T => (owned.push(t), t);
   const keyLengthsTensor = keyLengths instanceof tf.Tensor ? keyLengths :
-      own(tf.tensor1d(keyLengths ?? new Array(shapes.batch).fill(shapes.seqK), 'int32'));
+      own(tf.tensor1d(keyLengths ?? new Int32Array(shapes.batch).fill(shapes.seqK), 'int32'));
   const absent = keyLengthsTensor;
   const queryOffsetsTensor = offsets.kind === 'tensor' ? offsets.tensor :
       offsets.kind === 'perBatch' ? own(tf.tensor1d(offsets.values, 'int32')) : absent;
