@@ -52,6 +52,17 @@ export function setupWebGPU(): Promise<WebGPUEnv | null> {
   return shared.envPromise;
 }
 
+/**
+ * A mocha `before` body: the shared WebGPU environment with tfjs's 'webgpu' backend set, or the suite skipped where
+ * WebGPU is unavailable (never in CI: setupWebGPU throws there).
+ */
+export async function webgpuBackendOrSkip(ctx: Mocha.Context): Promise<WebGPUEnv> {
+  const env = await setupWebGPU();
+  if (env == null) ctx.skip();
+  await tf.setBackend('webgpu');
+  return env!;
+}
+
 async function createEnv(): Promise<WebGPUEnv> {
   ensureVulkanDriver();
   const {create, globals} = await import('webgpu');

@@ -9,7 +9,7 @@ import type {AttentionCase} from './cases.js';
 import type {CaseResult} from './check_case.js';
 import {FuzzConfig, FuzzTolerance, runFuzz} from './fuzz.js';
 import {describeFuzz} from './fuzz_runner.js';
-import {setupWebGPU, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
+import {webgpuBackendOrSkip, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
 
 export function describeWebGPUFuzz(spec: {
   label: string; runs: number; config: FuzzConfig; tolerance: FuzzTolerance;
@@ -21,9 +21,7 @@ export function describeWebGPUFuzz(spec: {
     // First-time pipeline compiles on software Vulkan, on a shared machine.
     timeout: 1_800_000,
     setUp: async (ctx) => {
-      env = await setupWebGPU();
-      if (env == null) ctx.skip();
-      await tf.setBackend('webgpu');
+      env = await webgpuBackendOrSkip(ctx);
     },
     run: (opts) => runFuzz(tf, lib, {
       ...opts,

@@ -16,19 +16,12 @@ import {CASES, AttentionCase} from './cases.js';
 import {checkCase, randomArray} from './check_case.js';
 import {assertCaseResult, caseSeed, describeBackendCases} from './shared_runner.js';
 import {TOLERANCES as TABLE} from './tolerances.js';
-import {setupWebGPU, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
+import {webgpuBackendOrSkip, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
 
 const TOLERANCES = TABLE.webgpu;
 const QUICK = process.env.WEBGPU_GRAD_ALL == null;
 
 let env: WebGPUEnv | null = null;
-
-async function ready(ctx: Mocha.Context): Promise<WebGPUEnv> {
-  env = await setupWebGPU();
-  if (env == null) ctx.skip();
-  await tf.setBackend('webgpu');
-  return env!;
-}
 
 function runCase(c: AttentionCase, seed: number) {
   return withGPUErrorCheck(env!.device, () => checkCase(tf, lib, c, seed));
@@ -39,7 +32,7 @@ describe('webgpu backward kernels', function() {
   // first case can take minutes.
   this.timeout(600_000);
   before(async function() {
-    await ready(this);
+    env = await webgpuBackendOrSkip(this);
   });
 
   describeBackendCases('webgpu', runCase, (c) => !QUICK || (c.tags ?? []).includes('quick'), 'webgpu grad');

@@ -14,7 +14,7 @@ import * as lib from '../src/index.js';
 import '../kernels/webgpu/register_all_webgpu_kernels.js';
 import {GradOptionCode, setGradOptionCodeForBench} from '../kernels/webgpu/flash_attention_grad_webgpu.js';
 import {randomArray} from './check_case.js';
-import {setupWebGPU, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
+import {webgpuBackendOrSkip, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
 
 let env: WebGPUEnv | null = null;
 const LEGACY: GradOptionCode = {bias: 'inline', alibi: 'inline'};
@@ -97,9 +97,7 @@ describe('webgpu backward option code (bias staged, ALiBi hoisted vs the legacy 
   // Every case compiles its tile programs twice (both codes): minutes on lavapipe.
   this.timeout(900_000);
   before(async function() {
-    env = await setupWebGPU();
-    if (env == null) this.skip();
-    await tf.setBackend('webgpu');
+    env = await webgpuBackendOrSkip(this);
   });
 
   describe('default code = legacy code (dq, dk, dv, dBias; bitwise without ALiBi, 1e-6 relative with)', () => {

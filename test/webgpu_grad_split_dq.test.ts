@@ -19,7 +19,7 @@ import {CASES, AttentionCase} from './cases.js';
 import {checkCase, randomArray} from './check_case.js';
 import {assertCaseResult, caseSeed} from './shared_runner.js';
 import {TOLERANCES as TABLE} from './tolerances.js';
-import {setupWebGPU, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
+import {webgpuBackendOrSkip, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
 
 const TOLERANCES = TABLE.webgpu;
 let env: WebGPUEnv | null = null;
@@ -66,9 +66,7 @@ const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLeng
 describe('webgpu backward, split-dQ design', function() {
   this.timeout(900_000);
   before(async function() {
-    env = await setupWebGPU();
-    if (env == null) this.skip();
-    await tf.setBackend('webgpu');
+    env = await webgpuBackendOrSkip(this);
   });
 
   it('chooses nsplits: fills the GPU, equal key tiles per split, capped by tiles, binding and memory', () => {

@@ -7,16 +7,14 @@ import * as tf from '@tensorflow/tfjs-core';
 import {expect} from 'chai';
 import * as lib from '../src/index.js';
 import {GENERATION_CHECKS} from './generation_checks.js';
-import {setupWebGPU, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
+import {webgpuBackendOrSkip, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
 
 let env: WebGPUEnv | null = null;
 
 describe('generation pieces on webgpu', function() {
   this.timeout(600000);
   before(async function() {
-    env = await setupWebGPU();
-    if (env == null) this.skip();
-    await tf.setBackend('webgpu');
+    env = await webgpuBackendOrSkip(this);
   });
 
   it('runs the dedicated UpdateKVCache kernel (one kernel, no composite ops)', async () => {

@@ -14,16 +14,14 @@ import {createOutput} from '../kernels/webgpu/program_runner.js';
 import {dropoutKeep, makeDropoutPlan} from '../src/plan/philox.js';
 import {makePlan} from '../src/plan/plan.js';
 import {randomArray} from './check_case.js';
-import {setupWebGPU, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
+import {webgpuBackendOrSkip, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
 
 let env: WebGPUEnv | null = null;
 
 describe('webgpu options', function() {
   this.timeout(600000);
   before(async function() {
-    env = await setupWebGPU();
-    if (env == null) this.skip();
-    await tf.setBackend('webgpu');
+    env = await webgpuBackendOrSkip(this);
   });
 
   it('dropout keeps exactly the elements src/plan/philox.ts keeps (v = identity rows exposes P ∘ Z)', async () => {

@@ -16,7 +16,7 @@ import {checkCase, randomArray} from './check_case.js';
 import {GPU_LONG_FUZZ, GPU_QUICK_FUZZ} from './fuzz.js';
 import {describeSharedCases} from './shared_runner.js';
 import {MEDIUM_TOLERANCES} from './tolerances.js';
-import {setupWebGPU, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
+import {webgpuBackendOrSkip, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
 import {describeWebGPUFuzz} from './webgpu_fuzz_suite.js';
 
 let env: WebGPUEnv | null = null;
@@ -28,9 +28,7 @@ const checkMedium = (c: AttentionCase, seed: number) =>
 describe('webgpu precision', function() {
   this.timeout(600000);
   before(async function() {
-    env = await setupWebGPU();
-    if (env == null) this.skip();
-    await tf.setBackend('webgpu');
+    env = await webgpuBackendOrSkip(this);
     // The runner's device must reach the f16 path: setupWebGPU requested shader-f16 (lavapipe offers it).
     expect(webgpuCapabilities(env.backend).shaderF16, 'lavapipe device has shader-f16').to.equal(true);
   });
