@@ -47,8 +47,8 @@
  * fixed order.
  */
 import {
-  alibiHoistedTerm, alibiInlineTerm, alibiPosition, diagonalOffsetExpr, elementMasked, MASKED_TERM, OPTION_UNIFORMS, optionBindings, optionFunctions, OptionFlags,
-  optionKey, tileStateFunction,
+  alibiHoistedTerm, alibiInlineTerm, alibiPosition, diagonalOffsetExpr, elementMasked, MASKED_TERM, OPTION_UNIFORMS,
+  optionBindings, optionFunctions, OptionFlags, optionKey, tileStateFunction,
 } from './attention_options.js';
 import {GradPass, GradThreadMap, gradThreadMap, GradTiles} from './grad_tiles.js';
 import {PHILOX_WGSL} from './philox_wgsl.js';
@@ -709,8 +709,9 @@ function tileLoop(g: TileShape): string {
           }
           let nextRow0 = nextId * ${BS};
           let nextHead = hk;`;
-  const processTile = streamedTile(g, g.dkdv ? {id: 'h * uniforms.numQueryTiles + qt', next: dkdvNext, biasHead: 'nextHead'} :
-                                               {id: 'kt', next: dqNext, biasHead: 'h'});
+  const processTile = streamedTile(g, g.dkdv ?
+      {id: 'h * uniforms.numQueryTiles + qt', next: dkdvNext, biasHead: 'nextHead'} :
+      {id: 'kt', next: dqNext, biasHead: 'h'});
   const pfDeclare = g.prefetch ? `
       var pfTile = -1;${prefetchStaging(g).declare}${biasStaging(g).declare}` : '';
   return g.dkdv ? `

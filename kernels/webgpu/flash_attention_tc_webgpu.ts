@@ -45,7 +45,7 @@ import {
   elementMasked, MASKED_TERM, OPTION_UNIFORMS, optionBindings, optionFunctions, OptionFlags, optionKey,
   tileStateFunction,
 } from './attention_options.js';
-import {FORWARD_UNIFORMS, visibilityFunction} from './flash_attention_webgpu.js';
+import {FORWARD_UNIFORMS, NEXT_SCHEDULED_TILE, visibilityFunction} from './flash_attention_webgpu.js';
 import {PHILOX_WGSL} from './philox_wgsl.js';
 import type {MultiOutputProgram, UniformType} from './program_runner.js';
 import {STABLE_TANH_WGSL} from './wgsl_math.js';
@@ -680,11 +680,7 @@ function stageKeyValues(): string {
       }
       {
         // Prefetch the next tile of the schedule; it goes to Ks / Vs after this tile's P·V.
-        var nextTile = keyTile + 1;
-        if (nextTile >= tiles.x + tiles.y) {
-          nextTile = -1;
-          if (runIndex + 1 < rowRange.y) { nextTile = schedule[uniforms.rowRunsOffset + 3 * (runIndex + 1)]; }
-        }
+        ${NEXT_SCHEDULED_TILE}
         if (nextTile * BK >= keyLength) { nextTile = -1; }
         stagedTile = nextTile;
         if (nextTile >= 0) {${loadKeyValues('nextTile')}

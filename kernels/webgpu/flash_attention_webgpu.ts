@@ -23,8 +23,8 @@
  * Philox call per 4 keys into keepTile and scales P by Z / (1 - rate) for P·V only (the row sum, hence lse, is P's).
  */
 import {
-  alibiHoistedTerm, alibiInlineTerm, alibiPosition, diagonalOffsetExpr, elementMasked, MASKED_TERM, OPTION_UNIFORMS, optionBindings, optionFunctions, OptionFlags,
-  optionKey, tileStateFunction,
+  alibiHoistedTerm, alibiInlineTerm, alibiPosition, diagonalOffsetExpr, elementMasked, MASKED_TERM, OPTION_UNIFORMS,
+  optionBindings, optionFunctions, OptionFlags, optionKey, tileStateFunction,
 } from './attention_options.js';
 import {ForwardTileConfig, keyOrPVec4s, paddedHeadDim} from './forward_tiles.js';
 import {PhiloxMulhi, philoxWgsl} from './philox_wgsl.js';
@@ -168,6 +168,17 @@ ${philoxWgsl(s.code.philox)}` : ''}
  * With a tile summary: the first scheduled key tile at or after `startTile` of run `startRun` (then the following
  * runs) that the summary does not rule out, or -1.
  */
+/**
+ * WGSL: `var nextTile` = the key tile after keyTile in this query tile's schedule (the next run's first tile once
+ * this run ends), -1 after the last. Needs keyTile, tiles (this run), runIndex, rowRange and schedule in scope; the
+ * prefetching kernels (this one, the staged tensor-core kernel) share it.
+ */
+export const NEXT_SCHEDULED_TILE = `var nextTile = keyTile + 1;
+      if (nextTile >= tiles.x + tiles.y) {
+        nextTile = -1;
+        if (runIndex + 1 < rowRange.y) { nextTile = schedule[uniforms.rowRunsOffset + 3 * (runIndex + 1)]; }
+      }`;
+
 const NEXT_LIVE_TILE = `
 fn nextLiveTile(b: i32, h: i32, queryTile: i32, startRun: i32, startTile: i32, runEnd: i32) -> i32 {
   var r = startRun;
@@ -533,11 +544,7 @@ ${prefetch ? `
       workgroupBarrier();
       // Prefetch the next key tile of the schedule into registers; it lands in KPs/Vs after this tile's P·V.
       ${summarized ? 'let nextTile = nextLiveTile(batch, h, queryTile, runIndex, keyTile + 1, rowRange.y);' :
-      `var nextTile = keyTile + 1;
-      if (nextTile >= tiles.x + tiles.y) {
-        nextTile = -1;
-        if (runIndex + 1 < rowRange.y) { nextTile = schedule[uniforms.rowRunsOffset + 3 * (runIndex + 1)]; }
-      }`}
+      NEXT_SCHEDULED_TILE}
       ${kv.load('nextTile')}` : `
       // The previous tile's P·V is done with KPs and Vs.
       workgroupBarrier();
