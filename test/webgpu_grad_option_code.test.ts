@@ -1,6 +1,6 @@
 /**
- * The backward's option code (kernels/webgpu/flash_attention_grad_webgpu.ts GradOptionCode): the default code (bias
- * staged per tile, ALiBi hoisted) gives the first session's gradients (scoreTerm per element: 'inline' / 'inline'):
+ * The backward's option code (kernels/webgpu/flash_attention_grad_webgpu.ts GradOptionCode): the staged / hoisted code
+ * (bias staged per tile — the default — and ALiBi hoisted, selectable) gives the first session's gradients (scoreTerm per element: 'inline' / 'inline'):
  * bit-identical with a bias alone; with ALiBi within 1e-6 of max |gradient| (the terms are the same f32 values, but
  * the shader compiler may contract `tt + negSlope·x` into an fma differently: lavapipe gives 1-ulp differences, as the
  * forward's hoisted ALiBi does) — bias in every broadcast shape, ALiBi [heads] and [batch, heads], odd sizes, GQA, causal,
@@ -18,6 +18,7 @@ import {webgpuBackendOrSkip, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js
 
 let env: WebGPUEnv | null = null;
 const LEGACY: GradOptionCode = {bias: 'inline', alibi: 'inline'};
+const STAGED: GradOptionCode = {bias: 'staged', alibi: 'hoisted'};
 const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
 interface CodeCase {
@@ -100,11 +101,11 @@ describe('webgpu backward option code (bias staged, ALiBi hoisted vs the legacy 
     env = await webgpuBackendOrSkip(this);
   });
 
-  describe('default code = legacy code (dq, dk, dv, dBias; bitwise without ALiBi, 1e-6 relative with)', () => {
+  describe('staged / hoisted code = legacy code (dq, dk, dv, dBias; bitwise without ALiBi, 1e-6 relative with)', () => {
     for (const c of CODE_CASES) {
       it(c.name, async () => {
         const legacy = await grads(c, LEGACY);
-        const current = await grads(c, null);
+        const current = await grads(c, STAGED);
         expect(current.length).to.equal(c.bias != null ? 4 : 3);
         current.forEach((g, i) => {
           // (With one key, dq, dk and dBias are exactly 0: softmax over one key has no gradient.)

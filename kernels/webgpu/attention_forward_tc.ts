@@ -59,14 +59,13 @@ const FAST_TILES: Array<Pick<TcTileConfig, 'blockQ' | 'blockK'>> = [
  */
 export type TcKernel = 'registers' | 'staged' | 'memory';
 /**
- * The 'medium' kernel that runs by default: the register kernel, checked on real subgroup matrices on an H100
- * (bench/results/2026-12-07-h100-session4/tc_check.log: every shared case passes; B1 H16 S4096 D64 2.99 vs 4.21 ms,
- * D128 5.41 vs 8.78 ms). The memory kernel runs 'high', and 'medium' where no register tile fits the device.
- * 'staged' is not the default yet: it passes every case with emulated MMAs but has never run on a GPU. The device
- * decides: `npm run bench:tc-bundle && node .bench-dist/tc_check.mjs` (its correctness rows 'medium/staged' and the
- * timing rows 'medium staged' next to 'medium registers'; its LOAD probe shows what the staging saves per load).
+ * The 'medium' kernel that runs by default: the staged kernel, checked on real subgroup matrices on an H100
+ * (bench/results/2026-12-08-h100-session5/tc_check.log: every shared case passes; B1 H16 S4096 D64 1.006 ms against
+ * the register kernel's 2.98 and the memory kernel's 4.83; D128 1.47 against 5.09 and 7.83). Its load probe shows
+ * why: a subgroupMatrixLoad from storage costs ~8× one from workgroup memory. Where no staged tile fits the device
+ * the register kernel runs, and the memory kernel where no register tile fits either; the memory kernel runs 'high'.
  */
-const DEFAULT_TC_KERNEL: TcKernel = 'registers';
+const DEFAULT_TC_KERNEL: TcKernel = 'staged';
 let kernelOverride: TcKernel | null = null;
 let fastTileOverride: Pick<TcTileConfig, 'blockQ' | 'blockK'> | null = null;
 
@@ -158,11 +157,13 @@ function planLaunch(backend: WebGPUBackend, plan: AttentionPlan): TcLaunch | nul
   if (emulation ? !caps.shaderF16 : !hasMatrices) return null;
   const limits = getLimits(backend);
   const kernel = kernelOverride ?? DEFAULT_TC_KERNEL;
-  const fastTile = precision === 'medium' && kernel !== 'memory' ?
-      chooseFastTcTile(headDim, limits, emulation ? EMULATED_SUBGROUP : caps.subgroupMaxSize, kernel === 'staged') :
-      null;
+  const subgroupMax = emulation ? EMULATED_SUBGROUP : caps.subgroupMaxSize;
+  const stagedTile = precision === 'medium' && kernel === 'staged' ?
+      chooseFastTcTile(headDim, limits, subgroupMax, true) : null;
+  const fastTile = stagedTile ??
+      (precision === 'medium' && kernel !== 'memory' ? chooseFastTcTile(headDim, limits, subgroupMax) : null);
   const fast = fastTile != null;
-  const staged = fast && kernel === 'staged';
+  const staged = stagedTile != null;
   const tile = fastTile ?? chooseTcTile(headDim, precision, limits, emulation ? 1 : caps.subgroupMaxSize);
   if (tile == null) return null;
   const dp = paddedTcHeadDim(headDim);

@@ -73,8 +73,10 @@ export const TILE_UNIFORMS: Array<[string, UniformType]> = [
 ];
 
 /**
- * How the tile passes compute the per-element bias and ALiBi terms. 'staged' / 'hoisted' are the defaults; 'inline'
- * is the first session's code (scoreTerm per score element), kept selectable so that one benchmark process times
+ * How the tile passes compute the per-element bias and ALiBi terms. Defaults: bias 'staged', ALiBi 'inline' — on an
+ * H100 (bench/results/2026-12-08-h100-session5/options_sweep.log) the staged bias took fwd+bwd from 32.5 to 26.5 ms,
+ * while the hoisted ALiBi was slower than inline (22.8 vs 21.0 ms; more registers live across the tile loop).
+ * 'inline' is the first session's code (scoreTerm per score element), kept selectable so that one benchmark process times
  * both (bench/device/options_sweep.ts), as the forward's ForwardOptionCode.
  *   bias   'inline': each score element loads its bias element inside phase B's math (in the dK/dV pass neighbouring
  *          invocations own neighbouring query rows, so a warp's loads are strided by seqK); 'staged': the
@@ -91,7 +93,7 @@ export interface GradOptionCode {
   alibi: 'inline' | 'hoisted';
 }
 
-export const DEFAULT_GRAD_OPTION_CODE: GradOptionCode = {bias: 'staged', alibi: 'hoisted'};
+export const DEFAULT_GRAD_OPTION_CODE: GradOptionCode = {bias: 'staged', alibi: 'inline'};
 let gradOptionCode: GradOptionCode = DEFAULT_GRAD_OPTION_CODE;
 
 /** Benchmark / test hook: the option code tile programs built from now on compile (null: the defaults). */
