@@ -13,10 +13,18 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as lib from '../src/index.js';
 import '../kernels/webgpu/register_all_webgpu_kernels.js';
 import {setDecodePathForTests} from '../kernels/webgpu/attention_decode.js';
-import {setTensorCoreEmulationForTests, setTensorCoreKernelForTests} from '../kernels/webgpu/attention_forward_tc.js';
+import {
+  FastTileShape, setTensorCoreEmulationForTests, setTensorCoreKernelForTests,
+} from '../kernels/webgpu/attention_forward_tc.js';
 import {CASES, hasTag} from './cases.js';
 import {checkCase, randomArray} from './check_case.js';
 import {referenceForward} from './reference.js';
+
+/** The staged kernel's variants at its default tile: two row blocks per subgroup, two K / V buffers, both. */
+const STAGED_VARIANTS: FastTileShape[] = [
+  {blockQ: 128, blockK: 32, rowBlocks: 2}, {blockQ: 128, blockK: 32, kvBuffers: 2},
+  {blockQ: 128, blockK: 32, rowBlocks: 2, kvBuffers: 2},
+];
 import {TENSOR_CORE_TOLERANCES} from './tolerances.js';
 import {registerTensorCoreBackend} from './tc_kernels.js';
 import {LOAD_SOURCES, loadProbeSource} from '../bench/device/tc_load_probe.js';
@@ -53,6 +61,7 @@ describe('webgpu tensor-core forward (emulated MMAs)', function() {
   for (const [kernel, tile] of [
     ['registers', null], ['registers', {blockQ: 32, blockK: 32}], ['memory', null], ['staged', null],
     ['staged', {blockQ: 64, blockK: 64}], ['staged', {blockQ: 32, blockK: 32}],
+    ...STAGED_VARIANTS.map((v) => ['staged', v] as const),
   ] as const) {
     for (const causal of [false, true]) {
       it(`medium ${kernel} ${JSON.stringify(tile)}${causal ? ' causal' : ''}: growing scores (lazy rescale)`, async () => {
@@ -132,12 +141,18 @@ fn stubStore(offset: u32, value: f32, colMajor: bool, stride: u32) { result[offs
   const cases = CASES.filter((c) => !hasTag(c, 'browser') && (process.env.WEBGPU_LONG === '1' || !hasTag(c, 'long')));
   // 'medium' on every kernel (registers: the default; staged: K / V through workgroup memory; memory: the fallback),
   // 'high' on its one.
-  const runs = [['medium', 'memory'], ['medium', 'registers'], ['medium', 'staged'], ['high', null]] as const;
-  for (const [precision, kernel] of runs) {
+  // The staged kernel's variants too: both at once (two row blocks per subgroup with one thread per row, two K / V
+  // buffers); each alone runs the lazy-rescale cases above.
+  const runs: Array<readonly ['medium' | 'high', 'memory' | 'registers' | 'staged' | null, FastTileShape | null]> = [
+    ['medium', 'memory', null], ['medium', 'registers', null], ['medium', 'staged', null], ['high', null, null],
+    ['medium', 'staged', STAGED_VARIANTS[2]],
+  ];
+  for (const [precision, kernel, tile] of runs) {
     for (const c of cases) {
-      it(`${precision}${kernel == null ? '' : ` ${kernel}`}: ${c.name}`, async () => {
+      it(`${precision}${kernel == null ? '' : ` ${kernel}`}${tile == null ? '' : ` ${JSON.stringify(tile)}`}: ${
+          c.name}`, async () => {
         tf.env().set(lib.PRECISION_FLAG, precision);
-        setTensorCoreKernelForTests(kernel);
+        setTensorCoreKernelForTests(kernel, tile);
         const r = await withGPUErrorCheck(device, () => checkCase(tf, lib, {...c, forwardOnly: true}, 1))
             .finally(() => setTensorCoreKernelForTests(null));
         const path = lib.lastAttentionPath();

@@ -6,7 +6,7 @@
  * subgroup), tiles within the workgroup-memory limit.
  */
 import {expect} from 'chai';
-import {chooseFastTcTile, chooseTcTile} from '../kernels/webgpu/attention_forward_tc.js';
+import {chooseFastTcTile, chooseTcTile, setTensorCoreKernelForTests} from '../kernels/webgpu/attention_forward_tc.js';
 import type {OptionFlags} from '../kernels/webgpu/attention_options.js';
 import {TcForwardProgram, TcPackProgram, tcWorkgroupBytes} from '../kernels/webgpu/flash_attention_tc_webgpu.js';
 import {programSource} from '../kernels/webgpu/program_runner.js';
@@ -103,13 +103,13 @@ describe('tensor-core forward WGSL (generated, no device)', () => {
           // Matrix calls only in the per-row-block loop (once per subgroup), under no branch but the
           // workgroup-uniform lazy rescale.
           const loops = checkMatrixCallsUnbranched(code, 'if (rescale != 0u)');
-          for (const l of loops) expect(l).to.match(/for \(var rb = sg; rb < RBU; rb \+= numSg\) \{$/);
+          for (const l of loops) expect(l).to.match(/for \(var rg = sg; rg < RGU; rg \+= numSg\) \{$/);
           // Q loaded once, before the key loop; no O in workgroup memory.
           const dTiles = Math.ceil(headDim / 16);
           const mainLoop = code.indexOf('for (var runIndex');
           for (let d = 0; d < dTiles; d++) {
-            expect(code.indexOf(`qm${d} = subgroupMatrixLoad`)).to.be.within(0, mainLoop);
-            expect(code.lastIndexOf(`qm${d} = subgroupMatrixLoad`)).to.be.below(mainLoop);
+            expect(code.indexOf(`qm0_${d} = subgroupMatrixLoad`)).to.be.within(0, mainLoop);
+            expect(code.lastIndexOf(`qm0_${d} = subgroupMatrixLoad`)).to.be.below(mainLoop);
           }
           expect(code).to.not.include('var<workgroup> Ow');
           // Per key tile: S (DP/16 per key column tile) and P·V (DP/16 per key row tile), BK/16 key tiles.
@@ -136,7 +136,7 @@ describe('tensor-core forward WGSL (generated, no device)', () => {
           const bare = code.split('\n').filter((l) => /^\s*var\s+\w+\s*(:[^=]*)?;/.test(l));
           expect(bare, 'uninitialised vars').to.deep.equal([]);
           const loops = checkMatrixCallsUnbranched(code, 'if (rescale != 0u)');
-          for (const l of loops) expect(l).to.match(/for \(var rb = sg; rb < RBU; rb \+= numSg\) \{$/);
+          for (const l of loops) expect(l).to.match(/for \(var rg = sg; rg < RGU; rg \+= numSg\) \{$/);
           // Only Q comes from the packed buffer; K (column-major) and V from Ks / Vs.
           const loads = code.match(/subgroupMatrixLoad<subgroup_matrix_right[^;]*;/g) ?? [];
           expect(loads.length).to.equal(2 * Math.ceil(headDim / 16) * (tile!.blockK / 16));
@@ -144,6 +144,54 @@ describe('tensor-core forward WGSL (generated, no device)', () => {
           expect(code.replace(/\/\/.*$/gm, '')).to.not.match(/undefined|NaN|\[object/);
         });
       }
+    }
+  }
+
+  // The staged kernel's variants: two row blocks per subgroup (one thread per row: the rescale flag read at the
+  // barrier that publishes P, no rowPart exchange of the row max), two K / V buffers (no barrier before the prefetch
+  // store), both.
+  for (const variant of [{rowBlocks: 2}, {kvBuffers: 2}, {rowBlocks: 2, kvBuffers: 2}]) {
+    for (const headDim of [16, 64]) {
+      it(`staged variant ${JSON.stringify(variant)} d${headDim}`, () => {
+        setTensorCoreKernelForTests('staged', {blockQ: 128, blockK: 32, ...variant});
+        const tile = chooseFastTcTile(headDim, H100, SUBGROUP, true);
+        setTensorCoreKernelForTests(null);
+        expect(tile).to.deep.equal({blockQ: 128, blockK: 32, ...variant, threads: variant.rowBlocks === 2 ? 128 : 256});
+        expect(tcWorkgroupBytes(tile!, headDim, 'medium', true, true)).to.be.at.most(H100.maxComputeWorkgroupStorageSize);
+        const opts = OPTION_SETS[3];
+        const program = new TcForwardProgram(headDim, tile!, 'medium', true, true, true, opts, false, true, true);
+        const code = programSource(program);
+        const bare = code.split('\n').filter((l) => /^\s*var\s+\w+\s*(:[^=]*)?;/.test(l));
+        expect(bare, 'uninitialised vars').to.deep.equal([]);
+        const loops = checkMatrixCallsUnbranched(code, 'if (rescale != 0u)');
+        for (const l of loops) expect(l).to.match(/for \(var rg = sg; rg < RGU; rg \+= numSg\) \{$/);
+        const rows = variant.rowBlocks ?? 1;
+        const dTiles = Math.ceil(headDim / 16);
+        // Every K and V matrix loaded once per subgroup, used for each of its row blocks.
+        const rights = code.match(/subgroupMatrixLoad<subgroup_matrix_right[^;]*;/g) ?? [];
+        expect(rights.length).to.equal(2 * dTiles * 2);
+        expect((code.match(/subgroupMatrixMultiplyAccumulate\(/g) ?? []).length).to.equal(rows * 2 * dTiles * 2);
+        const loop = code.slice(code.indexOf('for (var runIndex'));
+        const barriers = (loop.match(/workgroupBarrier\(\)|workgroupUniformLoad\(/g) ?? []).length;
+        if (variant.kvBuffers === 2) {
+          expect(code).to.include('kvAt = KV_ALT - kvAt;');
+          expect(code).to.match(/var<workgroup> Ks: array<f16, \d+>/);
+        }
+        if (rows === 2) {
+          expect(loop).to.not.include('rowPart[row * TPR + part] = rowMax;');
+          expect(code).to.include('let rescale = workgroupUniformLoad(&rescaleFlag);');
+        }
+        // The single-buffer, one-row-block kernel's barrier count, less one per variant.
+        setTensorCoreKernelForTests('staged', {blockQ: 128, blockK: 32});
+        const base = chooseFastTcTile(headDim, H100, SUBGROUP, true)!;
+        setTensorCoreKernelForTests(null);
+        const baseLoop = programSource(
+            new TcForwardProgram(headDim, base, 'medium', true, true, true, opts, false, true, true));
+        const baseBarriers = (baseLoop.slice(baseLoop.indexOf('for (var runIndex'))
+            .match(/workgroupBarrier\(\)|workgroupUniformLoad\(/g) ?? []).length;
+        expect(barriers).to.equal(baseBarriers - (rows === 2 ? 1 : 0) - (variant.kvBuffers === 2 ? 1 : 0));
+        expect(code.replace(/\/\/.*$/gm, '')).to.not.match(/undefined|NaN|\[object/);
+      });
     }
   }
 

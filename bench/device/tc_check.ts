@@ -30,10 +30,22 @@ const args = new Set(process.argv.slice(2));
 const emulate = args.has('--emulate');
 const quick = args.has('--quick');
 const TOGGLES = 'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia';
+/**
+ * The staged kernel's variants, checked and timed next to its default tile: two row blocks per subgroup (one thread
+ * per row, one barrier fewer), two K / V buffers (one barrier fewer), both; and 64×32 (smaller causal steps).
+ */
+const STAGED_VARIANTS: Record<string, FastTileShape> = {
+  'medium/staged r2': {blockQ: 128, blockK: 32, rowBlocks: 2},
+  'medium/staged kv2': {blockQ: 128, blockK: 32, kvBuffers: 2},
+  'medium/staged r2 kv2': {blockQ: 128, blockK: 32, rowBlocks: 2, kvBuffers: 2},
+  'medium/staged 64x32': {blockQ: 64, blockK: 32},
+  'medium/staged 64x32 kv2': {blockQ: 64, blockK: 32, kvBuffers: 2},
+};
 
 type WebGPUBackend = import('@tensorflow/tfjs-backend-webgpu').WebGPUBackend;
 type Tensor = import('@tensorflow/tfjs-core').Tensor;
 type Tensor4D = import('@tensorflow/tfjs-core').Tensor4D;
+type FastTileShape = import('../../kernels/webgpu/attention_forward_tc.js').FastTileShape;
 
 async function main(): Promise<number> {
   Object.assign(globalThis, globals);
@@ -181,11 +193,13 @@ async function main(): Promise<number> {
   for (const c of cases) {
     const row: string[] = [];
     let fp32 = 0;
-    for (const variant of ['highest', 'medium/registers', 'medium/staged', 'medium/memory', 'high'] as const) {
+    for (const variant of ['highest', 'medium/registers', 'medium/staged', 'medium/memory', 'high',
+                           ...Object.keys(STAGED_VARIANTS)]) {
       const [precision, kernel] =
           variant.split('/') as ['highest' | 'medium' | 'high', ('registers' | 'staged' | 'memory')?];
       tf.env().set(lib.PRECISION_FLAG, precision);
-      setTensorCoreKernelForTests(kernel ?? null);
+      setTensorCoreKernelForTests(kernel == null ? null : STAGED_VARIANTS[variant] != null ? 'staged' : kernel,
+                                  STAGED_VARIANTS[variant] ?? null);
       const {value: r, errors} = await scoped(() => checkCase(tf, lib, {...c, forwardOnly: true}, 1));
       setTensorCoreKernelForTests(null);
       const path = lib.lastAttentionPath()?.path ?? '?';
@@ -230,6 +244,7 @@ async function main(): Promise<number> {
           ['medium', 'registers 64x64', 'registers', {blockQ: 64, blockK: 64}], ['medium', 'staged', 'staged', null],
           ['medium', 'staged 64x64', 'staged', {blockQ: 64, blockK: 64}], ['medium', 'memory', 'memory', null],
           ['high', '', null, null],
+          ...Object.entries(STAGED_VARIANTS).map(([name, tile]) => ['medium', name.slice(7), 'staged', tile] as const),
         ] as const;
         for (const [precision, name, kernel, tileShape] of variants) {
           const label = `${precision} ${name}`.padEnd(24);

@@ -40,11 +40,14 @@ const TC_TILES: TcTileConfig[] = [
   {blockQ: 16, blockK: 32, threads: 128},
 ];
 
+/** A register-kernel tile as chosen before its thread count: rows, keys, row blocks per subgroup, K / V buffers. */
+export type FastTileShape = Pick<TcTileConfig, 'blockQ' | 'blockK' | 'rowBlocks' | 'kvBuffers'>;
+
 /**
  * Tiles of the register kernel ('medium', TcForwardProgram with `fast`): blockQ / 16 row blocks, one per subgroup,
  * most rows first. 128×32 at headDim ≤ 128 fits 48 KiB (Sw + Pw ≈ 29 KiB); 64×64 is the alternative shape.
  */
-const FAST_TILES: Array<Pick<TcTileConfig, 'blockQ' | 'blockK'>> = [
+const FAST_TILES: Array<FastTileShape> = [
   {blockQ: 128, blockK: 32},
   {blockQ: 64, blockK: 64},
   {blockQ: 64, blockK: 32},
@@ -67,7 +70,7 @@ export type TcKernel = 'registers' | 'staged' | 'memory';
  */
 const DEFAULT_TC_KERNEL: TcKernel = 'staged';
 let kernelOverride: TcKernel | null = null;
-let fastTileOverride: Pick<TcTileConfig, 'blockQ' | 'blockK'> | null = null;
+let fastTileOverride: FastTileShape | null = null;
 
 /**
  * Bench / test hook: which 'medium' kernel runs (null: the default, DEFAULT_TC_KERNEL; 'memory' is the fallback
@@ -75,7 +78,7 @@ let fastTileOverride: Pick<TcTileConfig, 'blockQ' | 'blockK'> | null = null;
  * kernel's tile.
  */
 export function setTensorCoreKernelForTests(
-    kernel: TcKernel | null, tile: Pick<TcTileConfig, 'blockQ' | 'blockK'> | null = null): void {
+    kernel: TcKernel | null, tile: FastTileShape | null = null): void {
   kernelOverride = kernel;
   fastTileOverride = tile;
 }
@@ -119,7 +122,8 @@ export function chooseFastTcTile(
     headDim: number, limits: Pick<ProgramLimits, 'maxComputeWorkgroupStorageSize' |
         'maxComputeInvocationsPerWorkgroup'>, subgroupMaxSize: number, staged = false): TcTileConfig | null {
   for (const c of fastTileOverride != null ? [fastTileOverride] : FAST_TILES) {
-    const threads = Math.max((c.blockQ / MMA) * subgroupMaxSize, c.blockQ);
+    if (!staged && (c.kvBuffers ?? 1) !== 1) continue;
+    const threads = Math.max((c.blockQ / (MMA * (c.rowBlocks ?? 1))) * subgroupMaxSize, c.blockQ);
     const tile = {...c, threads};
     if (threads > limits.maxComputeInvocationsPerWorkgroup || !tcConfigValid(tile, headDim, true)) continue;
     if (tcWorkgroupBytes(tile, headDim, 'medium', true, staged) <= limits.maxComputeWorkgroupStorageSize) return tile;

@@ -32,6 +32,9 @@
  * The register kernel (`fast`, 'medium' only; the 'medium' default) keeps Q and O in subgroup-matrix variables
  * across the key loop; its `staged` variant also copies each key tile's K and V into workgroup memory (Ks, Vs) with
  * cooperative 16-byte loads, one tile ahead, and loads the K / V matrices from there (see "The staged variant").
+ * Tile variants (TcTileConfig): `rowBlocks` 16-row blocks per subgroup (each K / V matrix loaded once for all of
+ * them; with one thread per row the row max needs no exchange, saving a barrier) and, staged, `kvBuffers` 2 (the
+ * prefetched tile stored into the buffer this tile does not read, saving another).
  *
  * P is scaled by PSCALE = 2^11 before its f16 rounding: probabilities down to 2^-25 stay normal f16 numbers (and in
  * 'high' their lo parts down to 2^-14), and the scale comes out exactly in the final 1 / (l·PSCALE).
@@ -57,6 +60,21 @@ export interface TcTileConfig {
   blockQ: number;
   blockK: number;
   threads: number;
+  /**
+   * Register kernel only: 16-row blocks each subgroup holds (Q and O matrices of `rowBlocks` blocks; every K / V
+   * matrix loaded once for all of them). Default 1.
+   */
+  rowBlocks?: number;
+  /**
+   * Staged kernel only: K / V tile buffers in workgroup memory. 2: the prefetched tile goes to the buffer this tile
+   * does not read, so it needs no barrier of its own. Default 1.
+   */
+  kvBuffers?: number;
+}
+
+/** A tile's row blocks per subgroup and K / V buffers, defaults filled in. */
+export function tileVariant(c: TcTileConfig): {rowBlocks: number; kvBuffers: number} {
+  return {rowBlocks: c.rowBlocks ?? 1, kvBuffers: c.kvBuffers ?? 1};
 }
 
 /** The MMA tile edge (f16 16×16×16 → f32 configuration). */
@@ -120,7 +138,8 @@ export function tcWorkgroupBytes(
   const high = precision === 'high';
   // The register kernel has no Ow (O in result matrices) and one flag; the staged one adds Ks and Vs (f16).
   return 4 * c.blockQ * SST * (high ? 2 : 1) + 2 * c.blockQ * PST * (high ? 3 : 1) +
-      (fast ? 4 : 4 * c.blockQ * OST) + 4 * c.blockQ * tpr + 32 + (fast && staged ? 2 * 2 * c.blockK * KST : 0);
+      (fast ? 4 : 4 * c.blockQ * OST) + 4 * c.blockQ * tpr + 32 +
+      (fast && staged ? 2 * 2 * c.blockK * KST * tileVariant(c).kvBuffers : 0);
 }
 
 /**
@@ -132,7 +151,8 @@ export function tcConfigValid(c: TcTileConfig, headDim: number, fast = false): b
   return Number.isInteger(tpr) && c.blockQ % MMA === 0 && c.blockK % MMA === 0 &&
       c.blockK % (4 * tpr) === 0 && paddedTcHeadDim(headDim) % tpr === 0 &&
       // The register kernel's O passes through Sw in 16-column tiles, split evenly over a row's threads.
-      (!fast || MMA % tpr === 0);
+      (!fast || MMA % tpr === 0) && (fast || (c.rowBlocks == null && c.kvBuffers == null)) &&
+      c.blockQ % (MMA * tileVariant(c).rowBlocks) === 0;
 }
 
 /** Uniforms: the fp32 forward's (the shared WGSL helpers read them by name) and where the packed operands are. */
@@ -175,6 +195,8 @@ interface MatrixDialect {
   declareLeft(name: string): string;
   assignLeft(name: string, m: MatrixRef): string;
   holdLeft(name: string, m: MatrixRef): string;
+  /** A right matrix declared and loaded at once (let), used through MatrixRef.held. */
+  holdRight(name: string, m: MatrixRef): string;
 }
 
 const realDialect: MatrixDialect = {
@@ -190,8 +212,8 @@ const realDialect: MatrixDialect = {
         {
           let left${t} = ${l.held ?? `subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&${l.array}, ${
       l.offset}, ${!!l.colMajor}, ${l.stride})`};
-          let right${t} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&${r.array}, ${r.offset}, ${
-      !!r.colMajor}, ${r.stride});
+          let right${t} = ${r.held ?? `subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&${r.array}, ${
+      r.offset}, ${!!r.colMajor}, ${r.stride})`};
           ${acc} = subgroupMatrixMultiplyAccumulate(left${t}, right${t}, ${acc});
         }`).join(''),
   store: (acc, m) => `subgroupMatrixStore(&${m.array}, ${m.offset}, ${acc}, false, ${m.stride});`,
@@ -204,6 +226,9 @@ const realDialect: MatrixDialect = {
   holdLeft: (name, m) =>
       `let ${name} = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&${m.array}, ${m.offset}, false, ${
           m.stride});`,
+  holdRight: (name, m) =>
+      `let ${name} = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&${m.array}, ${m.offset}, ${
+          !!m.colMajor}, ${m.stride});`,
 };
 
 /** Element (r, c) of a matrix reference, as WGSL (f32). */
@@ -252,11 +277,13 @@ const emulatedDialect: MatrixDialect = {
           ${acc}[e] = ${elementAt(m, 'at / 16u', 'at % 16u')};
         }`,
   zeroAssign: (acc) => `${acc} = array<f32, ${EMULATED_PER_LANE}>();`,
-  // An emulated left matrix is the offset of its source, which no one writes while the matrix is live (Q in the
-  // packed buffer; P in Pw until the next barrier): reading the source at multiply time gives the loaded values.
+  // An emulated held matrix is the offset of its source, which no one writes while the matrix is live (Q in the
+  // packed buffer; P in Pw until the next barrier; K / V in their tile): reading the source at multiply time gives
+  // the loaded values.
   declareLeft: (name) => `var ${name} = 0u;`,
   assignLeft: (name, m) => `${name} = ${m.offset};`,
   holdLeft: (name, m) => `let ${name} = ${m.offset};`,
+  holdRight: (name, m) => `let ${name} = ${m.offset};`,
 };
 
 /** What every phase builder needs. */
@@ -278,6 +305,14 @@ interface TcShape {
   fast: boolean;
   /** The register kernel with K and V staged in workgroup memory (Ks, Vs; stageKeyValues). */
   staged: boolean;
+  /** 16-row blocks per subgroup (register kernel) and K / V buffers (staged): TcTileConfig's, defaults filled. */
+  rowBlocks: number;
+  kvBuffers: number;
+  /**
+   * The register kernel with one thread per row (TPR 1): the row max needs no exchange through rowPart, so the
+   * lazy-rescale flag is read at the barrier that publishes P (one barrier per tile fewer).
+   */
+  mergedFlag: boolean;
 }
 
 /** The same matrix `at` elements further (where the lo parts, or another P array, sit). */
@@ -304,12 +339,16 @@ const PLO = ${blockQ * PST}u;
 const PHI = ${2 * blockQ * PST}u;
 const PSCALE = ${s.fast ? FAST_PSCALE : PSCALE}.0;${s.fast ? `
 const TAU = ${TAU}.0;
-const RBU = ${blockQ / MMA}u;` : ''}${s.staged ? `
+const RB = ${s.rowBlocks}u;
+// Row-block groups (RB blocks each, one group per subgroup).
+const RGU = ${blockQ / MMA / s.rowBlocks}u;` : ''}${s.staged ? `
 const KST = ${KST}u;
 // The staged K / V tile in 16-byte pieces (8 halves): DP8 per key row, KV_VEC4 per tile, KVN per invocation.
 const DP8 = ${s.DP / 8}u;
 const KV_VEC4 = ${blockK * s.DP / 8}u;
-const KVN = ${Math.ceil(blockK * s.DP / 8 / threads)}u;` : ''}
+const KVN = ${Math.ceil(blockK * s.DP / 8 / threads)}u;${s.kvBuffers === 2 ? `
+// The second K / V buffer starts here (f16 elements).
+const KV_ALT = ${blockK * KST}u;` : ''}` : ''}
 const INV_LO_SCALE = ${1 / LO_SCALE};
 // Masked scores: finite (no inf arithmetic anywhere), far below any real score; their p is forced to 0.
 const MASKED = -3.0e38;
@@ -322,9 +361,10 @@ var<workgroup> Sx: array<f32, ${blockQ * SST}>;` : ''}
 var<workgroup> Pw: array<f16, ${blockQ * PST * (s.precision === 'high' ? 3 : 1)}>;
 ${s.fast ? `// Set when some row's max outgrew its stale max by more than TAU (scoreFinish): O is rescaled this tile.
 var<workgroup> rescaleFlag: u32;` : `var<workgroup> Ow: array<f32, ${blockQ * OST}>;`}${s.staged ? `
-// This key tile's K and V rows (f16, row stride KST), staged by stageKeyValues.
-var<workgroup> Ks: array<f16, ${blockK * KST}>;
-var<workgroup> Vs: array<f16, ${blockK * KST}>;` : ''}
+// This key tile's K and V rows (f16, row stride KST), staged by stageKeyValues${
+    s.kvBuffers === 2 ? '; two buffers, kvAt the current one' : ''}.
+var<workgroup> Ks: array<f16, ${blockK * KST * s.kvBuffers}>;
+var<workgroup> Vs: array<f16, ${blockK * KST * s.kvBuffers}>;` : ''}
 var<workgroup> rowPart: array<f32, ${blockQ * s.TPR}>;
 var<workgroup> sharedRange: vec4<i32>;
 var<workgroup> sharedRun: vec4<i32>;
@@ -390,14 +430,19 @@ function scoreFinish(s: TcShape): string {
           rowMax = max(rowMax, x);
         }
       }`).join('')}
-      rowPart[row * TPR + part] = rowMax;${s.fast ? `
-      // A row with something accumulated whose max outgrew its stale max by more than TAU makes the whole workgroup
-      // rescale O this tile (several invocations may store the same 1u; it is read after the barrier below).
-      if (rowMax > runMax + TAU && runMax != MASKED) { rescaleFlag = 1u; }
-      let rescale = workgroupUniformLoad(&rescaleFlag);` : `
+${s.mergedFlag ? '' : `
+      rowPart[row * TPR + part] = rowMax;`}${s.fast && !s.mergedFlag ? `
+      ${RAISE_RESCALE_FLAG('rowMax')}
+      let rescale = workgroupUniformLoad(&rescaleFlag);` : s.fast ? '' : `
       workgroupBarrier();`}
 `;
 }
+
+/**
+ * A row with something accumulated whose max `m` outgrew its stale max by more than TAU makes the whole workgroup
+ * rescale O this tile (several invocations may store the same 1u; it is read after a barrier).
+ */
+const RAISE_RESCALE_FLAG = (m: string) => `if (${m} > runMax + TAU && runMax != MASKED) { rescaleFlag = 1u; }`;
 
 /**
  * Phase 3: the new row max over the TPR threads of the row, P = exp2(x − m) (0 where masked) to Pw as f16 —
@@ -505,42 +550,71 @@ const STORE_LSE =
 // where some row's max outgrew its stale max by more than TAU (workgroup-uniform `rescale`); O += P·V, each P left
 // matrix loaded once and used for every head-dim tile.
 
-/** Statements over the subgroup's row block: `for (rb = sg; rb < RBU; rb += numSg)`, at most once per subgroup. */
-function perRowBlock(body: string): string {
+/**
+ * Statements over the subgroup's row-block group: `for (rg = sg; rg < RGU; rg += numSg)`, at most once per subgroup,
+ * with `rb0`, `rb1`, … its RB row blocks.
+ */
+function perRowBlock(s: TcShape, body: string): string {
   return `
-      for (var rb = sg; rb < RBU; rb += numSg) {${body}
+      for (var rg = sg; rg < RGU; rg += numSg) {${rowBlockRange(s).map((r) => `
+        let rb${r} = rg * RB + ${r}u;`).join('')}${body}
       }`;
 }
 
-/** Before the key loop: Q's left matrices (loaded once) and O's accumulators (zero). */
-function holdQuery(s: TcShape): string {
-  const dTiles = s.DP / MMA;
-  const tiles = [...Array(dTiles).keys()];
-  return `
-  // Q's left matrices, loaded once; O's result matrices, accumulated across every key tile.
-  ${tiles.map((d) => `${s.dialect.declareLeft(`qm${d}`)}
-  ${s.dialect.zero(`o${d}`)}`).join('\n  ')}${perRowBlock(tiles.map((d) => `
-        ${s.dialect.assignLeft(`qm${d}`, {array: 'packed', offset: `qTile + rb * 16u * DP + ${d * MMA}u`, stride: 'DP'})}`)
-      .join(''))}`;
+const rowBlockRange = (s: TcShape) => [...Array(s.rowBlocks).keys()];
+
+/** Where this tile's K or V rows are: the packed buffer, or (staged) Ks / Vs (the current buffer: kvAt). */
+function keyValueRef(s: TcShape, which: 'K' | 'V', keyBlock: number, dBlock: number): MatrixRef {
+  const colMajor = which === 'K';
+  if (s.staged) {
+    return {
+      array: which === 'K' ? 'Ks' : 'Vs',
+      offset: `${s.kvBuffers === 2 ? 'kvAt + ' : ''}${keyBlock * MMA}u * KST + ${dBlock * MMA}u`, stride: 'KST',
+      colMajor,
+    };
+  }
+  return {
+    array: 'packed',
+    offset: `${which === 'K' ? 'kHead' : 'vHead'} + (u32(k0) + ${keyBlock * MMA}u) * DP + ${dBlock * MMA}u`,
+    stride: 'DP', colMajor,
+  };
 }
 
-/** Sw = Q·Kᵀ for the subgroup's row block, from the held Q matrices (K read column-major from the packed buffer). */
+/** Before the key loop: Q's left matrices (loaded once) and O's accumulators (zero), qm{r}_{d} and o{r}_{d}. */
+function holdQuery(s: TcShape): string {
+  const tiles = [...Array(s.DP / MMA).keys()];
+  const rows = rowBlockRange(s);
+  return `
+  // Q's left matrices, loaded once; O's result matrices, accumulated across every key tile.
+  ${rows.map((r) => tiles.map((d) => `${s.dialect.declareLeft(`qm${r}_${d}`)}
+  ${s.dialect.zero(`o${r}_${d}`)}`).join('\n  ')).join('\n  ')}${perRowBlock(s, rows.map((r) => tiles.map((d) => `
+        ${s.dialect.assignLeft(`qm${r}_${d}`,
+        {array: 'packed', offset: `qTile + rb${r} * 16u * DP + ${d * MMA}u`, stride: 'DP'})}`).join('')).join(''))}`;
+}
+
+/**
+ * Sw = Q·Kᵀ for the subgroup's row blocks, from the held Q matrices; each K matrix (column-major: element (d, j) of
+ * Kᵀ is k[j, d]) loaded once for all of them.
+ */
 function heldScoreProduct(s: TcShape): string {
   const dTiles = s.DP / MMA;
   const colTiles = s.config.blockK / MMA;
-  // K column-major: from the packed buffer, or (staged) from Ks.
-  const key = (c: number, d: number): MatrixRef => s.staged ?
-      {array: 'Ks', offset: `${c * MMA}u * KST + ${d * MMA}u`, stride: 'KST', colMajor: true} :
-      {array: 'packed', offset: `kHead + (u32(k0) + ${c * MMA}u) * DP + ${d * MMA}u`, stride: 'DP', colMajor: true};
+  const rows = rowBlockRange(s);
   return `
-      // S = Q·Kᵀ on MMAs (element (d, j) of Kᵀ is k[j, d]: K loaded column-major).${perRowBlock(
-      [...Array(colTiles).keys()].map((c) => `
+      // S = Q·Kᵀ on MMAs.${perRowBlock(s, [...Array(colTiles).keys()].map((c) => `
         {
-          ${s.dialect.zero('acc')}${[...Array(dTiles).keys()].map((d) => s.dialect.multiplyAccumulate('acc', [[
-        {array: 'packed', offset: `qm${d}`, stride: 'DP', held: `qm${d}`},
-        key(c, d),
-      ]])).join('')}
-          ${s.dialect.store('acc', {array: 'Sw', offset: `rb * 16u * SST + ${c * MMA}u`, stride: 'SST'})}
+          ${rows.map((r) => s.dialect.zero(`acc${r}`)).join('\n          ')}${[...Array(dTiles).keys()].map((d) => {
+    const k = keyValueRef(s, 'K', c, d);
+    return `
+          {
+            ${s.dialect.holdRight('km', k)}${rows.map((r) => s.dialect.multiplyAccumulate(`acc${r}`, [[
+      {array: 'packed', offset: `qm${r}_${d}`, stride: 'DP', held: `qm${r}_${d}`}, {...k, offset: 'km', held: 'km'},
+    ]])).join('')}
+          }`;
+  }).join('')}
+          ${rows.map((r) => s.dialect.store(`acc${r}`,
+                                            {array: 'Sw', offset: `rb${r} * 16u * SST + ${c * MMA}u`, stride: 'SST'}))
+      .join('\n          ')}
         }`).join(''))}
       workgroupBarrier();
 `;
@@ -548,15 +622,19 @@ function heldScoreProduct(s: TcShape): string {
 
 /**
  * The online softmax with a stale row max: runMax moves (and alpha ≠ 1) only when the tile's row max exceeds it by
- * more than TAU, exactly where scoreFinish raised rescaleFlag (or on a row's first visible scores, whose O is 0).
+ * more than TAU, exactly where rescaleFlag was raised (or on a row's first visible scores, whose O is 0) — by
+ * scoreFinish, or here with one thread per row (mergedFlag), where the flag is then read at the barrier publishing P.
  * P = exp2(x − runMax) · FAST_PSCALE to Pw as f16; dropout zeroes P for P·V (keepScale comes in at the end), the row
  * sum takes every P.
  */
 function lazySoftmax(s: TcShape): string {
   return `
-      {
+      {${s.mergedFlag ? `
+        // One thread per row: its own max is the row's.
+        let m = rowMax;
+        ${RAISE_RESCALE_FLAG('m')}` : `
         var m = MASKED;
-        for (var t = 0; t < TPR; t++) { m = max(m, rowPart[row * TPR + t]); }
+        for (var t = 0; t < TPR; t++) { m = max(m, rowPart[row * TPR + t]); }`}
         alpha = 1.0;
         if (m > runMax + TAU) {
           alpha = exp2(runMax - m);
@@ -575,10 +653,12 @@ function lazySoftmax(s: TcShape): string {
           for (var e = 0; e < 4; e++) { Pw[u32(row) * PST + u32(c0 + e)] = f16(scaled[e]); }
         }`).join('')}
         rowSum = rowSum * alpha + sum;
-      }
+      }${s.mergedFlag ? `
+      // P is published and the flag read by everyone at once (tid 0 clears it after the next tile's first barrier).
+      let rescale = workgroupUniformLoad(&rescaleFlag);` : `
       workgroupBarrier();
       // Everyone has read the flag (workgroupUniformLoad, before the barrier above).
-      if (tid == 0) { rescaleFlag = 0u; }
+      if (tid == 0) { rescaleFlag = 0u; }`}
 `;
 }
 
@@ -590,38 +670,46 @@ function lazySoftmax(s: TcShape): string {
 function oThroughSw(s: TcShape, body: string, reload: boolean): string {
   const dTiles = s.DP / MMA;
   const chunk = s.config.blockK / MMA;
+  const rows = rowBlockRange(s);
   const parts: string[] = [];
   for (let t0 = 0; t0 < dTiles; t0 += chunk) {
     const tiles = [...Array(Math.min(chunk, dTiles - t0)).keys()];
-    const ref = (j: number): MatrixRef => ({array: 'Sw', offset: `rb * 16u * SST + ${j * MMA}u`, stride: 'SST'});
+    const ref = (r: number, j: number): MatrixRef =>
+        ({array: 'Sw', offset: `rb${r} * 16u * SST + ${j * MMA}u`, stride: 'SST'});
+    const each = (f: (r: number, j: number) => string) => rows.map((r) => tiles.map((j) => `
+        ${f(r, j)}`).join('')).join('');
     parts.push(`${t0 > 0 ? `
-        workgroupBarrier();` : ''}${perRowBlock(tiles.map((j) => `
-        ${s.dialect.store(`o${t0 + j}`, ref(j))}`).join(''))}
+        workgroupBarrier();` : ''}${perRowBlock(s, each((r, j) => s.dialect.store(`o${r}_${t0 + j}`, ref(r, j))))}
         workgroupBarrier();
         for (var c = part; c < ${tiles.length * MMA}; c += TPR) {
           let at = u32(row) * SST + u32(c);
           let d = ${t0 * MMA} + c;
           ${body}
         }${reload ? `
-        workgroupBarrier();${perRowBlock(tiles.map((j) => `
-        ${s.dialect.assign(`o${t0 + j}`, ref(j))}`).join(''))}` : ''}`);
+        workgroupBarrier();${perRowBlock(s, each((r, j) => s.dialect.assign(`o${r}_${t0 + j}`, ref(r, j))))}` : ''}`);
   }
   return parts.join('');
 }
 
-/** O += P·V into the held O matrices; each P left matrix loaded once for every head-dim tile. */
+/** O += P·V into the held O matrices; each P left matrix and each V matrix loaded once. */
 function heldValueProduct(s: TcShape): string {
   const dTiles = s.DP / MMA;
   const keyTiles = s.config.blockK / MMA;
+  const rows = rowBlockRange(s);
   return `
-      // O += P·V on MMAs, O in registers.${perRowBlock([...Array(keyTiles).keys()].map((c) => `
+      // O += P·V on MMAs, O in registers.${perRowBlock(s, [...Array(keyTiles).keys()].map((c) => `
         {
-          ${s.dialect.holdLeft('pl', {array: 'Pw', offset: `rb * 16u * PST + ${c * MMA}u`, stride: 'PST'})}${
-      [...Array(dTiles).keys()].map((j) => s.dialect.multiplyAccumulate(`o${j}`, [[
-        {array: 'Pw', offset: 'pl', stride: 'PST', held: 'pl'},
-        s.staged ? {array: 'Vs', offset: `${c * MMA}u * KST + ${j * MMA}u`, stride: 'KST'} :
-            {array: 'packed', offset: `vHead + (u32(k0) + ${c * MMA}u) * DP + ${j * MMA}u`, stride: 'DP'},
-      ]])).join('')}
+          ${rows.map((r) => s.dialect.holdLeft(`pl${r}`,
+                                                {array: 'Pw', offset: `rb${r} * 16u * PST + ${c * MMA}u`, stride: 'PST'}))
+      .join('\n          ')}${[...Array(dTiles).keys()].map((j) => {
+    const v = keyValueRef(s, 'V', c, j);
+    return `
+          {
+            ${s.dialect.holdRight('vm', v)}${rows.map((r) => s.dialect.multiplyAccumulate(`o${r}_${j}`, [[
+      {array: 'Pw', offset: `pl${r}`, stride: 'PST', held: `pl${r}`}, {...v, offset: 'vm', held: 'vm'},
+    ]])).join('')}
+          }`;
+  }).join('')}
         }`).join(''))}`;
 }
 
@@ -630,7 +718,9 @@ function heldValueProduct(s: TcShape): string {
 // every invocation copies KVN 16-byte pieces of the tile (consecutive invocations, consecutive pieces: coalesced),
 // read through `packedWide` (the packed buffer bound a second time as array<vec4<u32>>; every K / V row starts at a
 // multiple of DP ≥ 16 halves, so the pieces are 16-byte aligned). The next scheduled tile is read into registers
-// (kNext, vNext) while this one computes, and stored to Ks / Vs after this tile's P·V (one extra barrier per tile).
+// (kNext, vNext) while this one computes, and stored to Ks / Vs after this tile's P·V: after one extra barrier per
+// tile, or, with two buffers (kvBuffers 2), into the buffer this tile does not read, with none (the next tile's first
+// barrier publishes it; kvAt flips between 0 and KV_ALT).
 // `stagedTile` names the tile Ks / Vs will hold; a tile that was not prefetched (the first one, or after a skipped
 // tile) is loaded synchronously. Without staging every subgroup (8 at 128×32) reads the whole K and V tile from
 // global memory / L2 itself, with its full latency exposed on every tile.
@@ -649,12 +739,13 @@ function loadKeyValues(tile: string): string {
       }`;
 }
 
-/** Ks / Vs = kNext / vNext (as f16 pairs; rows KST apart). */
-const STORE_KEY_VALUES = `
+/** Ks / Vs (the buffer at kvAt with two) = kNext / vNext (as f16 pairs; rows KST apart). */
+function storeKeyValues(s: TcShape): string {
+  return `
       for (var n = 0u; n < KVN; n++) {
         let e = lid + n * THREADS_U;
         if (e < KV_VEC4) {
-          let at = (e / DP8) * KST + (e % DP8) * 8u;
+          let at = ${s.kvBuffers === 2 ? 'kvAt + ' : ''}(e / DP8) * KST + (e % DP8) * 8u;
           for (var w = 0u; w < 4u; w++) {
             let kw = bitcast<vec2<f16>>(kNext[n][w]);
             let vw = bitcast<vec2<f16>>(vNext[n][w]);
@@ -665,17 +756,18 @@ const STORE_KEY_VALUES = `
           }
         }
       }`;
+}
 
 /**
  * At the top of a key tile (after the loop's first barrier): Ks / Vs hold this tile — loaded now unless it was
  * prefetched — then the next scheduled tile (if any, and under keyLength) goes to registers. Workgroup-uniform
  * control flow (stagedTile and the schedule are the same for every invocation).
  */
-function stageKeyValues(): string {
+function stageKeyValues(s: TcShape): string {
   return `
       if (stagedTile != keyTile) {
         // Not prefetched (the first tile, or the tile after one the summary skipped): load it now.${
-      loadKeyValues('keyTile')}${STORE_KEY_VALUES}
+      loadKeyValues('keyTile')}${storeKeyValues(s)}
         workgroupBarrier();
       }
       {
@@ -689,11 +781,17 @@ function stageKeyValues(): string {
 `;
 }
 
-/** After this tile's P·V: everyone is done with Ks / Vs, the prefetched tile goes there. */
-function storePrefetched(): string {
-  return `
+/**
+ * After this tile's P·V, the prefetched tile to Ks / Vs: once everyone is done with them, or, with two buffers, at
+ * once into the other one (last read by the previous tile, before this tile's first barrier).
+ */
+function storePrefetched(s: TcShape): string {
+  return s.kvBuffers === 2 ? `
+      kvAt = KV_ALT - kvAt;
+      if (stagedTile >= 0) {${storeKeyValues(s)}
+      }` : `
       workgroupBarrier();
-      if (stagedTile >= 0) {${STORE_KEY_VALUES}
+      if (stagedTile >= 0) {${storeKeyValues(s)}
       }`;
 }
 
@@ -756,7 +854,9 @@ ${s.fast ? holdQuery(s) : `
   var rowSum = 0.0;${s.fast ? `
   var alpha = 1.0;` : ''}${s.staged ? `
   // The key tile Ks / Vs hold (or will, once kNext / vNext are stored); -1: none.
-  var stagedTile = -1;
+  var stagedTile = -1;${s.kvBuffers === 2 ? `
+  // The K / V buffer this tile reads (0 or KV_ALT).
+  var kvAt = 0u;` : ''}
   var kNext = array<vec4<u32>, KVN>();
   var vNext = array<vec4<u32>, KVN>();` : ''}
 
@@ -776,9 +876,11 @@ ${s.fast ? holdQuery(s) : `
       let full = tiles.z == 1 && k0 + BK <= keyLength;`}
       // The previous tile's P·V is done with Pw and Ow, its softmax with Sw.${
       s.staged ? ' The prefetched Ks / Vs stores are visible.' : ''}
-      workgroupBarrier();${s.staged ? stageKeyValues() : ''}
+      workgroupBarrier();${s.mergedFlag ? `
+      // Every read of the previous tile's rescale flag is done.
+      if (tid == 0) { rescaleFlag = 0u; }` : ''}${s.staged ? stageKeyValues(s) : ''}
 ${s.fast ? heldScoreProduct(s) + scoreFinish(s) + lazySoftmax(s) + lazyRescale(s) + heldValueProduct(s) +
-      (s.staged ? storePrefetched() : '') :
+      (s.staged ? storePrefetched(s) : '') :
         scoreProduct(s) + scoreFinish(s) + onlineSoftmax(s) + valueProduct(s)}
     }
   }
@@ -829,8 +931,14 @@ export class TcForwardProgram implements MultiOutputProgram {
       config, headDim, DP: dp, precision, hasSoftcap, hasKeyLengths, hasLayout, opts,
       dialect: emulate ? emulatedDialect : realDialect, TPR: tpr,
       groups: range(config.blockK / (4 * tpr)), ocols: range(dp / tpr), fast, staged,
+      ...tileVariant(config), mergedFlag: fast && tpr === 1,
     };
-    this.shaderKey = `AttentionForwardTC:${precision}:${config.blockQ}x${config.blockK}x${config.threads}:d${dp}:${
+    if (this.shape.kvBuffers !== 1 && !(staged && this.shape.kvBuffers === 2)) {
+      throw new Error(`tensor-core kvBuffers ${this.shape.kvBuffers}: 1, or 2 with the staged kernel`);
+    }
+    const {rowBlocks, kvBuffers} = this.shape;
+    this.shaderKey = `AttentionForwardTC:${precision}:${config.blockQ}x${config.blockK}x${config.threads}:r${
+        rowBlocks}kv${kvBuffers}:d${dp}:${
         hasSoftcap ? 'cap' : ''}:${hasKeyLengths ? 'len' : ''}:${hasLayout ? 'lay' : ''}${optionKey(opts)}${
         emulate ? ':emulated' : ''}${fast ? ':registers' : ''}${staged ? ':staged' : ''}`;
   }
