@@ -49,13 +49,16 @@ describe('webgpu tensor-core forward (emulated MMAs)', function() {
   // The register kernel's lazy rescale (TAU = 8 log2 units): head 0's keys ramp up, so its row maxima grow by ~4.6
   // log2 units per 32-key tile (O rescaled every other tile); head 1's ramp down (never after its first tile). Also
   // the memory kernel, and small tiles so that several subgroups and query tiles take part. The staged variant (K / V
-  // through workgroup memory, prefetched a tile ahead) at its default tile, 64×64 and 32×32.
-  for (const [kernel, tile] of [
-    ['registers', null], ['registers', {blockQ: 32, blockK: 32}], ['memory', null], ['staged', null],
-    ['staged', {blockQ: 64, blockK: 64}], ['staged', {blockQ: 32, blockK: 32}],
+  // through workgroup memory, prefetched a tile ahead) at its default tile, 64×64 and 32×32; in 'high' (TAU 4: O
+  // rescaled more often) at its default tile (64×32 here), 128×16 and 32×16.
+  for (const [precision, kernel, tile] of [
+    ['medium', 'registers', null], ['medium', 'registers', {blockQ: 32, blockK: 32}], ['medium', 'memory', null],
+    ['medium', 'staged', null], ['medium', 'staged', {blockQ: 64, blockK: 64}],
+    ['medium', 'staged', {blockQ: 32, blockK: 32}], ['high', 'staged', null], ['high', 'staged', {blockQ: 128, blockK: 16}],
+    ['high', 'staged', {blockQ: 32, blockK: 16}],
   ] as const) {
     for (const causal of [false, true]) {
-      it(`medium ${kernel} ${JSON.stringify(tile)}${causal ? ' causal' : ''}: growing scores (lazy rescale)`, async () => {
+      it(`${precision} ${kernel} ${JSON.stringify(tile)}${causal ? ' causal' : ''}: growing scores (lazy rescale)`, async () => {
         const [S, H, D] = [200, 2, 16];
         const noise = randomArray(2 * S * H * D, 5), va = randomArray(S * H * D, 6);
         const qa = new Float32Array(S * H * D), ka = new Float32Array(S * H * D);
@@ -69,7 +72,7 @@ describe('webgpu tensor-core forward (emulated MMAs)', function() {
           }
         }
         setTensorCoreKernelForTests(kernel, tile);
-        tf.env().set(lib.PRECISION_FLAG, 'medium');
+        tf.env().set(lib.PRECISION_FLAG, precision);
         try {
           const [q, k, v] = [qa, ka, va].map((a) => tf.tensor4d(a, [1, S, H, D]));
           const r = lib.flashAttention(q, k, v, {causal, returnLse: true});
@@ -86,9 +89,10 @@ describe('webgpu tensor-core forward (emulated MMAs)', function() {
             }
             return err / max;
           };
-          expect(lib.lastAttentionPath()?.path).to.equal('subgroup-matrix-f16');
-          expect(rel(out, ref.output), 'output').to.be.at.most(TENSOR_CORE_TOLERANCES.medium);
-          expect(rel(lse, ref.lse), 'lse').to.be.at.most(TENSOR_CORE_TOLERANCES.medium);
+          expect(lib.lastAttentionPath()?.path).to.equal(
+              precision === 'high' ? 'subgroup-matrix-f16x3' : 'subgroup-matrix-f16');
+          expect(rel(out, ref.output), 'output').to.be.at.most(TENSOR_CORE_TOLERANCES[precision]);
+          expect(rel(lse, ref.lse), 'lse').to.be.at.most(TENSOR_CORE_TOLERANCES[precision]);
         } finally {
           setTensorCoreKernelForTests(null);
         }
@@ -131,8 +135,10 @@ fn stubStore(offset: u32, value: f32, colMajor: bool, stride: u32) { result[offs
 
   const cases = CASES.filter((c) => !hasTag(c, 'browser') && (process.env.WEBGPU_LONG === '1' || !hasTag(c, 'long')));
   // 'medium' on every kernel (registers: the default; staged: K / V through workgroup memory; memory: the fallback),
-  // 'high' on its one.
-  const runs = [['medium', 'memory'], ['medium', 'registers'], ['medium', 'staged'], ['high', null]] as const;
+  // 'high' on its two (staged: the default where a tile fits; memory: the fallback).
+  const runs = [
+    ['medium', 'memory'], ['medium', 'registers'], ['medium', 'staged'], ['high', 'memory'], ['high', 'staged'],
+  ] as const;
   for (const [precision, kernel] of runs) {
     for (const c of cases) {
       it(`${precision}${kernel == null ? '' : ` ${kernel}`}: ${c.name}`, async () => {
