@@ -195,6 +195,55 @@ describe('tensor-core forward WGSL (generated, no device)', () => {
     }
   }
 
+  // 'high' on the staged kernel: Q hi / lo held, K / V hi / lo from Ks / Vs, three products per step in both phases,
+  // S's cross terms scaled in registers (no Sx); tiles within 48 KiB.
+  for (const headDim of [16, 40, 64, 80, 128, 256]) {
+    for (const subgroup of [SUBGROUP, 64]) {
+      const tile = chooseFastTcTile(headDim, H100, subgroup, true, 'high');
+      for (const opts of [null, OPTION_SETS[2], OPTION_SETS[3]]) {
+        it(`high staged register kernel d${headDim} subgroups ≤ ${subgroup} ${JSON.stringify(opts)}`, () => {
+          expect(tile, 'tile').to.not.equal(null);
+          expect(chooseFastTcTile(headDim, H100, subgroup, false, 'high'), 'no unstaged high').to.equal(null);
+          expect(tcWorkgroupBytes(tile!, headDim, 'high', true, true)).to.be.at.most(H100.maxComputeWorkgroupStorageSize);
+          expect(tile!.threads / subgroup).to.be.at.least(tile!.blockQ / 16);
+          if (headDim <= 64 && subgroup === SUBGROUP) expect(tile).to.deep.equal({blockQ: 64, blockK: 32, threads: 128});
+          if (headDim === 128 && subgroup === SUBGROUP) expect(tile).to.deep.equal({blockQ: 128, blockK: 16, threads: 256});
+          const program = new TcForwardProgram(headDim, tile!, 'high', true, true, true, opts, false, true, true);
+          const code = programSource(program);
+          expect(code).to.include('var<storage, read> packedWide: array<vec4<u32>>;');
+          expect(code).to.not.include('var<workgroup> Sx');
+          expect(code).to.include('fn splitHi');
+          const size = Number(/@workgroup_size\((\d+)\)/.exec(code)![1]);
+          expect(size % subgroup).to.equal(0);
+          const bare = code.split('\n').filter((l) => /^\s*var\s+\w+\s*(:[^=]*)?;/.test(l));
+          expect(bare, 'uninitialised vars').to.deep.equal([]);
+          const loops = checkMatrixCallsUnbranched(code, 'if (rescale != 0u)');
+          for (const l of loops) expect(l).to.match(/for \(var rg = sg; rg < RGU; rg \+= numSg\) \{$/);
+          const dTiles = Math.ceil(headDim / 16);
+          const keyTiles = tile!.blockK / 16;
+          // Q's hi and lo matrices loaded once, before the key loop.
+          const mainLoop = code.indexOf('for (var runIndex');
+          for (let d = 0; d < dTiles; d++) {
+            for (const name of [`qm0_${d}`, `ql0_${d}`]) {
+              expect(code.lastIndexOf(`${name} = subgroupMatrixLoad`), name).to.be.within(0, mainLoop);
+            }
+          }
+          // Three products per 16×16×16 step of S and of P·V; one in-register scale per S tile.
+          const mma = (code.match(/subgroupMatrixMultiplyAccumulate\(/g) ?? []).length;
+          expect(mma).to.equal(6 * dTiles * keyTiles);
+          expect((code.match(/subgroupMatrixScalarMultiply\(acc0, INV_LO_SCALE\)/g) ?? []).length).to.equal(keyTiles);
+          // K (column-major) and V right matrices from Ks / Vs only, hi and lo rows: K hi, K lo, K hi again (the
+          // hi·hi pass) and V hi, V lo per step.
+          const loads = code.match(/subgroupMatrixLoad<subgroup_matrix_right[^;]*;/g) ?? [];
+          expect(loads.length).to.equal(5 * dTiles * keyTiles);
+          for (const l of loads) expect(l).to.match(/\(&(Ks, .*, true, KST|Vs, .*, false, KST)\)/);
+          expect(loads.filter((l) => l.includes('KLO + ')).length).to.equal(2 * dTiles * keyTiles);
+          expect(code.replace(/\/\/.*$/gm, '')).to.not.match(/undefined|NaN|\[object/);
+        });
+      }
+    }
+  }
+
   it('the pack program writes lo parts only when splitting', () => {
     expect(programSource(new TcPackProgram(64, true))).to.include('packed[uniforms.at + uniforms.loAt + e]');
     expect(programSource(new TcPackProgram(64, false))).to.not.include('loAt + e');

@@ -56,6 +56,21 @@ const FAST_TILES: Array<FastTileShape> = [
 ];
 
 /**
+ * Tiles of the staged kernel in 'high' (hi and lo K / V rows in Ks / Vs, three P arrays; S's cross terms scaled in
+ * registers, so no Sx): 128×32 needs 72 KiB at headDim 64, so the first that fits 48 KiB is 64×32 at headDim ≤ 64
+ * (43.5 KiB at 64, 128 invocations) and 128×16 at headDim 128 (47 KiB at 128; 39 KiB at 64, 256 invocations).
+ * Not yet measured on hardware (bench/device/tc_check.ts times 64×32 and 128×16 at headDim 64).
+ */
+const HIGH_STAGED_TILES: Array<FastTileShape> = [
+  {blockQ: 64, blockK: 32},
+  {blockQ: 128, blockK: 16},
+  {blockQ: 64, blockK: 16},
+  {blockQ: 32, blockK: 32},
+  {blockQ: 32, blockK: 16},
+  {blockQ: 16, blockK: 16},
+];
+
+/**
  * 'registers': O and Q in subgroup-matrix registers, K and V matrices loaded from the packed buffer (the 'medium'
  * default); 'staged': the same with each key tile's K and V staged in workgroup memory (cooperative 16-byte loads,
  * the next tile prefetched into registers); 'memory': O in workgroup memory.
@@ -69,12 +84,20 @@ export type TcKernel = 'registers' | 'staged' | 'memory';
  * the register kernel runs, and the memory kernel where no register tile fits either; the memory kernel runs 'high'.
  */
 const DEFAULT_TC_KERNEL: TcKernel = 'staged';
+/**
+ * The 'high' kernel that runs by default: the staged kernel where a tile fits (HIGH_STAGED_TILES), else the memory
+ * kernel (bench/results/2026-12-08-h100-session5/tc_check.log: 8.74 ms at B1 H16 S4096 D64, 20.35 at D128). Passes
+ * every shared case with emulated MMAs (test/webgpu_tc.test.ts); not yet run on a GPU: tc_check's 'high/staged'
+ * correctness rows and 'high staged' timing rows next to 'high memory' decide whether it stays.
+ */
+const DEFAULT_HIGH_TC_KERNEL: TcKernel = 'staged';
 let kernelOverride: TcKernel | null = null;
 let fastTileOverride: FastTileShape | null = null;
 
 /**
- * Bench / test hook: which 'medium' kernel runs (null: the default, DEFAULT_TC_KERNEL; 'memory' is the fallback
- * where no register tile fits, so tests and tc_check keep running it), and optionally the register (or staged)
+ * Bench / test hook: which kernel runs (null: the default, DEFAULT_TC_KERNEL for 'medium', DEFAULT_HIGH_TC_KERNEL
+ * for 'high'; 'memory' is the fallback where no register tile fits, so tests and tc_check keep running it; 'high'
+ * has no plain register kernel: 'registers' runs its memory kernel), and optionally the register (or staged)
  * kernel's tile.
  */
 export function setTensorCoreKernelForTests(
@@ -116,17 +139,22 @@ export function chooseTcTile(
 /**
  * The register kernel's tile, or null: threads = max(blockQ / 16 · subgroupMaxSize, blockQ), so that there are at
  * least blockQ / 16 subgroups (one per row block) whatever size the subgroups come in. `staged`: the staged variant,
- * whose Ks / Vs tiles count too (128×32 still fits 48 KiB up to headDim 128: 39 KiB at 64, 46 KiB at 128).
+ * whose Ks / Vs tiles count too (128×32 still fits 48 KiB up to headDim 128: 39 KiB at 64, 46 KiB at 128). 'high'
+ * runs only staged (HIGH_STAGED_TILES).
  */
 export function chooseFastTcTile(
     headDim: number, limits: Pick<ProgramLimits, 'maxComputeWorkgroupStorageSize' |
-        'maxComputeInvocationsPerWorkgroup'>, subgroupMaxSize: number, staged = false): TcTileConfig | null {
-  for (const c of fastTileOverride != null ? [fastTileOverride] : FAST_TILES) {
+        'maxComputeInvocationsPerWorkgroup'>, subgroupMaxSize: number, staged = false,
+    precision: TensorCorePrecision = 'medium'): TcTileConfig | null {
+  if (precision === 'high' && !staged) return null;
+  const candidates = fastTileOverride != null ? [fastTileOverride] :
+      precision === 'high' ? HIGH_STAGED_TILES : FAST_TILES;
+  for (const c of candidates) {
     if (!staged && (c.kvBuffers ?? 1) !== 1) continue;
     const threads = Math.max((c.blockQ / (MMA * (c.rowBlocks ?? 1))) * subgroupMaxSize, c.blockQ);
     const tile = {...c, threads};
     if (threads > limits.maxComputeInvocationsPerWorkgroup || !tcConfigValid(tile, headDim, true)) continue;
-    if (tcWorkgroupBytes(tile, headDim, 'medium', true, staged) <= limits.maxComputeWorkgroupStorageSize) return tile;
+    if (tcWorkgroupBytes(tile, headDim, precision, true, staged) <= limits.maxComputeWorkgroupStorageSize) return tile;
   }
   return null;
 }
@@ -160,10 +188,11 @@ function planLaunch(backend: WebGPUBackend, plan: AttentionPlan): TcLaunch | nul
   const hasMatrices = hasSubgroupMatrixF16(caps, {M: 16, N: 16, K: 16});
   if (emulation ? !caps.shaderF16 : !hasMatrices) return null;
   const limits = getLimits(backend);
-  const kernel = kernelOverride ?? DEFAULT_TC_KERNEL;
+  const kernel = kernelOverride ?? (precision === 'high' ? DEFAULT_HIGH_TC_KERNEL : DEFAULT_TC_KERNEL);
   const subgroupMax = emulation ? EMULATED_SUBGROUP : caps.subgroupMaxSize;
-  const stagedTile = precision === 'medium' && kernel === 'staged' ?
-      chooseFastTcTile(headDim, limits, subgroupMax, true) : null;
+  // The staged kernel ('medium' or 'high') where asked for and a tile fits; else 'medium' takes the register kernel
+  // unless the memory kernel was asked for, and the memory kernel runs the rest.
+  const stagedTile = kernel === 'staged' ? chooseFastTcTile(headDim, limits, subgroupMax, true, precision) : null;
   const fastTile = stagedTile ??
       (precision === 'medium' && kernel !== 'memory' ? chooseFastTcTile(headDim, limits, subgroupMax) : null);
   const fast = fastTile != null;

@@ -35,6 +35,8 @@
  * Tile variants (TcTileConfig): `rowBlocks` 16-row blocks per subgroup (each K / V matrix loaded once for all of
  * them; with one thread per row the row max needs no exchange, saving a barrier) and, staged, `kvBuffers` 2 (the
  * prefetched tile stored into the buffer this tile does not read, saving another).
+ * The staged variant also runs 'high' (see "'high' on the staged kernel"): Q's hi and lo matrices held, K's and V's
+ * hi and lo parts staged, S's cross terms scaled in registers (no Sx), P split three ways as in the memory kernel.
  *
  * P is scaled by PSCALE = 2^11 before its f16 rounding: probabilities down to 2^-25 stay normal f16 numbers (and in
  * 'high' their lo parts down to 2^-14), and the scale comes out exactly in the final 1 / (l·PSCALE).
@@ -93,16 +95,25 @@ const LO_SCALE = 2048;
  */
 const TAU = 8;
 const FAST_PSCALE = 128;
+/**
+ * 'high' on the staged kernel: P'' = P·HIGH_PSCALE ≤ 2^(HIGH_TAU + 11) = 32768 < 65504, and P''hi / LO_SCALE (the left
+ * matrix of the hi·lo term of P·V) is a normal f16 number down to P = 2^-14, as in the memory kernel (PSCALE 2048,
+ * P ≤ 1). The smaller TAU rescales O a little more often (a row max must grow by 16×, not 256×).
+ */
+const HIGH_TAU = 4;
+const HIGH_PSCALE = 2048;
 
 /**
- * The 'high' split: hi = x with its 13 lowest mantissa bits cleared (exactly an f16 number for f16-normal
- * magnitudes), lo = x − hi exactly in f32 (|lo| < 2^-10·|x|), stored as f16(lo · LO_SCALE). Done on the bits
- * because compilers may fold x − f32(f16(x)) to 0 (Mesa's lavapipe does, and unpack2x16float(pack2x16float(x))
- * likewise).
+ * The 'high' split: hi = x rounded to f16's 11 significant bits (round half away from zero on the bits: add half of
+ * the 13 dropped mantissa bits, then clear them; a carry moves into the exponent as rounding should), exactly an f16
+ * number for f16-normal magnitudes; lo = x − hi exactly in f32 (|lo| ≤ 2^-12·|x|), stored as f16(lo · LO_SCALE).
+ * Rounding rather than truncating halves |lo|, hence both the f16 rounding error of lo (≤ 2^-23·|x|, was 2^-22) and
+ * the dropped lo·lo product (≤ 2^-24·|x·y|, was 2^-20). Done on the bits because compilers may fold
+ * x − f32(f16(x)) to 0 (Mesa's lavapipe does, and unpack2x16float(pack2x16float(x)) likewise).
  */
 const SPLIT_HI_WGSL = `
 fn splitHi(x: f32) -> f32 {
-  return bitcast<f32>(bitcast<u32>(x) & 0xffffe000u);
+  return bitcast<f32>((bitcast<u32>(x) + 0x1000u) & 0xffffe000u);
 }
 `;
 
@@ -136,10 +147,11 @@ export function tcWorkgroupBytes(
   const {SST, PST, OST, KST} = strides(c, paddedTcHeadDim(headDim));
   const tpr = c.threads / c.blockQ;
   const high = precision === 'high';
-  // The register kernel has no Ow (O in result matrices) and one flag; the staged one adds Ks and Vs (f16).
-  return 4 * c.blockQ * SST * (high ? 2 : 1) + 2 * c.blockQ * PST * (high ? 3 : 1) +
+  // The register kernel has no Ow (O in result matrices) and one flag; the staged one adds Ks and Vs (f16; hi and lo
+  // for 'high'; kvBuffers of them). 'high' on the register kernel scales S's cross terms in registers: no Sx.
+  return 4 * c.blockQ * SST * (high && !fast ? 2 : 1) + 2 * c.blockQ * PST * (high ? 3 : 1) +
       (fast ? 4 : 4 * c.blockQ * OST) + 4 * c.blockQ * tpr + 32 +
-      (fast && staged ? 2 * 2 * c.blockK * KST * tileVariant(c).kvBuffers : 0);
+      (fast && staged ? 2 * 2 * c.blockK * KST * (high ? 2 : 1) * tileVariant(c).kvBuffers : 0);
 }
 
 /**
@@ -188,6 +200,8 @@ interface MatrixDialect {
   /** acc += Σ over `terms` of left·right (the terms of one 16×16×16 step). */
   multiplyAccumulate(acc: string, terms: Array<[MatrixRef, MatrixRef]>): string;
   store(acc: string, m: MatrixRef): string;
+  /** acc *= factor (a power of two here: exact). */
+  scale(acc: string, factor: string): string;
   /** `acc` (declared) = a result matrix loaded from m / zero. */
   assign(acc: string, m: MatrixRef): string;
   zeroAssign(acc: string): string;
@@ -217,6 +231,7 @@ const realDialect: MatrixDialect = {
           ${acc} = subgroupMatrixMultiplyAccumulate(left${t}, right${t}, ${acc});
         }`).join(''),
   store: (acc, m) => `subgroupMatrixStore(&${m.array}, ${m.offset}, ${acc}, false, ${m.stride});`,
+  scale: (acc, factor) => `${acc} = subgroupMatrixScalarMultiply(${acc}, ${factor});`,
   assign: (acc, m) =>
       `${acc} = subgroupMatrixLoad<subgroup_matrix_result<f32, 16, 16>>(&${m.array}, ${m.offset}, false, ${m.stride});`,
   zeroAssign: (acc) => `${acc} = subgroup_matrix_result<f32, 16, 16>();`,
@@ -271,6 +286,8 @@ const emulatedDialect: MatrixDialect = {
           let at = lane + ${EMULATED_SUBGROUP}u * e;
           ${m.array}[${m.offset} + (at / 16u) * ${m.stride} + at % 16u] = ${acc}[e];
         }`,
+  scale: (acc, factor) => `
+        for (var e = 0u; e < emuPerLane; e++) { ${acc}[e] *= ${factor}; }`,
   assign: (acc, m) => `
         for (var e = 0u; e < emuPerLane; e++) {
           let at = lane + ${EMULATED_SUBGROUP}u * e;
@@ -324,6 +341,8 @@ function declarations(s: TcShape): string {
   const {blockQ, blockK, threads} = s.config;
   const {SST, PST, OST, KST} = strides(s.config, s.DP);
   const summarized = s.opts != null && elementMasked(s.opts);
+  const high = s.precision === 'high';
+  const kvn = Math.ceil(blockK * s.DP / 8 / threads);
   return `
 const BQ = ${blockQ};
 const BK = ${blockK};
@@ -337,34 +356,37 @@ const OST = ${OST}u;
 // Offsets in Pw ('high'): P'lo, then P'hi / LO_SCALE.
 const PLO = ${blockQ * PST}u;
 const PHI = ${2 * blockQ * PST}u;
-const PSCALE = ${s.fast ? FAST_PSCALE : PSCALE}.0;${s.fast ? `
-const TAU = ${TAU}.0;
+const PSCALE = ${!s.fast ? PSCALE : high ? HIGH_PSCALE : FAST_PSCALE}.0;${s.fast ? `
+const TAU = ${high ? HIGH_TAU : TAU}.0;
 const RB = ${s.rowBlocks}u;
 // Row-block groups (RB blocks each, one group per subgroup).
 const RGU = ${blockQ / MMA / s.rowBlocks}u;` : ''}${s.staged ? `
 const KST = ${KST}u;
-// The staged K / V tile in 16-byte pieces (8 halves): DP8 per key row, KV_VEC4 per tile, KVN per invocation.
+// The staged K / V tile in 16-byte pieces (8 halves): DP8 per key row, KV_VEC4 per tile, KVN per invocation${
+      high ? `;
+// KLO: where the lo parts' rows start in Ks / Vs (hi rows first); the prefetch registers hold hi pieces, then lo` : ''}.
 const DP8 = ${s.DP / 8}u;
 const KV_VEC4 = ${blockK * s.DP / 8}u;
-const KVN = ${Math.ceil(blockK * s.DP / 8 / threads)}u;${s.kvBuffers === 2 ? `
+const KVN = ${kvn}u;${high ? `
+const KLO = ${blockK * KST}u;` : ''}${s.kvBuffers === 2 ? `
 // The second K / V buffer starts here (f16 elements).
-const KV_ALT = ${blockK * KST}u;` : ''}` : ''}
+const KV_ALT = ${blockK * KST * (high ? 2 : 1)}u;` : ''}` : ''}
 const INV_LO_SCALE = ${1 / LO_SCALE};
 // Masked scores: finite (no inf arithmetic anywhere), far below any real score; their p is forced to 0.
 const MASKED = -3.0e38;
 const LOG2E = 1.4426950408889634;
 const LN2 = 0.6931471805599453;
 
-var<workgroup> Sw: array<f32, ${blockQ * SST}>;${s.precision === 'high' ? `
+var<workgroup> Sw: array<f32, ${blockQ * SST}>;${high && !s.fast ? `
 // The cross terms (Qhi·Klo' + Qlo'·Khi) of S, times LO_SCALE.
 var<workgroup> Sx: array<f32, ${blockQ * SST}>;` : ''}
 var<workgroup> Pw: array<f16, ${blockQ * PST * (s.precision === 'high' ? 3 : 1)}>;
 ${s.fast ? `// Set when some row's max outgrew its stale max by more than TAU (scoreFinish): O is rescaled this tile.
 var<workgroup> rescaleFlag: u32;` : `var<workgroup> Ow: array<f32, ${blockQ * OST}>;`}${s.staged ? `
-// This key tile's K and V rows (f16, row stride KST), staged by stageKeyValues${
-    s.kvBuffers === 2 ? '; two buffers, kvAt the current one' : ''}.
-var<workgroup> Ks: array<f16, ${blockK * KST * s.kvBuffers}>;
-var<workgroup> Vs: array<f16, ${blockK * KST * s.kvBuffers}>;` : ''}
+// This key tile's K and V rows (f16, row stride KST${high ? '; hi rows, then lo rows from KLO' : ''}), staged by
+// stageKeyValues${s.kvBuffers === 2 ? '; two buffers, kvAt the current one' : ''}.
+var<workgroup> Ks: array<f16, ${blockK * KST * (high ? 2 : 1) * s.kvBuffers}>;
+var<workgroup> Vs: array<f16, ${blockK * KST * (high ? 2 : 1) * s.kvBuffers}>;` : ''}
 var<workgroup> rowPart: array<f32, ${blockQ * s.TPR}>;
 var<workgroup> sharedRange: vec4<i32>;
 var<workgroup> sharedRun: vec4<i32>;
@@ -424,7 +446,7 @@ function scoreFinish(s: TcShape): string {
         for (var e = 0; e < 4; e++) {
           let j = k0 + c0 + e;
           let at = u32(row) * SST + u32(c0 + e);
-          let raw = ${s.precision === 'high' ? 'Sw[at] + Sx[at] * INV_LO_SCALE' : 'Sw[at]'};${score}
+          let raw = ${s.precision === 'high' && !s.fast ? 'Sw[at] + Sx[at] * INV_LO_SCALE' : 'Sw[at]'};${score}
           if (!full && !isVisible(i, j, keyLength, maskHead)) { x = MASKED; }
           x${g}[e] = x;
           rowMax = max(rowMax, x);
@@ -580,16 +602,26 @@ function keyValueRef(s: TcShape, which: 'K' | 'V', keyBlock: number, dBlock: num
   };
 }
 
-/** Before the key loop: Q's left matrices (loaded once) and O's accumulators (zero), qm{r}_{d} and o{r}_{d}. */
+/**
+ * Before the key loop: Q's left matrices (loaded once; hi qm{r}_{d}, and for 'high' lo times LO_SCALE ql{r}_{d}) and
+ * O's accumulators o{r}_{d} (zero), for row block r of the subgroup and head-dim tile d.
+ */
 function holdQuery(s: TcShape): string {
   const tiles = [...Array(s.DP / MMA).keys()];
   const rows = rowBlockRange(s);
+  const high = s.precision === 'high';
+  const q = (r: number, d: number, lo: boolean): MatrixRef => ({
+    array: 'packed', offset: `${lo ? 'uniforms.loAt + ' : ''}qTile + rb${r} * 16u * DP + ${d * MMA}u`, stride: 'DP',
+  });
+  const each = (f: (r: number, d: number) => string, sep: string) =>
+      rows.map((r) => tiles.map((d) => f(r, d)).join(sep)).join(sep);
   return `
   // Q's left matrices, loaded once; O's result matrices, accumulated across every key tile.
-  ${rows.map((r) => tiles.map((d) => `${s.dialect.declareLeft(`qm${r}_${d}`)}
-  ${s.dialect.zero(`o${r}_${d}`)}`).join('\n  ')).join('\n  ')}${perRowBlock(s, rows.map((r) => tiles.map((d) => `
-        ${s.dialect.assignLeft(`qm${r}_${d}`,
-        {array: 'packed', offset: `qTile + rb${r} * 16u * DP + ${d * MMA}u`, stride: 'DP'})}`).join('')).join(''))}`;
+  ${each((r, d) => `${s.dialect.declareLeft(`qm${r}_${d}`)}${high ? `
+  ${s.dialect.declareLeft(`ql${r}_${d}`)}` : ''}
+  ${s.dialect.zero(`o${r}_${d}`)}`, '\n  ')}${perRowBlock(s, each((r, d) => `
+        ${s.dialect.assignLeft(`qm${r}_${d}`, q(r, d, false))}${high ? `
+        ${s.dialect.assignLeft(`ql${r}_${d}`, q(r, d, true))}` : ''}`, ''))}`;
 }
 
 /**
@@ -600,18 +632,31 @@ function heldScoreProduct(s: TcShape): string {
   const dTiles = s.DP / MMA;
   const colTiles = s.config.blockK / MMA;
   const rows = rowBlockRange(s);
+  const held = (name: string): MatrixRef => ({array: 'packed', offset: name, stride: 'DP', held: name});
+  // Each K matrix (hi, and for 'high' its lo part from KLO) loaded once for every row block of the subgroup.
+  const step = (c: number, d: number, terms: (r: number) => Array<[MatrixRef, 'km' | 'kl']>, lo: boolean) => {
+    const k = keyValueRef(s, 'K', c, d);
+    const ref = (name: 'km' | 'kl'): MatrixRef => ({...k, offset: name, held: name});
+    return `
+          {
+            ${s.dialect.holdRight('km', k)}${lo ? `
+            ${s.dialect.holdRight('kl', shifted(k, 'KLO'))}` : ''}${rows.map((r) => s.dialect.multiplyAccumulate(
+        `acc${r}`, terms(r).map(([l, name]) => [l, ref(name)] as [MatrixRef, MatrixRef]))).join('')}
+          }`;
+  };
+  const dRange = [...Array(dTiles).keys()];
+  const hiHi = (c: number) => dRange.map((d) => step(c, d, (r) => [[held(`qm${r}_${d}`), 'km']], false)).join('');
+  // 'high' (staged only): the cross terms Qlo'·Khi + Qhi·Klo' first (lo parts times LO_SCALE), scaled back by
+  // 1 / LO_SCALE in the accumulator (exact: a power of two), then Qhi·Khi on top; the small terms go in first.
+  const product = (c: number) => s.precision === 'high' ?
+      dRange.map((d) => step(c, d, (r) => [[held(`ql${r}_${d}`), 'km'], [held(`qm${r}_${d}`), 'kl']], true))
+          .join('') + rows.map((r) => `
+          ${s.dialect.scale(`acc${r}`, 'INV_LO_SCALE')}`).join('') + hiHi(c) :
+      hiHi(c);
   return `
       // S = Q·Kᵀ on MMAs.${perRowBlock(s, [...Array(colTiles).keys()].map((c) => `
         {
-          ${rows.map((r) => s.dialect.zero(`acc${r}`)).join('\n          ')}${[...Array(dTiles).keys()].map((d) => {
-    const k = keyValueRef(s, 'K', c, d);
-    return `
-          {
-            ${s.dialect.holdRight('km', k)}${rows.map((r) => s.dialect.multiplyAccumulate(`acc${r}`, [[
-      {array: 'packed', offset: `qm${r}_${d}`, stride: 'DP', held: `qm${r}_${d}`}, {...k, offset: 'km', held: 'km'},
-    ]])).join('')}
-          }`;
-  }).join('')}
+          ${rows.map((r) => s.dialect.zero(`acc${r}`)).join('\n          ')}${product(c)}
           ${rows.map((r) => s.dialect.store(`acc${r}`,
                                             {array: 'Sw', offset: `rb${r} * 16u * SST + ${c * MMA}u`, stride: 'SST'}))
       .join('\n          ')}
@@ -650,7 +695,15 @@ function lazySoftmax(s: TcShape): string {
           let kept = vec4<bool>((keep & 1u) != 0u, (keep & 2u) != 0u, (keep & 4u) != 0u, (keep & 8u) != 0u);
           let scaled = select(vec4<f32>(0.0), p * PSCALE, kept);` : `
           let scaled = p * PSCALE;`}
-          for (var e = 0; e < 4; e++) { Pw[u32(row) * PST + u32(c0 + e)] = f16(scaled[e]); }
+          for (var e = 0; e < 4; e++) {${s.precision === 'high' ? `
+            // P'' = P·PSCALE split: P''hi, P''lo and P''hi / LO_SCALE (the left matrix of the hi·lo term).
+            let at = u32(row) * PST + u32(c0 + e);
+            let hi = splitHi(scaled[e]);
+            Pw[at] = f16(hi);
+            Pw[PLO + at] = f16(scaled[e] - hi);
+            Pw[PHI + at] = f16(hi * INV_LO_SCALE);` : `
+            Pw[u32(row) * PST + u32(c0 + e)] = f16(scaled[e]);`}
+          }
         }`).join('')}
         rowSum = rowSum * alpha + sum;
       }${s.mergedFlag ? `
@@ -696,20 +749,28 @@ function heldValueProduct(s: TcShape): string {
   const dTiles = s.DP / MMA;
   const keyTiles = s.config.blockK / MMA;
   const rows = rowBlockRange(s);
+  const high = s.precision === 'high';
+  const pRef = (r: number, c: number, at = ''): MatrixRef =>
+      ({array: 'Pw', offset: `${at}rb${r} * 16u * PST + ${c * MMA}u`, stride: 'PST'});
+  const held = (name: string): MatrixRef => ({array: 'Pw', offset: name, stride: 'PST', held: name});
+  // 'high': P''lo·Vhi + (P''hi / LO_SCALE)·Vlo' + P''hi·Vhi, one accumulator (every term at P''·V's scale).
+  const terms = (r: number, vm: MatrixRef, vl: MatrixRef): Array<[MatrixRef, MatrixRef]> => high ?
+      [[held(`pll${r}`), vm], [held(`plc${r}`), vl], [held(`pl${r}`), vm]] : [[held(`pl${r}`), vm]];
   return `
       // O += P·V on MMAs, O in registers.${perRowBlock(s, [...Array(keyTiles).keys()].map((c) => `
         {
-          ${rows.map((r) => s.dialect.holdLeft(`pl${r}`,
-                                                {array: 'Pw', offset: `rb${r} * 16u * PST + ${c * MMA}u`, stride: 'PST'}))
-      .join('\n          ')}${[...Array(dTiles).keys()].map((j) => {
-    const v = keyValueRef(s, 'V', c, j);
-    return `
+          ${rows.map((r) => `${s.dialect.holdLeft(`pl${r}`, pRef(r, c))}${high ? `
+          ${s.dialect.holdLeft(`pll${r}`, pRef(r, c, 'PLO + '))}
+          ${s.dialect.holdLeft(`plc${r}`, pRef(r, c, 'PHI + '))}` : ''}`).join('\n          ')}${
+      [...Array(dTiles).keys()].map((j) => {
+        const v = keyValueRef(s, 'V', c, j);
+        return `
           {
-            ${s.dialect.holdRight('vm', v)}${rows.map((r) => s.dialect.multiplyAccumulate(`o${r}_${j}`, [[
-      {array: 'Pw', offset: `pl${r}`, stride: 'PST', held: `pl${r}`}, {...v, offset: 'vm', held: 'vm'},
-    ]])).join('')}
+            ${s.dialect.holdRight('vm', v)}${high ? `
+            ${s.dialect.holdRight('vl', shifted(v, 'KLO'))}` : ''}${rows.map((r) => s.dialect.multiplyAccumulate(
+            `o${r}_${j}`, terms(r, {...v, offset: 'vm', held: 'vm'}, {...v, offset: 'vl', held: 'vl'}))).join('')}
           }`;
-  }).join('')}
+      }).join('')}
         }`).join(''))}`;
 }
 
@@ -725,8 +786,19 @@ function heldValueProduct(s: TcShape): string {
 // tile) is loaded synchronously. Without staging every subgroup (8 at 128×32) reads the whole K and V tile from
 // global memory / L2 itself, with its full latency exposed on every tile.
 
-/** kNext / vNext = the 16-byte pieces of key tile `tile` this invocation stages. */
-function loadKeyValues(tile: string): string {
+// ---- 'high' on the staged kernel ----
+// The same kernel with every operand split (TcPackProgram: hi, and lo times LO_SCALE, `loAt` elements later):
+//   Q: hi and lo left matrices held (qm*, ql*);   K, V: hi and lo rows staged in Ks / Vs (lo rows from KLO);
+//   S = (Qlo'·Khi + Qhi·Klo') / LO_SCALE + Qhi·Khi   one accumulator, scaled in registers between the two (exact),
+//                                                      so S needs no second workgroup array (the memory kernel's Sx);
+//   P''·V = P''lo·Vhi + (P''hi / LO_SCALE)·Vlo' + P''hi·Vhi   with P'' = P·HIGH_PSCALE split in Pw (three arrays),
+// the small terms first. HIGH_TAU bounds P'' below f16's largest (see HIGH_PSCALE).
+
+/**
+ * kNext / vNext = the 16-byte pieces of key tile `tile` this invocation stages ('high': hi pieces at n, lo pieces at
+ * KVN + n, read `loAt` elements further; loAt is a multiple of DP, so they stay 16-byte aligned).
+ */
+function loadKeyValues(s: TcShape, tile: string): string {
   return `
       for (var n = 0u; n < KVN; n++) {
         let e = lid + n * THREADS_U;
@@ -734,26 +806,33 @@ function loadKeyValues(tile: string): string {
           // f16 element of the piece inside this head's K (or V): row (key) u32(tile)·BK + e / DP8.
           let at = (u32(${tile}) * u32(BK) + e / DP8) * DP + (e % DP8) * 8u;
           kNext[n] = packedWide[(kHead + at) / 8u];
-          vNext[n] = packedWide[(vHead + at) / 8u];
+          vNext[n] = packedWide[(vHead + at) / 8u];${s.precision === 'high' ? `
+          kNext[KVN + n] = packedWide[(uniforms.loAt + kHead + at) / 8u];
+          vNext[KVN + n] = packedWide[(uniforms.loAt + vHead + at) / 8u];` : ''}
         }
       }`;
 }
 
-/** Ks / Vs (the buffer at kvAt with two) = kNext / vNext (as f16 pairs; rows KST apart). */
+/**
+ * Ks / Vs (the buffer at kvAt with two) = kNext / vNext (as f16 pairs; rows KST apart; 'high': the lo pieces to the
+ * lo rows, from KLO).
+ */
 function storeKeyValues(s: TcShape): string {
+  const parts = s.precision === 'high' ? [['0u', 'n'], ['KLO', 'KVN + n']] : [['0u', 'n']];
   return `
       for (var n = 0u; n < KVN; n++) {
         let e = lid + n * THREADS_U;
         if (e < KV_VEC4) {
-          let at = ${s.kvBuffers === 2 ? 'kvAt + ' : ''}(e / DP8) * KST + (e % DP8) * 8u;
+          let rowAt = ${s.kvBuffers === 2 ? 'kvAt + ' : ''}(e / DP8) * KST + (e % DP8) * 8u;${parts.map(([base, index]) => `
           for (var w = 0u; w < 4u; w++) {
-            let kw = bitcast<vec2<f16>>(kNext[n][w]);
-            let vw = bitcast<vec2<f16>>(vNext[n][w]);
+            let at = ${base === '0u' ? 'rowAt' : `${base} + rowAt`};
+            let kw = bitcast<vec2<f16>>(kNext[${index}][w]);
+            let vw = bitcast<vec2<f16>>(vNext[${index}][w]);
             Ks[at + 2u * w] = kw.x;
             Ks[at + 2u * w + 1u] = kw.y;
             Vs[at + 2u * w] = vw.x;
             Vs[at + 2u * w + 1u] = vw.y;
-          }
+          }`).join('')}
         }
       }`;
 }
@@ -767,7 +846,7 @@ function stageKeyValues(s: TcShape): string {
   return `
       if (stagedTile != keyTile) {
         // Not prefetched (the first tile, or the tile after one the summary skipped): load it now.${
-      loadKeyValues('keyTile')}${storeKeyValues(s)}
+      loadKeyValues(s, 'keyTile')}${storeKeyValues(s)}
         workgroupBarrier();
       }
       {
@@ -775,7 +854,7 @@ function stageKeyValues(s: TcShape): string {
         ${NEXT_SCHEDULED_TILE}
         if (nextTile * BK >= keyLength) { nextTile = -1; }
         stagedTile = nextTile;
-        if (nextTile >= 0) {${loadKeyValues('nextTile')}
+        if (nextTile >= 0) {${loadKeyValues(s, 'nextTile')}
         }
       }
 `;
@@ -814,6 +893,8 @@ function writeHeldOutputs(s: TcShape): string {
 
 function forwardMain(s: TcShape): string {
   const summarized = s.opts != null && elementMasked(s.opts);
+  // Prefetch registers per invocation: KVN 16-byte pieces of K and of V ('high': hi and lo).
+  const kvPieces = Math.ceil(s.config.blockK * s.DP / 8 / s.config.threads) * (s.precision === 'high' ? 2 : 1);
   return `
 @compute @workgroup_size(${s.config.threads})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32${s.dialect.builtins}) {
@@ -857,8 +938,8 @@ ${s.fast ? holdQuery(s) : `
   var stagedTile = -1;${s.kvBuffers === 2 ? `
   // The K / V buffer this tile reads (0 or KV_ALT).
   var kvAt = 0u;` : ''}
-  var kNext = array<vec4<u32>, KVN>();
-  var vNext = array<vec4<u32>, KVN>();` : ''}
+  var kNext = array<vec4<u32>, ${kvPieces}>();
+  var vNext = array<vec4<u32>, ${kvPieces}>();` : ''}
 
   for (var runIndex = rowRange.x; runIndex < rowRange.y; runIndex++) {
     if (tid == 0) {
@@ -907,7 +988,9 @@ export class TcForwardProgram implements MultiOutputProgram {
     if (!tcConfigValid(config, headDim, fast)) {
       throw new Error(`tensor-core tile ${JSON.stringify(config)} is not valid`);
     }
-    if (fast && precision !== 'medium') throw new Error('the register tensor-core kernel runs precision medium only');
+    if (fast && precision !== 'medium' && !staged) {
+      throw new Error("the register tensor-core kernel runs precision 'high' only staged");
+    }
     if (opts != null) {
       // keyLengths and every small input come in the side buffer, bound as `schedule`.
       const extra = optionBindings(opts);
