@@ -22,7 +22,7 @@
  *      buffer / workgroup memory, row- / column-major (skipped without f16 subgroup matrices, i.e. under --emulate).
  * Exit code 1 when a compile, validation or case failed.
  *
- *   npm run bench:tc-bundle && node .bench-dist/tc_check.mjs [--emulate] [--quick]
+ *   npm run bench:tc-bundle && node .bench-dist/tc_check.mjs [--emulate] [--quick] [--lean]
  * (the bundle needs only the `webgpu` package beside it). --emulate runs the MMAs as SIMT code (any device with
  * shader-f16, e.g. lavapipe: a check of this script and of everything but the MMAs); --quick: the 'quick' cases, no
  * timing.
@@ -32,6 +32,11 @@ import {create, globals} from 'webgpu';
 const args = new Set(process.argv.slice(2));
 const emulate = args.has('--emulate');
 const quick = args.has('--quick');
+/**
+ * --lean (a short device lease): the 'quick' cases in section 3, only the kernels not yet measured there (the staged
+ * 'medium' default, its variants, both 'high' kernels) in sections 3 and 4, no load probe.
+ */
+const lean = args.has('--lean');
 const TOGGLES = 'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia';
 /**
  * The staged kernel's variants, checked and timed next to its default tile: two row blocks per subgroup (one thread
@@ -213,14 +218,15 @@ async function main(): Promise<number> {
   console.log('\n== 3. shared cases, forward, vs the float64 reference (max |err| / max |ref|)');
   console.log(`tolerances: medium ${TENSOR_CORE_TOLERANCES.medium}, high ${TENSOR_CORE_TOLERANCES.high}`);
   const fmt = (x: number) => x.toExponential(1);
-  const cases = CASES.filter((c) => !hasTag(c, 'browser') && (!quick || hasTag(c, 'quick')));
+  const cases = CASES.filter((c) => !hasTag(c, 'browser') && (!(quick || lean) || hasTag(c, 'quick')));
   const worstHighRatio = {staged: 0, memory: 0};
   const failed: string[] = [];
   for (const c of cases) {
     const row: string[] = [];
     let fp32 = 0;
-    for (const variant of ['highest', 'medium/registers', 'medium/staged', 'medium/memory', 'high/staged',
-                           'high/memory', ...Object.keys(STAGED_VARIANTS)]) {
+    const kernels = lean ? ['highest', 'medium/staged', 'high/staged', 'high/memory'] :
+        ['highest', 'medium/registers', 'medium/staged', 'medium/memory', 'high/staged', 'high/memory'];
+    for (const variant of [...kernels, ...Object.keys(STAGED_VARIANTS)]) {
       const [precision, kernel] =
           variant.split('/') as ['highest' | 'medium' | 'high', ('registers' | 'staged' | 'memory')?];
       tf.env().set(lib.PRECISION_FLAG, precision);
@@ -275,7 +281,12 @@ async function main(): Promise<number> {
           ['high', 'memory', 'memory', null],
           ...Object.entries(STAGED_VARIANTS).map(([name, tile]) => ['medium', name.slice(7), 'staged', tile] as const),
         ] as const;
+        const leanRows = new Set(['fp32', 'staged', 'staged 128x16', 'memory']);
         for (const [precision, name, kernel, tileShape] of variants) {
+          if (lean && (precision === 'medium' ? !name.startsWith('staged') || name === 'staged 64x64' :
+                           !leanRows.has(name))) {
+            continue;
+          }
           const label = `${precision} ${name}`.padEnd(24);
           if (kernel != null && kernel !== 'memory') {
             // A register tile that does not fit would silently run the memory kernel: say so instead.
@@ -308,7 +319,9 @@ async function main(): Promise<number> {
   }
 
   console.log('\n== 5. LOAD probe: 16x16 f16 subgroupMatrixLoad feeding subgroupMatrixMultiplyAccumulate');
-  if (emulate || !hasSubgroupMatrixF16(caps, {M: 16, N: 16, K: 16})) {
+  if (lean) {
+    console.log('skipped (--lean)');
+  } else if (emulate || !hasSubgroupMatrixF16(caps, {M: 16, N: 16, K: 16})) {
     console.log('skipped: needs the f16 16x16x16 subgroup-matrix configuration (not emulated)');
   } else {
     const {runLoadProbe} = await import('./tc_load_probe.js');
