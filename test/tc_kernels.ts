@@ -3,16 +3,18 @@
  * chromium-experimental-subgroup-matrix where the adapter offers them: tfjs's own 'webgpu' backend requests none),
  * with the library's kernels; its forward kernels are re-registered from THIS copy of the modules, so that test hooks
  * set through this copy (setTensorCoreEmulationForTests, setDecodePathForTests) reach them even when another copy
- * registered the 'webgpu' kernels first. attention_forward.ts takes the tensor-core path where it applies. Used by
+ * registered the 'webgpu' kernels first; the backward kernels likewise (the tensor-core
+ * backward reads the same emulation hook). attention_forward.ts takes the tensor-core path where it applies. Used by
  * test/webgpu_tc.test.ts and bench/device/tc_check.ts.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {rememberAdapterInfo} from '../kernels/webgpu/device_capabilities.js';
 import {tfjsRequiredLimits} from '../kernels/webgpu/setup_webgpu.js';
 import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
-import {FORWARD_KERNEL} from '../src/kernel_names.js';
+import {FORWARD_KERNEL, GRAD_KERNEL} from '../src/kernel_names.js';
 import type {AttentionPlan} from '../src/plan/plan.js';
-import {type AttentionInputs, forwardKernelFunc} from '../kernels/attention_kernel_func.js';
+import {type AttentionInputs, backwardKernelFunc, forwardKernelFunc} from '../kernels/attention_kernel_func.js';
+import {runAttentionBackward} from '../kernels/webgpu/attention_backward.js';
 import {runAttentionForward} from '../kernels/webgpu/attention_forward.js';
 import {WEBGPU_FEATURES} from '../kernels/webgpu/attention_options.js';
 
@@ -39,6 +41,11 @@ export async function registerTensorCoreBackend(name: string, adapter: GPUAdapte
   for (const kernelName of Object.values(FORWARD_KERNEL)) {
     tf.unregisterKernel(kernelName, name);
     tf.registerKernel({kernelName, backendName: name, kernelFunc: forwardKernelFunc(runForward, WEBGPU_FEATURES)});
+  }
+  for (const kernelName of Object.values(GRAD_KERNEL)) {
+    tf.unregisterKernel(kernelName, name);
+    tf.registerKernel({kernelName, backendName: name,
+                       kernelFunc: backwardKernelFunc(runAttentionBackward, WEBGPU_FEATURES)});
   }
   return device;
 }
