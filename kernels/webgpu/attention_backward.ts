@@ -91,14 +91,12 @@ interface TcBackward {
 /**
  * Decided once, up front: the tensor-core passes run for precision 'medium' on a device with the 16×16×16 f16
  * subgroup-matrix configuration (or with emulated MMAs, tests), when both passes have a tiling that fits, every
- * tensor fits one binding (no batch splitting on this path) and dBias, if any, is written by the dQ pass (a bias
- * broadcast over batch or heads, or bias with a mask, needs the fp32 dBias pass, whose schedule and side buffer
- * differ). Otherwise null: the fp32 passes run (lastAttentionPath() reports 'fp32').
+ * tensor fits one binding (no batch splitting on this path). Otherwise null: the fp32 passes run
+ * (lastAttentionPath() reports 'fp32').
  */
 function tensorCoreBackward(
-    backend: WebGPUBackend, plan: AttentionPlan, limits: ReturnType<typeof getLimits>,
-    biasOutsideDq: boolean): TcBackward | null {
-  if (plan.precision !== 'medium' || biasOutsideDq) return null;
+    backend: WebGPUBackend, plan: AttentionPlan, limits: ReturnType<typeof getLimits>): TcBackward | null {
+  if (plan.precision !== 'medium') return null;
   const {batch: B, seqQ: Sq, seqK: Sk, heads: H, kvHeads: Hkv, headDim: D} = plan;
   if (B * Sq * H * D === 0 || Sk === 0 || useDecodePath(plan)) return null;
   const caps = webgpuCapabilities(backend);
@@ -143,7 +141,7 @@ export function runAttentionBackward(
   const directBias = bias != null && plan.mask == null && (bias.batchStride !== 0 || B === 1) &&
       (bias.headStride !== 0 || H === 1);
   // precision 'medium': the tensor-core passes, chosen once here (else the fp32 passes).
-  const tc = tensorCoreBackward(backend, plan, limits, bias != null && !directBias);
+  const tc = tensorCoreBackward(backend, plan, limits);
   const tiles = tc != null ? {
     dkdv: tcGradTilesAsGradTiles(tc.tiles.dkdv, D), dq: tcGradTilesAsGradTiles(tc.tiles.dq, D),
   } : {
@@ -315,7 +313,9 @@ export function runAttentionBackward(
       });
       if (dBias != null && side != null && !directBias) {
         // dBias: its own pass (dq tiling), over every batch at once (checked above: b0 = 0, nb = B).
-        const dbiasProgram = new AttentionGradTileProgram('dq', tiles.dq, flagsOf(plan), opts, true);
+        const dbiasProgram = tc != null ?
+            new TcGradTileProgram('dq', tc.tiles.dq, D, flagsOf(plan), opts, false, tc.emulate, true) :
+            new AttentionGradTileProgram('dq', tiles.dq, flagsOf(plan), opts, true);
         runProgram(backend, dbiasProgram, {
           outputs: [dBias],
           inputs: tileInputs(dqSchedule.tensor),

@@ -30,7 +30,7 @@
  */
 import {OPTION_UNIFORMS, optionBindings, OptionFlags, optionKey} from './attention_options.js';
 import {
-  F16Tiles, keepStage, probabilities, range, resRow, rowStatDeclarations, scoreIds, stageStats, strRow,
+  dbiasMain, F16Tiles, keepStage, probabilities, range, resRow, rowStatDeclarations, scoreIds, stageStats, strRow,
   TILE_UNIFORMS, TileFlags, tileCoordinates, tileLoop, TileShape, tileShape, visibilityFunction,
 } from './flash_attention_grad_webgpu.js';
 import {matrixDialect, MatrixDialect, MatrixRef, MMA, paddedTcHeadDim} from './flash_attention_tc_webgpu.js';
@@ -172,16 +172,36 @@ function gradientProducts(p: TcPieces): string {
       }`;
 }
 
+const QUERY_HEADS = `
+      let qHead = ${headAt('qAt', 'uniforms.heads', 'h', 'seqQPad')};
+      let dyHead = ${headAt('dyAt', 'uniforms.heads', 'h', 'seqQPad')};`;
+const KEY_HEADS = `
+      let kHead = ${headAt('kAt', 'uniforms.kvHeads', 'hk', 'seqKPad')};
+      let vHead = ${headAt('vAt', 'uniforms.kvHeads', 'hk', 'seqKPad')};`;
+
 /** One streamed tile: statistics and keep bits, phase A, barrier, phase B, barrier, phase C. */
 function tcStreamedTile(p: TcPieces): string {
   const {g} = p;
-  return `
-      let qHead = ${headAt('qAt', 'uniforms.heads', 'h', 'seqQPad')};
-      let dyHead = ${headAt('dyAt', 'uniforms.heads', 'h', 'seqQPad')};
+  return `${QUERY_HEADS}
       // The previous tile's phase C is done with Pt / DSt, its phase B with Sw / DPw and the statistics.
       workgroupBarrier();${g.dkdv ? stageStats(g, g.BS, 'q0') : ''}${keepStage(g)}${scoreProducts(p)}
       workgroupBarrier();${scoreLoads(p)}${probabilities(g)}
       workgroupBarrier();${gradientProducts(p)}`;
+}
+
+/**
+ * The dBias pass (a bias broadcast over batch or heads, or with a mask): the fp32 dBias pass's loops (dbiasMain,
+ * 'dq' tiling) with each (batch, head)'s S and dP of the tile from phase A, then phase B summing dS into registers.
+ */
+function tcDbiasMain(p: TcPieces): string {
+  const {g, dialect} = p;
+  return dbiasMain(g, {
+    builtins: dialect.builtins,
+    preamble: `
+      let lid = localIndex;${dialect.subgroupIds}`,
+    tile: `${QUERY_HEADS}${KEY_HEADS}${keepStage(g)}${scoreProducts(p)}
+      workgroupBarrier();${scoreLoads(p)}${probabilities(g)}`,
+  });
 }
 
 /**
@@ -247,9 +267,7 @@ function tcMain(p: TcPieces): string {
     @compute @workgroup_size(${t.threads})
     fn main(@builtin(local_invocation_index) localIndex : u32, @builtin(workgroup_id) workgroupId : vec3<u32>${
       dialect.builtins}) {
-      let lid = localIndex;${dialect.subgroupIds}${tileCoordinates(g)}
-      let kHead = ${headAt('kAt', 'uniforms.kvHeads', 'hk', 'seqKPad')};
-      let vHead = ${headAt('vAt', 'uniforms.kvHeads', 'hk', 'seqKPad')};
+      let lid = localIndex;${dialect.subgroupIds}${tileCoordinates(g)}${KEY_HEADS}
       // The gradients of the subgroup's row block (if it has one), accumulated across every streamed tile.
       ${dTiles.map((j) => dialect.zero(`acc0_${j}`) + (g.dkdv ? `
       ${dialect.zero(`acc1_${j}`)}` : '')).join('\n      ')}${g.dkdv ? '' : stageStats(g, g.BR, 'q0')}${
@@ -259,9 +277,10 @@ ${writeGradients(p)}
 }
 
 /**
- * The 'dkdv' (outputs dk, dv) or 'dq' (output dq, and dBias with directBias) tensor-core pass. Inputs: packed (the
- * f16 operands), stats (pass 1's output) and sched, or with options packed, the side buffer as sched, mask, bias.
- * Dispatch as the fp32 passes: [resident tiles, heads, batches] (or heads first with headsFastest).
+ * The 'dkdv' (outputs dk, dv) or 'dq' (output dq, and dBias with directBias) tensor-core pass, or with `dbias` the
+ * dBias pass ('dq' tiling, output dBias). Inputs: packed (the f16 operands), stats (pass 1's output) and sched, or
+ * with options packed, the side buffer as sched, mask, bias. Dispatch as the fp32 passes: [resident tiles, heads,
+ * batches] (or heads first with headsFastest); the dBias pass [query tiles, bias heads, bias batches].
  */
 export class TcGradTileProgram implements MultiOutputProgram {
   outputNames: string[];
@@ -276,13 +295,13 @@ export class TcGradTileProgram implements MultiOutputProgram {
 
   constructor(
       readonly pass: GradPass, readonly tiles: TcGradTiles, headDim: number, flags: TileFlags,
-      readonly opts: OptionFlags | null, directBias: boolean, readonly emulate: boolean) {
+      readonly opts: OptionFlags | null, directBias: boolean, readonly emulate: boolean, readonly dbias = false) {
     const gradTiles = tcGradTilesAsGradTiles(tiles, headDim);
     const f16Tiles: F16Tiles = {stride: tcStrides(tiles).PST, pScale: opts?.dropout ? 1 : P_SCALE};
-    const g = tileShape(pass, gradTiles, {...flags, vec4: false}, gradThreadMap(gradTiles), opts, false, false,
-                        directBias && pass === 'dq', false, f16Tiles);
+    const g = tileShape(pass, gradTiles, {...flags, vec4: false}, gradThreadMap(gradTiles), opts, false, dbias,
+                        directBias && pass === 'dq' && !dbias, false, f16Tiles);
     this.pieces = {g, t: tiles, dialect: matrixDialect(emulate), DP: gradTiles.paddedDim};
-    this.outputNames = pass === 'dkdv' ? ['dk', 'dv'] : g.directBias ? ['dq', 'dBias'] : ['dq'];
+    this.outputNames = dbias ? ['dBias'] : pass === 'dkdv' ? ['dk', 'dv'] : g.directBias ? ['dq', 'dBias'] : ['dq'];
     this.outputTypes = this.outputNames.map(() => 'f32');
     if (opts != null) {
       const extra = optionBindings(opts);
@@ -294,13 +313,13 @@ export class TcGradTileProgram implements MultiOutputProgram {
     // Subgroup-matrix calls run in loops over `sg`, uniform within a subgroup but not provably so to WGSL's
     // workgroup-level uniformity analysis (as in the forward).
     this.diagnostics = emulate ? [] : ['off, subgroup_uniformity', 'off, chromium.subgroup_matrix_uniformity'];
-    this.shaderKey = `attentionGradTC_${pass}${g.directBias ? 'dbias' : ''}_${tiles.resident}_${tiles.streamed}_${
+    this.shaderKey = `attentionGradTC_${dbias ? 'dbiasPass' : pass}${g.directBias ? 'dbias' : ''}_${tiles.resident}_${tiles.streamed}_${
         tiles.threads}_${gradTiles.paddedDim}_${flags.softcap ? 's' : ''}${flags.layout ? 'l' : ''}${
         flags.keyLengths ? 'k' : ''}${optionKey(opts)}${emulate ? '_emulated' : ''}`;
   }
 
   getUserCode(): string {
     const p = this.pieces;
-    return tcDeclarations(p) + visibilityFunction(p.g) + tcMain(p);
+    return tcDeclarations(p) + visibilityFunction(p.g) + (p.g.dbias ? tcDbiasMain(p) : tcMain(p));
   }
 }

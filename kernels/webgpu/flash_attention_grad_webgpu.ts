@@ -831,8 +831,7 @@ function tileDeclarations(g: TileShape): string {
     var<workgroup> strA : array<vec4<f32>, ${BS * SS}>;
     var<workgroup> strB : array<vec4<f32>, ${BS * SS}>;${dkdv ? `
     var<workgroup> tileP : array<${vecT}, ${BR * NS}>;` : ''}
-    var<workgroup> tileDS : array<${vecT}, ${BR * NS}>;
-${rowStatDeclarations(g)}`;
+    var<workgroup> tileDS : array<${vecT}, ${BR * NS}>;${rowStatDeclarations(g)}`;
 }
 
 /** The query rows' statistics, and what phase B's options need (stableTanh, option helpers, tile state, keep bits). */
@@ -1080,6 +1079,14 @@ export function keyLengthExpr(g: TileShape): string {
   return g.flags.keyLengths ? 'bitcast<i32>(stats[statsRow])' : 'uniforms.seqK';
 }
 
+/** The tensor-core dBias pass's pieces (flash_attention_grad_tc_webgpu.ts): main's extra builtins and first
+ *  statements, and what computes one tile's S and dP and runs phase B (in place of staging rows and streamedTile). */
+export interface DbiasTensorCoreParts {
+  builtins: string;
+  preamble: string;
+  tile: string;
+}
+
 /**
  * The dBias pass: one workgroup per (query tile, bias head, bias batch) walks every key tile; for each it sums, in a
  * fixed order, dS of every (batch, head) the bias element covers (all batches when the bias broadcasts over batch,
@@ -1087,12 +1094,13 @@ export function keyLengthExpr(g: TileShape): string {
  * uses), and writes the tile of dBias once: deterministic, no atomics, no [batch, heads, seqQ, seqK] scratch. Tiles
  * the schedule or keyLengths skip are written as zeros.
  */
-function dbiasMain(g: TileShape): string {
+export function dbiasMain(g: TileShape, tc: DbiasTensorCoreParts | null = null): string {
   const {BR, BS, T, NR, NS} = g;
   const ids = scoreIds(g);
   return `
     @compute @workgroup_size(${T})
-    fn main(@builtin(local_invocation_index) localIndex : u32, @builtin(workgroup_id) workgroupId : vec3<u32>) {
+    fn main(@builtin(local_invocation_index) localIndex : u32, @builtin(workgroup_id) workgroupId : vec3<u32>${
+      tc?.builtins ?? ''}) {${tc?.preamble ?? ''}
       let tid = i32(localIndex);
       let qt = i32(workgroupId.x);
       let hb = i32(workgroupId.y);
@@ -1136,7 +1144,8 @@ function dbiasMain(g: TileShape): string {
               let partial = state == 1 || k0 + ${BS} > keyLen;
               // The previous (batch, head)'s reads of the staged rows are done.
               workgroupBarrier();
-${stageRows(g, g.res, 'resA', 'resB', BR, 'q0', g.DP4, '0', g.RS)}${stageStats(g, BR, 'q0')}${streamedTile(g)}
+${tc != null ? stageStats(g, BR, 'q0') + tc.tile :
+    stageRows(g, g.res, 'resA', 'resB', BR, 'q0', g.DP4, '0', g.RS) + stageStats(g, BR, 'q0') + streamedTile(g)}
             }
           }
         }
