@@ -273,8 +273,9 @@ export function runAttentionBackward(
         }
         return values;
       };
+      // The tensor-core passes bind the packed buffer twice (f16 elements, and 16-byte pieces for the staging).
       const tileInputs = (sched: TensorInfo): Binding[] => packed != null ? (side != null ?
-          [packed, side.tensor, ...optionInputs] : [packed, st.binding, sched]) : side != null ?
+          [packed, packed, side.tensor, ...optionInputs] : [packed, packed, st.binding, sched]) : side != null ?
           [qb.binding, kb.binding, vb.binding, dy.binding, side.tensor, ...optionInputs] :
           [qb.binding, kb.binding, vb.binding, dy.binding, st.binding, sched];
       if (wb != null) {
