@@ -49,3 +49,28 @@ export async function registerTensorCoreBackend(name: string, adapter: GPUAdapte
   }
   return device;
 }
+
+/**
+ * Loop headers, innermost last, enclosing each subgroup-matrix call; throws on a branch around one (except
+ * `uniformBranch`: branches known to be workgroup-uniform, e.g. on a workgroupUniformLoad value, named by how their
+ * header starts). Shared by test/webgpu_tc_codegen.test.ts (forward) and test/webgpu_tc_grad.test.ts (backward).
+ */
+export function checkMatrixCallsUnbranched(code: string, uniformBranch?: string | string[]): string[] {
+  const allowed = uniformBranch == null ? [] : [uniformBranch].flat();
+  const stack: string[] = [];
+  const loops: string[] = [];
+  for (const line of code.split('\n')) {
+    const trimmed = line.trim();
+    if (/subgroupMatrix\w+\(/.test(trimmed)) {
+      const branch = stack.find((h) => /^(\}\s*else|if\b|else\b|switch\b|while\b|loop\b)/.test(h) &&
+                                 !allowed.some((u) => h.startsWith(u)));
+      if (branch != null) throw new Error(`subgroup-matrix call under '${branch}': ${trimmed}`);
+      loops.push(stack.filter((h) => h.startsWith('for')).join(' / '));
+    }
+    for (const ch of trimmed) {
+      if (ch === '{') stack.push(trimmed);
+      if (ch === '}') stack.pop();
+    }
+  }
+  return loops;
+}

@@ -17,7 +17,10 @@ import {CASES, hasTag} from './cases.js';
 import {checkCase, randomArray} from './check_case.js';
 import {caseSeed} from './shared_runner.js';
 import {TENSOR_CORE_TOLERANCES} from './tolerances.js';
-import {registerTensorCoreBackend} from './tc_kernels.js';
+import type {OptionFlags} from '../kernels/webgpu/attention_options.js';
+import {chooseTcGradTiles, TcGradTileProgram, tcGradWorkgroupBytes} from '../kernels/webgpu/flash_attention_grad_tc_webgpu.js';
+import {programSource} from '../kernels/webgpu/program_runner.js';
+import {checkMatrixCallsUnbranched, registerTensorCoreBackend} from './tc_kernels.js';
 import {setupWebGPU, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
 
 let env: WebGPUEnv | null = null;
@@ -71,6 +74,68 @@ describe('webgpu tensor-core backward (precision medium, emulated MMAs)', functi
       }
     });
   });
+
+  // The real (not emulated) WGSL cannot compile here (lavapipe has no subgroup matrices): its structure is checked, and
+  // Dawn validates it (types, bindings, uniformity of the barriers) with every subgroup-matrix call replaced by a scalar
+  // stand-in of the same arguments.
+  const H100 = {maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024};
+  const NO_OPTIONS: OptionFlags = {queryOffsets: false, mask: null, bias: false, alibi: false, segments: false,
+                                   dropout: false};
+  const optionSets: Array<OptionFlags | null> = [null, {...NO_OPTIONS, mask: 'f32', bias: true, alibi: true,
+                                                          dropout: true, segments: true, queryOffsets: true}];
+  const stubs = `
+fn stubLoad(x: f32, colMajor: bool, stride: u32) -> f32 { return x + select(0.0, f32(stride), colMajor); }
+fn stubMma(left: f32, right: f32, acc: f32) -> f32 { return left * right + acc; }
+`;
+  const stubbed = (code: string) => code
+      .replace(/^diagnostic\(off, chromium.*\n/m, '').replace(/^enable chromium_experimental_subgroup_matrix;\n/m, '')
+      .replace(/subgroupMatrixLoad<subgroup_matrix_\w+<f(16|32), 16, 16>>\(&(\w+), ([^,]+), (true|false), (\w+)\)/g,
+               'stubLoad(f32($2[$3]), $4, $5)')
+      .replace(/subgroupMatrixStore\(&(\w+), ([^,]+), (\w+), (true|false), (\w+)\)/g,
+               '$1[$2 + select(0u, $5, $4)] = $3')
+      .replace(/subgroup_matrix_(result|left)<f(16|32), 16, 16>\(\)/g, '0.0')
+      .replace(/subgroupMatrixMultiplyAccumulate\(/g, 'stubMma(') + stubs;
+  for (const headDim of [16, 40, 64, 128, 256]) {
+    for (const subgroup of [32, 64]) {
+      for (const opts of optionSets) {
+        it(`real WGSL d${headDim} subgroups ≤ ${subgroup} ${opts == null ? 'plain' : 'every option'}: structure, ` +
+           'Dawn validation (matrix calls stubbed)', async () => {
+          const dropout = opts?.dropout ?? false;
+          for (const [pass, directBias, dbias] of [['dkdv', false, false], ['dq', opts != null, false],
+                                                   ['dq', false, true]] as const) {
+            if (dbias && opts == null) continue;
+            const tiles = chooseTcGradTiles(pass, headDim, H100, subgroup, dropout);
+            expect(tiles, `${pass} tiles`).to.not.equal(null);
+            expect(tcGradWorkgroupBytes(pass, tiles!, headDim, dropout)).to.be.at.most(H100.maxComputeWorkgroupStorageSize);
+            // One subgroup per resident 16-row block at any subgroup size up to the maximum.
+            expect(tiles!.threads % subgroup).to.equal(0);
+            expect(tiles!.threads / subgroup).to.be.at.least(tiles!.resident / 16);
+            const flags = {softcap: true, layout: true, keyLengths: true, vec4: false};
+            const code = programSource(new TcGradTileProgram(pass, tiles!, headDim, flags, opts, directBias, false, dbias));
+            for (const e of ['f16', 'subgroups', 'chromium_experimental_subgroup_matrix']) {
+              expect(code).to.include(`enable ${e};`);
+            }
+            const bare = code.split('\n').filter((l) => /^\s*var\s+\w+\s*(:[^=]*)?;/.test(l));
+            expect(bare, 'uninitialised vars').to.deep.equal([]);
+            // Matrix calls only in loops over subgroups (and the workgroup-uniform tile loop's branches).
+            const loops = checkMatrixCallsUnbranched(code, ['if (k0 < keyLen)', 'if (state > 0 && k0 < keyLen)']);
+            expect(loops.length).to.be.greaterThan(0);
+            for (const l of loops) expect(l).to.match(/for \(var (t|rb) = sg; \w+ < \w+; \w+ \+= numSg\) \{/);
+            expect(code.replace(/\/\/.*$/gm, '')).to.not.match(/undefined|NaN|\[object/);
+            const plain = stubbed(code);
+            expect(plain).to.not.match(/subgroup_?[mM]atrix/);
+            device.pushErrorScope('validation');
+            const module = device.createShaderModule({code: plain});
+            const errors = (await module.getCompilationInfo()).messages.filter((m) => m.type === 'error')
+                .map((m) => `${m.lineNum}:${m.linePos} ${m.message}`);
+            const err = await device.popErrorScope();
+            if (err != null) errors.push(err.message);
+            expect(errors, `${pass}${dbias ? ' dBias pass' : ''}`).to.deep.equal([]);
+          }
+        });
+      }
+    }
+  }
 
   it('is deterministic: two runs give bit-identical dq, dk, dv', async () => {
     const shape = [1, 70, 4, 32], kvShape = [1, 70, 2, 32];
