@@ -1161,9 +1161,21 @@ ${tc != null ? stageStats(g, BR, 'q0') + tc.tile :
     }`;
 }
 
+/**
+ * x rounded to the nearest f16 value (ties to even), as an f32: on the bits, because compilers may fold f32(f16(x)) to
+ * x (Mesa's lavapipe does; see SPLIT_HI_WGSL in flash_attention_tc_webgpu.ts). Exact for |x| in f16's normal range
+ * (2^-14 … 65504), which is where the tensor-core passes' packed operands live; below it f16 keeps fewer bits (an
+ * absolute difference under 2^-25), above it f16 overflows.
+ */
+const ROUND_TO_F16_WGSL = `
+    fn roundToF16(x : f32) -> f32 {
+      let bits = bitcast<u32>(x);
+      return bitcast<f32>((bits + 0xfffu + ((bits >> 13u) & 1u)) & 0xffffe000u);
+    }`;
+
 /** Pass 1's WGSL (see AttentionGradStatsProgram). */
 function statsShader(roundDy: boolean): string {
-  return `
+  return `${roundDy ? ROUND_TO_F16_WGSL : ''}
     @compute @workgroup_size(64)
     fn main(@builtin(local_invocation_index) localIndex : u32, @builtin(workgroup_id) workgroupId : vec3<u32>) {
       let i = i32(workgroupId.x) * 64 + i32(localIndex);
@@ -1191,7 +1203,7 @@ function statsShader(roundDy: boolean): string {
             }
           }${roundDy ? `
           // The tensor-core passes' dP uses dO rounded to f16: so does delta.
-          va = vec4<f32>(vec4<f16>(va));` : ''}
+          va = vec4<f32>(roundToF16(va.x), roundToF16(va.y), roundToF16(va.z), roundToF16(va.w));` : ''}
           sum = sum + dot(va, vb);
         }
         let l = lse[uniforms.lseBase + row];
@@ -1222,12 +1234,10 @@ export class AttentionGradStatsProgram implements MultiOutputProgram {
     ['dLseBase', 'i32'], ['statsBase', 'i32'], ['batch0', 'i32'],
   ];
   shaderKey: string;
-  enables: string[];
 
   /** `roundDy`: delta from dO rounded to f16, as the tensor-core passes (flash_attention_grad_tc_webgpu.ts) see it. */
   constructor(readonly roundDy = false) {
     this.shaderKey = `attentionGradStats${roundDy ? 'F16' : ''}`;
-    this.enables = roundDy ? ['f16'] : [];
   }
 
   getUserCode(): string {
