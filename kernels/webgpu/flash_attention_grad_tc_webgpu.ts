@@ -67,7 +67,7 @@ function tcStrides(t: TcGradTiles, dp: number): {SST: number; PST: number; KST: 
 
 /**
  * Bytes of workgroup memory of a tensor-core pass: Sw, DPw, Pt (dK/dV) and DSt, the staged streamed rows St1 / St2,
- * row statistics, keep bits. 64×32: 35–40 KiB (dK/dV, headDim 64–128), 30–35 KiB (dQ); dropout adds 2 KiB.
+ * row statistics, keep bits. 64×32: 37 / 45 KiB (dK/dV, headDim 64 / 128), 33 / 41 KiB (dQ); dropout adds 2 KiB.
  */
 export function tcGradWorkgroupBytes(pass: GradPass, t: TcGradTiles, headDim: number, dropout: boolean): number {
   const {SST, PST, KST} = tcStrides(t, paddedTcHeadDim(headDim));
