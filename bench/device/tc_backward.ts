@@ -7,7 +7,11 @@
  *      (FlashAttentionGrad through runKernel on saved forward outputs, bench/suite/backward_kernel_call.ts) in fp32
  *      ('highest') and 'medium', the path each reported (lastAttentionPath), forward + backward through tf.grads in
  *      both, and 'medium''s dq, dk, dv against fp32's: max |difference| / max |fp32| (expected ≈ 1e-3: f16 operands);
- *   3. --emulate: the MMAs as SIMT code (lavapipe: checks the script, S256 only, timings meaningless).
+ *   3. every node shared case (test/cases.ts) through tf.grads in 'medium' against the float64 reference
+ *      (test/check_case.ts): errors of output, lse, dq, dk, dv, dBias, the backward's path, PASS / FAIL against
+ *      TENSOR_CORE_TOLERANCES (test/tolerances.ts) — the real MMAs' answer to test/webgpu_tc_grad.test.ts;
+ *   --emulate: the MMAs as SIMT code (lavapipe: checks the script; S256 only, timings meaningless; 'quick' cases).
+ * Exit code 1 when a case failed or WebGPU reported an error.
  * Timing: bench/suite/webgpu_timing.ts timeOnQueue (calls back to back, queue sync, median of 5 batches after a
  * warm-up call).
  *
@@ -86,11 +90,28 @@ async function main(): Promise<number> {
       tf.dispose([q, k, v, dy]);
     }
   }
+  const {CASES, hasTag} = await import('../../test/cases.js');
+  const {checkCase} = await import('../../test/check_case.js');
+  const {TENSOR_CORE_TOLERANCES} = await import('../../test/tolerances.js');
+  let failed = 0;
+  for (const [index, c] of CASES.entries()) {
+    if (hasTag(c, 'browser') || c.forwardOnly || (emulate && !hasTag(c, 'quick'))) continue;
+    const r = await checkCase(tf, lib, {...c, precision: 'medium'}, 1000 + index);
+    const path = lib.lastAttentionPath()?.path;
+    const ok = r.problems.length === 0 && r.leakedTensors === 0 && path === 'subgroup-matrix-f16' &&
+        Math.max(r.errors.output, r.errors.lse) <= TENSOR_CORE_TOLERANCES.medium &&
+        Math.max(r.errors.dq, r.errors.dk, r.errors.dv, r.errors.dBias) <= TENSOR_CORE_TOLERANCES.mediumGradients;
+    if (!ok) failed++;
+    console.log(`${ok ? 'PASS' : 'FAIL'} ${c.name.padEnd(60)} ${path} ${Object.entries(r.errors).map(([k, e]) =>
+        `${k} ${e.toExponential(1)}`).join(' ')}${r.problems.length > 0 ? ` problems: ${r.problems.join('; ')}` : ''}`);
+  }
+  console.log(`${failed} of the shared cases failed ('medium' tolerances: forward ${
+      TENSOR_CORE_TOLERANCES.medium}, gradients ${TENSOR_CORE_TOLERANCES.mediumGradients})`);
   if (uncaptured.length > 0) {
     console.log(`uncaptured WebGPU errors:\n  ${uncaptured.join('\n  ')}`);
     return 1;
   }
-  return 0;
+  return failed > 0 ? 1 : 0;
 }
 
 main().then((code) => process.exit(code), (e) => {
