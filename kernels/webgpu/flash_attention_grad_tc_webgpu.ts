@@ -82,9 +82,13 @@ export function tcGradTilesAsGradTiles(t: TcGradTiles, headDim: number): GradTil
   return {resident: t.resident, streamed: t.streamed, threads: t.threads, paddedDim, chunk: paddedDim};
 }
 
-/** Tile candidates, most rows first. */
+/**
+ * Tile candidates, most rows first; 16 streamed rows where the staged rows of 32 do not fit (headDim 256 on 32 KiB of
+ * workgroup memory, lavapipe's limit).
+ */
 const TC_GRAD_TILES: Array<Pick<TcGradTiles, 'resident' | 'streamed'>> = [
   {resident: 64, streamed: 32}, {resident: 32, streamed: 32}, {resident: 16, streamed: 32},
+  {resident: 32, streamed: 16}, {resident: 16, streamed: 16},
 ];
 
 /**
