@@ -6,6 +6,10 @@
  * stats buffer and, split-dQ, the `work` buffer ([nsplits dQ accumulators | dK | dV] per batch; nsplits from
  * dq_splits.ts).
  *
+ * Precision 'medium' on a device with f16 subgroup matrices (tensorCoreBackward, decided once up front): the same
+ * two-pass design with the tensor-core tile passes of flash_attention_grad_tc_webgpu.ts, on q, k, v, dO packed as
+ * f16 into one buffer (released after the passes); statistics, side buffer, schedules and the dBias pass as for fp32.
+ *
  * Work whose tensors exceed maxStorageBufferBindingSize is split by batch (each binding then covers a range of
  * batches, whose element offset the shaders get as `*Base` uniforms); a single batch that does not fit one binding
  * is an Error naming the limit.
