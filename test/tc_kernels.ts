@@ -3,16 +3,18 @@
  * chromium-experimental-subgroup-matrix where the adapter offers them: tfjs's own 'webgpu' backend requests none),
  * with the library's kernels; its forward kernels are re-registered from THIS copy of the modules, so that test hooks
  * set through this copy (setTensorCoreEmulationForTests, setDecodePathForTests) reach them even when another copy
- * registered the 'webgpu' kernels first. attention_forward.ts takes the tensor-core path where it applies. Used by
+ * registered the 'webgpu' kernels first; the backward kernels likewise (the tensor-core
+ * backward reads the same emulation hook). attention_forward.ts takes the tensor-core path where it applies. Used by
  * test/webgpu_tc.test.ts and bench/device/tc_check.ts.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {rememberAdapterInfo} from '../kernels/webgpu/device_capabilities.js';
 import {tfjsRequiredLimits} from '../kernels/webgpu/setup_webgpu.js';
 import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
-import {FORWARD_KERNEL} from '../src/kernel_names.js';
+import {FORWARD_KERNEL, GRAD_KERNEL} from '../src/kernel_names.js';
 import type {AttentionPlan} from '../src/plan/plan.js';
-import {type AttentionInputs, forwardKernelFunc} from '../kernels/attention_kernel_func.js';
+import {type AttentionInputs, backwardKernelFunc, forwardKernelFunc} from '../kernels/attention_kernel_func.js';
+import {runAttentionBackward} from '../kernels/webgpu/attention_backward.js';
 import {runAttentionForward} from '../kernels/webgpu/attention_forward.js';
 import {WEBGPU_FEATURES} from '../kernels/webgpu/attention_options.js';
 
@@ -40,5 +42,35 @@ export async function registerTensorCoreBackend(name: string, adapter: GPUAdapte
     tf.unregisterKernel(kernelName, name);
     tf.registerKernel({kernelName, backendName: name, kernelFunc: forwardKernelFunc(runForward, WEBGPU_FEATURES)});
   }
+  for (const kernelName of Object.values(GRAD_KERNEL)) {
+    tf.unregisterKernel(kernelName, name);
+    tf.registerKernel({kernelName, backendName: name,
+                       kernelFunc: backwardKernelFunc(runAttentionBackward, WEBGPU_FEATURES)});
+  }
   return device;
+}
+
+/**
+ * Loop headers, innermost last, enclosing each subgroup-matrix call; throws on a branch around one (except
+ * `uniformBranch`: branches known to be workgroup-uniform, e.g. on a workgroupUniformLoad value, named by how their
+ * header starts). Shared by test/webgpu_tc_codegen.test.ts (forward) and test/webgpu_tc_grad.test.ts (backward).
+ */
+export function checkMatrixCallsUnbranched(code: string, uniformBranch?: string | string[]): string[] {
+  const allowed = uniformBranch == null ? [] : [uniformBranch].flat();
+  const stack: string[] = [];
+  const loops: string[] = [];
+  for (const line of code.split('\n')) {
+    const trimmed = line.trim();
+    if (/subgroupMatrix\w+\(/.test(trimmed)) {
+      const branch = stack.find((h) => /^(\}\s*else|if\b|else\b|switch\b|while\b|loop\b)/.test(h) &&
+                                 !allowed.some((u) => h.startsWith(u)));
+      if (branch != null) throw new Error(`subgroup-matrix call under '${branch}': ${trimmed}`);
+      loops.push(stack.filter((h) => h.startsWith('for')).join(' / '));
+    }
+    for (const ch of trimmed) {
+      if (ch === '{') stack.push(trimmed);
+      if (ch === '}') stack.pop();
+    }
+  }
+  return loops;
 }

@@ -60,5 +60,9 @@ export const MEDIUM_TOLERANCES: Record<'webgpu', Tolerances> = {
  * k, v and P to f16 (2^-11 relative); 'high' splits each into hi + lo f16 parts (~22 bits kept) and meets the fp32
  * table value. Measured on the shared table with emulated MMAs on lavapipe (test/webgpu_tc.test.ts, 2026-12-07):
  * 'quick' cases max medium 4.7e-4, high 1.0e-6 (fp32 kernel 5.5e-7); bench/device/tc_check.ts measures the real MMAs.
+ * mediumGradients: dq, dk, dv, dBias of the tensor-core 'medium' backward (q, k, v, dO, P, dS rounded to f16; f32
+ * accumulation, elementwise phase and δ in f32). Measured with emulated MMAs on lavapipe (test/webgpu_tc_grad.test.ts,
+ * 2026-12-08): every node shared case, dq ≤ 8.7e-4, dk ≤ 8.3e-4, dv ≤ 5.2e-4, dBias ≤ 4.2e-4 (five seeds) — about 1.6× the
+ * forward's output error; 3e-3 keeps a margin like the forward's (3.4×). bench/device/tc_backward.ts measures the real MMAs.
  */
-export const TENSOR_CORE_TOLERANCES = {medium: 2e-3, high: 1e-5};
+export const TENSOR_CORE_TOLERANCES = {medium: 2e-3, high: 1e-5, mediumGradients: 3e-3};

@@ -10,6 +10,7 @@ import {chooseFastTcTile, chooseTcTile, setTensorCoreKernelForTests} from '../ke
 import type {OptionFlags} from '../kernels/webgpu/attention_options.js';
 import {TcForwardProgram, TcPackProgram, tcWorkgroupBytes} from '../kernels/webgpu/flash_attention_tc_webgpu.js';
 import {programSource} from '../kernels/webgpu/program_runner.js';
+import {checkMatrixCallsUnbranched} from './tc_kernels.js';
 
 const H100 = {maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024};
 const SUBGROUP = 32;
@@ -22,29 +23,6 @@ const OPTION_SETS: Array<OptionFlags | null> = [
   {...NO_OPTIONS, mask: 'i32', segments: true},
   {...NO_OPTIONS, mask: 'f32', bias: true, alibi: true, dropout: true},
 ];
-
-/**
- * Loop headers, innermost last, enclosing each subgroup-matrix call; throws on a branch around one (except
- * `uniformBranch`, a branch on a workgroupUniformLoad value).
- */
-function checkMatrixCallsUnbranched(code: string, uniformBranch?: string): string[] {
-  const stack: string[] = [];
-  const loops: string[] = [];
-  for (const line of code.split('\n')) {
-    const trimmed = line.trim();
-    if (/subgroupMatrix\w+\(/.test(trimmed)) {
-      const branch = stack.find((h) => /^(\}\s*else|if\b|else\b|switch\b|while\b|loop\b)/.test(h) &&
-                                 !(uniformBranch != null && h.startsWith(uniformBranch)));
-      if (branch != null) throw new Error(`subgroup-matrix call under '${branch}': ${trimmed}`);
-      loops.push(stack.filter((h) => h.startsWith('for')).join(' / '));
-    }
-    for (const ch of trimmed) {
-      if (ch === '{') stack.push(trimmed);
-      if (ch === '}') stack.pop();
-    }
-  }
-  return loops;
-}
 
 describe('tensor-core forward WGSL (generated, no device)', () => {
   for (const precision of ['medium', 'high'] as const) {

@@ -6,17 +6,30 @@
  * stats buffer and, split-dQ, the `work` buffer ([nsplits dQ accumulators | dK | dV] per batch; nsplits from
  * dq_splits.ts).
  *
+ * Precision 'medium' on a device with f16 subgroup matrices (tensorCoreBackward, decided once up front): the same
+ * two-pass design with the tensor-core tile passes of flash_attention_grad_tc_webgpu.ts, on q, k, v, dO packed as
+ * f16 into one buffer (released after the passes); statistics, side buffer, schedules and the dBias pass as for fp32.
+ *
  * Work whose tensors exceed maxStorageBufferBindingSize is split by batch (each binding then covers a range of
  * batches, whose element offset the shaders get as `*Base` uniforms); a single batch that does not fit one binding
  * is an Error naming the limit.
  */
-import type {TensorInfo} from '@tensorflow/tfjs-core';
+import {getBackend, type TensorInfo} from '@tensorflow/tfjs-core';
 import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
+import {GRAD_KERNEL} from '../../src/kernel_names.js';
 import {AttentionPlan} from '../../src/plan/plan.js';
+import {recordAttentionPath} from '../../src/plan/precision.js';
 import {unevenWork} from '../../src/plan/schedule.js';
 import type {AttentionGradInputs} from '../attention_kernel_func.js';
+import {useDecodePath} from './attention_decode.js';
+import {packTensorCoreOperand, tensorCoreEmulation} from './attention_forward_tc.js';
 import {buildSideBuffer, elementMasked, optionFlagsOf, optionUniformValues} from './attention_options.js';
+import {hasSubgroupMatrixF16, webgpuCapabilities} from './device_capabilities.js';
+import {
+  chooseTcGradTiles, TcGradTileProgram, TcGradTiles, tcGradTilesAsGradTiles,
+} from './flash_attention_grad_tc_webgpu.js';
 import {AttentionGradStatsProgram, AttentionGradTileProgram, statsPerBatch} from './flash_attention_grad_webgpu.js';
+import {EMULATED_SUBGROUP, paddedTcHeadDim} from './flash_attention_tc_webgpu.js';
 import {chooseDqSplits} from './dq_splits.js';
 import {DqReduceProgram, FillZeroProgram, SplitProgram} from './elementwise_webgpu.js';
 import {chooseGradTiles, GradPass, GradTiles, gradTilesFit} from './grad_tiles.js';
@@ -66,6 +79,51 @@ const splitProgram = new SplitProgram();
 const fillZeroProgram = new FillZeroProgram();
 const dqReduceProgram = new DqReduceProgram();
 
+/**
+ * The tensor-core backward (flash_attention_grad_tc_webgpu.ts): its tilings and the packed f16 operands' layout
+ * (q, k, v, dO, each [batch, heads, seqPad, DP], one buffer).
+ */
+interface TcBackward {
+  tiles: Record<GradPass, TcGradTiles>;
+  seqQPad: number;
+  seqKPad: number;
+  qElements: number;
+  kvElements: number;
+  emulate: boolean;
+}
+
+/**
+ * Decided once, up front: the tensor-core passes run for precision 'medium' on a device with the 16×16×16 f16
+ * subgroup-matrix configuration (or with emulated MMAs, tests), when both passes have a tiling that fits, every
+ * tensor fits one binding (no batch splitting on this path). Otherwise null: the fp32 passes run
+ * (lastAttentionPath() reports 'fp32').
+ */
+function tensorCoreBackward(
+    backend: WebGPUBackend, plan: AttentionPlan, limits: ReturnType<typeof getLimits>): TcBackward | null {
+  if (plan.precision !== 'medium') return null;
+  const {batch: B, seqQ: Sq, seqK: Sk, heads: H, kvHeads: Hkv, headDim: D} = plan;
+  if (B * Sq * H * D === 0 || Sk === 0 || useDecodePath(plan)) return null;
+  const caps = webgpuCapabilities(backend);
+  const emulate = tensorCoreEmulation();
+  if (emulate ? !caps.shaderF16 : !hasSubgroupMatrixF16(caps, {M: 16, N: 16, K: 16})) return null;
+  const sgMax = emulate ? EMULATED_SUBGROUP : caps.subgroupMaxSize;
+  const dropout = plan.dropout != null;
+  const dkdv = chooseTcGradTiles('dkdv', D, limits, sgMax, dropout);
+  const dq = chooseTcGradTiles('dq', D, limits, sgMax, dropout);
+  if (dkdv == null || dq == null) return null;
+  const dp = paddedTcHeadDim(D);
+  const qPad = Math.max(dq.resident, dkdv.streamed), kPad = Math.max(dkdv.resident, dq.streamed);
+  const seqQPad = Math.ceil(Sq / qPad) * qPad, seqKPad = Math.ceil(Sk / kPad) * kPad;
+  const qElements = B * H * seqQPad * dp, kvElements = B * Hkv * seqKPad * dp;
+  const packedBytes = 2 * (2 * qElements + 2 * kvElements);
+  const room = limits.maxStorageBufferBindingSize - limits.minStorageBufferOffsetAlignment;
+  const f32Bytes = 4 * B * Math.max(Sq * H * D, Sk * Hkv * D, statsPerBatch(H, Sq));
+  const maxDim = limits.maxComputeWorkgroupsPerDimension;
+  const fits = packedBytes <= room && f32Bytes <= room && B <= maxDim && H <= maxDim &&
+      Math.ceil(Sq / dq.resident) <= maxDim && Math.ceil(Sk / dkdv.resident) <= maxDim;
+  return fits ? {tiles: {dkdv, dq}, seqQPad, seqKPad, qElements, kvElements, emulate} : null;
+}
+
 /** Dispatch of an element-parallel program over n elements (256 per workgroup, rows of at most 32768). */
 function flatDispatch(n: number): {width: number; dispatch: [number, number, number]} {
   const groups = Math.ceil(n / 256), width = Math.max(1, Math.min(groups, 32768));
@@ -81,12 +139,21 @@ export function runAttentionBackward(
   const {batch: B, seqQ: Sq, seqK: Sk, heads: H, kvHeads: Hkv, headDim: D} = plan;
   const limits = getLimits(backend);
   const dropout = plan.dropout != null;
-  const tiles = {
+  // dBias: written by the dQ pass when each bias element belongs to one (batch, head) and the mask does not take
+  // the binding it needs; else its own pass sums over the broadcast axes.
+  const bias = plan.bias;
+  const directBias = bias != null && plan.mask == null && (bias.batchStride !== 0 || B === 1) &&
+      (bias.headStride !== 0 || H === 1);
+  // precision 'medium': the tensor-core passes, chosen once here (else the fp32 passes).
+  const tc = tensorCoreBackward(backend, plan, limits);
+  const tiles = tc != null ? {
+    dkdv: tcGradTilesAsGradTiles(tc.tiles.dkdv, D), dq: tcGradTilesAsGradTiles(tc.tiles.dq, D),
+  } : {
     dkdv: tilesOverride?.dkdv ?? chooseGradTiles('dkdv', D, limits, dropout),
     dq: tilesOverride?.dq ?? chooseGradTiles('dq', D, limits, dropout),
   };
   for (const pass of ['dkdv', 'dq'] as const) {
-    if (!gradTilesFit(pass, tiles[pass], limits, dropout) || tiles[pass].paddedDim < D) {
+    if (tc == null && (!gradTilesFit(pass, tiles[pass], limits, dropout) || tiles[pass].paddedDim < D)) {
       throw new Error(`attention backward (webgpu): tiling ${JSON.stringify(tiles[pass])} does not fit headDim ${D} ` +
           `or this device's limits`);
     }
@@ -103,7 +170,7 @@ export function runAttentionBackward(
     const room = limits.maxStorageBufferBindingSize - limits.minStorageBufferOffsetAlignment;
     const dkdvSchedule = getScheduleBuffer(backend, plan, tiles.dkdv.streamed, tiles.dkdv.resident);
     const dqSchedule = getScheduleBuffer(backend, plan, tiles.dq.resident, tiles.dq.streamed);
-    const nsplits = design !== 'split-dq' ? 0 : chooseDqSplits({
+    const nsplits = design !== 'split-dq' || tc != null ? 0 : chooseDqSplits({
       batch: B, kvHeads: Hkv, numKeyTiles: dkdvSchedule.schedule.numKeyTiles, queryFloats: Sq * H * D,
       keyFloats: Sk * Hkv * D, bindingRoom: room,
     }, splitsOverride);
@@ -120,15 +187,25 @@ export function runAttentionBackward(
           `more than this device's maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize}); ` +
           `use fewer heads or shorter sequences per call`);
     }
-    // dBias: written by the dQ pass when each bias element belongs to one (batch, head) and the mask does not take
-    // the binding it needs; else its own pass sums over the broadcast axes.
-    const bias = plan.bias;
-    const directBias = bias != null && plan.mask == null && (bias.batchStride !== 0 || B === 1) &&
-        (bias.headStride !== 0 || H === 1);
-    const statsProgram = new AttentionGradStatsProgram();
-    const dkdvProgram =
+    const statsProgram = new AttentionGradStatsProgram(tc != null);
+    const dkdvProgram = tc != null ?
+        new TcGradTileProgram('dkdv', tc.tiles.dkdv, D, flagsOf(plan), opts, false, tc.emulate) :
         new AttentionGradTileProgram('dkdv', tiles.dkdv, flagsOf(plan), opts, false, split && directBias, split);
-    const dqProgram = new AttentionGradTileProgram('dq', tiles.dq, flagsOf(plan), opts, false, directBias);
+    const dqProgram = tc != null ?
+        new TcGradTileProgram('dq', tc.tiles.dq, D, flagsOf(plan), opts, directBias, tc.emulate) :
+        new AttentionGradTileProgram('dq', tiles.dq, flagsOf(plan), opts, false, directBias);
+    // The tensor-core passes' operands: q, k, v, dO as f16, one packed buffer (every batch: tc implies nb = B).
+    const tcAt = tc == null ? null : {q: 0, k: tc.qElements, v: tc.qElements + tc.kvElements,
+                                      dy: tc.qElements + 2 * tc.kvElements};
+    let packed: TensorInfo | null = null;
+    if (tc != null && tcAt != null) {
+      packed = createOutput(backend, [tc.qElements + tc.kvElements], 'int32');
+      scratch.push(packed);
+      packTensorCoreOperand(backend, packed, x.q, plan, Sq, H, tc.seqQPad, tcAt.q, 0, false);
+      packTensorCoreOperand(backend, packed, x.k, plan, Sk, Hkv, tc.seqKPad, tcAt.k, 0, false);
+      packTensorCoreOperand(backend, packed, x.v, plan, Sk, Hkv, tc.seqKPad, tcAt.v, 0, false);
+      packTensorCoreOperand(backend, packed, x.dOutput, plan, Sq, H, tc.seqQPad, tcAt.dy, 0, false);
+    }
     // Tile summaries of the mask / segments at both tilings: dK/dV's (query tiles are its streamed rows), dQ's.
     const summarized = opts != null && elementMasked(opts);
     const side = opts == null ? null : buildSideBuffer(
@@ -194,12 +271,15 @@ export function runAttentionBackward(
           headsFastest[pass] ? 1 : 0,
           ...(splitWork ? [nsplits, perBatch.work, wb!.base] : [0, 0, 0]),
         ];
+        if (tc != null && tcAt != null) values.push(tcAt.q, tcAt.k, tcAt.v, tcAt.dy, tc.seqQPad, tc.seqKPad);
         if (side != null) {
           values.push(...optionUniformValues(plan, side.layout, b0, summarized ? (pass === 'dkdv' ? 0 : 1) : -1));
         }
         return values;
       };
-      const tileInputs = (sched: TensorInfo): Binding[] => side != null ?
+      // The tensor-core passes bind the packed buffer twice (f16 elements, and 16-byte pieces for the staging).
+      const tileInputs = (sched: TensorInfo): Binding[] => packed != null ? (side != null ?
+          [packed, packed, side.tensor, ...optionInputs] : [packed, packed, st.binding, sched]) : side != null ?
           [qb.binding, kb.binding, vb.binding, dy.binding, side.tensor, ...optionInputs] :
           [qb.binding, kb.binding, vb.binding, dy.binding, st.binding, sched];
       if (wb != null) {
@@ -238,7 +318,9 @@ export function runAttentionBackward(
       });
       if (dBias != null && side != null && !directBias) {
         // dBias: its own pass (dq tiling), over every batch at once (checked above: b0 = 0, nb = B).
-        const dbiasProgram = new AttentionGradTileProgram('dq', tiles.dq, flagsOf(plan), opts, true);
+        const dbiasProgram = tc != null ?
+            new TcGradTileProgram('dq', tc.tiles.dq, D, flagsOf(plan), opts, false, tc.emulate, true) :
+            new AttentionGradTileProgram('dq', tiles.dq, flagsOf(plan), opts, true);
         runProgram(backend, dbiasProgram, {
           outputs: [dBias],
           inputs: tileInputs(dqSchedule.tensor),
@@ -251,6 +333,10 @@ export function runAttentionBackward(
     if (dkv != null) {
       const n = B * Sk * Hkv * D, {width, dispatch} = flatDispatch(n);
       runProgram(backend, splitProgram, {outputs: [dk, dv], inputs: [dkv], uniforms: [n, width], dispatch});
+    }
+    if (tc != null) {
+      recordAttentionPath({backend: getBackend(), kernel: GRAD_KERNEL[plan.kind], requested: plan.precision,
+                           path: 'subgroup-matrix-f16'});
     }
   } catch (e) {
     for (const t of [dq, dk, dv, ...(dBias == null ? [] : [dBias])]) backend.disposeData(t.dataId, true);

@@ -117,6 +117,11 @@ export function setTensorCoreEmulationForTests(on: boolean): void {
   emulation = on;
 }
 
+/** Whether the tensor-core programs (forward and backward) are built with emulated MMAs (test hook above). */
+export function tensorCoreEmulation(): boolean {
+  return emulation;
+}
+
 function precisionOf(plan: AttentionPlan): TensorCorePrecision | null {
   return plan.precision === 'medium' || plan.precision === 'high' ? plan.precision : null;
 }
@@ -246,8 +251,11 @@ function getPackProgram(dp: number, split: boolean): TcPackProgram {
   return p;
 }
 
-/** Records the pack of one operand x [batch, seq, heads, headDim] into packed at `at` (lo parts at at + loAt). */
-function pack(
+/**
+ * Records the pack of one operand x [batch, seq, heads, headDim] into packed at `at` (lo parts at at + loAt). Also
+ * packs the backward's operands (attention_backward.ts).
+ */
+export function packTensorCoreOperand(
     backend: WebGPUBackend, packed: TensorInfo, x: TensorInfo, plan: AttentionPlan, seq: number, heads: number,
     seqPad: number, at: number, loAt: number, split: boolean): void {
   const dp = paddedTcHeadDim(plan.headDim);
@@ -283,9 +291,9 @@ export function runTensorCoreForward(backend: WebGPUBackend, plan: AttentionPlan
   // The packed operands: f16 pairs in an int32 tensor (tfjs has no f16 dtype; WGSL reads it as array<f16>).
   const packed = createOutput(backend, [Math.ceil(launch.packedTotal / 2)], 'int32');
   const qAt = 0, kAt = qElements, vAt = qElements + kvElements, loAt = split ? qElements + 2 * kvElements : 0;
-  pack(backend, packed, inputs.q, plan, seqQ, heads, seqQPad, qAt, loAt, split);
-  pack(backend, packed, inputs.k, plan, seqK, kvHeads, seqKPad, kAt, loAt, split);
-  pack(backend, packed, inputs.v, plan, seqK, kvHeads, seqKPad, vAt, loAt, split);
+  packTensorCoreOperand(backend, packed, inputs.q, plan, seqQ, heads, seqQPad, qAt, loAt, split);
+  packTensorCoreOperand(backend, packed, inputs.k, plan, seqK, kvHeads, seqKPad, kAt, loAt, split);
+  packTensorCoreOperand(backend, packed, inputs.v, plan, seqK, kvHeads, seqKPad, vAt, loAt, split);
 
   const headsFastest = unevenWork(sched.schedule);
   const numTiles = seqQPad / tile.blockQ;

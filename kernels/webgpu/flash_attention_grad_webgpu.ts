@@ -102,7 +102,7 @@ export function setGradOptionCodeForBench(code: GradOptionCode | null): void {
 }
 
 /** Part of the program key: '' for the defaults. */
-function gradOptionCodeKey(code: GradOptionCode): string {
+export function gradOptionCodeKey(code: GradOptionCode): string {
   return code.bias === DEFAULT_GRAD_OPTION_CODE.bias && code.alibi === DEFAULT_GRAD_OPTION_CODE.alibi ? '' :
       `:${code.bias}-${code.alibi}`;
 }
@@ -137,7 +137,7 @@ const KEYS: RowSource = {a: 'k', b: 'v', aBase: 'kBase', bBase: 'vBase', seq: 'u
                          heads: 'uniforms.kvHeads', head: 'hk'};
 
 /** What every phase builder of a tile pass needs: the tiling, the thread map and the flags, with short names. */
-interface TileShape {
+export interface TileShape {
   dkdv: boolean;
   flags: TileFlags;
   /** Resident rows, streamed rows, invocations. */
@@ -190,11 +190,23 @@ interface TileShape {
   prefetch: boolean;
   /** How bias and ALiBi terms are computed (GradOptionCode). */
   code: GradOptionCode;
+  /**
+   * The tensor-core 'medium' pass (flash_attention_grad_tc_webgpu.ts), or null: phase B stores each P / dS entry as
+   * f16 into row-major tiles Pt / DSt (row stride `stride`; P times `pScale`) for the MMAs, instead of tileP / tileDS.
+   */
+  f16Tiles: F16Tiles | null;
 }
 
-function tileShape(
+/** Where the tensor-core pass's phase B puts P and dS (TileShape.f16Tiles). */
+export interface F16Tiles {
+  stride: number;
+  /** P is stored times this power of two (kept out of f16's subnormals; divided out when dV is written). */
+  pScale: number;
+}
+
+export function tileShape(
     pass: GradPass, t: GradTiles, flags: TileFlags, map: GradThreadMap, opts: OptionFlags | null, combined: boolean,
-    dbias: boolean, directBias: boolean, splitDq: boolean): TileShape {
+    dbias: boolean, directBias: boolean, splitDq: boolean, f16Tiles: F16Tiles | null = null): TileShape {
   const dkdv = pass === 'dkdv';
   const DP4 = t.paddedDim / 4, C4 = t.chunk / 4;
   const TS = map.colsPerThread;
@@ -203,18 +215,20 @@ function tileShape(
     RS: DP4 + 1, SS: C4 + 1, TR: map.rowsPerThread, TS, NR: map.residentThreads, NS: map.streamedThreads,
     NRG: map.rowGroups, MR: map.accRows, AC: map.accCols, NC: map.colGroups,
     vecT: TS === 1 ? 'f32' : `vec${TS}<f32>`, res: dkdv ? KEYS : QUERIES, str: dkdv ? QUERIES : KEYS,
-    opts, combined, dbias, directBias, splitDq, prefetch: t.prefetch === true && t.chunk === t.paddedDim && !dbias,
-    code: gradOptionCode,
+    opts, combined, dbias, directBias, splitDq,
+    prefetch: f16Tiles == null && t.prefetch === true && t.chunk === t.paddedDim && !dbias,
+    // The tensor-core pass has no tileP / tileDS to stage the bias in: it loads each element inline.
+    code: f16Tiles == null ? gradOptionCode : {...gradOptionCode, bias: 'inline'}, f16Tiles,
   };
 }
 
-const range = (n: number) => Array.from({length: n}, (_, i) => i);
+export const range = (n: number) => Array.from({length: n}, (_, i) => i);
 /** Component n of an invocation's vecTS of tileP / tileDS, and the vecTS of its TS entries. */
 const comp = (g: TileShape, x: string, n: number) => g.TS === 1 ? x : `${x}[${n}]`;
 const pack = (g: TileShape, xs: string[]) => g.TS === 1 ? xs[0] : `${g.vecT}(${xs.join(', ')})`;
 const accIndex = (g: TileShape, c: string, m: number, a: number) => `(${c} * ${g.MR} + ${m}) * ${g.AC} + ${a}`;
-const resRow = (g: TileShape, m: number) => `(rIdx + ${m * g.NR})`;
-const strRow = (g: TileShape, n: number) => `(sIdx + ${n * g.NS})`;
+export const resRow = (g: TileShape, m: number) => `(rIdx + ${m * g.NR})`;
+export const strRow = (g: TileShape, n: number) => `(sIdx + ${n * g.NS})`;
 /** Entry (resident row r, streamed row s) of a tile as query row i and key j. */
 const entryQ = (g: TileShape, r: string, s: string) => g.dkdv ? `q0 + ${s}` : `q0 + ${r}`;
 const entryK = (g: TileShape, r: string, s: string) => g.dkdv ? `k0 + ${r}` : `k0 + ${s}`;
@@ -281,7 +295,7 @@ function loadStat(g: TileShape, i: string, head: string): string {
 
 /** Stage rows, statistics: (lseEff, delta) of query rows q0 .. q0+n-1 of head h into rowLse / rowDelta (padding
  *  rows: P = 0). */
-function stageStats(g: TileShape, n: number, q0: string): string {
+export function stageStats(g: TileShape, n: number, q0: string): string {
   return `
       for (var s = tid; s < ${n}; s += ${g.T}) {
         let i = ${q0} + s;
@@ -401,7 +415,7 @@ function biasStaging(g: TileShape): {declare: string; load: (row0: string, head:
 }
 
 /** The (resident, streamed) entries of this invocation's share of the score tile. */
-function scoreIds(g: TileShape): number[][] {
+export function scoreIds(g: TileShape): number[][] {
   return range(g.TR).flatMap((m) => range(g.TS).map((n) => [m, n]));
 }
 
@@ -426,9 +440,22 @@ function scores(g: TileShape, c: string): string {
       }`;
 }
 
+/**
+ * Phase B's store of row r's entries (`values`, one per streamed n): one vecTS into tileP / tileDS, or (tensor-core
+ * pass, f16Tiles) each entry as f16 at (r, sIdx + n·NS) of the row-major Pt / DSt, P times pScale.
+ */
+function storeTile(g: TileShape, tile: 'tileP' | 'tileDS', values: string[]): string {
+  if (g.f16Tiles == null) return `
+        ${tile}[r * ${g.NS} + sIdx] = ${pack(g, values)};`;
+  const {stride, pScale} = g.f16Tiles;
+  const scaled = (v: string) => tile === 'tileP' && pScale !== 1 ? `${v} * ${pScale}.0` : v;
+  return values.map((v, n) => `
+        ${tile === 'tileP' ? 'Pt' : 'DSt'}[u32(r) * ${stride}u + u32(${strRow(g, n)})] = f16(${scaled(v)});`).join('');
+}
+
 /** Probabilities (phase B): P and dS of each entry into workgroup memory, one vecTS per resident row. */
-function probabilities(g: TileShape): string {
-  const {dkdv, flags, NS} = g;
+export function probabilities(g: TileShape): string {
+  const {dkdv, flags} = g;
   const stat = dkdv ? 's' : 'r';
   if (g.opts != null) return optionProbabilities(g);
   return range(g.TR).map((m) => `
@@ -450,9 +477,8 @@ function probabilities(g: TileShape): string {
             p${n} = 0.0;
             ds${n} = 0.0;
           }
-        }`).join('')}${dkdv ? `
-        tileP[r * ${NS} + sIdx] = ${pack(g, range(g.TS).map((n) => `p${n}`))};` : ''}
-        tileDS[r * ${NS} + sIdx] = ${pack(g, range(g.TS).map((n) => `ds${n}`))};
+        }`).join('')}${dkdv ? storeTile(g, 'tileP', range(g.TS).map((n) => `p${n}`)) : ''}${
+        storeTile(g, 'tileDS', range(g.TS).map((n) => `ds${n}`))}
       }`).join('');
 }
 
@@ -539,15 +565,13 @@ function optionProbabilities(g: TileShape): string {
           ds${n} = dsb * dtds;${g.dbias ? `
           db${m}_${n} = db${m}_${n} + dsb;` : ''}${g.directBias ? `
           directDb[${m * g.TS + n}] = dsb;` : ''}
-        }`).join('')}${dkdv ? `
-        tileP[r * ${NS} + sIdx] = ${pack(g, range(g.TS).map((n) => opts.dropout ? `pz${n}` : `p${n}`))};` : ''}${
-          g.dbias ? '' : `
-        tileDS[r * ${NS} + sIdx] = ${pack(g, range(g.TS).map((n) => `ds${n}`))};`}
+        }`).join('')}${dkdv ? storeTile(g, 'tileP', range(g.TS).map((n) => opts.dropout ? `pz${n}` : `p${n}`)) : ''}${
+          g.dbias ? '' : storeTile(g, 'tileDS', range(g.TS).map((n) => `ds${n}`))}
       }`).join('') + directStores;
 }
 
 /** Dropout: the keep bits of the (query, key) tile, one Philox call per 4 keys, shared through keepTile. */
-function keepStage(g: TileShape): string {
+export function keepStage(g: TileShape): string {
   if (!g.opts?.dropout) return '';
   const qn = g.dkdv ? g.BS : g.BR, kg = (g.dkdv ? g.BR : g.BS) / 4;
   return `
@@ -664,7 +688,7 @@ function streamedTile(g: TileShape, pf: Prefetch | null = null): string {
 
 /** What a prefetching streamedTile needs from the loop: the current tile's id (pfTile's value once it is loaded),
  *  and statements that set nextId (-1: none), nextRow0 and nextHead to the schedule's next tile. */
-interface Prefetch {
+export interface Prefetch {
   id: string;
   next: string;
   /** The head of the next tile's bias (its query head). */
@@ -677,7 +701,8 @@ interface Prefetch {
  * schedule alone (tile summaries may skip it); a tile is used from the registers only when pfTile names it, so a
  * wrong prediction costs a load, never a result.
  */
-function tileLoop(g: TileShape): string {
+export function tileLoop(
+    g: TileShape, tileBody: (g: TileShape, pf: Prefetch | null) => string = streamedTile): string {
   const {BR, BS} = g;
   const dkdvNext = `
               var nextId = -1;
@@ -711,7 +736,7 @@ function tileLoop(g: TileShape): string {
           }
           let nextRow0 = nextId * ${BS};
           let nextHead = hk;`;
-  const processTile = streamedTile(g, g.dkdv ?
+  const processTile = tileBody(g, g.dkdv ?
       {id: 'h * uniforms.numQueryTiles + qt', next: dkdvNext, biasHead: 'nextHead'} :
       {id: 'kt', next: dqNext, biasHead: 'h'});
   const pfDeclare = g.prefetch ? `
@@ -765,7 +790,7 @@ function tileLoop(g: TileShape): string {
 }
 
 /** Whether the plan's mask / segments are summarized per tile (tileState) and checked per element. */
-function summarized(g: TileShape): boolean {
+export function summarized(g: TileShape): boolean {
   return g.opts != null && elementMasked(g.opts);
 }
 
@@ -806,7 +831,13 @@ function tileDeclarations(g: TileShape): string {
     var<workgroup> strA : array<vec4<f32>, ${BS * SS}>;
     var<workgroup> strB : array<vec4<f32>, ${BS * SS}>;${dkdv ? `
     var<workgroup> tileP : array<${vecT}, ${BR * NS}>;` : ''}
-    var<workgroup> tileDS : array<${vecT}, ${BR * NS}>;
+    var<workgroup> tileDS : array<${vecT}, ${BR * NS}>;${rowStatDeclarations(g)}`;
+}
+
+/** The query rows' statistics, and what phase B's options need (stableTanh, option helpers, tile state, keep bits). */
+export function rowStatDeclarations(g: TileShape): string {
+  const {dkdv, BR, BS} = g;
+  return `
     var<workgroup> rowLse : array<f32, ${dkdv ? BS : BR}>;
     var<workgroup> rowDelta : array<f32, ${dkdv ? BS : BR}>;
 ${g.flags.softcap ? STABLE_TANH_WGSL : ''}${g.opts == null ? '' : optionFunctions(g.opts, 'sched')}${
@@ -817,7 +848,7 @@ ${PHILOX_WGSL}` : ''}`;
 }
 
 /** isVisible(i, j): the per-element mask of partial tiles (window, keyLengths, row < seqQ, layout bit). */
-function visibilityFunction(g: TileShape): string {
+export function visibilityFunction(g: TileShape): string {
   const optionCheck = g.opts != null && elementMasked(g.opts) ? `
       if (!optionVisible(i, j)) {
         return false;
@@ -847,11 +878,25 @@ function visibilityFunction(g: TileShape): string {
 /** The entry point: workgroup coordinates, stage the resident rows (and, for dq, their statistics), the tile loop,
  *  the writes. */
 function tileMain(g: TileShape): string {
-  const {dkdv, BR, T, NR, NS, NC, NRG} = g;
+  const {dkdv, BR, T} = g;
   if (g.dbias) return dbiasMain(g);
   return `
     @compute @workgroup_size(${T})
-    fn main(@builtin(local_invocation_index) localIndex : u32, @builtin(workgroup_id) workgroupId : vec3<u32>) {
+    fn main(@builtin(local_invocation_index) localIndex : u32, @builtin(workgroup_id) workgroupId : vec3<u32>) {${
+      tileCoordinates(g)}
+      ${g.splitDq ? '' : accumulatorDeclarations(g)}
+${g.splitDq ? splitDqKeyTiles(g) : `${
+    stageRows(g, g.res, 'resA', 'resB', BR, dkdv ? 'k0' : 'q0', g.DP4, '0', g.RS)}${
+    dkdv ? '' : stageStats(g, BR, 'q0')}${tileLoop(g)}
+${writeResults(g)}`}
+    }`;
+}
+
+/** The top of a tile pass's main: its (batch, head, tile), keyLen, and each invocation's share of the score tile and
+ *  of the accumulators (shared with the tensor-core pass). */
+export function tileCoordinates(g: TileShape): string {
+  const {dkdv, BR, NR, NS, NC, NRG} = g;
+  return `
       let tid = i32(localIndex);
       let b = i32(workgroupId.z);
       let statsRow = uniforms.statsBase + b * (2 + 2 * uniforms.heads * uniforms.seqQ);
@@ -886,13 +931,7 @@ function tileMain(g: TileShape): string {
       // Accumulators of this invocation: vec4 columns accCol + a·${NC} of each chunk, resident rows rowGroup + m·${NRG}.
       let accCol = tid % ${NC};
       let rowGroup = tid / ${NC};
-      let accActive = rowGroup < ${NRG};
-      ${g.splitDq ? '' : accumulatorDeclarations(g)}
-${g.splitDq ? splitDqKeyTiles(g) : `${
-    stageRows(g, g.res, 'resA', 'resB', BR, dkdv ? 'k0' : 'q0', g.DP4, '0', g.RS)}${
-    dkdv ? '' : stageStats(g, BR, 'q0')}${tileLoop(g)}
-${writeResults(g)}`}
-    }`;
+      let accActive = rowGroup < ${NRG};`;
 }
 
 /** The accumulators of a workgroup's resident rows (dK or dQ, and dV), zero. */
@@ -1034,10 +1073,18 @@ function dqPartial(g: TileShape): string {
 }
 
 /** keyLengths[b] (clamped to seqK, from the side buffer with options), or seqK. */
-function keyLengthExpr(g: TileShape): string {
+export function keyLengthExpr(g: TileShape): string {
   // From locals, not the private optBatch: loop bounds with barriers inside must be uniform for WGSL's analysis.
   if (g.opts != null) return 'sched[uniforms.sideBatch + 2 * (uniforms.optBatchStart + b)]';
   return g.flags.keyLengths ? 'bitcast<i32>(stats[statsRow])' : 'uniforms.seqK';
+}
+
+/** The tensor-core dBias pass's pieces (flash_attention_grad_tc_webgpu.ts): main's extra builtins and first
+ *  statements, and what computes one tile's S and dP and runs phase B (in place of staging rows and streamedTile). */
+export interface DbiasTensorCoreParts {
+  builtins: string;
+  preamble: string;
+  tile: string;
 }
 
 /**
@@ -1047,12 +1094,13 @@ function keyLengthExpr(g: TileShape): string {
  * uses), and writes the tile of dBias once: deterministic, no atomics, no [batch, heads, seqQ, seqK] scratch. Tiles
  * the schedule or keyLengths skip are written as zeros.
  */
-function dbiasMain(g: TileShape): string {
+export function dbiasMain(g: TileShape, tc: DbiasTensorCoreParts | null = null): string {
   const {BR, BS, T, NR, NS} = g;
   const ids = scoreIds(g);
   return `
     @compute @workgroup_size(${T})
-    fn main(@builtin(local_invocation_index) localIndex : u32, @builtin(workgroup_id) workgroupId : vec3<u32>) {
+    fn main(@builtin(local_invocation_index) localIndex : u32, @builtin(workgroup_id) workgroupId : vec3<u32>${
+      tc?.builtins ?? ''}) {${tc?.preamble ?? ''}
       let tid = i32(localIndex);
       let qt = i32(workgroupId.x);
       let hb = i32(workgroupId.y);
@@ -1096,7 +1144,8 @@ function dbiasMain(g: TileShape): string {
               let partial = state == 1 || k0 + ${BS} > keyLen;
               // The previous (batch, head)'s reads of the staged rows are done.
               workgroupBarrier();
-${stageRows(g, g.res, 'resA', 'resB', BR, 'q0', g.DP4, '0', g.RS)}${stageStats(g, BR, 'q0')}${streamedTile(g)}
+${tc != null ? stageStats(g, BR, 'q0') + tc.tile :
+    stageRows(g, g.res, 'resA', 'resB', BR, 'q0', g.DP4, '0', g.RS) + stageStats(g, BR, 'q0') + streamedTile(g)}
             }
           }
         }
@@ -1112,9 +1161,21 @@ ${stageRows(g, g.res, 'resA', 'resB', BR, 'q0', g.DP4, '0', g.RS)}${stageStats(g
     }`;
 }
 
+/**
+ * x rounded to the nearest f16 value (ties to even), as an f32: on the bits, because compilers may fold f32(f16(x)) to
+ * x (Mesa's lavapipe does; see SPLIT_HI_WGSL in flash_attention_tc_webgpu.ts). Exact for |x| in f16's normal range
+ * (2^-14 … 65504), which is where the tensor-core passes' packed operands live; below it f16 keeps fewer bits (an
+ * absolute difference under 2^-25), above it f16 overflows.
+ */
+const ROUND_TO_F16_WGSL = `
+    fn roundToF16(x : f32) -> f32 {
+      let bits = bitcast<u32>(x);
+      return bitcast<f32>((bits + 0xfffu + ((bits >> 13u) & 1u)) & 0xffffe000u);
+    }`;
+
 /** Pass 1's WGSL (see AttentionGradStatsProgram). */
-function statsShader(): string {
-  return `
+function statsShader(roundDy: boolean): string {
+  return `${roundDy ? ROUND_TO_F16_WGSL : ''}
     @compute @workgroup_size(64)
     fn main(@builtin(local_invocation_index) localIndex : u32, @builtin(workgroup_id) workgroupId : vec3<u32>) {
       let i = i32(workgroupId.x) * 64 + i32(localIndex);
@@ -1140,7 +1201,9 @@ function statsShader(): string {
               va[e] = dy[ia + e];
               vb[e] = o[ib + e];
             }
-          }
+          }${roundDy ? `
+          // The tensor-core passes' dP uses dO rounded to f16: so does delta.
+          va = vec4<f32>(roundToF16(va.x), roundToF16(va.y), roundToF16(va.z), roundToF16(va.w));` : ''}
           sum = sum + dot(va, vb);
         }
         let l = lse[uniforms.lseBase + row];
@@ -1170,10 +1233,15 @@ export class AttentionGradStatsProgram implements MultiOutputProgram {
     ['seqQ', 'i32'], ['heads', 'i32'], ['headDim', 'i32'], ['oBase', 'i32'], ['dyBase', 'i32'], ['lseBase', 'i32'],
     ['dLseBase', 'i32'], ['statsBase', 'i32'], ['batch0', 'i32'],
   ];
-  shaderKey = 'attentionGradStats';
+  shaderKey: string;
+
+  /** `roundDy`: delta from dO rounded to f16, as the tensor-core passes (flash_attention_grad_tc_webgpu.ts) see it. */
+  constructor(readonly roundDy = false) {
+    this.shaderKey = `attentionGradStats${roundDy ? 'F16' : ''}`;
+  }
 
   getUserCode(): string {
-    return statsShader();
+    return statsShader(this.roundDy);
   }
 }
 

@@ -174,7 +174,7 @@ export const TC_FORWARD_UNIFORMS: Array<[string, UniformType]> = [
 ];
 
 /** One side of an MMA: `array` (a WGSL array name), element offset and row stride (u32 WGSL expressions). */
-interface MatrixRef {
+export interface MatrixRef {
   array: string;
   offset: string;
   stride: string;
@@ -190,7 +190,7 @@ interface MatrixRef {
  * The subgroup-matrix statements, real or emulated. Accumulators are named; `sg` / `numSg` (u32) are the
  * invocation's subgroup and the workgroup's subgroup count.
  */
-interface MatrixDialect {
+export interface MatrixDialect {
   /** Statements at the top of main defining sg and numSg. */
   subgroupIds: string;
   /** Extra builtins of main's signature. */
@@ -302,6 +302,15 @@ const emulatedDialect: MatrixDialect = {
   holdLeft: (name, m) => `let ${name} = ${m.offset};`,
   holdRight: (name, m) => `let ${name} = ${m.offset};`,
 };
+
+/**
+ * The subgroup-matrix statements a tensor-core program is written in: the real ones, or (tests) their SIMT emulation
+ * (lanes of EMULATED_SUBGROUP invocations). Both expect `lid` (u32 local index), `THREADS_U` and, emulated,
+ * `uniforms.seqQ` in scope. Shared with the tensor-core backward (flash_attention_grad_tc_webgpu.ts).
+ */
+export function matrixDialect(emulate: boolean): MatrixDialect {
+  return emulate ? emulatedDialect : realDialect;
+}
 
 /** What every phase builder needs. */
 interface TcShape {
