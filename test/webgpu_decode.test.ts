@@ -10,8 +10,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as lib from '../src/index.js';
 import '../kernels/webgpu/register_all_webgpu_kernels.js';
 import {
-  chooseDecodeShape, chooseSplits, DecodeVariant, decodeRunsForTests, setDecodePathForTests, setDecodeVariantForTests,
-  useDecodePath,
+  chooseDecodeShape, chooseScoreLanes, chooseSplits, DecodeVariant, decodeRunsForTests, setDecodePathForTests,
+  setDecodeVariantForTests, useDecodePath,
 } from '../kernels/webgpu/attention_decode.js';
 import {planCacheSizeForTests} from '../src/ops/run_attention.js';
 import {makePlan} from '../src/plan/plan.js';
@@ -244,6 +244,15 @@ describe('webgpu decode path (split-K)', function() {
       expect(chooseDecodeShape(plan(1, 8192), limits)).to.deep.equal({rows: 4, block: 64});
       expect(chooseDecodeShape(plan(1, 1024), limits)).to.deep.equal({rows: 4, block: 64});
       expect(chooseDecodeShape(plan(16, 8192), limits)).to.deep.equal({rows: 16, block: 256});
+      // Split score lanes: up to 8, lanes × rows ≤ 32 partial dots, no more lanes than vec4s, within the memory.
+      expect(chooseScoreLanes('auto', {headDim: 128, rows: 4, block: 256}, 32768)).to.equal(8);
+      expect(chooseScoreLanes('auto', {headDim: 64, rows: 16, block: 256}, 65536)).to.equal(2);
+      // Two rounds of 16 rows × 256 partial dots (32 KiB) do not fit beside the rest in 48 KiB: one lane.
+      expect(chooseScoreLanes('auto', {headDim: 64, rows: 16, block: 256}, 49152)).to.equal(1);
+      expect(chooseScoreLanes('auto', {headDim: 16, rows: 1, block: 256}, 32768)).to.equal(4);
+      expect(chooseScoreLanes('auto', {headDim: 256, rows: 16, block: 256}, 32768)).to.equal(1);
+      expect(chooseScoreLanes(16, {headDim: 128, rows: 4, block: 256}, 32768)).to.equal(16);
+      expect(chooseScoreLanes(3, {headDim: 128, rows: 4, block: 256}, 32768)).to.equal(1);
     } finally {
       setDecodePathForTests('always');
     }

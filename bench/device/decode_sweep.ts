@@ -11,7 +11,8 @@
  *
  * Variants (DecodeVariant): base = the first session's kernel (P·V on row-owning threads, 256-key blocks); new = the
  * default now (P·V on every thread, ≤ 4 rows per thread, the rest on key parts; the block chosen to fill the GPU);
- * rows1 = new with every row in every thread's registers; rows32 = new with up to 32 rows per workgroup (seqQ 16); b256 / b128 / b64 = new with a fixed block.
+ * rows1 = new with every row in every thread's registers; rows32 = new with up to 32 rows per workgroup (seqQ 16);
+ * b256 / b128 / b64 = new with a fixed block.
  * The split score layout (decode-d128 branch; DecodeConfig.scoreLanes): split = new with up to 8 threads per key
  * (coalesced K rows, partial dots added through the subgroup where the device has `subgroups`) and P·V loading 4 V
  * rows ahead; splitwg = split adding through workgroup memory (the path of a device without subgroups); split4 /
