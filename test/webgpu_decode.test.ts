@@ -10,8 +10,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as lib from '../src/index.js';
 import '../kernels/webgpu/register_all_webgpu_kernels.js';
 import {
-  chooseDecodeShape, chooseSplits, DecodeVariant, decodeRunsForTests, setDecodePathForTests, setDecodeVariantForTests,
-  useDecodePath,
+  chooseDecodeShape, chooseScoreLanes, chooseSplits, DecodeVariant, decodeRunsForTests, setDecodePathForTests,
+  setDecodeVariantForTests, useDecodePath,
 } from '../kernels/webgpu/attention_decode.js';
 import {planCacheSizeForTests} from '../src/ops/run_attention.js';
 import {makePlan} from '../src/plan/plan.js';
@@ -35,6 +35,18 @@ const DECODE_CASES: AttentionCase[] = [
    headDim: 40},
   {name: 'decode S3 K400 queryOffsets per batch + keyLengths D32', op: 'flash', batch: 2, seqQ: 3, seqK: 400,
    heads: 4, kvHeads: 2, headDim: 32, causal: true, queryOffsets: [297, 390], keyLengths: [300, 400]},
+  // Odd sizes and the remaining options (forward only: the backward is the tiled kernel's, checked above).
+  {name: 'decode S1 K1000 causal GQA 32/8 D128 ALiBi [B, heads] tensor', op: 'flash', batch: 2, seqQ: 1, seqK: 1000,
+   heads: 32, kvHeads: 8, headDim: 128, causal: true, alibi: {perBatch: true, asTensor: true}, forwardOnly: true},
+  {name: 'decode S1 K1 MQA 4/1 D64', op: 'flash', batch: 1, seqQ: 1, seqK: 1, heads: 4, kvHeads: 1, headDim: 64,
+   forwardOnly: true},
+  {name: 'decode S2 K7 GQA 6/2 D80 softcap causal', op: 'flash', batch: 1, seqQ: 2, seqK: 7, heads: 6, kvHeads: 2,
+   headDim: 80, causal: true, softcap: 4, forwardOnly: true},
+  {name: 'decode S5 K77 D256 causal', op: 'flash', batch: 1, seqQ: 5, seqK: 77, heads: 2, kvHeads: 1, headDim: 256,
+   causal: true, forwardOnly: true},
+  {name: 'decode S1 K130 sliding [16, 0] ALiBi [heads] MQA 8/1 D128 queryOffsets tensor', op: 'sliding', batch: 2,
+   seqQ: 1, seqK: 130, heads: 8, kvHeads: 1, headDim: 128, windowSize: [16, 0], alibi: {},
+   queryOffsets: [60, 129], queryOffsetsTensor: true, keyLengths: [61, 130], forwardOnly: true},
 ];
 
 /** The variants the device sweep compares (bench/device/decode_sweep.ts), each on a case that reaches its code. */
@@ -44,6 +56,21 @@ const VARIANT_CASES: Array<[string, DecodeVariant, AttentionCase]> = [
   ['P·V on every thread, every row in registers, 256-key blocks', {pvRowParts: 1, block: 256}, DECODE_CASES[0]],
   ['up to 32 rows per workgroup', {maxRows: 32}, DECODE_CASES[1]],
   ['keyLengths / queryOffsets through their buffers', {smallInputsInUniforms: false}, DECODE_CASES[5]],
+];
+
+/**
+ * The split score layout and the P·V loads ahead (decode_sweep.ts `split…` / `pv4`): the two score reductions on
+ * every decode case, the other settings on a case that reaches their code (forward only: these variants change the
+ * forward alone; on lavapipe each new program takes about a minute to compile, so not every pair is run).
+ */
+const SPLIT_VARIANTS: Array<[string, DecodeVariant, AttentionCase[]]> = [
+  ['split (auto lanes, subgroup adds where offered), P·V 4 ahead', {scoreLanes: 'auto', pvUnroll: 4}, DECODE_CASES],
+  ['split (auto lanes) through workgroup memory', {scoreLanes: 'auto', scoreSubgroups: false}, DECODE_CASES],
+  // More lanes than lavapipe's subgroups have: the lane check fails and the workgroups add through memory.
+  ['split 16 lanes', {scoreLanes: 16}, [DECODE_CASES[1]]],
+  ['split 2 lanes, 64-key blocks, P·V 4 ahead', {scoreLanes: 2, block: 64, pvUnroll: 4}, [DECODE_CASES[6]]],
+  ['split 8 lanes, 128-key blocks, 32 rows', {scoreLanes: 8, block: 128, maxRows: 32}, [DECODE_CASES[1]]],
+  ['P·V 4 ahead', {pvUnroll: 4}, [DECODE_CASES[2]]],
 ];
 
 let env: WebGPUEnv | null = null;
@@ -80,6 +107,47 @@ describe('webgpu decode path (split-K)', function() {
         setDecodeVariantForTests({});
       }
     });
+  });
+
+  SPLIT_VARIANTS.forEach(([what, variant, cases], v) => cases.forEach((c, index) => {
+    it(`variant: ${what}: ${c.name}`, async () => {
+      await tf.setBackend('webgpu');
+      setDecodeVariantForTests(variant);
+      try {
+        const before = decodeRunsForTests();
+        const r = await withGPUErrorCheck(env!.device,
+            () => checkCase(tf, lib, {...c, forwardOnly: true}, caseSeed(1000 + 20 * v + index)));
+        expect(decodeRunsForTests(), 'the decode path ran').to.be.above(before);
+        assertCaseResult(r, TOLERANCES.webgpu);
+      } finally {
+        setDecodeVariantForTests({});
+      }
+    });
+  }));
+
+  it('split scores: the subgroup and workgroup-memory adds give the same bits', async () => {
+    // Same tree of adds either way (decode_attention_webgpu.ts splitScoreCode); lavapipe offers subgroups.
+    await tf.setBackend('webgpu');
+    const q = tf.randomUniform([1, 1, 32, 128], -1, 1, 'float32', 1) as tf.Tensor4D;
+    const k = tf.randomUniform([1, 1000, 8, 128], -1, 1, 'float32', 2) as tf.Tensor4D;
+    const v = tf.randomUniform([1, 1000, 8, 128], -1, 1, 'float32', 3) as tf.Tensor4D;
+    const run = async (variant: DecodeVariant) => {
+      setDecodeVariantForTests(variant);
+      try {
+        const out = lib.flashAttention(q, k, v, {causal: true, returnLse: true});
+        const values = [await out.output.data(), await out.lse.data()];
+        tf.dispose([out.output, out.lse]);
+        return values.map((x) => Array.from(x));
+      } finally {
+        setDecodeVariantForTests({});
+      }
+    };
+    const memory = await withGPUErrorCheck(env!.device, () => run({scoreLanes: 8, scoreSubgroups: false}));
+    const shuffled = await withGPUErrorCheck(env!.device, () => run({scoreLanes: 8}));
+    expect(shuffled).to.deep.equal(memory);
+    const unrolled = await withGPUErrorCheck(env!.device, () => run({scoreLanes: 8, pvUnroll: 4}));
+    expect(unrolled).to.deep.equal(memory);
+    tf.dispose([q, k, v]);
   });
 
   it('per-call caches (plans, decode setups, program state) give the same answers call after call', async () => {
@@ -176,6 +244,15 @@ describe('webgpu decode path (split-K)', function() {
       expect(chooseDecodeShape(plan(1, 8192), limits)).to.deep.equal({rows: 4, block: 64});
       expect(chooseDecodeShape(plan(1, 1024), limits)).to.deep.equal({rows: 4, block: 64});
       expect(chooseDecodeShape(plan(16, 8192), limits)).to.deep.equal({rows: 16, block: 256});
+      // Split score lanes: up to 8, lanes × rows ≤ 32 partial dots, no more lanes than vec4s, within the memory.
+      expect(chooseScoreLanes('auto', {headDim: 128, rows: 4, block: 256}, 32768)).to.equal(8);
+      expect(chooseScoreLanes('auto', {headDim: 64, rows: 16, block: 256}, 65536)).to.equal(2);
+      // Two rounds of 16 rows × 256 partial dots (32 KiB) do not fit beside the rest in 48 KiB: one lane.
+      expect(chooseScoreLanes('auto', {headDim: 64, rows: 16, block: 256}, 49152)).to.equal(1);
+      expect(chooseScoreLanes('auto', {headDim: 16, rows: 1, block: 256}, 32768)).to.equal(4);
+      expect(chooseScoreLanes('auto', {headDim: 256, rows: 16, block: 256}, 32768)).to.equal(1);
+      expect(chooseScoreLanes(16, {headDim: 128, rows: 4, block: 256}, 32768)).to.equal(16);
+      expect(chooseScoreLanes(3, {headDim: 128, rows: 4, block: 256}, 32768)).to.equal(1);
     } finally {
       setDecodePathForTests('always');
     }

@@ -11,11 +11,21 @@
  *
  * Variants (DecodeVariant): base = the first session's kernel (P·V on row-owning threads, 256-key blocks); new = the
  * default now (P·V on every thread, ≤ 4 rows per thread, the rest on key parts; the block chosen to fill the GPU);
- * rows1 = new with every row in every thread's registers; rows32 = new with up to 32 rows per workgroup (seqQ 16); b256 / b128 / b64 = new with a fixed block. cache[] =
+ * rows1 = new with every row in every thread's registers; rows32 = new with up to 32 rows per workgroup (seqQ 16);
+ * b256 / b128 / b64 = new with a fixed block.
+ * The split score layout (decode-d128 branch; DecodeConfig.scoreLanes): split = new with up to 8 threads per key
+ * (coalesced K rows, partial dots added through the subgroup where the device has `subgroups`) and P·V loading 4 V
+ * rows ahead; splitwg = split adding through workgroup memory (the path of a device without subgroups); split4 /
+ * split2 = 4 / 2 lanes; splitpv1 = split without the P·V loads ahead; pv4 = new with only the P·V loads ahead;
+ * splitT512 / splitT2k = split aiming at 512 / 2048 workgroups instead of 1024 (more / fewer blocks per workgroup);
+ * splitb128 = split with 128-key blocks. cache[] =
  * keyLengths as number[] (read from the uniforms now), cache[]up = the same uploaded per call (as before), cacheT = an
  * int32 tensor already on the GPU (a generation loop's positions).
  *
  *   npm run bench:decode-bundle && node .bench-dist/decode_sweep.mjs [--quick] [--variants base,new] [--seqk 1024,8192]
+ * Old vs the split layout in one call (seqQ 1, the issue's 8k–131k keys, both head configurations):
+ *   node .bench-dist/decode_sweep.mjs --seqq 1 --seqk 8192,32768,131072 \
+ *       --variants new,split,splitwg,split4,splitpv1,pv4,splitT512,splitT2k,splitb128
  * (the bundle needs only the `webgpu` package beside it). --quick: small shapes (a software GPU check).
  */
 import '@tensorflow/tfjs-backend-cpu';
@@ -36,6 +46,15 @@ const VARIANTS: Record<string, DecodeVariant> = {
   b256: {block: 256},
   b128: {block: 128},
   b64: {block: 64},
+  split: {scoreLanes: 'auto', pvUnroll: 4},
+  splitwg: {scoreLanes: 'auto', scoreSubgroups: false, pvUnroll: 4},
+  split4: {scoreLanes: 4, pvUnroll: 4},
+  split2: {scoreLanes: 2, pvUnroll: 4},
+  splitpv1: {scoreLanes: 'auto'},
+  pv4: {pvUnroll: 4},
+  splitT512: {scoreLanes: 'auto', pvUnroll: 4, targetWorkgroups: 512},
+  splitT2k: {scoreLanes: 'auto', pvUnroll: 4, targetWorkgroups: 2048},
+  splitb128: {scoreLanes: 'auto', pvUnroll: 4, block: 128},
 };
 
 const argv = process.argv.slice(2);
@@ -45,6 +64,10 @@ const arg = (name: string) => {
 };
 const quick = argv.includes('--quick');
 const variantNames = (arg('variants') ?? Object.keys(VARIANTS).join(',')).split(',');
+const unknownVariants = variantNames.filter((name) => !(name in VARIANTS));
+if (unknownVariants.length > 0) {
+  throw new Error(`--variants: unknown ${unknownVariants.join(', ')} (known: ${Object.keys(VARIANTS).join(', ')})`);
+}
 const seqKs = arg('seqk')?.split(',').map(Number) ?? (quick ? [300, 1024] : [1024, 8192, 32768, 131072]);
 const seqQs = arg('seqq')?.split(',').map(Number) ?? [1, 16];
 const heads: HeadConfig[] = quick ? [{heads: 8, kvHeads: 2, headDim: 64}] :

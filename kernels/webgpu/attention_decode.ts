@@ -16,6 +16,7 @@ import {
   DECODE_COMBINE_UNIFORMS, DECODE_COMBINE_WORKGROUP, DECODE_SPLIT_UNIFORMS, DecodeCombineProgram, DecodeConfig,
   DECODE_UNIFORM_BATCH, DecodeSplitProgram, decodeSplitKey, decodeWorkgroupBytes,
 } from './decode_attention_webgpu.js';
+import {webgpuCapabilities} from './device_capabilities.js';
 import {cpuResidentValues, createOutput, getLimits, ProgramLimits, runProgram} from './program_runner.js';
 
 /** Longest query block the decode path takes (issue 18: 1…16 rows). */
@@ -38,6 +39,18 @@ export interface DecodeVariant {
   maxRows?: number | null;
   /** false: keyLengths / queryOffsets always through their buffers (DecodeConfig.keyLengthsUniform). */
   smallInputsInUniforms?: boolean | null;
+  /**
+   * DecodeConfig.scoreLanes: threads per key in the score phase (1, the default: a thread per whole K row). 'auto':
+   * chooseScoreLanes (up to 8, so that a warp's K load reads whole 128-byte lines at headDim ≥ 128).
+   */
+  scoreLanes?: number | 'auto' | null;
+  /** With scoreLanes > 1: add the lanes through the subgroup where the device has `subgroups` (default), or false:
+   *  always through workgroup memory. */
+  scoreSubgroups?: boolean | null;
+  /** DecodeConfig.pvUnroll: V rows loaded ahead per thread in P·V (default 1). */
+  pvUnroll?: number | null;
+  /** Workgroups the splits aim for (default TARGET_WORKGROUPS = 1024). */
+  targetWorkgroups?: number | null;
 }
 let variant: DecodeVariant = {};
 
@@ -95,7 +108,7 @@ export function chooseDecodeShape(
   // Most rows first (each row group re-reads K/V), then the largest block that fills the GPU.
   const mostRows = Math.max(...candidates.map((c) => c.rows));
   const best = candidates.filter((c) => c.rows === mostRows);
-  return best.find((c) => workgroups(c) >= TARGET_WORKGROUPS) ?? best[best.length - 1];
+  return best.find((c) => workgroups(c) >= targetWorkgroups()) ?? best[best.length - 1];
 }
 
 /** Number of key splits and keys per split (a multiple of the block) for this plan and workgroup shape. */
@@ -103,9 +116,27 @@ export function chooseSplits(plan: AttentionPlan, rows: number, block: number): 
   const rowGroups = Math.ceil(plan.seqQ * plan.groupSize / rows);
   const base = plan.batch * plan.kvHeads * rowGroups;
   const blocks = Math.ceil(plan.seqK / block);
-  const splits = Math.max(1, Math.min(blocks, Math.ceil(TARGET_WORKGROUPS / base), 65535));
+  const splits = Math.max(1, Math.min(blocks, Math.ceil(targetWorkgroups() / base), 65535));
   const splitLength = Math.ceil(blocks / splits) * block;
   return {splits: Math.ceil(plan.seqK / splitLength), splitLength};
+}
+
+function targetWorkgroups(): number {
+  return variant.targetWorkgroups ?? TARGET_WORKGROUPS;
+}
+
+/**
+ * Threads per key of the split score layout (DecodeConfig.scoreLanes) for variant 'auto': the most of 8 / 4 / 2 that
+ * keeps a thread's partial dots (lanes × rows) within 32 registers and its workgroup memory within the device's —
+ * 8 lanes read whole 128-byte lines of K at headDim ≥ 128 (32 rows × 16 bytes before) — else 1. A number is taken as
+ * given where it is a power of two ≤ the block whose partials fit the workgroup memory.
+ */
+export function chooseScoreLanes(
+    requested: number | 'auto', c: {headDim: number; rows: number; block: number}, workgroupBytes: number): number {
+  const fits = (lanes: number) => lanes >= 1 && (lanes & (lanes - 1)) === 0 && lanes <= c.block && (lanes === 1 ||
+      decodeWorkgroupBytes({...c, scoreLanes: lanes}) <= workgroupBytes);
+  if (requested !== 'auto') return fits(requested) ? requested : 1;
+  return [8, 4, 2].find((lanes) => lanes <= c.headDim / 4 && lanes * c.rows <= 32 && fits(lanes)) ?? 1;
 }
 
 const programs = new Map<string, DecodeSplitProgram | DecodeCombineProgram>();
@@ -140,7 +171,7 @@ interface DecodeSetup {
 
 const setups = new WeakMap<AttentionPlan, DecodeSetup>();
 
-function decodeSetup(plan: AttentionPlan, limits: ProgramLimits): DecodeSetup {
+function decodeSetup(plan: AttentionPlan, limits: ProgramLimits, backend: WebGPUBackend): DecodeSetup {
   const cachedSetup = setups.get(plan);
   if (cachedSetup !== undefined && cachedSetup.limits === limits && cachedSetup.variant === variant) return cachedSetup;
   const {batch, seqQ, heads, kvHeads, headDim, groupSize} = plan;
@@ -149,6 +180,8 @@ function decodeSetup(plan: AttentionPlan, limits: ProgramLimits): DecodeSetup {
   const slots = Math.max(1, Math.floor(block / (headDim / 4)));
   const pvRowParts = variant.pvRowParts === 'rows' ? slots : variant.pvRowParts ?? Math.ceil(rows / 4);
   const {splits, splitLength} = chooseSplits(plan, rows, block);
+  const scoreLanes = chooseScoreLanes(variant.scoreLanes ?? 1, {headDim, rows, block},
+      limits.maxComputeWorkgroupStorageSize);
   const rowsTotal = seqQ * groupSize;
   const rowGroups = Math.ceil(rowsTotal / rows);
   if (rowGroups * kvHeads > limits.maxComputeWorkgroupsPerDimension || batch > limits.maxComputeWorkgroupsPerDimension) {
@@ -180,7 +213,9 @@ function decodeSetup(plan: AttentionPlan, limits: ProgramLimits): DecodeSetup {
     config: {
       headDim, rows, block, softcap: plan.softcap > 0, hasKeyLengths: plan.hasKeyLengths,
       hasQueryOffsets: plan.hasQueryOffsets, alibi: plan.alibi != null, pvRowParts,
-      keyLengthsUniform: false, queryOffsetsUniform: false,
+      keyLengthsUniform: false, queryOffsetsUniform: false, scoreLanes,
+      scoreSubgroups: scoreLanes > 1 && variant.scoreSubgroups !== false && webgpuCapabilities(backend).subgroups,
+      pvUnroll: variant.pvUnroll ?? 1,
     },
     splitPrograms: [],
     combine: cached(`combine:${headDim}`, () => new DecodeCombineProgram(headDim)),
@@ -212,7 +247,7 @@ function splitProgram(setup: DecodeSetup, keyLengthsUniform: boolean, queryOffse
 /** The decode forward: returns [output [B,Sq,H,D], lse [B,H,Sq]]. */
 export function runDecodeForward(backend: WebGPUBackend, plan: AttentionPlan, inputs: AttentionInputs): TensorInfo[] {
   const {batch, seqQ, heads, headDim} = plan;
-  const setup = decodeSetup(plan, getLimits(backend));
+  const setup = decodeSetup(plan, getLimits(backend), backend);
   runs++;
   const small = (flag: boolean, t: TensorInfo) => flag && setup.uniformsFit ? cpuResidentValues(backend, t) : null;
   const keyLengthValues = small(plan.hasKeyLengths, inputs.keyLengths);

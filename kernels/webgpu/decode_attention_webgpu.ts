@@ -4,8 +4,15 @@
  * DecodeSplitProgram: one workgroup per (key split, row group, kv head, batch). A row group holds up to `rows`
  * (query row, query head) pairs of ONE kv head — every query head of a GQA group together — so each K and V element
  * is read once per kv head and split, not once per query head. Per block of `block` keys the workgroup
- *   1. scores: thread t takes key j0 + t and dots it with every row's q (q rows staged in workgroup memory),
- *      applying scale, softcap, ALiBi and the window/causal/keyLengths visibility;
+ *   1. scores of every row against every key of the block, then scale, softcap, ALiBi and the
+ *      window/causal/keyLengths visibility, in one of two layouts (DecodeConfig.scoreLanes):
+ *      - one thread per key (scoreLanes 1): thread t dots the whole K row of key j0 + t with every row's q (q rows
+ *        staged in workgroup memory). A warp's K load touches 32 rows headDim·4 bytes apart;
+ *      - scoreLanes = L threads per key: thread (keySlot, lane) dots the vec4s lane, lane + L, … of the keys
+ *        p·BLOCK/L + keySlot (p < L), so a warp's K load reads L·16 contiguous bytes of each of 32/L rows (whole
+ *        128-byte lines at L = 8), and each q vec4 it reads from workgroup memory serves L keys; the L partial dots
+ *        of a key are added in a fixed tree (subgroupShuffleXor where the device has subgroups, else workgroup
+ *        memory: the same tree, the same bits);
  *   2. online softmax: per-row block max, rescale factor exp(mOld − mNew), probabilities in place, running sum;
  *   3. P·V: thread (slot, vec4 lane) accumulates its rows (a row part) over its keys (a key part) of the block from
  *      coalesced V rows, so every thread works even for one row (DecodeConfig.pvRowParts).
@@ -44,6 +51,20 @@ export interface DecodeConfig {
    * at one row, D64); 1 puts every thread on keys, every row in registers.
    */
   pvRowParts: number;
+  /**
+   * Threads per key in the score phase (a power of two ≤ BLOCK): 1 = a thread dots a whole K row; L > 1 = L threads
+   * each take every L-th vec4 of the row (coalesced K loads, the q vec4 reused over L keys), their partial dots added
+   * in a fixed tree.
+   */
+  scoreLanes: number;
+  /**
+   * scoreLanes > 1: add the lanes' partial dots with subgroupShuffleXor (needs the `subgroups` feature). Each
+   * workgroup first checks that the lanes of a key are lanes l ^ m of one subgroup (WGSL promises neither the
+   * subgroup size nor which invocations share a subgroup) and otherwise takes the workgroup-memory tree.
+   */
+  scoreSubgroups: boolean;
+  /** P·V: V rows loaded per batch of a thread's keys before their multiply-adds (1, or 4: more loads in flight). */
+  pvUnroll: number;
 }
 
 export const DECODE_SPLIT_UNIFORMS: Array<[string, UniformType]> = [
@@ -58,10 +79,15 @@ export const DECODE_SPLIT_UNIFORMS: Array<[string, UniformType]> = [
 /** Largest batch whose keyLengths / queryOffsets fit the split program's uniforms. */
 export const DECODE_UNIFORM_BATCH = 4;
 
-/** Workgroup memory of a split program, in bytes (q rows + the block's scores + per-row statistics + reduction). */
-export function decodeWorkgroupBytes(c: Pick<DecodeConfig, 'headDim' | 'rows' | 'block'>): number {
+/**
+ * Workgroup memory of a split program, in bytes (q rows + the block's scores + per-row statistics + reduction; with
+ * several score lanes, two rounds of partial dots and the lane check's two words).
+ */
+export function decodeWorkgroupBytes(
+    c: Pick<DecodeConfig, 'headDim' | 'rows' | 'block'> & Partial<Pick<DecodeConfig, 'scoreLanes'>>): number {
   // + one vec4 per thread for the key parts' reduction.
-  return 4 * (c.rows * c.headDim + c.rows * c.block + 3 * c.rows + c.block) + 16 * c.block;
+  const split = (c.scoreLanes ?? 1) > 1 ? 4 * 2 * c.rows * c.block + 8 : 0;
+  return 4 * (c.rows * c.headDim + c.rows * c.block + 3 * c.rows + c.block) + 16 * c.block + split;
 }
 
 /** The split program's input bindings, [name, WGSL element type], in order: a small input is bound only where the
@@ -77,7 +103,8 @@ export function decodeSplitInputs(c: DecodeConfig): Array<[string, string]> {
 /** Everything that changes the split program's code: its pipeline key and the executor's program cache key. */
 export function decodeSplitKey(c: DecodeConfig): string {
   return `attention-decode-split:${c.headDim}:${c.rows}:${c.block}:${c.softcap}:${c.hasKeyLengths}:${
-      c.hasQueryOffsets}:${c.alibi}:${c.pvRowParts}:${c.keyLengthsUniform}:${c.queryOffsetsUniform}`;
+      c.hasQueryOffsets}:${c.alibi}:${c.pvRowParts}:${c.keyLengthsUniform}:${c.queryOffsetsUniform}:${c.scoreLanes}:${
+      c.scoreSubgroups}:${c.pvUnroll}`;
 }
 
 function visibilityCode(c: DecodeConfig): string {
@@ -105,10 +132,18 @@ function visibilityCode(c: DecodeConfig): string {
   }`;
 }
 
+/** What follows `score = dot · scale` for row r and key j: the softcap, then the ALiBi term. */
+function scoreAdjustments(c: DecodeConfig): {capped: string; alibi: string} {
+  return {
+    capped: c.softcap ? 'score = uniforms.softcap * tanh(score / uniforms.softcap);' : '',
+    alibi: c.alibi ?
+        `score -= alibiSlopes[b * uniforms.alibiBatchStride + rowHead[r]] * abs(f32(rowPos[r] - j));` : '',
+  };
+}
+
+/** Scores, one thread per key (scoreLanes 1). */
 function scoreCode(c: DecodeConfig): string {
-  const capped = c.softcap ? 'score = uniforms.softcap * tanh(score / uniforms.softcap);' : '';
-  const alibi = c.alibi ?
-      `score -= alibiSlopes[b * uniforms.alibiBatchStride + rowHead[r]] * abs(f32(rowPos[r] - j));` : '';
+  const {capped, alibi} = scoreAdjustments(c);
   return `
       // 1. scores of key j against every row of the group
       let j = j0 + i32(t);
@@ -129,6 +164,93 @@ function scoreCode(c: DecodeConfig): string {
         }
         scores[r * BLOCK + i32(t)] = score;
       }
+      workgroupBarrier();`;
+}
+
+/**
+ * Scores, SCORE_LANES threads per key (scoreLanes > 1): thread (keySlot, scoreLane) takes the vec4s scoreLane,
+ * scoreLane + SCORE_LANES, … of the keys j0 + p·KEYS_PER_PASS + keySlot (p < SCORE_LANES), each q vec4 read once
+ * for its SCORE_LANES keys; dots[p·ROWS + r] is its partial dot of key p with row r. The lanes' partials are added
+ * in one tree (pairs, then pairs of pairs: the butterfly of subgroupShuffleXor, which gives every lane the same
+ * bits), and lane p finishes key p.
+ */
+function splitScoreCode(c: DecodeConfig): string {
+  const {capped, alibi} = scoreAdjustments(c);
+  const lanes = c.scoreLanes;
+  const d4 = c.headDim / 4;
+  const guard = d4 % lanes !== 0;  // the last slice is partial (headDim 40: 10 vec4s over 4 lanes)
+  // Finishes key p of this thread's keys for row r (p, r and the dot in scope).
+  const finish = (dot: string, pad: string) => `
+${pad}let j = j0 + p * KEYS_PER_PASS + keySlot;
+${pad}var score = uniforms.negInf;
+${pad}if (j < blockEnd && j >= rowRange[r].x && j <= rowRange[r].y) {
+${pad}  score = ${dot} * uniforms.scale;
+${pad}  ${capped}
+${pad}  ${alibi}
+${pad}}
+${pad}scores[r * BLOCK + p * KEYS_PER_PASS + keySlot] = score;`;
+  // Rounds written out (p a constant in each): a loop around a barrier may stay a loop, and dots[p·ROWS + r] with a
+  // variable p would leave the registers for memory.
+  const rounds: string[] = [];
+  for (let p = 0; p < lanes; p++) {
+    rounds.push(`
+        {
+          let p = ${p};
+          let half = ${(p % 2) * c.rows * c.block};
+          for (var r = 0; r < ROWS; r++) { scoreParts[half + r * BLOCK + i32(t)] = dots[${p} * ROWS + r]; }
+          workgroupBarrier();
+          if (scoreLane == p) {
+            for (var r = 0; r < ROWS; r++) {
+              var sums = array<f32, SCORE_LANES>();
+              for (var l = 0; l < SCORE_LANES; l++) {
+                sums[l] = scoreParts[half + r * BLOCK + keySlot * SCORE_LANES + l];
+              }
+              for (var m = 1; m < SCORE_LANES; m *= 2) {
+                for (var l = 0; l < SCORE_LANES; l += 2 * m) { sums[l] += sums[l + m]; }
+              }${finish('sums[0]', '              ')}
+            }
+          }
+        }`);
+  }
+  const memoryTree = `
+        // Through workgroup memory, one key per lane per round: round p's partials (all of them, ROWS × BLOCK)
+        // go to half p % 2 of scoreParts, so one barrier a round keeps the next round's writes off them.${
+      rounds.join('')}`;
+  const shuffleTree = `
+        // Through the subgroup: after the butterfly every lane holds every key's sums; lane p writes key p.
+        for (var p = 0; p < SCORE_LANES; p++) {
+          for (var r = 0; r < ROWS; r++) {
+            var sum = dots[p * ROWS + r];
+            for (var m = 1u; m < u32(SCORE_LANES); m *= 2u) { sum += subgroupShuffleXor(sum, m); }
+            dots[p * ROWS + r] = sum;
+          }
+        }
+        for (var p = 0; p < SCORE_LANES; p++) {
+          if (scoreLane == p) {
+            for (var r = 0; r < ROWS; r++) {${finish('dots[p * ROWS + r]', '              ')}
+            }
+          }
+        }`;
+  return `
+      // 1. scores, SCORE_LANES threads a key: partial dots of this thread's slice of its keys with every row
+      var dots = array<f32, SCORE_LANES * ROWS>();
+      for (var i = 0; i < SLICE; i++) {
+        let d = scoreLane + i * SCORE_LANES;
+        ${guard ? 'if (d < D4) {' : '{'}
+          var qv = array<vec4<f32>, ROWS>();
+          for (var r = 0; r < ROWS; r++) { qv[r] = qs[r * D4 + d]; }
+          for (var p = 0; p < SCORE_LANES; p++) {
+            let j = j0 + p * KEYS_PER_PASS + keySlot;
+            if (j < blockEnd) {
+              let kv = k[((b * uniforms.seqK + j) * uniforms.kvHeads + hk) * D4 + d];
+              for (var r = 0; r < ROWS; r++) { dots[p * ROWS + r] += dot(qv[r], kv); }
+            }
+          }
+        }
+      }
+      ${c.scoreSubgroups ? `if (reduceInMemory) {${memoryTree}
+      } else {${shuffleTree}
+      }` : memoryTree}
       workgroupBarrier();`;
 }
 
@@ -171,6 +293,41 @@ const SOFTMAX_CODE = `
         for (var x = 0; x < LANES; x++) { blockSum += partials[i32(t) * LANES + x]; }
         rowSum[t] = rowSum[t] * rowScale[t] + blockSum;
       }`;
+
+/**
+ * P·V with the V rows of PV_UNROLL of a thread's keys loaded before their multiply-adds (more loads in flight per
+ * thread; the same adds in the same order as PV_CODE, so the same bits), then the remaining keys one at a time.
+ */
+const PV_UNROLLED_CODE = `
+      // 3. P·V: rows rowPart, rowPart + ROW_PARTS, … over keys keyPart, keyPart + KEY_PARTS, …; vec4 lane4
+      if (slot < ROW_PARTS * KEY_PARTS) {
+        for (var n = 0; n < PER_THREAD; n++) {
+          let r = rowPart + n * ROW_PARTS;
+          if (r < ROWS) { acc[n] = acc[n] * rowScale[r]; }
+        }
+        let keys = min(BLOCK, blockEnd - j0);
+        let keyStride = KEY_PARTS * uniforms.kvHeads * D4;  // V elements between a thread's successive keys
+        var x = keyPart;
+        for (; x + (PV_UNROLL - 1) * KEY_PARTS < keys; x += PV_UNROLL * KEY_PARTS) {
+          let first = ((b * uniforms.seqK + j0 + x) * uniforms.kvHeads + hk) * D4 + lane4;
+          var vv = array<vec4<f32>, PV_UNROLL>();
+          for (var u = 0; u < PV_UNROLL; u++) { vv[u] = v[first + u * keyStride]; }
+          for (var u = 0; u < PV_UNROLL; u++) {
+            for (var n = 0; n < PER_THREAD; n++) {
+              let r = rowPart + n * ROW_PARTS;
+              if (r < ROWS) { acc[n] += scores[r * BLOCK + x + u * KEY_PARTS] * vv[u]; }
+            }
+          }
+        }
+        for (; x < keys; x += KEY_PARTS) {
+          let vv = v[((b * uniforms.seqK + j0 + x) * uniforms.kvHeads + hk) * D4 + lane4];
+          for (var n = 0; n < PER_THREAD; n++) {
+            let r = rowPart + n * ROW_PARTS;
+            if (r < ROWS) { acc[n] += scores[r * BLOCK + x] * vv; }
+          }
+        }
+      }
+      workgroupBarrier();`;
 
 /** P·V: thread (slot, lane4), slot = keyPart·ROW_PARTS + rowPart, takes its rows × its keys of the block. */
 const PV_CODE = `
@@ -217,6 +374,8 @@ export class DecodeSplitProgram implements MultiOutputProgram {
   variableNames: string[];
   variableTypes: string[];
   uniformFields = DECODE_SPLIT_UNIFORMS;
+  /** 'subgroups' where the score lanes add through the subgroup. */
+  enables?: string[];
   shaderKey: string;
   readonly workgroupSize: [number, number, number];
 
@@ -228,6 +387,13 @@ export class DecodeSplitProgram implements MultiOutputProgram {
     const inputs = decodeSplitInputs(c);
     this.variableNames = inputs.map(([name]) => name);
     this.variableTypes = inputs.map(([, type]) => type);
+    const lanes = c.scoreLanes;
+    if (lanes < 1 || (lanes & (lanes - 1)) !== 0 || lanes > c.block) {
+      throw new Error(`decode program: scoreLanes ${lanes} is not a power of two ≤ the block (${c.block})`);
+    }
+    if (c.scoreSubgroups && lanes > 1) {
+      this.enables = ['subgroups'];
+    }
   }
 
   getUserCode(): string {
@@ -236,6 +402,34 @@ export class DecodeSplitProgram implements MultiOutputProgram {
     const slots = Math.max(1, Math.floor(c.block / d4));
     const lanes = Math.max(1, Math.floor(c.block / c.rows));
     const rowParts = Math.max(1, Math.min(c.pvRowParts, slots));
+    const split = c.scoreLanes > 1;
+    const shuffles = split && c.scoreSubgroups;
+    // Split scores: the layout's constants, and where the subgroup adds, the per-workgroup lane check.
+    const splitDeclarations = !split ? '' : `
+  const SCORE_LANES = ${c.scoreLanes};
+  const KEYS_PER_PASS = ${c.block / c.scoreLanes};
+  const SLICE = ${Math.ceil(d4 / c.scoreLanes)};
+  var<workgroup> scoreParts: array<f32, ${2 * c.rows * c.block}>;${shuffles ? `
+  var<workgroup> laneMismatch: atomic<u32>;
+  var<workgroup> laneMismatchFound: u32;` : ''}`;
+    const splitSetup = !split ? '' : `
+    let scoreLane = i32(t) % SCORE_LANES;
+    let keySlot = i32(t) / SCORE_LANES;${shuffles ? `
+    // Subgroup adds need a key's SCORE_LANES threads to be lanes l ^ m of one subgroup (WGSL promises neither the
+    // subgroup size nor which invocations share one): checked here, once, for every thread; if any fails, this
+    // workgroup adds through workgroup memory instead (same tree, same bits). Workgroup memory starts at zero.
+    var lanesPaired = sgSize >= u32(SCORE_LANES);
+    for (var m = 1u; m < u32(SCORE_LANES); m *= 2u) {
+      let partner = subgroupShuffleXor(t, m);  // every invocation takes part (uniform control flow)
+      lanesPaired = lanesPaired & (partner == (t ^ m));
+    }
+    if (!lanesPaired) { atomicStore(&laneMismatch, 1u); }
+    workgroupBarrier();
+    if (t == 0u) { laneMismatchFound = atomicLoad(&laneMismatch); }
+    let reduceInMemory = workgroupUniformLoad(&laneMismatchFound) != 0u;` : ''}`;
+    const builtins = shuffles ?
+        '@builtin(local_invocation_index) t: u32, @builtin(subgroup_size) sgSize: u32' :
+        '@builtin(local_invocation_index) t: u32';
     return `
   const D4 = ${d4};
   const ROWS = ${c.rows};
@@ -244,7 +438,8 @@ export class DecodeSplitProgram implements MultiOutputProgram {
   const SLOTS = ${slots};
   const ROW_PARTS = ${rowParts};
   const KEY_PARTS = ${Math.floor(slots / rowParts)};
-  const PER_THREAD = ${Math.ceil(c.rows / rowParts)};
+  const PER_THREAD = ${Math.ceil(c.rows / rowParts)};${c.pvUnroll > 1 ? `
+  const PV_UNROLL = ${c.pvUnroll};` : ''}${splitDeclarations}
   var<workgroup> qs: array<vec4<f32>, ${c.rows * d4}>;
   var<workgroup> scores: array<f32, ${c.rows * c.block}>;
   var<workgroup> rowMax: array<f32, ROWS>;
@@ -255,7 +450,7 @@ export class DecodeSplitProgram implements MultiOutputProgram {
   ${visibilityCode(c)}
 
   @compute @workgroup_size(${c.block}, 1, 1)
-  fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  fn main(@builtin(workgroup_id) wg: vec3<u32>, ${builtins}) {
     let split = i32(wg.x);
     let rowGroup = i32(wg.y) % uniforms.rowGroups;
     let hk = i32(wg.y) / uniforms.rowGroups;
@@ -301,16 +496,16 @@ export class DecodeSplitProgram implements MultiOutputProgram {
     let slot = i32(t) / D4;
     let rowPart = slot % ROW_PARTS;
     let keyPart = slot / ROW_PARTS;
-    var acc = array<vec4<f32>, PER_THREAD>();
+    var acc = array<vec4<f32>, PER_THREAD>();${splitSetup}
     workgroupBarrier();
 
     // This split's keys, narrowed to those some row of the group can see (uniform across the workgroup).
     let splitStart = max(split * uniforms.splitLength, groupLo);
     let blockEnd = min(min((split + 1) * uniforms.splitLength, uniforms.seqK), groupHi + 1);
     for (var j0 = splitStart; j0 < blockEnd; j0 += BLOCK) {
-      ${scoreCode(c)}
+      ${split ? splitScoreCode(c) : scoreCode(c)}
       ${SOFTMAX_CODE}
-      ${PV_CODE}
+      ${c.pvUnroll > 1 ? PV_UNROLLED_CODE : PV_CODE}
     }
     ${WRITE_CODE}
   }`;
