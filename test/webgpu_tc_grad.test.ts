@@ -12,6 +12,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as lib from '../src/index.js';
 import '../kernels/webgpu/register_all_webgpu_kernels.js';
 import {setDecodePathForTests} from '../kernels/webgpu/attention_decode.js';
+import {TC_BACKWARD_FLAG} from '../kernels/webgpu/attention_backward.js';
 import {setTensorCoreEmulationForTests} from '../kernels/webgpu/attention_forward_tc.js';
 import {CASES, hasTag} from './cases.js';
 import {checkCase, randomArray} from './check_case.js';
@@ -51,6 +52,11 @@ describe('webgpu tensor-core backward (precision medium, emulated MMAs)', functi
   after(() => {
     setTensorCoreEmulationForTests(false);
     setDecodePathForTests(null);
+  });
+
+  it('is opt-in on real subgroup matrices (ATTENTION_WEBGPU_TC_BACKWARD defaults to false)', () => {
+    expect(TC_BACKWARD_FLAG).to.equal('ATTENTION_WEBGPU_TC_BACKWARD');
+    expect(tf.env().getBool(TC_BACKWARD_FLAG)).to.equal(false);
   });
 
   const quick = process.env.WEBGPU_TC_GRAD_ALL == null;

@@ -55,6 +55,9 @@ async function main(): Promise<number> {
   await tf.setBackend('webgpu-tc');
   setTensorCoreEmulationForTests(emulate);
   setDecodePathForTests('never');
+  // The tensor-core backward is opt-in on real subgroup matrices until this script has passed on a GPU.
+  const {TC_BACKWARD_FLAG} = await import('../../kernels/webgpu/attention_backward.js');
+  tf.env().set(TC_BACKWARD_FLAG, true);
 
   const time = (fn: () => Tensor[]) => timeOnQueue(fn, {targetMs: 150, maxIters: 40});
   const problems: Array<[number, number]> = emulate ? [[256, 64]] : [[4096, 64], [4096, 128], [1024, 64]];

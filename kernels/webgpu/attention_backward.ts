@@ -14,7 +14,7 @@
  * batches, whose element offset the shaders get as `*Base` uniforms); a single batch that does not fit one binding
  * is an Error naming the limit.
  */
-import {getBackend, type TensorInfo} from '@tensorflow/tfjs-core';
+import {env, getBackend, type TensorInfo} from '@tensorflow/tfjs-core';
 import type {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
 import {GRAD_KERNEL} from '../../src/kernel_names.js';
 import {AttentionPlan} from '../../src/plan/plan.js';
@@ -93,6 +93,15 @@ interface TcBackward {
 }
 
 /**
+ * tfjs flag (default false): run the 'medium' backward on tensor cores (flash_attention_grad_tc_webgpu.ts) where the
+ * device has f16 subgroup matrices. Off by default because those passes have only run with emulated MMAs
+ * (test/webgpu_tc_grad.test.ts, every shared case against the float64 reference): `bench/device/tc_backward.ts`
+ * turns it on and checks them on a GPU; when a GPU has passed them and timed them, this default becomes true.
+ */
+export const TC_BACKWARD_FLAG = 'ATTENTION_WEBGPU_TC_BACKWARD';
+env().registerFlag(TC_BACKWARD_FLAG, () => false);
+
+/**
  * Decided once, up front: the tensor-core passes run for precision 'medium' on a device with the 16×16×16 f16
  * subgroup-matrix configuration (or with emulated MMAs, tests), when both passes have a tiling that fits, every
  * tensor fits one binding (no batch splitting on this path). Otherwise null: the fp32 passes run
@@ -101,6 +110,8 @@ interface TcBackward {
 function tensorCoreBackward(
     backend: WebGPUBackend, plan: AttentionPlan, limits: ReturnType<typeof getLimits>): TcBackward | null {
   if (plan.precision !== 'medium') return null;
+  // Opt-in on real subgroup matrices until a GPU has run it (TC_BACKWARD_FLAG); emulated MMAs (tests) always run it.
+  if (!tensorCoreEmulation() && !env().getBool(TC_BACKWARD_FLAG)) return null;
   const {batch: B, seqQ: Sq, seqK: Sk, heads: H, kvHeads: Hkv, headDim: D} = plan;
   if (B * Sq * H * D === 0 || Sk === 0 || useDecodePath(plan)) return null;
   const caps = webgpuCapabilities(backend);
