@@ -12,9 +12,8 @@ import {expect} from 'chai';
 import * as tf from '@tensorflow/tfjs-core';
 import * as lib from '../src/index.js';
 import '../kernels/webgpu/register_all_webgpu_kernels.js';
-import {setDecodePathForTests} from '../kernels/webgpu/attention_decode.js';
 import {
-  chooseFastTcTile, FastTileShape, setTensorCoreEmulationForTests, setTensorCoreKernelForTests,
+  chooseFastTcTile, FastTileShape, setTensorCoreKernelForTests,
 } from '../kernels/webgpu/attention_forward_tc.js';
 import {EMULATED_SUBGROUP} from '../kernels/webgpu/flash_attention_tc_webgpu.js';
 import {getLimits} from '../kernels/webgpu/program_runner.js';
@@ -32,31 +31,20 @@ const STAGED_VARIANTS: FastTileShape[] = [
   {blockQ: 64, blockK: 32, rowBlocks: 2, kvBuffers: 2},
 ];
 import {TENSOR_CORE_TOLERANCES} from './tolerances.js';
-import {registerTensorCoreBackend} from './tc_kernels.js';
+import {emulatedTensorCoreBackendOrSkip, restoreTensorCoreSwitches} from './tc_env.js';
 import {LOAD_SOURCES, loadProbeSource} from '../bench/device/tc_load_probe.js';
-import {setupWebGPU, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
+import {withGPUErrorCheck} from './webgpu_env.js';
 
 
-let env: WebGPUEnv | null = null;
 let device: GPUDevice;
 
 describe('webgpu tensor-core forward (emulated MMAs)', function() {
   this.timeout(1_800_000);
   before(async function() {
-    env = await setupWebGPU();
-    if (env == null) this.skip();
-    const adapter = (await navigator.gpu.requestAdapter())!;
-    if (!adapter.features.has('shader-f16')) this.skip();
-    device = await registerTensorCoreBackend('webgpu-tc', adapter);
-    await tf.setBackend('webgpu-tc');
-    setTensorCoreEmulationForTests(true);
-    // Decode-shaped plans (few queries, many keys) take the decode path, not the tensor cores; off here so that every
-    // case runs the tensor-core program.
-    setDecodePathForTests('never');
+    device = await emulatedTensorCoreBackendOrSkip(this, 'webgpu-tc');
   });
   after(() => {
-    setTensorCoreEmulationForTests(false);
-    setDecodePathForTests(null);
+    restoreTensorCoreSwitches();
     tf.env().set(lib.PRECISION_FLAG, 'highest');
   });
 

@@ -11,9 +11,7 @@ import {expect} from 'chai';
 import * as tf from '@tensorflow/tfjs-core';
 import * as lib from '../src/index.js';
 import '../kernels/webgpu/register_all_webgpu_kernels.js';
-import {setDecodePathForTests} from '../kernels/webgpu/attention_decode.js';
 import {TC_BACKWARD_FLAG} from '../kernels/webgpu/attention_backward.js';
-import {setTensorCoreEmulationForTests} from '../kernels/webgpu/attention_forward_tc.js';
 import {CASES, hasTag} from './cases.js';
 import {checkCase, randomArray} from './check_case.js';
 import {caseSeed} from './shared_runner.js';
@@ -21,10 +19,10 @@ import {TENSOR_CORE_TOLERANCES} from './tolerances.js';
 import type {OptionFlags} from '../kernels/webgpu/attention_options.js';
 import {chooseTcGradTiles, TcGradTileProgram, tcGradWorkgroupBytes} from '../kernels/webgpu/flash_attention_grad_tc_webgpu.js';
 import {programSource} from '../kernels/webgpu/program_runner.js';
-import {checkMatrixCallsUnbranched, registerTensorCoreBackend} from './tc_kernels.js';
-import {setupWebGPU, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
+import {checkMatrixCallsUnbranched} from './tc_kernels.js';
+import {emulatedTensorCoreBackendOrSkip, restoreTensorCoreSwitches} from './tc_env.js';
+import {withGPUErrorCheck} from './webgpu_env.js';
 
-let env: WebGPUEnv | null = null;
 let device: GPUDevice;
 
 /** Cases beyond the 'quick' tag that the default run includes: one per option the quick set lacks. */
@@ -38,20 +36,10 @@ const TC_GRAD_EXTRA = [
 describe('webgpu tensor-core backward (precision medium, emulated MMAs)', function() {
   this.timeout(1_800_000);
   before(async function() {
-    env = await setupWebGPU();
-    if (env == null) this.skip();
-    const adapter = (await navigator.gpu.requestAdapter())!;
-    if (!adapter.features.has('shader-f16')) this.skip();
-    device = await registerTensorCoreBackend('webgpu-tc-grad', adapter);
-    await tf.setBackend('webgpu-tc-grad');
-    setTensorCoreEmulationForTests(true);
-    // Decode-shaped plans take the decode path in the forward (and the fp32 backward); off so that every case runs
-    // the tensor-core programs.
-    setDecodePathForTests('never');
+    device = await emulatedTensorCoreBackendOrSkip(this, 'webgpu-tc-grad');
   });
   after(() => {
-    setTensorCoreEmulationForTests(false);
-    setDecodePathForTests(null);
+    restoreTensorCoreSwitches();
   });
 
   it('is opt-in on real subgroup matrices (ATTENTION_WEBGPU_TC_BACKWARD defaults to false)', () => {
