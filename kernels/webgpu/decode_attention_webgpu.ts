@@ -295,17 +295,27 @@ const SOFTMAX_CODE = `
       }`;
 
 /**
- * P·V with the V rows of PV_UNROLL of a thread's keys loaded before their multiply-adds (more loads in flight per
- * thread; the same adds in the same order as PV_CODE, so the same bits), then the remaining keys one at a time.
+ * P·V: thread (slot, lane4), slot = keyPart·ROW_PARTS + rowPart, takes its rows × its keys of the block. `unrolled`:
+ * the V rows of PV_UNROLL of its keys loaded before their multiply-adds (more loads in flight per thread; the same
+ * adds in the same order, so the same bits), then the remaining keys one at a time.
  */
-const PV_UNROLLED_CODE = `
+function pvCode(unrolled: boolean): string {
+  const oneKey = (from: string) => `
+        for (${from}; x < keys; x += KEY_PARTS) {
+          let vv = v[((b * uniforms.seqK + j0 + x) * uniforms.kvHeads + hk) * D4 + lane4];
+          for (var n = 0; n < PER_THREAD; n++) {
+            let r = rowPart + n * ROW_PARTS;
+            if (r < ROWS) { acc[n] += scores[r * BLOCK + x] * vv; }
+          }
+        }`;
+  return `
       // 3. P·V: rows rowPart, rowPart + ROW_PARTS, … over keys keyPart, keyPart + KEY_PARTS, …; vec4 lane4
       if (slot < ROW_PARTS * KEY_PARTS) {
         for (var n = 0; n < PER_THREAD; n++) {
           let r = rowPart + n * ROW_PARTS;
           if (r < ROWS) { acc[n] = acc[n] * rowScale[r]; }
         }
-        let keys = min(BLOCK, blockEnd - j0);
+        let keys = min(BLOCK, blockEnd - j0);${unrolled ? `
         let keyStride = KEY_PARTS * uniforms.kvHeads * D4;  // V elements between a thread's successive keys
         var x = keyPart;
         for (; x + (PV_UNROLL - 1) * KEY_PARTS < keys; x += PV_UNROLL * KEY_PARTS) {
@@ -318,35 +328,10 @@ const PV_UNROLLED_CODE = `
               if (r < ROWS) { acc[n] += scores[r * BLOCK + x + u * KEY_PARTS] * vv[u]; }
             }
           }
-        }
-        for (; x < keys; x += KEY_PARTS) {
-          let vv = v[((b * uniforms.seqK + j0 + x) * uniforms.kvHeads + hk) * D4 + lane4];
-          for (var n = 0; n < PER_THREAD; n++) {
-            let r = rowPart + n * ROW_PARTS;
-            if (r < ROWS) { acc[n] += scores[r * BLOCK + x] * vv; }
-          }
-        }
+        }${oneKey('')}` : oneKey('var x = keyPart')}
       }
       workgroupBarrier();`;
-
-/** P·V: thread (slot, lane4), slot = keyPart·ROW_PARTS + rowPart, takes its rows × its keys of the block. */
-const PV_CODE = `
-      // 3. P·V: rows rowPart, rowPart + ROW_PARTS, … over keys keyPart, keyPart + KEY_PARTS, …; vec4 lane4
-      if (slot < ROW_PARTS * KEY_PARTS) {
-        for (var n = 0; n < PER_THREAD; n++) {
-          let r = rowPart + n * ROW_PARTS;
-          if (r < ROWS) { acc[n] = acc[n] * rowScale[r]; }
-        }
-        let keys = min(BLOCK, blockEnd - j0);
-        for (var x = keyPart; x < keys; x += KEY_PARTS) {
-          let vv = v[((b * uniforms.seqK + j0 + x) * uniforms.kvHeads + hk) * D4 + lane4];
-          for (var n = 0; n < PER_THREAD; n++) {
-            let r = rowPart + n * ROW_PARTS;
-            if (r < ROWS) { acc[n] += scores[r * BLOCK + x] * vv; }
-          }
-        }
-      }
-      workgroupBarrier();`;
+}
 
 /** Partial results: per row, the key parts' sums added in key-part order (deterministic), then written. */
 const WRITE_CODE = `
@@ -505,7 +490,7 @@ export class DecodeSplitProgram implements MultiOutputProgram {
     for (var j0 = splitStart; j0 < blockEnd; j0 += BLOCK) {
       ${split ? splitScoreCode(c) : scoreCode(c)}
       ${SOFTMAX_CODE}
-      ${c.pvUnroll > 1 ? PV_UNROLLED_CODE : PV_CODE}
+      ${pvCode(c.pvUnroll > 1)}
     }
     ${WRITE_CODE}
   }`;

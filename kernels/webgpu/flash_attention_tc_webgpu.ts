@@ -351,7 +351,7 @@ function declarations(s: TcShape): string {
   const {SST, PST, OST, KST} = strides(s.config, s.DP);
   const summarized = s.opts != null && elementMasked(s.opts);
   const high = s.precision === 'high';
-  const kvn = Math.ceil(blockK * s.DP / 8 / threads);
+  const kvn = keyValuePieces(s);
   return `
 const BQ = ${blockQ};
 const BK = ${blockK};
@@ -476,13 +476,26 @@ ${s.mergedFlag ? '' : `
 const RAISE_RESCALE_FLAG = (m: string) => `if (${m} > runMax + TAU && runMax != MASKED) { rescaleFlag = 1u; }`;
 
 /**
+ * Element e of this thread's scaled probabilities (`scaled`, of key group c0) to Pw as f16, in both kernels' softmax;
+ * 'high': split into P'hi, P'lo and P'hi / LO_SCALE (the left matrix of the hi·lo term of P·V).
+ */
+function storeProbabilities(s: TcShape): string {
+  return `
+            let at = u32(row) * PST + u32(c0 + e);${s.precision === 'high' ? `
+            let hi = splitHi(scaled[e]);
+            Pw[at] = f16(hi);
+            Pw[PLO + at] = f16(scaled[e] - hi);
+            Pw[PHI + at] = f16(hi * INV_LO_SCALE);` : `
+            Pw[at] = f16(scaled[e]);`}`;
+}
+
+/**
  * Phase 3: the new row max over the TPR threads of the row, P = exp2(x − m) (0 where masked) to Pw as f16 —
  * dropout's keep mask applied and scaled by 1 / (1 − rate) for P·V only, the row sum (hence lse) taking P — and
  * this
  * thread's columns of the O row rescaled by exp2(mOld − m).
  */
 function onlineSoftmax(s: TcShape): string {
-  const split = s.precision === 'high';
   return `
       {
         var m = runMax;
@@ -499,14 +512,7 @@ function onlineSoftmax(s: TcShape): string {
           let kept = vec4<bool>((keep & 1u) != 0u, (keep & 2u) != 0u, (keep & 4u) != 0u, (keep & 8u) != 0u);
           let scaled = select(vec4<f32>(0.0), p * (uniforms.keepScale * PSCALE), kept);` : `
           let scaled = p * PSCALE;`}
-          for (var e = 0; e < 4; e++) {
-            let at = u32(row) * PST + u32(c0 + e);
-${split ? `
-            let hi = splitHi(scaled[e]);
-            Pw[at] = f16(hi);
-            Pw[PLO + at] = f16(scaled[e] - hi);
-            Pw[PHI + at] = f16(hi * INV_LO_SCALE);` : `
-            Pw[at] = f16(scaled[e]);`}
+          for (var e = 0; e < 4; e++) {${storeProbabilities(s)}
           }
         }`).join('')}
         rowSum = rowSum * alpha + sum;
@@ -704,14 +710,7 @@ function lazySoftmax(s: TcShape): string {
           let kept = vec4<bool>((keep & 1u) != 0u, (keep & 2u) != 0u, (keep & 4u) != 0u, (keep & 8u) != 0u);
           let scaled = select(vec4<f32>(0.0), p * PSCALE, kept);` : `
           let scaled = p * PSCALE;`}
-          for (var e = 0; e < 4; e++) {${s.precision === 'high' ? `
-            // P'' = P·PSCALE split: P''hi, P''lo and P''hi / LO_SCALE (the left matrix of the hi·lo term).
-            let at = u32(row) * PST + u32(c0 + e);
-            let hi = splitHi(scaled[e]);
-            Pw[at] = f16(hi);
-            Pw[PLO + at] = f16(scaled[e] - hi);
-            Pw[PHI + at] = f16(hi * INV_LO_SCALE);` : `
-            Pw[u32(row) * PST + u32(c0 + e)] = f16(scaled[e]);`}
+          for (var e = 0; e < 4; e++) {${storeProbabilities(s)}
           }
         }`).join('')}
         rowSum = rowSum * alpha + sum;
@@ -802,6 +801,11 @@ function heldValueProduct(s: TcShape): string {
 //                                                      so S needs no second workgroup array (the memory kernel's Sx);
 //   P''·V = P''lo·Vhi + (P''hi / LO_SCALE)·Vlo' + P''hi·Vhi   with P'' = P·HIGH_PSCALE split in Pw (three arrays),
 // the small terms first. HIGH_TAU bounds P'' below f16's largest (see HIGH_PSCALE).
+
+/** KVN: the 16-byte pieces of a K (or V) tile each invocation stages. */
+function keyValuePieces(s: TcShape): number {
+  return Math.ceil(s.config.blockK * s.DP / 8 / s.config.threads);
+}
 
 /**
  * kNext / vNext = the 16-byte pieces of key tile `tile` this invocation stages ('high': hi pieces at n, lo pieces at
@@ -903,7 +907,7 @@ function writeHeldOutputs(s: TcShape): string {
 function forwardMain(s: TcShape): string {
   const summarized = s.opts != null && elementMasked(s.opts);
   // Prefetch registers per invocation: KVN 16-byte pieces of K and of V ('high': hi and lo).
-  const kvPieces = Math.ceil(s.config.blockK * s.DP / 8 / s.config.threads) * (s.precision === 'high' ? 2 : 1);
+  const kvPieces = keyValuePieces(s) * (s.precision === 'high' ? 2 : 1);
   return `
 @compute @workgroup_size(${s.config.threads})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32${s.dialect.builtins}) {
