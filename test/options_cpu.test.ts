@@ -4,7 +4,8 @@
  *   - the dropout keep mask equals src/plan/philox.ts element by element, read back through the output with v = one-hot
  *     rows (output[b, i, h, d] = P[b, h, i, d]·Z/(1 − rate) for d < seqK);
  *   - the same seed gives bit-identical outputs and gradients run after run; another seed another mask;
- *   - forward + gradients (q, k, v and bias) with every option leave no tensor behind.
+ *   - forward + gradients (q, k, v and bias) with every option leave no tensor behind;
+ *   - the cpu tile walk sends tiles whose element conditions allow everything down the unmasked path.
  */
 import './setup_node.js';
 import {MathBackendCPU} from '@tensorflow/tfjs-backend-cpu';
@@ -12,6 +13,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import {expect} from 'chai';
 import * as lib from '../src/index.js';
 import {dropoutKeep, makeDropoutPlan} from '../src/plan/philox.js';
+import {makePlan} from '../src/plan/plan.js';
+import {chooseTiles} from '../kernels/cpu/attention_cpu_util.js';
+import type {OptionOperands} from '../kernels/cpu/option_operands_cpu.js';
+import {KeyTileWalk} from '../kernels/cpu/schedule_walk_cpu.js';
 import {randomArray} from './check_case.js';
 
 
@@ -123,3 +128,39 @@ for (const backend of ['cpu', COMPOSITE]) {
     });
   });
 }
+
+describe('cpu key-tile walk with element conditions (issue 16: fully visible tiles take the unmasked path)', () => {
+  /** The walk over one query tile of a 64 × 130 plan whose elementwise conditions hide the pairs `hidden` lists. */
+  function walkTiles(hidden: (i: number, j: number) => boolean): Array<{k0: number, masked: boolean, c0: number,
+                                                                         c1: number}> {
+    const plan = makePlan({kind: 'flash', batch: 1, seqQ: 32, seqK: 130, heads: 1, kvHeads: 1, headDim: 8, scale: 1,
+                           softcap: 0, windowLeft: -1, windowRight: -1, layout: null, hasKeyLengths: false});
+    const ops = {
+      elementWise: true, offsets: new Int32Array([plan.diagonalOffset]),
+      allowRow(allowed: Uint8Array, base: number, _b: number, _h: number, i: number, k0: number, lo: number, hi: number) {
+        for (let c = lo; c < hi; c++) if (hidden(i, k0 + c)) allowed[base + c] = 0;
+      },
+    } as unknown as OptionOperands;
+    const walk = new KeyTileWalk(plan, ops);
+    const tiles = [];
+    expect(walk.startQueryTile(0, 0, 0, plan.seqK)).to.equal(true);
+    while (walk.nextKeyTile()) tiles.push({k0: walk.k0, masked: walk.masked, c0: walk.c0, c1: walk.c1});
+    return tiles;
+  }
+
+  it('a tile whose conditions allow every element is unmasked; one hidden element or a cut tile keeps the mask', () => {
+    const {blockK} = chooseTiles(makePlan({kind: 'flash', batch: 1, seqQ: 32, seqK: 130, heads: 1, kvHeads: 1,
+                                           headDim: 8, scale: 1, softcap: 0, windowLeft: -1, windowRight: -1,
+                                           layout: null, hasKeyLengths: false}));
+    expect(blockK).to.equal(64);
+    // Nothing hidden: every tile is unmasked, the last one over its 2 keys (as without element conditions).
+    expect(walkTiles(() => false)).to.deep.equal([
+      {k0: 0, masked: false, c0: 0, c1: 64}, {k0: 64, masked: false, c0: 0, c1: 64},
+      {k0: 128, masked: false, c0: 0, c1: 2}]);
+    // One hidden element in the middle of tile 1: masked (the full width stays, the element is hidden per element).
+    expect(walkTiles((i, j) => i === 5 && j === 100)[1]).to.deep.equal({k0: 64, masked: true, c0: 0, c1: 64});
+    // A whole hidden row in tile 0: masked. Every element of tile 1 hidden: skipped. One key of the last: masked.
+    expect(walkTiles((i, j) => (i === 7 && j < 64) || (j >= 64 && j < 128) || (i === 0 && j === 129))
+        .map((t) => [t.k0, t.masked])).to.deep.equal([[0, true], [128, true]]);
+  });
+});

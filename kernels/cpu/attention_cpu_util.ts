@@ -165,6 +165,8 @@ export class PartialTile {
   readonly hi: Int32Array;
   c0 = 0;
   c1 = 0;
+  /** Set by restrict: every element of the tile's rows × cols is allowed (the tile can take the unmasked path). */
+  allVisible = false;
   /** Set by restrict: `allowed` (row stride ld) holds the tile's visible elements. */
   private restricted = false;
   private allowed = new Uint8Array(0);
@@ -202,16 +204,18 @@ export class PartialTile {
    * After setRanges, for plans with element conditions (mask, segment ids, bias): which elements of the tile may
    * attend — the window and keyLengths ranges, the layout, then ops.allowRow — as allowed[r·ld + c], before any
    * product. c0..c1 shrink to the allowed columns; false when no element is allowed (the tile is skipped).
+   * allVisible: every element of rows [0, rows) × columns [0, cols) is allowed.
    */
   restrict(plan: AttentionPlan, ops: OptionOperands, b: number, h: number, q0: number, rows: number, k0: number,
-           ld: number): boolean {
+           ld: number, cols: number): boolean {
     const size = this.lo.length * ld;
     const allowed = this.allowed.length >= size ? this.allowed : (this.allowed = new Uint8Array(size));
     const layout = plan.layout;
-    let c0 = ld, c1 = 0;
+    let c0 = ld, c1 = 0, allVisible = true;
     for (let r = 0; r < rows; r++) {
       const base = r * ld, lo = this.lo[r], hi = this.hi[r];
       allowed.fill(0, base, base + ld);
+      if (lo !== 0 || hi !== cols) allVisible = false;
       if (lo >= hi) continue;
       allowed.fill(1, base + lo, base + hi);
       if (layout != null) {
@@ -228,14 +232,21 @@ export class PartialTile {
       ops.allowRow(allowed, base, b, h, q0 + r, k0, lo, hi);
       let first = lo;
       while (first < hi && allowed[base + first] === 0) first++;
-      if (first === hi) continue;
+      if (first === hi) {
+        allVisible = false;
+        continue;
+      }
       let last = hi;
       while (allowed[base + last - 1] === 0) last--;
+      if (first !== 0 || last !== cols || (allVisible && allowed.subarray(base + first, base + last).includes(0))) {
+        allVisible = false;
+      }
       if (first < c0) c0 = first;
       if (last > c1) c1 = last;
     }
     this.c0 = c0;
     this.c1 = c1;
+    this.allVisible = allVisible && c0 < c1;
     this.restricted = true;
     return c0 < c1;
   }

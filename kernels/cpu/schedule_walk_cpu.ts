@@ -107,9 +107,13 @@ export class KeyTileWalk {
       }
       const partial = this.partial;
       if (partial.setRanges(this.plan, this.q0, this.rows, k0, cols, keyLen, this.offset) &&
-          (!this.elementWise || partial.restrict(this.plan, this.ops, this.b, this.h, this.q0, this.rows, k0, blockK))) {
+          (!this.elementWise ||
+           partial.restrict(this.plan, this.ops, this.b, this.h, this.q0, this.rows, k0, blockK, cols))) {
         this.c0 = partial.c0;
         this.c1 = partial.c1;
+        // A tile whose element conditions allow everything takes the unmasked path (issue 16: blocked products, no
+        // per-element mask), as tiles the schedule lists as full do.
+        if (this.elementWise && partial.allVisible) this.masked = false;
         return true;
       }
     }

@@ -3,8 +3,9 @@
  * same WebGL2 context in headless Chromium (test/browser's harness), for dense / causal / sliding-window (256) /
  * block-sparse (BigBird, blocks of 64) attention, forward and forward+backward, seq 256 … 16384; on request
  * (--masks) the causal pattern as a bool mask tensor ('causal-mask') and 8 packed documents as segment ids
- * ('documents'), whose hidden tiles only the device knows. --flags sets tfjs flags in the page before the backend
- * starts (A/B runs of one build).
+ * ('documents'), whose hidden tiles only the device knows; and the option rows 'bias', 'alibi', 'dropout' (dense
+ * attention plus that option: the .md adds their cost next to the 'dense' row of the same run, issues 16/17's
+ * "report webgl ratios too"). --flags sets tfjs flags in the page before the backend starts (A/B runs of one build).
  *
  *   npx tsx bench/suite.ts --section webgl [--seqs 256,1024,4096,16384] [--angle swiftshader|gl-egl] [--heads 2]
  *       [--dim 64] [--paired 1] [--name suffix] [--masks dense,causal] [--modes forward] [--reps 5] [--out DIR]
@@ -30,7 +31,7 @@ import {bundleForPage, libraryBundle, REPO_ROOT} from '../../../test/browser/bun
 import {AngleBackend, browserMissingReason, BrowserSession, launchChromium} from '../../../test/browser/chromium.js';
 import {startStaticServer, StaticServer} from '../../../test/browser/server.js';
 import {runFolder} from '../machine.js';
-import {DOCUMENTS} from './webgl_page.js';
+import {DOCUMENTS, DROPOUT_RATE, OPTION_ROWS} from './webgl_page.js';
 import type {BenchJob, BenchResult, MaskKind, Mode} from './webgl_page.js';
 
 const args = new Map<string, string>();
@@ -327,6 +328,24 @@ function markdown(meta: Record<string, unknown>, rows: Row[]): string {
     }
     lines.push(line);
   }
+  lines.push(...optionCosts(rows));
   return lines.join('\n') + '\n';
+}
+
+/** What each option row costs next to the 'dense' row (ours / ours) of the same seq and mode, wall and GPU-process CPU. */
+function optionCosts(rows: Row[]): string[] {
+  const ms = (r: Row | undefined, key: 'medianMs' | 'medianCpuMs') =>
+      r != null && key in r.ours ? (r.ours as unknown as Record<string, number | null>)[key] : null;
+  const ratio = (a: number | null, b: number | null) => a != null && b != null ? `${(a / b).toFixed(2)}×` : '—';
+  const lines: string[] = [];
+  for (const r of rows) {
+    if (!OPTION_ROWS.includes(r.mask)) continue;
+    const dense = rows.find((d) => d.mask === 'dense' && d.seq === r.seq && d.mode === r.mode);
+    if (dense == null) continue;
+    lines.push(`| ${r.seq} | ${r.mask}${r.mask === 'dropout' ? ` ${DROPOUT_RATE}` : ''} | ${r.mode} | ${
+        ratio(ms(r, 'medianMs'), ms(dense, 'medianMs'))} | ${ratio(ms(r, 'medianCpuMs'), ms(dense, 'medianCpuMs'))} |`);
+  }
+  return lines.length === 0 ? [] : ['', 'Option cost: ours with the option / ours dense (same seq and mode, same page).', '',
+    '| seq | option | mode | wall | gpu cpu |', '|---|---|---|---|---|', ...lines];
 }
 

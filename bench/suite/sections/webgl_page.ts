@@ -13,9 +13,16 @@ declare const tfEfficientAttention: typeof libType;
 
 /**
  * 'causal-mask': the causal pattern given as a boolean [seq, seq] mask tensor (the kernels find its hidden tiles on
- * the device); 'documents': 8 packed documents of seq / 8 tokens (segmentIds), dense within each.
+ * the device); 'documents': 8 packed documents of seq / 8 tokens (segmentIds), dense within each. The option rows
+ * (issues 16/17: what an option costs next to 'dense'): 'bias' a [1, heads, seq, seq] additive bias, 'alibi'
+ * alibiSlopes (naive: the same ALiBi terms as a [1, heads, seq, seq] bias), 'dropout' rate 0.1 on the probabilities
+ * (naive: tf.dropout's keep mask, drawn per call, on its probabilities).
  */
-export type MaskKind = 'dense' | 'causal' | 'window' | 'sparse' | 'causal-mask' | 'documents';
+export type MaskKind = 'dense' | 'causal' | 'window' | 'sparse' | 'causal-mask' | 'documents' | 'bias' | 'alibi' |
+    'dropout';
+/** The option rows: dense attention plus one option, compared with the 'dense' row of the same run. */
+export const OPTION_ROWS: MaskKind[] = ['bias', 'alibi', 'dropout'];
+export const DROPOUT_RATE = 0.1;
 /** Documents of the 'documents' rows. */
 export const DOCUMENTS = 8;
 export type Mode = 'forward' | 'forward+backward';
@@ -71,9 +78,22 @@ export async function runJob(job: BenchJob): Promise<BenchResult> {
   let mask: tfType.Tensor2D | null = null;
   // Ours: the causal pattern as a bool mask, or the documents' segment ids (naive gets both as its additive mask).
   let boolMask: tfType.Tensor2D | null = null, segmentIds: tfType.Tensor2D | null = null;
+  let bias: tfType.Tensor | null = null;
+  const slopes = Array.from({length: heads}, (_, h) => 2 ** (-8 * (h + 1) / heads));
   const runsMs: number[] = [];
   try {
-    if (job.mask === 'causal-mask' || job.mask === 'documents') {
+    if (job.mask === 'bias') {
+      bias = tf.randomUniform([1, heads, seq, seq], -1, 1);
+    } else if (job.mask === 'alibi' && job.impl === 'naive') {
+      // -slope · |i − j| (seqQ = seqK, so FlashAttention's i + seqK − seqQ − j is i − j).
+      const values = new Float32Array(heads * seq * seq);
+      for (let h = 0; h < heads; h++) {
+        for (let i = 0; i < seq; i++) {
+          for (let j = 0; j < seq; j++) values[(h * seq + i) * seq + j] = -slopes[h] * Math.abs(i - j);
+        }
+      }
+      bias = tf.tensor4d(values, [1, heads, seq, seq]);
+    } else if (job.mask === 'causal-mask' || job.mask === 'documents') {
       const docLength = seq / DOCUMENTS;
       const allowed = (i: number, j: number) => job.mask === 'causal-mask' ? j <= i :
           Math.floor(i / docLength) === Math.floor(j / docLength);
@@ -94,7 +114,12 @@ export async function runJob(job: BenchJob): Promise<BenchResult> {
                                     windowRight: window[1], layout, hasKeyLengths: false}));
     }
     const attention = (qq: tfType.Tensor4D, kk: tfType.Tensor4D, vv: tfType.Tensor4D): tfType.Tensor4D => {
-      if (job.impl === 'naive') return naiveAttention(qq, kk, vv, scale, mask);
+      if (job.impl === 'naive' && job.mask === 'dropout') {
+        // tf.dropout(probs, rate) is probs · floor(uniform + keep) / keep: that keep mask, drawn per call.
+        return tf.tidy(() => naiveAttention(qq, kk, vv, scale, null, 0, tf.div(
+            tf.floor(tf.add(tf.randomUniform([batch, heads, seq, seq]), 1 - DROPOUT_RATE)), 1 - DROPOUT_RATE)));
+      }
+      if (job.impl === 'naive') return naiveAttention(qq, kk, vv, scale, bias ?? mask);
       switch (job.mask) {
         case 'dense': return lib.flashAttention(qq, kk, vv) as tfType.Tensor4D;
         case 'causal': return lib.flashAttention(qq, kk, vv, {causal: true}) as tfType.Tensor4D;
@@ -102,6 +127,10 @@ export async function runJob(job: BenchJob): Promise<BenchResult> {
         case 'sparse': return lib.sparseAttention(qq, kk, vv, {layout: layout!}) as tfType.Tensor4D;
         case 'causal-mask': return lib.flashAttention(qq, kk, vv, {mask: boolMask!}) as tfType.Tensor4D;
         case 'documents': return lib.flashAttention(qq, kk, vv, {segmentIds: segmentIds!}) as tfType.Tensor4D;
+        case 'bias': return lib.flashAttention(qq, kk, vv, {bias: bias!}) as tfType.Tensor4D;
+        case 'alibi': return lib.flashAttention(qq, kk, vv, {alibiSlopes: slopes}) as tfType.Tensor4D;
+        case 'dropout':
+          return lib.flashAttention(qq, kk, vv, {dropout: {rate: DROPOUT_RATE, seed: 7}}) as tfType.Tensor4D;
       }
     };
     const once = async () => {
@@ -126,7 +155,7 @@ export async function runJob(job: BenchJob): Promise<BenchResult> {
     return {medianMs: null, runsMs, error: String((e as Error).message ?? e).slice(0, 300)};
   } finally {
     [q, k, v, dOut].forEach((t) => t.dispose());
-    [mask, boolMask, segmentIds].forEach((t) => t?.dispose());
+    [mask, boolMask, segmentIds, bias].forEach((t) => t?.dispose());
   }
 }
 
