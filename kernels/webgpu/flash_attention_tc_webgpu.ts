@@ -50,7 +50,9 @@ import {
   elementMasked, MASKED_TERM, OPTION_UNIFORMS, optionBindings, optionFunctions, OptionFlags, optionKey,
   tileStateFunction,
 } from './attention_options.js';
-import {FORWARD_UNIFORMS, NEXT_SCHEDULED_TILE, visibilityFunction} from './flash_attention_webgpu.js';
+import {
+  FORWARD_UNIFORMS, keyTileLoops, NEXT_SCHEDULED_TILE, scheduleRowRange, visibilityFunction,
+} from './flash_attention_webgpu.js';
 import {PHILOX_WGSL} from './philox_wgsl.js';
 import type {MultiOutputProgram, UniformType} from './program_runner.js';
 import {STABLE_TANH_WGSL} from './wgsl_math.js';
@@ -934,16 +936,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let kHead = uniforms.kAt + u32((batch * uniforms.kvHeads + kvHead) * uniforms.seqKPad) * DP;
   let vHead = uniforms.vAt + u32((batch * uniforms.kvHeads + kvHead) * uniforms.seqKPad) * DP;
 ${s.fast ? holdQuery(s) : `
-  for (var e = lid; e < ${s.config.blockQ}u * OST; e += THREADS_U) { Ow[e] = 0.0; }`}
-  if (tid == 0) {
-    let scheduleRow = maskHead * uniforms.numQueryTiles + queryTile;
-    ${s.opts != null ? 'let kl = schedule[uniforms.sideBatch + 2 * batch];' :
-        s.hasKeyLengths ? 'let kl = min(keyLengths[batch], seqK);' : 'let kl = seqK;'}
-    sharedRange = vec4<i32>(schedule[uniforms.rowRunStartOffset + scheduleRow],
-                            schedule[uniforms.rowRunStartOffset + scheduleRow + 1], kl, 0);
-  }
-  let rowRange = workgroupUniformLoad(&sharedRange);
-  let keyLength = rowRange.z;
+  for (var e = lid; e < ${s.config.blockQ}u * OST; e += THREADS_U) { Ow[e] = 0.0; }`}${scheduleRowRange(s)}
   var runMax = MASKED;
   var rowSum = 0.0;${s.fast ? `
   var alpha = 1.0;` : ''}${s.staged ? `
@@ -953,21 +946,7 @@ ${s.fast ? holdQuery(s) : `
   var kvAt = 0u;` : ''}
   var kNext = array<vec4<u32>, ${kvPieces}>();
   var vNext = array<vec4<u32>, ${kvPieces}>();` : ''}
-
-  for (var runIndex = rowRange.x; runIndex < rowRange.y; runIndex++) {
-    if (tid == 0) {
-      let at = uniforms.rowRunsOffset + 3 * runIndex;
-      sharedRun = vec4<i32>(schedule[at], schedule[at + 1], schedule[at + 2], 0);
-    }
-    let tiles = workgroupUniformLoad(&sharedRun);
-    for (var keyTile = tiles.x; keyTile < tiles.x + tiles.y; keyTile++) {
-      let k0 = keyTile * BK;
-      if (k0 >= keyLength) { break; }${summarized ? `
-      // The tile summary: skip tiles the mask and segment ids rule out, unmasked path where they hide nothing.
-      let state = tileState(batch, h, queryTile, keyTile);
-      if (state == 0) { continue; }
-      let full = tiles.z == 1 && k0 + BK <= keyLength && state == 2;` : `
-      let full = tiles.z == 1 && k0 + BK <= keyLength;`}
+${keyTileLoops(summarized)}
       // The previous tile's P·V is done with Pw and Ow, its softmax with Sw.${
       s.staged ? ' The prefetched Ks / Vs stores are visible.' : ''}
       workgroupBarrier();${s.mergedFlag ? `
