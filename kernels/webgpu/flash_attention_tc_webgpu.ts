@@ -833,23 +833,29 @@ function loadKeyValues(s: TcShape, tile: string): string {
  * lo rows, from KLO).
  */
 function storeKeyValues(s: TcShape): string {
-  const parts = s.precision === 'high' ? [['0u', 'n'], ['KLO', 'KVN + n']] : [['0u', 'n']];
+  const parts = s.precision === 'high' ? [['rowAt', 'n'], ['KLO + rowAt', 'KVN + n']] : [['rowAt', 'n']];
   return `
       for (var n = 0u; n < KVN; n++) {
         let e = lid + n * THREADS_U;
         if (e < KV_VEC4) {
-          let rowAt = ${s.kvBuffers === 2 ? 'kvAt + ' : ''}(e / DP8) * KST + (e % DP8) * 8u;${parts.map(([base, index]) => `
-          for (var w = 0u; w < 4u; w++) {
-            let at = ${base === '0u' ? 'rowAt' : `${base} + rowAt`};
-            let kw = bitcast<vec2<f16>>(kNext[${index}][w]);
-            let vw = bitcast<vec2<f16>>(vNext[${index}][w]);
-            Ks[at + 2u * w] = kw.x;
-            Ks[at + 2u * w + 1u] = kw.y;
-            Vs[at + 2u * w] = vw.x;
-            Vs[at + 2u * w + 1u] = vw.y;
-          }`).join('')}
+          let rowAt = ${s.kvBuffers === 2 ? 'kvAt + ' : ''}(e / DP8) * KST + (e % DP8) * 8u;${parts.map(([at, index]) =>
+      unpackPieces(at, [['Ks', `kNext[${index}]`], ['Vs', `vNext[${index}]`]])).join('')}
         }
       }`;
+}
+
+/**
+ * WGSL: 16-byte pieces (vec4<u32>: 8 f16 halves) unpacked into f16 workgroup arrays: for each [array, piece], halves
+ * 2w and 2w + 1 of the piece's word w go to array[at + 2w] and array[at + 2w + 1]. The staged kernel's K / V rows
+ * (storeKeyValues) and the tensor-core backward's streamed rows (flash_attention_grad_tc_webgpu.ts) go through it.
+ */
+export function unpackPieces(at: string, copies: Array<[array: string, piece: string]>): string {
+  return `
+          for (var w = 0u; w < 4u; w++) {
+            ${copies.map(([, piece], n) => `let h${n + 1} = bitcast<vec2<f16>>(${piece}[w]);`).join('\n            ')}
+            ${copies.map(([array], n) => `${array}[${at} + 2u * w] = h${n + 1}.x;
+            ${array}[${at} + 2u * w + 1u] = h${n + 1}.y;`).join('\n            ')}
+          }`;
 }
 
 /**
