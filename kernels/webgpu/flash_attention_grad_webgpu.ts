@@ -51,7 +51,7 @@ import {
   optionBindings, optionFunctions, OptionFlags, optionKey, tileStateFunction,
 } from './attention_options.js';
 import {GradPass, GradThreadMap, gradThreadMap, GradTiles} from './grad_tiles.js';
-import {PHILOX_WGSL} from './philox_wgsl.js';
+import {fillKeepTile, keepTileBit, PHILOX_WGSL} from './philox_wgsl.js';
 import type {MultiOutputProgram, UniformType} from './program_runner.js';
 import {STABLE_TANH_WGSL} from './wgsl_math.js';
 
@@ -486,7 +486,7 @@ export function probabilities(g: TileShape): string {
 function keptAt(g: TileShape, r: string, s: string): string {
   const kg = (g.dkdv ? g.BR : g.BS) / 4;
   const [qL, kL] = g.dkdv ? [s, r] : [r, s];
-  return `((keepTile[(${qL}) * ${kg} + (${kL}) / 4] >> u32((${kL}) % 4)) & 1u) == 1u`;
+  return keepTileBit(qL, kg, kL);
 }
 
 /**
@@ -574,10 +574,7 @@ function optionProbabilities(g: TileShape): string {
 export function keepStage(g: TileShape): string {
   if (!g.opts?.dropout) return '';
   const qn = g.dkdv ? g.BS : g.BR, kg = (g.dkdv ? g.BR : g.BS) / 4;
-  return `
-      for (var e = tid; e < ${qn * kg}; e += ${g.T}) {
-        keepTile[e] = dropoutKeepBits(k0 / 4 + e % ${kg}, q0 + e / ${kg}, h, optBatch);
-      }`;
+  return fillKeepTile(qn * kg, kg, g.T, 'optBatch');
 }
 
 /**

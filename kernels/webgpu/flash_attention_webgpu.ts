@@ -28,7 +28,7 @@ import {
   optionBindings, optionFunctions, OptionFlags, optionKey, tileStateFunction,
 } from './attention_options.js';
 import {ForwardTileConfig, keyOrPVec4s, paddedHeadDim} from './forward_tiles.js';
-import {PhiloxMulhi, philoxWgsl} from './philox_wgsl.js';
+import {fillKeepTile, keepTileBit, PhiloxMulhi, philoxWgsl} from './philox_wgsl.js';
 import type {MultiOutputProgram, UniformType} from './program_runner.js';
 import type {ScheduleBuffer} from './schedule_buffers.js';
 import {STABLE_TANH_WGSL} from './wgsl_math.js';
@@ -432,8 +432,7 @@ function onlineSoftmax(s: ForwardShape): string {
           let pAt = (rowBase + ${r}) * BK + tx + ${c * NCG};
           ${s.opts?.dropout ? `// Dropout: P·V takes P ∘ Z / (1 - rate); the row sum (hence lse) takes P.
           ${NCG % 4 === 0 ? `let kept = (keepTile[(rowBase + ${r}) * BK4 + keepCol + ${c * NCG / 4}] & keepBit) != 0u;` :
-          `let kept = ((keepTile[(rowBase + ${r}) * BK4 + (tx + ${c * NCG}) / 4] >> u32((tx + ${
-              c * NCG}) % 4)) & 1u) == 1u;`}
+          `let kept = ${keepTileBit(`rowBase + ${r}`, 'BK4', `tx + ${c * NCG}`)};`}
           ${storeP(s, 'select(0.0, p * uniforms.keepScale, kept)', 'select(0.0, p, kept)')}` : storeP(s, 'p', 'p')}
           sum += p;
         }`).join('')}
@@ -592,10 +591,7 @@ ${prefetch ? `
       workgroupBarrier();`}
 ${s.opts?.dropout ? `
       // Keep bits of this tile (read after the barrier that ends the scores; the previous tile's reads ended at the
-      // barrier after its online softmax).
-      for (var e = tid; e < BQ * BK4; e += THREADS) {
-        keepTile[e] = dropoutKeepBits(k0 / 4 + e % BK4, q0 + e / BK4, h, batch);
-      }` : ''}${scoreTile(s)}${onlineSoftmax(s)}${accumulatePV(s)}${prefetch ? `
+      // barrier after its online softmax).${fillKeepTile('BQ * BK4', 'BK4', 'THREADS', 'batch')}` : ''}${scoreTile(s)}${onlineSoftmax(s)}${accumulatePV(s)}${prefetch ? `
       // Everyone is done with KPs and Vs: put the prefetched tile there.
       workgroupBarrier();
       ${kv.store}` : ''}
