@@ -478,7 +478,7 @@ ${s.mergedFlag ? '' : `
 const RAISE_RESCALE_FLAG = (m: string) => `if (${m} > runMax + TAU && runMax != MASKED) { rescaleFlag = 1u; }`;
 
 /**
- * Element e of this thread's scaled probabilities (`scaled`, of key group c0) to Pw as f16, in both kernels' softmax;
+ * Element e of this thread's scaled probabilities (`scaled`, of key group c0) to Pw as f16 (groupProbabilities);
  * 'high': split into P'hi, P'lo and P'hi / LO_SCALE (the left matrix of the hi·lo term of P·V).
  */
 function storeProbabilities(s: TcShape): string {
@@ -492,10 +492,30 @@ function storeProbabilities(s: TcShape): string {
 }
 
 /**
+ * Both kernels' softmax, for this thread's 4-key group g: P = exp2(x − rowMax) (0 where masked) added to the row sum,
+ * then P · PSCALE to Pw (storeProbabilities); under dropout, dropped keys store 0 and kept ones P · keptScale
+ * (dropoutKeepBits: one Philox call for the group's 4 keys; the memory kernel's keptScale holds 1 / (1 − rate), the
+ * register kernel applies it to O at the end).
+ */
+function groupProbabilities(s: TcShape, g: number, rowMax: string, keptScale: string): string {
+  return `
+        {
+          let c0 = ${g * s.TPR * 4} + part * 4;
+          let p = select(exp2(x${g} - vec4<f32>(${rowMax})), vec4<f32>(0.0), x${g} == vec4<f32>(MASKED));
+          sum += p.x + p.y + p.z + p.w;${s.opts?.dropout ? `
+          let keep = dropoutKeepBits((k0 + c0) / 4, i, h, batch);
+          let kept = vec4<bool>((keep & 1u) != 0u, (keep & 2u) != 0u, (keep & 4u) != 0u, (keep & 8u) != 0u);
+          let scaled = select(vec4<f32>(0.0), p * ${keptScale}, kept);` : `
+          let scaled = p * PSCALE;`}
+          for (var e = 0; e < 4; e++) {${storeProbabilities(s)}
+          }
+        }`;
+}
+
+/**
  * Phase 3: the new row max over the TPR threads of the row, P = exp2(x − m) (0 where masked) to Pw as f16 —
  * dropout's keep mask applied and scaled by 1 / (1 − rate) for P·V only, the row sum (hence lse) taking P — and
- * this
- * thread's columns of the O row rescaled by exp2(mOld − m).
+ * this thread's columns of the O row rescaled by exp2(mOld − m).
  */
 function onlineSoftmax(s: TcShape): string {
   return `
@@ -505,18 +525,7 @@ function onlineSoftmax(s: TcShape): string {
         let alpha = exp2(runMax - m);
         runMax = m;
         var sum = 0.0;
-        ${s.groups.map((g) => `
-        {
-          let c0 = ${g * s.TPR * 4} + part * 4;
-          let p = select(exp2(x${g} - vec4<f32>(m)), vec4<f32>(0.0), x${g} == vec4<f32>(MASKED));
-          sum += p.x + p.y + p.z + p.w;${s.opts?.dropout ? `
-          let keep = dropoutKeepBits((k0 + c0) / 4, i, h, batch);
-          let kept = vec4<bool>((keep & 1u) != 0u, (keep & 2u) != 0u, (keep & 4u) != 0u, (keep & 8u) != 0u);
-          let scaled = select(vec4<f32>(0.0), p * (uniforms.keepScale * PSCALE), kept);` : `
-          let scaled = p * PSCALE;`}
-          for (var e = 0; e < 4; e++) {${storeProbabilities(s)}
-          }
-        }`).join('')}
+        ${s.groups.map((g) => groupProbabilities(s, g, 'm', '(uniforms.keepScale * PSCALE)')).join('')}
         rowSum = rowSum * alpha + sum;
         if (alpha != 1.0) {
           ${s.ocols.map((k) => `Ow[u32(row) * OST + u32(part + ${k * s.TPR})] *= alpha;`).join('\n          ')}
@@ -703,18 +712,7 @@ function lazySoftmax(s: TcShape): string {
           runMax = m;
         }
         var sum = 0.0;
-        ${s.groups.map((g) => `
-        {
-          let c0 = ${g * s.TPR * 4} + part * 4;
-          let p = select(exp2(x${g} - vec4<f32>(runMax)), vec4<f32>(0.0), x${g} == vec4<f32>(MASKED));
-          sum += p.x + p.y + p.z + p.w;${s.opts?.dropout ? `
-          let keep = dropoutKeepBits((k0 + c0) / 4, i, h, batch);
-          let kept = vec4<bool>((keep & 1u) != 0u, (keep & 2u) != 0u, (keep & 4u) != 0u, (keep & 8u) != 0u);
-          let scaled = select(vec4<f32>(0.0), p * PSCALE, kept);` : `
-          let scaled = p * PSCALE;`}
-          for (var e = 0; e < 4; e++) {${storeProbabilities(s)}
-          }
-        }`).join('')}
+        ${s.groups.map((g) => groupProbabilities(s, g, 'runMax', 'PSCALE')).join('')}
         rowSum = rowSum * alpha + sum;
       }${s.mergedFlag ? `
       // P is published and the flag read by everyone at once (tid 0 clears it after the next tile's first barrier).
