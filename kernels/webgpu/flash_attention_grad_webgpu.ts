@@ -648,8 +648,8 @@ function streamedTile(g: TileShape, pf: Prefetch | null = null): string {
   }
   const streamedChunk = (c: string) => stageRows(g, g.str, 'strA', 'strB', BS, 's0', g.C4, `${c} * ${g.C4}`, g.SS);
   const stats = (dkdv ? stageStats(g, BS, 'q0') : '') + keepStage(g) + biasStaging(g).direct('s0', 'h');
-  if (g.dbias) {
-    return NCH === 1 ? `
+  // Phases A and B: the statistics and the tile staged, the scores, P and dS (the dBias pass's whole tile).
+  const scorePhases = NCH === 1 ? `
       workgroupBarrier();${stats}${scoreDeclarations(g)}${streamedChunk('0')}
       workgroupBarrier();${scores(g, '0')}${probabilities(g)}` : `
       workgroupBarrier();${stats}${scoreDeclarations(g)}
@@ -659,20 +659,10 @@ function streamedTile(g: TileShape, pf: Prefetch | null = null): string {
         }${streamedChunk('c')}
         workgroupBarrier();${scores(g, 'c')}
       }${probabilities(g)}`;
-  }
-  return NCH === 1 ? `
-      let streamedRows = min(${BS}, ${g.str.seq} - s0);
-      workgroupBarrier();${stats}${scoreDeclarations(g)}${streamedChunk('0')}
-      workgroupBarrier();${scores(g, '0')}${probabilities(g)}
-      workgroupBarrier();${accumulate(g, '0')}${dqPartial(g)}` : `
-      let streamedRows = min(${BS}, ${g.str.seq} - s0);
-      workgroupBarrier();${stats}${scoreDeclarations(g)}
-      for (var c = 0; c < ${NCH}; c++) {
-        if (c > 0) {
-          workgroupBarrier();
-        }${streamedChunk('c')}
-        workgroupBarrier();${scores(g, 'c')}
-      }${probabilities(g)}
+  if (g.dbias) return scorePhases;
+  // Phase C: the chunk still staged from the scores first, then the others reloaded.
+  const accumulatePhase = NCH === 1 ? `
+      workgroupBarrier();${accumulate(g, '0')}` : `
       workgroupBarrier();
       for (var cc = 0; cc < ${NCH}; cc++) {
         let c = ${NCH - 1} - cc;
@@ -680,7 +670,9 @@ function streamedTile(g: TileShape, pf: Prefetch | null = null): string {
           workgroupBarrier();${streamedChunk('c')}
           workgroupBarrier();
         }${accumulate(g, 'c')}
-      }${dqPartial(g)}`;
+      }`;
+  return `
+      let streamedRows = min(${BS}, ${g.str.seq} - s0);${scorePhases}${accumulatePhase}${dqPartial(g)}`;
 }
 
 /** What a prefetching streamedTile needs from the loop: the current tile's id (pfTile's value once it is loaded),
