@@ -211,3 +211,20 @@ export const CASES: AttentionCase[] = [
   {name: 'webgl1 sliding', op: 'sliding', batch: 1, seqQ: 40, seqK: 40, heads: 2, kvHeads: 1, headDim: 16,
    windowSize: 8, tags: ['browser', 'webgl1']},
 ];
+
+/**
+ * Decode-shaped cases (1…16 query rows against hundreds of keys: GQA, causal, window, keyLengths, softcap) that both
+ * split-K decode runners force onto their path (test/webgpu_decode.test.ts, test/browser_decode.test.ts), each
+ * adding its own cases after these.
+ */
+export const SPLIT_K_DECODE_CASES: AttentionCase[] = [
+  {name: 'decode S1 K300 causal H4/1 D64', op: 'flash', batch: 1, seqQ: 1, seqK: 300, heads: 4, kvHeads: 1,
+   headDim: 64, causal: true},
+  {name: 'decode S7 K777 causal GQA 8/2 D128 keyLengths', op: 'flash', batch: 2, seqQ: 7, seqK: 777, heads: 8,
+   kvHeads: 2, headDim: 128, causal: true, keyLengths: [500, 777], lseGrad: true},
+  {name: 'decode S16 K1030 dense D32 softcap', op: 'flash', batch: 1, seqQ: 16, seqK: 1030, heads: 2, kvHeads: 2,
+   headDim: 32, softcap: 3},
+  {name: 'decode S2 K600 sliding [40, 0] D16 keyLengths tensor (one empty batch)', op: 'sliding', batch: 3, seqQ: 2,
+   seqK: 600, heads: 6, kvHeads: 3, headDim: 16, windowSize: [40, 0], keyLengths: [0, 333, 600],
+   keyLengthsTensor: true},
+];

@@ -15,22 +15,14 @@ import {
 } from '../kernels/webgpu/attention_decode.js';
 import {planCacheSizeForTests} from '../src/ops/run_attention.js';
 import {makePlan} from '../src/plan/plan.js';
-import type {AttentionCase} from './cases.js';
+import {type AttentionCase, SPLIT_K_DECODE_CASES} from './cases.js';
 import {checkCase, randomArray} from './check_case.js';
 import {assertCaseResult, caseSeed} from './shared_runner.js';
 import {TOLERANCES} from './tolerances.js';
 import {setupWebGPU, WebGPUEnv, withGPUErrorCheck} from './webgpu_env.js';
 
 const DECODE_CASES: AttentionCase[] = [
-  {name: 'decode S1 K300 causal H4/1 D64', op: 'flash', batch: 1, seqQ: 1, seqK: 300, heads: 4, kvHeads: 1,
-   headDim: 64, causal: true},
-  {name: 'decode S7 K777 causal GQA 8/2 D128 keyLengths', op: 'flash', batch: 2, seqQ: 7, seqK: 777, heads: 8,
-   kvHeads: 2, headDim: 128, causal: true, keyLengths: [500, 777], lseGrad: true},
-  {name: 'decode S16 K1030 dense D32 softcap', op: 'flash', batch: 1, seqQ: 16, seqK: 1030, heads: 2, kvHeads: 2,
-   headDim: 32, softcap: 3},
-  {name: 'decode S2 K600 sliding [40, 0] D16 keyLengths tensor (one empty batch)', op: 'sliding', batch: 3, seqQ: 2,
-   seqK: 600, heads: 6, kvHeads: 3, headDim: 16, windowSize: [40, 0], keyLengths: [0, 333, 600],
-   keyLengthsTensor: true},
+  ...SPLIT_K_DECODE_CASES,
   {name: 'decode S1 K257 D40 (4-aligned, odd tiles)', op: 'flash', batch: 1, seqQ: 1, seqK: 257, heads: 1, kvHeads: 1,
    headDim: 40},
   {name: 'decode S3 K400 queryOffsets per batch + keyLengths D32', op: 'flash', batch: 2, seqQ: 3, seqK: 400,

@@ -17,11 +17,10 @@
  * (the bundle needs only the `webgpu` package beside it; --quick: S128, default and 'old' only: checks the script
  * on lavapipe).
  */
-import {create, globals} from 'webgpu';
+import {adapterName, DAWN_TOGGLES, dawnAdapter} from './dawn_device.js';
 
 const args = new Set(process.argv.slice(2));
 const quick = args.has('--quick');
-const TOGGLES = 'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia';
 const H = 16;
 
 type Tensor = import('@tensorflow/tfjs-core').Tensor;
@@ -30,17 +29,13 @@ type GradTiles = import('../../kernels/webgpu/grad_tiles.js').GradTiles;
 
 async function main(): Promise<void> {
   const t0 = performance.now();
-  Object.assign(globalThis, globals);
-  const gpu = create([TOGGLES]);
-  Object.defineProperty(globalThis, 'navigator', {value: {gpu}, configurable: true, writable: true});
-  const adapter = await gpu.requestAdapter({powerPreference: 'high-performance'});
+  const {gpu, adapter} = await dawnAdapter([DAWN_TOGGLES]);
   if (adapter == null) {
     console.log('no WebGPU adapter');
     return;
   }
-  const info = adapter.info;
-  console.log(`adapter: ${[info.vendor, info.architecture, info.device, info.description].filter((s) => s)
-      .join(' / ')}; maxComputeWorkgroupStorageSize ${adapter.limits.maxComputeWorkgroupStorageSize}`);
+  console.log(`adapter: ${adapterName(adapter)}; maxComputeWorkgroupStorageSize ${
+      adapter.limits.maxComputeWorkgroupStorageSize}`);
 
   // The union package registers the gradients of tfjs's own ops (the naive reference's tf.grads).
   await import('@tensorflow/tfjs');

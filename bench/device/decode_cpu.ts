@@ -20,12 +20,10 @@
  */
 import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
-import {create, globals} from 'webgpu';
 import * as lib from '../../src/index.js';
 import {decodeRunsForTests} from '../../kernels/webgpu/attention_decode.js';
 import {syncQueue} from '../suite/webgpu_timing.js';
-
-Object.assign(globalThis, globals);
+import {adapterName, dawnAdapter} from './dawn_device.js';
 
 const argv = process.argv.slice(2);
 const arg = (name: string) => {
@@ -138,12 +136,11 @@ async function warmUp(c: Case): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  if (gpuCalls) wrapGPUMethods();
-  const gpu = create([]);
-  const adapter = await gpu.requestAdapter();
+  const {gpu, adapter} = await dawnAdapter();
   if (adapter == null) throw new Error('no WebGPU adapter');
-  const info = adapter.info;
-  console.log(`device: ${[info.vendor, info.architecture, info.device, info.description].filter((s) => s).join(' / ')}`);
+  // After dawnAdapter: it installs the GPU classes this wraps.
+  if (gpuCalls) wrapGPUMethods();
+  console.log(`device: ${adapterName(adapter)}`);
   await lib.setupWebGPU({gpu});
   if (submitEvery != null) tf.env().set('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE', submitEvery);
   const queue = (tf.backend() as unknown as {queue: GPUQueue}).queue;

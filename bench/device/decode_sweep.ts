@@ -30,13 +30,12 @@
  */
 import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
-import {create, globals} from 'webgpu';
 import * as lib from '../../src/index.js';
 import {DecodeVariant, decodeRunsForTests, setDecodeVariantForTests} from '../../kernels/webgpu/attention_decode.js';
 import {copyBandwidth, HeadConfig, medianMsPerRepetition, naive, naiveCausalMask} from '../suite/sections/webgpu_decode_naive.js';
 import {syncQueue, timeOnQueue} from '../suite/webgpu_timing.js';
+import {adapterName, dawnAdapter} from './dawn_device.js';
 
-Object.assign(globalThis, globals);
 
 const VARIANTS: Record<string, DecodeVariant> = {
   base: {pvRowParts: 'rows', block: 256},
@@ -123,14 +122,12 @@ interface Row {shape: string; impl: string; ms: number; gbps: number; naiveMs: n
               err: number | null; note?: string}
 
 async function main(): Promise<number> {
-  const gpu = create([]);
-  const adapter = await gpu.requestAdapter({powerPreference: 'high-performance'});
+  const {gpu, adapter} = await dawnAdapter();
   if (adapter == null) {
     console.log('no WebGPU adapter');
     return 1;
   }
-  const info = adapter.info;
-  const deviceName = [info.vendor, info.architecture, info.device, info.description].filter((s) => s).join(' / ');
+  const deviceName = adapterName(adapter);
   console.log(`device: ${deviceName}`);
   await lib.setupWebGPU({gpu});
   const device = (tf.backend() as unknown as {device: GPUDevice}).device;

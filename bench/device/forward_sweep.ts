@@ -7,11 +7,11 @@
  *   npm run bench:forward-bundle && node .bench-dist/forward_sweep.mjs [--quick]
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {create, globals} from 'webgpu';
 import {flashAttention, setupWebGPU} from '../../src/index.js';
 import '../../kernels/webgpu/register_all_webgpu_kernels.js';
 import {ForwardTileConfig, setForwardConfigOverride} from '../../kernels/webgpu/forward_tiles.js';
 import {timeOnQueue} from '../suite/webgpu_timing.js';
+import {adapterName, dawnAdapter} from './dawn_device.js';
 
 const quick = process.argv.includes('--quick');
 const c = (blockQ: number, blockK: number, rowsPerThread: number, colsPerThread: number, prefetch = true):
@@ -26,13 +26,9 @@ const D128: ForwardTileConfig[] = [
 ];
 
 async function main(): Promise<void> {
-  Object.assign(globalThis, globals);
-  const gpu = create([]);
-  Object.defineProperty(globalThis, 'navigator', {value: {gpu}, configurable: true, writable: true});
-  const adapter = await gpu.requestAdapter({powerPreference: 'high-performance'});
+  const {gpu, adapter} = await dawnAdapter();
   if (adapter == null) throw new Error('no WebGPU adapter');
-  const info = adapter.info;
-  console.log(`adapter: ${[info.vendor, info.architecture, info.device, info.description].filter((s) => s).join(' / ')}`);
+  console.log(`adapter: ${adapterName(adapter)}`);
   await setupWebGPU({gpu});
   await tf.ready();
   const device = (tf.backend() as unknown as {device: GPUDevice}).device;

@@ -23,7 +23,6 @@
  */
 import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
-import {create, globals} from 'webgpu';
 import * as lib from '../../src/index.js';
 import '../../kernels/webgpu/register_all_webgpu_kernels.js';
 import {
@@ -33,10 +32,8 @@ import {
   DEFAULT_GRAD_OPTION_CODE, GradOptionCode, setGradOptionCodeForBench,
 } from '../../kernels/webgpu/flash_attention_grad_webgpu.js';
 import {timeOnQueue} from '../suite/webgpu_timing.js';
+import {adapterName, DAWN_TOGGLES, dawnAdapter} from './dawn_device.js';
 
-Object.assign(globalThis, globals);
-const TOGGLES = 'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia';
-const gpu = create([TOGGLES]);
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
 const arg = (name: string, fallback: number) => {
@@ -72,10 +69,9 @@ const maxDiff = (a: Float32Array, b: Float32Array) => {
 };
 
 async function main(): Promise<void> {
-  const adapter = await gpu.requestAdapter({powerPreference: 'high-performance'});
-  const info = adapter?.info;
-  console.log(`adapter: ${[info?.vendor, info?.architecture, info?.device, info?.description].filter((s) => s)
-      .join(' / ')}`);
+  const {gpu, adapter} = await dawnAdapter([DAWN_TOGGLES]);
+  if (adapter == null) throw new Error('no WebGPU adapter');
+  console.log(`adapter: ${adapterName(adapter)}`);
   const caps = await lib.setupWebGPU({gpu});
   console.log(`backend ${tf.getBackend()}; ${JSON.stringify(caps)}`);
   console.log(`B${B} H${H} D${D} S${S} fp32; node ${process.version}`);

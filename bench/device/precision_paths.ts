@@ -6,12 +6,10 @@
  */
 import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
-import {create, globals} from 'webgpu';
 import * as lib from '../../src/index.js';
 import {timeOnQueue} from '../suite/webgpu_timing.js';
+import {DAWN_TOGGLES, dawnGpu} from './dawn_device.js';
 
-Object.assign(globalThis, globals);
-const gpu = create(['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia']);
 const [B, H, S] = [1, 16, 4096];
 
 async function timeAll(label: string, precisions: lib.AttentionPrecision[]): Promise<void> {
@@ -30,6 +28,7 @@ async function timeAll(label: string, precisions: lib.AttentionPrecision[]): Pro
 }
 
 async function main(): Promise<void> {
+  const gpu = dawnGpu([DAWN_TOGGLES]);
   const caps = await lib.setupWebGPU({gpu, features: ['shader-f16', 'subgroups']});
   console.log(`device without subgroup matrices: ${JSON.stringify(caps)}`);
   await timeAll('shader-f16 only', ['highest', 'medium']);

@@ -18,41 +18,33 @@
  *   npm run bench:tc-backward-bundle && node .bench-dist/tc_backward.mjs [--emulate]
  * (the bundle needs only the `webgpu` package beside it).
  */
-import {create, globals} from 'webgpu';
+import {adapterName, DAWN_TOGGLES, dawnAdapter, tensorCoreBackend} from './dawn_device.js';
 
 const args = new Set(process.argv.slice(2));
 const emulate = args.has('--emulate');
-const TOGGLES = 'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia';
 const H = 16;
 
 type Tensor = import('@tensorflow/tfjs-core').Tensor;
 type Tensor4D = import('@tensorflow/tfjs-core').Tensor4D;
 
 async function main(): Promise<number> {
-  Object.assign(globalThis, globals);
-  const gpu = create([TOGGLES]);
-  Object.defineProperty(globalThis, 'navigator', {value: {gpu}, configurable: true, writable: true});
-  const adapter = await gpu.requestAdapter({powerPreference: 'high-performance'});
+  const {adapter} = await dawnAdapter([DAWN_TOGGLES]);
   if (adapter == null) {
     console.log('no WebGPU adapter');
     return 0;
   }
   const info = adapter.info as GPUAdapterInfo & {subgroupMatrixConfigs?: unknown[]};
-  console.log(`adapter: ${[info.vendor, info.architecture, info.device, info.description].filter((s) => s)
-      .join(' / ')}; subgroupMatrixConfigs ${JSON.stringify(info.subgroupMatrixConfigs ?? null)}`);
+  console.log(`adapter: ${adapterName(adapter)}; subgroupMatrixConfigs ${
+      JSON.stringify(info.subgroupMatrixConfigs ?? null)}`);
 
   const tf = await import('@tensorflow/tfjs-core');
   const lib = await import('../../src/index.js');
   await import('../../kernels/webgpu/register_all_webgpu_kernels.js');
-  const {registerTensorCoreBackend} = await import('../../test/tc_kernels.js');
   const {setTensorCoreEmulationForTests} = await import('../../kernels/webgpu/attention_forward_tc.js');
   const {setDecodePathForTests} = await import('../../kernels/webgpu/attention_decode.js');
   const {backwardKernelCall} = await import('../suite/backward_kernel_call.js');
   const {timeOnQueue} = await import('../suite/webgpu_timing.js');
-  const device = await registerTensorCoreBackend('webgpu-tc', adapter);
-  const uncaptured: string[] = [];
-  device.onuncapturederror = (e: GPUUncapturedErrorEvent) => uncaptured.push(e.error.message);
-  await tf.setBackend('webgpu-tc');
+  const {uncaptured} = await tensorCoreBackend(adapter);
   setTensorCoreEmulationForTests(emulate);
   setDecodePathForTests('never');
   // The tensor-core backward is opt-in on real subgroup matrices until this script has passed on a GPU.

@@ -27,7 +27,7 @@
  * shader-f16, e.g. lavapipe: a check of this script and of everything but the MMAs); --quick: the 'quick' cases, no
  * timing.
  */
-import {create, globals} from 'webgpu';
+import {adapterName, DAWN_TOGGLES, dawnAdapter, tensorCoreBackend} from './dawn_device.js';
 
 const args = new Set(process.argv.slice(2));
 const emulate = args.has('--emulate');
@@ -37,7 +37,6 @@ const quick = args.has('--quick');
  * 'medium' default, its variants, both 'high' kernels) in sections 3 and 4, no load probe.
  */
 const lean = args.has('--lean');
-const TOGGLES = 'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia';
 /**
  * The staged kernel's variants, checked and timed next to its default tile: two row blocks per subgroup (one thread
  * per row, one barrier fewer), two K / V buffers (one barrier fewer), both; and 64×32 (smaller causal steps).
@@ -56,19 +55,15 @@ type Tensor4D = import('@tensorflow/tfjs-core').Tensor4D;
 type FastTileShape = import('../../kernels/webgpu/attention_forward_tc.js').FastTileShape;
 
 async function main(): Promise<number> {
-  Object.assign(globalThis, globals);
-  const gpu = create([TOGGLES]);
-  Object.defineProperty(globalThis, 'navigator', {value: {gpu}, configurable: true, writable: true});
-
-  const adapter = await gpu.requestAdapter({powerPreference: 'high-performance'});
+  const {adapter} = await dawnAdapter([DAWN_TOGGLES]);
   if (adapter == null) {
     console.log('no WebGPU adapter: nothing to check');
     return 0;
   }
   const info = adapter.info as GPUAdapterInfo & {subgroupMinSize?: number; subgroupMaxSize?: number;
                                                 subgroupMatrixConfigs?: unknown[]};
-  console.log(`== adapter (Dawn toggles ${TOGGLES})`);
-  console.log(`${[info.vendor, info.architecture, info.device, info.description].filter((s) => s).join(' / ')}`);
+  console.log(`== adapter (Dawn toggles ${DAWN_TOGGLES})`);
+  console.log(adapterName(adapter));
   console.log(`subgroup size ${info.subgroupMinSize}..${info.subgroupMaxSize}; maxComputeWorkgroupStorageSize ${
       adapter.limits.maxComputeWorkgroupStorageSize}`);
   console.log(`features: ${[...adapter.features].sort().join(' ')}`);
@@ -77,7 +72,6 @@ async function main(): Promise<number> {
   const tf = await import('@tensorflow/tfjs-core');
   const lib = await import('../../src/index.js');
   await import('../../kernels/webgpu/register_all_webgpu_kernels.js');
-  const {registerTensorCoreBackend} = await import('../../test/tc_kernels.js');
   const {setTensorCoreEmulationForTests, setTensorCoreKernelForTests, chooseTcTile, chooseFastTcTile} =
       await import('../../kernels/webgpu/attention_forward_tc.js');
   const {webgpuCapabilities, hasSubgroupMatrixF16} = await import('../../kernels/webgpu/device_capabilities.js');
@@ -88,10 +82,7 @@ async function main(): Promise<number> {
   const {TENSOR_CORE_TOLERANCES} = await import('../../test/tolerances.js');
   const {timeOnQueue} = await import('../suite/webgpu_timing.js');
 
-  const device = await registerTensorCoreBackend('webgpu-tc', adapter);
-  const uncaptured: string[] = [];
-  device.onuncapturederror = (e: GPUUncapturedErrorEvent) => uncaptured.push(e.error.message);
-  await tf.setBackend('webgpu-tc');
+  const {device, uncaptured} = await tensorCoreBackend(adapter);
   const backend = tf.backend() as unknown as WebGPUBackend;
   const caps = webgpuCapabilities(backend);
   console.log(`device: shader-f16 ${caps.shaderF16}, subgroups ${caps.subgroups}, f16 subgroup-matrix configs ${

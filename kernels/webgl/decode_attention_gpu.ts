@@ -94,6 +94,26 @@ function rowRangeHelpers(v: DecodeVariant): string {
     }`;
 }
 
+/** A decode pass's shader: the texel and row-range helpers, then main() running `body` on its texel t. */
+function decodeShader(v: DecodeVariant, body: string): string {
+  return `
+      ${texelHelpers()}
+      ${rowRangeHelpers(v)}
+      void main() {
+        int t = outputTexel();${body}
+      }
+    `;
+}
+
+/** GLSL: `body` for a real row group (group < groupCount, not padding), with its rows' key ranges in lo, hi. */
+function inRowGroup(body: string): string {
+  return `
+        if (group < groupCount) {
+          ivec4 lo, hi;
+          rowKeyRanges(group, lo, hi);${body}
+        }`;
+}
+
 /** Base of the decode programs: texel-array output (packed [2L, 2W]), tfjs getters only for keyLengths / offsets. */
 abstract class DecodeProgram extends AttentionProgram {
   variableNames: string[] = [];
@@ -152,11 +172,7 @@ export class DecodeScoresProgram extends DecodeProgram {
         vec4 x2 = x * x;
         vec4 series = x * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0))));
         s = softcap * mix(sign(x) * (1.0 - e) / (1.0 + e), series, lessThan(abs(x), vec4(0.125)));` : '';
-    this.userCode = `
-      ${texelHelpers()}
-      ${rowRangeHelpers(v)}
-      void main() {
-        int t = outputTexel();
+    this.userCode = decodeShader(v, `
         int group = t / seqK;
         int j = t - group * seqK;
         if (group >= groupCount) {
@@ -181,9 +197,7 @@ export class DecodeScoresProgram extends DecodeProgram {
                     dot(fetchTexel(qRows, qBase + ${3 * v.d4 + c}, qWidth), k));
         }`)}
         s *= scale;${cap}
-        setOutput(s);
-      }
-    `;
+        setOutput(s);`);
   }
 }
 
@@ -191,17 +205,10 @@ export class DecodeScoresProgram extends DecodeProgram {
 export class DecodeSplitStatsProgram extends DecodeProgram {
   constructor(outShape: [number, number], v: DecodeVariant, values: UniformValues) {
     super(outShape, ['scores'], v, values, ['scoresWidth']);
-    this.userCode = `
-      ${texelHelpers()}
-      ${rowRangeHelpers(v)}
-      void main() {
-        int t = outputTexel();
+    this.userCode = decodeShader(v, `
         int group = t / splits;
         int s = t - group * splits;
-        vec4 lse = vec4(negativeInfinity());
-        if (group < groupCount) {
-          ivec4 lo, hi;
-          rowKeyRanges(group, lo, hi);
+        vec4 lse = vec4(negativeInfinity());${inRowGroup(`
           ivec2 keys = splitKeys(s, lo, hi);
           vec4 m = vec4(negativeInfinity());
           bvec4 nan = bvec4(false);
@@ -218,11 +225,8 @@ export class DecodeSplitStatsProgram extends DecodeProgram {
             l += mix(vec4(0.0), exp(x - m), both4(seesKey(j, lo, hi), finiteMax));
           }
           lse = mix(lse, m + log(l), both4(finiteMax, greaterThan(l, vec4(0.0))));
-          lse = mix(lse, vec4(nanValue()), nan);
-        }
-        setOutput(lse);
-      }
-    `;
+          lse = mix(lse, vec4(nanValue()), nan);`)}
+        setOutput(lse);`);
   }
 }
 
@@ -230,27 +234,17 @@ export class DecodeSplitStatsProgram extends DecodeProgram {
 export class DecodeProbabilitiesProgram extends DecodeProgram {
   constructor(outShape: [number, number], v: DecodeVariant, values: UniformValues) {
     super(outShape, ['scores', 'splitLse'], v, values, ['scoresWidth', 'lseWidth']);
-    this.userCode = `
-      ${texelHelpers()}
-      ${rowRangeHelpers(v)}
-      void main() {
-        int t = outputTexel();
+    this.userCode = decodeShader(v, `
         int group = t / seqK;
         int j = t - group * seqK;
-        vec4 p = vec4(0.0);
-        if (group < groupCount) {
-          ivec4 lo, hi;
-          rowKeyRanges(group, lo, hi);
+        vec4 p = vec4(0.0);${inRowGroup(`
           bvec4 sees = seesKey(j, lo, hi);
           if (any(sees)) {
             vec4 lse = fetchTexel(splitLse, group * splits + j / splitLength, lseWidth);
             vec4 x = fetchTexel(scores, t, scoresWidth);
             p = mix(vec4(0.0), exp(x - lse), both4(sees, not(isNegativeInfinity(lse))));
-          }
-        }
-        setOutput(p);
-      }
-    `;
+          }`)}
+        setOutput(p);`);
   }
 }
 
@@ -258,19 +252,12 @@ export class DecodeProbabilitiesProgram extends DecodeProgram {
 export class DecodeSplitValuesProgram extends DecodeProgram {
   constructor(outShape: [number, number], v: DecodeVariant, values: UniformValues) {
     super(outShape, ['probs', 'vRows'], v, values, ['probsWidth', 'vWidth', 'dim']);
-    this.userCode = `
-      ${texelHelpers()}
-      ${rowRangeHelpers(v)}
-      void main() {
-        int t = outputTexel();
+    this.userCode = decodeShader(v, `
         int groupSplit = t / dim;
         int d = t - groupSplit * dim;
         int group = groupSplit / splits;
         int s = groupSplit - group * splits;
-        vec4 acc = vec4(0.0);
-        if (group < groupCount) {
-          ivec4 lo, hi;
-          rowKeyRanges(group, lo, hi);
+        vec4 acc = vec4(0.0);${inRowGroup(`
           ivec2 keys = splitKeys(s, lo, hi);
           int c = d / 4;
           int lane = d - 4 * c;
@@ -281,11 +268,8 @@ export class DecodeSplitValuesProgram extends DecodeProgram {
             float value = dot(fetchTexel(vRows, (vBase + j) * ${v.d4} + c, vWidth), pick);
             // Rows that do not see j skip it (select, not multiply: a masked NaN or Inf in v stays out).
             acc += mix(vec4(0.0), p * value, seesKey(j, lo, hi));
-          }
-        }
-        setOutput(acc);
-      }
-    `;
+          }`)}
+        setOutput(acc);`);
   }
 }
 

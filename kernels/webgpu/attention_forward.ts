@@ -19,7 +19,9 @@ import {
   buildSideBuffer, elementMasked, optionFlagsOf, optionKey, optionUniformValues,
 } from './attention_options.js';
 import {deviceCapabilities} from './device_capabilities.js';
-import {AttentionForwardProgram, FORWARD_UNIFORMS, forwardOptionCodeKey} from './flash_attention_webgpu.js';
+import {
+  AttentionForwardProgram, FORWARD_UNIFORMS, forwardOptionCodeKey, planUniformValues,
+} from './flash_attention_webgpu.js';
 import {chooseForwardConfig, ForwardTileConfig} from './forward_tiles.js';
 import {Binding, bindElements, createOutput, getLimits, runProgram} from './program_runner.js';
 import {getScheduleBuffer} from './schedule_buffers.js';
@@ -127,7 +129,7 @@ export function runAttentionForward(
   const program = getProgram(plan, config, f16);
   if (f16) recordAttentionPath({backend: getBackend(), kernel: FORWARD_KERNEL[plan.kind], requested: plan.precision, path: 'f16'});
   const sched = getScheduleBuffer(backend, plan, config.blockQ, config.blockK);
-  const layout = plan.layout;
+  const planValues = planUniformValues(plan, sched);
   // Per-call options: mask and bias bound as they are (checked before anything is allocated), the small inputs
   // gathered with the schedule into one side buffer, with the tile summary of a mask / segment ids at this tiling.
   const opts = program.opts;
@@ -159,16 +161,10 @@ export function runAttentionForward(
     const vb = bindElements(backend, v, kvStart, kvCount, 'attention v');
     const lb = bindElements(backend, lse, lseStart, lseCount, 'attention lse');
     const values: Record<string, number> = {
-      seqQ, seqK, heads, kvHeads, groupSize: plan.groupSize, headDim, scale: plan.scale, softcap: plan.softcap,
-      windowLeft: plan.windowLeft, windowRight: plan.windowRight, diagonalOffset: plan.diagonalOffset,
-      numQueryTiles: sched.schedule.numQueryTiles, scheduleHeads: sched.schedule.numHeads,
-      rowRunStartOffset: sched.offsets.rowRunStart, rowRunsOffset: sched.offsets.rowRuns,
-      layoutBitsOffset: sched.offsets.layoutBits, layoutBlockSize: layout?.blockSize ?? 1,
-      layoutQueryBlocks: layout?.numQueryBlocks ?? 1, layoutKeyBlocks: layout?.numKeyBlocks ?? 1,
+      ...planValues,
       qBase: qb.base, kBase: kb.base, vBase: vb.base, oBase: ob.base, lseBase: lb.base,
       batchStart: chunk.batch0, queryTileStart: chunk.tile0, queryTileCount: chunk.tiles,
       rowStart: wholeBatches ? 0 : rowStart,
-      negInf: -Infinity,
       headsFastest: headsFastest ? 1 : 0,
     };
     // Without keyLengths the shader never reads its binding: bind the (cached) schedule there instead of the op's

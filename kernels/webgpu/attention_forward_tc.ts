@@ -23,6 +23,7 @@ import {
   EMULATED_SUBGROUP, MMA, paddedTcHeadDim, TC_FORWARD_UNIFORMS, TcForwardProgram, TcPackProgram, tcConfigValid, TcTileConfig,
   tcWorkgroupBytes, TensorCorePrecision,
 } from './flash_attention_tc_webgpu.js';
+import {planUniformValues} from './flash_attention_webgpu.js';
 import {Binding, createOutput, getLimits, ProgramLimits, runProgram} from './program_runner.js';
 import {getScheduleBuffer} from './schedule_buffers.js';
 
@@ -281,7 +282,6 @@ export function runTensorCoreForward(backend: WebGPUBackend, plan: AttentionPlan
   const split = precision === 'high';
   const program = getForwardProgram(plan, launch);
   const sched = getScheduleBuffer(backend, plan, tile.blockQ, tile.blockK);
-  const layout = plan.layout;
   const opts = program.opts;
   const optionInputs: Binding[] = [];
   if (opts?.mask != null) optionInputs.push(inputs.mask);
@@ -302,15 +302,10 @@ export function runTensorCoreForward(backend: WebGPUBackend, plan: AttentionPlan
   const output = createOutput(backend, [batch, seqQ, heads, headDim]);
   const lse = createOutput(backend, [batch, heads, seqQ]);
   const values: Record<string, number> = {
-    seqQ, seqK, heads, kvHeads, groupSize: plan.groupSize, headDim, scale: plan.scale, softcap: plan.softcap,
-    windowLeft: plan.windowLeft, windowRight: plan.windowRight, diagonalOffset: plan.diagonalOffset,
-    numQueryTiles: sched.schedule.numQueryTiles, scheduleHeads: sched.schedule.numHeads,
-    rowRunStartOffset: sched.offsets.rowRunStart, rowRunsOffset: sched.offsets.rowRuns,
-    layoutBitsOffset: sched.offsets.layoutBits, layoutBlockSize: layout?.blockSize ?? 1,
-    layoutQueryBlocks: layout?.numQueryBlocks ?? 1, layoutKeyBlocks: layout?.numKeyBlocks ?? 1,
+    ...planUniformValues(plan, sched),
     // Whole tensors are bound (no chunks): every base is 0.
     qBase: 0, kBase: 0, vBase: 0, oBase: 0, lseBase: 0, batchStart: 0, queryTileStart: 0,
-    queryTileCount: numTiles, rowStart: 0, negInf: -Infinity, headsFastest: headsFastest ? 1 : 0,
+    queryTileCount: numTiles, rowStart: 0, headsFastest: headsFastest ? 1 : 0,
     qAt, kAt, vAt, loAt, seqQPad, seqKPad,
   };
   const uniforms = TC_FORWARD_UNIFORMS.map(([name]) => values[name]);

@@ -36,7 +36,9 @@ import {
   dbiasMain, F16Tiles, keepStage, probabilities, range, resRow, rowStatDeclarations, scoreIds, stageStats, strRow,
   TILE_UNIFORMS, TileFlags, tileCoordinates, tileLoop, TileShape, tileShape, visibilityFunction,
 } from './flash_attention_grad_webgpu.js';
-import {matrixDialect, MatrixDialect, MatrixRef, MMA, paddedTcHeadDim} from './flash_attention_tc_webgpu.js';
+import {
+  matrixDialect, MatrixDialect, MatrixRef, MMA, paddedTcHeadDim, unpackPieces,
+} from './flash_attention_tc_webgpu.js';
 import {GradPass, gradThreadMap, GradTiles} from './grad_tiles.js';
 import type {MultiOutputProgram, UniformType} from './program_runner.js';
 
@@ -148,15 +150,7 @@ function stageStreamed(p: TcPieces): string {
           let at = (u32(s0) + e / DP8) * DP + (e % DP8) * 8u;
           let w1 = packedWide[(${o.s1} + at) / 8u];
           let w2 = packedWide[(${o.s2} + at) / 8u];
-          let to = (e / DP8) * KST + (e % DP8) * 8u;
-          for (var w = 0u; w < 4u; w++) {
-            let h1 = bitcast<vec2<f16>>(w1[w]);
-            let h2 = bitcast<vec2<f16>>(w2[w]);
-            St1[to + 2u * w] = h1.x;
-            St1[to + 2u * w + 1u] = h1.y;
-            St2[to + 2u * w] = h2.x;
-            St2[to + 2u * w + 1u] = h2.y;
-          }
+          let to = (e / DP8) * KST + (e % DP8) * 8u;${unpackPieces('to', [['St1', 'w1'], ['St2', 'w2']])}
         }
       }`;
 }

@@ -51,7 +51,7 @@ import {
   optionBindings, optionFunctions, OptionFlags, optionKey, tileStateFunction,
 } from './attention_options.js';
 import {GradPass, GradThreadMap, gradThreadMap, GradTiles} from './grad_tiles.js';
-import {PHILOX_WGSL} from './philox_wgsl.js';
+import {fillKeepTile, keepTileBit, PHILOX_WGSL} from './philox_wgsl.js';
 import type {MultiOutputProgram, UniformType} from './program_runner.js';
 import {STABLE_TANH_WGSL} from './wgsl_math.js';
 
@@ -486,7 +486,7 @@ export function probabilities(g: TileShape): string {
 function keptAt(g: TileShape, r: string, s: string): string {
   const kg = (g.dkdv ? g.BR : g.BS) / 4;
   const [qL, kL] = g.dkdv ? [s, r] : [r, s];
-  return `((keepTile[(${qL}) * ${kg} + (${kL}) / 4] >> u32((${kL}) % 4)) & 1u) == 1u`;
+  return keepTileBit(qL, kg, kL);
 }
 
 /**
@@ -574,10 +574,7 @@ function optionProbabilities(g: TileShape): string {
 export function keepStage(g: TileShape): string {
   if (!g.opts?.dropout) return '';
   const qn = g.dkdv ? g.BS : g.BR, kg = (g.dkdv ? g.BR : g.BS) / 4;
-  return `
-      for (var e = tid; e < ${qn * kg}; e += ${g.T}) {
-        keepTile[e] = dropoutKeepBits(k0 / 4 + e % ${kg}, q0 + e / ${kg}, h, optBatch);
-      }`;
+  return fillKeepTile(qn * kg, kg, g.T, 'optBatch');
 }
 
 /**
@@ -651,8 +648,8 @@ function streamedTile(g: TileShape, pf: Prefetch | null = null): string {
   }
   const streamedChunk = (c: string) => stageRows(g, g.str, 'strA', 'strB', BS, 's0', g.C4, `${c} * ${g.C4}`, g.SS);
   const stats = (dkdv ? stageStats(g, BS, 'q0') : '') + keepStage(g) + biasStaging(g).direct('s0', 'h');
-  if (g.dbias) {
-    return NCH === 1 ? `
+  // Phases A and B: the statistics and the tile staged, the scores, P and dS (the dBias pass's whole tile).
+  const scorePhases = NCH === 1 ? `
       workgroupBarrier();${stats}${scoreDeclarations(g)}${streamedChunk('0')}
       workgroupBarrier();${scores(g, '0')}${probabilities(g)}` : `
       workgroupBarrier();${stats}${scoreDeclarations(g)}
@@ -662,20 +659,10 @@ function streamedTile(g: TileShape, pf: Prefetch | null = null): string {
         }${streamedChunk('c')}
         workgroupBarrier();${scores(g, 'c')}
       }${probabilities(g)}`;
-  }
-  return NCH === 1 ? `
-      let streamedRows = min(${BS}, ${g.str.seq} - s0);
-      workgroupBarrier();${stats}${scoreDeclarations(g)}${streamedChunk('0')}
-      workgroupBarrier();${scores(g, '0')}${probabilities(g)}
-      workgroupBarrier();${accumulate(g, '0')}${dqPartial(g)}` : `
-      let streamedRows = min(${BS}, ${g.str.seq} - s0);
-      workgroupBarrier();${stats}${scoreDeclarations(g)}
-      for (var c = 0; c < ${NCH}; c++) {
-        if (c > 0) {
-          workgroupBarrier();
-        }${streamedChunk('c')}
-        workgroupBarrier();${scores(g, 'c')}
-      }${probabilities(g)}
+  if (g.dbias) return scorePhases;
+  // Phase C: the chunk still staged from the scores first, then the others reloaded.
+  const accumulatePhase = NCH === 1 ? `
+      workgroupBarrier();${accumulate(g, '0')}` : `
       workgroupBarrier();
       for (var cc = 0; cc < ${NCH}; cc++) {
         let c = ${NCH - 1} - cc;
@@ -683,7 +670,9 @@ function streamedTile(g: TileShape, pf: Prefetch | null = null): string {
           workgroupBarrier();${streamedChunk('c')}
           workgroupBarrier();
         }${accumulate(g, 'c')}
-      }${dqPartial(g)}`;
+      }`;
+  return `
+      let streamedRows = min(${BS}, ${g.str.seq} - s0);${scorePhases}${accumulatePhase}${dqPartial(g)}`;
 }
 
 /** What a prefetching streamedTile needs from the loop: the current tile's id (pfTile's value once it is loaded),

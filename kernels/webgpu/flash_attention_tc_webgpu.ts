@@ -50,7 +50,9 @@ import {
   elementMasked, MASKED_TERM, OPTION_UNIFORMS, optionBindings, optionFunctions, OptionFlags, optionKey,
   tileStateFunction,
 } from './attention_options.js';
-import {FORWARD_UNIFORMS, NEXT_SCHEDULED_TILE, visibilityFunction} from './flash_attention_webgpu.js';
+import {
+  FORWARD_UNIFORMS, keyTileLoops, NEXT_SCHEDULED_TILE, scheduleRowRange, visibilityFunction,
+} from './flash_attention_webgpu.js';
 import {PHILOX_WGSL} from './philox_wgsl.js';
 import type {MultiOutputProgram, UniformType} from './program_runner.js';
 import {STABLE_TANH_WGSL} from './wgsl_math.js';
@@ -476,7 +478,7 @@ ${s.mergedFlag ? '' : `
 const RAISE_RESCALE_FLAG = (m: string) => `if (${m} > runMax + TAU && runMax != MASKED) { rescaleFlag = 1u; }`;
 
 /**
- * Element e of this thread's scaled probabilities (`scaled`, of key group c0) to Pw as f16, in both kernels' softmax;
+ * Element e of this thread's scaled probabilities (`scaled`, of key group c0) to Pw as f16 (groupProbabilities);
  * 'high': split into P'hi, P'lo and P'hi / LO_SCALE (the left matrix of the hi·lo term of P·V).
  */
 function storeProbabilities(s: TcShape): string {
@@ -490,10 +492,30 @@ function storeProbabilities(s: TcShape): string {
 }
 
 /**
+ * Both kernels' softmax, for this thread's 4-key group g: P = exp2(x − rowMax) (0 where masked) added to the row sum,
+ * then P · PSCALE to Pw (storeProbabilities); under dropout, dropped keys store 0 and kept ones P · keptScale
+ * (dropoutKeepBits: one Philox call for the group's 4 keys; the memory kernel's keptScale holds 1 / (1 − rate), the
+ * register kernel applies it to O at the end).
+ */
+function groupProbabilities(s: TcShape, g: number, rowMax: string, keptScale: string): string {
+  return `
+        {
+          let c0 = ${g * s.TPR * 4} + part * 4;
+          let p = select(exp2(x${g} - vec4<f32>(${rowMax})), vec4<f32>(0.0), x${g} == vec4<f32>(MASKED));
+          sum += p.x + p.y + p.z + p.w;${s.opts?.dropout ? `
+          let keep = dropoutKeepBits((k0 + c0) / 4, i, h, batch);
+          let kept = vec4<bool>((keep & 1u) != 0u, (keep & 2u) != 0u, (keep & 4u) != 0u, (keep & 8u) != 0u);
+          let scaled = select(vec4<f32>(0.0), p * ${keptScale}, kept);` : `
+          let scaled = p * PSCALE;`}
+          for (var e = 0; e < 4; e++) {${storeProbabilities(s)}
+          }
+        }`;
+}
+
+/**
  * Phase 3: the new row max over the TPR threads of the row, P = exp2(x − m) (0 where masked) to Pw as f16 —
  * dropout's keep mask applied and scaled by 1 / (1 − rate) for P·V only, the row sum (hence lse) taking P — and
- * this
- * thread's columns of the O row rescaled by exp2(mOld − m).
+ * this thread's columns of the O row rescaled by exp2(mOld − m).
  */
 function onlineSoftmax(s: TcShape): string {
   return `
@@ -503,18 +525,7 @@ function onlineSoftmax(s: TcShape): string {
         let alpha = exp2(runMax - m);
         runMax = m;
         var sum = 0.0;
-        ${s.groups.map((g) => `
-        {
-          let c0 = ${g * s.TPR * 4} + part * 4;
-          let p = select(exp2(x${g} - vec4<f32>(m)), vec4<f32>(0.0), x${g} == vec4<f32>(MASKED));
-          sum += p.x + p.y + p.z + p.w;${s.opts?.dropout ? `
-          let keep = dropoutKeepBits((k0 + c0) / 4, i, h, batch);
-          let kept = vec4<bool>((keep & 1u) != 0u, (keep & 2u) != 0u, (keep & 4u) != 0u, (keep & 8u) != 0u);
-          let scaled = select(vec4<f32>(0.0), p * (uniforms.keepScale * PSCALE), kept);` : `
-          let scaled = p * PSCALE;`}
-          for (var e = 0; e < 4; e++) {${storeProbabilities(s)}
-          }
-        }`).join('')}
+        ${s.groups.map((g) => groupProbabilities(s, g, 'm', '(uniforms.keepScale * PSCALE)')).join('')}
         rowSum = rowSum * alpha + sum;
         if (alpha != 1.0) {
           ${s.ocols.map((k) => `Ow[u32(row) * OST + u32(part + ${k * s.TPR})] *= alpha;`).join('\n          ')}
@@ -701,18 +712,7 @@ function lazySoftmax(s: TcShape): string {
           runMax = m;
         }
         var sum = 0.0;
-        ${s.groups.map((g) => `
-        {
-          let c0 = ${g * s.TPR * 4} + part * 4;
-          let p = select(exp2(x${g} - vec4<f32>(runMax)), vec4<f32>(0.0), x${g} == vec4<f32>(MASKED));
-          sum += p.x + p.y + p.z + p.w;${s.opts?.dropout ? `
-          let keep = dropoutKeepBits((k0 + c0) / 4, i, h, batch);
-          let kept = vec4<bool>((keep & 1u) != 0u, (keep & 2u) != 0u, (keep & 4u) != 0u, (keep & 8u) != 0u);
-          let scaled = select(vec4<f32>(0.0), p * PSCALE, kept);` : `
-          let scaled = p * PSCALE;`}
-          for (var e = 0; e < 4; e++) {${storeProbabilities(s)}
-          }
-        }`).join('')}
+        ${s.groups.map((g) => groupProbabilities(s, g, 'runMax', 'PSCALE')).join('')}
         rowSum = rowSum * alpha + sum;
       }${s.mergedFlag ? `
       // P is published and the flag read by everyone at once (tid 0 clears it after the next tile's first barrier).
@@ -831,23 +831,29 @@ function loadKeyValues(s: TcShape, tile: string): string {
  * lo rows, from KLO).
  */
 function storeKeyValues(s: TcShape): string {
-  const parts = s.precision === 'high' ? [['0u', 'n'], ['KLO', 'KVN + n']] : [['0u', 'n']];
+  const parts = s.precision === 'high' ? [['rowAt', 'n'], ['KLO + rowAt', 'KVN + n']] : [['rowAt', 'n']];
   return `
       for (var n = 0u; n < KVN; n++) {
         let e = lid + n * THREADS_U;
         if (e < KV_VEC4) {
-          let rowAt = ${s.kvBuffers === 2 ? 'kvAt + ' : ''}(e / DP8) * KST + (e % DP8) * 8u;${parts.map(([base, index]) => `
-          for (var w = 0u; w < 4u; w++) {
-            let at = ${base === '0u' ? 'rowAt' : `${base} + rowAt`};
-            let kw = bitcast<vec2<f16>>(kNext[${index}][w]);
-            let vw = bitcast<vec2<f16>>(vNext[${index}][w]);
-            Ks[at + 2u * w] = kw.x;
-            Ks[at + 2u * w + 1u] = kw.y;
-            Vs[at + 2u * w] = vw.x;
-            Vs[at + 2u * w + 1u] = vw.y;
-          }`).join('')}
+          let rowAt = ${s.kvBuffers === 2 ? 'kvAt + ' : ''}(e / DP8) * KST + (e % DP8) * 8u;${parts.map(([at, index]) =>
+      unpackPieces(at, [['Ks', `kNext[${index}]`], ['Vs', `vNext[${index}]`]])).join('')}
         }
       }`;
+}
+
+/**
+ * WGSL: 16-byte pieces (vec4<u32>: 8 f16 halves) unpacked into f16 workgroup arrays: for each [array, piece], halves
+ * 2w and 2w + 1 of the piece's word w go to array[at + 2w] and array[at + 2w + 1]. The staged kernel's K / V rows
+ * (storeKeyValues) and the tensor-core backward's streamed rows (flash_attention_grad_tc_webgpu.ts) go through it.
+ */
+export function unpackPieces(at: string, copies: Array<[array: string, piece: string]>): string {
+  return `
+          for (var w = 0u; w < 4u; w++) {
+            ${copies.map(([, piece], n) => `let h${n + 1} = bitcast<vec2<f16>>(${piece}[w]);`).join('\n            ')}
+            ${copies.map(([array], n) => `${array}[${at} + 2u * w] = h${n + 1}.x;
+            ${array}[${at} + 2u * w + 1u] = h${n + 1}.y;`).join('\n            ')}
+          }`;
 }
 
 /**
@@ -934,16 +940,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let kHead = uniforms.kAt + u32((batch * uniforms.kvHeads + kvHead) * uniforms.seqKPad) * DP;
   let vHead = uniforms.vAt + u32((batch * uniforms.kvHeads + kvHead) * uniforms.seqKPad) * DP;
 ${s.fast ? holdQuery(s) : `
-  for (var e = lid; e < ${s.config.blockQ}u * OST; e += THREADS_U) { Ow[e] = 0.0; }`}
-  if (tid == 0) {
-    let scheduleRow = maskHead * uniforms.numQueryTiles + queryTile;
-    ${s.opts != null ? 'let kl = schedule[uniforms.sideBatch + 2 * batch];' :
-        s.hasKeyLengths ? 'let kl = min(keyLengths[batch], seqK);' : 'let kl = seqK;'}
-    sharedRange = vec4<i32>(schedule[uniforms.rowRunStartOffset + scheduleRow],
-                            schedule[uniforms.rowRunStartOffset + scheduleRow + 1], kl, 0);
-  }
-  let rowRange = workgroupUniformLoad(&sharedRange);
-  let keyLength = rowRange.z;
+  for (var e = lid; e < ${s.config.blockQ}u * OST; e += THREADS_U) { Ow[e] = 0.0; }`}${scheduleRowRange(s)}
   var runMax = MASKED;
   var rowSum = 0.0;${s.fast ? `
   var alpha = 1.0;` : ''}${s.staged ? `
@@ -953,21 +950,7 @@ ${s.fast ? holdQuery(s) : `
   var kvAt = 0u;` : ''}
   var kNext = array<vec4<u32>, ${kvPieces}>();
   var vNext = array<vec4<u32>, ${kvPieces}>();` : ''}
-
-  for (var runIndex = rowRange.x; runIndex < rowRange.y; runIndex++) {
-    if (tid == 0) {
-      let at = uniforms.rowRunsOffset + 3 * runIndex;
-      sharedRun = vec4<i32>(schedule[at], schedule[at + 1], schedule[at + 2], 0);
-    }
-    let tiles = workgroupUniformLoad(&sharedRun);
-    for (var keyTile = tiles.x; keyTile < tiles.x + tiles.y; keyTile++) {
-      let k0 = keyTile * BK;
-      if (k0 >= keyLength) { break; }${summarized ? `
-      // The tile summary: skip tiles the mask and segment ids rule out, unmasked path where they hide nothing.
-      let state = tileState(batch, h, queryTile, keyTile);
-      if (state == 0) { continue; }
-      let full = tiles.z == 1 && k0 + BK <= keyLength && state == 2;` : `
-      let full = tiles.z == 1 && k0 + BK <= keyLength;`}
+${keyTileLoops(summarized)}
       // The previous tile's P·V is done with Pw and Ow, its softmax with Sw.${
       s.staged ? ' The prefetched Ks / Vs stores are visible.' : ''}
       workgroupBarrier();${s.mergedFlag ? `

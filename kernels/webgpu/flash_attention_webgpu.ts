@@ -22,13 +22,15 @@
  * prefetch takes the next live tile) and makes tiles they fully allow take the unmasked path; dropout draws one
  * Philox call per 4 keys into keepTile and scales P by Z / (1 - rate) for P·V only (the row sum, hence lse, is P's).
  */
+import type {AttentionPlan} from '../../src/plan/plan.js';
 import {
   alibiHoistedTerm, alibiInlineTerm, alibiPosition, diagonalOffsetExpr, elementMasked, MASKED_TERM, OPTION_UNIFORMS,
   optionBindings, optionFunctions, OptionFlags, optionKey, tileStateFunction,
 } from './attention_options.js';
 import {ForwardTileConfig, keyOrPVec4s, paddedHeadDim} from './forward_tiles.js';
-import {PhiloxMulhi, philoxWgsl} from './philox_wgsl.js';
+import {fillKeepTile, keepTileBit, PhiloxMulhi, philoxWgsl} from './philox_wgsl.js';
 import type {MultiOutputProgram, UniformType} from './program_runner.js';
+import type {ScheduleBuffer} from './schedule_buffers.js';
 import {STABLE_TANH_WGSL} from './wgsl_math.js';
 
 /** Uniform fields of the forward program, in the order attention_forward.ts passes their values. */
@@ -41,6 +43,24 @@ export const FORWARD_UNIFORMS: Array<[string, UniformType]> = [
   ['batchStart', 'i32'], ['queryTileStart', 'i32'], ['queryTileCount', 'i32'], ['rowStart', 'i32'], ['negInf', 'f32'],
   ['headsFastest', 'i32'],
 ];
+
+/**
+ * The values of FORWARD_UNIFORMS that follow from the plan and its uploaded schedule (both forward executors); the
+ * executor adds the rest (binding bases, the chunk's batches and query tiles, headsFastest).
+ */
+export function planUniformValues(plan: AttentionPlan, sched: ScheduleBuffer): Record<string, number> {
+  const layout = plan.layout;
+  return {
+    seqQ: plan.seqQ, seqK: plan.seqK, heads: plan.heads, kvHeads: plan.kvHeads, groupSize: plan.groupSize,
+    headDim: plan.headDim, scale: plan.scale, softcap: plan.softcap, windowLeft: plan.windowLeft,
+    windowRight: plan.windowRight, diagonalOffset: plan.diagonalOffset,
+    numQueryTiles: sched.schedule.numQueryTiles, scheduleHeads: sched.schedule.numHeads,
+    rowRunStartOffset: sched.offsets.rowRunStart, rowRunsOffset: sched.offsets.rowRuns,
+    layoutBitsOffset: sched.offsets.layoutBits, layoutBlockSize: layout?.blockSize ?? 1,
+    layoutQueryBlocks: layout?.numQueryBlocks ?? 1, layoutKeyBlocks: layout?.numKeyBlocks ?? 1,
+    negInf: -Infinity,
+  };
+}
 
 /**
  * How the forward computes its per-element options. 'prefetch' / 'hoisted' / 'hd' are the defaults; the others are
@@ -220,6 +240,49 @@ fn isVisible(i: i32, j: i32, keyLength: i32, maskHead: i32) -> bool {
 `;
 }
 
+/**
+ * WGSL: thread 0 reads this query tile's schedule row (its runs are rowRange.x .. rowRange.y - 1) and the batch's key
+ * length (from the side buffer with options, else keyLengths or seqK) into sharedRange; then every thread holds
+ * rowRange and keyLength. Needs tid, maskHead, queryTile, batch and seqK in scope; the tensor-core forward shares it.
+ */
+export function scheduleRowRange(s: Pick<ForwardShape, 'opts' | 'hasKeyLengths'>): string {
+  return `
+  if (tid == 0) {
+    let scheduleRow = maskHead * uniforms.numQueryTiles + queryTile;
+    ${s.opts != null ? 'let kl = schedule[uniforms.sideBatch + 2 * batch];' :
+        s.hasKeyLengths ? 'let kl = min(keyLengths[batch], seqK);' : 'let kl = seqK;'}
+    sharedRange = vec4<i32>(schedule[uniforms.rowRunStartOffset + scheduleRow],
+                            schedule[uniforms.rowRunStartOffset + scheduleRow + 1], kl, 0);
+  }
+  let rowRange = workgroupUniformLoad(&sharedRange);
+  let keyLength = rowRange.z;`;
+}
+
+/**
+ * WGSL: opens the loop over this query tile's scheduled runs and, inside it, the loop over the run's key tiles (the
+ * caller closes both): k0 is the tile's first key, a tile at or past keyLength ends the run, and `full` says the tile
+ * needs no per-element mask. `summarized` (a tile summary of the mask and segment ids, tileStateFunction): tiles it
+ * rules out are skipped. Shared with the tensor-core forward.
+ */
+export function keyTileLoops(summarized: boolean): string {
+  return `
+  for (var runIndex = rowRange.x; runIndex < rowRange.y; runIndex++) {
+    if (tid == 0) {
+      let at = uniforms.rowRunsOffset + 3 * runIndex;
+      sharedRun = vec4<i32>(schedule[at], schedule[at + 1], schedule[at + 2], 0);
+    }
+    let tiles = workgroupUniformLoad(&sharedRun);
+    for (var keyTile = tiles.x; keyTile < tiles.x + tiles.y; keyTile++) {
+      let k0 = keyTile * BK;
+      if (k0 >= keyLength) { break; }${summarized ? `
+      // The tile summary (made on the device from the mask and segment ids): skip tiles they rule out entirely, and
+      // take the unmasked path where they hide nothing.
+      let state = tileState(batch, h, queryTile, keyTile);
+      if (state == 0) { continue; }
+      let full = tiles.z == 1 && k0 + BK <= keyLength && state == 2;` : `
+      let full = tiles.z == 1 && k0 + BK <= keyLength;`}`;
+}
+
 /** Stage tiles, Q: the query tile into Qs, once per workgroup (zeros past seqQ and past headDim). */
 function stageQueryTile(s: ForwardShape): string {
   return `
@@ -369,8 +432,7 @@ function onlineSoftmax(s: ForwardShape): string {
           let pAt = (rowBase + ${r}) * BK + tx + ${c * NCG};
           ${s.opts?.dropout ? `// Dropout: P·V takes P ∘ Z / (1 - rate); the row sum (hence lse) takes P.
           ${NCG % 4 === 0 ? `let kept = (keepTile[(rowBase + ${r}) * BK4 + keepCol + ${c * NCG / 4}] & keepBit) != 0u;` :
-          `let kept = ((keepTile[(rowBase + ${r}) * BK4 + (tx + ${c * NCG}) / 4] >> u32((tx + ${
-              c * NCG}) % 4)) & 1u) == 1u;`}
+          `let kept = ${keepTileBit(`rowBase + ${r}`, 'BK4', `tx + ${c * NCG}`)};`}
           ${storeP(s, 'select(0.0, p * uniforms.keepScale, kept)', 'select(0.0, p, kept)')}` : storeP(s, 'p', 'p')}
           sum += p;
         }`).join('')}
@@ -502,16 +564,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let scaleLog2 = uniforms.scale * LOG2E;${s.opts != null ? `
   optBatch = batch;
   optHead = h;` : ''}${optionRegisters(s)}
-${stageQueryTile(s)}
-  if (tid == 0) {
-    let row = maskHead * uniforms.numQueryTiles + queryTile;
-    ${s.opts != null ? 'let kl = schedule[uniforms.sideBatch + 2 * batch];' :
-        s.hasKeyLengths ? 'let kl = min(keyLengths[batch], seqK);' : 'let kl = seqK;'}
-    sharedRange = vec4<i32>(schedule[uniforms.rowRunStartOffset + row],
-                            schedule[uniforms.rowRunStartOffset + row + 1], kl, 0);
-  }
-  let rowRange = workgroupUniformLoad(&sharedRange);
-  let keyLength = rowRange.z;
+${stageQueryTile(s)}${scheduleRowRange(s)}
 
   ${rows.map((r) => `var runMax${r} = MASKED; var rowSum${r} = 0.0;`).join('\n  ')}
   ${oDecl}
@@ -522,22 +575,7 @@ ${stageQueryTile(s)}
     ${kv.load('firstTile')}
     ${kv.store}${biasPrefetched(s) ? loadBias(s, 'firstTile') : ''}
   }` : ''}
-
-  for (var runIndex = rowRange.x; runIndex < rowRange.y; runIndex++) {
-    if (tid == 0) {
-      let at = uniforms.rowRunsOffset + 3 * runIndex;
-      sharedRun = vec4<i32>(schedule[at], schedule[at + 1], schedule[at + 2], 0);
-    }
-    let tiles = workgroupUniformLoad(&sharedRun);
-    for (var keyTile = tiles.x; keyTile < tiles.x + tiles.y; keyTile++) {
-      let k0 = keyTile * BK;
-      if (k0 >= keyLength) { break; }${s.opts != null && elementMasked(s.opts) ? `
-      // The tile summary (made on the device from the mask and segment ids): skip tiles they rule out entirely, and
-      // take the unmasked path where they hide nothing.
-      let state = tileState(batch, h, queryTile, keyTile);
-      if (state == 0) { continue; }
-      let full = tiles.z == 1 && k0 + BK <= keyLength && state == 2;` : `
-      let full = tiles.z == 1 && k0 + BK <= keyLength;`}
+${keyTileLoops(summarized)}
 
 ${prefetch ? `
       // KPs and Vs (stored at the end of the previous iteration) are visible to all.
@@ -553,10 +591,7 @@ ${prefetch ? `
       workgroupBarrier();`}
 ${s.opts?.dropout ? `
       // Keep bits of this tile (read after the barrier that ends the scores; the previous tile's reads ended at the
-      // barrier after its online softmax).
-      for (var e = tid; e < BQ * BK4; e += THREADS) {
-        keepTile[e] = dropoutKeepBits(k0 / 4 + e % BK4, q0 + e / BK4, h, batch);
-      }` : ''}${scoreTile(s)}${onlineSoftmax(s)}${accumulatePV(s)}${prefetch ? `
+      // barrier after its online softmax).${fillKeepTile('BQ * BK4', 'BK4', 'THREADS', 'batch')}` : ''}${scoreTile(s)}${onlineSoftmax(s)}${accumulatePV(s)}${prefetch ? `
       // Everyone is done with KPs and Vs: put the prefetched tile there.
       workgroupBarrier();
       ${kv.store}` : ''}

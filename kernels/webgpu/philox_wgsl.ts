@@ -77,3 +77,21 @@ fn dropoutKeepBits(g: i32, i: i32, h: i32, b: i32) -> u32 {
 
 /** The default (Hacker's Delight) Philox, as every webgpu program includes it. */
 export const PHILOX_WGSL = philoxWgsl('hd');
+
+/**
+ * Dropout through workgroup memory (the fp32 forward and backward): `keepTile` holds the keep bits of the (query tile
+ * q0, key tile k0), one u32 per 4 keys, `rowWords` per query row. fillKeepTile computes them, one dropoutKeepBits
+ * call per entry spread over the `threads` invocations (tid, h in scope); keepTileBit reads one.
+ */
+export function fillKeepTile(entries: string | number, rowWords: string | number, threads: string | number,
+                             batch: string): string {
+  return `
+      for (var e = tid; e < ${entries}; e += ${threads}) {
+        keepTile[e] = dropoutKeepBits(k0 / 4 + e % ${rowWords}, q0 + e / ${rowWords}, h, ${batch});
+      }`;
+}
+
+/** The keep bit of (query `row`, key `key`) of the tile, both relative to it, from keepTile: a WGSL bool. */
+export function keepTileBit(row: string, rowWords: string | number, key: string): string {
+  return `((keepTile[(${row}) * ${rowWords} + (${key}) / 4] >> u32((${key}) % 4)) & 1u) == 1u`;
+}
