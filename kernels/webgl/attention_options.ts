@@ -111,6 +111,29 @@ export function hasTileSkip(o: OptionVariant | undefined): o is OptionVariant {
   return o != null && (o.queryOffsets || o.mask || o.segments);
 }
 
+/**
+ * Whether a mask, segment ids or a bias (whose -Infinity entries mask) may hide entries of any tile: then a tile the
+ * schedule lists as full takes the unguarded path only where the tile summaries show that the data hide none of it
+ * (dataPartialTest).
+ */
+export function hasElementConditions(o: OptionVariant | undefined): o is OptionVariant {
+  return o != null && (o.mask || o.segments || o.bias);
+}
+
+/**
+ * GLSL to append to a tile's `partial` test (`|| …`, b and h in scope): whether the data may hide an entry of tile
+ * (queryTile, keyTile) although the schedule lists it as full. '' without element conditions (the GLSL stays what it
+ * was); ' || true' where the program does not bind the tile summaries (`summaries`: tileSkipInputs) or the plan has
+ * a bias (no summary says where its -Infinity entries are); else ' || !tileFullyVisible(…)' (tileSkipHelpers): issue
+ * 16's "tiles that are all true take the unmasked path", decided on the device.
+ */
+export function dataPartialTest(o: OptionVariant | undefined, summaries: boolean, queryTile: string, keyTile: string):
+    string {
+  if (!hasElementConditions(o)) return '';
+  if (!summaries || o.bias) return ' || true';
+  return ` || !tileFullyVisible(b, h, ${queryTile}, ${keyTile})`;
+}
+
 /** Sets the tfjs flags' choices (SKIP_HIDDEN_TILES_FLAG, POISON_HIDDEN_TILES_FLAG) on a plan's options. */
 export function tileSkipFlags(o: OptionVariant): void {
   if (!hasTileSkip(o)) return;
@@ -135,10 +158,15 @@ export interface HiddenTileSkip {
   uniforms: string[];
   helpers: string;
   skip: (queryTile: string, keyTile: string) => string;
+  /** dataPartialTest for this program (the summaries are bound where `active`). */
+  partial: (queryTile: string, keyTile: string) => string;
 }
 
 export function hiddenTileSkip(o: OptionVariant | undefined): HiddenTileSkip {
-  if (!skipsHiddenTiles(o)) return {active: false, inputs: [], uniforms: [], helpers: '', skip: () => ''};
+  if (!skipsHiddenTiles(o)) {
+    return {active: false, inputs: [], uniforms: [], helpers: '', skip: () => '',
+            partial: (queryTile, keyTile) => dataPartialTest(o, false, queryTile, keyTile)};
+  }
   return {
     active: true,
     inputs: [...(o.queryOffsets ? ['batchOffsets'] : []), ...tileSkipInputs(o)],
@@ -147,6 +175,7 @@ export function hiddenTileSkip(o: OptionVariant | undefined): HiddenTileSkip {
     helpers: positionHelpers(o) + tileSkipHelpers(o),
     skip: (queryTile, keyTile) => `
             if (tileHidden(b, h, ${queryTile}, ${keyTile})) continue;  // the data hide the whole tile`,
+    partial: (queryTile, keyTile) => dataPartialTest(o, true, queryTile, keyTile),
   };
 }
 
@@ -185,7 +214,19 @@ export function tileSkipHelpers(o: OptionVariant): string {
       vec2 keyIds = idRange(keyIdRanges, keyRangesWidth, b * numKeyTiles + keyTile);
       if (queryIds.y < keyIds.x || keyIds.y < queryIds.x) return true;  // no id in common` : ''}
       return false;
-    }
+    }${o.mask || o.segments ? `
+    // True when the data show every entry of the tile visible (the mask allows all of it, one segment id on both
+    // sides): the tile then takes the unguarded path if the schedule lists it as full (dataPartialTest).
+    bool tileFullyVisible(int b, int h, int queryTile, int keyTile) {${o.mask ? `
+      int plane = b * maskBatchPlanes + h * maskHeadPlanes;
+      if (flatValue(maskTiles, maskTilesWidth, (plane * numQueryTiles + queryTile) * numKeyTiles + keyTile) != 2.0) {
+        return false;
+      }` : ''}${o.segments ? `
+      vec2 queryIds = idRange(queryIdRanges, queryRangesWidth, b * numQueryTiles + queryTile);
+      vec2 keyIds = idRange(keyIdRanges, keyRangesWidth, b * numKeyTiles + keyTile);
+      if (queryIds.x != queryIds.y || keyIds.x != keyIds.y || queryIds.x != keyIds.x) return false;` : ''}
+      return true;
+    }` : ''}
   `;
 }
 

@@ -170,7 +170,7 @@ export function headOfRow({declare = true, batch = true, keyRowBase = false, key
 }
 
 /** Where a texel of a tile buffer sits, and its rows' dot products: shared by ScoresProgram and ScoreGradProgram. */
-export function tileTexelHelpers(headTexels: number): string {
+export function tileTexelHelpers(headTexels: number, dataPartial = ''): string {
   return `
     // Decodes texel t of a tile buffer into (global row, query position, key tile, ...). Returns false when the
     // texel holds nothing (past the chunk, the row's slots, or keyLengths).
@@ -191,7 +191,7 @@ export function tileTexelHelpers(headTexels: number): string {
       int k0 = int(slot.x) * ${TILE};
       keyEnd = keyLimit(b);
       if (k0 >= keyEnd) return false;
-      partial = slot.y == 0.0 || k0 + ${TILE} > keyEnd;
+      partial = slot.y == 0.0 || k0 + ${TILE} > keyEnd${dataPartial};
       j = k0 + 2 * jp;
       return true;
     }
@@ -295,7 +295,7 @@ export function nonFiniteFixupHelper(hidden: HiddenTileSkip): string {
           vec4 slot = tableTexel(rowSlotBase + firstSlot + s);
           int k0 = int(slot.x) * ${TILE};
           if (k0 >= keyEnd) break;${hidden.skip('queryTile', 'int(slot.x)')}
-          if ((slot.y == 0.0 || k0 + ${TILE} > keyEnd) && nonFiniteTile((keyRowBase + k0) / ${TILE})) return true;
+          if ((slot.y == 0.0 || k0 + ${TILE} > keyEnd${hidden.partial('queryTile', 'int(slot.x)')}) && nonFiniteTile((keyRowBase + k0) / ${TILE})) return true;
         }
         return false;
       }

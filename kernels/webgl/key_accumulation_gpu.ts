@@ -78,7 +78,7 @@ export class KeyAccumulateProgram extends AttentionProgram {
             // key must not reach it through 0 · NaN. Full tiles have none and run the unguarded steps.
             // (Two loop trips of eight row pairs, not unrolled, keep the guarded copy small: a fully unrolled one
             // slowed full tiles on SwiftShader.)
-            if (entry.z == 0.0 || (keyTile + 1) * ${TILE} > keyEnd) {
+            if (entry.z == 0.0 || (keyTile + 1) * ${TILE} > keyEnd${hidden.partial('queryTile', 'keyTile')}) {
               for (int rh = 0; rh < 2; rh++) {
               ${unroll(TILE / 4, (rp) => `
               grad = texelFetch(tiles, gxy, 0);

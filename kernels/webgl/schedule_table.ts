@@ -4,8 +4,8 @@
  *
  * Table layout (texel offsets in ScheduleTable.offsets; values are small integers, exact in float32):
  *   rowHeader  [numHeads * numQueryTiles]   (first slot, slot count, -, -) of schedule row mh * numQueryTiles + qt
- *   rowSlot    [visited tiles]              (key tile, full, -, -): slot s of a row is rowSlot[first + s]; full is 0
- *                                           everywhere when a mask, segment ids or a bias may hide any entry
+ *   rowSlot    [visited tiles]              (key tile, full, -, -): slot s of a row is rowSlot[first + s]; full is
+ *                                           the schedule's (the data's own masks are tested by the programs)
  *   colHeader  [numHeads * numKeyTiles]     (first entry, entry count, -, -) of key tile kt of mask head mh
  *   colEntry   [visited tiles]              (query tile, slot of this key tile in that query tile's row, full, -),
  *                                           ascending query tiles
@@ -15,7 +15,7 @@
  */
 import type {TensorInfo} from '@tensorflow/tfjs-core';
 import type {MathBackendWebGL} from '@tensorflow/tfjs-backend-webgl';
-import {AttentionPlan, hasElementMask} from '../../src/plan/plan.js';
+import {AttentionPlan} from '../../src/plan/plan.js';
 import {LruCache} from '../../src/plan/lru_cache.js';
 import {BlockSchedule, getSchedule} from '../../src/plan/schedule.js';
 import {TexelLayout, texelLayout, toPackedElements} from './texel_layout.js';
@@ -51,12 +51,11 @@ function cacheOf(backend: MathBackendWebGL): LruCache<string, ScheduleTable> {
 
 export function getScheduleTable(
     backend: MathBackendWebGL, plan: AttentionPlan, tile: number, maxTextureSize: number): ScheduleTable {
-  // A mask, segment ids or a bias (whose -Infinity entries mask) can hide any entry of any tile: every visited tile
-  // is then partial (its entries are tested one by one, and the accumulations skip the masked ones).
-  const allPartial = hasElementMask(plan) || plan.bias != null;
+  // The full flags are the schedule's own: where a mask, segment ids or a bias may hide entries, the programs also
+  // test the data's tile summaries (attention_options.ts, dataPartialTest) before they take a full tile's path.
   return cacheOf(backend).getOrCreate(
-      `${plan.maskKey}|${tile}|${maxTextureSize}${allPartial ? '|allPartial' : ''}`,
-      () => upload(backend, plan, getSchedule(plan, tile, tile), maxTextureSize, allPartial));
+      `${plan.maskKey}|${tile}|${maxTextureSize}`,
+      () => upload(backend, plan, getSchedule(plan, tile, tile), maxTextureSize));
 }
 
 /** Releases every cached schedule table of `backend`. */
@@ -64,9 +63,8 @@ export function clearWebGLScheduleCache(backend: MathBackendWebGL): void {
   caches.get(backend)?.clear();
 }
 
-function upload(
-    backend: MathBackendWebGL, plan: AttentionPlan, s: BlockSchedule, maxTextureSize: number,
-    allPartial: boolean): ScheduleTable {
+function upload(backend: MathBackendWebGL, plan: AttentionPlan, s: BlockSchedule, maxTextureSize: number):
+    ScheduleTable {
   const rows = s.numHeads * s.numQueryTiles, cols = s.numHeads * s.numKeyTiles;
   const visited = s.visitedTiles;
   const layoutMask = plan.layout?.mask ?? new Uint8Array(4);
@@ -86,7 +84,7 @@ function upload(
       for (let kt = firstTile; kt < firstTile + count; kt++) {
         slotOf.set(r * s.numKeyTiles + kt, slot - first);
         values[4 * (offsets.rowSlot + slot)] = kt;
-        values[4 * (offsets.rowSlot + slot) + 1] = allPartial ? 0 : full;
+        values[4 * (offsets.rowSlot + slot) + 1] = full;
         slot++;
       }
     }
@@ -103,7 +101,7 @@ function upload(
       for (let qt = firstTile; qt < firstTile + count; qt++) {
         values[4 * (offsets.colEntry + entry)] = qt;
         values[4 * (offsets.colEntry + entry) + 1] = slotOf.get((head * s.numQueryTiles + qt) * s.numKeyTiles + kt)!;
-        values[4 * (offsets.colEntry + entry) + 2] = allPartial ? 0 : full;
+        values[4 * (offsets.colEntry + entry) + 2] = full;
         entry++;
       }
     }

@@ -13,7 +13,7 @@ import {
   blockCoverVertices, headOfRow, locateQueryRow, planHelpers, texelHelpers, tileTexelHelpers, unroll,
 } from './glsl_helpers.js';
 import {
-  hasScoreBias, hasTileSkip, scoreOptionInputs, scoreOptionUniforms, tileSkipHelpers, tileSkipInputs, tileSkipUniforms,
+  dataPartialTest, hasScoreBias, hasTileSkip, scoreOptionInputs, scoreOptionUniforms, tileSkipHelpers, tileSkipInputs, tileSkipUniforms,
   visibilityArgs,
 } from './attention_options.js';
 
@@ -83,7 +83,7 @@ export class ScoresProgram extends AttentionProgram {
       #define HEAD_TEXELS ${v.headTexels}
       ${texelHelpers()}
       ${planHelpers(v, false, true)}${hasTileSkip(v.options) ? tileSkipHelpers(v.options) : ''}
-      ${tileTexelHelpers(v.headTexels)}
+      ${tileTexelHelpers(v.headTexels, dataPartialTest(v.options, hasTileSkip(v.options), 'queryTile', 'int(slot.x)'))}
       void main() {
         int r, i, b, h, maskHead, keyRowBase, j, keyEnd;
         bool partial;
@@ -165,7 +165,8 @@ export class ScoreBlocksProgram extends BlockProgram {
         int keyEnd = keyLimit(b);
         used = used && k0 < keyEnd;${skipHiddenTile(v, 'queryTile', `k0 / ${TILE}`, '        ')}
         if (used) {
-          bool partial = slot.y == 0.0 || k0 + ${TILE} > keyEnd;
+          bool partial = slot.y == 0.0 || k0 + ${TILE} > keyEnd${
+              dataPartialTest(v.options, hasTileSkip(v.options), 'queryTile', `k0 / ${TILE}`)};
           int j = k0 + 8 * kg;  // keys j … j + 7
           ivec2 a0xy = texelXY((r / 2) * ${D}, qWidth), a1xy = texelXY((r / 2 + 1) * ${D}, qWidth);
           ${[0, 1, 2, 3].map((n) => `

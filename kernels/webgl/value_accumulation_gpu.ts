@@ -73,7 +73,7 @@ export class RowAccumulateProgram extends AttentionProgram {
           ivec2 vxy = texelXY(((keyRowBase + k0) / 2) * ${D} + c, valuesWidth);
           // Partial tiles skip masked entries (maskedZero): see valueBlocksProgram.
           // (A loop over four groups of key pairs, not unrolled, keeps the guarded copy small: see valueBlockSteps.)
-          if (slot.y == 0.0 || k0 + ${TILE} > keyEnd) {
+          if (slot.y == 0.0 || k0 + ${TILE} > keyEnd${hidden.partial('queryTile', 'int(slot.x)')}) {
             for (int q4 = 0; q4 < ${TILE / 8}; q4++) {
               ${unroll(4, (n) => `
               p = texelFetch(tiles, pxy + ivec2(4 * q4 + ${n}, 0), 0);
