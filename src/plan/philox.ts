@@ -78,56 +78,20 @@ export function makeDropoutPlan(rate: number, seed: number): DropoutPlan {
 }
 
 /**
- * The high word of m·x (m, x uint32) in float64 arithmetic, for the cpu kernels' hot loop: with x split into 16-bit
- * halves every product and sum stays below 2^53, so hi = floor((xHi·m + floor(xLo·m / 2^16)) / 2^16) is exact — the
- * same bits as mulhi32 in 3 multiplies instead of 4 and a dozen masks (test/philox.test.ts checks both against
- * BigInt).
- */
-export function mulhiFloat(m: number, x: number): number {
-  return ((x >>> 16) * m + (((x & 0xffff) * m) / 65536 >>> 0)) / 65536 >>> 0;
-}
-
-/**
- * philox4x32 with mulhiFloat and no allocation (out is reused): what dropoutKeepRow runs, once per 4 keys. Bit for bit
- * philox4x32 (test/philox.test.ts); the shaders transcribe philox4x32 itself.
- */
-export function philox4x32Fast(
-    c0: number, c1: number, c2: number, c3: number, k0: number, k1: number, out: Uint32Array): Uint32Array {
-  let x0 = c0 >>> 0, x1 = c1 >>> 0, x2 = c2 >>> 0, x3 = c3 >>> 0;
-  let key0 = k0 >>> 0, key1 = k1 >>> 0;
-  for (let round = 0; round < PHILOX_ROUNDS; round++) {
-    if (round > 0) {
-      key0 = (key0 + PHILOX_W0) >>> 0;
-      key1 = (key1 + PHILOX_W1) >>> 0;
-    }
-    const hi0 = mulhiFloat(PHILOX_M0, x0), lo0 = Math.imul(PHILOX_M0, x0) >>> 0;
-    const hi1 = mulhiFloat(PHILOX_M1, x2), lo1 = Math.imul(PHILOX_M1, x2) >>> 0;
-    x0 = (hi1 ^ x1 ^ key0) >>> 0;
-    x1 = lo1;
-    x2 = (hi0 ^ x3 ^ key1) >>> 0;
-    x3 = lo0;
-  }
-  out[0] = x0; out[1] = x1; out[2] = x2; out[3] = x3;
-  return out;
-}
-
-const rowWords = new Uint32Array(4);
-
-/**
  * Keep decisions of keys [j0, j1) of row (b, h, i): keep[j - j0] = 1 if kept. One Philox call serves four keys.
  */
 export function dropoutKeepRow(
     d: DropoutPlan, b: number, h: number, i: number, j0: number, j1: number,
     keep: Uint8Array = new Uint8Array(j1 - j0)): Uint8Array {
-  const words = rowWords, threshold = d.threshold;
+  const words = new Uint32Array(4);
   let group = -1;
   for (let j = j0; j < j1; j++) {
     const g = j >>> 2;
     if (g !== group) {
-      philox4x32Fast(g, i, h, b, d.seedLo, d.seedHi, words);
+      philox4x32(g, i, h, b, d.seedLo, d.seedHi, words);
       group = g;
     }
-    keep[j - j0] = words[j & 3] >= threshold ? 1 : 0;
+    keep[j - j0] = words[j & 3] >= d.threshold ? 1 : 0;
   }
   return keep;
 }
