@@ -28,8 +28,9 @@ case "${1:-}" in
     mkdir -p "$OUT"
     tar -xJf .gpu/bench.tar.xz
     R="bash .gpu/run.sh node"
-    # Dawn's shader warnings drown the logs.
-    F='Warning\|warning\|\^\|subgroupMatrix\|^\s*$\|Compilation log'
+    # Dawn's shader warnings drown the logs (their quoted WGSL lines call subgroupMatrix…( / <; the scripts' own
+    # lines, e.g. "subgroupMatrixConfigs [...]", stay).
+    F='Warning\|warning\|\^\|subgroupMatrix[A-Za-z]*[(<]\|^\s*$\|Compilation log'
     step() {  # step NAME SECONDS COMMAND...
       local name=$1 limit=$2; shift 2
       { nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>&1; date -u; echo "\$ $*";
