@@ -177,7 +177,7 @@ function forwardWithBlocks(backend: MathBackendWebGL, g: AttentionGeometry, inpu
                                   chunk.blocks);
     const newStats = chunkRowStats(backend, g, c, index, scores, stats, keyLengths, true, options.tileSkipInputs);
     const probs = runMultiTarget(backend, new ProbabilityBlocksProgram(blockUniforms, g.variant),
-                                 [...scores, newStats, table.tensor], chunk.blocks);
+                                 [...scores, newStats, table.tensor, ...options.tileSkipInputs], chunk.blocks);
     disposeAll(backend, scores);
     const previousStats = stats ?? newStats;  // no stats yet means no output yet either: the sum starts at 0
     // O as eight-target blocks too (4 rows × 8 channels per fragment): this chunk's P·V, added to O so far.

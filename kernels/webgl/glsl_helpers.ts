@@ -276,6 +276,59 @@ export function blockCoverVertices(rowTiles: number): {vertices: number, body: s
 }
 
 /**
+ * The cover of a block draw that also leaves out the tiles the data hide: per (query tile, slot) of the draw one
+ * rectangle (TILE fragments on the slot's line), collapsed to a point where the slot is past the row's slots or
+ * tileHidden rules the tile out — those fragments are never shaded (on SwiftShader an early-out fragment still costs
+ * about half a full one). Only for plans whose later passes skip hidden tiles too (hidden.active: they never read
+ * what is left unwritten); the POISON_HIDDEN_TILES_FLAG test hook keeps blockCoverVertices so that the poison is
+ * written. `slots`: the draw's slot range (slotEnd − slotStart). Needs hidden.inputs / hidden.uniforms besides
+ * blockCoverVertices' samplers and uniforms.
+ */
+export function slotCoverVertices(rowTiles: number, slots: number, hidden: HiddenTileSkip): {vertices: number,
+                                                                                               body: string} {
+  return {
+    vertices: 6 * rowTiles * slots,
+    body: `
+      ${texelHelpers(false)}${hidden.helpers}
+      void main() {
+        int rect = gl_VertexID / 6, corner = gl_VertexID - 6 * (gl_VertexID / 6);
+        int localTile = rect / ${slots}, localSlot = rect - ${slots} * localTile;
+        int rowTile = chunkTileStart + localTile;
+        ${locateQueryRow('rowTile')}
+        ${headOfRow()}
+        int row = maskHead * numQueryTiles + queryTile;  // the schedule row: (first slot, slot count, -, -)
+        vec4 header = texelFetch(table, texelXY(row, tableWidth), 0);
+        int s = slotStart + localSlot;
+        bool draw = s < min(int(header.y), slotEnd);
+        if (draw) {
+          int keyTile = int(texelFetch(table, texelXY(rowSlotBase + int(header.x) + s, tableWidth), 0).x);
+          draw = !tileHidden(b, h, queryTile, keyTile);
+        }
+        int line = localSlot / blockSlotsPerLine;
+        float x0 = float((localSlot - line * blockSlotsPerLine) * ${TILE});
+        float y0 = float(localTile * blockLinesPerTile + line);
+        vec4 box = draw ? vec4(x0, y0, x0 + ${TILE}.0, y0 + 1.0) : vec4(0.0);
+        // Two triangles: corners (0, 0), (1, 0), (0, 1), (1, 0), (1, 1), (0, 1).
+        bool right = corner == 1 || corner == 3 || corner == 4;
+        bool up = corner == 2 || corner == 4 || corner == 5;
+        vec2 p = vec2(right ? box.z : box.x, up ? box.w : box.y);
+        gl_Position = vec4(2.0 * p.x / float(outWidth) - 1.0, 2.0 * p.y / float(outLines) - 1.0, 0.0, 1.0);
+      }
+    `,
+  };
+}
+
+/**
+ * The cover of a block draw over `rowTiles` query tiles and the draw's `slots`: slotCoverVertices where the passes
+ * skip hidden tiles (and the poison test hook is off), else blockCoverVertices.
+ */
+export function blockDrawCover(v: AttentionVariant, rowTiles: number, slots: number, hidden: HiddenTileSkip):
+    {vertices: number, body: string} {
+  return hidden.active && !v.options?.poisonHiddenTiles ? slotCoverVertices(rowTiles, slots, hidden) :
+                                                          blockCoverVertices(rowTiles);
+}
+
+/**
  * GLSL needsFixup(firstSlot, slots, keyRowBase, keyEnd): whether a query tile's visited slots in [slotStart, slots)
  * include a partial tile whose values hold a NaN or an infinity (NonFiniteKeyTilesProgram's flags): the rows that
  * ValueBlocksProgram's fix-up pass must redo. Shared by its vertex stage (which draws only such query tiles) and its

@@ -4,13 +4,13 @@
  *   ProbabilityBlocksProgram   over ScoreBlocksProgram's eight targets, into eight targets of the same layout
  * maskedZero() (-0.0) where t is MASKED or the row sees nothing; NaN for a row whose lse is NaN or +Infinity.
  */
-import {DROPOUT_HELPERS, DROPOUT_UNIFORMS} from './attention_options.js';
+import {DROPOUT_HELPERS, DROPOUT_UNIFORMS, hiddenTileSkip} from './attention_options.js';
 import {
   AttentionProgram, AttentionVariant, BLOCK_LAYOUT_UNIFORMS, blockNames, BlockProgram, PLAN_UNIFORMS, TILE,
   UniformValues,
 } from './attention_program.js';
 import {
-  blockCoverVertices, headOfRow, locateQueryRow, planHelpers, PROBABILITY_HELPER, texelHelpers, tileTexelHelpers,
+  blockDrawCover, headOfRow, locateQueryRow, planHelpers, PROBABILITY_HELPER, texelHelpers, tileTexelHelpers,
 } from './glsl_helpers.js';
 
 /** P = exp(t − lse) of a chunk's tile buffer of scores (0 where MASKED or for rows that see nothing). */
@@ -44,15 +44,23 @@ export class ProbabilitiesProgram extends AttentionProgram {
  * within every quad: 8 fetches per texel, measured ~40 ms of a 230 ms causal forward.)
  */
 export class ProbabilityBlocksProgram extends BlockProgram {
-  variableNames = [...blockNames(), 'lse', 'table'];
+  variableNames: string[];
 
-  /** With dropout (`v.options.dropout`), P is multiplied by the keep factors of its (b, h, i, j). */
-  constructor(values: UniformValues, v?: AttentionVariant) {
+  /**
+   * With dropout (`v.options.dropout`), P is multiplied by the keep factors of its (b, h, i, j). Where the passes
+   * skip hidden tiles, the draw leaves them out too (blockDrawCover): its inputs then end with the tile summaries
+   * (PackedOptions.tileSkipInputs).
+   */
+  constructor(values: UniformValues, v: AttentionVariant) {
     super();
-    const dropout = v?.options?.dropout === true;
+    const dropout = v.options?.dropout === true;
+    const hidden = hiddenTileSkip(v.options);
+    this.variableNames = [...blockNames(), 'lse', 'table', ...hidden.inputs];
     this.declareUniforms([...PLAN_UNIFORMS, ...BLOCK_LAYOUT_UNIFORMS, 'outWidth', 'outLines', 'statsWidth',
-                          'chunkTileStart', 'slotStart', 'slotEnd', ...(dropout ? DROPOUT_UNIFORMS : [])], values);
-    this.cover = blockCoverVertices(values.chunkTileEnd - values.chunkTileStart);
+                          'chunkTileStart', 'slotStart', 'slotEnd', ...(dropout ? DROPOUT_UNIFORMS : []),
+                          ...hidden.uniforms], values);
+    this.cover = blockDrawCover(v, values.chunkTileEnd - values.chunkTileStart, values.slotEnd - values.slotStart,
+                                hidden);
     const targets = [0, 1, 2, 3, 4, 5, 6, 7];
     this.userCode = `
       ${texelHelpers(false)}

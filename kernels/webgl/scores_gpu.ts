@@ -10,11 +10,11 @@ import {
   AttentionProgram, AttentionVariant, BLOCK_LAYOUT_UNIFORMS, BlockProgram, PLAN_UNIFORMS, TILE, UniformValues,
 } from './attention_program.js';
 import {
-  blockCoverVertices, headOfRow, locateQueryRow, planHelpers, texelHelpers, tileTexelHelpers, unroll,
+  blockDrawCover, headOfRow, locateQueryRow, planHelpers, texelHelpers, tileTexelHelpers, unroll,
 } from './glsl_helpers.js';
 import {
-  dataPartialTest, hasScoreBias, hasTileSkip, scoreOptionInputs, scoreOptionUniforms, tileSkipHelpers, tileSkipInputs, tileSkipUniforms,
-  visibilityArgs,
+  dataPartialTest, hasScoreBias, hasTileSkip, hiddenTileSkip, scoreOptionInputs, scoreOptionUniforms, tileSkipHelpers,
+  tileSkipInputs, tileSkipUniforms, visibilityArgs,
 } from './attention_options.js';
 
 /** The score programs' option samplers and uniforms: the score options, then the tile summaries. */
@@ -123,7 +123,7 @@ export class ScoresProgram extends AttentionProgram {
 /**
  * The forward's scores t as a multiple-render-target draw (multi_target.ts): each fragment computes 4 query
  * rows × 8 keys (2 row pairs × 4 key pairs, one texel per output target), fetching 6 texels per score instead of the
- * 16 of a one-texel fragment, in the block layout of BLOCK_LAYOUT_UNIFORMS (drawn over blockCoverVertices' rectangles:
+ * 16 of a one-texel fragment, in the block layout of BLOCK_LAYOUT_UNIFORMS (drawn over blockDrawCover's rectangles:
  * the visited slots only). MASKED where invisible, as the 'scores' mode of ScoresProgram (the path for contexts
  * without eight float render targets).
  */
@@ -139,7 +139,8 @@ export class ScoreBlocksProgram extends BlockProgram {
          'chunkTileEnd', 'slotStart', 'slotEnd', ...(v.hasKeyLengths ? ['keyEndsWidth'] : []),
          ...scoreProgramUniforms(v)],
         values);
-    this.cover = blockCoverVertices(values.chunkTileEnd - values.chunkTileStart);
+    this.cover = blockDrawCover(v, values.chunkTileEnd - values.chunkTileStart, values.slotEnd - values.slotStart,
+                                hiddenTileSkip(v.options));
     const D = v.headTexels;
     const pairs = [0, 1, 2, 3, 4, 5, 6, 7];
     this.userCode = `
