@@ -115,7 +115,7 @@ describe('webgl in Chromium on a WebGL1 context', function() {
   it('falls back to the composite kernels with one console warning', async () => {
     expect(page!.info.webglVersion).to.equal(1);
     for (const [index, c] of CASES.entries()) {
-      if (hasTag(c, 'webgl1')) assertCaseResult(await page!.runCase(c, caseSeed(index)), TOLERANCE);
+      if (hasTag(c, 'webgl1')) assertCaseResult(await page!.runCase(c, caseSeed(index)), TOLERANCE, c);
     }
     const warnings = page!.session.consoleMessages.filter((m) => m.includes('need WebGL2'));
     expect(warnings, page!.session.consoleMessages.join('\n')).to.have.length(1);

@@ -38,7 +38,7 @@ describe('cpu decode grouping (GQA heads stacked per kv head)', function() {
   });
 
   DECODE_CASES.forEach((c, index) => {
-    it(c.name, async () => assertCaseResult(await checkCase(tf, lib, c, caseSeed(700 + index)), TOLERANCES.cpu));
+    it(c.name, async () => assertCaseResult(await checkCase(tf, lib, c, caseSeed(700 + index)), TOLERANCES.cpu, c));
   });
 
   it('stacks the heads of decode shapes with GQA only', () => {

@@ -95,7 +95,7 @@ describe('webgpu backward kernels', function() {
           const forced = {...t, paddedDim, chunk};
           setGradTilesOverrideForTests({dkdv: forced, dq: forced});
           try {
-            assertCaseResult(await runCase(c, caseSeed(index)), TOLERANCES);
+            assertCaseResult(await runCase(c, caseSeed(index)), TOLERANCES, c);
           } finally {
             setGradTilesOverrideForTests(null);
           }

@@ -124,7 +124,7 @@ export function runSharedCasesInBrowser(
     };
     CASES.forEach((c, index) => {
       if (!filter(c)) return;
-      it(c.name, async () => assertCaseResult(await current().runCase(c, caseSeed(index)), tol));
+      it(c.name, async () => assertCaseResult(await current().runCase(c, caseSeed(index)), tol, c));
     });
     extra?.(current);
   });
