@@ -19,8 +19,8 @@ export interface CaseResult {
   /** max |actual − expected| / max(max |expected|, 1e-3) per quantity; lse compares finite entries only. */
   errors: {output: number; lse: number; dq: number; dk: number; dv: number; dBias: number};
   /**
-   * The denominators of those errors, max(max |expected|, 1e-3), for the quantities the fp32 rounding floor applies to
-   * (test/rounding_floor.ts): error · maxReference is the absolute error.
+   * The denominators of those errors (relError's max(max |expected|, 1e-3)) for the quantities the fp32 rounding floor
+   * applies to (test/rounding_floor.ts): error · maxReference is the absolute error.
    */
   maxReference: {lse: number; dq: number; dk: number; dBias: number};
   /** Problems that are not tolerance questions (mismatched -Infinity, NaN, non-zero empty rows). */
@@ -150,17 +150,12 @@ export function refProblem(lib: Lib, c: AttentionCase, seed = 0): RefProblem {
   };
 }
 
-/** max(max |finite expected|, 1e-3): relError's denominator. */
-function referenceScale(expected: ArrayLike<number> | null | undefined): number {
-  let maxRef = 1e-3;
-  if (expected == null) return maxRef;
-  for (let i = 0; i < expected.length; i++) {
-    if (Number.isFinite(expected[i])) maxRef = Math.max(maxRef, Math.abs(expected[i]));
-  }
-  return maxRef;
-}
-
-function relError(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string, problems: string[]): number {
+/**
+ * max |actual − expected| / max(max |expected|, 1e-3) over the entries both hold finite values (a -Infinity or
+ * non-finite mismatch is a problem instead); `scales[what]`, when given, receives that denominator.
+ */
+function relError(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string, problems: string[],
+                  scales?: Record<string, number>): number {
   let maxErr = 0, maxRef = 1e-3;
   if (actual.length !== expected.length) {
     problems.push(`${what}: ${actual.length} values, expected ${expected.length}`);
@@ -180,6 +175,7 @@ function relError(actual: ArrayLike<number>, expected: ArrayLike<number>, what: 
     maxRef = Math.max(maxRef, Math.abs(e));
   }
   if (problems.length > 8) problems.splice(8, problems.length - 8, '…');
+  if (scales != null) scales[what] = maxRef;
   return maxErr / maxRef;
 }
 
@@ -245,20 +241,20 @@ export async function checkCase(tf: Tf, lib: Lib, c: AttentionCase, seed: number
 
   const ref = referenceForward(p, qa, ka, va);
   const problems: string[] = [];
+  const maxReference = {lse: 1e-3, dq: 1e-3, dk: 1e-3, dBias: 1e-3};
   const errors = {
     output: relError(outA as Float32Array, ref.output, 'output', problems),
-    lse: relError(lseA as Float32Array, ref.lse, 'lse', problems),
+    lse: relError(lseA as Float32Array, ref.lse, 'lse', problems, maxReference),
     dq: 0, dk: 0, dv: 0, dBias: 0,
   };
-  const maxReference = {lse: referenceScale(ref.lse), dq: 1e-3, dk: 1e-3, dBias: 1e-3};
   if (!c.forwardOnly) {
     const refGrads = referenceBackward(p, qa, ka, va, dOa, dLa);
-    errors.dq = relError(dqA as Float32Array, refGrads.dq, 'dq', problems);
-    errors.dk = relError(dkA as Float32Array, refGrads.dk, 'dk', problems);
+    errors.dq = relError(dqA as Float32Array, refGrads.dq, 'dq', problems, maxReference);
+    errors.dk = relError(dkA as Float32Array, refGrads.dk, 'dk', problems, maxReference);
     errors.dv = relError(dvA as Float32Array, refGrads.dv, 'dv', problems);
-    if (refGrads.dBias != null) errors.dBias = relError(dBiasA as Float32Array, refGrads.dBias, 'dBias', problems);
-    Object.assign(maxReference, {dq: referenceScale(refGrads.dq), dk: referenceScale(refGrads.dk),
-                                 dBias: referenceScale(refGrads.dBias)});
+    if (refGrads.dBias != null) {
+      errors.dBias = relError(dBiasA as Float32Array, refGrads.dBias, 'dBias', problems, maxReference);
+    }
   }
   // Empty rows must be exactly 0, not merely small.
   for (let b = 0; b < c.batch; b++) {

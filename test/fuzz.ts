@@ -13,10 +13,9 @@
  */
 import fc from 'fast-check';
 import {AttentionCase, LayoutSpec, MaskSpec, PAIR_SHAPES, PairShape} from './cases.js';
-import {CaseResult, checkCase, Lib, randomArray, refProblem, Tf} from './check_case.js';
-import {referenceBackward, referenceForward} from './reference.js';
+import {CaseResult, checkCase, Lib, randomArray, Tf} from './check_case.js';
 import {FUZZ_TOLERANCES, Tolerances} from './tolerances.js';
-import {caseFailures, FLOORED, Floored, RoundingFloor, roundingFloor} from './rounding_floor.js';
+import {caseFailures, FLOORED, Floored, roundingFloor} from './rounding_floor.js';
 
 export {caseFailures, roundingFloor} from './rounding_floor.js';
 
@@ -352,33 +351,14 @@ export function fuzzCaseArb(cfg: FuzzConfig): fc.Arbitrary<FuzzCase> {
       .filter((f) => caseWork(f.case) <= cfg.maxWork && optionCount(f.case) <= (cfg.maxOptions ?? Infinity));
 }
 
-/** max |reference| of the finite lse entries, dq, dk and dBias for the case's inputs (the same seeded inputs as checkCase). */
-function referenceMagnitudes(lib: Lib, c: AttentionCase, seed: number): RoundingFloor {
-  const p = refProblem(lib, c, seed);
-  const qn = c.batch * c.seqQ * c.heads * c.headDim, kn = c.batch * c.seqK * c.kvHeads * c.headDim;
-  const q = randomArray(qn, seed), k = randomArray(kn, seed + 1), v = randomArray(kn, seed + 2);
-  const g = referenceBackward(
-      p, q, k, v, randomArray(qn, seed + 3), c.lseGrad ? randomArray(c.batch * c.heads * c.seqQ, seed + 4) : null);
-  const maxAbs = (a: ArrayLike<number>) => {
-    let m = 0;
-    for (let i = 0; i < a.length; i++) {
-      if (Number.isFinite(a[i])) m = Math.max(m, Math.abs(a[i]));
-    }
-    return m;
-  };
-  return {lse: maxAbs(referenceForward(p, q, k, v).lse), dq: maxAbs(g.dq), dk: maxAbs(g.dk),
-          dBias: g.dBias == null ? 0 : maxAbs(g.dBias)};
-}
-
-/** caseFailures with the fp32 rounding floor for lse / dq / dk, computing the reference magnitudes only when needed. */
-function caseFailuresWithRounding(lib: Lib, f: FuzzCase, r: CaseResult, tol: FuzzTolerance): {
+/** caseFailures with the fp32 rounding floor for lse / dq / dk / dBias (the errors' denominators: r.maxReference). */
+function caseFailuresWithRounding(f: FuzzCase, r: CaseResult, tol: FuzzTolerance): {
   failures: string[]; byRounding: boolean;
 } {
   const strict = caseFailures(r, tol);
   const overTolerance = (key: Floored) => r.errors[key] > (key === 'lse' ? tol.forward : tol.gradients);
   if (!FLOORED.some(overTolerance)) return {failures: strict, byRounding: false};
-  const failures =
-      caseFailures(r, tol, {floor: roundingFloor(f.case), maxRef: referenceMagnitudes(lib, f.case, f.seed)});
+  const failures = caseFailures(r, tol, {floor: roundingFloor(f.case), maxRef: r.maxReference});
   return {failures, byRounding: failures.length < strict.length};
 }
 
@@ -422,7 +402,7 @@ export async function runFuzz(tf: Tf, lib: Lib, opts: FuzzOptions): Promise<Fuzz
     let failures: string[];
     try {
       result = await (opts.check ? opts.check(f.case, f.seed) : checkCase(tf, lib, f.case, f.seed));
-      const checked = caseFailuresWithRounding(lib, f, result, opts.tolerance);
+      const checked = caseFailuresWithRounding(f, result, opts.tolerance);
       failures = checked.failures;
       if (checked.byRounding && failures.length === 0) passedByRoundingFloor++;
       for (const key of Object.keys(maxErrors) as Array<keyof typeof maxErrors>) {

@@ -50,6 +50,16 @@ export async function registerTensorCoreBackend(name: string, adapter: GPUAdapte
   return device;
 }
 
+/** Lines of `code` declaring a function-scope `var` without an initialiser (WGSL: a var in a loop must have one). */
+export function uninitialisedVars(code: string): string[] {
+  return code.split('\n').filter((l) => /^\s*var\s+\w+\s*(:[^=]*)?;/.test(l));
+}
+
+/** The program's @workgroup_size (one dimension). */
+export function workgroupSize(code: string): number {
+  return Number(/@workgroup_size\((\d+)\)/.exec(code)![1]);
+}
+
 /**
  * Loop headers, innermost last, enclosing each subgroup-matrix call; throws on a branch around one (except
  * `uniformBranch`: branches known to be workgroup-uniform, e.g. on a workgroupUniformLoad value, named by how their

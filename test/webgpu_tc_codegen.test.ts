@@ -10,7 +10,7 @@ import {chooseFastTcTile, chooseTcTile, setTensorCoreKernelForTests} from '../ke
 import type {OptionFlags} from '../kernels/webgpu/attention_options.js';
 import {TcForwardProgram, TcPackProgram, tcWorkgroupBytes} from '../kernels/webgpu/flash_attention_tc_webgpu.js';
 import {programSource} from '../kernels/webgpu/program_runner.js';
-import {checkMatrixCallsUnbranched} from './tc_kernels.js';
+import {checkMatrixCallsUnbranched, uninitialisedVars, workgroupSize} from './tc_kernels.js';
 
 const H100 = {maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024};
 const SUBGROUP = 32;
@@ -42,11 +42,9 @@ describe('tensor-core forward WGSL (generated, no device)', () => {
             for (const e of ['f16', 'subgroups', 'chromium_experimental_subgroup_matrix']) {
               expect(code).to.include(`enable ${e};`);
             }
-            const size = Number(/@workgroup_size\((\d+)\)/.exec(code)![1]);
-            expect(size % SUBGROUP).to.equal(0);
+            expect(workgroupSize(code) % SUBGROUP).to.equal(0);
             // Every var is initialised (module-scope var<workgroup> / var<private> / bindings excepted).
-            const bare = code.split('\n').filter((l) => /^\s*var\s+\w+\s*(:[^=]*)?;/.test(l));
-            expect(bare, 'uninitialised vars').to.deep.equal([]);
+            expect(uninitialisedVars(code), 'uninitialised vars').to.deep.equal([]);
             // Matrix calls only under loops, never under a branch; the MMA loops stride by subgroup.
             const loops = checkMatrixCallsUnbranched(code);
             expect(loops.length).to.be.greaterThan(0);
@@ -74,10 +72,8 @@ describe('tensor-core forward WGSL (generated, no device)', () => {
           if (headDim <= 128 && subgroup === SUBGROUP) expect(tile!.blockQ).to.equal(128);
           const program = new TcForwardProgram(headDim, tile!, 'medium', true, true, true, opts, false, true);
           const code = programSource(program);
-          const size = Number(/@workgroup_size\((\d+)\)/.exec(code)![1]);
-          expect(size % subgroup).to.equal(0);
-          const bare = code.split('\n').filter((l) => /^\s*var\s+\w+\s*(:[^=]*)?;/.test(l));
-          expect(bare, 'uninitialised vars').to.deep.equal([]);
+          expect(workgroupSize(code) % subgroup).to.equal(0);
+          expect(uninitialisedVars(code), 'uninitialised vars').to.deep.equal([]);
           // Matrix calls only in the per-row-block loop (once per subgroup), under no branch but the
           // workgroup-uniform lazy rescale.
           const loops = checkMatrixCallsUnbranched(code, 'if (rescale != 0u)');
@@ -111,8 +107,7 @@ describe('tensor-core forward WGSL (generated, no device)', () => {
           const program = new TcForwardProgram(headDim, tile!, 'medium', true, true, true, opts, false, true, true);
           const code = programSource(program);
           expect(code).to.include('var<storage, read> packedWide: array<vec4<u32>>;');
-          const bare = code.split('\n').filter((l) => /^\s*var\s+\w+\s*(:[^=]*)?;/.test(l));
-          expect(bare, 'uninitialised vars').to.deep.equal([]);
+          expect(uninitialisedVars(code), 'uninitialised vars').to.deep.equal([]);
           const loops = checkMatrixCallsUnbranched(code, 'if (rescale != 0u)');
           for (const l of loops) expect(l).to.match(/for \(var rg = sg; rg < RGU; rg \+= numSg\) \{$/);
           // Only Q comes from the packed buffer; K (column-major) and V from Ks / Vs.
@@ -139,8 +134,7 @@ describe('tensor-core forward WGSL (generated, no device)', () => {
         const opts = OPTION_SETS[3];
         const program = new TcForwardProgram(headDim, tile!, 'medium', true, true, true, opts, false, true, true);
         const code = programSource(program);
-        const bare = code.split('\n').filter((l) => /^\s*var\s+\w+\s*(:[^=]*)?;/.test(l));
-        expect(bare, 'uninitialised vars').to.deep.equal([]);
+        expect(uninitialisedVars(code), 'uninitialised vars').to.deep.equal([]);
         const loops = checkMatrixCallsUnbranched(code, 'if (rescale != 0u)');
         for (const l of loops) expect(l).to.match(/for \(var rg = sg; rg < RGU; rg \+= numSg\) \{$/);
         const rows = variant.rowBlocks ?? 1;
@@ -191,10 +185,8 @@ describe('tensor-core forward WGSL (generated, no device)', () => {
           expect(code).to.include('var<storage, read> packedWide: array<vec4<u32>>;');
           expect(code).to.not.include('var<workgroup> Sx');
           expect(code).to.include('fn splitHi');
-          const size = Number(/@workgroup_size\((\d+)\)/.exec(code)![1]);
-          expect(size % subgroup).to.equal(0);
-          const bare = code.split('\n').filter((l) => /^\s*var\s+\w+\s*(:[^=]*)?;/.test(l));
-          expect(bare, 'uninitialised vars').to.deep.equal([]);
+          expect(workgroupSize(code) % subgroup).to.equal(0);
+          expect(uninitialisedVars(code), 'uninitialised vars').to.deep.equal([]);
           const loops = checkMatrixCallsUnbranched(code, 'if (rescale != 0u)');
           for (const l of loops) expect(l).to.match(/for \(var rg = sg; rg < RGU; rg \+= numSg\) \{$/);
           const dTiles = Math.ceil(headDim / 16);

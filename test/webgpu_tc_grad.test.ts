@@ -19,7 +19,7 @@ import {TENSOR_CORE_TOLERANCES} from './tolerances.js';
 import type {OptionFlags} from '../kernels/webgpu/attention_options.js';
 import {chooseTcGradTiles, TcGradTileProgram, tcGradWorkgroupBytes} from '../kernels/webgpu/flash_attention_grad_tc_webgpu.js';
 import {programSource} from '../kernels/webgpu/program_runner.js';
-import {checkMatrixCallsUnbranched} from './tc_kernels.js';
+import {checkMatrixCallsUnbranched, uninitialisedVars} from './tc_kernels.js';
 import {emulatedTensorCoreBackendOrSkip, restoreTensorCoreSwitches} from './tc_env.js';
 import {withGPUErrorCheck} from './webgpu_env.js';
 
@@ -114,8 +114,7 @@ fn stubMma(left: f32, right: f32, acc: f32) -> f32 { return left * right + acc; 
             for (const e of ['f16', 'subgroups', 'chromium_experimental_subgroup_matrix']) {
               expect(code).to.include(`enable ${e};`);
             }
-            const bare = code.split('\n').filter((l) => /^\s*var\s+\w+\s*(:[^=]*)?;/.test(l));
-            expect(bare, 'uninitialised vars').to.deep.equal([]);
+            expect(uninitialisedVars(code), 'uninitialised vars').to.deep.equal([]);
             // Matrix calls only in loops over subgroups (and the workgroup-uniform tile loop's branches).
             const loops = checkMatrixCallsUnbranched(code, ['if (k0 < keyLen)', 'if (state > 0 && k0 < keyLen)']);
             expect(loops.length).to.be.greaterThan(0);

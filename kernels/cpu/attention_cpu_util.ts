@@ -215,8 +215,10 @@ export class PartialTile {
     for (let r = 0; r < rows; r++) {
       const base = r * ld, lo = this.lo[r], hi = this.hi[r];
       allowed.fill(0, base, base + ld);
-      if (lo !== 0 || hi !== cols) allVisible = false;
-      if (lo >= hi) continue;
+      if (lo >= hi) {
+        allVisible = false;
+        continue;
+      }
       allowed.fill(1, base + lo, base + hi);
       if (layout != null) {
         const bs = layout.blockSize;

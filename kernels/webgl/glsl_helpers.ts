@@ -240,6 +240,16 @@ export const BLOCK_XY_HELPER = `
 `;
 
 /**
+ * GLSL: vertex `corner` (0 … 5) of the rectangle `box` (x0, y0, x1, y1, in fragments of the outWidth × outLines
+ * output) as two counter-clockwise triangles, into gl_Position.
+ */
+const RECTANGLE_CORNER = `        // Two triangles: corners (0, 0), (1, 0), (0, 1), (1, 0), (1, 1), (0, 1).
+        bool right = corner == 1 || corner == 3 || corner == 4;
+        bool up = corner == 2 || corner == 4 || corner == 5;
+        vec2 p = vec2(right ? box.z : box.x, up ? box.w : box.y);
+        gl_Position = vec4(2.0 * p.x / float(outWidth) - 1.0, 2.0 * p.y / float(outLines) - 1.0, 0.0, 1.0);`;
+
+/**
  * Vertex shader body drawing, for each query tile of the chunk, the rectangles of its visited slots in
  * [slotStart, slotEnd): 12 vertices (two rectangles: the full lines, then the rest of the last line) per query tile.
  * Needs PLAN_UNIFORMS' schedule fields, chunkTileStart / slotStart / slotEnd, BLOCK_LAYOUT_UNIFORMS, outWidth /
@@ -265,11 +275,7 @@ export function blockCoverVertices(rowTiles: number): {vertices: number, body: s
             vec4(0.0, float(top), float(outWidth), float(top + fullLines)) :
             vec4(0.0, float(top + fullLines), float((n - fullLines * blockSlotsPerLine) * ${TILE}),
                  float(top + fullLines + 1));
-        // Two triangles: corners (0, 0), (1, 0), (0, 1), (1, 0), (1, 1), (0, 1).
-        bool right = corner == 1 || corner == 3 || corner == 4;
-        bool up = corner == 2 || corner == 4 || corner == 5;
-        vec2 p = vec2(right ? box.z : box.x, up ? box.w : box.y);
-        gl_Position = vec4(2.0 * p.x / float(outWidth) - 1.0, 2.0 * p.y / float(outLines) - 1.0, 0.0, 1.0);
+${RECTANGLE_CORNER}
       }
     `,
   };
@@ -308,11 +314,7 @@ export function slotCoverVertices(rowTiles: number, slots: number, hidden: Hidde
         float x0 = float((localSlot - line * blockSlotsPerLine) * ${TILE});
         float y0 = float(localTile * blockLinesPerTile + line);
         vec4 box = draw ? vec4(x0, y0, x0 + ${TILE}.0, y0 + 1.0) : vec4(0.0);
-        // Two triangles: corners (0, 0), (1, 0), (0, 1), (1, 0), (1, 1), (0, 1).
-        bool right = corner == 1 || corner == 3 || corner == 4;
-        bool up = corner == 2 || corner == 4 || corner == 5;
-        vec2 p = vec2(right ? box.z : box.x, up ? box.w : box.y);
-        gl_Position = vec4(2.0 * p.x / float(outWidth) - 1.0, 2.0 * p.y / float(outLines) - 1.0, 0.0, 1.0);
+${RECTANGLE_CORNER}
       }
     `,
   };

@@ -87,8 +87,9 @@ interface TcBackward {
   tiles: Record<GradPass, TcGradTiles>;
   seqQPad: number;
   seqKPad: number;
-  qElements: number;
-  kvElements: number;
+  /** Elements of the packed buffer, and where each operand starts in it (TC_GRAD_UNIFORMS qAt … dyAt). */
+  elements: number;
+  at: {q: number; k: number; v: number; dy: number};
   emulate: boolean;
 }
 
@@ -111,11 +112,11 @@ function tensorCoreBackward(
     backend: WebGPUBackend, plan: AttentionPlan, limits: ReturnType<typeof getLimits>): TcBackward | null {
   if (plan.precision !== 'medium') return null;
   // Opt-in on real subgroup matrices until a GPU has run it (TC_BACKWARD_FLAG); emulated MMAs (tests) always run it.
-  if (!tensorCoreEmulation() && !env().getBool(TC_BACKWARD_FLAG)) return null;
+  const emulate = tensorCoreEmulation();
+  if (!emulate && !env().getBool(TC_BACKWARD_FLAG)) return null;
   const {batch: B, seqQ: Sq, seqK: Sk, heads: H, kvHeads: Hkv, headDim: D} = plan;
   if (B * Sq * H * D === 0 || Sk === 0 || useDecodePath(plan)) return null;
   const caps = webgpuCapabilities(backend);
-  const emulate = tensorCoreEmulation();
   if (emulate ? !caps.shaderF16 : !hasSubgroupMatrixF16(caps, {M: 16, N: 16, K: 16})) return null;
   const sgMax = emulate ? EMULATED_SUBGROUP : caps.subgroupMaxSize;
   const dropout = plan.dropout != null;
@@ -126,13 +127,16 @@ function tensorCoreBackward(
   const qPad = Math.max(dq.resident, dkdv.streamed), kPad = Math.max(dkdv.resident, dq.streamed);
   const seqQPad = Math.ceil(Sq / qPad) * qPad, seqKPad = Math.ceil(Sk / kPad) * kPad;
   const qElements = B * H * seqQPad * dp, kvElements = B * Hkv * seqKPad * dp;
-  const packedBytes = 2 * (2 * qElements + 2 * kvElements);
+  const elements = 2 * qElements + 2 * kvElements;  // q, dO, k, v as f16
+  const packedBytes = 2 * elements;
   const room = limits.maxStorageBufferBindingSize - limits.minStorageBufferOffsetAlignment;
   const f32Bytes = 4 * B * Math.max(Sq * H * D, Sk * Hkv * D, statsPerBatch(H, Sq));
   const maxDim = limits.maxComputeWorkgroupsPerDimension;
   const fits = packedBytes <= room && f32Bytes <= room && B <= maxDim && H <= maxDim &&
       Math.ceil(Sq / dq.resident) <= maxDim && Math.ceil(Sk / dkdv.resident) <= maxDim;
-  return fits ? {tiles: {dkdv, dq}, seqQPad, seqKPad, qElements, kvElements, emulate} : null;
+  if (!fits) return null;
+  const at = {q: 0, k: qElements, v: qElements + kvElements, dy: qElements + 2 * kvElements};
+  return {tiles: {dkdv, dq}, seqQPad, seqKPad, elements, at, emulate};
 }
 
 /** Dispatch of an element-parallel program over n elements (256 per workgroup, rows of at most 32768). */
@@ -206,16 +210,14 @@ export function runAttentionBackward(
         new TcGradTileProgram('dq', tc.tiles.dq, D, flagsOf(plan), opts, directBias, tc.emulate) :
         new AttentionGradTileProgram('dq', tiles.dq, flagsOf(plan), opts, false, directBias);
     // The tensor-core passes' operands: q, k, v, dO as f16, one packed buffer (every batch: tc implies nb = B).
-    const tcAt = tc == null ? null : {q: 0, k: tc.qElements, v: tc.qElements + tc.kvElements,
-                                      dy: tc.qElements + 2 * tc.kvElements};
     let packed: TensorInfo | null = null;
-    if (tc != null && tcAt != null) {
-      packed = createOutput(backend, [tc.qElements + tc.kvElements], 'int32');
+    if (tc != null) {
+      packed = createOutput(backend, [tc.elements / 2], 'int32');  // two f16 per int32
       scratch.push(packed);
-      packTensorCoreOperand(backend, packed, x.q, plan, Sq, H, tc.seqQPad, tcAt.q, 0, false);
-      packTensorCoreOperand(backend, packed, x.k, plan, Sk, Hkv, tc.seqKPad, tcAt.k, 0, false);
-      packTensorCoreOperand(backend, packed, x.v, plan, Sk, Hkv, tc.seqKPad, tcAt.v, 0, false);
-      packTensorCoreOperand(backend, packed, x.dOutput, plan, Sq, H, tc.seqQPad, tcAt.dy, 0, false);
+      packTensorCoreOperand(backend, packed, x.q, plan, Sq, H, tc.seqQPad, tc.at.q, 0, false);
+      packTensorCoreOperand(backend, packed, x.k, plan, Sk, Hkv, tc.seqKPad, tc.at.k, 0, false);
+      packTensorCoreOperand(backend, packed, x.v, plan, Sk, Hkv, tc.seqKPad, tc.at.v, 0, false);
+      packTensorCoreOperand(backend, packed, x.dOutput, plan, Sq, H, tc.seqQPad, tc.at.dy, 0, false);
     }
     // Tile summaries of the mask / segments at both tilings: dK/dV's (query tiles are its streamed rows), dQ's.
     const summarized = opts != null && elementMasked(opts);
@@ -282,7 +284,7 @@ export function runAttentionBackward(
           headsFastest[pass] ? 1 : 0,
           ...(splitWork ? [nsplits, perBatch.work, wb!.base] : [0, 0, 0]),
         ];
-        if (tc != null && tcAt != null) values.push(tcAt.q, tcAt.k, tcAt.v, tcAt.dy, tc.seqQPad, tc.seqKPad);
+        if (tc != null) values.push(tc.at.q, tc.at.k, tc.at.v, tc.at.dy, tc.seqQPad, tc.seqKPad);
         if (side != null) {
           values.push(...optionUniformValues(plan, side.layout, b0, summarized ? (pass === 'dkdv' ? 0 : 1) : -1));
         }

@@ -178,11 +178,6 @@ export function planFeatures(plan: AttentionPlan): PlanFeature[] {
   return used;
 }
 
-/** Whether the plan has a per-element condition beyond window/layout/keyLengths (mask or segments). */
-export function hasElementMask(plan: AttentionPlan): boolean {
-  return plan.mask != null || plan.hasSegments;
-}
-
 /** Whether scores get an additive term (bias or ALiBi), so even fully visible tiles need per-element work. */
 export function hasScoreBias(plan: AttentionPlan): boolean {
   return plan.bias != null || plan.alibi != null;
